@@ -1,0 +1,20 @@
+"""numba_ln: exact LayerNorm, RMSNorm and fused residual norms at memory speed.
+
+CPU kernels are compiled with Numba (parallel over rows, float64 accumulation); GPU arrays
+(CuPy, torch CUDA tensors, Numba device arrays) go to numba.cuda kernels, imported lazily.
+"""
+from . import _threading  # noqa: F401  (selects a fork- and thread-safe layer first)
+from ._api import add_layer_norm, add_rms_norm, layer_norm, moments, rms_norm
+from ._modules import LayerNorm, RMSNorm
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "layer_norm",
+    "rms_norm",
+    "add_layer_norm",
+    "add_rms_norm",
+    "moments",
+    "LayerNorm",
+    "RMSNorm",
+]

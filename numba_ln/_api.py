@@ -1,0 +1,231 @@
+"""Public functions: argument parsing, the GPU hand-off, and the small-input fast path."""
+import numpy as np
+
+from . import _config
+from ._engine import EMPTY, NO_STATS, NO_VIEW, normalize
+from ._validate import as_array, check_eps, normalize_axes, result_dtype
+from .cpu.rows import rows_serial
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _is_gpu_array(a):
+    """CuPy, torch CUDA and Numba device arrays, and the CUDA simulator's fake arrays."""
+    if isinstance(a, np.ndarray):
+        return False
+    return hasattr(a, "__cuda_array_interface__") or type(a).__name__ == "FakeCUDAArray"
+
+
+def _gpu():
+    from . import cuda  # imported on the first GPU array only: `import numba_ln` needs no CUDA
+
+    return cuda
+
+
+def _rstd(second, eps, dtype):
+    return (1.0 / np.sqrt(second + eps)).astype(dtype, copy=False)
+
+
+def _fast_param(p, dtype, cols):
+    """p itself when it can go straight to the kernel, else None."""
+    if p is None:
+        return EMPTY[dtype]
+    if type(p) is np.ndarray and p.dtype == dtype and p.shape == (cols,) and p.flags.c_contiguous:
+        return p
+    return None
+
+
+def _small_fast_path(x, weight, bias, eps, centered):
+    """Serial kernel on a small C-contiguous float array over its last axis, or None.
+
+    A (1, 768) token normalizes in well under a microsecond; the general path's planning
+    would cost several.  Conditions are cheap attribute tests; anything unusual returns None.
+    """
+    if type(x) is not np.ndarray or x.dtype not in _FLOATS or not x.flags.c_contiguous:
+        return None
+    if x.ndim == 0 or x.size > _config.SERIAL_MAX_ELEMENTS or x.size == 0:
+        return None
+    if type(eps) is not float or not 0.0 <= eps < float("inf"):
+        return None
+    cols = x.shape[-1]
+    w = _fast_param(weight, x.dtype, cols)
+    b = _fast_param(bias, x.dtype, cols)
+    if w is None or b is None:
+        return None
+    y = np.empty_like(x)
+    empty = EMPTY[x.dtype]
+    at = (0, cols)
+    rows_serial(y.reshape(-1), at, empty, NO_VIEW, x.reshape(-1), at, empty, NO_VIEW,
+                x.size // cols, cols, (w, b), eps, centered, NO_STATS)
+    return y
+
+
+def layer_norm(x, weight=None, bias=None, *, axis=-1, eps=1e-5, out=None, return_stats=False):
+    """Layer normalization over the given axes.
+
+    ``y = (x - mean) / sqrt(var + eps) * weight + bias`` with the mean and the biased
+    (population) variance taken over ``axis`` for every other index.
+
+    Parameters
+    ----------
+    x : array_like
+        Input of any layout.  float32 gives float32; float64, integers and bools give
+        float64.  float32 data are accumulated and normalized in float64, then rounded.
+    weight, bias : array_like, optional
+        Broadcastable to the normalized shape (x's sizes along ``axis``, in axis order).
+    axis : int or tuple of ints, default -1
+        The axes normalized over, with NumPy's meaning.
+    eps : float, default 1e-5
+        Added to the variance; finite and >= 0.
+    out : ndarray, optional
+        Array of x's shape and the result dtype to write into; ``out=x`` works in place.
+    return_stats : bool, default False
+        Also return ``mean`` and ``rstd = 1 / sqrt(var + eps)`` in keepdims shape.
+
+    Returns
+    -------
+    y, or (y, mean, rstd)
+
+    Examples
+    --------
+    >>> import numpy as np, numba_ln
+    >>> x = np.array([[1.0, 2.0, 3.0], [5.0, 5.0, 5.0]], dtype=np.float32)
+    >>> numba_ln.layer_norm(x, eps=0.0)
+    array([[-1.2247449,  0.       ,  1.2247449],
+           [ 0.       ,  0.       ,  0.       ]], dtype=float32)
+    """
+    if _is_gpu_array(x):
+        return _gpu().layer_norm(x, weight, bias, axis=axis, eps=eps, out=out,
+                                 return_stats=return_stats)
+    if type(axis) is int and axis == -1 and out is None and not return_stats:
+        y = _small_fast_path(x, weight, bias, eps, True)
+        if y is not None:
+            return y
+    x = as_array(x, "x")
+    axes = normalize_axes(axis, x.ndim)
+    eps = check_eps(eps)
+    y, _, mean, var = normalize(x, axes, weight, bias, eps, centered=True, out=out,
+                                want_stats=return_stats)
+    if not return_stats:
+        return y
+    return y, mean.astype(y.dtype), _rstd(var, eps, y.dtype)
+
+
+def rms_norm(x, weight=None, *, axis=-1, eps=1e-6, out=None, return_stats=False):
+    """RMS normalization: ``y = x / sqrt(mean(x**2) + eps) * weight``.
+
+    Same axis, dtype, ``out=`` and error rules as :func:`layer_norm`.  Returns y, or
+    ``(y, rstd)`` with ``rstd = 1 / sqrt(mean(x**2) + eps)`` in keepdims shape.
+
+    Examples
+    --------
+    >>> import numpy as np, numba_ln
+    >>> numba_ln.rms_norm(np.array([3.0, 4.0]), eps=0.0)
+    array([0.84852814, 1.13137085])
+    """
+    if _is_gpu_array(x):
+        return _gpu().rms_norm(x, weight, axis=axis, eps=eps, out=out, return_stats=return_stats)
+    if type(axis) is int and axis == -1 and out is None and not return_stats:
+        y = _small_fast_path(x, weight, None, eps, False)
+        if y is not None:
+            return y
+    x = as_array(x, "x")
+    axes = normalize_axes(axis, x.ndim)
+    eps = check_eps(eps)
+    y, _, _, second = normalize(x, axes, weight, None, eps, centered=False, out=out,
+                                want_stats=return_stats)
+    return (y, _rstd(second, eps, y.dtype)) if return_stats else y
+
+
+def add_layer_norm(x, residual, weight=None, bias=None, *, axis=-1, eps=1e-5, out=None,
+                   residual_out=None, return_stats=False):
+    """Fused residual add and LayerNorm: ``s = x + residual``, ``y = layer_norm(s)``.
+
+    One pass over memory.  ``residual`` has x's shape or broadcasts to it.  Returns
+    ``(y, s)``, or ``(y, s, mean, rstd)``.  ``residual_out=residual`` updates a residual
+    stream in place and ``out=x`` overwrites the input.  Matches onnxruntime's
+    SkipLayerNormalization (output and input+skip sum).
+
+    Examples
+    --------
+    >>> import numpy as np, numba_ln
+    >>> y, s = numba_ln.add_layer_norm(np.array([1.0, 2.0]), np.array([1.0, 4.0]), eps=0.0)
+    >>> y, s
+    (array([-1.,  1.]), array([2., 6.]))
+    """
+    if _is_gpu_array(x):
+        return _gpu().add_layer_norm(x, residual, weight, bias, axis=axis, eps=eps, out=out,
+                                     residual_out=residual_out, return_stats=return_stats)
+    x = as_array(x, "x")
+    residual = _residual(residual, x)
+    axes = normalize_axes(axis, x.ndim)
+    eps = check_eps(eps)
+    y, s, mean, var = normalize(x, axes, weight, bias, eps, centered=True, out=out,
+                                residual=residual, residual_out=residual_out,
+                                want_stats=return_stats)
+    if not return_stats:
+        return y, s
+    return y, s, mean.astype(y.dtype), _rstd(var, eps, y.dtype)
+
+
+def add_rms_norm(x, residual, weight=None, *, axis=-1, eps=1e-6, out=None, residual_out=None,
+                 return_stats=False):
+    """Fused residual add and RMSNorm: ``s = x + residual``, ``y = rms_norm(s)``.
+
+    Returns ``(y, s)``, or ``(y, s, rstd)``.  Matches onnxruntime's
+    SkipSimplifiedLayerNormalization.  Same rules as :func:`add_layer_norm`.
+    """
+    if _is_gpu_array(x):
+        return _gpu().add_rms_norm(x, residual, weight, axis=axis, eps=eps, out=out,
+                                   residual_out=residual_out, return_stats=return_stats)
+    x = as_array(x, "x")
+    residual = _residual(residual, x)
+    axes = normalize_axes(axis, x.ndim)
+    eps = check_eps(eps)
+    y, s, _, second = normalize(x, axes, weight, None, eps, centered=False, out=out,
+                                residual=residual, residual_out=residual_out,
+                                want_stats=return_stats)
+    return (y, s, _rstd(second, eps, y.dtype)) if return_stats else (y, s)
+
+
+def _residual(residual, x):
+    residual = as_array(residual, "residual")
+    if residual.dtype.kind not in "fiub" or residual.dtype.itemsize > 8:
+        raise TypeError(f"residual has dtype {residual.dtype}, which numba_ln does not support")
+    try:
+        shape = np.broadcast_shapes(residual.shape, x.shape)
+    except ValueError:
+        shape = None
+    if shape != x.shape:
+        raise ValueError(f"residual of shape {residual.shape} does not broadcast to x's shape "
+                         f"{x.shape}")
+    return residual
+
+
+def moments(x, axis=-1, *, keepdims=False):
+    """Mean and (population) variance over ``axis`` in one pass: ``(mean, var)``.
+
+    A parallel, numerically stable replacement for ``np.mean`` + ``np.var``: float64
+    accumulation, exact for constant data, result dtype as :func:`layer_norm`'s.
+
+    Examples
+    --------
+    >>> import numpy as np, numba_ln
+    >>> numba_ln.moments(np.array([[1.0, 2.0, 3.0, 4.0]]))
+    (array([2.5]), array([1.25]))
+    """
+    if _is_gpu_array(x):
+        return _gpu().moments(x, axis, keepdims=keepdims)
+    x = as_array(x, "x")
+    axes = normalize_axes(axis, x.ndim)
+    _, _, mean, var = normalize(x, axes, None, None, 0.0, centered=True, want_y=False,
+                                want_stats=True)
+    dtype = result_dtype(x.dtype)
+    mean, var = mean.astype(dtype), var.astype(dtype)
+    if not keepdims:
+        mean, var = mean.reshape(_squeezed(x.shape, axes)), var.reshape(_squeezed(x.shape, axes))
+    return mean, var
+
+
+def _squeezed(shape, axes):
+    return tuple(n for a, n in enumerate(shape) if a not in axes)

@@ -1,0 +1,140 @@
+"""The CPU front's engine: validated arrays in, kernel chosen and run, results out.
+
+Public functions (numba_ln/_api.py) parse their own arguments and call ``normalize``; this
+module owns dtype conversion, aliasing between inputs and outputs, kernel selection
+(serial / parallel rows / split rows / channels) and the statistics' keepdims shapes.
+"""
+import numba
+import numpy as np
+
+from . import _config, _threading
+from ._layout import make_plan
+from ._validate import check_output, prepare_param, result_dtype
+from .cpu import channels, rows
+
+EMPTY = {dt: np.empty(0, dt) for dt in (np.dtype(np.float32), np.dtype(np.float64))}
+NO_STATS = (np.empty(0), np.empty(0))
+NO_VIEW = (0, 0)
+
+
+def _same_view(a, b):
+    ai, bi = a.__array_interface__, b.__array_interface__
+    return ai["data"][0] == bi["data"][0] and a.strides == b.strides
+
+
+def _detach_inputs(inputs, outputs):
+    """Copy any input that an output overlaps other than element for element."""
+    detached = []
+    for a in inputs:
+        if a is not None and any(
+            o is not None and np.may_share_memory(a, o) and not _same_view(a, o) for o in outputs
+        ):
+            a = a.copy()
+        detached.append(a)
+    return detached
+
+
+def _run_kernel(plan, dtype, y, s, x, r, affine, eps, centered, stats):
+    """Pick the kernel for the plan's shape and run it.  y/s/x/r are (buf, at) pairs."""
+    threads = numba.get_num_threads()
+    size = plan.rows * plan.cols
+    parallel = threads > 1 and size > _config.SERIAL_MAX_ELEMENTS
+    if plan.kind == "rows":
+        args = (*y, *s, *x, *r, plan.rows, plan.cols, affine, eps, centered, stats)
+        if not parallel:
+            return rows.rows_serial(*args)
+        if plan.rows < threads and plan.cols >= _config.SPLIT_MIN_COLS:
+            chunks = max(1, min(-(-threads // plan.rows), plan.cols // _config.BLOCK))
+            return _launch(rows.rows_split, *args, chunks)
+        return _launch(rows.rows_parallel, *args)
+    tile = _config.TILE_BYTES // (plan.cols * dtype.itemsize)
+    tile = max(_config.TILE_MIN_POSITIONS, min(_config.TILE_MAX_POSITIONS, tile, plan.inner))
+    args = (*y, *x, plan.outer, plan.cols, plan.inner, affine, eps, centered, stats, tile)
+    if not parallel:
+        return channels.channels_serial(*args)
+    return _launch(channels.channels_parallel, *args)
+
+
+def _launch(kernel, *args):
+    if _threading.needs_lock():
+        with _threading.PARALLEL_LOCK:
+            return kernel(*args)
+    return kernel(*args)
+
+
+def _output_view(plan, out, dtype):
+    """(array written by the kernel, its (buf, at)); a fresh array when out's layout is unfit."""
+    if out is not None:
+        got = plan.kernel_output(out)
+        if got is not None:
+            return out, got
+    fresh = plan.empty(dtype)
+    return fresh, plan.kernel_output(fresh)
+
+
+def normalize(x, axes, weight, bias, eps, *, centered, out=None, residual=None,
+              residual_out=None, want_y=True, want_stats=False):
+    """Normalize x (an ndarray) over axes.  Returns (y, s, mean, second): y None when
+    not want_y, s None without a residual, mean/second float64 keepdims arrays or None."""
+    dtype = result_dtype(x.dtype if residual is None else np.result_type(x, residual))
+    if out is not None:
+        check_output(out, "out", x.shape, dtype)
+    if residual_out is not None:
+        check_output(residual_out, "residual_out", x.shape, dtype)
+        if out is not None and np.may_share_memory(out, residual_out):
+            raise ValueError("out and residual_out must not overlap")
+    norm_shape = tuple(x.shape[a] for a in axes)
+    weight = prepare_param(weight, "weight", norm_shape, dtype)
+    bias = prepare_param(bias, "bias", norm_shape, dtype)
+    if 0 in norm_shape:
+        raise ValueError(f"the normalized shape {norm_shape} has no elements (axis={axes})")
+
+    if x.dtype != dtype:
+        x = x.astype(dtype)
+    if residual is not None:
+        if residual.dtype != dtype:
+            residual = residual.astype(dtype)
+        residual = np.broadcast_to(residual, x.shape)
+    x, residual = _detach_inputs((x, residual), (out, residual_out))
+
+    plan = make_plan(x, axes)
+    if plan.rows == 0:
+        y = (out if out is not None else np.empty(x.shape, dtype)) if want_y else None
+        s = None
+        if residual is not None:
+            s = residual_out if residual_out is not None else np.empty(x.shape, dtype)
+        empty_stats = np.empty(plan.stats_shape()) if want_stats else None
+        return y, s, empty_stats, empty_stats
+
+    s = s_view = r_view = None
+    if residual is not None and plan.kind == "channels":
+        # The fused add kernel reads rows; for other layouts form s in one NumPy pass.
+        s, s_view = _output_view(plan, residual_out, dtype)
+        np.add(x, residual, out=s)
+        x, residual = s, None
+    elif residual is not None:
+        s, s_view = _output_view(plan, residual_out, dtype)
+        r_view = plan.kernel_input(residual)
+    empty = EMPTY[dtype]
+    y, y_view = _output_view(plan, out, dtype) if want_y else (None, (empty, NO_VIEW))
+    stats = (np.empty(plan.rows), np.empty(plan.rows)) if want_stats else NO_STATS
+    affine = (_or_empty(plan.param(weight), empty), _or_empty(plan.param(bias), empty))
+
+    _run_kernel(
+        plan, dtype, y_view, s_view or (empty, NO_VIEW), plan.kernel_input(x),
+        r_view or (empty, NO_VIEW), affine, eps, centered, stats,
+    )
+
+    if out is not None and y is not out:
+        np.copyto(out, y)
+        y = out
+    if residual_out is not None and s is not residual_out:
+        np.copyto(residual_out, s)
+        s = residual_out
+    if not want_stats:
+        return y, s, None, None
+    return y, s, plan.stats_to_keepdims(stats[0]), plan.stats_to_keepdims(stats[1])
+
+
+def _or_empty(p, empty):
+    return empty if p is None else p

@@ -1,0 +1,132 @@
+"""torch.nn-style callables holding their parameters as plain ndarrays."""
+import numpy as np
+
+from ._api import layer_norm, rms_norm
+from ._validate import result_dtype
+
+
+def _shape(normalized_shape):
+    if isinstance(normalized_shape, (int, np.integer)) and not isinstance(normalized_shape, bool):
+        shape = (int(normalized_shape),)
+    else:
+        try:
+            shape = tuple(int(n) for n in normalized_shape)
+        except TypeError:
+            raise TypeError(
+                f"normalized_shape must be an int or a tuple of ints, got {normalized_shape!r}"
+            ) from None
+    if not shape or any(n <= 0 for n in shape):
+        raise ValueError(f"normalized_shape must hold positive sizes, got {normalized_shape!r}")
+    return shape
+
+
+class _Norm:
+    """Shared parameter handling: shape-checked assignment and the repr."""
+
+    _param_names = ()
+
+    def __init__(self, normalized_shape, eps, dtype):
+        self.normalized_shape = _shape(normalized_shape)
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise TypeError(f"dtype must be float32 or float64, got {self.dtype}")
+        self.eps = eps
+        self._axis = tuple(range(-len(self.normalized_shape), 0))
+
+    def _check_param(self, name, value):
+        if value is None:
+            return None
+        arr = np.asarray(value)
+        result_dtype(arr.dtype, name)
+        if arr.shape != self.normalized_shape:
+            raise ValueError(
+                f"{name} must have shape {self.normalized_shape}, got {arr.shape}"
+            )
+        return np.array(arr, dtype=self.dtype, copy=True)
+
+    def _check_input(self, x):
+        shape = np.shape(x)
+        k = len(self.normalized_shape)
+        if tuple(shape[-k:]) != self.normalized_shape or len(shape) < k:
+            raise ValueError(
+                f"x of shape {shape} does not end in normalized_shape {self.normalized_shape}"
+            )
+
+
+def _param_property(name):
+    attr = "_" + name
+
+    def get(self):
+        return getattr(self, attr)
+
+    def set(self, value):
+        setattr(self, attr, self._check_param(name, value))
+
+    return property(get, set, doc=f"{name} (ndarray of normalized_shape, or None)")
+
+
+class LayerNorm(_Norm):
+    """Like ``torch.nn.LayerNorm``: normalizes the trailing ``len(normalized_shape)`` axes.
+
+    ``weight`` (ones) and ``bias`` (zeros) are plain ndarrays; assign new values (e.g. from
+    a checkpoint) and they are shape-checked and copied in ``dtype``.
+
+    Examples
+    --------
+    >>> import numpy as np, numba_ln
+    >>> ln = numba_ln.LayerNorm(4)
+    >>> ln
+    LayerNorm((4,), eps=1e-05, elementwise_affine=True, bias=True, dtype=float32)
+    >>> ln(np.arange(8, dtype=np.float32).reshape(2, 4)).round(3)
+    array([[-1.342, -0.447,  0.447,  1.342],
+           [-1.342, -0.447,  0.447,  1.342]], dtype=float32)
+    """
+
+    weight = _param_property("weight")
+    bias = _param_property("bias")
+
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True,
+                 dtype=np.float32):
+        super().__init__(normalized_shape, eps, dtype)
+        self.elementwise_affine = bool(elementwise_affine)
+        self.has_bias = bool(bias) and self.elementwise_affine
+        self.weight = np.ones(self.normalized_shape, self.dtype) if self.elementwise_affine else None
+        self.bias = np.zeros(self.normalized_shape, self.dtype) if self.has_bias else None
+
+    def __call__(self, x, *, out=None, return_stats=False):
+        self._check_input(x)
+        return layer_norm(x, self.weight, self.bias, axis=self._axis, eps=self.eps, out=out,
+                          return_stats=return_stats)
+
+    def __repr__(self):
+        return (f"LayerNorm({self.normalized_shape}, eps={self.eps}, "
+                f"elementwise_affine={self.elementwise_affine}, bias={self.has_bias}, "
+                f"dtype={self.dtype})")
+
+
+class RMSNorm(_Norm):
+    """Like ``torch.nn.RMSNorm``: ``x / sqrt(mean(x**2) + eps) * weight`` over the trailing
+    ``len(normalized_shape)`` axes; ``weight`` (ones) is a plain ndarray.
+
+    Examples
+    --------
+    >>> import numpy as np, numba_ln
+    >>> numba_ln.RMSNorm(2, eps=0.0)(np.array([3.0, 4.0], dtype=np.float32))
+    array([0.8485281, 1.1313709], dtype=float32)
+    """
+
+    weight = _param_property("weight")
+
+    def __init__(self, normalized_shape, eps=1e-6, elementwise_affine=True, dtype=np.float32):
+        super().__init__(normalized_shape, eps, dtype)
+        self.elementwise_affine = bool(elementwise_affine)
+        self.weight = np.ones(self.normalized_shape, self.dtype) if self.elementwise_affine else None
+
+    def __call__(self, x, *, out=None, return_stats=False):
+        self._check_input(x)
+        return rms_norm(x, self.weight, axis=self._axis, eps=self.eps, out=out,
+                        return_stats=return_stats)
+
+    def __repr__(self):
+        return (f"RMSNorm({self.normalized_shape}, eps={self.eps}, "
+                f"elementwise_affine={self.elementwise_affine}, dtype={self.dtype})")

@@ -1,0 +1,67 @@
+"""Choose a threading layer that is safe for threads *and* for fork().
+
+Numba's default on Linux is GNU OpenMP, and a process that forks after a parallel call
+kills its child ("fork() called from a process already using GNU OpenMP"): that breaks
+multiprocessing's default start method and preforking servers.  The workqueue layer aborts
+when two Python threads launch parallel work at once.  TBB is safe for both, but pip's
+``tbb`` wheel installs ``libtbb.so.12`` into the environment's ``lib/``, which the dynamic
+loader does not search, so Numba reports TBB unavailable.  We load that library by path
+(RTLD_GLOBAL) before the first parallel launch and select TBB.
+
+If the user chose a layer (``NUMBA_THREADING_LAYER``), or a parallel region already ran
+before numba_ln was imported, we leave the choice alone.  When the layer in use is not
+TBB, ``PARALLEL_LOCK`` serializes numba_ln's own parallel launches across Python threads
+(workqueue would otherwise abort).
+"""
+import ctypes
+import glob
+import os
+import sys
+import threading
+
+import numba
+
+PARALLEL_LOCK = threading.Lock()
+_tbb_selected = False
+
+
+def _load_tbb_library():
+    """Load libtbb.so.12 from the environment's lib/ folder; True when TBB is importable."""
+    for prefix in dict.fromkeys((sys.prefix, sys.base_prefix, sys.exec_prefix)):
+        for path in sorted(glob.glob(os.path.join(prefix, "lib", "libtbb.so.12*"))):
+            try:
+                ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+                break
+            except OSError:
+                continue
+    try:
+        from numba.np.ufunc import tbbpool  # noqa: F401  (the check Numba itself makes)
+    except ImportError:
+        return False
+    return True
+
+
+def _parallel_already_started():
+    from numba.np.ufunc import parallel
+
+    return bool(getattr(parallel, "_is_initialized", False))
+
+
+def configure():
+    """Select TBB unless the user (or an earlier parallel launch) decided already."""
+    global _tbb_selected
+    user_choice = os.environ.get("NUMBA_THREADING_LAYER")
+    if user_choice or _parallel_already_started():
+        _tbb_selected = str(numba.config.THREADING_LAYER).lower() in ("tbb", "safe")
+        return
+    if _load_tbb_library():
+        numba.config.THREADING_LAYER = "tbb"
+        _tbb_selected = True
+
+
+def needs_lock():
+    """True when concurrent parallel launches must be serialized (layer is not TBB)."""
+    return not _tbb_selected
+
+
+configure()

@@ -1,0 +1,31 @@
+"""The one place kernels are compiled from: ``@kernel(...)`` is ``numba.njit`` with the
+on-disk cache on, so a new process loads machine code instead of recompiling.
+
+Numba caches next to the source (``__pycache__``) or, when that folder is read-only, in
+the user's cache folder.  When neither is writable it refuses to decorate; we then compile
+without a cache rather than fail at import.
+"""
+import warnings
+
+import numba
+
+_warned = False
+
+
+def kernel(**options):
+    def decorate(func):
+        global _warned
+        try:
+            return numba.njit(cache=True, **options)(func)
+        except RuntimeError as exc:  # "cannot cache function ...: no locator available"
+            if not _warned:
+                _warned = True
+                warnings.warn(
+                    f"numba_ln: no writable cache folder ({exc}); kernels compile in every "
+                    "process. Set NUMBA_CACHE_DIR to a writable folder to cache them.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            return numba.njit(cache=False, **options)(func)
+
+    return decorate

@@ -1,0 +1,54 @@
+"""Plain float64 NumPy oracles: the definitions every kernel is tested against.
+
+Slow and obviously right: statistics by ``np.mean``/``np.var`` (pairwise summation) in
+float64, then the formula as written.  Results stay float64; callers round if they wish.
+"""
+import numpy as np
+
+
+def _f64(a):
+    return None if a is None else np.asarray(a, dtype=np.float64)
+
+
+def _param_shape(x, axes):
+    """Shape that broadcasts a normalized-shape parameter against x."""
+    return tuple(n if a in axes else 1 for a, n in enumerate(x.shape))
+
+
+def _axes(axis, ndim):
+    axis = (axis,) if np.isscalar(axis) else tuple(axis)
+    return tuple(sorted(a % ndim for a in axis))
+
+
+def _affine(y, x, weight, bias, axes):
+    shape = _param_shape(x, axes)
+    norm_shape = tuple(x.shape[a] for a in axes)
+    if weight is not None:
+        y = y * np.broadcast_to(_f64(weight), norm_shape).reshape(shape)
+    if bias is not None:
+        y = y + np.broadcast_to(_f64(bias), norm_shape).reshape(shape)
+    return y
+
+
+def layer_norm(x, weight=None, bias=None, axis=-1, eps=1e-5):
+    """(y, mean, rstd), all float64, mean/rstd in keepdims shape."""
+    x = _f64(x)
+    axes = _axes(axis, x.ndim)
+    mean = x.mean(axis=axes, keepdims=True)
+    var = x.var(axis=axes, keepdims=True)
+    rstd = 1.0 / np.sqrt(var + eps)
+    return _affine((x - mean) * rstd, x, weight, bias, axes), mean, rstd
+
+
+def rms_norm(x, weight=None, axis=-1, eps=1e-6):
+    """(y, rstd), float64, rstd in keepdims shape."""
+    x = _f64(x)
+    axes = _axes(axis, x.ndim)
+    rstd = 1.0 / np.sqrt(np.mean(x * x, axis=axes, keepdims=True) + eps)
+    return _affine(x * rstd, x, weight, None, axes), rstd
+
+
+def moments(x, axis=-1):
+    x = _f64(x)
+    axes = _axes(axis, x.ndim)
+    return x.mean(axis=axes), x.var(axis=axes)

@@ -1,0 +1,129 @@
+"""Threads at once, fork after use, and caching: the default install, no env variables."""
+import multiprocessing
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import assert_close
+
+import numba_ln
+from numba_ln import reference as ref
+
+PACKAGE = Path(numba_ln.__file__).parent
+
+
+def test_threading_layer_is_fork_and_thread_safe():
+    import numba
+
+    numba_ln.layer_norm(np.ones((64, 1024), np.float32))  # a parallel launch
+    assert numba.threading_layer() in ("tbb", "workqueue", "omp")
+    if numba.threading_layer() != "tbb":
+        assert numba_ln._threading.needs_lock()
+
+
+def test_eight_python_threads_at_once(rng):
+    inputs = [(rng.standard_normal((256, 512)) + i).astype(np.float32) for i in range(8)]
+    expected = [ref.layer_norm(x)[0] for x in inputs]
+
+    def work(i):
+        for _ in range(5):
+            y = numba_ln.layer_norm(inputs[i])  # parallel kernel: 131072 elements
+            small = numba_ln.layer_norm(inputs[i][:1])  # serial fast path
+        return y, small
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(work, range(8)))
+    for (y, small), e in zip(results, expected):
+        assert_close(y, e)
+        assert_close(small, e[:1])
+
+
+def _child(queue):
+    x = np.arange(4096 * 64, dtype=np.float32).reshape(64, 4096) % 7
+    queue.put(float(numba_ln.layer_norm(x).sum()))
+
+
+def test_fork_after_parallel_call():
+    numba_ln.layer_norm(np.ones((64, 4096), np.float32))  # the parent uses the thread pool
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(queue,))
+    proc.start()
+    proc.join(120)
+    assert proc.exitcode == 0
+    assert abs(queue.get(timeout=5)) < 1.0  # rows sum to ~0
+
+
+def _run_python(code, env=None, **kw):
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, timeout=300, env=env, **kw)
+
+
+def test_cached_kernels_load_in_a_new_process():
+    code = """
+        import numpy as np, numba_ln
+        from numba_ln.cpu import rows
+        numba_ln.layer_norm(np.ones((2, 8)))
+        sig = rows.rows_serial.signatures[0]
+        print(rows.rows_serial._cache_hits.get(sig, 0), rows.rows_serial._cache_misses.get(sig, 0))
+    """
+    _run_python(code)  # make sure the cache is populated
+    result = _run_python(code)
+    assert result.returncode == 0, result.stderr
+    hits, misses = map(int, result.stdout.split())
+    assert hits == 1 and misses == 0
+
+
+def _run_with_read_only(folder, code, env):
+    """Run code with `folder` truly read-only: chmod for a normal user; for root (who
+    writes anywhere) a read-only bind mount in a private mount namespace."""
+    for p in [folder, *folder.rglob("*")]:
+        p.chmod(0o555 if p.is_dir() else 0o444)
+    if os.getuid() != 0:
+        return _run_python(code, env=env, cwd=env["HOME"])
+    if shutil.which("unshare") is None:
+        pytest.skip("running as root without unshare: cannot make a folder read-only")
+    script = f"mount --bind {folder} {folder} && mount -o remount,ro,bind {folder} && " \
+             f"exec {sys.executable} -c \"$0\""
+    result = subprocess.run(["unshare", "-m", "sh", "-c", script, textwrap.dedent(code)],
+                            capture_output=True, text=True, timeout=300, env=env,
+                            cwd=env["HOME"])
+    if "mount" in result.stderr and result.returncode != 0 and "numba_ln" not in result.stderr:
+        pytest.skip(f"cannot make a read-only mount here: {result.stderr.strip()}")
+    return result
+
+
+READ_ONLY_CODE = """
+    import warnings
+    warnings.simplefilter("always")
+    import numpy as np, numba_ln
+    assert numba_ln.__file__.startswith(%r)
+    x = np.arange(12.0).reshape(3, 4)
+    print(numba_ln.layer_norm(x)[0, 0])
+"""
+
+
+@pytest.mark.parametrize("cache_home_writable", [True, False])
+def test_works_from_a_read_only_package_folder(tmp_path, cache_home_writable):
+    """A copy of the package in a read-only folder imports and runs: kernels cache in the
+    user's cache folder, or (none writable either) compile without a cache and warn."""
+    site = tmp_path / "site"
+    shutil.copytree(PACKAGE, site / "numba_ln", ignore=shutil.ignore_patterns("__pycache__"))
+    cache_home = tmp_path / "cache" if cache_home_writable else site / "cache"
+    cache_home.mkdir()
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(site),
+           "HOME": str(tmp_path), "XDG_CACHE_HOME": str(cache_home)}
+    result = _run_with_read_only(site, READ_ONLY_CODE % str(site), env)
+    assert result.returncode == 0, result.stderr
+    assert abs(float(result.stdout.strip().splitlines()[-1]) + 1.3416407) < 1e-5
+    assert not list(site.rglob("*.nbi"))  # nothing was written into the package
+    if cache_home_writable:
+        assert list(cache_home.rglob("*.nbi"))  # cached in the user's folder instead
+    else:
+        assert "no writable cache folder" in result.stderr

@@ -1,0 +1,76 @@
+"""Bad input: a ValueError/TypeError naming the argument, and nothing written."""
+import numpy as np
+import pytest
+
+import numba_ln
+
+X = np.arange(24, dtype=np.float32).reshape(4, 6)
+
+
+BAD = [
+    (dict(axis=2), ValueError, "axis"),
+    (dict(axis=-3), ValueError, "axis"),
+    (dict(axis=(0, 0)), ValueError, "axis"),
+    (dict(axis=(1, -1)), ValueError, "axis"),
+    (dict(axis=1.0), TypeError, "axis"),
+    (dict(axis="0"), TypeError, "axis"),
+    (dict(axis=True), TypeError, "axis"),
+    (dict(axis=()), ValueError, "axis"),
+    (dict(weight=np.ones(5)), ValueError, "weight"),
+    (dict(bias=np.ones((2, 6))), ValueError, "bias"),
+    (dict(weight=np.ones(6, complex)), TypeError, "weight"),
+    (dict(weight=[[1, 2], [3]]), ValueError, "weight"),
+    (dict(out=np.empty((4, 5), np.float32)), ValueError, "out"),
+    (dict(out=np.empty((4, 6), np.float64)), TypeError, "out"),
+    (dict(out=np.empty((4, 6), ">f4")), TypeError, "out"),
+    (dict(out=[[0.0] * 6] * 4), TypeError, "out"),
+    (dict(eps=-1e-5), ValueError, "eps"),
+    (dict(eps=float("nan")), ValueError, "eps"),
+    (dict(eps=float("inf")), ValueError, "eps"),
+    (dict(eps="1e-5"), TypeError, "eps"),
+    (dict(eps=None), TypeError, "eps"),
+    (dict(x=X.astype(np.float16)), TypeError, "x"),
+    (dict(x=X.astype(np.complex64)), TypeError, "x"),
+    (dict(x=np.array([["a", "b"]])), TypeError, "x"),
+    (dict(x=np.array([[1.0, None]], dtype=object)), TypeError, "x"),
+    (dict(x=[[1.0, 2.0], [3.0]]), ValueError, "x"),
+    (dict(x=np.float32(3.0)), ValueError, "axis"),
+]
+
+
+@pytest.mark.parametrize("kwargs,error,name", BAD, ids=[str(i) for i in range(len(BAD))])
+def test_bad_input_raises_and_changes_nothing(kwargs, error, name):
+    kwargs = dict(kwargs)
+    x = kwargs.pop("x", X.copy())
+    out = kwargs.get("out")
+    x_before = np.array(x, copy=True, dtype=object) if not isinstance(x, np.ndarray) else x.copy()
+    out_before = out.copy() if isinstance(out, np.ndarray) else None
+    with pytest.raises(error, match=name):
+        numba_ln.layer_norm(x, **kwargs)
+    if isinstance(x, np.ndarray):
+        assert np.array_equal(x, x_before, equal_nan=x.dtype.kind == "f")
+    if out_before is not None:
+        assert np.array_equal(out, out_before, equal_nan=True)
+
+
+def test_read_only_out_is_rejected_and_untouched():
+    out = np.zeros((4, 6), np.float32)
+    out.flags.writeable = False
+    with pytest.raises(ValueError, match="out"):
+        numba_ln.layer_norm(X, out=out)
+    assert not out.any()
+
+
+def test_bad_input_after_valid_out_leaves_out_untouched():
+    out = np.full((4, 6), 7.0, np.float32)
+    with pytest.raises(ValueError, match="weight"):
+        numba_ln.layer_norm(X, np.ones(3), out=out)
+    assert (out == 7.0).all()
+
+
+@pytest.mark.parametrize("func", [numba_ln.moments, numba_ln.rms_norm])
+def test_other_functions_check_axis_and_dtype(func):
+    with pytest.raises(ValueError, match="axis"):
+        func(X, axis=5)
+    with pytest.raises(TypeError, match="x"):
+        func(X.astype(np.float16))
