@@ -30,3 +30,8 @@ SPLIT_MIN_COLS = 65536
 TILE_BYTES = 256 * 1024
 TILE_MIN_POSITIONS = 16
 TILE_MAX_POSITIONS = 1024
+
+# weight and bias are converted to float64 once per call when there are at least this many
+# rows: converting per element costs ~40% of the normalize sweep, converting per call costs
+# an allocation of the normalized size (a loss for one 4M-element row).
+FLOAT64_PARAMS_MIN_ROWS = 16

@@ -118,7 +118,7 @@ def normalize(x, axes, weight, bias, eps, *, centered, out=None, residual=None,
     empty = EMPTY[dtype]
     y, y_view = _output_view(plan, out, dtype) if want_y else (None, (empty, NO_VIEW))
     stats = (np.empty(plan.rows), np.empty(plan.rows)) if want_stats else NO_STATS
-    affine = (_or_empty(plan.param(weight), empty), _or_empty(plan.param(bias), empty))
+    affine = (_kernel_param(plan, weight, empty), _kernel_param(plan, bias, empty))
 
     _run_kernel(
         plan, dtype, y_view, s_view or (empty, NO_VIEW), plan.kernel_input(x),
@@ -136,5 +136,10 @@ def normalize(x, axes, weight, bias, eps, *, centered, out=None, residual=None,
     return y, s, plan.stats_to_keepdims(stats[0]), plan.stats_to_keepdims(stats[1])
 
 
-def _or_empty(p, empty):
-    return empty if p is None else p
+def _kernel_param(plan, p, empty):
+    if p is None:
+        return empty
+    p = plan.param(p)
+    if plan.rows >= _config.FLOAT64_PARAMS_MIN_ROWS:
+        return p.astype(np.float64)
+    return p

@@ -41,7 +41,7 @@ def tile_moments(x, base, chans, chan_stride, width, mean, m2):
         m2[p] -= residual[p] * residual[p] / chans
 
 
-@kernel(fastmath=_config.NORMALIZE_FASTMATH)
+@kernel(inline="always")
 def tile_scale_shift(y, y_base, y_chan_stride, x, base, chan_stride, chans, width,
                      center, scale, affine):
     weight, bias = affine
@@ -58,7 +58,7 @@ def tile_scale_shift(y, y_base, y_chan_stride, x, base, chan_stride, chans, widt
                 out[p] = (inp[p] - center[p]) * scale[p] + b
 
 
-@kernel()
+@kernel(inline="always")
 def tile_task(y, y_at, x, x_at, chans, inner, affine, eps, centered, stats, tile, t):
     blocks = (inner + tile - 1) // tile
     o, k = divmod(t, blocks)
@@ -80,13 +80,13 @@ def tile_task(y, y_at, x, x_at, chans, inner, affine, eps, centered, stats, tile
                          x_at[2], chans, width, center, scale, affine)
 
 
-@kernel()
+@kernel(fastmath=_config.NORMALIZE_FASTMATH)
 def channels_serial(y, y_at, x, x_at, outer, chans, inner, affine, eps, centered, stats, tile):
     for t in range(outer * ((inner + tile - 1) // tile)):
         tile_task(y, y_at, x, x_at, chans, inner, affine, eps, centered, stats, tile, t)
 
 
-@kernel(parallel=True)
+@kernel(parallel=True, fastmath=_config.NORMALIZE_FASTMATH)
 def channels_parallel(y, y_at, x, x_at, outer, chans, inner, affine, eps, centered, stats,
                       tile):
     for t in prange(outer * ((inner + tile - 1) // tile)):

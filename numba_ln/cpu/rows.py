@@ -21,29 +21,29 @@ from ._jit import kernel
 from ._moments import chan_merge, normalizer, range_moments
 
 
-@kernel(fastmath=_config.NORMALIZE_FASTMATH)
+@kernel(inline="always")
 def scale_shift(y, y_lo, src, lo, count, center, scale, affine, w_lo):
     """y[y_lo:][:count] = (src[lo:][:count] - center) * scale * weight + bias, in float64."""
-    # Slices indexed from 0 vectorize; see _moments.block_moments.
-    out = y[y_lo:y_lo + count]
-    inp = src[lo:lo + count]
-    weight = affine[0][w_lo:w_lo + count]
-    bias = affine[1][w_lo:w_lo + count]
+    # Unsigned indices: Numba then skips its negative-index wraparound, which would stop
+    # vectorization, without creating slices (each costs reference-count updates).
+    weight, bias = affine
+    yo, so, wo = np.uint64(y_lo), np.uint64(lo), np.uint64(w_lo)
+    n = np.uint64(count)
     if weight.size and bias.size:
-        for j in range(count):
-            out[j] = (inp[j] - center) * scale * weight[j] + bias[j]
+        for j in range(n):
+            y[yo + j] = (src[so + j] - center) * scale * weight[wo + j] + bias[wo + j]
     elif weight.size:
-        for j in range(count):
-            out[j] = (inp[j] - center) * scale * weight[j]
+        for j in range(n):
+            y[yo + j] = (src[so + j] - center) * scale * weight[wo + j]
     elif bias.size:
-        for j in range(count):
-            out[j] = (inp[j] - center) * scale + bias[j]
+        for j in range(n):
+            y[yo + j] = (src[so + j] - center) * scale + bias[wo + j]
     else:
-        for j in range(count):
-            out[j] = (inp[j] - center) * scale
+        for j in range(n):
+            y[yo + j] = (src[so + j] - center) * scale
 
 
-@kernel()
+@kernel(inline="always")
 def add_into(s, s_lo, x, x_lo, r, r_lo, count):
     """s[s_lo:][:count] = x[x_lo:][:count] + r[r_lo:][:count] in the arrays' dtype."""
     out = s[s_lo:s_lo + count]
@@ -53,7 +53,7 @@ def add_into(s, s_lo, x, x_lo, r, r_lo, count):
         out[j] = a[j] + b[j]
 
 
-@kernel()
+@kernel(inline="always")
 def normalize_row(y, y_lo, src, lo, cols, affine, eps, centered, stats, i):
     mean, m2 = range_moments(src, lo, lo + cols)
     center, scale, second = normalizer(mean, m2, cols, eps, centered)
@@ -64,7 +64,7 @@ def normalize_row(y, y_lo, src, lo, cols, affine, eps, centered, stats, i):
         stats[1][i] = second
 
 
-@kernel()
+@kernel(inline="always")
 def row_task(y, y_at, s, s_at, x, x_at, r, r_at, cols, affine, eps, centered, stats, i):
     y_lo = y_at[0] + i * y_at[1]
     x_lo = x_at[0] + i * x_at[1]
@@ -76,19 +76,19 @@ def row_task(y, y_at, s, s_at, x, x_at, r, r_at, cols, affine, eps, centered, st
         normalize_row(y, y_lo, x, x_lo, cols, affine, eps, centered, stats, i)
 
 
-@kernel()
+@kernel(fastmath=_config.NORMALIZE_FASTMATH)
 def rows_serial(y, y_at, s, s_at, x, x_at, r, r_at, rows, cols, affine, eps, centered, stats):
     for i in range(rows):
         row_task(y, y_at, s, s_at, x, x_at, r, r_at, cols, affine, eps, centered, stats, i)
 
 
-@kernel(parallel=True)
+@kernel(parallel=True, fastmath=_config.NORMALIZE_FASTMATH)
 def rows_parallel(y, y_at, s, s_at, x, x_at, r, r_at, rows, cols, affine, eps, centered, stats):
     for i in prange(rows):
         row_task(y, y_at, s, s_at, x, x_at, r, r_at, cols, affine, eps, centered, stats, i)
 
 
-@kernel()
+@kernel(inline="always")
 def chunk_moments(s, s_at, x, x_at, r, r_at, i, lo, hi):
     """(mean, M2) of columns lo:hi of row i, forming s = x + r there first if r is given."""
     x_lo = x_at[0] + i * x_at[1]
@@ -99,7 +99,7 @@ def chunk_moments(s, s_at, x, x_at, r, r_at, i, lo, hi):
     return range_moments(x, x_lo + lo, x_lo + hi)
 
 
-@kernel()
+@kernel(inline="always")
 def chunk_normalize(y, y_at, s, s_at, x, x_at, r, i, lo, hi, center, scale, affine):
     y_lo = y_at[0] + i * y_at[1] + lo
     if r.size:
@@ -108,7 +108,7 @@ def chunk_normalize(y, y_at, s, s_at, x, x_at, r, i, lo, hi, center, scale, affi
         scale_shift(y, y_lo, x, x_at[0] + i * x_at[1] + lo, hi - lo, center, scale, affine, lo)
 
 
-@kernel(parallel=True)
+@kernel(parallel=True, fastmath=_config.NORMALIZE_FASTMATH)
 def rows_split(y, y_at, s, s_at, x, x_at, r, r_at, rows, cols, affine, eps, centered, stats,
                chunks):
     """Few, long rows: each row is cut into `chunks` pieces reduced in parallel, their
