@@ -10,7 +10,8 @@ import numpy as np
 from . import _config, _threading
 from ._layout import make_plan
 from ._validate import check_output, prepare_param, result_dtype
-from .cpu import channels, rows
+from .cpu import channels as _channels
+from .cpu import rows as _rows
 
 EMPTY = {dt: np.empty(0, dt) for dt in (np.dtype(np.float32), np.dtype(np.float64))}
 NO_STATS = (np.empty(0), np.empty(0))
@@ -34,25 +35,32 @@ def _detach_inputs(inputs, outputs):
     return detached
 
 
+def run_rows(y, s, x, r, rows, cols, affine, eps, centered, stats):
+    """Run the rows kernel that suits the shape: serial below the work threshold (no
+    thread start-up), split rows when there are fewer long rows than threads, else rows
+    in parallel.  y/s/x/r are (buf, at) pairs."""
+    args = (*y, *s, *x, *r, rows, cols, affine, eps, centered, stats)
+    if rows * cols <= _config.SERIAL_MAX_ELEMENTS:
+        return _rows.rows_serial(*args)
+    threads = numba.get_num_threads()
+    if threads == 1:
+        return _rows.rows_serial(*args)
+    if rows < threads and cols >= _config.SPLIT_MIN_COLS:
+        chunks = max(1, min(-(-threads // rows), cols // _config.BLOCK))
+        return _launch(_rows.rows_split, *args, chunks)
+    return _launch(_rows.rows_parallel, *args)
+
+
 def _run_kernel(plan, dtype, y, s, x, r, affine, eps, centered, stats):
     """Pick the kernel for the plan's shape and run it.  y/s/x/r are (buf, at) pairs."""
-    threads = numba.get_num_threads()
-    size = plan.rows * plan.cols
-    parallel = threads > 1 and size > _config.SERIAL_MAX_ELEMENTS
     if plan.kind == "rows":
-        args = (*y, *s, *x, *r, plan.rows, plan.cols, affine, eps, centered, stats)
-        if not parallel:
-            return rows.rows_serial(*args)
-        if plan.rows < threads and plan.cols >= _config.SPLIT_MIN_COLS:
-            chunks = max(1, min(-(-threads // plan.rows), plan.cols // _config.BLOCK))
-            return _launch(rows.rows_split, *args, chunks)
-        return _launch(rows.rows_parallel, *args)
+        return run_rows(y, s, x, r, plan.rows, plan.cols, affine, eps, centered, stats)
     tile = _config.TILE_BYTES // (plan.cols * dtype.itemsize)
     tile = max(_config.TILE_MIN_POSITIONS, min(_config.TILE_MAX_POSITIONS, tile, plan.inner))
     args = (*y, *x, plan.outer, plan.cols, plan.inner, affine, eps, centered, stats, tile)
-    if not parallel:
-        return channels.channels_serial(*args)
-    return _launch(channels.channels_parallel, *args)
+    if numba.get_num_threads() == 1 or plan.rows * plan.cols <= _config.SERIAL_MAX_ELEMENTS:
+        return _channels.channels_serial(*args)
+    return _launch(_channels.channels_parallel, *args)
 
 
 def _launch(kernel, *args):
@@ -137,9 +145,11 @@ def normalize(x, axes, weight, bias, eps, *, centered, out=None, residual=None,
 
 
 def _kernel_param(plan, p, empty):
-    if p is None:
-        return empty
-    p = plan.param(p)
-    if plan.rows >= _config.FLOAT64_PARAMS_MIN_ROWS:
+    return empty if p is None else kernel_param(plan.param(p), plan.rows)
+
+
+def kernel_param(p, rows):
+    """weight/bias as the kernel takes it (see _config.FLOAT64_PARAMS_MIN_ROWS)."""
+    if rows >= _config.FLOAT64_PARAMS_MIN_ROWS:
         return p.astype(np.float64)
     return p

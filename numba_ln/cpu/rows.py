@@ -82,6 +82,16 @@ def rows_serial(y, y_at, s, s_at, x, x_at, r, r_at, rows, cols, affine, eps, cen
         row_task(y, y_at, s, s_at, x, x_at, r, r_at, cols, affine, eps, centered, stats, i)
 
 
+@kernel(fastmath=_config.NORMALIZE_FASTMATH)
+def rows_contiguous(y, x, cols, weight, bias, eps, centered):
+    """rows_serial for the commonest small call (C-contiguous x and y, no residual, no
+    statistics), with few and simple arguments: Numba's dispatcher types a nested tuple
+    argument far more slowly than an array, and at (1, 768) that is most of the call."""
+    at = (0, cols)
+    rows_serial(y, at, y[:0], (0, 0), x, at, x[:0], (0, 0), x.size // cols, cols,
+                (weight, bias), eps, centered, (np.empty(0), np.empty(0)))
+
+
 @kernel(parallel=True, fastmath=_config.NORMALIZE_FASTMATH)
 def rows_parallel(y, y_at, s, s_at, x, x_at, r, r_at, rows, cols, affine, eps, centered, stats):
     for i in prange(rows):
