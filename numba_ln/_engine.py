@@ -124,7 +124,10 @@ def normalize(x, axes, weight, bias, eps, *, centered, out=None, residual=None,
         s, s_view = _output_view(plan, residual_out, dtype)
         r_view = plan.kernel_input(residual)
     empty = EMPTY[dtype]
-    y, y_view = _output_view(plan, out, dtype) if want_y else (None, (empty, NO_VIEW))
+    if want_y:
+        y, y_view = _output_view(plan, out, dtype)
+    else:  # statistics only: an empty y and an all-zero view of the kernel's rank
+        y, y_view = None, (empty, (0,) * len(plan.kernel_shape))
     stats = (np.empty(plan.rows), np.empty(plan.rows)) if want_stats else NO_STATS
     affine = (_kernel_param(plan, weight, empty), _kernel_param(plan, bias, empty))
 

@@ -1,27 +1,6 @@
 import numpy as np
 import pytest
 
-# Absolute tolerance against the float64 oracle, per result dtype (issue: float32 within
-# 2e-6 at offsets up to 1e5; float64 within 1e-12 relative).
-ATOL = {np.dtype(np.float32): 2e-6, np.dtype(np.float64): 1e-12}
-
-
-def assert_close(actual, expected, dtype=None, scale=1.0):
-    """actual (any dtype) vs a float64 reference: |a - e| <= tol * max(scale, |e|)."""
-    actual = np.asarray(actual)
-    dtype = np.dtype(dtype or actual.dtype)
-    assert actual.dtype == dtype, f"dtype {actual.dtype}, expected {dtype}"
-    assert actual.shape == np.shape(expected)
-    expected = np.asarray(expected, dtype=np.float64)
-    if dtype == np.float32:
-        bound = ATOL[dtype] * np.maximum(scale, np.abs(expected))
-    else:
-        bound = ATOL[dtype] * np.maximum(scale, np.abs(expected))
-    err = np.abs(actual.astype(np.float64) - expected)
-    both_nan = np.isnan(actual) & np.isnan(expected)
-    bad = ~((err <= bound) | both_nan)
-    assert not bad.any(), f"max error {np.nanmax(np.where(both_nan, 0, err))} at {np.argwhere(bad)[:3]}"
-
 
 @pytest.fixture
 def rng():

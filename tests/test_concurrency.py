@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_close
+from _oracle import assert_close
 
 import numba_ln
 from numba_ln import reference as ref
@@ -66,18 +66,24 @@ def _run_python(code, env=None, **kw):
 
 
 def test_cached_kernels_load_in_a_new_process():
+    """Second process: every kernel it needs comes from the on-disk cache, none compiles."""
     code = """
         import numpy as np, numba_ln
-        from numba_ln.cpu import rows
+        from numba.core.registry import CPUDispatcher
+        from numba_ln.cpu import channels, rows
         numba_ln.layer_norm(np.ones((2, 8)))
-        sig = rows.rows_serial.signatures[0]
-        print(rows.rows_serial._cache_hits.get(sig, 0), rows.rows_serial._cache_misses.get(sig, 0))
+        numba_ln.layer_norm(np.ones((300, 300), np.float32), return_stats=True)
+        numba_ln.layer_norm(np.ones((30, 30, 30)), axis=1)
+        kernels = [k for m in (rows, channels) for k in vars(m).values()
+                   if isinstance(k, CPUDispatcher)]
+        print(sum(sum(k._cache_hits.values()) for k in kernels),
+              sum(sum(k._cache_misses.values()) for k in kernels))
     """
     _run_python(code)  # make sure the cache is populated
     result = _run_python(code)
     assert result.returncode == 0, result.stderr
     hits, misses = map(int, result.stdout.split())
-    assert hits == 1 and misses == 0
+    assert hits >= 3 and misses == 0
 
 
 def _run_with_read_only(folder, code, env):

@@ -1,7 +1,7 @@
 """layer_norm against the float64 oracle: accuracy, axes, layouts, out=, stats, edge values."""
 import numpy as np
 import pytest
-from conftest import assert_close
+from _oracle import assert_close
 
 import numba_ln
 from numba_ln import reference as ref

@@ -1,5 +1,6 @@
 """The one place kernels are compiled from: ``@kernel(...)`` is ``numba.njit`` with the
-on-disk cache on, so a new process loads machine code instead of recompiling.
+on-disk cache on, so a new process loads machine code instead of recompiling, and NumPy's
+floating-point error model.
 
 Numba caches next to the source (``__pycache__``) or, when that folder is read-only, in
 the user's cache folder.  When neither is writable it refuses to decorate; we then compile
@@ -13,6 +14,10 @@ _warned = False
 
 
 def kernel(**options):
+    # IEEE division (x/0 -> inf or NaN, like NumPy) instead of Python's ZeroDivisionError;
+    # it also spares every division a zero check.
+    options.setdefault("error_model", "numpy")
+
     def decorate(func):
         global _warned
         try:

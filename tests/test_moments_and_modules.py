@@ -1,0 +1,85 @@
+"""moments, LayerNorm and RMSNorm objects."""
+import numpy as np
+import pytest
+from _oracle import assert_close
+
+import numba_ln
+from numba_ln import reference as ref
+
+
+@pytest.mark.parametrize("axis", [-1, 0, (0, 2), (1, 2)])
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_moments(rng, axis, keepdims):
+    x = 1e4 + rng.standard_normal((5, 6, 7)).astype(np.float32)
+    mean, var = numba_ln.moments(x, axis=axis, keepdims=keepdims)
+    mean_ref, var_ref = ref.moments(x, axis=axis)
+    if keepdims:
+        mean_ref = np.expand_dims(mean_ref, axis)
+        var_ref = np.expand_dims(var_ref, axis)
+    assert mean.dtype == var.dtype == np.float32
+    assert_close(mean, mean_ref, scale=1e4)
+    assert np.abs(var / var_ref - 1).max() < 2e-6
+
+
+def test_moments_dtypes_and_exactness():
+    mean, var = numba_ln.moments(np.arange(10, dtype=np.int16))
+    assert mean.dtype == np.float64 and mean == 4.5 and var == 8.25
+    mean, var = numba_ln.moments(np.full((2, 1000), 0.1))
+    assert (mean == 0.1).all() and (var == 0).all()
+    with pytest.raises(ValueError, match="normalized"):
+        numba_ln.moments(np.empty((3, 0)))
+
+
+def test_layer_norm_module(rng):
+    ln = numba_ln.LayerNorm((4, 5))
+    assert ln.weight.shape == (4, 5) and ln.weight.dtype == np.float32 and (ln.weight == 1).all()
+    assert (ln.bias == 0).all()
+    ln.weight = rng.standard_normal((4, 5))
+    ln.bias = rng.standard_normal((4, 5))
+    assert ln.weight.dtype == np.float32
+    x = rng.standard_normal((3, 4, 5)).astype(np.float32)
+    assert_close(ln(x), ref.layer_norm(x, ln.weight, ln.bias, axis=(1, 2))[0], scale=4)
+    with pytest.raises(ValueError, match="weight"):
+        ln.weight = np.ones(5)
+    with pytest.raises(ValueError, match="normalized_shape"):
+        ln(np.ones((3, 5, 4), np.float32))
+    assert repr(ln) == ("LayerNorm((4, 5), eps=1e-05, elementwise_affine=True, bias=True, "
+                        "dtype=float32)")
+
+
+def test_layer_norm_module_options(rng):
+    x = rng.standard_normal((2, 8))
+    plain = numba_ln.LayerNorm(8, elementwise_affine=False, dtype=np.float64)
+    assert plain.weight is None and plain.bias is None
+    assert_close(plain(x), ref.layer_norm(x)[0])
+    no_bias = numba_ln.LayerNorm(8, bias=False, eps=1e-3)
+    assert no_bias.bias is None
+    y, mean, rstd = no_bias(x.astype(np.float32), return_stats=True)
+    assert_close(rstd, ref.layer_norm(x.astype(np.float32), eps=1e-3)[2])
+    with pytest.raises(TypeError, match="dtype"):
+        numba_ln.LayerNorm(8, dtype=np.float16)
+    with pytest.raises(ValueError, match="normalized_shape"):
+        numba_ln.LayerNorm(0)
+
+
+def test_rms_norm_module(rng):
+    norm = numba_ln.RMSNorm(16)
+    norm.weight = np.arange(16)
+    x = rng.standard_normal((3, 16)).astype(np.float32)
+    assert_close(norm(x), ref.rms_norm(x, np.arange(16.0))[0], scale=16)
+    assert repr(norm) == "RMSNorm((16,), eps=1e-06, elementwise_affine=True, dtype=float32)"
+
+
+def test_matches_torch_when_installed(rng):
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal((6, 32)).astype(np.float32)
+    w, b = rng.standard_normal(32).astype(np.float32), rng.standard_normal(32).astype(np.float32)
+    expected = torch.nn.functional.layer_norm(torch.from_numpy(x), (32,), torch.from_numpy(w),
+                                              torch.from_numpy(b)).numpy()
+    assert np.abs(numba_ln.layer_norm(x, w, b) - expected).max() < 1e-5
+    y, mean, rstd = numba_ln.layer_norm(x, w, b, return_stats=True)
+    _, t_mean, t_rstd = torch.native_layer_norm(torch.from_numpy(x), (32,), None, None, 1e-5)
+    assert np.abs(mean - t_mean.numpy()).max() < 1e-5
+    assert np.abs(rstd / t_rstd.numpy() - 1).max() < 1e-5
+    rms = torch.nn.functional.rms_norm(torch.from_numpy(x), (32,), torch.from_numpy(w), eps=1e-6)
+    assert np.abs(numba_ln.rms_norm(x, w) - rms.numpy()).max() < 1e-5
