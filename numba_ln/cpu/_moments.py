@@ -19,6 +19,8 @@ normalize to exactly 0.  Measured in L1 on the development machine: 0.13 ns/elem
 """
 import math
 
+import numpy as np
+
 from .. import _config
 from ._jit import kernel
 
@@ -26,15 +28,15 @@ from ._jit import kernel
 @kernel(fastmath=_config.STATS_FASTMATH)
 def block_moments(x, lo, hi):
     """(mean, M2) of x[lo:hi] in float64 by shifted sums (see the module docstring)."""
-    # Loops index a slice from 0: Numba then drops its negative-index check and LLVM
-    # vectorizes (4-5x faster than indexing x[lo + j]).
-    block = x[lo:hi]
-    n = block.size
-    shift = 1.0 * block[0]
+    # Unsigned indices: Numba skips its negative-index wraparound check, which would stop
+    # vectorization (x[lo + j] with signed indices runs 4-5x slower).
+    n = hi - lo
+    start = np.uint64(lo)
+    shift = 1.0 * x[start]
     s1 = 0.0
     s2 = 0.0
-    for j in range(n):
-        d = block[j] - shift
+    for j in range(np.uint64(n)):
+        d = x[start + j] - shift
         s1 += d
         s2 += d * d
     return shift + s1 / n, s2 - s1 * (s1 / n)
@@ -54,7 +56,9 @@ def chan_merge(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
 def range_moments(x, lo, hi):
     """(mean, M2) of x[lo:hi], reduced block by block."""
     block = _config.BLOCK
-    end = min(hi, lo + block)
+    if hi - lo <= block:
+        return block_moments(x, lo, hi)
+    end = lo + block
     mean, m2 = block_moments(x, lo, end)
     count = end - lo
     while end < hi:
