@@ -77,7 +77,7 @@ class Case:
 
     def describe(self):
         axis = "" if self.axis == -1 else f", axis={self.axis}"
-        return f"{self.name} ({'x'.join(map(str, self.shape))} {self.dtype}{axis})"
+        return f"({', '.join(map(str, self.shape))}) {self.dtype}{axis}"
 
 
 CASES = (
@@ -94,6 +94,15 @@ CASES = (
          note="channels-first (NCHW, normalized over C)"),
 )
 CASE_BY_NAME = {c.name: c for c in CASES}
+
+
+def benchmark_params(func):
+    """``pytest.param(case, library)`` for ``func``'s benchmarks, a case's contenders next to
+    each other (they share one set of inputs)."""
+    import pytest
+
+    return [pytest.param(case, lib, id=f"{case.name}-{lib}")
+            for case in cases_for(func) for lib in LIBRARIES]
 
 
 def cases_for(func, names=None):
@@ -221,20 +230,23 @@ _COPY_BLOCK = 16384  # elements per prange task: 64 KiB of float32, large enough
 
 @numba.njit(parallel=True, cache=True)
 def _prange_copy(dst, src):
-    n = src.size
-    for b in numba.prange((n + _COPY_BLOCK - 1) // _COPY_BLOCK):
-        lo = b * _COPY_BLOCK
-        hi = min(lo + _COPY_BLOCK, n)
+    # Unsigned indices: Numba skips its negative-index wraparound, which stops vectorization.
+    n = np.uint64(src.size)
+    block = np.uint64(_COPY_BLOCK)
+    for b in numba.prange((n + block - np.uint64(1)) // block):
+        lo = np.uint64(b) * block
+        hi = min(lo + block, n)
         for i in range(lo, hi):
             dst[i] = src[i]
 
 
 @numba.njit(parallel=True, cache=True)
 def _prange_copy2(y, x, s, r):
-    n = x.size
-    for b in numba.prange((n + _COPY_BLOCK - 1) // _COPY_BLOCK):
-        lo = b * _COPY_BLOCK
-        hi = min(lo + _COPY_BLOCK, n)
+    n = np.uint64(x.size)
+    block = np.uint64(_COPY_BLOCK)
+    for b in numba.prange((n + block - np.uint64(1)) // block):
+        lo = np.uint64(b) * block
+        hi = min(lo + block, n)
         for i in range(lo, hi):
             y[i] = x[i]
         for i in range(lo, hi):
@@ -256,7 +268,11 @@ class Contender:
 
 
 def missing(module):
-    return importlib.util.find_spec(module) is None
+    """True when ``module`` cannot be imported (not installed, or blocked)."""
+    try:
+        return importlib.util.find_spec(module) is None
+    except (ImportError, ValueError):
+        return True
 
 
 def build(inputs, threads, libraries=LIBRARIES):
@@ -333,10 +349,11 @@ def _numpy(inp, threads):
 
 
 def _torch(inp, threads):
-    if missing("torch"):
-        raise _Skip("torch is not installed (pip install 'numba_ln[bench]')")
-    import torch
-    import torch.nn.functional as F
+    try:
+        import torch
+        import torch.nn.functional as F
+    except ImportError:
+        raise _Skip("torch is not installed (pip install 'numba_ln[bench]')") from None
 
     torch.set_num_threads(threads)
     if inp.func in ("rms_norm", "add_rms_norm") and not hasattr(F, "rms_norm"):
@@ -431,10 +448,12 @@ def _ort_model(inp):
 
 
 def _onnxruntime(inp, threads):
-    for module in ("onnx", "onnxruntime"):
-        if missing(module):
-            raise _Skip(f"{module} is not installed (pip install 'numba_ln[bench]')")
-    import onnxruntime as ort
+    try:
+        import onnx  # noqa: F401  (the model builder needs it)
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise _Skip(f"{exc.name or 'onnx/onnxruntime'} is not installed "
+                    "(pip install 'numba_ln[bench]')") from None
 
     model, names, feeds, op = _ort_model(inp)
     options = ort.SessionOptions()
@@ -541,6 +560,18 @@ for shape in ((8, 768), (256, 1024)):
     numba_ln.rms_norm(x, w)
     numba_ln.add_layer_norm(x, x, w, w)
     numba_ln.add_rms_norm(x, x, w)
+t2 = time.perf_counter()
+print("IMPORT_S", t1 - t0, "FIRST_CALLS_S", t2 - t1)
+"""
+# One first call (layer_norm, serial path): the short cold-compile check of the normal,
+# benchmark-disabled test run.
+FIRST_CALL_SMALL_SCRIPT = """\
+import time
+t0 = time.perf_counter()
+import numpy as np
+import numba_ln
+t1 = time.perf_counter()
+numba_ln.layer_norm(np.arange(6.0, dtype=np.float32).reshape(2, 3))
 t2 = time.perf_counter()
 print("IMPORT_S", t1 - t0, "FIRST_CALLS_S", t2 - t1)
 """

@@ -35,6 +35,15 @@ import numba_ln
 from numba_ln import _bench_contenders as bc
 
 QUICK = {"rounds": 3, "batch_ms": 4.0, "warmup_ms": 2.0, "startup_repeats": 2}
+# --quick measures these (function: cases) unless --cases is given: every regime once, at
+# sizes whose contenders take milliseconds, so that the run takes about 30 s.
+QUICK_CASES = {
+    "layer_norm": ("1x768", "8x4096", "4096x768", "4096x1024", "65536x64", "1x4194304",
+                   "4096x1024-f64"),
+    "rms_norm": ("1x768", "4096x1024"),
+    "add_layer_norm": ("1x768", "4096x1024"),
+    "add_rms_norm": ("4096x1024",),
+}
 FULL = {"rounds": 15, "batch_ms": 25.0, "warmup_ms": 5.0, "startup_repeats": 5}
 
 SCALING_CASE = "1x4194304"
@@ -67,13 +76,17 @@ def _batch(call, n):
 
 
 def _calls_per_batch(call, seconds):
-    """How many calls make a batch of about ``seconds`` (at least one)."""
+    """How many calls make a batch of about ``seconds`` (at least one).  The per-call time
+    is the best of three tries, so that a burst of other work while calibrating does not
+    shrink every batch of the run to a single call."""
     n = 1
     while True:
         per = _batch(call, n)
         if per * n >= 0.25 * seconds or n >= 1 << 20:
-            return max(1, int(round(seconds / max(per, 1e-9))))
+            break
         n *= 4
+    per = min(per, _batch(call, n), _batch(call, n))
+    return max(1, int(round(seconds / max(per, 1e-9))))
 
 
 def measure(calls, rounds, batch_s, warmup_s, before=None, progress=None):
@@ -84,12 +97,8 @@ def measure(calls, rounds, batch_s, warmup_s, before=None, progress=None):
     """
     before = before or {}
     names = list(calls)
-    for name in names:
-        if name in before:
-            before[name]()
-        _warm(calls[name], warmup_s)
     sizes = {}
-    for name in names:
+    for name in names:  # callers have made one call already (compiled, outputs faulted in)
         if name in before:
             before[name]()
         sizes[name] = _calls_per_batch(calls[name], batch_s)
@@ -153,6 +162,7 @@ def run_case(func, case, threads, settings, libraries=bc.LIBRARIES, small=False,
             "description": built[lib].description,
             "median_s": _median(ts),
             "per_call_us": _median(ts) * 1e6,
+            "min_s": float(ts.min()),  # best round: a hint when the machine was loaded
             "gbps": nbytes / _median(ts) / 1e9,
             "fraction_of_line": _median(np.asarray(line) / ts) if line else None,
             "batch_calls": sizes[lib],
@@ -197,30 +207,29 @@ def _lib(results, func, case, lib):
     return None
 
 
-def _cases_measured(results, func):
-    return [r for r in results if r["function"] == func]
+def _fraction(lib):
+    """Value function: ``lib``'s fraction of the speed line."""
+    return lambda r: (r["libraries"].get(lib) or {}).get("fraction_of_line")
 
 
-def _target(text, func, cases, lib, key, op, threshold, results, fmt="{:.2f}",
-            invert=False):
-    """A target checked at each listed case: value = results[...][lib][key]."""
+def _speedup(ours, peer):
+    """Value function: numba_ln (``ours``: "out" or "alloc") speedup over ``peer``."""
+    return lambda r: (r["libraries"].get(peer) or {}).get("speedup_" + ours)
+
+
+def _target(text, func, cases, value, op, threshold, results):
+    """A target judged at each listed case that was measured: ``value(result)``."""
     values = []
-    for r in _cases_measured(results, func):
-        if r["case"] not in cases:
-            continue
-        entry = r["libraries"].get(lib)
-        ours_key = key.split(":")
-        if ours_key[0] in ("speedup_out", "speedup_alloc"):
-            peer = r["libraries"].get(ours_key[1])
-            value = None if peer is None else peer.get(ours_key[0])
-        else:
-            value = None if entry is None else entry.get(key)
-        if value is not None:
-            values.append((r["case"], 1.0 / value if invert else value))
-    return _verdict(text, values, op, threshold, fmt)
+    for r in results:
+        if r["function"] == func and r["case"] in cases:
+            v = value(r)
+            if v is not None:
+                values.append((r["case"], v))
+    return _verdict(text, values, op, threshold)
 
 
 def _verdict(text, values, op, threshold, fmt="{:.2f}"):
+    """PASS when every (case, value) meets ``op threshold``; the worst value is quoted."""
     if not values:
         return {"target": text, "status": "SKIP", "measured": "not measured", "values": {}}
     ok = {"ge": lambda v: v >= threshold, "gt": lambda v: v > threshold,
@@ -243,14 +252,14 @@ def evaluate_targets(results, extras):
     rows4k = [c.name for c in bc.CASES if c.rows >= 4096]
     t = []
     t.append(_target("layer_norm out= >= 0.8x speed line at 4096x768, 4096x1024, 16384x1024, "
-                     "4096x4096", "layer_norm", big_ln, "numba_ln-out", "fraction_of_line",
-                     "ge", 0.8, results))
+                     "4096x4096", "layer_norm", big_ln, _fraction("numba_ln-out"), "ge", 0.8,
+                     results))
     t.append(_target("layer_norm faster than torch at every case (allocating numba_ln vs "
-                     "F.layer_norm; speedup)", "layer_norm", all_cases, None,
-                     "speedup_alloc:torch", "gt", 1.0, results))
+                     "F.layer_norm; speedup)", "layer_norm", all_cases,
+                     _speedup("alloc", "torch"), "gt", 1.0, results))
     t.append(_target("layer_norm >= 1.2x onnxruntime at cases with >= 4096 rows (out= vs "
-                     "IOBinding; speedup)", "layer_norm", rows4k, None,
-                     "speedup_out:onnxruntime", "ge", 1.2, results))
+                     "IOBinding; speedup)", "layer_norm", rows4k,
+                     _speedup("out", "onnxruntime"), "ge", 1.2, results))
     # single token: per-call time ratio numba_ln / torch
     single = None
     ours = _lib(results, "layer_norm", SINGLE_TOKEN_CASE, "numba_ln-alloc")
@@ -264,7 +273,7 @@ def evaluate_targets(results, extras):
     t.append(single or _verdict("layer_norm (1, 768) per-call time <= 0.6x torch's", [],
                                 "le", 0.6))
     t.append(_target("layer_norm (65536, 64) out= >= 0.6x speed line", "layer_norm",
-                     ["65536x64"], "numba_ln-out", "fraction_of_line", "ge", 0.6, results))
+                     ["65536x64"], _fraction("numba_ln-out"), "ge", 0.6, results))
     scaling = extras.get("thread_scaling")
     text = "layer_norm (1, 4194304) >= 1.5x faster with N threads than with 1"
     if scaling and scaling["threads"] >= 2:
@@ -276,8 +285,8 @@ def evaluate_targets(results, extras):
         t.append({"target": text, "status": "SKIP", "values": {},
                   "measured": "needs the case selected and >= 2 threads"})
     t.append(_target("layer_norm (32, 256, 56, 56) axis=1 out= >= 0.5x speed line",
-                     "layer_norm", ["32x256x56x56-axis1"], "numba_ln-out", "fraction_of_line",
-                     "ge", 0.5, results))
+                     "layer_norm", ["32x256x56x56-axis1"], _fraction("numba_ln-out"), "ge", 0.5,
+                     results))
     startup = extras.get("startup")
     text = "new process, warm cache: import + first calls <= 1.0 s over `import numba`"
     if startup:
@@ -289,20 +298,18 @@ def evaluate_targets(results, extras):
     else:
         t.append({"target": text, "status": "SKIP", "values": {}, "measured": "not measured"})
     t.append(_target("rms_norm out= >= 0.8x speed line at the large cases (>= 4096 rows)",
-                     "rms_norm", rows4k, "numba_ln-out", "fraction_of_line", "ge", 0.8,
-                     results))
+                     "rms_norm", rows4k, _fraction("numba_ln-out"), "ge", 0.8, results))
     t.append(_target("rms_norm >= 2x torch F.rms_norm at the large cases (allocating; "
-                     "speedup)", "rms_norm", rows4k, None, "speedup_alloc:torch", "ge", 2.0,
+                     "speedup)", "rms_norm", rows4k, _speedup("alloc", "torch"), "ge", 2.0,
                      results))
     t.append(_target("add_layer_norm out= >= 0.75x its speed line at >= 4096 rows",
-                     "add_layer_norm", rows4k, "numba_ln-out", "fraction_of_line", "ge", 0.75,
-                     results))
+                     "add_layer_norm", rows4k, _fraction("numba_ln-out"), "ge", 0.75, results))
     t.append(_target("add_layer_norm faster than torch x + r, F.layer_norm at >= 4096 rows "
-                     "(allocating; speedup)", "add_layer_norm", rows4k, None,
-                     "speedup_alloc:torch", "gt", 1.0, results))
+                     "(allocating; speedup)", "add_layer_norm", rows4k,
+                     _speedup("alloc", "torch"), "gt", 1.0, results))
     t.append(_target("add_layer_norm faster than onnxruntime SkipLayerNormalization at >= 4096 "
-                     "rows (out= vs IOBinding; speedup)", "add_layer_norm", rows4k, None,
-                     "speedup_out:onnxruntime", "gt", 1.0, results))
+                     "rows (out= vs IOBinding; speedup)", "add_layer_norm", rows4k,
+                     _speedup("out", "onnxruntime"), "gt", 1.0, results))
     return t
 
 
@@ -331,8 +338,16 @@ def _version(module):
         return "installed"
 
 
+def _load():
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
 def environment(threads):
     return {
+        "load_average": _load(),
         "numba_ln": numba_ln.__version__,
         "numba": numba.__version__,
         "numpy": np.__version__,
@@ -387,7 +402,10 @@ def format_case(r):
         out.append(f"  {lib:<15} {e['per_call_us']:>10.2f} {e['gbps']:>7.2f} "
                    f"{_fmt(e['fraction_of_line'], '.2f'):>7} {sp_out:>13} {sp_alloc:>14}")
     for lib, why in r["skipped"].items():
-        out.append(f"  {lib:<15} skipped: {why}")
+        if why.startswith("broken: "):
+            out.append(f"  {lib:<15} NOT TIMED, its result failed the check: {why[8:]}")
+        else:
+            out.append(f"  {lib:<15} skipped: {why}")
     return "\n".join(out)
 
 
@@ -400,6 +418,12 @@ def format_report(meta, results, extras, targets):
              f"{env['threads']} (numba.set_num_threads; torch.set_num_threads and onnxruntime "
              f"intra_op_num_threads the same, inter_op 1); threading layer: "
              f"{env['threading_layer']}")
+    if env.get("load_average"):
+        s.append(f"  load average (1, 5, 15 min) at start: "
+                 f"{', '.join(map(str, env['load_average']))}; at end: "
+                 f"{', '.join(map(str, meta.get('load_average_end') or []))}"
+                 + ("  -- other work was running: figures are noisy"
+                    if env["load_average"][0] > 0.5 else ""))
     s.append("  versions: " + ", ".join(
         f"{k} {env[k] or 'not installed'}"
         for k in ("numba_ln", "numba", "numpy", "torch", "onnxruntime", "python")))
@@ -418,7 +442,8 @@ def format_report(meta, results, extras, targets):
     if scaling:
         s.append(f"thread scaling, layer_norm {scaling['case']} out=: 1 thread "
                  f"{scaling['one_thread_us']:.0f} us, {scaling['threads']} threads "
-                 f"{scaling['n_threads_us']:.0f} us, speedup {scaling['speedup']:.2f}x")
+                 f"{scaling['n_threads_us']:.0f} us (medians); speedup {scaling['speedup']:.2f}x "
+                 f"(median of per-round ratios)")
     startup = extras.get("startup")
     if startup:
         s.append(f"start-up (new process, warm cache): python -c 'import numba' "
@@ -457,6 +482,7 @@ def plot(results, path, meta):
             vals = [(r["libraries"].get(lib) or {}).get("fraction_of_line") or 0.0 for r in rs]
             ax.bar(xs + (i - (len(PLOT_LIBRARIES) - 1) / 2) * width, vals, width, label=lib)
         ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
+        ax.set_xlim(-0.6, max(len(rs), 5) - 0.4)  # same bar width in every panel
         ax.set_xticks(xs, [r["case"] for r in rs], rotation=20, fontsize=8)
         ax.set_ylabel("fraction of speed line")
         ax.set_title(func, fontsize=10)
@@ -473,7 +499,7 @@ def plot(results, path, meta):
 
 
 def _parser():
-    cases = "\n".join(f"  {c.name:<20} {c.describe()}; {', '.join(c.functions)}"
+    cases = "\n".join(f"  {c.name:<20} {c.describe()}: {', '.join(c.functions)}"
                       + (f"  [{c.note}]" if c.note else "") for c in bc.CASES)
     p = argparse.ArgumentParser(
         prog="python -m numba_ln.bench",
@@ -485,7 +511,9 @@ def _parser():
                "Results are printed to stdout, progress to stderr.",
     )
     p.add_argument("--quick", action="store_true",
-                   help=f"few short rounds (about 30 s in all): {QUICK}")
+                   help="about 30 s in all: 3 short rounds, and (unless --cases is given) "
+                        "only these cases: " + "; ".join(f"{f} {','.join(c)}"
+                                                        for f, c in QUICK_CASES.items()))
     p.add_argument("--cases", help="comma-separated case names (default: all; see below)")
     p.add_argument("--functions", default=",".join(bc.FUNCTIONS),
                    help="comma-separated, from " + ",".join(bc.FUNCTIONS))
@@ -514,8 +542,11 @@ def _split(text):
     return [t.strip() for t in text.split(",") if t.strip()] if text else None
 
 
+_T0 = time.perf_counter()
+
+
 def _progress(message):
-    print(message, file=sys.stderr, flush=True)
+    print(f"[{time.perf_counter() - _T0:6.1f} s] {message}", file=sys.stderr, flush=True)
 
 
 def _run_cuda(args, settings):
@@ -524,8 +555,11 @@ def _run_cuda(args, settings):
     except Exception as exc:  # missing module, or CUDA itself unusable
         sys.exit(f"python -m numba_ln.bench --device cuda: numba_ln.cuda.bench is not "
                  f"available ({type(exc).__name__}: {exc})")
-    results = cuda_bench.run(cases=_split(args.cases), repeats=settings["rounds"],
-                             progress=_progress)
+    try:
+        results = cuda_bench.run(cases=_split(args.cases), repeats=settings["rounds"],
+                                 progress=_progress)
+    except RuntimeError as exc:  # no GPU, or the CUDA simulator
+        sys.exit(f"python -m numba_ln.bench --device cuda: {exc}")
     print(cuda_bench.format_table(results))
     if args.json:
         with open(args.json, "w") as f:
@@ -571,11 +605,15 @@ def main(argv=None):
         numba.set_num_threads(args.threads)
     threads = numba.get_num_threads()
 
-    work = [(f, c) for f in funcs for c in bc.cases_for(f, names)]
+    if args.quick and names is None:
+        work = [(f, c) for f in funcs for c in bc.cases_for(f, QUICK_CASES[f])]
+    else:
+        work = [(f, c) for f in funcs for c in bc.cases_for(f, names)]
     if not work:
         sys.exit("no (function, case) pair selected: see --help for which cases each function "
                  "runs at")
     started = time.perf_counter()
+    env = environment(threads)
     results = []
     for i, (func, case) in enumerate(work):
         tag = f"[{i + 1}/{len(work)}] {func} {case.name}"
@@ -597,13 +635,14 @@ def main(argv=None):
     meta = {
         "command": " ".join(["python -m numba_ln.bench",
                              *(sys.argv[1:] if argv is None else argv)]),
-        "environment": environment(threads),
+        "environment": env,
         "settings": settings,
         "small": args.small,
         "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
         "elapsed_s": None,
     }
     meta["elapsed_s"] = time.perf_counter() - started
+    meta["load_average_end"] = _load()
     print(format_report(meta, results, extras, targets))
     print(f"(took {meta['elapsed_s']:.1f} s)")
     if args.json:

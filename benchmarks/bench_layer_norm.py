@@ -1,0 +1,14 @@
+"""layer_norm against NumPy, torch, onnxruntime and the speed line.
+
+Cases and contenders come from ``numba_ln._bench_contenders`` (shared with
+``python -m numba_ln.bench``).  ``pytest benchmarks --benchmark-enable`` to measure; groups
+are ``layer_norm|<case>``, the ``library`` parameter names the contender.
+"""
+import pytest
+
+from numba_ln._bench_contenders import benchmark_params
+
+
+@pytest.mark.parametrize("case, library", benchmark_params("layer_norm"))
+def test_layer_norm(run_contender, case, library):
+    run_contender("layer_norm", case, library)

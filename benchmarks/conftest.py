@@ -1,0 +1,59 @@
+"""Shared fixtures for the pytest-benchmark suite.
+
+Every benchmark builds one contender (numba_ln with ``out=`` or allocating, NumPy, torch,
+onnxruntime, or one of the two speed-line copies) from ``numba_ln._bench_contenders`` --
+the same builders ``python -m numba_ln.bench`` uses -- times it, and checks its result
+against ``numba_ln.reference`` with a loose tolerance, so a broken contender fails.
+
+In the normal test run (``--benchmark-disable`` in the pyproject addopts) each benchmark
+runs once on the case's reduced shape (same kernel path, a fraction of the bytes): the
+files execute and are checked without costing the test suite time.
+"""
+import numba
+import pytest
+
+from numba_ln import _bench_contenders as bc
+
+_inputs_cache = {}
+
+
+def _inputs(func, case, small):
+    """Inputs for (func, case), cached for the consecutive benchmarks of one case."""
+    key = (func, case.name, small)
+    if key not in _inputs_cache:
+        _inputs_cache.clear()  # hold one case at a time: the large ones are 100+ MB
+        _inputs_cache[key] = bc.make_inputs(func, case, small=small)
+    return _inputs_cache[key]
+
+
+@pytest.fixture(scope="session")
+def threads():
+    """numba's thread count; torch and onnxruntime contenders are given the same."""
+    return numba.get_num_threads()
+
+
+@pytest.fixture
+def run_contender(benchmark, threads):
+    def run(func, case, library):
+        small = benchmark.disabled
+        inputs = _inputs(func, case, small)
+        built, skipped = bc.build(inputs, threads, (library,))
+        if library in skipped:
+            pytest.skip(skipped[library])
+        contender = built[library]
+        benchmark.group = f"{func}|{case.name}"
+        benchmark.extra_info.update(
+            function=func, library=library, shape=list(inputs.x.shape),
+            dtype=str(inputs.x.dtype), axis=case.axis, threads=threads,
+            bytes=inputs.nbytes, contender=contender.description,
+        )
+        if not benchmark.disabled:
+            # Compile/load, fault in the outputs, and let other libraries' spinning
+            # worker threads (torch's OpenMP pool) go idle before timing.
+            contender.call()
+        got = benchmark(contender.call)
+        bc.check_contender(inputs, library, got)
+        if not benchmark.disabled:
+            median = benchmark.stats.stats.median
+            benchmark.extra_info["GB/s"] = round(inputs.nbytes / median / 1e9, 3)
+    return run
