@@ -37,13 +37,25 @@ def _fast_param(p, dtype, cols):
     return False
 
 
-def _fast_path(x, weight, bias, eps, centered, out, want_stats):
-    """(y, mean, second) for the common call, or None to take the general path.
+def _fast_output(out, x):
+    """out itself when the kernel can write it unchecked, a new array for None, else None."""
+    if out is None:
+        return np.empty_like(x)
+    if (type(out) is np.ndarray and out.dtype is x.dtype and out.shape == x.shape
+            and out.flags.c_contiguous and out.flags.writeable):
+        return out
+    return None
+
+
+def _fast_path(x, weight, bias, eps, centered, out, want_stats, residual=None,
+               residual_out=None):
+    """(y, s, mean, second) for the common call, or None to take the general path.
 
     The common call: a C-contiguous float32/float64 ndarray normalized over its last axis,
-    parameters of the same dtype, out= absent or a C-contiguous array of the same dtype
-    that is x itself or does not overlap it.  Cheap attribute tests only: a (1, 768) token
-    normalizes in well under a microsecond, and planning a layout would cost several.
+    parameters (and residual) of the same dtype and layout, outputs absent or C-contiguous
+    arrays of the same dtype, each one either an input itself or clear of all the inputs.
+    Cheap attribute tests only: a (1, 768) token normalizes in well under a microsecond,
+    and planning a layout would cost several.
     """
     if type(x) is not np.ndarray:
         return None
@@ -57,19 +69,27 @@ def _fast_path(x, weight, bias, eps, centered, out, want_stats):
     b = _fast_param(bias, dtype, cols)
     if w is False or b is False or cols == 0:
         return None
-    if out is None:
-        y = np.empty_like(x)
-    elif (type(out) is np.ndarray and out.dtype is dtype and out.shape == x.shape
-          and out.flags.c_contiguous and out.flags.writeable
-          and (out is x or not np.may_share_memory(out, x))):
-        y = out
-    else:
+    y = _fast_output(out, x)
+    if y is None:
         return None
+    inputs = (x,) if residual is None else (x, residual)
+    if residual is not None:
+        if (type(residual) is not np.ndarray or residual.dtype is not dtype
+                or residual.shape != x.shape or not residual.flags.c_contiguous):
+            return None
+        s = _fast_output(residual_out, x)
+        if s is None or np.may_share_memory(s, y):
+            return None
+        if residual_out is not None and not _clear_of(s, inputs):
+            return None
+    if out is not None and not _clear_of(y, inputs):
+        return None
+
     size = x.size
-    if not want_stats and size <= _config.SERIAL_MAX_ELEMENTS:
+    if residual is None and not want_stats and size <= _config.SERIAL_MAX_ELEMENTS:
         if size:
             rows_contiguous(y.reshape(-1), x.reshape(-1), cols, w, b, eps, centered)
-        return y, None, None
+        return y, None, None, None
     rows = size // cols
     if w.size:
         w = kernel_param(w, rows)
@@ -78,13 +98,23 @@ def _fast_path(x, weight, bias, eps, centered, out, want_stats):
     stats = (np.empty(rows), np.empty(rows)) if want_stats else NO_STATS
     empty = EMPTY[dtype]
     at = (0, cols)
+    s_view = r_view = (empty, NO_VIEW)
+    if residual is not None:
+        s_view, r_view = (s.reshape(-1), at), (residual.reshape(-1), at)
+    else:
+        s = None
     if rows:
-        run_rows((y.reshape(-1), at), (empty, NO_VIEW), (x.reshape(-1), at), (empty, NO_VIEW),
-                 rows, cols, (w, b), eps, centered, stats)
+        run_rows((y.reshape(-1), at), s_view, (x.reshape(-1), at), r_view, rows, cols, (w, b),
+                 eps, centered, stats)
     if not want_stats:
-        return y, None, None
+        return y, s, None, None
     keepdims = x.shape[:-1] + (1,)
-    return y, stats[0].reshape(keepdims), stats[1].reshape(keepdims)
+    return y, s, stats[0].reshape(keepdims), stats[1].reshape(keepdims)
+
+
+def _clear_of(output, inputs):
+    """An output may be one of the inputs itself (same elements) or overlap none of them."""
+    return all(output is a or not np.may_share_memory(output, a) for a in inputs)
 
 
 def layer_norm(x, weight=None, bias=None, *, axis=-1, eps=1e-5, out=None, return_stats=False):
@@ -127,7 +157,7 @@ def layer_norm(x, weight=None, bias=None, *, axis=-1, eps=1e-5, out=None, return
     done = type(axis) is int and axis == -1 and _fast_path(x, weight, bias, eps, True, out,
                                                            return_stats)
     if done:
-        y, mean, var = done
+        y, _, mean, var = done
     else:
         x = as_array(x, "x")
         axes = normalize_axes(axis, x.ndim)
@@ -156,7 +186,7 @@ def rms_norm(x, weight=None, *, axis=-1, eps=1e-6, out=None, return_stats=False)
     done = type(axis) is int and axis == -1 and _fast_path(x, weight, None, eps, False, out,
                                                            return_stats)
     if done:
-        y, _, second = done
+        y, _, _, second = done
     else:
         x = as_array(x, "x")
         axes = normalize_axes(axis, x.ndim)
@@ -185,13 +215,18 @@ def add_layer_norm(x, residual, weight=None, bias=None, *, axis=-1, eps=1e-5, ou
     if _is_gpu_array(x):
         return _gpu().add_layer_norm(x, residual, weight, bias, axis=axis, eps=eps, out=out,
                                      residual_out=residual_out, return_stats=return_stats)
-    x = as_array(x, "x")
-    residual = _residual(residual, x)
-    axes = normalize_axes(axis, x.ndim)
-    eps = check_eps(eps)
-    y, s, mean, var = normalize(x, axes, weight, bias, eps, centered=True, out=out,
-                                residual=residual, residual_out=residual_out,
-                                want_stats=return_stats)
+    done = type(axis) is int and axis == -1 and _fast_path(
+        x, weight, bias, eps, True, out, return_stats, residual, residual_out)
+    if done:
+        y, s, mean, var = done
+    else:
+        x = as_array(x, "x")
+        residual = _residual(residual, x)
+        axes = normalize_axes(axis, x.ndim)
+        eps = check_eps(eps)
+        y, s, mean, var = normalize(x, axes, weight, bias, eps, centered=True, out=out,
+                                    residual=residual, residual_out=residual_out,
+                                    want_stats=return_stats)
     if not return_stats:
         return y, s
     return y, s, mean.astype(y.dtype), _rstd(var, eps, y.dtype)
@@ -207,13 +242,18 @@ def add_rms_norm(x, residual, weight=None, *, axis=-1, eps=1e-6, out=None, resid
     if _is_gpu_array(x):
         return _gpu().add_rms_norm(x, residual, weight, axis=axis, eps=eps, out=out,
                                    residual_out=residual_out, return_stats=return_stats)
-    x = as_array(x, "x")
-    residual = _residual(residual, x)
-    axes = normalize_axes(axis, x.ndim)
-    eps = check_eps(eps)
-    y, s, _, second = normalize(x, axes, weight, None, eps, centered=False, out=out,
-                                residual=residual, residual_out=residual_out,
-                                want_stats=return_stats)
+    done = type(axis) is int and axis == -1 and _fast_path(
+        x, weight, None, eps, False, out, return_stats, residual, residual_out)
+    if done:
+        y, s, _, second = done
+    else:
+        x = as_array(x, "x")
+        residual = _residual(residual, x)
+        axes = normalize_axes(axis, x.ndim)
+        eps = check_eps(eps)
+        y, s, _, second = normalize(x, axes, weight, None, eps, centered=False, out=out,
+                                    residual=residual, residual_out=residual_out,
+                                    want_stats=return_stats)
     return (y, s, _rstd(second, eps, y.dtype)) if return_stats else (y, s)
 
 
