@@ -112,7 +112,7 @@ class RMSNorm(_Norm):
     --------
     >>> import numpy as np, numba_ln
     >>> numba_ln.RMSNorm(2, eps=0.0)(np.array([3.0, 4.0], dtype=np.float32))
-    array([0.8485281, 1.1313709], dtype=float32)
+    array([0.84852815, 1.1313709 ], dtype=float32)
     """
 
     weight = _param_property("weight")
