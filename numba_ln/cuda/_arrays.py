@@ -1,9 +1,11 @@
-"""GPU arrays as the kernels see them: Numba device arrays, without copies or host syncs.
+"""GPU arrays as the front handles them: no copies, no host synchronisation, few objects.
 
-Any object with ``__cuda_array_interface__`` (CuPy, detached torch CUDA tensors, Numba
-device arrays) becomes a Numba ``DeviceNDArray`` view of the same memory with
-``sync=False``: Numba would otherwise synchronize the producer's stream on every import.
-The simulator's ``FakeCUDAArray`` (NumPy underneath) is used as it is.
+An input (anything with ``__cuda_array_interface__``: CuPy, detached torch CUDA tensors,
+Numba device arrays) becomes a ``Dev`` record read straight from that interface: address
+of element 0, shape, byte strides, dtype.  Kernels take addresses (numba_ln/cuda/_vector.py),
+so no Numba array object is built for an input; results are Numba device arrays.  The
+simulator's ``FakeCUDAArray`` (NumPy underneath) gives the same record with a host address,
+and kernels get NumPy-backed fake arrays back.
 
 Layout questions (can these axes be a (rows, cols) view?) are answered by NumPy on a
 *shadow*: an array of the same shape and strides over a one-element buffer, never read.
@@ -17,55 +19,152 @@ from numpy.lib.stride_tricks import as_strided
 from ._compat import SIMULATOR, cuda
 
 
+class Dev:
+    """A device array: address of element 0, shape, byte strides, dtype, read-only flag, and
+    the object that owns the memory (kept alive by whatever holds the record)."""
+
+    __slots__ = ("ptr", "shape", "strides", "dtype", "readonly", "owner", "contiguous")
+
+    def __init__(self, ptr, shape, strides, dtype, readonly, owner, contiguous=None):
+        self.ptr, self.shape, self.strides = ptr, shape, strides
+        self.dtype, self.readonly, self.owner = dtype, readonly, owner
+        self.contiguous = contiguous  # C-contiguous; None: not yet known
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    @property
+    def size(self):
+        n = 1
+        for k in self.shape:
+            n *= k
+        return n
+
+    def view(self, byte_offset, shape, strides):
+        return Dev(self.ptr + byte_offset, tuple(int(n) for n in shape),
+                   tuple(int(s) for s in strides), self.dtype, self.readonly, self.owner)
+
+
 def is_gpu_array(a):
     if isinstance(a, np.ndarray):
         return False
     return hasattr(a, "__cuda_array_interface__") or type(a).__name__ == "FakeCUDAArray"
 
 
-def as_device(a, name):
-    """A Numba device array (or the simulator's fake one) viewing a's memory."""
+def c_strides(shape, itemsize):
+    strides = []
+    step = itemsize
+    for n in reversed(shape):
+        strides.append(step)
+        step *= max(n, 1)
+    return tuple(reversed(strides))
+
+
+def is_c_contiguous(d):
+    if d.contiguous is None:
+        expected = c_strides(d.shape, d.dtype.itemsize)
+        d.contiguous = all(n <= 1 or s == e for n, s, e in zip(d.shape, d.strides, expected))
+    return d.contiguous
+
+
+def as_dev(a, name):
+    """The Dev record of GPU array a (no copy, no sync)."""
     if SIMULATOR:
-        if type(a).__name__ == "FakeCUDAArray":
-            return a
-        raise TypeError(f"{name} must be a simulator device array (numba.cuda.to_device) under "
-                        f"NUMBA_ENABLE_CUDASIM=1, got {type(a).__name__}")
-    if getattr(a, "__cuda_ndarray__", False):  # Numba's own DeviceNDArray
-        return a
+        if type(a).__name__ != "FakeCUDAArray":
+            raise TypeError(f"{name} must be a simulator device array (numba.cuda.to_device) "
+                            f"under NUMBA_ENABLE_CUDASIM=1, got {type(a).__name__}")
+        h = a._ary
+        return Dev(h.__array_interface__["data"][0], tuple(h.shape), tuple(h.strides), h.dtype,
+                   not h.flags.writeable, h)
     try:
         desc = a.__cuda_array_interface__
     except Exception as exc:  # e.g. torch: "Can't export tensors that require gradient"
         raise TypeError(f"{name} does not export __cuda_array_interface__: {exc}") from None
-    return cuda.from_cuda_array_interface(desc, owner=a, sync=False)
+    if desc.get("mask") is not None:
+        raise TypeError(f"{name} is a masked array; numba_ln does not support masks")
+    shape = tuple(desc["shape"])
+    dtype = _dtype(desc["typestr"])
+    strides = desc.get("strides")
+    contiguous = strides is None or None
+    strides = c_strides(shape, dtype.itemsize) if strides is None else tuple(strides)
+    ptr, readonly = desc["data"]
+    return Dev(ptr or 0, shape, strides, dtype, bool(readonly), a, contiguous)
+
+
+_DTYPES = {}
+
+
+def _dtype(typestr):
+    dtype = _DTYPES.get(typestr)
+    if dtype is None:
+        dtype = _DTYPES[typestr] = np.dtype(typestr)
+    return dtype
 
 
 def pointer(d):
-    """Device address of element 0 (host address of the NumPy array under the simulator)."""
-    if SIMULATOR:
-        return d._ary.__array_interface__["data"][0]
-    return d.__cuda_array_interface__["data"][0]
+    return d.ptr
 
 
-def read_only(a):
+class _Raw:
+    """An ``__array_interface__`` holder: NumPy keeps it (and so ``base``) alive."""
+
+    def __init__(self, iface, base):
+        self.__array_interface__ = iface
+        self.base = base
+
+
+def _host_view(d):
+    """Simulator: the NumPy array d describes."""
+    iface = {"data": (d.ptr, d.readonly), "shape": d.shape, "strides": d.strides,
+             "typestr": d.dtype.str, "version": 3}
+    return np.asarray(_Raw(iface, d.owner))
+
+
+def kernel_arg(d):
+    """How a kernel receives d: its address (GPU) or a fake device array (simulator)."""
+    if d is None:
+        return 0
+    return _fake(d) if SIMULATOR else d.ptr
+
+
+def _fake(d):
+    from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
+
+    return FakeCUDAArray(_host_view(d))
+
+
+def numba_array(d):
+    """d as a Numba device array (results; arguments of the copy kernels)."""
     if SIMULATOR:
-        return not a._ary.flags.writeable
-    desc = getattr(a, "__cuda_array_interface__", None)
-    return bool(desc and desc["data"][1])
+        return _fake(d)
+    owner = d.owner
+    if getattr(owner, "__cuda_ndarray__", False) and tuple(owner.shape) == d.shape \
+            and tuple(owner.strides) == d.strides and owner.device_ctypes_pointer.value == d.ptr:
+        return owner
+    desc = {"data": (d.ptr, False), "shape": d.shape, "strides": d.strides,
+            "typestr": d.dtype.str, "version": 2}
+    return cuda.from_cuda_array_interface(desc, owner=owner, sync=False)
 
 
 def shadow(d):
     """(shadow ndarray of d's shape/strides/dtype, its base address)."""
     base = np.empty(1, d.dtype)
-    return as_strided(base, tuple(d.shape), tuple(d.strides)), base.ctypes.data
+    return as_strided(base, d.shape, d.strides), base.ctypes.data
 
 
 def offset(view, base_address):
     return view.__array_interface__["data"][0] - base_address
 
 
+def view_like(d, shadow_view, base_address):
+    """The view of d that shadow_view is of d's shadow."""
+    return d.view(offset(shadow_view, base_address), shadow_view.shape, shadow_view.strides)
+
+
 def extent(d):
     """[lo, hi) byte range that d's elements occupy."""
-    lo = hi = pointer(d)
+    lo = hi = d.ptr
     for n, s in zip(d.shape, d.strides):
         if n == 0:
             return lo, lo
@@ -81,43 +180,43 @@ def overlap(a, b):
     return alo < bhi and blo < ahi
 
 
-class _Raw:
-    """An ``__array_interface__`` holder: NumPy keeps it (and so ``base``) alive."""
+# -- allocation ------------------------------------------------------------------------------
 
-    def __init__(self, iface, base):
-        self.__array_interface__ = iface
-        self.base = base
+_TORCH_DTYPES = ("float16", "float32", "float64")
 
 
-def view(d, byte_offset, shape, strides):
-    """A device array of the given shape and byte strides starting byte_offset past d[0...]."""
-    shape, strides = tuple(int(n) for n in shape), tuple(int(s) for s in strides)
+def empty(shape, dtype, stream, like=None):
+    """(Numba device array, its Dev) of a new C-contiguous array.
+
+    Allocated from the producer's pool when x came from CuPy or torch (their caching
+    allocators, stream-ordered); from Numba's memory manager otherwise (cuMemAlloc unless an
+    EMM plugin such as RMM's is installed)."""
+    shape = tuple(int(n) for n in shape)
+    dtype = np.dtype(dtype)
+    if not SIMULATOR and like is not None:
+        top = type(like).__module__.partition(".")[0]
+        owner = None
+        if top == "cupy" and "cupy" in sys.modules:
+            owner = sys.modules["cupy"].empty(shape, dtype)
+        elif top == "torch" and "torch" in sys.modules and dtype.name in _TORCH_DTYPES:
+            torch = sys.modules["torch"]
+            owner = torch.empty(shape, dtype=getattr(torch, dtype.name), device=like.device)
+        if owner is not None:
+            d = as_dev(owner, "buffer")
+            return numba_array(d), d
     if SIMULATOR:
-        base = d._ary
-        iface = {"data": (pointer(d) + byte_offset, not base.flags.writeable), "shape": shape,
-                 "strides": strides, "typestr": base.dtype.str, "version": 3}
-        return type(d)(np.asarray(_Raw(iface, base)))
-    desc = {"data": (pointer(d) + byte_offset, False), "shape": shape, "strides": strides,
-            "typestr": d.dtype.str, "version": 2}
-    return cuda.from_cuda_array_interface(desc, owner=d, sync=False)
-
-
-def view_like(d, shadow_view, base_address):
-    """The device view of d that shadow_view is of d's shadow."""
-    return view(d, offset(shadow_view, base_address), shadow_view.shape, shadow_view.strides)
-
-
-def empty(shape, dtype, stream):
-    if SIMULATOR:
-        return cuda.device_array(shape, dtype)
-    return cuda.device_array(shape, dtype, stream=stream)
+        a = cuda.device_array(shape, dtype)
+    else:
+        a = cuda.device_array(shape, dtype, stream=stream)
+    d = as_dev(a, "buffer")
+    return a, d
 
 
 def to_device(a, stream):
-    a = np.ascontiguousarray(a)
-    if SIMULATOR:
-        return cuda.to_device(a)
-    return cuda.to_device(a, stream=stream)
+    """(Numba device array, Dev) holding a copy of host array a."""
+    a = np.asarray(a, order="C")  # (ascontiguousarray would make a 0-d array 1-d)
+    obj = cuda.to_device(a) if SIMULATOR else cuda.to_device(a, stream=stream)
+    return obj, as_dev(obj, "copy")
 
 
 # -- streams ---------------------------------------------------------------------------------

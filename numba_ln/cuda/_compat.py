@@ -5,13 +5,18 @@ The differences the GPU modules care about are settled here, once:
 
 - ``SIMULATOR``: kernels run as Python threads; no warp shuffles, no intrinsics, device
   arrays are ``FakeCUDAArray`` (no ``__cuda_array_interface__``, no external streams).
-- ``types`` / ``intrinsic`` / ``cgutils``: numba-cuda ships its own copies.
+- ``types`` / ``intrinsic`` / ``cgutils``: numba-cuda ships its own copies.  Kernels call
+  no ``cuda.jit(device=True)`` functions (only intrinsics and inline code): a device
+  function compiles through a dispatcher that asks the driver for the current device's
+  compute capability, and ``compile_ptx`` must work without a GPU.
 """
 from numba import cuda
 
-try:  # numba-cuda
+try:  # numba-cuda has a full type system of its own
     from numba.cuda import types
-except ImportError:  # Numba's built-in numba.cuda
+
+    types.float32
+except (ImportError, AttributeError):  # Numba's built-in numba.cuda (its .types is partial)
     from numba import types
 
 try:
@@ -19,7 +24,7 @@ try:
 except ImportError:
     from numba.core import cgutils
 
-try:
+try:  # the CUDA target's intrinsic (numba-cuda's own, or the built-in's target='cuda' one)
     from numba.cuda.extending import intrinsic
 except ImportError:
     from numba.core.extending import intrinsic

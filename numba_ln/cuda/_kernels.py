@@ -1,7 +1,8 @@
 """CUDA kernels for rows: LayerNorm, RMSNorm, the fused residual-add forms and moments.
 
-Every kernel works on 2-D row views ``(rows, cols)`` whose columns are contiguous (any row
-stride, including 0 for a broadcast residual); numba_ln/cuda/_front.py makes the views.
+Every kernel works on row views ``(rows, cols)`` whose columns are contiguous (any row
+stride, including 0 for a broadcast residual), passed as an address and a row stride in
+bytes (numba_ln/cuda/_vector.py); numba_ln/cuda/_front.py makes the views.
 Kernels are built by factories from compile-time constants (threads per row, elements per
 thread, vector width, which inputs and outputs exist) and cached, so each variant compiles
 only the code it runs.
@@ -31,8 +32,8 @@ import math
 import numpy as np
 
 from . import _config
-from ._compat import SIMULATOR, cuda
-from ._vector import row_io
+from ._compat import NUMBA_CUDA, SIMULATOR, cuda
+from ._vector import row_io, scalar_io
 
 FULL_MASK = 0xFFFFFFFF
 
@@ -43,84 +44,35 @@ STATS_RSTD = 2  # rms_norm: rstd
 STATS_MEAN_VAR = 3  # moments: mean, var
 
 
-def _device(fn):
-    return fn if SIMULATOR else cuda.jit(device=True)(fn)
-
-
-def _kernel(fn):
-    return cuda.jit(fn)
-
-
-def group_sum(threads, groups, acc, shuffle):
-    """(sum, shared_size): ``sum(v, sh, tid)`` adds v over each group of ``threads``
-    consecutive threads (``groups`` groups per block) and gives every thread of the group the
-    same total.  Every thread of the block must call it (it may hold barriers).
-
-    Shuffle path: xor-butterfly within each warp (partial sums are bitwise identical in all
-    lanes, since float addition commutes), then, for groups of several warps, one value per
-    warp through shared memory added in the same order by every thread.  Shared path (the
-    simulator, or when shuffles are off): a barrier-separated tree in shared memory.
-    """
-    if shuffle and threads % 32 == 0:
-        warps = threads // 32
-
-        def warp_sum(v):
-            off = 16
-            while off > 0:
-                v += cuda.shfl_xor_sync(FULL_MASK, v, off)
-                off //= 2
-            return v
-
-        warp_sum = _device(warp_sum)
-        if warps == 1:
-            def block_sum(v, sh, tid):
-                return warp_sum(v)
-
-            return _device(block_sum), 1
-
-        def block_sum(v, sh, tid):
-            v = warp_sum(v)
-            if tid % 32 == 0:
-                sh[tid // 32] = v
-            cuda.syncthreads()
-            first = (tid // threads) * warps
-            total = acc(0)
-            for i in range(warps):
-                total += sh[first + i]
-            cuda.syncthreads()
-            return total
-
-        return _device(block_sum), groups * warps
-
-    def tree_sum(v, sh, tid):
-        sh[tid] = v
-        cuda.syncthreads()
-        lane = tid % threads
-        off = threads // 2
-        while off > 0:
-            if lane < off:
-                sh[tid] += sh[tid + off]
-            cuda.syncthreads()
-            off //= 2
-        total = sh[tid - lane]
-        cuda.syncthreads()
-        return total
-
-    return _device(tree_sum), threads * groups
-
-
 class Variant:
-    """Compile-time constants of one row kernel (hashable: the kernel cache key)."""
+    """Compile-time constants of one row kernel (hashable: the kernel cache key).
 
-    __slots__ = ("held", "threads", "groups", "chunks", "vec", "acc", "out", "centered",
-                 "has_r", "has_w", "has_b", "want_y", "stats", "shuffle")
+    held      the row stays in registers (else: streamed from global memory three times)
+    threads   threads per row (G); groups: rows per block (W), 1 unless threads == a warp
+    chunks    segments of ``vec`` elements per thread (held kernels; a power of two)
+    vec       elements per load/store (16 bytes when aligned, else 1)
+    acc, out  working dtype (float32 or float64; also weight, bias and statistics) and the
+              result dtype (y and s)
+    x, r      input dtypes (r: the residual's, or None)
+    shuffle   reduce with warp shuffles (needs threads % 32 == 0; never in the simulator)
+    """
+
+    __slots__ = ("held", "threads", "groups", "chunks", "vec", "acc", "out", "x", "r",
+                 "centered", "has_r", "has_w", "has_b", "want_y", "stats", "shuffle")
 
     def __init__(self, *, held, threads, groups, chunks, vec, acc, out, centered, has_r,
-                 has_w, has_b, want_y, stats, shuffle):
+                 has_w, has_b, want_y, stats, shuffle, x=None, r=None):
         self.held, self.threads, self.groups, self.chunks = held, threads, groups, chunks
         self.vec, self.acc, self.out = vec, np.dtype(acc), np.dtype(out)
+        self.x = np.dtype(out if x is None else x)
+        self.r = np.dtype(self.x if r is None else r)
         self.centered, self.has_r, self.has_w, self.has_b = centered, has_r, has_w, has_b
-        self.want_y, self.stats, self.shuffle = want_y, stats, shuffle
+        self.want_y, self.stats = want_y, stats
+        self.shuffle = bool(shuffle) and threads % 32 == 0
+
+    @property
+    def block(self):
+        return self.threads * self.groups
 
     def key(self):
         return tuple(getattr(self, k) for k in self.__slots__)
@@ -137,13 +89,57 @@ def make_row_kernel(v):
 _KERNELS = {}
 
 
-def row_kernel(v):
-    """Variant v's compiled kernel, built once per process."""
-    key = v.key()
+def jit_options(block):
+    """Options that make a kernel launchable with ``block`` threads: launch bounds (numba-cuda;
+    ptxas then keeps registers <= 65536 / block) or a register cap (Numba's built-in cuda)."""
+    if SIMULATOR:
+        return {}
+    if NUMBA_CUDA:
+        return {"launch_bounds": block}
+    return {"max_registers": min(255, 65536 // block)}
+
+
+def row_kernel(**constants):
+    """The compiled kernel of ``Variant(**constants)``, built once per process (the lookup
+    builds no Variant)."""
+    key = tuple(sorted(constants.items()))
     kernel = _KERNELS.get(key)
     if kernel is None:
-        kernel = _KERNELS[key] = _kernel(make_row_kernel(v))
+        v = Variant(**constants)
+        kernel = _KERNELS[key] = cuda.jit(make_row_kernel(v), **jit_options(v.block))
     return kernel
+
+
+def _io(v):
+    """The memory helpers of variant v (numba_ln/cuda/_vector.py): row segments of x, r,
+    weight/bias (work dtype) and y/s, single elements of x and r, statistics."""
+    load_x = row_io(v.x, v.vec)[0]
+    load_r = row_io(v.r, v.vec)[0]
+    load_p = row_io(v.acc, v.vec)[0]
+    store_y = row_io(v.out, v.vec)[1]
+    get_x = scalar_io(v.x)[0]
+    get_r = scalar_io(v.r)[0]
+    put_st = scalar_io(v.acc)[1]
+    return load_x, load_r, load_p, store_y, get_x, get_r, put_st
+
+
+def _shared_size(v):
+    """Shared-memory words for the row reduction (see ``_held_rows``)."""
+    if v.shuffle:
+        return max(1, v.groups * (v.threads // 32))
+    return v.threads * v.groups
+
+
+# The row reduction appears inline in both kernels below (device functions would compile
+# through a dispatcher that asks the driver for the device, and compile_ptx must work
+# without one).  It sums ``total`` over the G threads of a row and leaves the same value in
+# all of them; every thread of the block runs it (it may hold barriers):
+#
+# - shuffle path: an xor butterfly within each warp (the partial sums are bitwise equal in
+#   all lanes, float addition commuting), then for rows of several warps one value per warp
+#   through shared memory, added in the same order by every thread;
+# - shared path (the simulator, which has no shuffles, or shuffle=False): a
+#   barrier-separated tree in shared memory.
 
 
 def _held_rows(v):
@@ -154,12 +150,13 @@ def _held_rows(v):
     OUT = v.out.type
     CENTERED, HAS_R, HAS_W, HAS_B = v.centered, v.has_r, v.has_w, v.has_b
     WANT_Y, STATS = v.want_y, v.stats
-    reduce, SH = group_sum(G, W, ACC, v.shuffle)
-    load, store = row_io(VEC)
+    PHASES = 2 if CENTERED else 1
+    SHUFFLE, WARPS, SH = v.shuffle, G // 32, _shared_size(v)
+    load_x, load_r, load_p, store_y, get_x, get_r, put_st = _io(v)
 
-    def held_rows(y, s, x, r, w, b, st1, st2, rows, cols, eps):
+    def held_rows(y, y_rs, s, s_rs, x, x_rs, r, r_rs, w, b, st1, st2, rows, cols, eps):
         sh = cuda.shared.array(SH, ACC)
-        vals = cuda.local.array(N, ACC)  # the row segment this thread holds (registers)
+        vals = cuda.local.array(N, ACC)  # this thread's part of the row: x - k (registers)
         tmp = cuda.local.array(VEC, ACC)
         wt = cuda.local.array(VEC, ACC)
         bt = cuda.local.array(VEC, ACC)
@@ -175,64 +172,85 @@ def _held_rows(v):
                 row = rows - 1  # compute on a real row, write nothing
             if CENTERED:
                 if HAS_R:
-                    shift = ACC(OUT(ACC(x[row, 0]) + ACC(r[row, 0])))
+                    shift = ACC(OUT(ACC(get_x(x, x_rs, row, 0)) + ACC(get_r(r, r_rs, row, 0))))
                 else:
-                    shift = ACC(x[row, 0])
+                    shift = ACC(get_x(x, x_rs, row, 0))
             else:
                 shift = ACC(0)
-            total = ACC(0)
             for j in range(CHUNKS):
                 c = first + j * STEP
                 if c < cols:
-                    load(x, row, c, vals, j * VEC)
+                    load_x(x, x_rs, row, c, vals, j * VEC)
                     if HAS_R:
-                        load(r, row, c, tmp, 0)
+                        load_r(r, r_rs, row, c, tmp, 0)
                         for e in range(VEC):
                             vals[j * VEC + e] = ACC(OUT(vals[j * VEC + e] + tmp[e]))
                         if valid:
-                            store(s, row, c, vals, j * VEC)
+                            store_y(s, s_rs, row, c, vals, j * VEC)
                     for e in range(VEC):
-                        d = vals[j * VEC + e] - shift
-                        vals[j * VEC + e] = d
-                        if CENTERED:
-                            total += d
-                        else:
-                            total += d * d
-            total = reduce(total, sh, tid)
-            if CENTERED:
-                mean_d = total / n
-                m2 = ACC(0)
+                        vals[j * VEC + e] = vals[j * VEC + e] - shift
+            # Phase 0: sum(d) (LayerNorm) or sum(d*d) (RMSNorm); phase 1: sum((d - mean_d)**2).
+            mean_d = ACC(0)
+            total = ACC(0)
+            for phase in range(PHASES):
+                total = ACC(0)
                 for j in range(CHUNKS):
-                    c = first + j * STEP
-                    if c < cols:
+                    if first + j * STEP < cols:
                         for e in range(VEC):
                             d = vals[j * VEC + e] - mean_d
-                            m2 += d * d
-                m2 = reduce(m2, sh, tid)
-                second = m2 / n
-            else:
-                mean_d = ACC(0)
-                second = total / n
-            denom = math.sqrt(second + eps)
+                            if CENTERED and phase == 0:
+                                total += d
+                            else:
+                                total += d * d
+                # -- row reduction (see the comment above _held_rows) --
+                if SHUFFLE:
+                    off = 16
+                    while off > 0:
+                        total += cuda.shfl_xor_sync(FULL_MASK, total, off)
+                        off //= 2
+                    if WARPS > 1:
+                        if tid % 32 == 0:
+                            sh[tid // 32] = total
+                        cuda.syncthreads()
+                        total = ACC(0)
+                        for i in range(WARPS):
+                            total += sh[(tid // G) * WARPS + i]
+                        cuda.syncthreads()
+                else:
+                    sh[tid] = total
+                    cuda.syncthreads()
+                    off = G // 2
+                    while off > 0:
+                        if lane < off:
+                            sh[tid] += sh[tid + off]
+                        cuda.syncthreads()
+                        off //= 2
+                    total = sh[tid - lane]
+                    cuda.syncthreads()
+                # --
+                if CENTERED and phase == 0:
+                    mean_d = total / n
+            second = total / n  # variance (LayerNorm) or mean square (RMSNorm)
+            denom = ACC(math.sqrt(second + eps))
             rstd = ACC(1) / denom
             scale = ACC(0) if denom == ACC(0) else rstd
             if valid and lane == 0:
                 if STATS == STATS_MEAN_RSTD:
-                    st1[row] = shift + mean_d
-                    st2[row] = rstd
+                    put_st(st1, row, shift + mean_d)
+                    put_st(st2, row, rstd)
                 elif STATS == STATS_RSTD:
-                    st1[row] = rstd
+                    put_st(st1, row, rstd)
                 elif STATS == STATS_MEAN_VAR:
-                    st1[row] = shift + mean_d
-                    st2[row] = second
+                    put_st(st1, row, shift + mean_d)
+                    put_st(st2, row, second)
             if WANT_Y and valid:
                 for j in range(CHUNKS):
                     c = first + j * STEP
                     if c < cols:
                         if HAS_W:
-                            load(w, 0, c, wt, 0)
+                            load_p(w, 0, 0, c, wt, 0)
                         if HAS_B:
-                            load(b, 0, c, bt, 0)
+                            load_p(b, 0, 0, c, bt, 0)
                         for e in range(VEC):
                             t = (vals[j * VEC + e] - mean_d) * scale
                             if HAS_W:
@@ -240,7 +258,7 @@ def _held_rows(v):
                             if HAS_B:
                                 t = t + bt[e]
                             tmp[e] = t
-                        store(y, row, c, tmp, 0)
+                        store_y(y, y_rs, row, c, tmp, 0)
             base += cuda.gridDim.x * W
 
     return held_rows
@@ -253,103 +271,123 @@ def _streamed_rows(v):
     OUT = v.out.type
     CENTERED, HAS_R, HAS_W, HAS_B = v.centered, v.has_r, v.has_w, v.has_b
     WANT_Y, STATS = v.want_y, v.stats
-    reduce, SH = group_sum(G, 1, ACC, v.shuffle)
-    load, store = row_io(VEC)
+    PHASES = 2 if CENTERED else 1
+    SHUFFLE, WARPS, SH = v.shuffle, G // 32, _shared_size(v)
+    load_x, load_r, load_p, store_y, get_x, get_r, put_st = _io(v)
+    load_y = row_io(v.out, VEC)[0]
 
-    def streamed_rows(y, s, x, r, w, b, st1, st2, rows, cols, eps):
+    def streamed_rows(y, y_rs, s, s_rs, x, x_rs, r, r_rs, w, b, st1, st2, rows, cols, eps):
         sh = cuda.shared.array(SH, ACC)
         tmp = cuda.local.array(VEC, ACC)
         tmp2 = cuda.local.array(VEC, ACC)
         tid = cuda.threadIdx.x
+        lane = tid
         first = tid * VEC
         n = ACC(cols)
         row = cuda.blockIdx.x
         while row < rows:
             if CENTERED:
                 if HAS_R:
-                    shift = ACC(OUT(ACC(x[row, 0]) + ACC(r[row, 0])))
+                    shift = ACC(OUT(ACC(get_x(x, x_rs, row, 0)) + ACC(get_r(r, r_rs, row, 0))))
                 else:
-                    shift = ACC(x[row, 0])
+                    shift = ACC(get_x(x, x_rs, row, 0))
             else:
                 shift = ACC(0)
-            # Pass 1: s = x + r (written), sum(x - k) or sum(x*x), Kahan-compensated: a
-            # thread adds cols / G terms here, far more than the held kernels' <= 32.
+            # Phase 0 reads x (and r, writing s): sum(d) or sum(d*d); phase 1 re-reads:
+            # sum((d - mean_d)**2).  Kahan-compensated: a thread adds cols / G terms here,
+            # far more than the <= 32 of the held kernels.
+            mean_d = ACC(0)
             total = ACC(0)
-            comp = ACC(0)
-            c = first
-            while c < cols:
-                load(x, row, c, tmp, 0)
-                if HAS_R:
-                    load(r, row, c, tmp2, 0)
-                    for e in range(VEC):
-                        tmp[e] = ACC(OUT(tmp[e] + tmp2[e]))
-                    store(s, row, c, tmp, 0)
-                for e in range(VEC):
-                    d = tmp[e] - shift
-                    term = d if CENTERED else d * d
-                    t_y = term - comp
-                    t_t = total + t_y
-                    comp = (t_t - total) - t_y
-                    total = t_t
-                c += STEP
-            if HAS_R:
-                cuda.syncthreads()  # s written above is read by other threads below
-            total = reduce(total - comp, sh, tid)
-            if CENTERED:
-                mean_d = total / n
-                m2 = ACC(0)
+            for phase in range(PHASES):
+                total = ACC(0)
                 comp = ACC(0)
                 c = first
                 while c < cols:
-                    if HAS_R:
-                        load(s, row, c, tmp, 0)
+                    if phase == 0:
+                        load_x(x, x_rs, row, c, tmp, 0)
+                        if HAS_R:
+                            load_r(r, r_rs, row, c, tmp2, 0)
+                            for e in range(VEC):
+                                tmp[e] = ACC(OUT(tmp[e] + tmp2[e]))
+                            store_y(s, s_rs, row, c, tmp, 0)
+                    elif HAS_R:
+                        load_y(s, s_rs, row, c, tmp, 0)
                     else:
-                        load(x, row, c, tmp, 0)
+                        load_x(x, x_rs, row, c, tmp, 0)
                     for e in range(VEC):
                         d = (tmp[e] - shift) - mean_d
-                        t_y = d * d - comp
-                        t_t = m2 + t_y
-                        comp = (t_t - m2) - t_y
-                        m2 = t_t
+                        if CENTERED and phase == 0:
+                            term = d - comp
+                        else:
+                            term = d * d - comp
+                        t = total + term
+                        comp = (t - total) - term
+                        total = t
                     c += STEP
-                m2 = reduce(m2 - comp, sh, tid)
-                second = m2 / n
-            else:
-                mean_d = ACC(0)
-                second = total / n
-            denom = math.sqrt(second + eps)
+                total = total - comp
+                if HAS_R and phase == 0:
+                    cuda.syncthreads()  # s written above is read by other threads later
+                # -- row reduction (see the comment above _held_rows), W = 1 --
+                if SHUFFLE:
+                    off = 16
+                    while off > 0:
+                        total += cuda.shfl_xor_sync(FULL_MASK, total, off)
+                        off //= 2
+                    if WARPS > 1:
+                        if tid % 32 == 0:
+                            sh[tid // 32] = total
+                        cuda.syncthreads()
+                        total = ACC(0)
+                        for i in range(WARPS):
+                            total += sh[i]
+                        cuda.syncthreads()
+                else:
+                    sh[tid] = total
+                    cuda.syncthreads()
+                    off = G // 2
+                    while off > 0:
+                        if lane < off:
+                            sh[tid] += sh[tid + off]
+                        cuda.syncthreads()
+                        off //= 2
+                    total = sh[0]
+                    cuda.syncthreads()
+                # --
+                if CENTERED and phase == 0:
+                    mean_d = total / n
+            second = total / n
+            denom = ACC(math.sqrt(second + eps))
             rstd = ACC(1) / denom
             scale = ACC(0) if denom == ACC(0) else rstd
             if tid == 0:
                 if STATS == STATS_MEAN_RSTD:
-                    st1[row] = shift + mean_d
-                    st2[row] = rstd
+                    put_st(st1, row, shift + mean_d)
+                    put_st(st2, row, rstd)
                 elif STATS == STATS_RSTD:
-                    st1[row] = rstd
+                    put_st(st1, row, rstd)
                 elif STATS == STATS_MEAN_VAR:
-                    st1[row] = shift + mean_d
-                    st2[row] = second
+                    put_st(st1, row, shift + mean_d)
+                    put_st(st2, row, second)
             if WANT_Y:
                 c = first
                 while c < cols:
                     if HAS_R:
-                        load(s, row, c, tmp, 0)
+                        load_y(s, s_rs, row, c, tmp, 0)
                     else:
-                        load(x, row, c, tmp, 0)
+                        load_x(x, x_rs, row, c, tmp, 0)
                     if HAS_W:
-                        load(w, 0, c, tmp2, 0)
+                        load_p(w, 0, 0, c, tmp2, 0)
                     for e in range(VEC):
                         t = ((tmp[e] - shift) - mean_d) * scale
                         if HAS_W:
                             t = t * tmp2[e]
                         tmp[e] = t
                     if HAS_B:
-                        load(b, 0, c, tmp2, 0)
+                        load_p(b, 0, 0, c, tmp2, 0)
                         for e in range(VEC):
                             tmp[e] = tmp[e] + tmp2[e]
-                    store(y, row, c, tmp, 0)
+                    store_y(y, y_rs, row, c, tmp, 0)
                     c += STEP
-            cuda.syncthreads()  # the next row's pass 1 must not overtake this row's reads
             row += cuda.gridDim.x
 
     return streamed_rows
@@ -388,19 +426,16 @@ def make_copy_kernel(ndim, scatter):
     return copy
 
 
-def copy_kernel(ndim, scatter):
-    key = ("copy", ndim, scatter)
+def copy_kernel(ndim, scatter, threads):
+    key = ("copy", ndim, scatter, threads)
     kernel = _KERNELS.get(key)
     if kernel is None:
-        kernel = _KERNELS[key] = _kernel(make_copy_kernel(ndim, scatter))
+        kernel = _KERNELS[key] = cuda.jit(make_copy_kernel(ndim, scatter),
+                                          **jit_options(threads))
     return kernel
 
 
-def launch_copy(flat, dense, shape, strides, start, stream):
-    """Run the gather (dense <- flat) or... see make_copy_kernel; chooses the grid."""
-    raise NotImplementedError
-
-
 def copy_grid(size):
+    """(blocks, threads) for a copy of ``size`` elements."""
     threads = _config.COPY_THREADS
     return max(1, min(_config.MAX_BLOCKS, -(-size // threads))), threads

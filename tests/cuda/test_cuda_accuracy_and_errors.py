@@ -1,0 +1,103 @@
+"""float32 accuracy far from zero (held and streamed rows), and bad arguments: the CPU's
+errors, nothing written."""
+import numpy as np
+import pytest
+from cuda_helpers import PATH_COLS, SIMULATOR, assert_close, dev, to_host
+
+import numba_ln
+from numba_ln import reference as ref
+
+
+@pytest.mark.parametrize("offset", [1e3, 1e4, 1e5])
+@pytest.mark.parametrize("path", ["narrow", "wide", "stream"])
+def test_float32_within_2e6_of_the_oracle_far_from_zero(rng, path, offset):
+    cols = PATH_COLS[path][0]
+    x = (offset + rng.standard_normal((5, cols))).astype(np.float32)
+    w, b = rng.standard_normal(cols), rng.standard_normal(cols)
+    y, mean, rstd = numba_ln.layer_norm(dev(x), w, b, return_stats=True)
+    y_ref, mean_ref, rstd_ref = ref.layer_norm(x, w, b)
+    assert_close(y, y_ref, scale=4)  # 2e-6 * max(4, |y|): |w*z + b| reaches ~4
+    assert_close(numba_ln.layer_norm(dev(x)), ref.layer_norm(x)[0])  # 2e-6 * max(1, |y|)
+    assert_close(mean, mean_ref, scale=offset)  # float32 rounding of the mean itself
+    assert np.all(np.abs(to_host(rstd) / rstd_ref - 1) < 2e-6)
+    mean, var = numba_ln.moments(dev(x))
+    assert np.all(np.abs(to_host(var) / ref.moments(x)[1] - 1) < 2e-6)
+
+
+@pytest.mark.parametrize("offset", [1e4, 1e5])
+def test_residual_add_far_from_zero(rng, offset):
+    x = (offset + rng.standard_normal((3, 48))).astype(np.float32)
+    r = rng.standard_normal((3, 48)).astype(np.float32)
+    y, s = numba_ln.add_layer_norm(dev(x), dev(r))
+    assert_close(y, ref.layer_norm(x + r)[0])
+
+
+X = np.arange(24, dtype=np.float32).reshape(4, 6)
+
+
+def _bad_cases():
+    d = dev
+    return [
+        (dict(axis=2), ValueError, "axis"),
+        (dict(axis=(0, 0)), ValueError, "axis"),
+        (dict(axis=1.0), TypeError, "axis"),
+        (dict(axis=()), ValueError, "axis"),
+        (dict(weight=np.ones(5)), ValueError, "weight"),
+        (dict(weight=d(np.ones(5, np.float32))), ValueError, "weight"),
+        (dict(bias=np.ones((2, 6))), ValueError, "bias"),
+        (dict(weight=np.ones(6, complex)), TypeError, "weight"),
+        (dict(out=np.empty((4, 6), np.float32)), TypeError, "out"),
+        (dict(out=d(np.empty((4, 5), np.float32))), ValueError, "out"),
+        (dict(out=d(np.empty((4, 6), np.float64))), TypeError, "out"),
+        (dict(eps=-1e-5), ValueError, "eps"),
+        (dict(eps=float("nan")), ValueError, "eps"),
+        (dict(eps="1e-5"), TypeError, "eps"),
+        (dict(x=d(X.astype(np.complex64))), TypeError, "x"),
+        (dict(x=d(np.zeros((4, 0), np.float32))), ValueError, "normalized shape"),
+        (dict(x=d(np.float32(3.0).reshape(()))), ValueError, "axis"),
+    ]
+
+
+def test_bad_input_raises_and_writes_nothing():
+    for kwargs, error, name in _bad_cases():
+        label = {k: getattr(v, "shape", v) for k, v in kwargs.items()}
+        kwargs = dict(kwargs)
+        x = kwargs.pop("x", dev(X))
+        before = to_host(x)
+        out = kwargs.get("out")
+        out_before = to_host(out) if out is not None and not isinstance(out, np.ndarray) else None
+        with pytest.raises(error, match=name):
+            numba_ln.layer_norm(x, **kwargs)
+            pytest.fail(f"no {error.__name__} for {label}")
+        assert np.array_equal(to_host(x), before)
+        if out_before is not None:
+            assert np.array_equal(to_host(out), out_before, equal_nan=True)
+
+
+def test_residual_errors():
+    x = dev(X)
+    with pytest.raises(ValueError, match="residual"):
+        numba_ln.add_layer_norm(x, dev(np.ones((4, 5), np.float32)))
+    with pytest.raises(TypeError, match="residual_out"):
+        numba_ln.add_rms_norm(x, x, residual_out=np.empty((4, 6), np.float32))
+    both = dev(np.zeros((4, 6), np.float32))
+    with pytest.raises(ValueError, match="overlap"):
+        numba_ln.add_layer_norm(x, x, out=both, residual_out=both)
+    assert not to_host(both).any()
+
+
+@pytest.mark.parametrize("func", [numba_ln.moments, numba_ln.rms_norm])
+def test_other_functions_check_axis_and_dtype(func):
+    with pytest.raises(ValueError, match="axis"):
+        func(dev(X), axis=5)
+    with pytest.raises(TypeError, match="x"):
+        func(dev(X.astype(np.complex128)))
+
+
+@pytest.mark.skipif(not SIMULATOR, reason="simulator only: other arrays cannot reach it")
+def test_simulator_rejects_foreign_out():
+    class NotOurs:
+        __cuda_array_interface__ = {}
+
+    with pytest.raises(TypeError, match="out"):
+        numba_ln.layer_norm(dev(X), out=NotOurs())
