@@ -102,7 +102,8 @@ def normalize(x, axes, weight, bias, eps, *, centered, out=None, residual=None,
     if residual is not None:
         if residual.dtype != dtype:
             residual = residual.astype(dtype)
-        residual = np.broadcast_to(residual, x.shape)
+        if residual.shape != x.shape:  # a broadcast view is read-only: another kernel type
+            residual = np.broadcast_to(residual, x.shape)
     x, residual = _detach_inputs((x, residual), (out, residual_out))
 
     plan = make_plan(x, axes)

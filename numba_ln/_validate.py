@@ -77,14 +77,18 @@ def prepare_param(p, name, norm_shape, dtype):
     arr = as_array(p, name)
     if arr.dtype.kind not in "fiub" or arr.dtype.itemsize > 8:
         raise TypeError(f"{name} has dtype {arr.dtype}; it must be real (float, int or bool)")
-    try:
-        full = np.broadcast_to(arr, norm_shape)
-    except ValueError:
-        raise ValueError(
-            f"{name} of shape {arr.shape} does not broadcast to the normalized shape "
-            f"{tuple(norm_shape)}"
-        ) from None
-    return np.ascontiguousarray(full, dtype=dtype).reshape(-1)
+    if arr.shape != tuple(norm_shape):
+        try:
+            arr = np.broadcast_to(arr, norm_shape)
+        except ValueError:
+            raise ValueError(
+                f"{name} of shape {arr.shape} does not broadcast to the normalized shape "
+                f"{tuple(norm_shape)}"
+            ) from None
+    flat = np.ascontiguousarray(arr, dtype=dtype).reshape(-1)
+    # Kernels are compiled per array type, and read-only is a type of its own: a copy of
+    # the normalized size is cheaper than compiling every kernel again.
+    return flat if flat.flags.writeable else flat.copy()
 
 
 def check_output(out, name, shape, dtype):

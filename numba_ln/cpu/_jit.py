@@ -17,6 +17,9 @@ def kernel(**options):
     # IEEE division (x/0 -> inf or NaN, like NumPy) instead of Python's ZeroDivisionError;
     # it also spares every division a zero check.
     options.setdefault("error_model", "numpy")
+    # Explicit, so that a kernel first compiled from a user's @njit(fastmath=True) code
+    # does not inherit flags that would let NaN and inf vanish.
+    options.setdefault("fastmath", False)
 
     def decorate(func):
         global _warned

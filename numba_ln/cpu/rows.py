@@ -101,8 +101,9 @@ def rows_contiguous(y, x, cols, weight, bias, eps, centered):
     """rows_serial for the commonest small call (C-contiguous x and y, no residual, no
     statistics), with few and simple arguments: Numba's dispatcher types a nested tuple
     argument far more slowly than an array, and at (1, 768) that is most of the call."""
-    at = (0, cols)
-    rows_serial(y, at, y[:0], (0, 0), x, at, x[:0], (0, 0), x.size // cols, cols,
+    zero = np.int64(0)  # int64, not literal, tuples: the specialization Python calls use
+    at = (zero, cols)
+    rows_serial(y, at, y[:0], (zero, zero), x, at, x[:0], (zero, zero), x.size // cols, cols,
                 (weight, bias), eps, centered, (np.empty(0), np.empty(0)))
 
 
