@@ -29,6 +29,8 @@ What compiled code supports (anything else is a ``TypingError`` that says what i
 - ``return_stats``/``keepdims``: constants True or False (the result's type depends on
   them).  The keyword-only arguments may also be passed by position in compiled code.
 """
+import functools
+
 import numpy as np
 from numba import types
 from numba.core.errors import TypingError
@@ -36,16 +38,16 @@ from numba.extending import overload, register_jitable
 from numba.np.numpy_support import as_dtype
 
 from . import _api
-from ._validate import result_dtype
+from ._validate import SUPPORTED_DTYPES, result_dtype
 from .cpu.rows import rows_serial
 
-# Numba compiles an overload, and every dispatcher it calls that has no specialization yet,
-# with the flags of the calling function when they are not set explicitly (fastmath and
-# error_model are inherited), and that compilation then serves every later caller, Python
-# ones too.  Pinning the Python path's flags here keeps a user's @njit(fastmath=True) from
-# changing numba_ln's rounding or NaN handling: in these implementations (the rstd of
-# return_stats) and in the kernels they compile.
-_JIT_OPTIONS = {"fastmath": False, "error_model": "python"}
+# Numba compiles an overload (and any dispatcher it calls that has no specialization yet)
+# with the calling function's fastmath and error_model unless they are set explicitly, and
+# that compilation then serves every later caller, Python ones too.  Pinning the kernels'
+# flags (cpu/_jit.py) here keeps a user's @njit(fastmath=True) from changing numba_ln's
+# rounding or NaN handling, in these implementations (the rstd of return_stats) and in
+# anything they compile.
+_JIT_OPTIONS = {"fastmath": False, "error_model": "numpy"}
 
 
 # --- typing-time checks (plain Python, run while Numba types a user's call) -----------------
@@ -116,97 +118,78 @@ def _x_dtype(fname, x, name="x"):
     """The result dtype for array argument x, with _validate's rule."""
     if not isinstance(x, types.Array) or x.ndim == 0:
         _fail(fname, f"{name} must be a NumPy array of 1 or more dimensions, got {x}")
-    dtype = _real_dtype(x)
     try:
-        return result_dtype(dtype if dtype is not None else x.dtype, name)
-    except TypeError as exc:
-        _fail(fname, str(exc))
+        return result_dtype(as_dtype(x.dtype), name)
+    except Exception:  # NumPy's TypeError, or Numba's for dtypes NumPy has no name for
+        _fail(fname, f"{name} has dtype {x.dtype}, which numba_ln does not support; "
+                     f"supported: {SUPPORTED_DTYPES}")
 
 
-def _pick_input(t, dtype):
-    """How an array reaches the kernel: a flat view when it can, else one contiguous copy."""
-    if t.layout == "C" and t.mutable and as_dtype(t.dtype) == dtype:
-        return _flat_view
-    return _flat_copy
+def _is_view(t, dtype):
+    """True when array type t goes to the kernel as it is: flattened, not copied."""
+    return t.layout == "C" and t.mutable and as_dtype(t.dtype) == dtype
 
 
-def _pick_param(fname, name, t, dtype):
+def _param_kind(fname, name, t, dtype):
     if _absent(t):
-        return _param_absent
+        return "absent"
     if isinstance(t, (types.Number, types.Boolean)) and not isinstance(t, types.Complex):
-        return _param_scalar
+        return "scalar"
     if isinstance(t, types.Array) and t.ndim >= 1 and _real_dtype(t) is not None:
-        if t.ndim == 1 and t.layout == "C" and t.mutable and as_dtype(t.dtype) == dtype:
-            return _param_view
-        return _param_copy
+        return "view" if t.ndim == 1 and _is_view(t, dtype) else "copy"
     _fail(fname, f"{name} must be None, a real number or a real (float, int or bool) array "
                  f"broadcastable to (x.shape[-1],), got {t}")
 
 
-def _pick_residual(fname, t, x):
+def _check_residual(fname, t, x):
     if not isinstance(t, types.Array) or not 1 <= t.ndim <= x.ndim or _real_dtype(t) is None:
         _fail(fname, f"residual must be a real (float, int or bool) array of at most x's "
                      f"{x.ndim} dimensions, broadcastable to x's shape, got {t}")
 
 
-def _pick_output(fname, name, t, x, dtype):
-    """(make, finish, user_given) for out= / residual_out=."""
+def _output_kind(fname, name, t, x, dtype):
+    """"new" (allocated here), "view" (written in place) or "temp" (written, then copied)."""
     if _absent(t):
-        return _out_new, _finish_new, False
+        return "new"
     if (not isinstance(t, types.Array) or t.ndim != x.ndim or as_dtype(t.dtype) != dtype
             or not t.mutable):
         _fail(fname, f"{name} must be a writeable {dtype} array with x's {x.ndim} "
                      f"dimension(s) (the result dtype and shape), got {t}")
-    if t.layout == "C":
-        return _out_view, _finish_view, True
-    return _out_temp, _finish_copy, True
+    return "view" if t.layout == "C" else "temp"
 
 
-# --- compiled helpers ------------------------------------------------------------------------
+# --- compiled helpers, used only for the less common argument types --------------------------
+# Every jitted function costs a compilation of its own (~0.2 s, and the kernel's code is
+# generated again in each), so the common path is one function, ``core`` below.
 
-@register_jitable
-def _flat_view(a, dt):
-    return a.reshape(-1)
-
+# Copies loop over ``.flat`` rather than assigning ``out[...] = a``: Numba compiles that
+# assignment with formatted shape-mismatch errors, ~1 s more per calling function.
 
 @register_jitable
 def _flat_copy(a, dt):
-    out = np.empty(a.shape, dt)
-    out[...] = a
-    return out.reshape(-1)
+    """a's elements in C order, as a new contiguous 1-D array of dtype dt (any layout)."""
+    out = np.empty(a.size, dt)
+    k = 0
+    for v in a.flat:
+        out[k] = v
+        k += 1
+    return out
 
 
 @register_jitable
-def _broadcasts(src, dst):
-    """True when shape src broadcasts to shape dst (NumPy's rule, src no longer than dst)."""
-    offset = len(dst) - len(src)
-    for k in range(len(src)):
-        if src[k] != 1 and src[k] != dst[offset + k]:
-            return False
-    return True
-
-
-@register_jitable
-def _param_absent(p, cols, dt):
-    return np.empty(0, dt)
-
-
-@register_jitable
-def _param_scalar(p, cols, dt):
-    return np.full(cols, p, dt)
-
-
-@register_jitable
-def _param_view(p, cols, dt):
-    if p.shape[0] != cols:
-        raise ValueError("numba_ln: weight/bias does not broadcast to the normalized shape "
-                         "(x.shape[-1],)")
-    return p
+def _copy_into(out, flat):
+    """out's elements, in C order, from the contiguous 1-D array flat (out of any layout)."""
+    for k in range(flat.size):
+        out.flat[k] = flat[k]
 
 
 @register_jitable
 def _param_copy(p, cols, dt):
-    if not _broadcasts(p.shape, (cols,)):
+    for k in range(p.ndim - 1):
+        if p.shape[k] != 1:
+            raise ValueError("numba_ln: weight/bias does not broadcast to the normalized "
+                             "shape (x.shape[-1],)")
+    if p.shape[-1] != cols and p.shape[-1] != 1:
         raise ValueError("numba_ln: weight/bias does not broadcast to the normalized shape "
                          "(x.shape[-1],)")
     flat = _flat_copy(p, dt)
@@ -216,225 +199,224 @@ def _param_copy(p, cols, dt):
 
 
 @register_jitable
-def _residual_rows(r, shape, cols, dt):
-    """(flat buffer, row stride) for residual r against x's shape; stride 0 repeats a row."""
-    if not _broadcasts(r.shape, shape):
-        raise ValueError("numba_ln: residual does not broadcast to x's shape")
-    if r.shape == shape:
-        return _flat_copy(r, dt), np.int64(cols)
-    if r.size == cols:  # one row, repeated: read in place with row stride 0
-        return _flat_copy(r, dt), np.int64(0)
-    full = np.empty(shape, dt)
-    full[...] = r
-    return full.reshape(-1), np.int64(cols)
-
-
-@register_jitable
-def _residual_rows_view(r, shape, cols, dt):
-    """_residual_rows for a writeable C-contiguous r of the result dtype: no copy."""
-    if not _broadcasts(r.shape, shape):
-        raise ValueError("numba_ln: residual does not broadcast to x's shape")
-    if r.shape == shape:
-        return r.reshape(-1), np.int64(cols)
-    if r.size == cols:
-        return r.reshape(-1), np.int64(0)
-    full = np.empty(shape, dt)
-    full[...] = r
-    return full.reshape(-1), np.int64(cols)
-
-
-@register_jitable
-def _residual_none(r, shape, cols, dt):
-    return np.empty(0, dt), np.int64(0)
-
-
-@register_jitable
-def _out_none(out, shape, dt):
-    """No such output: the kernel's empty placeholder."""
-    empty = np.empty(0, dt)
-    return empty, empty
-
-
-@register_jitable
-def _out_new(out, shape, dt):
-    y = np.empty(shape, dt)
-    return y, y.reshape(-1)
-
-
-@register_jitable
-def _out_temp(out, shape, dt):
-    """out= of another layout: the kernel writes a contiguous array, copied into out."""
-    if out.shape != shape:
-        raise ValueError("numba_ln: out/residual_out must have x's shape")
-    y = np.empty(shape, dt)
-    return y, y.reshape(-1)
-
-
-@register_jitable
-def _out_view(out, shape, dt):
-    if out.shape != shape:
-        raise ValueError("numba_ln: out/residual_out must have x's shape")
-    return out, out.reshape(-1)
-
-
-@register_jitable
-def _finish_new(out, y):
-    return y
-
-
-@register_jitable
-def _finish_view(out, y):
-    return out
-
-
-@register_jitable
-def _finish_copy(out, y):
-    out[...] = y
-    return out
-
-
-@register_jitable
-def _bounds(a):
-    lo = a.ctypes.data
-    return lo, lo + a.size * a.itemsize
-
-
-@register_jitable
-def _overlap(a, b):
+def _overlaps(a, b):
+    """Whether flat contiguous arrays a and b share memory."""
     if a.size == 0 or b.size == 0:
         return False
-    a_lo, a_hi = _bounds(a)
-    b_lo, b_hi = _bounds(b)
-    return a_lo < b_hi and b_lo < a_hi
+    a_lo, b_lo = a.ctypes.data, b.ctypes.data
+    return a_lo < b_lo + b.size * b.itemsize and b_lo < a_lo + a.size * a.itemsize
 
 
 @register_jitable
 def _detach(a, o):
     """a, or a copy of it when output o overlaps it other than element for element (as
-    _engine._detach_inputs).  Both are flat contiguous buffers."""
-    if _overlap(a, o) and not (a.ctypes.data == o.ctypes.data and a.size == o.size):
+    _engine._detach_inputs does)."""
+    if _overlaps(a, o) and not (a.ctypes.data == o.ctypes.data and a.size == o.size):
         return a.copy()
     return a
-
-
-@register_jitable
-def _keep(a, o):
-    return a
-
-
-@register_jitable
-def _disjoint(y, s):
-    if _overlap(y, s):
-        raise ValueError("numba_ln: out and residual_out must not overlap")
-
-
-@register_jitable
-def _no_check(y, s):
-    pass
-
-
-@register_jitable
-def _stats_rows(rows):
-    return np.empty(rows), np.empty(rows)
-
-
-@register_jitable
-def _stats_none(rows):
-    return np.empty(0), np.empty(0)
-
-
-@register_jitable
-def _eps_value(eps):
-    e = float(eps)
-    if not (e >= 0.0 and e < np.inf):
-        raise ValueError("numba_ln: eps must be a finite number >= 0")
-    return e
-
-
-@register_jitable
-def _keepdims(stat, shape, dt):
-    return stat.astype(dt).reshape(shape[:-1] + (1,))
-
-
-@register_jitable
-def _rstd_keepdims(second, eps, shape, dt):
-    # As _api._rstd: 1/sqrt in float64, then rounded once.
-    return (1.0 / np.sqrt(second + eps)).astype(dt).reshape(shape[:-1] + (1,))
 
 
 # --- the shared core --------------------------------------------------------------------------
 
 def _make_core(fname, x, residual, weight, bias, eps, out, residual_out, *, centered,
-               want_y, want_stats):
+               want_y, stats):
     """Check the argument types and return a jitted
-    ``core(x, residual, weight, bias, eps, out, residual_out) -> (y, s, mean, second, eps)``
-    (mean/second float64 per row, empty unless want_stats)."""
+    ``core(x, residual, weight, bias, eps, out, residual_out) -> (y, s, a, b)``.
+
+    stats: None (a, b unused), "layer" (mean, rstd), "rms" (rstd, rstd), "moments" or
+    "moments_keepdims" (mean, var); in the result dtype, with keepdims shape but for
+    "moments".  Branches on the closure constants below are pruned by Numba before typing,
+    so each call's types compile only the code they use.
+    """
     dtype = _x_dtype(fname, x)
-    if residual is not None:
-        _pick_residual(fname, residual, x)
+    has_r = residual is not None
+    if has_r:
+        _check_residual(fname, residual, x)
         dtype = result_dtype(np.result_type(dtype, _real_dtype(residual)))
     _check_eps(fname, eps)
-    flat_x = _pick_input(x, dtype)
-    prep_w = _pick_param(fname, "weight", weight, dtype)
-    prep_b = _pick_param(fname, "bias", bias, dtype)
-    make_y, finish_y, user_y = _pick_output(fname, "out", out, x, dtype)
-    make_s, finish_s, user_s = _pick_output(fname, "residual_out", residual_out, x, dtype)
-    if residual is None:
-        rows_r, make_s, finish_s = _residual_none, _out_none, _finish_new
-    elif _pick_input(residual, dtype) is _flat_view:
-        rows_r = _residual_rows_view
-    else:
-        rows_r = _residual_rows
-    if not want_y:
-        make_y, finish_y = _out_none, _finish_new
-    detach_y = _detach if user_y else _keep
-    detach_s = _detach if user_s else _keep
-    disjoint = _disjoint if user_y and user_s else _no_check
-    make_stats = _stats_rows if want_stats else _stats_none
+    x_view = _is_view(x, dtype)
+    r_view = has_r and _is_view(residual, dtype)
+    w_kind = _param_kind(fname, "weight", weight, dtype)
+    b_kind = _param_kind(fname, "bias", bias, dtype)
+    w_absent, w_scalar, w_view = (w_kind == k for k in ("absent", "scalar", "view"))
+    b_absent, b_scalar, b_view = (b_kind == k for k in ("absent", "scalar", "view"))
+    y_kind = _output_kind(fname, "out", out, x, dtype) if want_y else None
+    s_kind = _output_kind(fname, "residual_out", residual_out, x, dtype) if has_r else None
+    y_new, y_view, y_temp = (y_kind == k for k in ("new", "view", "temp"))
+    s_new, s_view, s_temp = (s_kind == k for k in ("new", "view", "temp"))
+    y_user, s_user = y_view or y_temp, s_view or s_temp
+    want_stats = stats is not None
+    stats_layer, stats_rms = stats == "layer", stats == "rms"
+    stats_moments, keepdims = stats in ("moments", "moments_keepdims"), stats != "moments"
     dt = dtype.type  # np.float32 or np.float64: a constant in jitted code
 
     @register_jitable(**_JIT_OPTIONS)
     def core(x, residual, weight, bias, eps, out, residual_out):
-        e = _eps_value(eps)
+        e = float(eps)
+        if not (e >= 0.0 and e < np.inf):
+            raise ValueError("numba_ln: eps must be a finite number >= 0")
         shape = x.shape
         cols = shape[-1]
         if cols == 0:
             raise ValueError("numba_ln: the normalized axis (the last) has no elements")
         rows = x.size // cols
-        xf = flat_x(x, dt)
-        rf, r_stride = rows_r(residual, shape, cols, dt)
-        y, yf = make_y(out, shape, dt)
-        s, sf = make_s(residual_out, shape, dt)
-        xf = detach_s(detach_y(xf, yf), sf)
-        rf = detach_s(detach_y(rf, yf), sf)
-        disjoint(yf, sf)
-        stats = make_stats(rows)
-        zero = np.int64(0)  # not a literal 0: the kernel's signature must match Python's
-        at = (zero, cols)
-        rows_serial(yf, at, sf, at, xf, at, rf, (zero, r_stride), rows, cols,
-                    (prep_w(weight, cols, dt), prep_b(bias, cols, dt)), e,
-                    np.bool_(centered), stats)
-        return finish_y(out, y), finish_s(residual_out, s), stats[0], stats[1], e
+        zero = np.int64(0)  # not a literal 0: the kernel's signature must be the Python path's
 
-    return core, dt
+        if x_view:
+            xf = x.reshape(-1)
+        else:
+            xf = _flat_copy(x, dt)
+        empty = xf[:0]  # absent arrays are empty views: an allocation costs ~30 ns
+
+        if not has_r:
+            rf, r_stride = empty, zero
+        else:
+            lead = x.ndim - residual.ndim
+            for k in range(residual.ndim):
+                n = residual.shape[k]
+                if n != 1 and n != shape[lead + k]:
+                    raise ValueError("numba_ln: residual does not broadcast to x's shape")
+            if residual.size == x.size or residual.size == cols:
+                # x's shape, or one row read again for every row (row stride 0)
+                r_stride = cols if residual.size == x.size else zero
+                if r_view:
+                    rf = residual.reshape(-1)
+                else:
+                    rf = _flat_copy(residual, dt)
+            else:
+                rf, r_stride = _flat_copy(np.broadcast_to(residual, shape), dt), cols
+
+        if w_absent:
+            wf = empty
+        elif w_scalar:
+            wf = np.full(cols, weight, dt)
+        elif w_view:
+            if weight.shape[0] != cols:
+                raise ValueError("numba_ln: weight/bias does not broadcast to the normalized "
+                                 "shape (x.shape[-1],)")
+            wf = weight
+        else:
+            wf = _param_copy(weight, cols, dt)
+        if b_absent:
+            bf = empty
+        elif b_scalar:
+            bf = np.full(cols, bias, dt)
+        elif b_view:
+            if bias.shape[0] != cols:
+                raise ValueError("numba_ln: weight/bias does not broadcast to the normalized "
+                                 "shape (x.shape[-1],)")
+            bf = bias
+        else:
+            bf = _param_copy(bias, cols, dt)
+
+        if y_view or y_temp:
+            if out.shape != shape:
+                raise ValueError("numba_ln: out/residual_out must have x's shape")
+        if y_view:
+            y = out
+            yf = out.reshape(-1)
+        elif y_new or y_temp:
+            y = np.empty(shape, dt)
+            yf = y.reshape(-1)
+        else:
+            y = yf = empty
+        if s_view or s_temp:
+            if residual_out.shape != shape:
+                raise ValueError("numba_ln: out/residual_out must have x's shape")
+        if s_view:
+            s = residual_out
+            sf = residual_out.reshape(-1)
+        elif s_new or s_temp:
+            s = np.empty(shape, dt)
+            sf = s.reshape(-1)
+        else:
+            s = sf = empty
+
+        if y_user:
+            xf = _detach(xf, yf)
+            rf = _detach(rf, yf)
+        if s_user:
+            xf = _detach(xf, sf)
+            rf = _detach(rf, sf)
+        if y_user and s_user:
+            if _overlaps(yf, sf):
+                raise ValueError("numba_ln: out and residual_out must not overlap")
+
+        if want_stats:
+            first, second = np.empty(rows), np.empty(rows)
+        else:
+            first = second = np.empty(0)
+        at = (zero, cols)
+        rows_serial(yf, at, sf, at, xf, at, rf, (zero, r_stride), rows, cols, (wf, bf), e,
+                    np.bool_(centered), (first, second))
+
+        if y_temp:
+            _copy_into(out, yf)
+            y_res = out
+        else:
+            y_res = y
+        if s_temp:
+            _copy_into(residual_out, sf)
+            s_res = residual_out
+        else:
+            s_res = s
+        keep = shape[:-1] + (1,)
+        if stats_layer or stats_rms:
+            # As _api: 1/sqrt in float64, then rounded once to the result dtype.
+            rstd = (1.0 / np.sqrt(second + e)).astype(dt).reshape(keep)
+            if stats_layer:
+                a = first.astype(dt).reshape(keep)
+            else:
+                a = rstd
+            return y_res, s_res, a, rstd
+        if stats_moments:
+            if keepdims:
+                return y_res, s_res, first.astype(dt).reshape(keep), second.astype(dt).reshape(keep)
+            return (y_res, s_res, first.astype(dt).reshape(shape[:-1]),
+                    second.astype(dt).reshape(shape[:-1]))
+        return y_res, s_res, first, second
+
+    return core
 
 
 # --- the overloads ------------------------------------------------------------------------------
 # Keyword-only parameters are written as ordinary ones: Numba's overload machinery cannot
 # bind keyword-only arguments of an implementation.
 
+def _memoized(typing_func):
+    """One implementation per argument types.  Numba types a call again in some contexts
+    (a prange body is typed once more for its parallel function), and a new implementation
+    function would be compiled again (~1 s)."""
+    impls = {}
+
+    @functools.wraps(typing_func)
+    def typer(*args, **kws):
+        key = (args, tuple(sorted(kws.items())))
+        try:
+            return impls[key]
+        except KeyError:
+            pass
+        except TypeError:  # an unhashable argument: no memo
+            return typing_func(*args, **kws)
+        impl = impls[key] = typing_func(*args, **kws)
+        return impl
+
+    return typer
+
+
 @overload(_api.layer_norm, prefer_literal=True, jit_options=_JIT_OPTIONS)
+@_memoized
 def _layer_norm(x, weight=None, bias=None, axis=-1, eps=1e-5, out=None, return_stats=False):
     fname = "layer_norm"
     stats = _flag(fname, "return_stats", return_stats)
     _x_dtype(fname, x)
     _check_axis(fname, axis, x.ndim)
-    core, dt = _make_core(fname, x, None, weight, bias, eps, out, None, centered=True,
-                          want_y=True, want_stats=stats)
+    core = _make_core(fname, x, None, weight, bias, eps, out, None, centered=True,
+                      want_y=True, stats="layer" if stats else None)
     if stats:
         def impl(x, weight=None, bias=None, axis=-1, eps=1e-5, out=None, return_stats=False):
-            y, _, mean, var, e = core(x, None, weight, bias, eps, out, None)
-            return y, _keepdims(mean, x.shape, dt), _rstd_keepdims(var, e, x.shape, dt)
+            y, _, mean, rstd = core(x, None, weight, bias, eps, out, None)
+            return y, mean, rstd
     else:
         def impl(x, weight=None, bias=None, axis=-1, eps=1e-5, out=None, return_stats=False):
             return core(x, None, weight, bias, eps, out, None)[0]
@@ -442,17 +424,18 @@ def _layer_norm(x, weight=None, bias=None, axis=-1, eps=1e-5, out=None, return_s
 
 
 @overload(_api.rms_norm, prefer_literal=True, jit_options=_JIT_OPTIONS)
+@_memoized
 def _rms_norm(x, weight=None, axis=-1, eps=1e-6, out=None, return_stats=False):
     fname = "rms_norm"
     stats = _flag(fname, "return_stats", return_stats)
     _x_dtype(fname, x)
     _check_axis(fname, axis, x.ndim)
-    core, dt = _make_core(fname, x, None, weight, None, eps, out, None, centered=False,
-                          want_y=True, want_stats=stats)
+    core = _make_core(fname, x, None, weight, None, eps, out, None, centered=False,
+                      want_y=True, stats="rms" if stats else None)
     if stats:
         def impl(x, weight=None, axis=-1, eps=1e-6, out=None, return_stats=False):
-            y, _, _, second, e = core(x, None, weight, None, eps, out, None)
-            return y, _rstd_keepdims(second, e, x.shape, dt)
+            y, _, _, rstd = core(x, None, weight, None, eps, out, None)
+            return y, rstd
     else:
         def impl(x, weight=None, axis=-1, eps=1e-6, out=None, return_stats=False):
             return core(x, None, weight, None, eps, out, None)[0]
@@ -460,64 +443,61 @@ def _rms_norm(x, weight=None, axis=-1, eps=1e-6, out=None, return_stats=False):
 
 
 @overload(_api.add_layer_norm, prefer_literal=True, jit_options=_JIT_OPTIONS)
+@_memoized
 def _add_layer_norm(x, residual, weight=None, bias=None, axis=-1, eps=1e-5, out=None,
                     residual_out=None, return_stats=False):
     fname = "add_layer_norm"
     stats = _flag(fname, "return_stats", return_stats)
     _x_dtype(fname, x)
     _check_axis(fname, axis, x.ndim)
-    core, dt = _make_core(fname, x, residual, weight, bias, eps, out, residual_out,
-                          centered=True, want_y=True, want_stats=stats)
+    core = _make_core(fname, x, residual, weight, bias, eps, out, residual_out,
+                      centered=True, want_y=True, stats="layer" if stats else None)
     if stats:
         def impl(x, residual, weight=None, bias=None, axis=-1, eps=1e-5, out=None,
                  residual_out=None, return_stats=False):
-            y, s, mean, var, e = core(x, residual, weight, bias, eps, out, residual_out)
-            return y, s, _keepdims(mean, x.shape, dt), _rstd_keepdims(var, e, x.shape, dt)
+            return core(x, residual, weight, bias, eps, out, residual_out)
     else:
         def impl(x, residual, weight=None, bias=None, axis=-1, eps=1e-5, out=None,
                  residual_out=None, return_stats=False):
-            y, s, _, _, _ = core(x, residual, weight, bias, eps, out, residual_out)
+            y, s, _, _ = core(x, residual, weight, bias, eps, out, residual_out)
             return y, s
     return impl
 
 
 @overload(_api.add_rms_norm, prefer_literal=True, jit_options=_JIT_OPTIONS)
+@_memoized
 def _add_rms_norm(x, residual, weight=None, axis=-1, eps=1e-6, out=None, residual_out=None,
                   return_stats=False):
     fname = "add_rms_norm"
     stats = _flag(fname, "return_stats", return_stats)
     _x_dtype(fname, x)
     _check_axis(fname, axis, x.ndim)
-    core, dt = _make_core(fname, x, residual, weight, None, eps, out, residual_out,
-                          centered=False, want_y=True, want_stats=stats)
+    core = _make_core(fname, x, residual, weight, None, eps, out, residual_out,
+                      centered=False, want_y=True, stats="rms" if stats else None)
     if stats:
         def impl(x, residual, weight=None, axis=-1, eps=1e-6, out=None, residual_out=None,
                  return_stats=False):
-            y, s, _, second, e = core(x, residual, weight, None, eps, out, residual_out)
-            return y, s, _rstd_keepdims(second, e, x.shape, dt)
+            y, s, _, rstd = core(x, residual, weight, None, eps, out, residual_out)
+            return y, s, rstd
     else:
         def impl(x, residual, weight=None, axis=-1, eps=1e-6, out=None, residual_out=None,
                  return_stats=False):
-            y, s, _, _, _ = core(x, residual, weight, None, eps, out, residual_out)
+            y, s, _, _ = core(x, residual, weight, None, eps, out, residual_out)
             return y, s
     return impl
 
 
 @overload(_api.moments, prefer_literal=True, jit_options=_JIT_OPTIONS)
+@_memoized
 def _moments(x, axis=-1, keepdims=False):
     fname = "moments"
     keep = _flag(fname, "keepdims", keepdims)
     _x_dtype(fname, x)
     _check_axis(fname, axis, x.ndim)
-    core, dt = _make_core(fname, x, None, None, None, 0.0, None, None, centered=True,
-                          want_y=False, want_stats=True)
-    if keep:
-        def impl(x, axis=-1, keepdims=False):
-            _, _, mean, var, _ = core(x, None, None, None, 0.0, None, None)
-            return _keepdims(mean, x.shape, dt), _keepdims(var, x.shape, dt)
-    else:
-        def impl(x, axis=-1, keepdims=False):
-            _, _, mean, var, _ = core(x, None, None, None, 0.0, None, None)
-            shape = x.shape[:-1]
-            return mean.astype(dt).reshape(shape), var.astype(dt).reshape(shape)
+    core = _make_core(fname, x, None, None, None, 0.0, None, None, centered=True,
+                      want_y=False, stats="moments_keepdims" if keep else "moments")
+
+    def impl(x, axis=-1, keepdims=False):
+        _, _, mean, var = core(x, None, None, None, 0.0, None, None)
+        return mean, var
     return impl

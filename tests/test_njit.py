@@ -1,0 +1,275 @@
+"""numba_ln called from users' @njit code (numba_ln/_overloads.py).
+
+Every compiled result is compared bit for bit with the Python call on the same input (one
+implementation: the same kernels) and with the float64 oracle.  Each @njit function here
+costs a compilation (~1-2 s), so the functions are few and each checks several things.
+"""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from _oracle import assert_close
+from numba import njit, prange
+from numba.core.errors import TypingError
+
+import numba_ln
+import numba_ln._overloads  # noqa: F401  (registers the overloads; `import numba_ln` does too)
+from numba_ln import add_layer_norm, add_rms_norm, layer_norm, moments, rms_norm
+from numba_ln import reference as ref
+
+
+def assert_same(got, expected):
+    """Identical results: same types, shapes, dtypes and bits (NaN where NaN)."""
+    if isinstance(expected, tuple):
+        assert isinstance(got, tuple) and len(got) == len(expected)
+        for g, e in zip(got, expected):
+            assert_same(g, e)
+        return
+    assert isinstance(got, np.ndarray)
+    assert got.dtype == expected.dtype and got.shape == expected.shape
+    assert got.tobytes() == expected.tobytes(), (
+        f"max difference {np.nanmax(np.abs(got.astype(float) - expected))}")
+
+
+# --- the functions compiled for these tests ---------------------------------------------------
+
+@njit
+def pre_ln_block(x, r, g, b):
+    # The module attribute and the imported name are the same function object.
+    s = x + r
+    return numba_ln.layer_norm(s, g, b), layer_norm(s, g, b)
+
+
+@njit
+def norms_with_stats(x, g, b, w):
+    return layer_norm(x, g, b, return_stats=True), rms_norm(x, w, eps=1e-5, return_stats=True)
+
+
+@njit
+def fused_adds(x, r, g, b, w, y_out):
+    ln = add_layer_norm(x, r, g, b, return_stats=True)
+    one_row = add_layer_norm(x, r[-1, -1], g, eps=1e-3)       # residual broadcast over rows
+    rms = add_rms_norm(x, r, w, out=y_out, residual_out=r)     # residual stream in place
+    return ln, one_row, rms
+
+
+@njit
+def moment_calls(x, v):
+    return moments(x), moments(x, -1, keepdims=True), moments(v)
+
+
+@njit(parallel=True)
+def rows_in_prange(x, g, b, w, y):
+    z = np.empty_like(x)
+    for i in prange(x.shape[0]):
+        layer_norm(x[i], g, b, out=y[i])      # one row per iteration, written in place
+        z[i] = rms_norm(x[i], w)              # or allocating
+    return y, z
+
+
+@njit(fastmath=True, error_model="numpy")
+def with_fastmath(x, g, b):
+    return layer_norm(x, g, b, return_stats=True)
+
+
+@njit
+def ln_any(x, weight, out, eps):
+    return layer_norm(x, weight, eps=eps, out=out)
+
+
+# --- tests -------------------------------------------------------------------------------------
+
+def test_pre_ln_block(rng):
+    # float32 here; float64 in the fastmath, layout and error tests.
+    x = (3 + rng.standard_normal((7, 96))).astype(np.float32)
+    r = rng.standard_normal((7, 96)).astype(np.float32)
+    g, b = rng.standard_normal((2, 96)).astype(np.float32)
+    y1, y2 = pre_ln_block(x, r, g, b)
+    expected = numba_ln.layer_norm(x + r, g, b)
+    assert_same(y1, expected)
+    assert_same(y2, expected)
+    assert_close(y1, ref.layer_norm(x + r, g, b)[0], scale=8)
+
+
+def test_norms_with_stats(rng):
+    x = (1e4 + rng.standard_normal((3, 5, 768))).astype(np.float32)
+    g, b, w = (rng.standard_normal(768).astype(np.float32) for _ in range(3))
+    ln, rms = norms_with_stats(x, g, b, w)
+    assert_same(ln, numba_ln.layer_norm(x, g, b, return_stats=True))
+    assert_same(rms, numba_ln.rms_norm(x, w, eps=1e-5, return_stats=True))
+    y, mean, rstd = ln
+    y_ref, mean_ref, rstd_ref = ref.layer_norm(x, g, b)
+    assert mean.shape == rstd.shape == (3, 5, 1)
+    assert_close(y, y_ref, scale=8)
+    assert_close(mean, mean_ref, scale=1e4)
+    assert np.abs(rstd / rstd_ref - 1).max() < 2e-6
+    assert_close(rms[0], ref.rms_norm(x, w, eps=1e-5)[0], scale=8)
+
+
+def test_fused_adds(rng):
+    x = rng.standard_normal((4, 6, 128)).astype(np.float32)
+    r = rng.standard_normal((4, 6, 128)).astype(np.float32)
+    g, b, w = (rng.standard_normal(128).astype(np.float32) for _ in range(3))
+    r0 = r.copy()
+    y_out = np.empty_like(x)
+    expected = (numba_ln.add_layer_norm(x, r0, g, b, return_stats=True),
+                numba_ln.add_layer_norm(x, r0[-1, -1], g, eps=1e-3),
+                numba_ln.add_rms_norm(x, r0, w))
+    ln, one_row, (y, s) = fused_adds(x, r, g, b, w, y_out)
+    assert_same(ln, expected[0])
+    assert_same(one_row, expected[1])
+    assert_same((y, s), expected[2])
+    assert y is y_out and s is r                  # out= and residual_out= are the results
+    assert_close(ln[0], ref.layer_norm(x + r0, g, b)[0], scale=8)
+    assert_close(y, ref.rms_norm(x + r0, w)[0], scale=8)
+
+
+def test_moments_and_integer_input(rng):
+    x = 100 + rng.standard_normal((3, 4, 33))
+    v = rng.integers(-5, 5, 17)
+    got = moment_calls(x, v)
+    assert_same(got, (numba_ln.moments(x), numba_ln.moments(x, keepdims=True),
+                      numba_ln.moments(v)))
+    assert got[2][0].shape == () and got[2][0].dtype == np.float64  # 1-D in: 0-d out
+    for a, e in zip(got[0], ref.moments(x)):
+        assert_close(a, e, scale=100)
+
+
+def test_prange_loop_over_rows(rng):
+    # Below _config.SERIAL_MAX_ELEMENTS, so that Python's call compiles no parallel kernel
+    # here; larger inputs run the same row function in rows_parallel, with the same bits.
+    x = rng.standard_normal((37, 768)).astype(np.float32)
+    g, b, w = (rng.standard_normal(768).astype(np.float32) for _ in range(3))
+    y, z = rows_in_prange(x, g, b, w, np.empty_like(x))
+    assert_same(y, numba_ln.layer_norm(x, g, b))
+    assert_same(z, numba_ln.rms_norm(x, w))
+
+
+def test_callers_fastmath_does_not_leak(rng):
+    # The user's fastmath would otherwise reach the rstd arithmetic (and kernels compiled
+    # from here); NaN and inf must propagate exactly as from Python.
+    x = rng.standard_normal((5, 40))
+    x[1, 3], x[2, :] = np.nan, 7.0
+    x[3, 0] = np.inf
+    g, b = rng.standard_normal(40), rng.standard_normal(40)
+    assert_same(with_fastmath(x, g, b), numba_ln.layer_norm(x, g, b, return_stats=True))
+
+
+def test_layouts_out_and_in_place(rng):
+    wide = rng.standard_normal((6, 80))
+    g = rng.standard_normal(50)
+    out = np.zeros((6, 50), order="F")
+    for x in wide[:, 10:60], wide[::-1, :50]:   # 'A' layout: copied once
+        expected = numba_ln.layer_norm(np.ascontiguousarray(x), g)
+        assert ln_any(x, g, out, 1e-5) is out     # an 'F' out: written through a copy
+        assert_same(np.ascontiguousarray(out), expected)
+    x = np.ascontiguousarray(wide[:, :50])
+    expected = numba_ln.layer_norm(x, g, eps=0.5)
+    assert ln_any(x, g.reshape(1, 50), x, 0.5) is x   # out=x in place, 2-D weight
+    assert_same(x, expected)
+    # out overlapping x by one row: x is read before anything is written, as from Python
+    buf = rng.standard_normal(7 * 50)
+    xs, outs = buf[:300].reshape(6, 50), buf[50:].reshape(6, 50)
+    expected = numba_ln.layer_norm(xs.copy(), 2.0)
+    ln_any(xs, 2.0, outs, 1e-5)
+    assert_same(outs, expected)
+
+
+def test_global_parameters_are_read_only_arrays(rng):
+    g, b = rng.standard_normal(32), rng.standard_normal(32)
+
+    @njit
+    def with_globals(x):
+        return layer_norm(x, g, b)   # g, b are frozen into the function: read-only arrays
+
+    x = rng.standard_normal((3, 32))
+    assert_same(with_globals(x), numba_ln.layer_norm(x, g, b))
+
+
+@pytest.mark.parametrize("shape, weight, out, eps, message", [
+    ((6, 50), (1, 49), (6, 50), 1e-5, "weight/bias does not broadcast"),
+    ((6, 50), (2, 50), (6, 50), 1e-5, "weight/bias does not broadcast"),
+    ((6, 50), (1, 50), (6, 49), 1e-5, "must have x's shape"),
+    ((6, 50), (1, 50), (6, 50), -1.0, "eps must be a finite number >= 0"),
+    ((6, 50), (1, 50), (6, 50), np.nan, "eps must be a finite number >= 0"),
+    ((6, 0), (1, 0), (6, 0), 1e-5, "the normalized axis .* has no elements"),
+])
+def test_runtime_errors(shape, weight, out, eps, message):
+    # One set of argument types for all: one compilation.
+    with pytest.raises(ValueError, match=message):
+        ln_any(np.ones(shape), np.ones(weight), np.empty(out), eps)
+
+
+def test_no_rows():
+    y = ln_any(np.ones((0, 50)), np.ones((1, 50)), np.empty((0, 50)), 1e-5)
+    assert y.shape == (0, 50)
+
+
+@pytest.mark.parametrize("call, message", [
+    ("layer_norm(x, axis=0)", "only the last axis is supported.*got axis=0"),
+    ("moments(x, (0, 1))", "only the last axis is supported"),
+    ("rms_norm(x, axis=n)", "only the last axis is supported, as a constant"),
+    ("layer_norm(x, return_stats=flag)", "return_stats must be a constant True or False"),
+    ("moments(x, keepdims=flag)", "keepdims must be a constant True or False"),
+    ("layer_norm(x.astype(np.complex64))", "dtype complex64.*supported: float32, float64"),
+    ("layer_norm(x[0, 0, 0])", "x must be a NumPy array of 1 or more dimensions"),
+    ("layer_norm(x, out=np.empty((2, 3, 4)))", "out must be a writeable float32 array"),
+    ("add_rms_norm(x, 1.0)", "residual must be a real"),
+    ("layer_norm(x, 'a')", "weight must be None, a real number or a real"),
+    ("layer_norm(x, eps=True)", "eps must be a real number"),
+])
+def test_typing_errors_say_what_is_supported(call, message):
+    namespace = {"np": np, "njit": njit, "layer_norm": layer_norm, "rms_norm": rms_norm,
+                 "add_rms_norm": add_rms_norm, "moments": moments}
+    exec(f"@njit\ndef f(x, flag, n):\n    return {call}\n", namespace)
+    with pytest.raises(TypingError, match=message):
+        namespace["f"](np.ones((2, 3, 4), np.float32), True, -1)
+
+
+_CACHED_MODULE = """
+import numpy as np
+from numba import njit
+import numba_ln
+import numba_ln._overloads
+
+
+@njit(cache=True)
+def block(x, r, g, b):
+    return numba_ln.layer_norm(x + r, g, b)
+"""
+
+_RUN = """
+import json, sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+import numba_ln
+import user_block
+x = np.linspace(-1, 1, 3 * 64, dtype=np.float32).reshape(3, 64)
+g = np.full(64, 0.5, np.float32)
+r = x[::-1].copy()
+assert np.array_equal(user_block.block(x, r, g, g), numba_ln.layer_norm(x + r, g, g))
+stats = user_block.block.stats
+print(json.dumps({"hits": sum(stats.cache_hits.values()),
+                  "misses": sum(stats.cache_misses.values())}))
+"""
+
+
+def test_cache_true_user_function_reloads(tmp_path):
+    (tmp_path / "user_block.py").write_text(textwrap.dedent(_CACHED_MODULE))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(numba_ln.__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+
+    def run():
+        done = subprocess.run([sys.executable, "-c", _RUN, str(tmp_path)], env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    first, second = run(), run()
+    assert first == {"hits": 0, "misses": 1}
+    assert second == {"hits": 1, "misses": 0}
