@@ -117,6 +117,24 @@ def _clear_of(output, inputs):
     return all(output is a or not np.may_share_memory(output, a) for a in inputs)
 
 
+def _normalize(x, weight, bias, axis, eps, out, want_stats, centered, residual=None,
+               residual_out=None):
+    """The CPU path shared by the public functions: the fast path when the call allows it,
+    else full validation and the general engine.  Returns (y, s, mean, second, eps)."""
+    done = type(axis) is int and axis == -1 and _fast_path(
+        x, weight, bias, eps, centered, out, want_stats, residual, residual_out)
+    if done:
+        return (*done, eps)
+    x = as_array(x, "x")
+    if residual is not None:
+        residual = _residual(residual, x)
+    axes = normalize_axes(axis, x.ndim)
+    eps = check_eps(eps)
+    return (*normalize(x, axes, weight, bias, eps, centered=centered, out=out,
+                       residual=residual, residual_out=residual_out, want_stats=want_stats),
+            eps)
+
+
 def layer_norm(x, weight=None, bias=None, *, axis=-1, eps=1e-5, out=None, return_stats=False):
     """Layer normalization over the given axes.
 
@@ -154,16 +172,7 @@ def layer_norm(x, weight=None, bias=None, *, axis=-1, eps=1e-5, out=None, return
     if _is_gpu_array(x):
         return _gpu().layer_norm(x, weight, bias, axis=axis, eps=eps, out=out,
                                  return_stats=return_stats)
-    done = type(axis) is int and axis == -1 and _fast_path(x, weight, bias, eps, True, out,
-                                                           return_stats)
-    if done:
-        y, _, mean, var = done
-    else:
-        x = as_array(x, "x")
-        axes = normalize_axes(axis, x.ndim)
-        eps = check_eps(eps)
-        y, _, mean, var = normalize(x, axes, weight, bias, eps, centered=True, out=out,
-                                    want_stats=return_stats)
+    y, _, mean, var, eps = _normalize(x, weight, bias, axis, eps, out, return_stats, True)
     if not return_stats:
         return y
     return y, mean.astype(y.dtype), _rstd(var, eps, y.dtype)
@@ -183,16 +192,7 @@ def rms_norm(x, weight=None, *, axis=-1, eps=1e-6, out=None, return_stats=False)
     """
     if _is_gpu_array(x):
         return _gpu().rms_norm(x, weight, axis=axis, eps=eps, out=out, return_stats=return_stats)
-    done = type(axis) is int and axis == -1 and _fast_path(x, weight, None, eps, False, out,
-                                                           return_stats)
-    if done:
-        y, _, _, second = done
-    else:
-        x = as_array(x, "x")
-        axes = normalize_axes(axis, x.ndim)
-        eps = check_eps(eps)
-        y, _, _, second = normalize(x, axes, weight, None, eps, centered=False, out=out,
-                                    want_stats=return_stats)
+    y, _, _, second, eps = _normalize(x, weight, None, axis, eps, out, return_stats, False)
     return (y, _rstd(second, eps, y.dtype)) if return_stats else y
 
 
@@ -215,18 +215,8 @@ def add_layer_norm(x, residual, weight=None, bias=None, *, axis=-1, eps=1e-5, ou
     if _is_gpu_array(x):
         return _gpu().add_layer_norm(x, residual, weight, bias, axis=axis, eps=eps, out=out,
                                      residual_out=residual_out, return_stats=return_stats)
-    done = type(axis) is int and axis == -1 and _fast_path(
-        x, weight, bias, eps, True, out, return_stats, residual, residual_out)
-    if done:
-        y, s, mean, var = done
-    else:
-        x = as_array(x, "x")
-        residual = _residual(residual, x)
-        axes = normalize_axes(axis, x.ndim)
-        eps = check_eps(eps)
-        y, s, mean, var = normalize(x, axes, weight, bias, eps, centered=True, out=out,
-                                    residual=residual, residual_out=residual_out,
-                                    want_stats=return_stats)
+    y, s, mean, var, eps = _normalize(x, weight, bias, axis, eps, out, return_stats, True,
+                                      _required(residual), residual_out)
     if not return_stats:
         return y, s
     return y, s, mean.astype(y.dtype), _rstd(var, eps, y.dtype)
@@ -242,19 +232,16 @@ def add_rms_norm(x, residual, weight=None, *, axis=-1, eps=1e-6, out=None, resid
     if _is_gpu_array(x):
         return _gpu().add_rms_norm(x, residual, weight, axis=axis, eps=eps, out=out,
                                    residual_out=residual_out, return_stats=return_stats)
-    done = type(axis) is int and axis == -1 and _fast_path(
-        x, weight, None, eps, False, out, return_stats, residual, residual_out)
-    if done:
-        y, s, _, second = done
-    else:
-        x = as_array(x, "x")
-        residual = _residual(residual, x)
-        axes = normalize_axes(axis, x.ndim)
-        eps = check_eps(eps)
-        y, s, _, second = normalize(x, axes, weight, None, eps, centered=False, out=out,
-                                    residual=residual, residual_out=residual_out,
-                                    want_stats=return_stats)
+    y, s, _, second, eps = _normalize(x, weight, None, axis, eps, out, return_stats, False,
+                                      _required(residual), residual_out)
     return (y, s, _rstd(second, eps, y.dtype)) if return_stats else (y, s)
+
+
+def _required(residual):
+    """The fused functions' residual (None would silently mean "no residual" below)."""
+    if residual is None:
+        raise TypeError("residual must be an array, got None")
+    return residual
 
 
 def _residual(residual, x):

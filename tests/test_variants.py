@@ -131,3 +131,9 @@ def test_add_variants_bad_input(func, kwargs, error, name):
         func(x, residual, **kwargs)
     for a, b in zip(outs + [x, residual], before):
         assert np.array_equal(a, b, equal_nan=True)
+
+
+@pytest.mark.parametrize("func", [numba_ln.add_layer_norm, numba_ln.add_rms_norm])
+def test_residual_is_required(func):
+    with pytest.raises(TypeError, match="residual"):
+        func(np.ones((2, 4)), None)
