@@ -97,14 +97,20 @@ def rows_serial(y, y_at, s, s_at, x, x_at, r, r_at, rows, cols, affine, eps, cen
 
 
 @kernel(fastmath=_config.NORMALIZE_FASTMATH)
-def rows_contiguous(y, x, cols, weight, bias, eps, centered):
-    """rows_serial for the commonest small call (C-contiguous x and y, no residual, no
-    statistics), with few and simple arguments: Numba's dispatcher types a nested tuple
-    argument far more slowly than an array, and at (1, 768) that is most of the call."""
+def rows_contiguous(y, x, weight, bias, eps, centered):
+    """rows_serial for the commonest small call: C-contiguous x and y of any rank (one
+    specialization per rank), normalized over the last axis, no residual, no statistics.
+    Few, plain arguments: Numba's dispatcher types a nested tuple far more slowly than an
+    array, and flattening in here saves two reshapes in Python; at (1, 768) the call costs
+    ~0.8 us against ~1.4 us for rows_serial from Python."""
+    cols = x.shape[-1]
     zero = np.int64(0)  # int64, not literal, tuples: the specialization Python calls use
-    at = (zero, cols)
-    rows_serial(y, at, y[:0], (zero, zero), x, at, x[:0], (zero, zero), x.size // cols, cols,
-                (weight, bias), eps, centered, (np.empty(0), np.empty(0)))
+    at = (zero, np.int64(cols))
+    flat_x = x.reshape(-1)
+    flat_y = y.reshape(-1)
+    rows_serial(flat_y, at, flat_y[:0], (zero, zero), flat_x, at, flat_x[:0], (zero, zero),
+                flat_x.size // cols, cols, (weight, bias), eps, centered,
+                (np.empty(0), np.empty(0)))
 
 
 @kernel(parallel=True, fastmath=_config.NORMALIZE_FASTMATH)
