@@ -21,7 +21,6 @@ def peers():
     except ImportError:
         pass
     try:
-        import onnx
         import onnxruntime as ort
         from onnx import TensorProto, helper
 
