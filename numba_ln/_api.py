@@ -3,7 +3,7 @@ import numpy as np
 
 from . import _config
 from ._engine import EMPTY, NO_STATS, NO_VIEW, kernel_param, normalize, run_rows
-from .cpu.rows import rows_contiguous
+from .cpu.rows import rows_contiguous, rows_contiguous_add
 from ._validate import as_array, check_eps, normalize_axes, result_dtype
 
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
@@ -27,12 +27,13 @@ def _rstd(second, eps, dtype):
     return (1.0 / np.sqrt(second + eps)).astype(dtype, copy=False)
 
 
-def _small_call(x, weight, bias, eps, centered, out):
-    """y for the commonest call, or None: a small C-contiguous float32/float64 ndarray,
-    parameters None or 1-D arrays of its dtype and last-axis length, a float eps, out None
-    or a C-contiguous array of x's shape and dtype that is x or clear of it.  Runs before
-    anything else (even the GPU check): at (1, 768) every attribute test costs a
-    measurable share of a ~2 us call."""
+def _small_call(x, weight, bias, eps, centered, out, residual=None, residual_out=None):
+    """y (or (y, s) with a residual) for the commonest call, or None: a small C-contiguous
+    float32/float64 ndarray, parameters None or 1-D arrays of its dtype and last-axis
+    length, a float eps, residual (if any) of x's shape, dtype and layout, outputs None or
+    C-contiguous arrays of x's shape and dtype, each an input itself or clear of the inputs
+    and of each other.  Runs before anything else (even the GPU check): at (1, 768) every
+    attribute test costs a measurable share of a ~2 us call."""
     if type(x) is not np.ndarray or type(eps) is not float:
         return None
     dtype = x.dtype
@@ -46,13 +47,31 @@ def _small_call(x, weight, bias, eps, centered, out):
     b = _fast_param(bias, dtype, cols)
     if w is False or b is False or not 0.0 <= eps < _INF:
         return None
-    if out is None:
-        out = np.empty(x.shape, dtype)
-    elif (type(out) is not np.ndarray or out.dtype is not dtype or out.shape != x.shape
-          or not out.flags.c_contiguous or not out.flags.writeable
-          or (out is not x and np.may_share_memory(out, x))):
+    if residual is None:
+        y = _small_output(out, x, (x,))
+        if y is None:
+            return None
+        rows_contiguous(y, x, w, b, eps, centered)
+        return y
+    if (type(residual) is not np.ndarray or residual.dtype is not dtype
+            or residual.shape != x.shape or not residual.flags.c_contiguous):
         return None
-    rows_contiguous(out, x, w, b, eps, centered)
+    y = _small_output(out, x, (x, residual))
+    s = _small_output(residual_out, x, (x, residual))
+    if y is None or s is None or np.may_share_memory(y, s):
+        return None
+    rows_contiguous_add(y, s, x, residual, w, b, eps, centered)
+    return y, s
+
+
+def _small_output(out, x, inputs):
+    """A new array for None; out when the kernel may write it unchecked; else None."""
+    if out is None:
+        return np.empty(x.shape, x.dtype)
+    if (type(out) is not np.ndarray or out.dtype is not x.dtype or out.shape != x.shape
+            or not out.flags.c_contiguous or not out.flags.writeable
+            or not _clear_of(out, inputs)):
+        return None
     return out
 
 
@@ -244,6 +263,10 @@ def add_layer_norm(x, residual, weight=None, bias=None, *, axis=-1, eps=1e-5, ou
     >>> y, s
     (array([-1.,  1.]), array([2., 6.]))
     """
+    if not return_stats and type(axis) is int and axis == -1 and residual is not None:
+        done = _small_call(x, weight, bias, eps, True, out, residual, residual_out)
+        if done is not None:
+            return done
     if _is_gpu_array(x):
         return _gpu().add_layer_norm(x, residual, weight, bias, axis=axis, eps=eps, out=out,
                                      residual_out=residual_out, return_stats=return_stats)
@@ -261,6 +284,10 @@ def add_rms_norm(x, residual, weight=None, *, axis=-1, eps=1e-6, out=None, resid
     Returns ``(y, s)``, or ``(y, s, rstd)``.  Matches onnxruntime's
     SkipSimplifiedLayerNormalization.  Same rules as :func:`add_layer_norm`.
     """
+    if not return_stats and type(axis) is int and axis == -1 and residual is not None:
+        done = _small_call(x, weight, None, eps, False, out, residual, residual_out)
+        if done is not None:
+            return done
     if _is_gpu_array(x):
         return _gpu().add_rms_norm(x, residual, weight, axis=axis, eps=eps, out=out,
                                    residual_out=residual_out, return_stats=return_stats)

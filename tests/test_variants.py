@@ -137,3 +137,25 @@ def test_add_variants_bad_input(func, kwargs, error, name):
 def test_residual_is_required(func):
     with pytest.raises(TypeError, match="residual"):
         func(np.ones((2, 4)), None)
+
+
+@pytest.mark.parametrize("func,ref_norm", [(numba_ln.add_layer_norm, lambda s: ref.layer_norm(s)[0]),
+                                           (numba_ln.add_rms_norm, lambda s: ref.rms_norm(s)[0])])
+def test_small_fused_calls_in_place_and_overlapping(rng, func, ref_norm):
+    """Token-sized calls take the small-input path; in-place and overlapping outputs must
+    behave exactly as on the general path."""
+    x = rng.standard_normal((3, 40)).astype(np.float32)
+    r = rng.standard_normal((3, 40)).astype(np.float32)
+    s_ref = x + r
+    for make in (lambda a, b: dict(out=a),                      # out=x
+                 lambda a, b: dict(residual_out=b),             # residual_out=residual
+                 lambda a, b: dict(out=b, residual_out=a)):     # both, swapped
+        a, b = x.copy(), r.copy()
+        y, s = func(a, b, **make(a, b))
+        assert np.array_equal(s, s_ref)
+        assert_close(y, ref_norm(s_ref))
+    big = np.zeros((4, 40), np.float32)
+    big[:3] = x
+    y, s = func(big[:3], r, out=big[1:])  # out overlaps x shifted by a row
+    assert np.array_equal(s, s_ref)
+    assert_close(big[1:], ref_norm(s_ref))
