@@ -97,6 +97,34 @@ def test_cached_kernels_load_in_a_new_process():
     assert hits >= 3 and misses == 0
 
 
+def test_editing_a_helper_module_invalidates_cached_kernels(tmp_path):
+    """rows.py's kernels inline _moments.py's code: editing only _moments.py must not
+    leave the old machine code in use (Numba itself checks only the defining file)."""
+    site = tmp_path / "site"
+    shutil.copytree(PACKAGE, site / "numba_ln", ignore=shutil.ignore_patterns("__pycache__"))
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    env.pop("NUMBA_CACHE_DIR", None)
+    code = """
+        import numpy as np, numba_ln
+        from numba_ln.cpu import rows
+        numba_ln.layer_norm(np.ones((2, 8)))
+        k = rows.rows_contiguous
+        print(sum(k._cache_hits.values()), sum(k._cache_misses.values()))
+    """
+
+    def hits_and_misses():
+        result = _run_python(code, env=env, cwd=str(tmp_path))
+        assert result.returncode == 0, result.stderr
+        return tuple(map(int, result.stdout.split()))
+
+    hits_and_misses()  # compile and cache
+    assert hits_and_misses() == (1, 0)
+    helper = site / "numba_ln" / "cpu" / "_moments.py"
+    later = helper.stat().st_mtime + 10
+    os.utime(helper, (later, later))
+    assert hits_and_misses() == (0, 1)
+
+
 def _run_with_read_only(folder, code, env):
     """Run code with `folder` truly read-only: chmod for a normal user; for root (who
     writes anywhere) a read-only bind mount in a private mount namespace."""

@@ -7,10 +7,34 @@ the user's cache folder.  When neither is writable it refuses to decorate; we th
 without a cache rather than fail at import.
 """
 import warnings
+from pathlib import Path
 
 import numba
 
 _warned = False
+
+# Numba invalidates a cached kernel only when the file that defines it changes, but our
+# kernels inline helpers from their sibling modules and read _config at compile time: an
+# edit to _moments.py would leave rows.py's cached kernels running the old code.  Every
+# kernel's cache stamp therefore also covers these files.
+_DEPENDENCIES = sorted(Path(__file__).parent.glob("*.py")) + [
+    Path(__file__).parent.parent / "_config.py"
+]
+
+
+def _dependencies_stamp():
+    return tuple((p.name, p.stat().st_mtime, p.stat().st_size) for p in _DEPENDENCIES)
+
+
+def _stamp_dependencies(dispatcher):
+    """Extend the dispatcher's cache stamp (Numba internals, hence the guards: on a Numba
+    without them the per-file stamp stays, which is only less strict)."""
+    cache_file = getattr(getattr(dispatcher, "_cache", None), "_cache_file", None)
+    if cache_file is not None and hasattr(cache_file, "_source_stamp"):
+        cache_file._source_stamp = (cache_file._source_stamp, _DEPENDENCIES_STAMP)
+
+
+_DEPENDENCIES_STAMP = _dependencies_stamp()
 
 
 def kernel(**options):
@@ -24,7 +48,7 @@ def kernel(**options):
     def decorate(func):
         global _warned
         try:
-            return numba.njit(cache=True, **options)(func)
+            dispatcher = numba.njit(cache=True, **options)(func)
         except RuntimeError as exc:  # "cannot cache function ...: no locator available"
             if not _warned:
                 _warned = True
@@ -35,5 +59,7 @@ def kernel(**options):
                     stacklevel=2,
                 )
             return numba.njit(cache=False, **options)(func)
+        _stamp_dependencies(dispatcher)
+        return dispatcher
 
     return decorate
