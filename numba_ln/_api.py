@@ -47,32 +47,15 @@ def _small_call(x, weight, bias, eps, centered, out, residual=None, residual_out
     b = _fast_param(bias, dtype, cols)
     if w is False or b is False or not 0.0 <= eps < _INF:
         return None
+    outputs = _fast_outputs(x, out, residual, residual_out)
+    if outputs is None:
+        return None
+    y, s = outputs
     if residual is None:
-        y = _small_output(out, x, (x,))
-        if y is None:
-            return None
         rows_contiguous(y, x, w, b, eps, centered)
         return y
-    if (type(residual) is not np.ndarray or residual.dtype is not dtype
-            or residual.shape != x.shape or not residual.flags.c_contiguous):
-        return None
-    y = _small_output(out, x, (x, residual))
-    s = _small_output(residual_out, x, (x, residual))
-    if y is None or s is None or np.may_share_memory(y, s):
-        return None
     rows_contiguous_add(y, s, x, residual, w, b, eps, centered)
     return y, s
-
-
-def _small_output(out, x, inputs):
-    """A new array for None; out when the kernel may write it unchecked; else None."""
-    if out is None:
-        return np.empty(x.shape, x.dtype)
-    if (type(out) is not np.ndarray or out.dtype is not x.dtype or out.shape != x.shape
-            or not out.flags.c_contiguous or not out.flags.writeable
-            or not _clear_of(out, inputs)):
-        return None
-    return out
 
 
 def _fast_param(p, dtype, cols):
@@ -85,14 +68,35 @@ def _fast_param(p, dtype, cols):
     return False
 
 
-def _fast_output(out, x):
-    """out itself when the kernel can write it unchecked, a new array for None, else None."""
+def _fast_outputs(x, out, residual, residual_out):
+    """(y, s) the kernel may write unchecked (s None without a residual), new arrays for
+    None, or None when the call needs the general path: residual not of x's shape, dtype
+    and C layout; an output not C-contiguous, writeable, of x's shape and dtype; an output
+    overlapping an input other than by being it, or overlapping the other output."""
+    inputs = (x,)
+    if residual is not None:
+        if (type(residual) is not np.ndarray or residual.dtype is not x.dtype
+                or residual.shape != x.shape or not residual.flags.c_contiguous):
+            return None
+        inputs = (x, residual)
+    y = _fast_output(out, x, inputs)
+    if y is None or residual is None:
+        return None if y is None else (y, None)
+    s = _fast_output(residual_out, x, inputs)
+    if s is None or np.may_share_memory(s, y):
+        return None
+    return y, s
+
+
+def _fast_output(out, x, inputs):
+    """A new array for None; out when the kernel may write it unchecked; else None."""
     if out is None:
-        return np.empty_like(x)
-    if (type(out) is np.ndarray and out.dtype is x.dtype and out.shape == x.shape
-            and out.flags.c_contiguous and out.flags.writeable):
-        return out
-    return None
+        return np.empty(x.shape, x.dtype)
+    if (type(out) is not np.ndarray or out.dtype is not x.dtype or out.shape != x.shape
+            or not out.flags.c_contiguous or not out.flags.writeable
+            or not _clear_of(out, inputs)):
+        return None
+    return out
 
 
 def _fast_path(x, weight, bias, eps, centered, out, want_stats, residual=None,
@@ -117,21 +121,10 @@ def _fast_path(x, weight, bias, eps, centered, out, want_stats, residual=None,
     b = _fast_param(bias, dtype, cols)
     if w is False or b is False or cols == 0:
         return None
-    y = _fast_output(out, x)
-    if y is None:
+    outputs = _fast_outputs(x, out, residual, residual_out)
+    if outputs is None:
         return None
-    inputs = (x,) if residual is None else (x, residual)
-    if residual is not None:
-        if (type(residual) is not np.ndarray or residual.dtype is not dtype
-                or residual.shape != x.shape or not residual.flags.c_contiguous):
-            return None
-        s = _fast_output(residual_out, x)
-        if s is None or np.may_share_memory(s, y):
-            return None
-        if residual_out is not None and not _clear_of(s, inputs):
-            return None
-    if out is not None and not _clear_of(y, inputs):
-        return None
+    y, s = outputs
 
     rows = x.size // cols
     if w.size:
@@ -144,8 +137,6 @@ def _fast_path(x, weight, bias, eps, centered, out, want_stats, residual=None,
     s_view = r_view = (empty, NO_VIEW)
     if residual is not None:
         s_view, r_view = (s.reshape(-1), at), (residual.reshape(-1), at)
-    else:
-        s = None
     if rows:
         run_rows((y.reshape(-1), at), s_view, (x.reshape(-1), at), r_view, rows, cols, (w, b),
                  eps, centered, stats)
@@ -157,7 +148,10 @@ def _fast_path(x, weight, bias, eps, centered, out, want_stats, residual=None,
 
 def _clear_of(output, inputs):
     """An output may be one of the inputs itself (same elements) or overlap none of them."""
-    return all(output is a or not np.may_share_memory(output, a) for a in inputs)
+    for a in inputs:  # a loop, not all(generator): this runs on every small call with out=
+        if output is not a and np.may_share_memory(output, a):
+            return False
+    return True
 
 
 def _normalize(x, weight, bias, axis, eps, out, want_stats, centered, residual=None,
