@@ -2,7 +2,8 @@
 import numpy as np
 
 from . import _config
-from ._engine import EMPTY, NO_STATS, NO_VIEW, kernel_param, normalize, run_rows
+from ._engine import normalize, run_rows
+from .cpu._elements import IN_PLACE
 from .cpu.rows import rows_contiguous, rows_contiguous_add
 from ._validate import as_array, check_eps, normalize_axes, result_dtype
 
@@ -52,17 +53,17 @@ def _small_call(x, weight, bias, eps, centered, out, residual=None, residual_out
         return None
     y, s = outputs
     if residual is None:
-        rows_contiguous(y, x, w, b, eps, centered)
+        rows_contiguous(IN_PLACE if y is x else y, x, w, b, eps, centered)
         return y
-    rows_contiguous_add(y, s, x, residual, w, b, eps, centered)
+    rows_contiguous_add(y, IN_PLACE if s is residual else s, x, residual, w, b, eps, centered)
     return y, s
 
 
 def _fast_param(p, dtype, cols):
     """p when it can go to the kernel unchecked (dtype objects of native floats are
-    singletons, so `is` suffices), EMPTY for None, else False."""
+    singletons, so `is` suffices; None stays None), else False."""
     if p is None:
-        return EMPTY[dtype]
+        return None
     if type(p) is np.ndarray and p.dtype is dtype and p.shape == (cols,) and p.flags.c_contiguous:
         return p
     return False
@@ -127,19 +128,15 @@ def _fast_path(x, weight, bias, eps, centered, out, want_stats, residual=None,
     y, s = outputs
 
     rows = x.size // cols
-    if w.size:
-        w = kernel_param(w, rows)
-    if b.size:
-        b = kernel_param(b, rows)
-    stats = (np.empty(rows), np.empty(rows)) if want_stats else NO_STATS
-    empty = EMPTY[dtype]
-    at = (0, cols)
-    s_view = r_view = (empty, NO_VIEW)
+    stats = (np.empty(rows), np.empty(rows)) if want_stats else None
+    s_view = r_view = None
     if residual is not None:
-        s_view, r_view = (s.reshape(-1), at), (residual.reshape(-1), at)
+        s_view = IN_PLACE if s is residual else (s.reshape(-1), 0, cols)
+        r_view = (residual.reshape(-1), 0, cols)
+    y_view = IN_PLACE if y is x else (y.reshape(-1), 0, cols)
     if rows:
-        run_rows((y.reshape(-1), at), s_view, (x.reshape(-1), at), r_view, rows, cols, (w, b),
-                 eps, centered, stats)
+        run_rows(y_view, s_view, (x.reshape(-1), 0, cols), r_view, w, b, stats, rows, cols,
+                 eps, centered)
     if not want_stats:
         return y, s, None, None
     keepdims = x.shape[:-1] + (1,)

@@ -11,16 +11,21 @@ from . import _config, _threading
 from ._layout import make_plan
 from ._validate import check_output, prepare_param, result_dtype
 from .cpu import channels as _channels
+from .cpu._elements import IN_PLACE
 from .cpu import rows as _rows
-
-EMPTY = {dt: np.empty(0, dt) for dt in (np.dtype(np.float32), np.dtype(np.float64))}
-NO_STATS = (np.empty(0), np.empty(0))
-NO_VIEW = (0, 0)
-
 
 def _same_view(a, b):
     ai, bi = a.__array_interface__, b.__array_interface__
     return ai["data"][0] == bi["data"][0] and a.strides == b.strides
+
+
+def _same_kernel_view(a, b):
+    """Whether two kernel views (buf, start, *steps) address the same elements."""
+    if a is None or b is None:
+        return False
+    item = a[0].itemsize
+    return (a[0].__array_interface__["data"][0] + a[1] * item
+            == b[0].__array_interface__["data"][0] + b[1] * item and a[2:] == b[2:])
 
 
 def _detach_inputs(inputs, outputs):
@@ -35,29 +40,30 @@ def _detach_inputs(inputs, outputs):
     return detached
 
 
-def run_rows(y, s, x, r, rows, cols, affine, eps, centered, stats):
+def run_rows(y, s, x, r, w, b, stats, rows, cols, eps, centered):
     """Run the rows kernel that suits the shape: serial below the work threshold (no
     thread start-up), split rows when there are fewer long rows than threads, else rows
-    in parallel.  y/s/x/r are (buf, at) pairs."""
-    args = (*y, *s, *x, *r, rows, cols, affine, eps, centered, stats)
+    in parallel.  y/s/x/r are row views (buf, start, stride) or None."""
+    args = (y, s, x, r, w, b, stats, rows, cols, eps, centered)
     if rows * cols <= _config.SERIAL_MAX_ELEMENTS:
         return _rows.rows_serial(*args)
     threads = numba.get_num_threads()
     if threads == 1:
         return _rows.rows_serial(*args)
     if rows < threads and cols >= _config.SPLIT_MIN_COLS:
-        chunks = max(1, min(-(-threads // rows), cols // _config.BLOCK))
+        chunks = max(1, min(-(-threads // rows), cols // _config.CHUNK))
         return _launch(_rows.rows_split, *args, chunks)
-    return _launch(_rows.rows_parallel, *args)
+    per_task = max(1, -(-rows // threads))
+    return _launch(_rows.rows_parallel, *args, per_task)
 
 
-def _run_kernel(plan, dtype, y, s, x, r, affine, eps, centered, stats):
-    """Pick the kernel for the plan's shape and run it.  y/s/x/r are (buf, at) pairs."""
+def _run_kernel(plan, dtype, y, s, x, r, w, b, eps, centered, stats):
+    """Pick the kernel for the plan's shape and run it.  y/s/x/r are views or None."""
     if plan.kind == "rows":
-        return run_rows(y, s, x, r, plan.rows, plan.cols, affine, eps, centered, stats)
+        return run_rows(y, s, x, r, w, b, stats, plan.rows, plan.cols, eps, centered)
     tile = _config.TILE_BYTES // (plan.cols * dtype.itemsize)
     tile = max(_config.TILE_MIN_POSITIONS, min(_config.TILE_MAX_POSITIONS, tile, plan.inner))
-    args = (*y, *x, plan.outer, plan.cols, plan.inner, affine, eps, centered, stats, tile)
+    args = (y, x, w, b, stats, plan.outer, plan.cols, plan.inner, eps, centered, tile)
     if numba.get_num_threads() == 1 or plan.rows * plan.cols <= _config.SERIAL_MAX_ELEMENTS:
         return _channels.channels_serial(*args)
     return _launch(_channels.channels_parallel, *args)
@@ -71,7 +77,7 @@ def _launch(kernel, *args):
 
 
 def _output_view(plan, out, dtype):
-    """(array written by the kernel, its (buf, at)); a fresh array when out's layout is unfit."""
+    """(array written by the kernel, its view); a fresh array when out's layout is unfit."""
     if out is not None:
         got = plan.kernel_output(out)
         if got is not None:
@@ -124,18 +130,17 @@ def normalize(x, axes, weight, bias, eps, *, centered, out=None, residual=None,
     elif residual is not None:
         s, s_view = _output_view(plan, residual_out, dtype)
         r_view = plan.kernel_input(residual)
-    empty = EMPTY[dtype]
-    if want_y:
-        y, y_view = _output_view(plan, out, dtype)
-    else:  # statistics only: an empty y and an all-zero view of the kernel's rank
-        y, y_view = None, (empty, (0,) * len(plan.kernel_shape))
-    stats = (np.empty(plan.rows), np.empty(plan.rows)) if want_stats else NO_STATS
-    affine = (_kernel_param(plan, weight, empty), _kernel_param(plan, bias, empty))
+    y, y_view = _output_view(plan, out, dtype) if want_y else (None, None)
+    x_view = plan.kernel_input(x)
+    if plan.kind == "rows":  # outputs over their own input go as IN_PLACE (cpu/_elements)
+        if r_view is None and _same_kernel_view(y_view, x_view):
+            y_view = IN_PLACE
+        if r_view is not None and _same_kernel_view(s_view, r_view):
+            s_view = IN_PLACE
+    stats = (np.empty(plan.rows), np.empty(plan.rows)) if want_stats else None
 
-    _run_kernel(
-        plan, dtype, y_view, s_view or (empty, NO_VIEW), plan.kernel_input(x),
-        r_view or (empty, NO_VIEW), affine, eps, centered, stats,
-    )
+    _run_kernel(plan, dtype, y_view, s_view if r_view is not None else None, x_view, r_view,
+                plan.param(weight), plan.param(bias), eps, centered, stats)
 
     if out is not None and y is not out:
         np.copyto(out, y)
@@ -146,14 +151,3 @@ def normalize(x, axes, weight, bias, eps, *, centered, out=None, residual=None,
     if not want_stats:
         return y, s, None, None
     return y, s, plan.stats_to_keepdims(stats[0]), plan.stats_to_keepdims(stats[1])
-
-
-def _kernel_param(plan, p, empty):
-    return empty if p is None else kernel_param(plan.param(p), plan.rows)
-
-
-def kernel_param(p, rows):
-    """weight/bias as the kernel takes it (see _config.FLOAT64_PARAMS_MIN_ROWS)."""
-    if rows >= _config.FLOAT64_PARAMS_MIN_ROWS:
-        return p.astype(np.float64)
-    return p

@@ -27,12 +27,13 @@ def _view(a, shape):
 
 
 def flat(view):
-    """(buf, at) for a view whose last axis has unit stride: element [i, j, k] of the view is
-    ``buf[at[0] + i*at[1] + j*at[2] + k]``.  None when strides are not whole elements."""
+    """The kernel view ``(buf, start, *steps)`` of an array view whose last axis has unit
+    stride: element [i, j, k] of the view is ``buf[start + i*steps[0] + j*steps[1] + k]``.
+    None when strides are not whole elements."""
     item = view.itemsize
     if view.flags.c_contiguous:  # the common case, without as_strided's cost
         steps = [0 if n == 1 else s // item for n, s in zip(view.shape, view.strides)]
-        return view.reshape(-1), (0, *steps[:-1])
+        return (view.reshape(-1), 0, *steps[:-1])
     steps = []
     start = 0
     base = view
@@ -52,7 +53,7 @@ def flat(view):
         return None
     span = 1 + sum((n - 1) * abs(s) for n, s in zip(view.shape, steps))
     buf = as_strided(base, shape=(span,), strides=(item,), writeable=view.flags.writeable)
-    return buf, (start, *steps[:-1])
+    return (buf, start, *steps[:-1])
 
 
 class Plan:
@@ -97,7 +98,7 @@ class Plan:
         return v
 
     def kernel_input(self, a):
-        """(buf, at) of an input array, copying it only when its layout needs it."""
+        """The kernel view of an input array, copying it only when its layout needs it."""
         v = self.arrange(a)
         got = flat(v)
         if got is None:
@@ -105,7 +106,7 @@ class Plan:
         return got
 
     def kernel_output(self, out):
-        """(buf, at) writing straight into out, or None when out's layout does not allow it."""
+        """The kernel view writing straight into out, or None when out's layout does not allow it."""
         v = self.arrange(out, copy_ok=False)
         return None if v is None else flat(v)
 

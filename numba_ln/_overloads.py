@@ -39,6 +39,7 @@ from numba.np.numpy_support import as_dtype
 
 from . import _api
 from ._validate import SUPPORTED_DTYPES, result_dtype
+from .cpu._elements import IN_PLACE
 from .cpu.rows import rows_serial
 
 # Numba compiles an overload (and any dispatcher it calls that has no specialization yet)
@@ -249,6 +250,8 @@ def _make_core(fname, x, residual, weight, bias, eps, out, residual_out, *, cent
     stats_layer, stats_rms = stats == "layer", stats == "rms"
     stats_moments, keepdims = stats in ("moments", "moments_keepdims"), stats != "moments"
     dt = dtype.type  # np.float32 or np.float64: a constant in jitted code
+    may_y_in_place = not has_r and y_view and x_view
+    may_s_in_place = has_r and s_view and r_view
 
     @register_jitable(**_JIT_OPTIONS)
     def core(x, residual, weight, bias, eps, out, residual_out):
@@ -346,9 +349,42 @@ def _make_core(fname, x, residual, weight, bias, eps, out, residual_out, *, cent
             first, second = np.empty(rows), np.empty(rows)
         else:
             first = second = np.empty(0)
-        at = (zero, cols)
-        rows_serial(yf, at, sf, at, xf, at, rf, (zero, r_stride), rows, cols, (wf, bf), e,
-                    np.bool_(centered), (first, second))
+        # Absent arrays are None for the kernel (a compile-time fact, as from Python).
+        if has_r:
+            s_v, r_v = (sf, zero, cols), (rf, zero, r_stride)
+        else:
+            s_v = r_v = None
+        if want_y:
+            y_v = (yf, zero, cols)
+        else:
+            y_v = None
+        if w_absent:
+            w_v = None
+        else:
+            w_v = wf
+        if b_absent:
+            b_v = None
+        else:
+            b_v = bf
+        if want_stats:
+            st = (first, second)
+        else:
+            st = None
+        x_v = (xf, zero, cols)
+        c = np.bool_(centered)
+        # An output over its own input goes as IN_PLACE, as from Python (cpu/_elements):
+        # the same kernel variant, hence the same bits.  Only where the types allow it.
+        done = False
+        if may_y_in_place:
+            if yf.ctypes.data == xf.ctypes.data:
+                rows_serial(IN_PLACE, s_v, x_v, r_v, w_v, b_v, st, rows, cols, e, c)
+                done = True
+        if may_s_in_place:
+            if sf.ctypes.data == rf.ctypes.data:
+                rows_serial(y_v, IN_PLACE, x_v, r_v, w_v, b_v, st, rows, cols, e, c)
+                done = True
+        if not done:
+            rows_serial(y_v, s_v, x_v, r_v, w_v, b_v, st, rows, cols, e, c)
 
         if y_temp:
             _copy_into(out, yf)

@@ -1,6 +1,6 @@
 """The one place kernels are compiled from: ``@kernel(...)`` is ``numba.njit`` with the
-on-disk cache on, so a new process loads machine code instead of recompiling, and NumPy's
-floating-point error model.
+on-disk cache on (a new process loads machine code instead of recompiling), NumPy's
+floating-point error model and the kernels' fastmath flags (``_config.KERNEL_FASTMATH``).
 
 Numba caches next to the source (``__pycache__``) or, when that folder is read-only, in
 the user's cache folder.  When neither is writable it refuses to decorate; we then compile
@@ -10,6 +10,8 @@ import warnings
 from pathlib import Path
 
 import numba
+
+from .. import _config
 
 _warned = False
 
@@ -42,8 +44,8 @@ def kernel(**options):
     # it also spares every division a zero check.
     options.setdefault("error_model", "numpy")
     # Explicit, so that a kernel first compiled from a user's @njit(fastmath=True) code
-    # does not inherit flags that would let NaN and inf vanish.
-    options.setdefault("fastmath", False)
+    # does not inherit flags that would let NaN and inf vanish (see _config).
+    options.setdefault("fastmath", _config.KERNEL_FASTMATH)
 
     def decorate(func):
         global _warned

@@ -2,106 +2,210 @@
 array (ConvNeXt's channels-first LayerNorm) or axis=-1 of a Fortran-ordered matrix.
 
 The data is seen as (outer, chans, inner) with the inner axis contiguous; element
-(o, c, p) is ``buf[start + o*outer_stride + c*chan_stride + p]``.  Each of the
-``outer * inner`` rows runs across the channels with a large stride, so reading a row at a
-time would touch one element per cache line.  Instead a task takes a tile of ``tile``
-neighbouring positions and sweeps the channels, updating all the tile's statistics with
-unit-stride (SIMD) loops.  The tile (chans x tile elements) is sized to stay in L2, so the
-two sweeps (shifted sums, normalize) read memory once; the maths per position is that of
-``_moments.block_moments``, exact in float64.  No transposed copy.
+(o, c, p) is ``buf[start + o*outer_stride + c*chan_stride + p]``, so views are
+``(buf, start, outer_stride, chan_stride)``.  Each of the ``outer * inner`` rows runs
+across the channels with a large stride, so reading a row at a time would touch one
+element per cache line.  Instead a task takes a tile of ``tile`` neighbouring positions
+and sweeps the channels, updating all the tile's statistics with unit-stride (SIMD) loops.
+The tile (chans x tile elements) is sized to stay in L2, so the sweeps (head, shifted sums,
+normalize) read memory once.  The maths per position is ``_moments``'s: shifted sums in
+the work type over blocks of ``CHUNK_CHANNELS`` channels, added into float64 totals, a
+second sweep about the mean where the head shift was poor, float64 where float32's range
+was exceeded.  No transposed copy.  Other arguments as in rows.py (w, b: one value per
+channel; stats: one value per position, in (outer, inner) order).
 """
+import math
+
 import numpy as np
 from numba import prange
 
 from .. import _config
+from ._elements import affine, exact_sub, is_narrow, store_stats, work
 from ._jit import kernel
-from ._moments import normalizer
+from ._moments import rstd_of
+
+HEAD = _config.HEAD
+GAIN_MAX = _config.SHIFT_GAIN_MAX
+TINY = _config.NARROW_TINY
+RSTD_MAX = _config.NARROW_RSTD_MAX
+# Channels summed into work-type partial sums before the float64 totals: each position's
+# partial sum is a sequence of this many terms, within _moments.CHUNK's bound.
+CHUNK_CHANNELS = 8
 
 
-@kernel(fastmath=_config.STATS_FASTMATH)
-def tile_moments(x, base, chans, chan_stride, width, mean, m2):
-    """mean[:width], m2[:width] of the columns x[base + c*chan_stride + p], c < chans.
-
-    The shifted single-pass sums of ``_moments.block_moments``, one column per position p,
-    shifted by channel 0 (so constant columns are exact); the inner loops run along p with
-    unit stride and vectorize.  Channels go two at a time to halve the accumulator traffic.
-    """
-    start = np.uint64(base)
-    step = np.uint64(chan_stride)
+@kernel(inline="always")
+def tile_head(x, base, step, chans, width, k):
+    """k[:width] = mean over the first HEAD channels, per position (work type)."""
+    h = min(chans, HEAD)
     n = np.uint64(width)
-    mean[:width] = 0.0
-    m2[:width] = 0.0
-    c = 1
-    while c + 1 < chans:
-        row_a = start + np.uint64(c) * step
-        row_b = row_a + step
-        for p in range(n):
-            shift = x[start + p]
-            da = x[row_a + p] - shift
-            db = x[row_b + p] - shift
-            mean[p] += da + db
-            m2[p] += da * da + db * db
-        c += 2
-    if c < chans:
-        row_a = start + np.uint64(c) * step
-        for p in range(n):
-            da = x[row_a + p] - x[start + p]
-            mean[p] += da
-            m2[p] += da * da
     for p in range(n):
-        s1 = mean[p]
-        mean[p] = x[start + p] + s1 / chans
-        m2[p] -= s1 * (s1 / chans)
+        k[p] = x[base + p]
+    for c in range(1, h):
+        row = base + np.uint64(c) * step
+        for p in range(n):
+            k[p] += x[row + p]
+    for p in range(n):
+        k[p] = work(x, k[p] / h)
 
 
 @kernel(inline="always")
-def tile_scale_shift(y, y_base, y_chan_stride, x, base, chan_stride, chans, width,
-                     center, scale, affine):
-    weight, bias = affine
+def tile_shifted_sums(x, base, step, chans, width, k, a1, a2, s1, s2):
+    """s1[p], s2[p] = float64 sums of (x - k[p]) and its square over the channels."""
+    n = np.uint64(width)
+    for p in range(n):
+        s1[p] = 0.0
+        s2[p] = 0.0
+    c = 0
+    while c < chans:
+        end = min(chans, c + CHUNK_CHANNELS)
+        for p in range(n):
+            a1[p] = work(x, 0.0)
+            a2[p] = work(x, 0.0)
+        while c < end:
+            row = base + np.uint64(c) * step
+            for p in range(n):
+                d = exact_sub(x[row + p], k[p])
+                a1[p] += d
+                a2[p] += d * d
+            c += 1
+        for p in range(n):
+            s1[p] += a1[p]
+            s2[p] += a2[p]
+
+
+@kernel(inline="always")
+def tile_squares(x, base, step, chans, width, a2, s2):
+    """s2[p] = float64 sum of x**2 over the channels (RMSNorm)."""
+    n = np.uint64(width)
+    for p in range(n):
+        s2[p] = 0.0
+    c = 0
+    while c < chans:
+        end = min(chans, c + CHUNK_CHANNELS)
+        for p in range(n):
+            a2[p] = work(x, 0.0)
+        while c < end:
+            row = base + np.uint64(c) * step
+            for p in range(n):
+                v = x[row + p]
+                a2[p] += v * v
+            c += 1
+        for p in range(n):
+            s2[p] += a2[p]
+
+
+@kernel(inline="always")
+def tile_wide(x, base, step, chans, width, s1, s2, centered):
+    """float64 sums about channel 0 (centered) or of squares: float64 data's exactness for
+    a tile that left float32's range."""
+    n = np.uint64(width)
+    for p in range(n):
+        s1[p] = 0.0
+        s2[p] = 0.0
     for c in range(chans):
-        w = weight[c] if weight.size else 1.0
-        b = bias[c] if bias.size else 0.0
-        inp = x[base + c * chan_stride:base + c * chan_stride + width]
-        out = y[y_base + c * y_chan_stride:y_base + c * y_chan_stride + width]
-        if weight.size:
-            for p in range(width):
-                out[p] = (inp[p] - center[p]) * scale[p] * w + b
-        else:
-            for p in range(width):
-                out[p] = (inp[p] - center[p]) * scale[p] + b
+        row = base + np.uint64(c) * step
+        for p in range(n):
+            v = 1.0 * x[row + p]
+            if centered:
+                v = exact_sub(v, 1.0 * x[base + p])
+                s1[p] += v
+            s2[p] += v * v
 
 
 @kernel(inline="always")
-def tile_task(y, y_at, x, x_at, chans, inner, affine, eps, centered, stats, tile, t):
+def tile_moments(x, base, step, chans, width, centered, k, a1, a2, s1, s2, mean, second):
+    """mean[:width], second[:width] (variance, or mean square) per position."""
+    n = np.uint64(width)
+    if centered:
+        tile_head(x, base, step, chans, width, k)
+        tile_shifted_sums(x, base, step, chans, width, k, a1, a2, s1, s2)
+        poor = False
+        for p in range(n):
+            m2 = s2[p] - s1[p] * (s1[p] / chans)
+            poor |= not s2[p] <= GAIN_MAX * m2
+        if poor:  # some position's head shift was poor: every shift becomes its mean
+            for p in range(n):
+                k[p] = work(x, k[p] + s1[p] / chans)
+            tile_shifted_sums(x, base, step, chans, width, k, a1, a2, s1, s2)
+    else:
+        tile_squares(x, base, step, chans, width, a2, s2)
+    if is_narrow(x):
+        wide = False
+        for p in range(n):
+            wide |= not (TINY <= s2[p] < math.inf)
+        if wide:
+            tile_wide(x, base, step, chans, width, s1, s2, centered)
+            for p in range(n):
+                k[p] = x[base + p] if centered else 0.0
+    for p in range(n):
+        if centered:
+            mean[p] = k[p] + s1[p] / chans
+            var = (s2[p] - s1[p] * (s1[p] / chans)) / chans
+            second[p] = var if var >= 0.0 or var != var else 0.0
+        else:
+            mean[p] = 0.0
+            second[p] = s2[p] / chans
+
+
+@kernel(inline="always")
+def tile_normalize(y, y_base, y_step, x, base, step, chans, width, mean, rstd, hi, low,
+                   scale, w, b):
+    n = np.uint64(width)
+    narrow = True
+    for p in range(n):
+        narrow &= rstd[p] < RSTD_MAX
+    if narrow:
+        for p in range(n):
+            hi[p] = work(x, mean[p])
+            low[p] = work(x, mean[p] - hi[p])
+            scale[p] = work(x, rstd[p])
+    for c in range(chans):
+        src = base + np.uint64(c) * step
+        dst = y_base + np.uint64(c) * y_step
+        if narrow:
+            for p in range(n):
+                t = exact_sub(exact_sub(x[src + p], hi[p]), low[p]) * scale[p]
+                y[dst + p] = affine(t, w, b, c)
+        else:
+            for p in range(n):
+                t = exact_sub(1.0 * x[src + p], mean[p]) * rstd[p]
+                y[dst + p] = affine(t, w, b, c)
+
+
+@kernel(_nrt=False)
+def tile_task(y, x, w, b, stats, chans, inner, eps, centered, tile, t, scratch, wide_scratch):
+    """Statistics and normalization of tile t (positions p0:p0+width of outer index o)."""
     blocks = (inner + tile - 1) // tile
-    o, k = divmod(t, blocks)
-    p0 = k * tile
+    o, q = divmod(t, blocks)
+    p0 = q * tile
     width = min(tile, inner - p0)
-    mean = np.empty(width)
-    m2 = np.empty(width)
-    tile_moments(x, x_at[0] + o * x_at[1] + p0, chans, x_at[2], width, mean, m2)
-    center = m2  # reuse the buffers: m2 becomes center, mean stays for the stats
-    scale = np.empty(width)
+    base = np.uint64(x[1] + o * x[2] + p0)
+    step = np.uint64(x[3])
+    k, a1, a2, hi, low, scale = (scratch[0], scratch[1], scratch[2], scratch[3],
+                                 scratch[4], scratch[5])
+    s1, s2, mean, second = wide_scratch[0], wide_scratch[1], wide_scratch[2], wide_scratch[3]
+    tile_moments(x[0], base, step, chans, width, centered, k, a1, a2, s1, s2, mean, second)
     for p in range(width):
-        c, scale[p], second = normalizer(mean[p], m2[p], chans, eps, centered)
-        if stats[0].size:
-            stats[0][o * inner + p0 + p] = mean[p]
-            stats[1][o * inner + p0 + p] = second
-        center[p] = c
-    if y.size:
-        tile_scale_shift(y, y_at[0] + o * y_at[1] + p0, y_at[2], x, x_at[0] + o * x_at[1] + p0,
-                         x_at[2], chans, width, center, scale, affine)
+        store_stats(stats, o * inner + p0 + p, mean[p], second[p])
+        second[p] = rstd_of(second[p], eps)  # second becomes rstd
+    if y is not None:
+        tile_normalize(y[0], np.uint64(y[1] + o * y[2] + p0), np.uint64(y[3]), x[0], base, step,
+                       chans, width, mean, second, hi, low, scale, w, b)
 
 
-@kernel(fastmath=_config.NORMALIZE_FASTMATH)
-def channels_serial(y, y_at, x, x_at, outer, chans, inner, affine, eps, centered, stats, tile):
+@kernel()
+def channels_serial(y, x, w, b, stats, outer, chans, inner, eps, centered, tile):
+    scratch = np.empty((6, tile), x[0].dtype)
+    wide_scratch = np.empty((4, tile))
     for t in range(outer * ((inner + tile - 1) // tile)):
-        tile_task(y, y_at, x, x_at, chans, inner, affine, eps, centered, stats, tile, t)
+        tile_task(y, x, w, b, stats, chans, inner, eps, centered, tile, t, scratch, wide_scratch)
 
 
-@kernel(parallel=True, fastmath=_config.NORMALIZE_FASTMATH)
-def channels_parallel(y, y_at, x, x_at, outer, chans, inner, affine, eps, centered, stats,
-                      tile):
+@kernel(parallel=True)
+def channels_parallel(y, x, w, b, stats, outer, chans, inner, eps, centered, tile):
     for t in prange(outer * ((inner + tile - 1) // tile)):
+        scratch = np.empty((6, tile), x[0].dtype)
+        wide_scratch = np.empty((4, tile))
         # prange's index is unsigned; int64 keeps the index arithmetic integral
-        tile_task(y, y_at, x, x_at, chans, inner, affine, eps, centered, stats, tile, np.int64(t))
+        tile_task(y, x, w, b, stats, chans, inner, eps, centered, tile, np.int64(t), scratch,
+                  wide_scratch)

@@ -1,0 +1,116 @@
+"""Element-level building blocks of the CPU kernels: the exact subtraction, the work type,
+and the helpers that make an optional array (residual, weight, bias, statistics, output)
+a compile-time fact.
+
+Absent arrays are passed as ``None``.  Each helper below is an ``@overload`` whose
+implementation is chosen while Numba types the call, so a kernel compiled without a bias
+contains no bias code and no run-time test for one (and code for a missing array is never
+typed, which a plain ``if b is not None`` branch would not guarantee).
+
+The **work type** is the precision a kernel computes in: float32 for float32 data, float64
+for float64 data (statistics are always accumulated into float64 totals).
+"""
+import numpy as np
+from numba import types
+from numba.extending import overload
+
+from ._jit import kernel
+
+
+@kernel(fastmath=False)
+def exact_sub(a, b):
+    """a - b, compiled without fastmath.  Kernels compile with `reassoc`; this function is
+    not inlined by Numba (which would give it the caller's flags) but by LLVM, which keeps
+    its subtraction strict, so ``exact_sub(exact_sub(x, hi), lo)`` is never folded into
+    ``x - (hi + lo)``."""
+    return a - b
+
+
+def _absent(t):
+    return t is None or isinstance(t, (types.NoneType, types.Omitted))
+
+
+# An output written over the input it is computed from -- ``out=x`` (y over the rows it
+# normalizes) or ``residual_out=residual`` (s over r) -- is passed as IN_PLACE instead of
+# its view.  The kernel then loads and stores through the same pointer, which LLVM can
+# prove safe to vectorize; through two pointers to the same memory its run-time overlap
+# check fails and the loop runs scalar (measured 2-5x slower, and with the sums in another
+# order, so the results would differ in the last bits from a call that is not in place).
+IN_PLACE = ()
+
+
+def _in_place(t):
+    return isinstance(t, types.BaseTuple) and len(t) == 0
+
+
+def _work_type(array_type):
+    return types.float64 if array_type.dtype == types.float64 else types.float32
+
+
+# --- the work type ----------------------------------------------------------------------------
+
+def work(x, value):
+    """value converted to x's work type."""
+
+
+@overload(work, inline="always")
+def _work(x, value):
+    wt = _work_type(x)
+    return lambda x, value: wt(value)
+
+
+def is_narrow(x):
+    """True when x's work type is float32 (its partial sums may underflow or overflow)."""
+
+
+@overload(is_narrow, inline="always")
+def _is_narrow(x):
+    narrow = _work_type(x) == types.float32
+    return lambda x: narrow
+
+
+# --- optional arrays ----------------------------------------------------------------------------
+
+def affine(t, w, b, j):
+    """t * w[j] + b[j], without the parts whose array is None."""
+
+
+@overload(affine, inline="always")
+def _affine(t, w, b, j):
+    if _absent(w) and _absent(b):
+        return lambda t, w, b, j: t
+    if _absent(b):
+        return lambda t, w, b, j: t * w[j]
+    if _absent(w):
+        return lambda t, w, b, j: t + b[j]
+    return lambda t, w, b, j: t * w[j] + b[j]
+
+
+def store_stats(stats, i, mean, second):
+    """stats[0][i] = mean and stats[1][i] = second, or nothing when stats is None.  A
+    ``None`` in place of ``stats[0]`` skips the mean (RMSNorm has none)."""
+
+
+@overload(store_stats, inline="always")
+def _store_stats(stats, i, mean, second):
+    if _absent(stats):
+        return lambda stats, i, mean, second: None
+    if _absent(stats[0]):
+        def store_second(stats, i, mean, second):
+            stats[1][i] = second
+        return store_second
+
+    def store(stats, i, mean, second):
+        stats[0][i] = mean
+        stats[1][i] = second
+    return store
+
+
+def given(a):
+    """Whether optional argument a was given (a compile-time constant)."""
+
+
+@overload(given, inline="always")
+def _given(a):
+    present = not _absent(a)
+    return lambda a: present

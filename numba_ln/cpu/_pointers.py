@@ -1,0 +1,48 @@
+"""Typed pointers into arrays, for the per-row functions.
+
+A Numba array argument is seven machine words (meminfo, parent, size, itemsize, data,
+shape, strides), and a function call passes each of them: the fused sweep of a row takes
+seven arrays, so a call cost ~50 argument words, more than the work on a 64-element row.
+A ``CPointer`` is one word, and Numba indexes it like an array (``p[j]``, ``p[j] = v``)
+with no bounds or wraparound handling, so loops over it vectorize the same.  Pointers
+carry no reference count: they are made and used inside kernels while the arrays they
+point into are alive.
+"""
+from numba import types
+from numba.extending import intrinsic, overload
+
+from ._elements import _absent, _in_place
+
+
+@intrinsic
+def _address(typingctx, array, index):
+    sig = types.CPointer(array.dtype)(array, index)
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        return builder.gep(ary.data, [args[1]])
+
+    return sig, codegen
+
+
+def address(array, index):
+    """Pointer to array[index] (array: a flat, unit-stride array), or None for None."""
+
+
+@overload(address, inline="always")
+def _address_overload(array, index):
+    if _absent(array):
+        return lambda array, index: None
+    return lambda array, index: _address(array, index)
+
+
+def row_address(view, i, col):
+    """Pointer to column col of row i of a row view (buf, start, stride); None and IN_PLACE
+    stay what they are."""
+
+
+@overload(row_address, inline="always")
+def _row_address(view, i, col):
+    if _absent(view) or _in_place(view):
+        return lambda view, i, col: view
+    return lambda view, i, col: _address(view[0], view[1] + i * view[2] + col)
