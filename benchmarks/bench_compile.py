@@ -2,7 +2,7 @@
 
 Each benchmark times ``python -c SCRIPT`` from spawn to exit (wall time):
 
-* ``test_compile_cold``: ``numba_ln._bench_contenders.FIRST_CALLS_SCRIPT`` with
+* ``test_compile_cold``: ``numba_ln.bench.FIRST_CALLS_SCRIPT`` with
   ``NUMBA_CACHE_DIR`` set to a new empty folder -- interpreter start, ``import numba_ln``,
   and compiling every kernel that the first calls of layer_norm, rms_norm, add_layer_norm
   and add_rms_norm need (serial path at (8, 768), parallel path at (256, 1024)): what the
@@ -16,7 +16,8 @@ saved in ``extra_info``.  With benchmarking disabled (the normal test run) the c
 compiles a single small layer_norm call instead of everything (seconds, not a minute), and
 the warm test uses Numba's normal cache location, which the test suite keeps filled.
 """
-from numba_ln import _bench_contenders as bc
+from numba_ln.bench.startup import (BASELINE_SCRIPT, FIRST_CALL_SMALL_SCRIPT, FIRST_CALLS_SCRIPT,
+                                     run_script)
 
 GROUP = "compile|first-calls"
 
@@ -30,12 +31,12 @@ def _record(benchmark, parsed, what):
 
 def test_compile_cold(benchmark, tmp_path_factory):
     benchmark.group = GROUP
-    script = bc.FIRST_CALL_SMALL_SCRIPT if benchmark.disabled else bc.FIRST_CALLS_SCRIPT
+    script = FIRST_CALL_SMALL_SCRIPT if benchmark.disabled else FIRST_CALLS_SCRIPT
 
     def setup():
         return (script, str(tmp_path_factory.mktemp("numba-cache-cold"))), {}
 
-    wall, parsed = benchmark.pedantic(bc.run_script, setup=setup,
+    wall, parsed = benchmark.pedantic(run_script, setup=setup,
                                       rounds=1 if benchmark.disabled else 3, iterations=1)
     _record(benchmark, parsed, "new process, empty NUMBA_CACHE_DIR: import, compile, first "
                                "calls")
@@ -44,14 +45,14 @@ def test_compile_cold(benchmark, tmp_path_factory):
 def test_startup_warm(benchmark, tmp_path_factory):
     benchmark.group = GROUP
     cache_dir = None if benchmark.disabled else str(tmp_path_factory.mktemp("numba-cache-warm"))
-    bc.run_script(bc.FIRST_CALLS_SCRIPT, cache_dir=cache_dir)  # fill the cache
-    wall, parsed = benchmark.pedantic(bc.run_script, args=(bc.FIRST_CALLS_SCRIPT, cache_dir),
+    run_script(FIRST_CALLS_SCRIPT, cache_dir=cache_dir)  # fill the cache
+    wall, parsed = benchmark.pedantic(run_script, args=(FIRST_CALLS_SCRIPT, cache_dir),
                                       rounds=1 if benchmark.disabled else 5, iterations=1)
     _record(benchmark, parsed, "new process, warm cache: import, first calls")
 
 
 def test_import_numba(benchmark):
     benchmark.group = GROUP
-    benchmark.pedantic(bc.run_script, args=(bc.BASELINE_SCRIPT,),
+    benchmark.pedantic(run_script, args=(BASELINE_SCRIPT,),
                        rounds=1 if benchmark.disabled else 5, iterations=1)
     benchmark.extra_info["measures"] = "baseline: python -c 'import numba'"

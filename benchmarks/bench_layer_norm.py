@@ -1,12 +1,13 @@
 """layer_norm against NumPy, torch, onnxruntime and the speed line.
 
-Cases and contenders come from ``numba_ln._bench_contenders`` (shared with
-``python -m numba_ln.bench``).  ``pytest benchmarks --benchmark-enable`` to measure; groups
-are ``layer_norm|<case>``, the ``library`` parameter names the contender.
+Cases and contenders come from ``numba_ln.bench.cases`` and ``numba_ln.bench.contenders``
+(shared with ``python -m numba_ln.bench``).  ``pytest benchmarks --benchmark-enable`` to
+measure; groups are ``layer_norm|<case>``, the ``library`` parameter names the contender
+(``onnxruntime`` runs through an IOBinding, ``onnxruntime-run`` through ``session.run``).
 """
 import pytest
 
-from numba_ln._bench_contenders import benchmark_params
+from numba_ln.bench.contenders import benchmark_params
 
 
 @pytest.mark.parametrize("case, library", benchmark_params("layer_norm"))

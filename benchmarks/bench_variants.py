@@ -2,12 +2,13 @@
 
 rms_norm: torch ``F.rms_norm``, NumPy, onnxruntime SimplifiedLayerNormalization.
 add_*: torch ``x + r`` then the norm, NumPy unfused, onnxruntime com.microsoft
-Skip(Simplified)LayerNormalization; their speed line copies x -> y and r -> s (the bytes
-they move).  Groups are ``<function>|<case>``.
+Skip(Simplified)LayerNormalization.  onnxruntime runs through an IOBinding (``onnxruntime``)
+and through ``session.run`` (``onnxruntime-run``).  The residual variants' speed line
+copies x -> y and r -> s (the bytes they move).  Groups are ``<function>|<case>``.
 """
 import pytest
 
-from numba_ln._bench_contenders import benchmark_params
+from numba_ln.bench.contenders import benchmark_params
 
 
 @pytest.mark.parametrize("case, library", benchmark_params("rms_norm"))

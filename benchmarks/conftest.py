@@ -1,9 +1,10 @@
 """Shared fixtures for the pytest-benchmark suite.
 
 Every benchmark builds one contender (numba_ln with ``out=`` or allocating, NumPy, torch,
-onnxruntime, or one of the two speed-line copies) from ``numba_ln._bench_contenders`` --
-the same builders ``python -m numba_ln.bench`` uses -- times it, and checks its result
-against ``numba_ln.reference`` with a loose tolerance, so a broken contender fails.
+onnxruntime with an IOBinding or through ``session.run``, or one of the two speed-line
+copies) from ``numba_ln.bench.contenders`` -- the same builders ``python -m numba_ln.bench``
+uses -- times it, and checks its result (against ``numba_ln.reference`` with a loose
+tolerance; the copies bit for bit), so a broken contender fails.
 
 In the normal test run (``--benchmark-disable`` in the pyproject addopts) each benchmark
 runs once on the case's reduced shape (same kernel path, a fraction of the bytes): the
@@ -12,7 +13,8 @@ files execute and are checked without costing the test suite time.
 import numba
 import pytest
 
-from numba_ln import _bench_contenders as bc
+from numba_ln.bench.cases import make_inputs
+from numba_ln.bench.contenders import build
 
 _inputs_cache = {}
 
@@ -22,7 +24,7 @@ def _inputs(func, case, small):
     key = (func, case.name, small)
     if key not in _inputs_cache:
         _inputs_cache.clear()  # hold one case at a time: the large ones are 100+ MB
-        _inputs_cache[key] = bc.make_inputs(func, case, small=small)
+        _inputs_cache[key] = make_inputs(func, case, small=small)
     return _inputs_cache[key]
 
 
@@ -37,7 +39,7 @@ def run_contender(benchmark, threads):
     def run(func, case, library):
         small = benchmark.disabled
         inputs = _inputs(func, case, small)
-        built, skipped = bc.build(inputs, threads, (library,))
+        built, skipped = build(inputs, threads, (library,))
         if library in skipped:
             pytest.skip(skipped[library])
         contender = built[library]
@@ -52,7 +54,7 @@ def run_contender(benchmark, threads):
             # worker threads (torch's OpenMP pool) go idle before timing.
             contender.call()
         got = benchmark(contender.call)
-        bc.check_contender(inputs, library, got)
+        contender.check(inputs, got)
         if not benchmark.disabled:
             median = benchmark.stats.stats.median
             benchmark.extra_info["GB/s"] = round(inputs.nbytes / median / 1e9, 3)

@@ -1,0 +1,201 @@
+"""``python -m numba_ln.bench``: argument parsing and the run (cases, extra measurements,
+targets, report, ``--json`` and ``--plot`` files); ``--device cuda`` hands over to
+:mod:`numba_ln.cuda.bench`."""
+import argparse
+import json
+import sys
+import textwrap
+import time
+
+import numba
+
+from .cases import CASE_BY_NAME, CASES, FUNCTIONS, cases_for
+from .contenders import LIBRARIES, LINES, NUMBA_LN, PEERS
+from .environment import environment, load_average
+from .report import format_report
+from .startup import startup_overhead
+from .targets import evaluate_targets
+from .timing import SCALING_CASE, run_case, thread_scaling
+
+QUICK = {"rounds": 3, "batch_ms": 4.0, "warmup_ms": 2.0, "startup_repeats": 2}
+# --quick measures these (function: cases) unless --cases is given: every regime once, at
+# sizes whose contenders take milliseconds, so that the run takes about 30 s.
+QUICK_CASES = {
+    "layer_norm": ("1x768", "8x4096", "4096x768", "4096x1024", "65536x64", "1x4194304",
+                   "4096x1024-f64"),
+    "rms_norm": ("1x768", "4096x1024"),
+    "add_layer_norm": ("1x768", "4096x1024"),
+    "add_rms_norm": ("4096x1024",),
+}
+FULL = {"rounds": 15, "batch_ms": 25.0, "warmup_ms": 5.0, "startup_repeats": 5}
+CHOOSABLE = NUMBA_LN + PEERS  # --libraries; the speed-line copies always run
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Wraps option help at spaces only: case and library names stay whole."""
+
+    def _split_lines(self, text, width):
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False,
+                             break_long_words=False)
+
+
+def parser():
+    cases = "\n".join(f"  {c.name:<20} {c.describe()}: {', '.join(c.functions)}"
+                      + (f"  [{c.note}]" if c.note else "") for c in CASES)
+    p = argparse.ArgumentParser(
+        prog="python -m numba_ln.bench",
+        description="Benchmark numba_ln against NumPy, PyTorch and onnxruntime as fractions "
+                    "of the speed line (a copy of the same bytes), and check the project's "
+                    "performance targets.",
+        formatter_class=_Formatter,
+        epilog=f"cases (name, shape, functions that run at it):\n{cases}\n\n"
+               "Results are printed to stdout, progress to stderr.",
+    )
+    p.add_argument("--quick", action="store_true",
+                   help="about 30 s in all: 3 short rounds, and (unless --cases is given) "
+                        "only these cases: " + "; ".join(f"{f} {', '.join(c)}"
+                                                        for f, c in QUICK_CASES.items()))
+    p.add_argument("--cases", help="comma-separated case names (default: all; see below)")
+    p.add_argument("--functions", default=",".join(FUNCTIONS),
+                   help="comma-separated, from " + ", ".join(FUNCTIONS))
+    p.add_argument("--libraries",
+                   help="comma-separated contenders (default all; the speed-line copies always "
+                        "run): " + ", ".join(CHOOSABLE))
+    p.add_argument("--threads", type=int,
+                   help="threads for numba_ln (numba.set_num_threads) and the peers "
+                        "(default: numba's current count, NUMBA_NUM_THREADS)")
+    p.add_argument("--rounds", type=int, help="interleaved rounds per case")
+    p.add_argument("--batch-ms", type=float, help="timed batch length per contender per round")
+    p.add_argument("--warmup-ms", type=float, help="warm-up length before each timed batch")
+    p.add_argument("--small", action="store_true",
+                   help="use each case's reduced shape (smoke test, not a measurement)")
+    p.add_argument("--no-targets", action="store_true",
+                   help="skip the target checks and their extra measurements (thread scaling "
+                        "and start-up subprocesses)")
+    p.add_argument("--json", metavar="FILE", help="save all results as JSON")
+    p.add_argument("--plot", metavar="FILE.png", help="bar chart of fraction of speed line")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="cuda: run numba_ln.cuda.bench instead")
+    return p
+
+
+def _split(text):
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+_T0 = time.perf_counter()
+
+
+def progress(message):
+    print(f"[{time.perf_counter() - _T0:6.1f} s] {message}", file=sys.stderr, flush=True)
+
+
+def _run_cuda(args, settings):
+    try:
+        from numba_ln.cuda import bench as cuda_bench
+    except Exception as exc:  # missing module, or CUDA itself unusable
+        sys.exit(f"python -m numba_ln.bench --device cuda: numba_ln.cuda.bench is not "
+                 f"available ({type(exc).__name__}: {exc})")
+    try:
+        results = cuda_bench.run(cases=_split(args.cases), repeats=settings["rounds"],
+                                 progress=progress)
+    except RuntimeError as exc:  # no GPU, or the CUDA simulator
+        sys.exit(f"python -m numba_ln.bench --device cuda: {exc}")
+    print(cuda_bench.format_table(results))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"meta": {"command": " ".join(sys.argv), "device": "cuda"},
+                       "results": results}, f, indent=1, default=str)
+    return 0
+
+
+def _selection(args):
+    """(work: [(function, Case)], libraries) from the arguments; exits on a bad name."""
+    names = _split(args.cases)
+    unknown = [n for n in names or () if n not in CASE_BY_NAME]
+    if unknown:
+        sys.exit(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(CASE_BY_NAME)}")
+    funcs = _split(args.functions) or list(FUNCTIONS)
+    bad = [f for f in funcs if f not in FUNCTIONS]
+    if bad:
+        sys.exit(f"unknown function(s) {', '.join(bad)}; choose from {', '.join(FUNCTIONS)}")
+    libs = _split(args.libraries)
+    if libs:
+        bad = [lib for lib in libs if lib not in LIBRARIES]
+        if bad:
+            sys.exit(f"unknown librar(ies) {', '.join(bad)}; choose from {', '.join(CHOOSABLE)}")
+        libs = tuple(lib for lib in LIBRARIES if lib in libs or lib in LINES)
+    else:
+        libs = LIBRARIES
+    if args.quick and names is None:
+        work = [(f, c) for f in funcs for c in cases_for(f, QUICK_CASES.get(f, ()))]
+    else:
+        work = [(f, c) for f in funcs for c in cases_for(f, names)]
+    if not work:
+        sys.exit("no (function, case) pair selected: see --help for which cases each function "
+                 "runs at")
+    return work, libs
+
+
+def _extras_and_targets(args, work, threads, settings, results):
+    extras, targets = {}, []
+    if args.no_targets:
+        return extras, targets
+    if threads >= 2 and any(f == "layer_norm" and c.name == SCALING_CASE for f, c in work):
+        progress(f"thread scaling: layer_norm {SCALING_CASE} at 1 and {threads} threads")
+        extras["thread_scaling"] = thread_scaling(threads, settings, small=args.small)
+    progress("start-up: fresh processes with a warm cache")
+    extras["startup"] = startup_overhead(settings["startup_repeats"], progress)
+    return extras, evaluate_targets(results, extras)
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    settings = dict(QUICK if args.quick else FULL)
+    for key in ("rounds", "batch_ms", "warmup_ms"):
+        if getattr(args, key) is not None:
+            settings[key] = getattr(args, key)
+    if settings["rounds"] < 1:
+        sys.exit("--rounds must be at least 1")
+    if args.device == "cuda":
+        return _run_cuda(args, settings)
+    work, libs = _selection(args)
+    if args.threads is not None:
+        if not 1 <= args.threads <= numba.config.NUMBA_NUM_THREADS:
+            sys.exit(f"--threads must be between 1 and NUMBA_NUM_THREADS="
+                     f"{numba.config.NUMBA_NUM_THREADS} (set that variable to allow more)")
+        numba.set_num_threads(args.threads)
+    threads = numba.get_num_threads()
+
+    started = time.perf_counter()
+    env = environment(threads)
+    results = []
+    for i, (func, case) in enumerate(work):
+        tag = f"[{i + 1}/{len(work)}] {func} {case.name}"
+        progress(f"{tag}: building and checking contenders")
+        results.append(run_case(func, case, threads, settings, libs, small=args.small,
+                                progress=lambda m, tag=tag: progress(f"{tag}: {m}")))
+    extras, targets = _extras_and_targets(args, work, threads, settings, results)
+    meta = {
+        "command": " ".join(["python -m numba_ln.bench",
+                             *(sys.argv[1:] if argv is None else argv)]),
+        "environment": env,
+        "settings": settings,
+        "small": args.small,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "elapsed_s": time.perf_counter() - started,
+        "load_average_end": load_average(),
+    }
+    print(format_report(meta, results, extras, targets))
+    print(f"(took {meta['elapsed_s']:.1f} s)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"meta": meta, "results": results, "extras": extras, "targets": targets},
+                      f, indent=1)
+        progress(f"saved {args.json}")
+    if args.plot:
+        from .plot import plot
+
+        plot(results, args.plot, meta)
+        progress(f"saved {args.plot}")
+    return 0
