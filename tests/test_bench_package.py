@@ -163,7 +163,7 @@ def test_alloc_within_out_target_is_a_time_ratio():
                                                     "numba_ln-out": [1.0]}),
                _result("layer_norm", "4096x1024", {"numba_ln-alloc": [3.0],
                                                    "numba_ln-out": [1.0]})]
-    t = _judge(results, "layer_norm allocating time <= 1.15x out=")
+    t = _judge(results, "layer_norm allocating time <= 1.15x the out= time")
     assert t["status"] == "MISS" and t["measured"].startswith("worst 1.20 at 16384x1024")
 
 

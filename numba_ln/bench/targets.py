@@ -116,7 +116,7 @@ TARGETS = (
            LN, EVERY, Speedup(ALLOC, "torch")),
     Target("layer_norm allocating >= {t:g}x onnxruntime-run (session.run) {cases} (speedup)",
            ">=", 1.2, LN, ROWS_4K, Speedup(ALLOC, "onnxruntime-run")),
-    Target("layer_norm allocating time <= {t:g}x out='s {cases} (64 MB; time ratio)", "<=",
+    Target("layer_norm allocating time <= {t:g}x the out= time {cases} (64 MB inputs)", "<=",
            1.15, LN, named("4096x4096", "16384x1024"), TimeRatio(ALLOC, OUT)),
     Target("layer_norm allocating per-call time <= {t:g}x torch's {cases}", "<=", 0.6, LN,
            named("1x768"), TimeRatio(ALLOC, "torch")),
