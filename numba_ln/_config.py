@@ -3,10 +3,11 @@ hard-codes a block size, a threshold or a fastmath flag.
 
 Two kinds of setting live here, and they behave differently:
 
-* **Compile-time constants** (``KERNEL_FASTMATH``, ``CHUNK``, ``HEAD``, ``SHIFT_GAIN_MAX``,
-  ``NARROW_*``, ``PEEL_MIN``): read when a kernel is compiled and baked into the machine code
-  that Numba caches on disk.  Edit this file to change them (the cache stamp in
-  ``cpu/_jit.py`` covers it); assigning to them at run time changes nothing.
+* **Compile-time constants** (``KERNEL_FASTMATH``, ``REDUCE_FASTMATH``, ``CHUNK``,
+  ``PIECE``, ``HEAD``, ``SHIFT_GAIN_MAX``, ``NARROW_*``): read when a kernel
+  is compiled and baked into the machine code that Numba caches on disk.  Edit this file
+  to change them (the cache stamp in ``cpu/_jit.py`` covers it); assigning to them at
+  run time changes nothing.
 * **Per-call settings** (the rest): read by the front on every call.
 
 The numbers were chosen by measurement on the 2-core development machine (AMD EPYC Zen 5,
@@ -16,15 +17,20 @@ re-measures.
 
 # --- compile-time constants -------------------------------------------------------------
 
-# Fastmath flags of every CPU kernel.  `reassoc` lets LLVM split sums into SIMD lanes (a
-# strict left-to-right sum cannot vectorize), `contract` allows fused multiply-adds, `nsz`
-# ignores the sign of zero.  Never `nnan`/`ninf`: NaN and inf must propagate as in NumPy.
-# The few operations whose order *is* the algorithm (the shifted differences x - k and
-# (x - mean_hi) - mean_lo) go through ``cpu._elements.exact_sub``, compiled without
-# fastmath: LLVM keeps each instruction's own flags when it inlines it, so reassociation
-# cannot fold mean_hi + mean_lo (that costs 3-4 digits at offset 1e5; the accuracy tests
-# at offsets up to 1e5 would fail).
-KERNEL_FASTMATH = {"reassoc", "contract", "nsz"}
+# Fastmath flags, per loop.  Every CPU kernel compiles with `contract` (fused multiply-
+# adds) only.  The loops that sum -- the chunked partial sums of the statistics, and the
+# fused sweep that sums one row while it normalizes another -- are functions of their own
+# compiled with REDUCE_FASTMATH: `reassoc` lets LLVM split a sum into SIMD lanes (a strict
+# left-to-right sum cannot vectorize), `nsz` ignores the sign of zero.  LLVM keeps each
+# instruction's flags when it inlines such a function, so reassociation stays inside
+# those loops, whose order is fixed once when they compile: results do not depend on
+# where a kernel is called from (Python or a user's @njit code give the same bits).  The
+# subtractions whose order *is* the algorithm (x - k, (x - mean_hi) - mean_lo) go through
+# ``cpu._elements.exact_sub``, compiled without fastmath, even inside those loops: folding
+# mean_hi + mean_lo costs 3-4 digits at offset 1e5, which the accuracy tests would catch.
+# Never `nnan`/`ninf`: NaN and inf must propagate as in NumPy.
+KERNEL_FASTMATH = {"contract"}
+REDUCE_FASTMATH = {"reassoc", "contract", "nsz"}
 
 # Elements per partial sum in the data's own precision (float32 for float32 data) before
 # it is added into a float64 total.  Vectorized, a chunk is 64 lane sums of CHUNK/64 terms
@@ -33,16 +39,17 @@ KERNEL_FASTMATH = {"reassoc", "contract", "nsz"}
 # than 256, with a bound of 15 units.
 CHUNK = 512
 
+# A row's chunk totals are added up piece by piece, PIECE elements (a multiple of CHUNK)
+# a piece, and the pieces' totals in order: the structure in which rows_split sums the
+# pieces of a long row in parallel, so that it gets the same bits as one thread.
+PIECE = 65536
+
 # The shift of a block's shifted sums is the mean of its first HEAD elements (one vector).
 HEAD = 16
 
 # Shifted sums about k amplify their rounding by S2/M2 = 1 + (k - mean)**2 / var.  A block
 # whose shift gave more than this is summed again about its mean (which gives ~1).
 SHIFT_GAIN_MAX = 2.0
-
-# Spans of at least this many elements are normalized from y's first 64-byte boundary
-# on, the few elements before it first (see cpu/_rowops.peel_count).
-PEEL_MIN = 256
 
 # float32 partial sums of squares outside [NARROW_TINY, inf) may have underflowed or
 # overflowed (|x - k| beyond ~1e-19 .. 1e19, or a constant row): such a row is reduced
@@ -56,12 +63,14 @@ NARROW_RSTD_MAX = 2.0 ** 96
 # costs ~10 us with TBB, more than normalizing a (1, 768) token takes.
 SERIAL_MAX_ELEMENTS = 32768
 
-# A parallel task covers at least this many elements (whole rows): fewer, larger tasks
-# cost less scheduling, and rows of one task are normalized back to back.
-TASK_ELEMENTS = 16384
+# A parallel task covers about this many elements (whole rows; at least one): its first
+# row is summed on its own, the others in fused sweeps (cpu/_sweep.py).  The tasks depend
+# on the shape only, so results do not depend on the thread count.
+TASK_ELEMENTS = 65536
 
-# With fewer rows than threads, rows at least this long are split across threads.
-SPLIT_MIN_COLS = 65536
+# Arrays of fewer rows than this, with rows longer than PIECE, are split: the pieces of
+# each row are summed and normalized in parallel (cpu/rows.rows_split).
+SPLIT_MAX_ROWS = 8
 
 # Channels-first kernel (normalized axis not innermost): positions per task are chosen so
 # that a task's (channels x positions) tile stays in L2 between its passes.

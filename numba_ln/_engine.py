@@ -42,18 +42,16 @@ def _detach_inputs(inputs, outputs):
 
 def run_rows(y, s, x, r, w, b, stats, rows, cols, eps, centered):
     """Run the rows kernel that suits the shape: serial below the work threshold (no
-    thread start-up), split rows when there are fewer long rows than threads, else rows
-    in parallel.  y/s/x/r are row views (buf, start, stride) or None."""
+    thread start-up), split rows for a few rows of several pieces, else rows in parallel
+    in tasks of about TASK_ELEMENTS.  Every choice depends on the shape alone, never on
+    the thread count, so neither do the results (one thread runs the same kernel, with the
+    same tasks, one after the other).  y/s/x/r are row views (buf, start, stride) or None."""
     args = (y, s, x, r, w, b, stats, rows, cols, eps, centered)
     if rows * cols <= _config.SERIAL_MAX_ELEMENTS:
         return _rows.rows_serial(*args)
-    threads = numba.get_num_threads()
-    if threads == 1:
-        return _rows.rows_serial(*args)
-    if rows < threads and cols >= _config.SPLIT_MIN_COLS:
-        chunks = max(1, min(-(-threads // rows), cols // _config.CHUNK))
-        return _launch(_rows.rows_split, *args, chunks)
-    per_task = max(1, -(-rows // threads))
+    if rows < _config.SPLIT_MAX_ROWS and cols > _config.PIECE:
+        return _launch(_rows.rows_split, *args)
+    per_task = max(1, _config.TASK_ELEMENTS // cols)
     return _launch(_rows.rows_parallel, *args, per_task)
 
 

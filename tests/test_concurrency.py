@@ -8,6 +8,7 @@ import textwrap
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numba
 import numpy as np
 import pytest
 from _oracle import assert_close
@@ -60,6 +61,32 @@ def _child(queue):
     queue.put(float(numba_ln.layer_norm(x).sum()))
 
 
+@pytest.mark.parametrize("shape", [(300, 1000), (3, 70000)])  # rows in tasks; split rows
+def test_results_do_not_depend_on_the_thread_count(rng, shape):
+    """The kernel and its tasks depend on the shape alone: 1 and 2 threads give the same
+    bits, for every function and its statistics."""
+    x = (1e3 + rng.standard_normal(shape)).astype(np.float32)
+    r = rng.standard_normal(shape).astype(np.float32)
+    w, b = rng.standard_normal((2, shape[-1])).astype(np.float32)
+
+    def calls():
+        return (numba_ln.layer_norm(x, w, b, return_stats=True),
+                numba_ln.rms_norm(x, w, return_stats=True),
+                numba_ln.add_layer_norm(x, r, w, b, return_stats=True),
+                numba_ln.moments(x))
+
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = calls()
+        numba.set_num_threads(2)
+        two = calls()
+    finally:
+        numba.set_num_threads(before)
+    flat = lambda res: np.concatenate([np.ravel(v).astype(np.float64) for t in res for v in t])
+    assert flat(one).tobytes() == flat(two).tobytes()
+
+
 def test_fork_after_parallel_call():
     numba_ln.layer_norm(np.ones((64, 4096), np.float32))  # the parent uses the thread pool
     ctx = multiprocessing.get_context("fork")
@@ -81,11 +108,11 @@ def test_cached_kernels_load_in_a_new_process():
     code = """
         import numpy as np, numba_ln
         from numba.core.registry import CPUDispatcher
-        from numba_ln.cpu import channels, rows
+        from numba_ln.cpu import channels, rows, small
         numba_ln.layer_norm(np.ones((2, 8)))
         numba_ln.layer_norm(np.ones((300, 300), np.float32), return_stats=True)
         numba_ln.layer_norm(np.ones((30, 30, 30)), axis=1)
-        kernels = [k for m in (rows, channels) for k in vars(m).values()
+        kernels = [k for m in (rows, channels, small) for k in vars(m).values()
                    if isinstance(k, CPUDispatcher)]
         print(sum(sum(k._cache_hits.values()) for k in kernels),
               sum(sum(k._cache_misses.values()) for k in kernels))
@@ -98,7 +125,7 @@ def test_cached_kernels_load_in_a_new_process():
 
 
 def test_editing_a_helper_module_invalidates_cached_kernels(tmp_path):
-    """rows.py's kernels inline _moments.py's code: editing only _moments.py must not
+    """The kernels inline _moments.py's code: editing only _moments.py must not
     leave the old machine code in use (Numba itself checks only the defining file)."""
     site = tmp_path / "site"
     shutil.copytree(PACKAGE, site / "numba_ln", ignore=shutil.ignore_patterns("__pycache__"))
@@ -106,9 +133,9 @@ def test_editing_a_helper_module_invalidates_cached_kernels(tmp_path):
     env.pop("NUMBA_CACHE_DIR", None)
     code = """
         import numpy as np, numba_ln
-        from numba_ln.cpu import rows
+        from numba_ln.cpu import small
         numba_ln.layer_norm(np.ones((2, 8)))
-        k = rows.rows_contiguous
+        k = small.small_norm
         print(sum(k._cache_hits.values()), sum(k._cache_misses.values()))
     """
 

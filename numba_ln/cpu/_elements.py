@@ -19,10 +19,10 @@ from ._jit import kernel
 
 @kernel(fastmath=False)
 def exact_sub(a, b):
-    """a - b, compiled without fastmath.  Kernels compile with `reassoc`; this function is
-    not inlined by Numba (which would give it the caller's flags) but by LLVM, which keeps
-    its subtraction strict, so ``exact_sub(exact_sub(x, hi), lo)`` is never folded into
-    ``x - (hi + lo)``."""
+    """a - b, compiled without fastmath.  The summing loops compile with `reassoc`; this
+    function is not inlined by Numba (which would give it the caller's flags) but by LLVM,
+    which keeps its subtraction strict, so ``exact_sub(exact_sub(x, hi), lo)`` is never
+    folded into ``x - (hi + lo)``."""
     return a - b
 
 
@@ -106,11 +106,11 @@ def _store_stats(stats, i, mean, second):
     return store
 
 
-def given(a):
-    """Whether optional argument a was given (a compile-time constant)."""
+def is_in_place(a):
+    """Whether a is IN_PLACE (a compile-time constant)."""
 
 
-@overload(given, inline="always")
-def _given(a):
-    present = not _absent(a)
-    return lambda a: present
+@overload(is_in_place, inline="always")
+def _is_in_place(a):
+    flag = _in_place(a)
+    return lambda a: flag

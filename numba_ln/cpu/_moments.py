@@ -1,18 +1,25 @@
-"""Exact row statistics at the data's SIMD width: the building blocks every CPU kernel shares.
+"""Exact row statistics at the data's SIMD width: the building blocks of the row kernels.
 
 Why not textbook Welford: its per-element division and loop-carried dependency stop SIMD
 (a naive prange Welford reaches ~0.1 of memory speed here).  Why not ``E[x**2] - E[x]**2``:
-it loses every digit when the data sit far from zero.  Instead a row (or a piece of one)
-is reduced by *shifted* sums:
+it loses every digit when the data sit far from zero.  Instead a row is reduced by
+*shifted* sums:
 
     k  = mean of its first HEAD elements, rounded to the work type
     S1 = sum(x - k),  S2 = sum((x - k)**2)        (each x - k computed exactly, see below)
     mean = k + S1/n,  M2 = S2 - S1**2/n
 
 in the data's own precision (float32 lanes for float32 data: 16 per AVX-512 vector) over
-chunks of ``CHUNK`` elements, each chunk's partial sums added into float64 totals.  Pieces
-of a row split across threads are merged with Chan's formula, the merge step of Welford's
-method.  RMSNorm needs only sum(x**2), whose positive terms cannot cancel: no shift.
+chunks of ``CHUNK`` elements, each chunk's partial sums added into float64 totals, piece by
+piece (``PIECE`` elements).  RMSNorm needs only sum(x**2), whose positive terms cannot
+cancel: no shift.
+
+**Determinism.**  Each row is summed in a fixed chunk and piece structure, and which
+kernel runs and how its rows are cut into tasks depend only on the array's shape
+(_engine.py), so results do not depend on the thread count.  (Numba compiles a kernel
+again inside each function that calls it, and LLVM may then vectorize a sum's remainder
+differently: a user's @njit function that calls numba_ln gets results within the same
+error bound, not always the same last bit as a call from Python.)
 
 Error bound, float32 data (u = 2**-24):
 
@@ -25,190 +32,213 @@ Error bound, float32 data (u = 2**-24):
 * The cancellation in ``S2 - S1**2/n`` amplifies that by G = S2/M2 = 1 + (k - mean)**2/var.
   A row whose shift gave G > ``SHIFT_GAIN_MAX`` (2) is summed once more about k = its
   mean, which gives G = 1 + O(u**2); so G <= 2 always, var is within 30 u = 1.8e-6
-  (relative) of its exact value and rstd within 0.9e-6.  With the normalization (rows.py:
+  (relative) of its exact value and rstd within 0.9e-6.  With the normalization (_rowops:
   ~4 u of |y|) y is within ~1.2e-6 * |y| + 4 u * |(x - mean) * rstd * w| worst case.
   Measured errors are ~10 times smaller (README, Accuracy).
 * A row whose float32 sum of squares leaves [NARROW_TINY, inf) -- data so large or so
   small that (x - k)**2 overflows or underflows float32, or a constant row, whose S2 is
-  exactly 0 -- is reduced again in float64 about its first element, as float64 data are.
+  exactly 0 -- is summed again in float64 about its first element, as float64 data are.
 
 A constant row gives k == x exactly, S1 == S2 == 0, hence mean == x and var == 0: it
 normalizes to exactly 0.  A NaN or inf makes its row's statistics NaN.  Measured in L1 on
 the development machine: 0.017 ns/element for float32 (0.13 for the float64 sums this
 replaced).
+
+Arguments are row pointers (_pointers): ``x`` the row, ``r`` the residual row and ``s``
+where ``s = x + r`` is stored while summing (None, None without a residual; s IN_PLACE
+to store into r), ``src`` the row as summed (s, or x).
 """
 import math
 
 import numpy as np
+from numba.extending import overload
 
 from .. import _config
-from ._elements import exact_sub, is_narrow, work
+from ._elements import _absent, _in_place, exact_sub, is_narrow, work
 from ._jit import kernel
 
 CHUNK = _config.CHUNK
+PIECE = _config.PIECE
 HEAD = _config.HEAD
 GAIN_MAX = _config.SHIFT_GAIN_MAX
 TINY = _config.NARROW_TINY
+REDUCE = _config.REDUCE_FASTMATH
+
+
+def row_value(x, r, s, j):
+    """Element j of the row as summed: x's, or x + r, which is then also stored into s."""
+
+
+@overload(row_value, inline="always")
+def _row_value(x, r, s, j):
+    if _absent(r):
+        return lambda x, r, s, j: x[j]
+    if _in_place(s):
+        def add_into_r(x, r, s, j):
+            v = x[j] + r[j]
+            r[j] = v
+            return v
+        return add_into_r
+
+    def add(x, r, s, j):
+        v = x[j] + r[j]
+        s[j] = v
+        return v
+    return add
+
+
+# --- the summing loops: compiled with REDUCE flags, one function each -------------------------
+
+def head_value(x, r, j):
+    """Element j of the row as summed, without storing it: x[j] or x[j] + r[j]."""
+
+
+@overload(head_value, inline="always")
+def _head_value(x, r, j):
+    if _absent(r):
+        return lambda x, r, j: x[j]
+    return lambda x, r, j: x[j] + r[j]
 
 
 @kernel(inline="always")
-def chunk_sums(x, lo, n, k):
-    """sum(x - k), sum((x - k)**2) over x[lo:lo+n] in k's precision (n <= CHUNK)."""
-    # Unsigned indices: Numba then skips its negative-index wraparound, which would stop
-    # vectorization (x[lo + j] with signed indices runs 4-5x slower).
-    s1 = s2 = work(x, 0.0)
-    base = np.uint64(lo)
-    for j in range(np.uint64(n)):
-        d = exact_sub(x[base + j], k)
-        s1 += d
-        s2 += d * d
-    return s1, s2
+def _pairs(x, r, j):
+    return head_value(x, r, j) + head_value(x, r, j + 1)
 
 
 @kernel(inline="always")
-def shifted_sums(x, lo, n, k):
-    """float64 totals of the chunked shifted sums of x[lo:lo+n]."""
-    s1 = s2 = 0.0
-    start = lo
-    end = lo + n
-    while start < end:
-        m = min(CHUNK, end - start)
-        a, b = chunk_sums(x, start, m, k)
-        s1 += a
-        s2 += b
-        start += m
-    return s1, s2
+def _eights(x, r, j):
+    return ((_pairs(x, r, j) + _pairs(x, r, j + 2))
+            + (_pairs(x, r, j + 4) + _pairs(x, r, j + 6)))
 
 
-@kernel(inline="always")
-def head_mean(x, lo, n):
-    """Mean of x[lo:lo+n] in x's work type (a shift: its rounding does not matter)."""
-    s = work(x, 0.0)
-    base = np.uint64(lo)
-    for j in range(np.uint64(n)):
-        s += x[base + j]
-    return work(x, s / n)
-
-
-@kernel(inline="always")
-def wide_moments(x, lo, n):
-    """(mean, M2) of x[lo:lo+n] by float64 shifted sums about x[lo]: the path for float64
-    data and for float32 blocks out of float32's range.  The shift is an element, so the
-    amplification is at most n + 1, harmless at float64 precision."""
-    base = np.uint64(lo)
-    shift = 1.0 * x[base]
-    s1 = s2 = 0.0
-    for j in range(np.uint64(n)):
-        d = exact_sub(1.0 * x[base + j], shift)
-        s1 += d
-        s2 += d * d
-    return shift + s1 / n, s2 - s1 * (s1 / n)
-
-
-@kernel(inline="always")
-def finish_shifted(x, lo, n, k, s1, s2):
-    """(mean, M2) of x[lo:lo+n] from its shifted sums about k: summed again about the mean
-    when k was a poor shift (or the sums are NaN), and again in float64 when float32's
-    range was exceeded (see the module docstring)."""
-    m2 = s2 - s1 * (s1 / n)
-    if not s2 <= GAIN_MAX * m2:
-        k = work(x, k + s1 / n)
-        s1, s2 = shifted_sums(x, lo, n, k)
-        m2 = s2 - s1 * (s1 / n)
-    if is_narrow(x) and not (TINY <= s2 < math.inf):
-        return wide_moments(x, lo, n)
-    return k + s1 / n, m2
-
-
-@kernel(inline="always")
-def block_moments(x, lo, n):
-    """(mean, M2) of x[lo:lo+n] in float64 (see the module docstring)."""
-    k = head_mean(x, lo, min(n, HEAD))
-    s1, s2 = shifted_sums(x, lo, n, k)
-    return finish_shifted(x, lo, n, k, s1, s2)
-
-
-@kernel(inline="always")
-def chan_merge(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
-    """Merge two (count, mean, M2) summaries (Chan et al. 1979)."""
-    n = n_a + n_b
-    delta = mean_b - mean_a
-    mean = mean_a + delta * (n_b / n)
-    m2 = m2_a + m2_b + delta * delta * (n_a * (n_b / n))
-    return mean, m2
-
-
-@kernel(inline="always")
-def chunk_squares(x, lo, n):
-    """sum(x**2) over x[lo:lo+n] in x's work type (n <= CHUNK)."""
-    s = work(x, 0.0)
-    base = np.uint64(lo)
-    for j in range(np.uint64(n)):
-        v = x[base + j]
-        s += v * v
-    return s
-
-
-@kernel(inline="always")
-def square_sums(x, lo, n):
-    """float64 total of the chunked sums of x[lo:lo+n]**2.  Positive terms cannot cancel:
-    no shift is needed, and the float32 bound is (CHUNK/64 + 7) u."""
-    total = 0.0
-    start = lo
-    end = lo + n
-    while start < end:
-        m = min(CHUNK, end - start)
-        total += chunk_squares(x, start, m)
-        start += m
-    return total
-
-
-@kernel(inline="always")
-def finish_squares(x, lo, n, total):
-    """sum(x[lo:lo+n]**2) from its chunked total, again in float64 when float32's range
-    was exceeded."""
-    if is_narrow(x) and not (TINY <= total < math.inf):
-        total = 0.0
-        base = np.uint64(lo)
+@kernel()
+def head_mean(x, r, n):
+    """Mean of the first n elements of the row (x + r with a residual), in the work type:
+    the shift (its rounding does not matter).  Strict, as a tree for the usual n == 16."""
+    if n == 16:
+        h = _eights(x, r, 0) + _eights(x, r, 8)
+    else:
+        h = work(x, 0.0)
         for j in range(np.uint64(n)):
-            v = 1.0 * x[base + j]
-            total += v * v
-    return total
+            h += head_value(x, r, j)
+    return work(x, h / n)
 
+
+@kernel(fastmath=REDUCE)
+def chunk_sums(x, r, s, k, start, stop):
+    """sum(v - k), sum((v - k)**2) over elements start:stop of the row (v = x, or x + r
+    stored into s), in k's precision.  Unsigned indices: Numba then skips its negative-
+    index wraparound, which would stop vectorization."""
+    a1 = a2 = work(x, 0.0)
+    for j in range(start, stop):
+        d = exact_sub(row_value(x, r, s, j), k)
+        a1 += d
+        a2 += d * d
+    return a1, a2
+
+
+@kernel(fastmath=REDUCE)
+def chunk_squares(x, r, s, start, stop):
+    """sum(v**2) over elements start:stop of the row, in x's work type."""
+    a2 = work(x, 0.0)
+    for j in range(start, stop):
+        v = row_value(x, r, s, j)
+        a2 += v * v
+    return a2
+
+
+@kernel(fastmath=REDUCE)
+def wide_chunk_sums(src, shift, start, stop, centered):
+    """float64 sums of (src - shift) and its square (centered), or of src**2."""
+    a1 = a2 = 0.0
+    for j in range(start, stop):
+        v = 1.0 * src[j]
+        if centered:
+            v = exact_sub(v, shift)
+            a1 += v
+        a2 += v * v
+    return a1, a2
+
+
+# --- sums of a row, chunk by chunk and piece by piece (strict order) -----------------------
 
 @kernel(inline="always")
-def piece_moments(x, lo, n, centered):
-    """Partial statistics of a piece of a row: (mean, M2) for LayerNorm, (0, sum(x**2))
-    for RMSNorm, as merge_moments merges and finish_moments finishes them."""
+def chunk_stats(x, r, s, k, start, stop, centered):
+    """(S1, S2) of one chunk as float64: shifted sums, or (0, sum of squares)."""
     if centered:
-        return block_moments(x, lo, n)
-    return 0.0, finish_squares(x, lo, n, square_sums(x, lo, n))
+        a1, a2 = chunk_sums(x, r, s, k, start, stop)
+        return 1.0 * a1, 1.0 * a2
+    return 0.0, 1.0 * chunk_squares(x, r, s, start, stop)
 
 
 @kernel(inline="always")
-def row_moments(x, lo, n, centered):
-    """(mean, second) of x[lo:lo+n]: LayerNorm's mean and variance, or (0, mean(x**2))
-    for RMSNorm (centered False)."""
-    mean, m2 = piece_moments(x, lo, n, centered)
-    return finish_moments(mean, m2, n, centered)
+def piece_sums(x, r, s, k, lo, hi, centered):
+    """float64 totals of chunks lo:hi of the row (hi - lo <= PIECE, lo a multiple of it)."""
+    t1 = t2 = 0.0
+    start = np.uint64(lo)
+    end = np.uint64(hi)
+    while start < end:
+        stop = min(end, start + np.uint64(CHUNK))
+        a1, a2 = chunk_stats(x, r, s, k, start, stop, centered)
+        t1 += a1
+        t2 += a2
+        start = stop
+    return t1, t2
 
 
 @kernel(inline="always")
-def merge_moments(count, mean, m2, n_b, mean_b, m2_b, centered):
-    """Merge the partial statistics of two pieces of a row: Chan's formula for LayerNorm,
-    a sum of squares for RMSNorm (carried in m2, mean unused)."""
+def row_sums(x, r, s, n, k, centered):
+    """float64 totals of the row: its pieces' totals, added in order."""
+    t1 = t2 = 0.0
+    for lo in range(0, n, PIECE):
+        a1, a2 = piece_sums(x, r, s, k, lo, min(n, lo + PIECE), centered)
+        t1 += a1
+        t2 += a2
+    return t1, t2
+
+
+@kernel(inline="always")
+def wide_row_sums(src, n, centered):
+    """float64 totals about src[0] (or of squares), piece by piece."""
+    shift = 1.0 * src[0]
+    t1 = t2 = 0.0
+    for lo in range(0, n, PIECE):
+        a1, a2 = wide_chunk_sums(src, shift, np.uint64(lo), np.uint64(min(n, lo + PIECE)),
+                                 centered)
+        t1 += a1
+        t2 += a2
+    return shift, t1, t2
+
+
+@kernel(inline="always")
+def row_shift(x, r, n, centered):
+    """The shift of a row: the mean of its first HEAD elements (0 for RMSNorm)."""
     if centered:
-        return chan_merge(count, mean, m2, n_b, mean_b, m2_b)
-    return 0.0, m2 + m2_b
+        return head_mean(x, r, np.uint64(min(n, HEAD)))
+    return work(x, 0.0)
 
 
 @kernel(inline="always")
-def finish_moments(mean, m2, n, centered):
-    """(mean, second) of a row from its merged partials."""
-    second = m2 / n
-    if centered and second < 0.0:
-        second = 0.0
-    return mean, second
+def finish_row(src, n, k, t1, t2, centered):
+    """(mean, second) of a row from its totals about k: summed again about the mean when k
+    was a poor shift (or the sums are NaN), in float64 when float32's range was left."""
+    if centered:
+        m2 = t2 - t1 * (t1 / n)
+        if not t2 <= GAIN_MAX * m2:
+            k = work(src, k + t1 / n)
+            t1, t2 = row_sums(src, None, None, n, k, True)
+            m2 = t2 - t1 * (t1 / n)
+        shift = 1.0 * k
+        if is_narrow(src) and not (TINY <= t2 < math.inf):
+            shift, t1, t2 = wide_row_sums(src, n, True)
+            m2 = t2 - t1 * (t1 / n)
+        var = m2 / n
+        if var < 0.0:  # rounding only; `not >=` would also catch NaN, which must propagate
+            var = 0.0
+        return shift + t1 / n, var
+    if is_narrow(src) and not (TINY <= t2 < math.inf):
+        t2 = wide_row_sums(src, n, False)[2]
+    return 0.0, t2 / n
 
 
 @kernel(inline="always")

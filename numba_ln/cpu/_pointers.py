@@ -46,3 +46,24 @@ def _row_address(view, i, col):
     if _absent(view) or _in_place(view):
         return lambda view, i, col: view
     return lambda view, i, col: _address(view[0], view[1] + i * view[2] + col)
+
+
+@intrinsic
+def _advance(typingctx, pointer, count):
+    sig = pointer(pointer, count)
+
+    def codegen(context, builder, signature, args):
+        return builder.gep(args[0], [args[1]])
+
+    return sig, codegen
+
+
+def advance(pointer, count):
+    """pointer + count elements; None and IN_PLACE stay what they are."""
+
+
+@overload(advance, inline="always")
+def _advance_overload(pointer, count):
+    if _absent(pointer) or _in_place(pointer):
+        return lambda pointer, count: pointer
+    return lambda pointer, count: _advance(pointer, count)

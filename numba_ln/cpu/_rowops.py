@@ -1,5 +1,5 @@
-"""Operations on one row, given typed pointers to its start (see _pointers): forming
-``s = x + r`` and normalizing a span.
+"""Operations on one row, given typed pointers to its start (see _pointers): which row is
+normalized, and normalizing a span of it.
 
 Rows are normalized in the work type (float32 for float32 data):
 
@@ -16,6 +16,7 @@ from numba.extending import overload
 from .. import _config
 from ._elements import _absent, _in_place, affine, exact_sub, work
 from ._jit import kernel
+from ._sweep import normalize_chunk
 
 RSTD_MAX = _config.NARROW_RSTD_MAX
 
@@ -34,28 +35,6 @@ def _source(s, x, r):
     return lambda s, x, r: s
 
 
-def add_row(s, x, r, n):
-    """s[:n] = x[:n] + r[:n] (nothing without a residual); returns source(s, x, r)."""
-
-
-@overload(add_row, inline="always")
-def _add_row(s, x, r, n):
-    if _absent(r):
-        return lambda s, x, r, n: x
-    if _in_place(s):
-        def add_into_r(s, x, r, n):
-            for j in range(np.uint64(n)):
-                r[j] = x[j] + r[j]
-            return r
-        return add_into_r
-
-    def add(s, x, r, n):
-        for j in range(np.uint64(n)):
-            s[j] = x[j] + r[j]
-        return s
-    return add
-
-
 @kernel(inline="always")
 def normalizer(src, center, rstd):
     """(hi, lo, scale) of a row in src's work type: y = ((x - hi) - lo) * scale ..."""
@@ -65,28 +44,42 @@ def normalizer(src, center, rstd):
 
 @kernel(inline="always")
 def normalize_span(y, src, n, center, rstd, w, b):
-    """y[:n] = (src[:n] - center) * rstd * w[:n] + b[:n]."""
-    count = np.uint64(n)
+    """y[:n] = (src[:n] - center) * rstd * w[:n] + b[:n] (y IN_PLACE: over src)."""
     if rstd < RSTD_MAX:
         hi, low, scale = normalizer(src, center, rstd)
-        for j in range(count):
-            t = exact_sub(exact_sub(src[j], hi), low) * scale
-            y[j] = affine(t, w, b, j)
+        normalize_chunk(y, src, hi, low, scale, w, b, np.uint64(0), np.uint64(n))
     else:  # float32 would overflow: (x - mean) * rstd in float64 (NaN rows too)
-        for j in range(count):
-            t = exact_sub(1.0 * src[j], center) * rstd
-            y[j] = affine(t, w, b, j)
+        normalize_wide(y, src, n, center, rstd, w, b)
+
+
+@kernel()
+def normalize_wide(y, src, n, center, rstd, w, b):
+    for j in range(np.uint64(n)):
+        put_wide(y, src, center, rstd, w, b, j)
+
+
+def put_wide(y, src, center, rstd, w, b, j):
+    """y[j] = (src[j] - center) * rstd * w[j] + b[j] in float64 (over src for IN_PLACE)."""
+
+
+@overload(put_wide, inline="always")
+def _put_wide(y, src, center, rstd, w, b, j):
+    if _in_place(y):
+        def over(y, src, center, rstd, w, b, j):
+            src[j] = affine(exact_sub(1.0 * src[j], center) * rstd, w, b, j)
+        return over
+
+    def store(y, src, center, rstd, w, b, j):
+        y[j] = affine(exact_sub(1.0 * src[j], center) * rstd, w, b, j)
+    return store
 
 
 def normalize_into(y, src, n, center, rstd, w, b):
-    """normalize_span into y, over src for IN_PLACE, nothing when y is None."""
+    """normalize_span, or nothing when y is None (statistics only)."""
 
 
 @overload(normalize_into, inline="always")
 def _normalize_into(y, src, n, center, rstd, w, b):
     if _absent(y):
         return lambda y, src, n, center, rstd, w, b: None
-    if _in_place(y):
-        return lambda y, src, n, center, rstd, w, b: normalize_span(src, src, n, center, rstd,
-                                                                    w, b)
     return lambda y, src, n, center, rstd, w, b: normalize_span(y, src, n, center, rstd, w, b)

@@ -1,16 +1,18 @@
-"""The fused sweep: one pass over a row that normalizes it and, in the same loop, forms
-and sums the next row.
+"""The fused sweep: one pass over a row that normalizes it and, chunk by chunk in the same
+loop, forms and sums the next row.
 
 Normalizing a row reads it from L1 (its statistics were just computed) and writes y;
-summing the next row reads it from memory.  Done in separate passes, a kernel alternates
-between a phase that only loads from memory and one that only stores, and the memory
-system idles in each; fused, every iteration loads the next row and stores the current
-one, as a copy does.  Measured with 2 threads against running them one after the other:
-(4096, 768) 0.53 instead of 0.36 of the speed line, (4096, 1024) 0.71 instead of 0.52,
-(65536, 64) 0.46 instead of 0.32, (4096, 4096) and (16384, 1024) 0.78 instead of 0.71-0.74.
+summing the next row reads it from memory.  Done one row after the other, a kernel
+alternates between a phase that only loads from memory and one that only stores, and
+the memory system idles in each; in one loop, loads of the next row and stores of this
+one overlap, as in a copy.  Measured with 2 threads against the two phases one row at a
+time: (4096, 768) 0.58 instead of 0.47 of the speed line, (4096, 1024) 0.65 instead of
+0.57, (4096, 4096) 0.88 instead of 0.73; and against the two loops interleaved chunk by
+chunk (separate loops, 2 KiB each): 0.65 instead of 0.46 at (4096, 1024).
 
-The sums are _moments' (shifted by the head mean of the next row, float32 partials per
-CHUNK, float64 totals); rows.py finishes them with ``_moments.finish_shifted``.
+The first row of a task is summed on its own (_moments.row_sums), every later row by a
+sweep.  Which rows start a task depends only on the array's shape (_engine), never on the
+thread count, so neither do the results.
 """
 import numpy as np
 from numba.extending import overload
@@ -18,35 +20,15 @@ from numba.extending import overload
 from .. import _config
 from ._elements import _absent, _in_place, affine, exact_sub, work
 from ._jit import kernel
+from ._moments import row_value
 
 CHUNK = _config.CHUNK
-HEAD = _config.HEAD
-
-
-def next_value(x, r, s, j):
-    """Element j of the next row: x's, or x + r, which is also stored into s."""
-
-
-@overload(next_value, inline="always")
-def _next_value(x, r, s, j):
-    if _absent(r):
-        return lambda x, r, s, j: x[j]
-    if _in_place(s):
-        def add_into_r(x, r, s, j):
-            v = x[j] + r[j]
-            r[j] = v
-            return v
-        return add_into_r
-
-    def add(x, r, s, j):
-        v = x[j] + r[j]
-        s[j] = v
-        return v
-    return add
+REDUCE = _config.REDUCE_FASTMATH
 
 
 def put(y, src, hi, low, scale, w, b, j):
-    """y[j] = ((src[j] - hi) - low) * scale * w[j] + b[j]; nothing when y is None."""
+    """y[j] = ((src[j] - hi) - low) * scale * w[j] + b[j]; over src[j] when y is
+    IN_PLACE; nothing when y is None."""
 
 
 @overload(put, inline="always")
@@ -65,33 +47,18 @@ def _put(y, src, hi, low, scale, w, b, j):
     return store
 
 
-def next_head(x, r, n):
-    """Mean of the first n elements of the next row (x + r with a residual): its shift."""
-
-
-@overload(next_head, inline="always")
-def _next_head(x, r, n):
-    if _absent(r):
-        def head(x, r, n):
-            h = work(x, 0.0)
-            for j in range(n):
-                h += x[j]
-            return work(x, h / n)
-        return head
-
-    def head_sum(x, r, n):
-        h = work(x, 0.0)
-        for j in range(n):
-            h += x[j] + r[j]
-        return work(x, h / n)
-    return head_sum
+@kernel()
+def normalize_chunk(y, src, hi, low, scale, w, b, start, stop):
+    """y[j] = ((src[j] - hi) - low) * scale * w[j] + b[j] for j in start:stop."""
+    for j in range(start, stop):
+        put(y, src, hi, low, scale, w, b, j)
 
 
 @kernel(inline="always")
 def shifted_part(y, src, hi, low, scale, w, b, x, r, s, k, start, stop):
     a1 = a2 = work(x, 0.0)
     for j in range(start, stop):
-        d = exact_sub(next_value(x, r, s, j), k)
+        d = exact_sub(row_value(x, r, s, j), k)
         a1 += d
         a2 += d * d
         put(y, src, hi, low, scale, w, b, j)
@@ -102,32 +69,29 @@ def shifted_part(y, src, hi, low, scale, w, b, x, r, s, k, start, stop):
 def squares_part(y, src, hi, low, scale, w, b, x, r, s, start, stop):
     a2 = work(x, 0.0)
     for j in range(start, stop):
-        v = next_value(x, r, s, j)
+        v = row_value(x, r, s, j)
         a2 += v * v
         put(y, src, hi, low, scale, w, b, j)
     return a2
 
 
-@kernel(_nrt=False)
-def sweep(y, src, hi, low, scale, w, b, x, r, s, cols, centered):
-    """Normalize the row src[:cols] into y (None: no output) while summing the next row,
-    x[:cols] (+ r[:cols], stored into s).  All arguments are row pointers (_pointers) or
-    None.  Returns (k, S1, S2): the shifted sums about k for LayerNorm, (0, 0, sum of
-    squares) for RMSNorm, in float64."""
-    n = np.uint64(cols)
+# A summing loop (see _config.REDUCE_FASTMATH).  Its callers add the pieces' totals.
+@kernel(fastmath=REDUCE, _nrt=False)
+def sweep(y, src, hi, low, scale, w, b, x, r, s, n, k, centered):
+    """Normalize the piece src[:n] of a row into y (IN_PLACE: over src; None: no output)
+    while summing the same piece of the next row, x[:n] (+ r, stored into s), about k
+    (LayerNorm) or its squares (RMSNorm).  n <= PIECE; all arrays are row pointers
+    (_pointers) or None.  Returns the float64 totals of its chunks' partial sums."""
     t1 = t2 = 0.0
     start = np.uint64(0)
-    if centered:
-        k = next_head(x, r, np.uint64(min(cols, HEAD)))
-        while start < n:
-            stop = min(n, start + np.uint64(CHUNK))
+    end = np.uint64(n)
+    while start < end:
+        stop = min(end, start + np.uint64(CHUNK))
+        if centered:
             a1, a2 = shifted_part(y, src, hi, low, scale, w, b, x, r, s, k, start, stop)
             t1 += a1
             t2 += a2
-            start = stop
-        return 1.0 * k, t1, t2
-    while start < n:
-        stop = min(n, start + np.uint64(CHUNK))
-        t2 += squares_part(y, src, hi, low, scale, w, b, x, r, s, start, stop)
+        else:
+            t2 += squares_part(y, src, hi, low, scale, w, b, x, r, s, start, stop)
         start = stop
-    return 0.0, 0.0, t2
+    return t1, t2

@@ -27,15 +27,13 @@ in float64.
 """
 import numpy as np
 from numba import prange
-from numba.extending import overload
 
 from .. import _config
-from ._elements import _in_place, store_stats
+from ._elements import store_stats
 from ._jit import kernel
-from ._moments import (finish_moments, finish_shifted, finish_squares, merge_moments,
-                       piece_moments, row_moments, rstd_of)
-from ._pointers import address, row_address
-from ._rowops import add_row, normalize_into, normalizer, source
+from ._moments import PIECE, finish_row, piece_sums, row_shift, row_sums, rstd_of
+from ._pointers import address, advance, row_address
+from ._rowops import normalize_into, normalizer, source
 from ._sweep import sweep
 
 RSTD_MAX = _config.NARROW_RSTD_MAX
@@ -49,18 +47,17 @@ RSTD_MAX = _config.NARROW_RSTD_MAX
 
 
 @kernel(_nrt=False)
-def row_start(s, x, r, cols, centered):
-    """(mean, second) of a row, forming s = x + r first if r is given (row pointers)."""
-    return row_moments(add_row(s, x, r, cols), 0, cols, centered)
+def row_stats(s, x, r, cols, centered):
+    """(mean, second) of a row summed on its own (forming s = x + r if r is given)."""
+    k = row_shift(x, r, cols, centered)
+    t1, t2 = row_sums(x, r, s, cols, k, centered)
+    return finish_row(source(s, x, r), cols, k, t1, t2, centered)
 
 
 @kernel(_nrt=False)
-def row_finish(src, cols, k, s1, s2, centered):
-    """(mean, second) of the row src[:cols] from the sums a sweep returned."""
-    if centered:
-        mean, m2 = finish_shifted(src, 0, cols, k, s1, s2)
-        return finish_moments(mean, m2, cols, True)
-    return 0.0, finish_squares(src, 0, cols, s2) / cols
+def row_finish(src, cols, k, t1, t2, centered):
+    """(mean, second) of the row src[:cols] from its totals about k."""
+    return finish_row(src, cols, k, t1, t2, centered)
 
 
 @kernel(_nrt=False)
@@ -69,30 +66,44 @@ def row_end(y, src, cols, mean, rstd, w, b):
     normalize_into(y, src, cols, mean, rstd, w, b)
 
 
+@kernel(inline="always")
+def sweep_row(y, src, hi, low, scale, w, b, x, r, s, cols, k, centered):
+    """_sweep.sweep over a whole row, piece by piece, the totals added in order."""
+    t1 = t2 = 0.0
+    for lo in range(0, cols, PIECE):
+        p1, p2 = sweep(advance(y, lo), advance(src, lo), hi, low, scale, advance(w, lo),
+                       advance(b, lo), advance(x, lo), advance(r, lo), advance(s, lo),
+                       min(cols, lo + PIECE) - lo, k, centered)
+        t1 += p1
+        t2 += p2
+    return t1, t2
+
+
 @kernel(_nrt=False)
 def rows_block(y, s, x, r, w, b, stats, cols, eps, centered, first, last):
-    """Rows first..last-1, the body of every row kernel: the statistics of the first row,
+    """Rows first..last-1, the body of every row kernel: the first row summed on its own,
     then one fused sweep per row (_sweep: row i normalized while row i+1 is summed)."""
     wp, bp = address(w, 0), address(b, 0)
-    mean, second = row_start(row_address(s, first, 0), row_address(x, first, 0),
-                             row_address(r, first, 0), cols, centered)
+    sp, xp, rp = row_address(s, first, 0), row_address(x, first, 0), row_address(r, first, 0)
+    mean, second = row_stats(sp, xp, rp, cols, centered)
     for i in range(first, last):
         store_stats(stats, i, mean, second)
         rstd = rstd_of(second, eps)
         yp = row_address(y, i, 0)
-        src = source(row_address(s, i, 0), row_address(x, i, 0), row_address(r, i, 0))
+        src = source(sp, xp, rp)
         if i + 1 == last:
             row_end(yp, src, cols, mean, rstd, wp, bp)
             break
         sp, xp, rp = (row_address(s, i + 1, 0), row_address(x, i + 1, 0),
                       row_address(r, i + 1, 0))
         if rstd < RSTD_MAX:
+            k = row_shift(xp, rp, cols, centered)
             hi, low, scale = normalizer(src, mean, rstd)
-            k, s1, s2 = sweep(yp, src, hi, low, scale, wp, bp, xp, rp, sp, cols, centered)
-            mean, second = row_finish(source(sp, xp, rp), cols, k, s1, s2, centered)
-        else:  # normalized in float64 (see _rowops): no fused sweep
+            t1, t2 = sweep_row(yp, src, hi, low, scale, wp, bp, xp, rp, sp, cols, k, centered)
+            mean, second = row_finish(source(sp, xp, rp), cols, k, t1, t2, centered)
+        else:  # normalized in float64 (see _rowops): the next row is summed on its own
             row_end(yp, src, cols, mean, rstd, wp, bp)
-            mean, second = row_start(sp, xp, rp, cols, centered)
+            mean, second = row_stats(sp, xp, rp, cols, centered)
 
 
 @kernel()
@@ -109,87 +120,55 @@ def rows_parallel(y, s, x, r, w, b, stats, rows, cols, eps, centered, per_task):
                    min(rows, first + per_task))
 
 
-def contiguous_view(a, cols):
-    """The row view of a C-contiguous array (IN_PLACE stays IN_PLACE)."""
-
-
-@overload(contiguous_view, inline="always")
-def _contiguous_view(a, cols):
-    if _in_place(a):
-        return lambda a, cols: a
-    # int64, not literal, zeros: the specialization other calls use
-    return lambda a, cols: (a.reshape(-1), np.int64(0), np.int64(cols))
-
-
-@kernel()
-def rows_contiguous(y, x, w, b, eps, centered):
-    """rows_serial for the commonest small call: C-contiguous x and y (or IN_PLACE) of any
-    rank (one specialization per rank), normalized over the last axis, no residual, no
-    statistics.  Few, plain arguments: Numba's dispatcher types a tuple far more slowly
-    than an array, and flattening in here saves two reshapes in Python."""
-    cols = x.shape[-1]
-    rows_block(contiguous_view(y, cols), None, contiguous_view(x, cols), None, w, b, None,
-               cols, eps, centered, np.int64(0), x.size // cols)
-
-
-@kernel()
-def rows_contiguous_add(y, s, x, r, w, b, eps, centered):
-    """rows_contiguous for the fused residual forms: s = x + r (s may be IN_PLACE: into r),
-    y = norm(s); all arrays C-contiguous of x's shape."""
-    cols = x.shape[-1]
-    rows_block(contiguous_view(y, cols), contiguous_view(s, cols), contiguous_view(x, cols),
-               contiguous_view(r, cols), w, b, None, cols, eps, centered, np.int64(0),
-               x.size // cols)
-
-
 # --- few, long rows ---------------------------------------------------------------------------
 
 @kernel(_nrt=False)
-def split_moments(s, x, r, partial, cols, width, chunks, centered, t):
-    """Partial statistics of piece t (row t // chunks, columns of width `width`)."""
-    i, c = divmod(t, chunks)
-    lo = min(cols, c * width)
-    hi = min(cols, lo + width)
-    if hi > lo:
-        src = add_row(row_address(s, i, lo), row_address(x, i, lo), row_address(r, i, lo),
-                      hi - lo)
-        partial[t, 0], partial[t, 1] = piece_moments(src, 0, hi - lo, centered)
+def split_sums(s, x, r, partial, cols, pieces, centered, t):
+    """Totals of piece t (row t // pieces): _moments.row_sums' pieces, one per task."""
+    i, p = divmod(t, pieces)
+    lo = p * PIECE
+    k = row_shift(row_address(x, i, 0), row_address(r, i, 0), cols, centered)
+    partial[t, 0], partial[t, 1] = piece_sums(row_address(x, i, 0), row_address(r, i, 0),
+                                              row_address(s, i, 0), k, lo,
+                                              min(cols, lo + PIECE), centered)
 
 
 @kernel(_nrt=False)
-def split_normalize(y, s, x, r, w, b, center, rstd, cols, width, chunks, t):
-    i, c = divmod(t, chunks)
-    lo = min(cols, c * width)
-    hi = min(cols, lo + width)
-    if hi > lo:
-        src = source(row_address(s, i, lo), row_address(x, i, lo), row_address(r, i, lo))
-        normalize_into(row_address(y, i, lo), src, hi - lo, center[i], rstd[i], address(w, lo),
-                       address(b, lo))
+def split_finish(s, x, r, partial, cols, pieces, centered, i):
+    """(mean, second) of row i from its pieces' totals, added in order (as row_sums)."""
+    sp, xp, rp = row_address(s, i, 0), row_address(x, i, 0), row_address(r, i, 0)
+    t1 = t2 = 0.0
+    for p in range(pieces):
+        t1 += partial[i * pieces + p, 0]
+        t2 += partial[i * pieces + p, 1]
+    return finish_row(source(sp, xp, rp), cols, row_shift(xp, rp, cols, centered), t1, t2,
+                      centered)
+
+
+@kernel(_nrt=False)
+def split_normalize(y, s, x, r, w, b, center, rstd, cols, pieces, t):
+    i, p = divmod(t, pieces)
+    lo = p * PIECE
+    src = source(row_address(s, i, lo), row_address(x, i, lo), row_address(r, i, lo))
+    normalize_into(row_address(y, i, lo), src, min(cols, lo + PIECE) - lo, center[i], rstd[i],
+                   address(w, lo), address(b, lo))
 
 
 @kernel(parallel=True)
-def rows_split(y, s, x, r, w, b, stats, rows, cols, eps, centered, chunks):
-    """Few, long rows: each row is cut into `chunks` pieces reduced in parallel, their
-    statistics merged (Chan's formula), then the pieces normalized in parallel."""
-    width = (cols + chunks - 1) // chunks
-    tasks = rows * chunks
+def rows_split(y, s, x, r, w, b, stats, rows, cols, eps, centered):
+    """Few, long rows: each row's pieces (PIECE elements) are summed in parallel, their
+    totals added in order, as _moments.row_sums adds them, then normalized in parallel."""
+    pieces = (cols + PIECE - 1) // PIECE
+    tasks = rows * pieces
     partial = np.empty((tasks, 2))
     for t in prange(tasks):
-        split_moments(s, x, r, partial, cols, width, chunks, centered, np.int64(t))
+        split_sums(s, x, r, partial, cols, pieces, centered, np.int64(t))
     center = np.empty(rows)
     rstd = np.empty(rows)
     for i in range(rows):
-        mean, m2 = partial[i * chunks, 0], partial[i * chunks, 1]
-        count = min(cols, width)
-        for c in range(1, chunks):
-            n = min(cols, (c + 1) * width) - min(cols, c * width)
-            if n > 0:
-                mean, m2 = merge_moments(count, mean, m2, n, partial[i * chunks + c, 0],
-                                         partial[i * chunks + c, 1], centered)
-                count += n
-        mean, second = finish_moments(mean, m2, cols, centered)
+        mean, second = split_finish(s, x, r, partial, cols, pieces, centered, i)
+        store_stats(stats, i, mean, second)
         center[i] = mean
         rstd[i] = rstd_of(second, eps)
-        store_stats(stats, i, mean, second)
     for t in prange(tasks):
-        split_normalize(y, s, x, r, w, b, center, rstd, cols, width, chunks, np.int64(t))
+        split_normalize(y, s, x, r, w, b, center, rstd, cols, pieces, np.int64(t))

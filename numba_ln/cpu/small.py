@@ -1,0 +1,152 @@
+"""Kernels for the commonest small call, which check their own arguments.
+
+A (1, 768) token normalizes in ~0.2 us, so at that size each Python-level attribute test
+is a visible share of the call (~30 ns each).  These kernels take the arrays as they come
+and settle everything they can without Python: what Numba's dispatcher knows from the
+types (layout, writeability, dimensions) is decided while compiling, and what needs the
+values (lengths, eps, overlaps) is a few integer compares.  They return 0 when done, or
+1, having written nothing, when the call is not theirs (anything unusual, and every
+error): the front then takes its general path, which raises the proper error.
+
+The front passes only what it gated already: x a C-contiguous float32/float64 ndarray of
+at most SERIAL_MAX_ELEMENTS elements, eps a float, weight/bias None or ndarrays of x's
+dtype, out/residual_out ndarrays (allocated by the front when not given), residual an
+ndarray; IN_PLACE for an output that *is* its input (``out is x``, ``residual_out is
+residual``).
+"""
+import numpy as np
+from numba.extending import overload
+
+from ._elements import _absent, _in_place
+from ._jit import kernel
+from .rows import rows_block
+
+
+def _array_fits(a, like):
+    """Typing: a is IN_PLACE or a writeable C-contiguous array of like's dtype and rank."""
+    return _in_place(a) or (a.layout == "C" and a.ndim == like.ndim
+                            and a.dtype == like.dtype and a.mutable)
+
+
+def _param_type_fits(p):
+    return _absent(p) or (p.layout == "C" and p.ndim == 1)
+
+
+def shape_of(a, like):
+    """a's shape (like's for IN_PLACE)."""
+
+
+@overload(shape_of, inline="always")
+def _shape_of(a, like):
+    if _in_place(a):
+        return lambda a, like: like.shape
+    return lambda a, like: a.shape
+
+
+def length_fits(p, cols):
+    """Whether weight/bias p is None or has cols elements."""
+
+
+@overload(length_fits, inline="always")
+def _length_fits(p, cols):
+    if _absent(p):
+        return lambda p, cols: True
+    return lambda p, cols: p.shape[0] == cols
+
+
+def span(a):
+    """[start, end) byte addresses of an array's elements ((0, 0) for None/IN_PLACE)."""
+
+
+@overload(span, inline="always")
+def _span(a):
+    if _absent(a) or _in_place(a):
+        return lambda a: (0, 0)
+    return lambda a: (a.ctypes.data, a.ctypes.data + a.size * a.itemsize)
+
+
+@kernel(inline="always")
+def apart(a, b):
+    """Whether two arrays' memory does not overlap (None/IN_PLACE overlap nothing)."""
+    a_lo, a_hi = span(a)
+    b_lo, b_hi = span(b)
+    return a_hi <= b_lo or b_hi <= a_lo
+
+
+def view_of(a, cols):
+    """The row view of a C-contiguous array; IN_PLACE stays IN_PLACE."""
+
+
+@overload(view_of, inline="always")
+def _view_of(a, cols):
+    if _in_place(a):
+        return lambda a, cols: a
+    # int64, not literal, zeros: the specialization other calls use
+    return lambda a, cols: (a.reshape(-1), np.int64(0), np.int64(cols))
+
+
+def run_norm(y, x, w, b, eps, centered):
+    """The body of small_norm: 1 unless the types and values are the kernel's."""
+
+
+@overload(run_norm)
+def _run_norm(y, x, w, b, eps, centered):
+    if not (_array_fits(y, x) and _param_type_fits(w) and _param_type_fits(b)):
+        return lambda y, x, w, b, eps, centered: 1  # e.g. a strided out=
+
+    def run(y, x, w, b, eps, centered):
+        cols = x.shape[-1]
+        if not (cols > 0 and 0.0 <= eps < np.inf and shape_of(y, x) == x.shape
+                and length_fits(w, cols) and length_fits(b, cols)):
+            return 1
+        if not (apart(y, x) and apart(y, w) and apart(y, b)):
+            return 1  # partly overlapping (out is x exactly comes as IN_PLACE)
+        yv, xv = view_of(y, cols), view_of(x, cols)
+        rows_block(yv, None, xv, None, w, b, None, cols, eps, centered, np.int64(0),
+                   x.size // cols)
+        return 0
+    return run
+
+
+def run_add_norm(y, s, x, r, w, b, eps, centered):
+    """The body of small_add_norm."""
+
+
+@overload(run_add_norm)
+def _run_add_norm(y, s, x, r, w, b, eps, centered):
+    if not (_array_fits(y, x) and not _in_place(y) and _array_fits(s, x)
+            and _array_fits(r, x) and not _in_place(r)
+            and _param_type_fits(w) and _param_type_fits(b)):
+        return lambda y, s, x, r, w, b, eps, centered: 1
+    s_in_place = _in_place(s)
+
+    def run(y, s, x, r, w, b, eps, centered):
+        cols = x.shape[-1]
+        if not (cols > 0 and 0.0 <= eps < np.inf and y.shape == x.shape
+                and shape_of(s, x) == x.shape and r.shape == x.shape
+                and length_fits(w, cols) and length_fits(b, cols)):
+            return 1
+        # y may be x or r itself (each row is read before it is written); s over r comes
+        # as IN_PLACE; nothing else may overlap an output.
+        y_is_input = y.ctypes.data == x.ctypes.data or y.ctypes.data == r.ctypes.data
+        if not ((y_is_input or (apart(y, x) and apart(y, r))) and apart(y, s)
+                and apart(y, w) and apart(y, b) and apart(s, x) and apart(s, w)
+                and apart(s, b) and (s_in_place or apart(s, r))):
+            return 1
+        yv, xv = view_of(y, cols), view_of(x, cols)
+        rows_block(yv, view_of(s, cols), xv, view_of(r, cols), w, b, None, cols, eps,
+                   centered, np.int64(0), x.size // cols)
+        return 0
+    return run
+
+
+@kernel()
+def small_norm(y, x, w, b, eps, centered):
+    """LayerNorm (centered) or RMSNorm of x's last axis into y (an array or IN_PLACE)."""
+    return run_norm(y, x, w, b, eps, centered)
+
+
+@kernel()
+def small_add_norm(y, s, x, r, w, b, eps, centered):
+    """s = x + r (s an array or IN_PLACE: over r), and its LayerNorm/RMSNorm into y."""
+    return run_add_norm(y, s, x, r, w, b, eps, centered)
