@@ -1,10 +1,12 @@
 """numba_ln: exact LayerNorm, RMSNorm and fused residual norms at memory speed.
 
-CPU kernels are compiled with Numba (parallel over rows, float64 accumulation); GPU arrays
-(CuPy, torch CUDA tensors, Numba device arrays) go to numba.cuda kernels, imported lazily.
+CPU kernels are compiled with Numba (parallel over rows, at the data's SIMD width, with
+exact statistics); GPU arrays (CuPy, torch CUDA tensors, Numba device arrays) go to
+numba.cuda kernels, imported lazily.
 """
 from . import _threading  # noqa: F401  (selects a fork- and thread-safe layer first)
 from ._api import add_layer_norm, add_rms_norm, layer_norm, moments, rms_norm
+from ._buffers import release_buffers, set_buffer_pool
 from . import _overloads  # noqa: F401,E402  (makes them callable inside users' @njit code)
 from ._modules import LayerNorm, RMSNorm
 
@@ -18,4 +20,6 @@ __all__ = [
     "moments",
     "LayerNorm",
     "RMSNorm",
+    "release_buffers",
+    "set_buffer_pool",
 ]

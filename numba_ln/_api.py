@@ -1,7 +1,7 @@
 """Public functions: argument parsing, the GPU hand-off, and the small-input fast path."""
 import numpy as np
 
-from . import _config
+from . import _buffers, _config
 from ._engine import normalize, run_rows
 from .cpu._elements import IN_PLACE
 from .cpu.small import small_add_norm, small_norm
@@ -101,7 +101,7 @@ def _fast_outputs(x, out, residual, residual_out):
 def _fast_output(out, x, inputs):
     """A new array for None; out when the kernel may write it unchecked; else None."""
     if out is None:
-        return np.empty(x.shape, x.dtype)
+        return _buffers.empty(x.shape, x.dtype)
     if (type(out) is not np.ndarray or out.dtype is not x.dtype or out.shape != x.shape
             or not out.flags.c_contiguous or not out.flags.writeable
             or not _clear_of(out, inputs)):

@@ -89,10 +89,11 @@ def normalize(x, axes, weight, bias, eps, *, centered, out=None, residual=None,
     """Normalize x (an ndarray) over axes.  Returns (y, s, mean, second): y None when
     not want_y, s None without a residual, mean/second float64 keepdims arrays or None."""
     dtype = result_dtype(x.dtype if residual is None else np.result_type(x, residual))
+    y_obj, s_obj = out, residual_out  # returned as given (a memmap stays a memmap)
     if out is not None:
-        check_output(out, "out", x.shape, dtype)
+        out = check_output(out, "out", x.shape, dtype)
     if residual_out is not None:
-        check_output(residual_out, "residual_out", x.shape, dtype)
+        residual_out = check_output(residual_out, "residual_out", x.shape, dtype)
         if out is not None and np.may_share_memory(out, residual_out):
             raise ValueError("out and residual_out must not overlap")
     norm_shape = tuple(x.shape[a] for a in axes)
@@ -117,7 +118,7 @@ def normalize(x, axes, weight, bias, eps, *, centered, out=None, residual=None,
         if residual is not None:
             s = residual_out if residual_out is not None else np.empty(x.shape, dtype)
         empty_stats = np.empty(plan.stats_shape()) if want_stats else None
-        return y, s, empty_stats, empty_stats
+        return _given(y, y_obj), _given(s, s_obj), empty_stats, empty_stats
 
     s = s_view = r_view = None
     if residual is not None and plan.kind == "channels":
@@ -146,6 +147,12 @@ def normalize(x, axes, weight, bias, eps, *, centered, out=None, residual=None,
     if residual_out is not None and s is not residual_out:
         np.copyto(residual_out, s)
         s = residual_out
+    y, s = _given(y, y_obj), _given(s, s_obj)
     if not want_stats:
         return y, s, None, None
     return y, s, plan.stats_to_keepdims(stats[0]), plan.stats_to_keepdims(stats[1])
+
+
+def _given(result, given):
+    """The output object the caller passed (its contents are result), else result."""
+    return result if given is None else given

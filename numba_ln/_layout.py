@@ -17,6 +17,8 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from . import _buffers
+
 
 def _view(a, shape):
     """a.reshape(shape) when that is a view, else None."""
@@ -112,7 +114,7 @@ class Plan:
 
     def empty(self, dtype):
         """A new array of x's shape whose kernel view is contiguous."""
-        t = np.empty(self.kernel_shape, dtype)
+        t = _buffers.empty(self.kernel_shape, dtype)
         if self.flip:
             t = t[..., ::-1]
         if self.kind == "channels" and not self.via_rows:

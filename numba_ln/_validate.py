@@ -25,9 +25,20 @@ def result_dtype(dtype, name="x"):
 
 
 def as_array(a, name):
-    """np.asarray with errors that name the argument (ragged lists, objects)."""
-    if isinstance(a, np.ndarray):
+    """a as a plain ndarray, with errors that name the argument (ragged lists, objects).
+
+    ndarray subclasses (np.matrix, np.memmap, ...) are read through a plain ndarray view:
+    compiled code knows only ndarray, and np.matrix's reshape keeps two dimensions.  A
+    masked array is refused: normalizing its data would silently use the values under the
+    mask."""
+    if type(a) is np.ndarray:
         return a
+    if isinstance(a, np.ma.MaskedArray):
+        raise TypeError(f"{name} is a masked array, which numba_ln does not support: pass "
+                        f"np.ma.getdata({name}) to normalize every value, or "
+                        f"{name}.filled(value) to fill the masked ones first")
+    if isinstance(a, np.ndarray):
+        return a.view(np.ndarray)
     try:
         arr = np.asarray(a)
     except (ValueError, TypeError) as exc:
@@ -92,12 +103,16 @@ def prepare_param(p, name, norm_shape, dtype):
 
 
 def check_output(out, name, shape, dtype):
-    """out= must be a writeable ndarray of the given shape and dtype."""
+    """out= must be a writeable ndarray of the given shape and dtype; returns it as a plain
+    ndarray view (see as_array; a masked array is refused)."""
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(out).__name__}")
+    if isinstance(out, np.ma.MaskedArray):
+        raise TypeError(f"{name} is a masked array, which numba_ln does not support")
     if out.shape != tuple(shape):
         raise ValueError(f"{name} has shape {out.shape}, expected {tuple(shape)}")
     if out.dtype != dtype:
         raise TypeError(f"{name} has dtype {out.dtype}, expected {dtype}")
     if not out.flags.writeable:
         raise ValueError(f"{name} is read-only")
+    return out if type(out) is np.ndarray else out.view(np.ndarray)

@@ -74,3 +74,37 @@ def test_other_functions_check_axis_and_dtype(func):
         func(X, axis=5)
     with pytest.raises(TypeError, match="x"):
         func(X.astype(np.float16))
+
+
+def test_ndarray_subclasses_are_read_as_plain_arrays(tmp_path):
+    """np.matrix reached compiled code and failed with a Numba TypingError; subclasses are
+    read through a plain view, results are plain ndarrays, and out= keeps its type."""
+    m = np.matrix([[1.0, 2.0, 3.0], [4.0, 4.0, 6.0]])
+    expected = numba_ln.layer_norm(np.asarray(m))
+    y = numba_ln.layer_norm(m, np.array([1.0, 2.0, 3.0]))
+    assert type(y) is np.ndarray
+    assert np.allclose(y, expected * [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="weight"):  # a (1, 3) matrix broadcasts as NumPy's
+        numba_ln.layer_norm(m, np.matrix([1.0, 2.0, 3.0]))
+    mean, var = numba_ln.moments(m)
+    assert np.allclose(mean, [2.0, 14 / 3]) and type(mean) is np.ndarray
+    out = np.memmap(tmp_path / "y.bin", dtype=np.float64, mode="w+", shape=(2, 3))
+    assert numba_ln.layer_norm(m, out=out) is out
+    assert np.array_equal(np.asarray(out), expected)
+    ys = numba_ln.add_layer_norm(m, m)
+    assert all(type(a) is np.ndarray for a in ys)
+
+
+@pytest.mark.parametrize("where", ["x", "weight", "out", "residual"])
+def test_masked_arrays_are_refused(where):
+    masked = np.ma.masked_array(np.ones((4, 6)), mask=np.eye(4, 6, dtype=bool))
+    x = X.astype(np.float64)
+    before = x.copy()
+    kwargs = {"weight": masked[0]} if where == "weight" else (
+        {"out": masked} if where == "out" else {})
+    with pytest.raises(TypeError, match=f"{where} is a masked array"):
+        if where == "residual":
+            numba_ln.add_layer_norm(x, masked)
+        else:
+            numba_ln.layer_norm(masked if where == "x" else x, **kwargs)
+    assert np.array_equal(x, before) and masked.data.sum() == 24

@@ -1,0 +1,102 @@
+"""The output-buffer pool (numba_ln/_buffers.py): large outputs reuse buffers that no array
+references any more, and never one that an array still sees."""
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from _oracle import assert_close
+
+import numba_ln
+from numba_ln import _buffers
+from numba_ln import reference as ref
+
+SHAPE = (512, 1024)  # 2 MiB of float32: pooled (min_bytes 1 MiB)
+
+
+@pytest.fixture
+def x(rng):
+    return (5 + rng.standard_normal(SHAPE)).astype(np.float32)
+
+
+@pytest.fixture(autouse=True)
+def fresh_pool():
+    old = numba_ln.set_buffer_pool()
+    numba_ln.release_buffers()
+    yield
+    numba_ln.set_buffer_pool(*old)
+    numba_ln.release_buffers()
+
+
+def test_a_dropped_result_is_reused_and_aligned(x):
+    y = numba_ln.layer_norm(x)
+    address = y.ctypes.data
+    assert address % 64 == 0
+    del y
+    y2 = numba_ln.layer_norm(x)
+    assert y2.ctypes.data == address
+    assert_close(y2, ref.layer_norm(x)[0])
+
+
+@pytest.mark.parametrize("keep", [lambda y: y, lambda y: y[3:5], lambda y: memoryview(y),
+                                  lambda y: y.reshape(-1)[::7]])
+def test_a_buffer_still_referenced_is_not_reused(x, keep):
+    y = numba_ln.layer_norm(x)
+    before = y.copy()
+    held = keep(y)
+    address = y.ctypes.data
+    del y
+    others = [numba_ln.layer_norm(x + 1.0), numba_ln.rms_norm(x)]
+    assert all(o.ctypes.data != address for o in others)
+    del held
+    assert numba_ln.layer_norm(x).ctypes.data == address
+    assert before.any()
+
+
+def test_results_are_never_overwritten_by_later_calls(x, rng):
+    results = []
+    expected = []
+    for k in range(4):
+        xk = x + k
+        results.append(numba_ln.layer_norm(xk))
+        expected.append(ref.layer_norm(xk)[0])
+    for got, want in zip(results, expected):
+        assert_close(got, want)
+
+
+def test_pool_is_bounded_and_releases(x):
+    numba_ln.set_buffer_pool(max_bytes=3 * x.nbytes)
+    live = [numba_ln.layer_norm(x) for _ in range(5)]  # 2 beyond the bound: plain arrays
+    total, used = _buffers.pooled_bytes()
+    assert total <= 3 * x.nbytes and used == total
+    del live
+    numba_ln.release_buffers()
+    assert _buffers.pooled_bytes() == (0, 0)
+
+
+def test_pooling_off_and_small_outputs(x):
+    numba_ln.set_buffer_pool(max_bytes=0)
+    numba_ln.layer_norm(x)
+    assert _buffers.pooled_bytes() == (0, 0)
+    numba_ln.set_buffer_pool(max_bytes=1 << 30)
+    numba_ln.layer_norm(x[:4])  # 16 KiB: below min_bytes
+    assert _buffers.pooled_bytes() == (0, 0)
+
+
+@pytest.mark.parametrize("kwargs", [dict(max_bytes=-1), dict(min_bytes=1.5),
+                                    dict(max_bytes=True), dict(min_bytes="1")])
+def test_bad_pool_settings(kwargs):
+    before = numba_ln.set_buffer_pool()
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        numba_ln.set_buffer_pool(**kwargs)
+    assert numba_ln.set_buffer_pool() == before
+
+
+def test_threads_allocating_at_once(x):
+    def work(k):
+        xk = x + k
+        y = numba_ln.layer_norm(xk)
+        assert_close(y, ref.layer_norm(xk)[0])
+        return y.ctypes.data
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(work, range(32)))
