@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-import numba_ln._overloads  # noqa: F401  (registers the overloads; `import numba_ln` does too)
+import numba_ln._njit  # noqa: F401  (registers the overloads; `import numba_ln` does too)
 from numba_ln import add_layer_norm, add_rms_norm, layer_norm
 
 LAYERS = 4

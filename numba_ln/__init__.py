@@ -7,7 +7,7 @@ numba.cuda kernels, imported lazily.
 from . import _threading  # noqa: F401  (selects a fork- and thread-safe layer first)
 from ._api import add_layer_norm, add_rms_norm, layer_norm, moments, rms_norm
 from ._buffers import release_buffers, set_buffer_pool
-from . import _overloads  # noqa: F401,E402  (makes them callable inside users' @njit code)
+from . import _njit  # noqa: F401,E402  (makes them callable inside users' @njit code)
 from ._modules import LayerNorm, RMSNorm
 
 __version__ = "0.1.0"

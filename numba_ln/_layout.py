@@ -58,17 +58,36 @@ def flat(view):
     return (buf, start, *steps[:-1])
 
 
-class Plan:
-    """How arrays of x's shape map onto one kernel's index space."""
+class Geometry:
+    """Normalizing an array of `shape` over `axes`, seen as (rows, cols): the batch axes
+    first, then the normalized ones (``perm``).  Shared by the CPU plans and the GPU
+    front; shapes only, no arrays."""
 
-    def __init__(self, shape, axes, kind, flip, via_rows):
+    def __init__(self, shape, axes):
         self.shape = shape
         self.axes = axes
         self.batch = tuple(a for a in range(len(shape)) if a not in axes)
         self.perm = self.batch + axes
+        self.trailing = self.perm == tuple(range(len(shape)))
         self.norm_shape = tuple(shape[a] for a in axes)
         self.cols = math.prod(self.norm_shape)
         self.rows = math.prod(shape[a] for a in self.batch)
+
+    @property
+    def inverse(self):
+        """The permutation that undoes perm."""
+        return tuple(int(i) for i in np.argsort(self.perm))
+
+    def stats_shape(self):
+        """keepdims shape of per-row statistics."""
+        return tuple(1 if a in self.axes else n for a, n in enumerate(self.shape))
+
+
+class Plan(Geometry):
+    """How arrays of x's shape map onto one kernel's index space."""
+
+    def __init__(self, shape, axes, kind, flip, via_rows):
+        super().__init__(shape, axes)
         self.kind = kind  # "rows" or "channels"
         self.flip = flip  # reverse the contiguous axis of every view
         self.via_rows = via_rows  # channels seen through the transposed (rows, cols) view
@@ -122,17 +141,13 @@ class Plan:
         if self.kind == "channels":
             t = t[0].T
         permuted = tuple(self.shape[a] for a in self.perm)
-        return t.reshape(permuted).transpose(np.argsort(self.perm))
+        return t.reshape(permuted).transpose(self.inverse)
 
     def param(self, p):
         """weight/bias (1-D, normalized order) in the kernel's column order."""
         if p is not None and self.flip and self.kind == "rows":
             return np.ascontiguousarray(p[::-1])
         return p
-
-    def stats_shape(self):
-        """keepdims shape of per-row statistics."""
-        return tuple(1 if a in self.axes else n for a, n in enumerate(self.shape))
 
     def stats_to_keepdims(self, flat_stats):
         """Per-row statistics in kernel order -> keepdims array."""

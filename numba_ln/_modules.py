@@ -2,7 +2,7 @@
 import numpy as np
 
 from ._api import layer_norm, rms_norm
-from ._validate import result_dtype
+from ._dtypes import result_dtype
 
 
 def _shape(normalized_shape):

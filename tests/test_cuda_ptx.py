@@ -71,7 +71,8 @@ VEC = {np.dtype(np.float16): 8, np.dtype(np.float32): 4, np.dtype(np.float64): 2
 
 def _variant(mode, path, dtype=np.float32, vec=None, shuffle=True):
     dtype = np.dtype(dtype)
-    work = _front.work_dtype(dtype)
+    from numba_ln._dtypes import work_dtype
+    work = work_dtype(dtype)
     vec = VEC[dtype] if vec is None else vec
     rows, cols = PATHS[path]
     held, threads, groups, chunks, _ = _front._shape_kernel(rows, cols, vec, work)

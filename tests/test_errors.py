@@ -76,6 +76,7 @@ def test_other_functions_check_axis_and_dtype(func):
         func(X.astype(np.float16))
 
 
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
 def test_ndarray_subclasses_are_read_as_plain_arrays(tmp_path):
     """np.matrix reached compiled code and failed with a Numba TypingError; subclasses are
     read through a plain view, results are plain ndarrays, and out= keeps its type."""

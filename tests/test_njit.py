@@ -1,4 +1,4 @@
-"""numba_ln called from users' @njit code (numba_ln/_overloads.py).
+"""numba_ln called from users' @njit code (numba_ln/_njit/).
 
 Every compiled result is compared with the Python call on the same input (one
 implementation: the same kernels, to the accuracy bar) and with the float64 oracle.  Each @njit function here
@@ -17,7 +17,7 @@ from numba import njit, prange
 from numba.core.errors import TypingError
 
 import numba_ln
-import numba_ln._overloads  # noqa: F401  (registers the overloads; `import numba_ln` does too)
+import numba_ln._njit  # noqa: F401  (registers the overloads; `import numba_ln` does too)
 from numba_ln import add_layer_norm, add_rms_norm, layer_norm, moments, rms_norm
 from numba_ln import reference as ref
 
@@ -237,7 +237,7 @@ _CACHED_MODULE = """
 import numpy as np
 from numba import njit
 import numba_ln
-import numba_ln._overloads
+import numba_ln._njit
 
 
 @njit(cache=True)

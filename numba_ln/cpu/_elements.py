@@ -10,7 +10,6 @@ typed, which a plain ``if b is not None`` branch would not guarantee).
 The **work type** is the precision a kernel computes in: float32 for float32 data, float64
 for float64 data (statistics are always accumulated into float64 totals).
 """
-import numpy as np
 from numba import types
 from numba.extending import overload
 

@@ -15,10 +15,15 @@ from .. import _config
 
 _warned = False
 
-# Numba invalidates a cached kernel only when the file that defines it changes, but our
-# kernels inline helpers from their sibling modules and read _config at compile time: an
-# edit to _moments.py would leave rows.py's cached kernels running the old code.  Every
-# kernel's cache stamp therefore also covers these files.
+# Numba invalidates a cached kernel only when the file that defines it changes (its index
+# stamp is that file's mtime and size), but our kernels inline helpers from their sibling
+# modules and read _config at compile time: without the patch below, an edit to
+# _moments.py leaves rows.py's cached kernels running the old code (it happened twice
+# while tuning, silently).  Numba has no public way to name a function's dependencies, so
+# every kernel's stamp is extended with these files' mtimes and sizes.  Checked on Numba
+# 0.68.1 by tests/test_concurrency.py::test_editing_a_helper_module_invalidates_cached_
+# kernels, which fails without it; on a Numba whose internals differ the guard below
+# leaves the per-file stamp, which is only less strict.
 _DEPENDENCIES = sorted(Path(__file__).parent.glob("*.py")) + [
     Path(__file__).parent.parent / "_config.py"
 ]

@@ -1,6 +1,6 @@
 """GPU launch settings, in one place: the kernels and the GPU front read these, nothing else
 hard-codes a block size.  Changing a value takes effect on the next call (kernels are built
-per configuration and cached).
+per configuration and cached in-process).
 
 None of these numbers has been tuned on a GPU yet (no GPU on the development machine); they
 follow the layouts that reach memory speed in Apex's and llm.c's LayerNorm kernels.  Re-tune
@@ -51,8 +51,3 @@ COPY_THREADS = 256
 # Upper bound on blocks per launch; rows beyond it are covered by a grid-stride loop.
 MAX_BLOCKS = 65535
 
-
-def snapshot():
-    """The settings as a hashable tuple (kernels are cached per configuration)."""
-    return (NARROW_THREADS, ROWS_PER_BLOCK, MAX_ITEMS, TARGET_ITEMS, MIN_ROW_THREADS,
-            MAX_ROW_THREADS, STREAM_THREADS, VECTOR_IO, USE_SHUFFLE, COPY_THREADS, MAX_BLOCKS)

@@ -74,9 +74,6 @@ class Variant:
     def block(self):
         return self.threads * self.groups
 
-    def key(self):
-        return tuple(getattr(self, k) for k in self.__slots__)
-
     def __repr__(self):
         return "Variant(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__) + ")"
 

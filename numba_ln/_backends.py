@@ -1,0 +1,39 @@
+"""The backend registry: the type of x picks the backend, once per call.
+
+Each backend is a module with ``run(variant, x, residual, weight, bias, axis, eps, out,
+residual_out, return_stats, keepdims)`` returning what the public function returns (see
+_variants).  Backends are imported on first use: ``import numba_ln`` needs neither CUDA
+nor dask.  An array no predicate claims goes to the CPU backend (NumPy arrays, and
+anything ``np.asarray`` reads).  Adding a backend is one ``register`` call.
+"""
+import importlib
+
+import numpy as np
+
+_REGISTRY = []  # (name, predicate, module), in order of precedence
+
+
+def register(name, predicate, module):
+    """Send arrays for which ``predicate(x)`` is true to ``module`` (imported lazily)."""
+    _REGISTRY.append((name, predicate, module))
+
+
+def backend_for(x):
+    """The backend module for a call whose array is x."""
+    if type(x) is not np.ndarray:
+        for _, predicate, module in _REGISTRY:
+            if predicate(x):
+                return importlib.import_module(module)
+    from . import _engine
+
+    return _engine
+
+
+def is_gpu_array(a):
+    """CuPy, torch CUDA and Numba device arrays, and the CUDA simulator's fake arrays."""
+    if isinstance(a, np.ndarray):
+        return False
+    return hasattr(a, "__cuda_array_interface__") or type(a).__name__ == "FakeCUDAArray"
+
+
+register("cuda", is_gpu_array, "numba_ln.cuda")

@@ -1,0 +1,116 @@
+"""Typing-time checks of numba_ln's @njit overloads: plain Python, run while Numba types a
+user's call; each failure is a TypingError that says what is supported."""
+import numpy as np
+from numba import types
+from numba.core.errors import TypingError
+from numba.np.numpy_support import as_dtype
+
+from .. import _dtypes
+
+SUPPORTED_DTYPES = _dtypes.SUPPORTED["cpu"]
+
+
+def _fail(fname, message):
+    raise TypingError(f"numba_ln.{fname} in @njit code: {message}")
+
+
+def _absent(t):
+    """An omitted argument arrives as its Python default, an explicit None as types.none."""
+    return t is None or isinstance(t, (types.NoneType, types.Omitted))
+
+
+def _constant(t):
+    """(True, value) for a Python default or a literal type, else (False, None)."""
+    if isinstance(t, types.Omitted):
+        return True, t.value
+    if isinstance(t, types.Literal):
+        return True, t.literal_value
+    if isinstance(t, types.Type):
+        return False, None
+    return True, t
+
+
+def _flag(fname, name, t):
+    known, value = _constant(t)
+    if not known or not isinstance(value, (bool, np.bool_)):
+        _fail(fname, f"{name} must be a constant True or False (the type of the result "
+                     f"depends on it), got {t}")
+    return bool(value)
+
+
+def _check_axis(fname, axis, ndim):
+    known, value = _constant(axis)
+    if isinstance(axis, types.BaseTuple) and len(axis) == 1:
+        known, value = _constant(axis[0])
+    elif known and isinstance(value, tuple) and len(value) == 1:
+        value = value[0]
+    if (known and isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+            and value in (-1, ndim - 1)):
+        return
+    got = value if known else axis
+    _fail(fname, f"only the last axis is supported, as a constant: axis=-1 (the default) or "
+                 f"{ndim - 1}; got axis={got}. Call numba_ln.{fname} from Python for other "
+                 "axes.")
+
+
+def _check_eps(fname, eps):
+    known, value = _constant(eps)
+    if known:
+        ok = isinstance(value, (int, float, np.integer, np.floating))
+        ok = ok and not isinstance(value, (bool, np.bool_))
+    else:
+        ok = isinstance(eps, (types.Integer, types.Float)) and not isinstance(eps, types.Boolean)
+    if not ok:
+        _fail(fname, f"eps must be a real number (int or float), got {eps}")
+
+
+def _real_dtype(t):
+    try:
+        dtype = as_dtype(t.dtype)
+    except Exception:  # records, objects: nothing numba_ln can normalize
+        return None
+    return dtype if _dtypes.is_real(dtype) else None
+
+
+def _x_dtype(fname, x, name="x"):
+    """The result dtype for array argument x, with _validate's rule."""
+    if not isinstance(x, types.Array) or x.ndim == 0:
+        _fail(fname, f"{name} must be a NumPy array of 1 or more dimensions, got {x}")
+    try:
+        return _dtypes.result_dtype(as_dtype(x.dtype), name)
+    except Exception:  # NumPy's TypeError, or Numba's for dtypes NumPy has no name for
+        _fail(fname, f"{name} has dtype {x.dtype}, which numba_ln does not support; "
+                     f"supported: {SUPPORTED_DTYPES}")
+
+
+def _is_view(t, dtype):
+    """True when array type t goes to the kernel as it is: flattened, not copied."""
+    return t.layout == "C" and t.mutable and as_dtype(t.dtype) == dtype
+
+
+def _param_kind(fname, name, t, dtype):
+    if _absent(t):
+        return "absent"
+    if isinstance(t, (types.Number, types.Boolean)) and not isinstance(t, types.Complex):
+        return "scalar"
+    if isinstance(t, types.Array) and t.ndim >= 1 and _real_dtype(t) is not None:
+        return "view" if t.ndim == 1 and _is_view(t, dtype) else "copy"
+    _fail(fname, f"{name} must be None, a real number or a real (float, int or bool) array "
+                 f"broadcastable to (x.shape[-1],), got {t}")
+
+
+def _check_residual(fname, t, x):
+    if not isinstance(t, types.Array) or not 1 <= t.ndim <= x.ndim or _real_dtype(t) is None:
+        _fail(fname, f"residual must be a real (float, int or bool) array of at most x's "
+                     f"{x.ndim} dimensions, broadcastable to x's shape, got {t}")
+
+
+def _output_kind(fname, name, t, x, dtype):
+    """"new" (allocated here), "view" (written in place) or "temp" (written, then copied)."""
+    if _absent(t):
+        return "new"
+    if (not isinstance(t, types.Array) or t.ndim != x.ndim or as_dtype(t.dtype) != dtype
+            or not t.mutable):
+        _fail(fname, f"{name} must be a writeable {dtype} array with x's {x.ndim} "
+                     f"dimension(s) (the result dtype and shape), got {t}")
+    return "view" if t.layout == "C" else "temp"

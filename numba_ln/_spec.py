@@ -1,0 +1,163 @@
+"""The call spec: one place turns the arguments of any public function into a validated
+``Call`` -- arrays, axes, eps, result dtype, presence of each optional array -- with the
+same rules, in the same order and with the same messages on every backend.
+
+A backend supplies an *array adapter* (numpy's in _engine.py, the GPU's in cuda/_front.py)
+that knows how to read its arrays; the rules here only look at shapes, dtypes and
+read-only flags.  Everything runs before compiled code, raises ``TypeError``/``ValueError``
+naming the argument, and writes nothing.
+
+Adapter protocol (``arrays``):
+
+``name``                           "cpu" or "cuda": the dtype table's backend
+``input(a, name)``                 a as the backend's array (.shape, .dtype), or raise
+``output(a, name)``                the same for out=/residual_out= (raise TypeError for a
+                                   kind of array the backend cannot write)
+``readonly(a)``                    whether the backend's array a may not be written
+``param(p, name, shape, dtype)``   weight/bias ready for the kernels (flat, contiguous, in
+                                   ``dtype``, broadcast to ``shape``), after the checks here
+``overlap(a, b)``                  whether two of the backend's arrays share memory
+"""
+import math
+import operator
+from typing import NamedTuple
+
+import numpy as np
+
+from . import _dtypes
+
+
+class Call(NamedTuple):
+    variant: object
+    x: object
+    residual: object  # None without a residual
+    weight: object    # None when absent; else as the adapter's param() made it
+    bias: object
+    out: object       # None: allocate
+    residual_out: object
+    axes: tuple
+    norm_shape: tuple
+    eps: float
+    dtype: np.dtype   # the result dtype
+    work: np.dtype    # the kernels' precision (and the parameters' dtype)
+    want_stats: bool
+
+
+def build(variant, arrays, x, residual, weight, bias, axis, eps, out, residual_out,
+          want_stats):
+    """Validate one call of `variant` (see _variants) for the backend of `arrays`."""
+    if variant.residual and residual is None:
+        # None would silently mean "no residual" below.
+        raise TypeError("residual must be an array, got None")
+    x = arrays.input(x, "x")
+    if residual is not None:
+        residual = arrays.input(residual, "residual")
+        check_residual(residual.shape, residual.dtype, x.shape)
+    axes = normalize_axes(axis, len(x.shape))
+    eps = check_eps(eps)
+    dtype = _dtypes.result_dtype(
+        x.dtype if residual is None else np.result_type(x.dtype, residual.dtype),
+        backend=arrays.name)
+    work = _dtypes.work_dtype(dtype)
+    if out is not None:
+        out = check_output(arrays, out, "out", x.shape, dtype)
+    if residual_out is not None:
+        residual_out = check_output(arrays, residual_out, "residual_out", x.shape, dtype)
+        if out is not None and arrays.overlap(out, residual_out):
+            raise ValueError("out and residual_out must not overlap")
+    norm_shape = tuple(x.shape[a] for a in axes)
+    weight = check_param(arrays, weight, "weight", norm_shape, work)
+    bias = check_param(arrays, bias, "bias", norm_shape, work)
+    if 0 in norm_shape:
+        raise ValueError(f"the normalized shape {norm_shape} has no elements (axis={axes})")
+    return Call(variant, x, residual, weight, bias, out, residual_out, axes, norm_shape, eps,
+                dtype, work, want_stats)
+
+
+# --- the rules ------------------------------------------------------------------------------
+
+def normalize_axes(axis, ndim, name="axis"):
+    """NumPy's axis argument -> sorted tuple of non-negative axes."""
+    if isinstance(axis, (tuple, list)):
+        items = list(axis)
+        if not items:
+            raise ValueError(f"{name} must name at least one axis, got {axis!r}")
+    else:
+        items = [axis]
+    axes = []
+    for item in items:
+        if isinstance(item, (bool, np.bool_)):
+            raise TypeError(f"{name} must be an integer or a tuple of integers, got {axis!r}")
+        try:
+            a = operator.index(item)
+        except TypeError:
+            raise TypeError(
+                f"{name} must be an integer or a tuple of integers, got {axis!r}"
+            ) from None
+        if not -ndim <= a < ndim:
+            raise ValueError(f"{name} {a} is out of bounds for an array of dimension {ndim}")
+        axes.append(a % ndim)
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"{name} contains a repeated axis: {axis!r}")
+    return tuple(sorted(axes))
+
+
+def check_eps(eps, name="eps"):
+    if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, (int, float, np.integer,
+                                                                np.floating)):
+        raise TypeError(f"{name} must be a real number, got {type(eps).__name__}")
+    value = float(eps)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {eps!r}")
+    return value
+
+
+def check_residual(shape, dtype, x_shape):
+    if not _dtypes.is_real(dtype):
+        raise TypeError(f"residual has dtype {dtype}, which numba_ln does not support")
+    try:
+        ok = np.broadcast_shapes(tuple(shape), tuple(x_shape)) == tuple(x_shape)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(f"residual of shape {tuple(shape)} does not broadcast to x's shape "
+                         f"{tuple(x_shape)}")
+
+
+def check_param(arrays, p, name, norm_shape, dtype):
+    """weight/bias: None, or real and broadcastable to the normalized shape."""
+    if p is None:
+        return None
+    arr = arrays.input(p, name)
+    if not _dtypes.is_real(arr.dtype):
+        raise TypeError(f"{name} has dtype {arr.dtype}; it must be real (float, int or bool)")
+    if tuple(arr.shape) != norm_shape:
+        try:
+            if np.broadcast_shapes(tuple(arr.shape), norm_shape) != norm_shape:
+                raise ValueError
+        except ValueError:
+            raise ValueError(f"{name} of shape {tuple(arr.shape)} does not broadcast to the "
+                             f"normalized shape {norm_shape}") from None
+    return arrays.param(arr, name, norm_shape, dtype)
+
+
+def check_output(arrays, out, name, shape, dtype):
+    """out=/residual_out=: an array of the backend's kind, x's shape, the result dtype,
+    writeable."""
+    out = arrays.output(out, name)
+    if tuple(out.shape) != tuple(shape):
+        raise ValueError(f"{name} has shape {tuple(out.shape)}, expected {tuple(shape)}")
+    if out.dtype != dtype:
+        raise TypeError(f"{name} has dtype {out.dtype}, expected {dtype}")
+    if arrays.readonly(out):
+        raise ValueError(f"{name} is read-only")
+    return out
+
+
+def inputs_to_copy(inputs, outputs, overlap, same):
+    """Which inputs the kernels must read from a copy: those an output overlaps other than
+    element for element.  An output that *is* an input (out=x, residual_out=residual) is
+    written in place -- each element is read before it is written -- and needs none."""
+    return [a is not None and any(o is not None and overlap(a, o) and not same(a, o)
+                                  for o in outputs)
+            for a in inputs]
