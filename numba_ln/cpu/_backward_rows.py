@@ -1,0 +1,358 @@
+"""Row functions of the backward kernels (backward.py): one row's dx and parameter-gradient
+terms, and the sums its dx needs, over typed row pointers (_pointers).
+
+For one row, in the work type, with xhat = ((x - hi) - lo) * scale (LayerNorm: hi, lo the
+float32 split of the float64 mean, as _rowops normalizes; scale = rstd) or x * scale
+(RMSNorm):
+
+    dx  = (dy * scale) * w - k1 - xhat * k2   (+ grad_residual)
+    sw += dy * xhat      sb += dy             (the task's partial rows, work type)
+
+which is rstd * (g - mean(g) - xhat * mean(g * xhat)) with k1 = rstd * mean(g) (0 for
+RMSNorm) and k2 = rstd * mean(g * xhat): each term rounded to its own magnitude, so the
+result keeps a few work-type roundings of the largest term.  The means come from the
+sums of the row, taken while the *previous* row's dx is written (``sweep``; a task's first
+row is summed on its own, ``lead``).  About d = x - hi (- lo),
+
+    Sg = sum(g),  Sgd = sum(g * d),  and S1 = sum(d), S2 = sum(d * d)
+
+where (hi, lo) is either the given mean's split, or the forward's shift k with lo None:
+statistics recomputed, and S1, S2 are then _moments' shifted sums (``lo`` None also
+drops the second subtraction).  RMSNorm: d = x, no Sg, no S1, and S2 only when
+recomputing.  backward.py turns these into k1, k2.
+
+Fastmath as in the forward (see _config): the functions that sum (``lead``, ``sweep``,
+``row_gxhat``) compile with REDUCE_FASTMATH, the others with contract only, and every
+subtraction whose order matters goes through ``exact_sub``.  Each is compiled once per
+array types and shared by every kernel variant, without reference counting (_nrt=False),
+as rows.py explains.  The element helpers (``put_dx``, ``add_params``, ``ln_dx_at`` ...)
+are ordinary compiled functions, which LLVM inlines, keeping their contract-only flags:
+inlined by Numba they doubled the compile time of a kernel variant (4.3 s against 2.1 s
+of CPU).  The loops that sum stay inlined by Numba, so that they get their caller's
+REDUCE flags, and so does ``moments_add``, whose additions are the sums.
+
+Measured per element on the development machine, one thread, float32 LayerNorm with a
+weight, (64, 1024) in L1: 0.13 ns without parameter gradients, 0.24 ns with them (float32
+partial rows flushed every 8 rows; 0.28 ns with float64 partial rows in the sweep, which
+LLVM then vectorizes 8 float32 lanes wide instead of 16).
+"""
+import numpy as np
+from numba.extending import overload
+
+from .. import _config
+from ._elements import _absent, _in_place, exact_sub, work
+from ._jit import kernel
+
+CHUNK = _config.CHUNK
+REDUCE = _config.REDUCE_FASTMATH
+
+
+# --- elements: optional arrays and the statistics mode as compile-time facts ------------------
+
+def scaled(v, w, j):
+    """v * w[j], or v without a weight."""
+
+
+@overload(scaled)
+def _scaled(v, w, j):
+    if _absent(w):
+        return lambda v, w, j: v
+    return lambda v, w, j: v * w[j]
+
+
+def minus_k1(v, w, j, k1):
+    """v * w[j] - k1 (one fused operation), or v - k1 without a weight."""
+
+
+@overload(minus_k1)
+def _minus_k1(v, w, j, k1):
+    if _absent(w):
+        return lambda v, w, j, k1: v - k1
+    return lambda v, w, j, k1: v * w[j] - k1
+
+
+def centered_value(x, j, hi, lo):
+    """(x[j] - hi) - lo, each subtraction exact far from zero; x[j] - hi for lo None."""
+
+
+@overload(centered_value)
+def _centered_value(x, j, hi, lo):
+    if _absent(lo):
+        return lambda x, j, hi, lo: exact_sub(x[j], hi)
+    return lambda x, j, hi, lo: exact_sub(exact_sub(x[j], hi), lo)
+
+
+def moments_add(a1, a2, d, lo):
+    """(a1 + d, a2 + d*d) when the statistics are recomputed (lo None), else (a1, a2)."""
+
+
+@overload(moments_add, inline="always")
+def _moments_add(a1, a2, d, lo):
+    if _absent(lo):
+        return lambda a1, a2, d, lo: (a1 + d, a2 + d * d)
+    return lambda a1, a2, d, lo: (a1, a2)
+
+
+def put_dx(dx, dy, gr, j, v):
+    """dx[j] = v + gr[j] (gr None: v), in dy's dtype; over dy[j] when dx is IN_PLACE."""
+
+
+@overload(put_dx)
+def _put_dx(dx, dy, gr, j, v):
+    if _in_place(dx):
+        if _absent(gr):
+            def over(dx, dy, gr, j, v):
+                dy[j] = work(dy, v)
+            return over
+
+        def over_plus(dx, dy, gr, j, v):
+            dy[j] = work(dy, v + gr[j])
+        return over_plus
+    if _absent(gr):
+        def store(dx, dy, gr, j, v):
+            dx[j] = work(dy, v)
+        return store
+
+    def store_plus(dx, dy, gr, j, v):
+        dx[j] = work(dy, v + gr[j])
+    return store_plus
+
+
+def add_params(sw, sb, j, dyj, xh):
+    """sw[j] += dyj * xh and sb[j] += dyj in the partial rows' type (the work type; they
+    are flushed into float64 every few rows); nothing for a None partial."""
+
+
+@overload(add_params)
+def _add_params(sw, sb, j, dyj, xh):
+    if _absent(sw):
+        return lambda sw, sb, j, dyj, xh: None
+    if _absent(sb):
+        def weight_only(sw, sb, j, dyj, xh):
+            sw[j] += work(sw, dyj * xh)
+        return weight_only
+
+    def both(sw, sb, j, dyj, xh):
+        sw[j] += work(sw, dyj * xh)
+        sb[j] += work(sb, dyj)
+    return both
+
+
+def clear(p, n):
+    """p[:n] = 0 (a task's partial rows); nothing for None."""
+
+
+@overload(clear, inline="always")
+def _clear(p, n):
+    if _absent(p):
+        return lambda p, n: None
+
+    def zero(p, n):
+        for j in range(np.uint64(n)):
+            p[j] = 0.0
+    return zero
+
+
+def flush(total, part, n):
+    """total[:n] += part[:n] in float64, then part[:n] = 0; nothing for None."""
+
+
+@overload(flush, inline="always")
+def _flush(total, part, n):
+    if _absent(total):
+        return lambda total, part, n: None
+
+    def add(total, part, n):
+        for j in range(np.uint64(n)):
+            total[j] += 1.0 * part[j]
+            part[j] = 0.0
+    return add
+
+
+@kernel(_nrt=False)
+def clear_rows(pw, pb, sw, sb, n):
+    """Zero a task's partial rows (float64 and work type)."""
+    clear(pw, n)
+    clear(pb, n)
+    clear(sw, n)
+    clear(sb, n)
+
+
+@kernel(_nrt=False)
+def flush_rows(pw, sw, pb, sb, n):
+    """Add a few rows' work-type partial sums (sw, sb) into the float64 ones (pw, pb)."""
+    flush(pw, sw, n)
+    flush(pb, sb, n)
+
+
+# --- one element of dx (work type) ------------------------------------------------------------
+
+@kernel()
+def ln_dx_at(dx, dy, x, w, gr, sw, sb, hi, lo, scale, k1, k2, j):
+    dyj = dy[j]
+    xh = exact_sub(exact_sub(x[j], hi), lo) * scale
+    put_dx(dx, dy, gr, j, minus_k1(dyj * scale, w, j, k1) - xh * k2)
+    add_params(sw, sb, j, dyj, xh)
+
+
+@kernel()
+def rms_dx_at(dx, dy, x, w, gr, sw, sb, scale, k2, j):
+    dyj = dy[j]
+    xh = x[j] * scale
+    put_dx(dx, dy, gr, j, scaled(dyj * scale, w, j) - xh * k2)
+    add_params(sw, sb, j, dyj, xh)
+
+
+# --- chunk loops (inlined into the functions below, which give them their flags) --------------
+
+@kernel(inline="always")
+def ln_sums_part(dy, x, w, hi, lo, start, stop):
+    a1 = a2 = ag = agd = work(x, 0.0)
+    for j in range(start, stop):
+        d = centered_value(x, j, hi, lo)
+        g = scaled(dy[j], w, j)
+        a1, a2 = moments_add(a1, a2, d, lo)
+        ag += g
+        agd += g * d
+    return a1, a2, ag, agd
+
+
+@kernel(inline="always")
+def rms_sums_part(dy, x, w, lo, start, stop):
+    a1 = a2 = agd = work(x, 0.0)
+    for j in range(start, stop):
+        v = x[j]
+        a1, a2 = moments_add(a1, a2, v, lo)
+        agd += scaled(dy[j], w, j) * v
+    return work(x, 0.0), a2, work(x, 0.0), agd
+
+
+@kernel(inline="always")
+def ln_sweep_part(dx, dy, x, w, gr, sw, sb, hi, lo, scale, k1, k2, dy2, x2, hi2, lo2,
+                  start, stop):
+    a1 = a2 = ag = agd = work(x, 0.0)
+    for j in range(start, stop):
+        ln_dx_at(dx, dy, x, w, gr, sw, sb, hi, lo, scale, k1, k2, j)
+        d = centered_value(x2, j, hi2, lo2)
+        g = scaled(dy2[j], w, j)
+        a1, a2 = moments_add(a1, a2, d, lo2)
+        ag += g
+        agd += g * d
+    return a1, a2, ag, agd
+
+
+@kernel(inline="always")
+def rms_sweep_part(dx, dy, x, w, gr, sw, sb, scale, k2, dy2, x2, lo2, start, stop):
+    a1 = a2 = agd = work(x, 0.0)
+    for j in range(start, stop):
+        rms_dx_at(dx, dy, x, w, gr, sw, sb, scale, k2, j)
+        v = x2[j]
+        a1, a2 = moments_add(a1, a2, v, lo2)
+        agd += scaled(dy2[j], w, j) * v
+    return work(x, 0.0), a2, work(x, 0.0), agd
+
+
+# --- row functions ----------------------------------------------------------------------------
+
+# A summing loop (see _config.REDUCE_FASTMATH); n <= PIECE, the caller adds the pieces.
+@kernel(fastmath=REDUCE, _nrt=False)
+def lead(dy, x, w, hi, lo, n, centered):
+    """(S1, S2, Sg, Sgd) of the piece x[:n], dy[:n] (module docstring): float64 totals of
+    work-type chunk sums."""
+    t1 = t2 = tg = tgd = 0.0
+    start = np.uint64(0)
+    end = np.uint64(n)
+    while start < end:
+        stop = min(end, start + np.uint64(CHUNK))
+        if centered:
+            a1, a2, ag, agd = ln_sums_part(dy, x, w, hi, lo, start, stop)
+        else:
+            a1, a2, ag, agd = rms_sums_part(dy, x, w, lo, start, stop)
+        t1 += a1
+        t2 += a2
+        tg += ag
+        tgd += agd
+        start = stop
+    return t1, t2, tg, tgd
+
+
+# A summing loop: one pass that writes this row's dx and sums the next row (as _sweep).
+@kernel(fastmath=REDUCE, _nrt=False)
+def sweep(dx, dy, x, w, gr, sw, sb, hi, lo, scale, k1, k2, dy2, x2, hi2, lo2, n, centered):
+    """dx (and partials) of the piece dy[:n], x[:n] while summing the next row's piece
+    dy2[:n], x2[:n] as ``lead`` does.  Loads of the next row overlap the stores of this
+    one, and this row is read from L1 (the previous call summed it)."""
+    t1 = t2 = tg = tgd = 0.0
+    start = np.uint64(0)
+    end = np.uint64(n)
+    while start < end:
+        stop = min(end, start + np.uint64(CHUNK))
+        if centered:
+            a1, a2, ag, agd = ln_sweep_part(dx, dy, x, w, gr, sw, sb, hi, lo, scale, k1, k2,
+                                            dy2, x2, hi2, lo2, start, stop)
+        else:
+            a1, a2, ag, agd = rms_sweep_part(dx, dy, x, w, gr, sw, sb, scale, k2, dy2, x2,
+                                             lo2, start, stop)
+        t1 += a1
+        t2 += a2
+        tg += ag
+        tgd += agd
+        start = stop
+    return t1, t2, tg, tgd
+
+
+@kernel(_nrt=False)
+def row_dx(dx, dy, x, w, gr, sw, sb, hi, lo, scale, k1, k2, n, centered):
+    """dx (and partials) of the row, alone: the last row of a task."""
+    if centered:
+        for j in range(np.uint64(n)):
+            ln_dx_at(dx, dy, x, w, gr, sw, sb, hi, lo, scale, k1, k2, j)
+    else:
+        for j in range(np.uint64(n)):
+            rms_dx_at(dx, dy, x, w, gr, sw, sb, scale, k2, j)
+
+
+# A summing loop: the fallback for sum(g * xhat) when the shifted form is not accurate.
+@kernel(fastmath=REDUCE, _nrt=False)
+def row_gxhat(dy, x, w, hi, lo, scale, n, centered):
+    """sum(g * xhat) over the row, float64 totals of work-type chunk sums."""
+    total = 0.0
+    start = np.uint64(0)
+    end = np.uint64(n)
+    while start < end:
+        stop = min(end, start + np.uint64(CHUNK))
+        a = work(x, 0.0)
+        if centered:
+            for j in range(start, stop):
+                a += scaled(dy[j], w, j) * (exact_sub(exact_sub(x[j], hi), lo) * scale)
+        else:
+            for j in range(start, stop):
+                a += scaled(dy[j], w, j) * (x[j] * scale)
+        total += a
+        start = stop
+    return total
+
+
+@kernel(inline="always")
+def wide_xhat(x, j, mean, rstd, centered):
+    if centered:
+        return exact_sub(1.0 * x[j], mean) * rstd
+    return (1.0 * x[j]) * rstd
+
+
+@kernel(_nrt=False)
+def row_wide(dx, dy, x, w, gr, sw, sb, mean, rstd, n, centered):
+    """The whole row in float64, in strict order, as written: float32 rows whose rstd
+    leaves float32's range (as _rowops normalizes them), and NaN rows."""
+    sg = sgx = 0.0
+    for j in range(np.uint64(n)):
+        g = scaled(1.0 * dy[j], w, j)
+        sg += g
+        sgx += g * wide_xhat(x, j, mean, rstd, centered)
+    c1 = sg / n if centered else 0.0
+    c2 = sgx / n
+    for j in range(np.uint64(n)):
+        dyj = 1.0 * dy[j]
+        xh = wide_xhat(x, j, mean, rstd, centered)
+        put_dx(dx, dy, gr, j, rstd * ((scaled(dyj, w, j) - c1) - xh * c2))
+        add_params(sw, sb, j, dyj, xh)

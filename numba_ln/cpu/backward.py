@@ -1,0 +1,326 @@
+"""Backward kernels for rows laid out contiguously: LayerNorm and RMSNorm, float32 and
+float64, with optional weight, given or recomputed statistics, a gradient added from the
+residual stream, dx in place over dy, and dweight/dbias.
+
+    xhat = (x - mean) * rstd   (RMSNorm: x * rstd)      g = dy * weight  (dy without one)
+    dx   = rstd * (g - mean(g) - xhat * mean(g * xhat)) + grad_residual
+           (RMSNorm: rstd * (g - xhat * mean(g * xhat)) + grad_residual)
+    dweight = sum over rows of dy * xhat     dbias = sum over rows of dy
+
+Entry point (the front calls this; everything is in kernel order, rows x cols)::
+
+    dweight, dbias = run_backward(dx, dy, x, w, stats, grad_residual, rows, cols, eps,
+                                  centered, param_grads=True)
+
+``dx, dy, x, grad_residual``  row views ``(buf, start, stride)`` as in rows.py: row i is
+               ``buf[start + i*stride :][:cols]``, buf a flat unit-stride array; all of one
+               dtype, float32 or float64 (the work type).  ``dx`` may be IN_PLACE
+               (_elements): dx is written over dy (``out=dy``).  ``grad_residual`` None or
+               a view; it is added into dx.  dx must not overlap dy, x or grad_residual
+               otherwise (the front detaches such inputs, as _engine does).
+``w``          weight: a flat array of ``cols`` elements in the work type, or None.
+``stats``      None: mean and rstd are recomputed from x in the same sweeps, by the
+               forward's algorithm (_moments: shift, float32 chunk sums into float64,
+               finish_row's fallbacks), so with its error bound -- exact far from zero --
+               though not always its last bit (the forward sums in other loops).  Or
+               ``(mean, rstd)``: 1-D arrays of ``rows`` elements in kernel row order,
+               float32 or float64 (each may be either), used as given; mean None for
+               RMSNorm (``(None, rstd)``).
+``rows, cols, eps, centered``  the shape; eps (unused with given stats); LayerNorm (True)
+               or RMSNorm (False).
+``param_grads`` False: no dweight/dbias work at all (returns ``(None, None)``).
+
+Returns ``(dweight, dbias)``: float64 arrays of ``cols`` elements (dbias None for
+RMSNorm), zeros for ``rows == 0``; the front casts them to the result dtype.
+
+**Passes.**  Each row's sums (module docstring of _backward_rows) are taken while the
+previous row's dx is written: one sweep over a row reads dy and x from memory and writes
+dx, and the row it writes was read by the previous sweep, so it comes from L1.  With
+recomputed statistics ``Sgd = sum(g * (x - k))`` is about the shift k, and
+
+    sum(g * xhat) = rstd * (Sgd - (mean - k) * Sg)
+
+which loses nothing while |mean - k| * rstd <= 1 (the error is at most three times that
+of a sum about the mean); otherwise (a poor shift, float32 squares out of range, inf or
+NaN) the row is summed once more about its mean, in L1 (``row_gxhat``).  float32 rows
+whose rstd leaves float32's range are computed in float64 (``row_wide``).
+
+**Determinism.**  Rows are cut into tasks by the shape alone (``task_rows``); each task
+sums dy * xhat and dy into partial rows of its own, in row order (work-type rows flushed
+into float64 every PARAM_ROWS rows), and the tasks' partials are added in task order
+(``reduce_partials``).  The serial kernel runs the same tasks one after the other, so
+results are bitwise the same for any thread count and for either kernel.  Kernel
+variants (with or without a weight, grad_residual, IN_PLACE, parameter gradients) may
+differ in the last bits, as the forward's do: LLVM may split the same sums into lanes
+differently.
+
+**Accuracy**, float32 against the float64 formula, max|err| / max(1, max|ref|), weight,
+recomputed statistics, (4096, 1024) (tests/test_backward_kernels.py; bar 1e-5):
+
+    LayerNorm  offset 0: dx 1.1e-7  dweight 7.8e-8  dbias 5.7e-8
+               offset 1e3: 1.1e-7  7.4e-8  6.4e-8      offset 1e4: 1.3e-7  5.7e-8  5.4e-8
+    RMSNorm    offset 0: dx 9.8e-8  dweight 5.7e-8
+
+(torch's CPU native_layer_norm_backward: dx 8.5e-6 at offset 1e3, 9.5e-5 at 1e4).
+"""
+import math
+
+import numpy as np
+from numba import prange
+from numba.extending import overload
+
+from .. import _buffers, _config, _threading
+from ._backward_rows import clear_rows, flush_rows, lead, row_dx, row_gxhat, row_wide, sweep
+from ._elements import _absent, is_narrow, work
+from ._jit import kernel
+from ._moments import PIECE, finish_row, row_shift, rstd_of
+from ._pointers import address, advance, row_address
+from ._rowops import normalizer
+
+RSTD_MAX = _config.NARROW_RSTD_MAX
+TINY = _config.NARROW_TINY
+
+# At most this many tasks (and so partial rows of dweight/dbias): the partials of a task
+# are cols float64 per parameter, and their reduction reads them all once, so with
+# TASK_ELEMENTS-sized tasks alone a (4096, 4096) float32 call would write 16 MiB of
+# partials against 192 MiB of data; 64 tasks keep that at 2% and still give every thread
+# several tasks on the machines we target.
+MAX_TASKS = 64
+
+# dy * xhat and dy are added up PARAM_ROWS rows at a time in the work type, then into the
+# float64 partials (_backward_rows.flush_rows).  All in float32, the sweep runs 16 float32
+# lanes to a vector; with float64 partial rows in the same loop LLVM chose 8 (one thread,
+# (4096, 1024): 0.63 ns/element against 0.54).  Rounding: at most PARAM_ROWS + 1 float32
+# roundings of sum(|dy * xhat|) over those rows; measured errors ~1e-7 (bar 1e-5).  Every
+# 32 rows flushed 10% faster in L1, with a worst-case bound four times as large.
+PARAM_ROWS = 8
+
+
+# --- statistics: given, or recomputed (a compile-time choice) ---------------------------------
+
+def given_mean(stats, i):
+    """The given mean of row i as float64 (0 without a mean)."""
+
+
+@overload(given_mean, inline="always")
+def _given_mean(stats, i):
+    if _absent(stats[0]):
+        return lambda stats, i: 0.0
+    return lambda stats, i: 1.0 * stats[0][i]
+
+
+def row_center(stats, i, x, cols, centered):
+    """(hi, lo) the sums of row i are taken about: the given mean's split (0, 0 for
+    RMSNorm), or the forward's shift k and None (0 and None for RMSNorm)."""
+
+
+@overload(row_center, inline="always")
+def _row_center(stats, i, x, cols, centered):
+    if _absent(stats):
+        return lambda stats, i, x, cols, centered: (shift_of(x, cols, centered), None)
+
+    def given(stats, i, x, cols, centered):
+        mean = given_mean(stats, i)
+        hi = work(x, mean)
+        return hi, work(x, mean - hi)
+    return given
+
+
+def row_terms(stats, i, dy, x, w, cols, eps, centered, k, t1, t2, tg, tgd):
+    """(mean, rstd, c1, c2) of row i from its sums: c1 = mean(g), c2 = mean(g * xhat)."""
+
+
+@overload(row_terms, inline="always")
+def _row_terms(stats, i, dy, x, w, cols, eps, centered, k, t1, t2, tg, tgd):
+    if _absent(stats):
+        def recomputed(stats, i, dy, x, w, cols, eps, centered, k, t1, t2, tg, tgd):
+            return recomputed_terms(dy, x, w, cols, eps, centered, k, t1, t2, tg, tgd)
+        return recomputed
+
+    def given(stats, i, dy, x, w, cols, eps, centered, k, t1, t2, tg, tgd):
+        # Sgd is about the mean: sum(g * xhat) = rstd * Sgd.  (RMSNorm does not form Sg:
+        # tg is 0, and so is c1.)
+        rstd = 1.0 * stats[1][i]
+        return given_mean(stats, i), rstd, tg / cols, rstd * tgd / cols
+    return given
+
+
+@kernel(_nrt=False)
+def shift_of(x, cols, centered):
+    """The forward's shift of a row (_moments.row_shift; 0 for RMSNorm)."""
+    return row_shift(x, None, cols, centered)
+
+
+@kernel(_nrt=False)
+def recomputed_terms(dy, x, w, cols, eps, centered, k, t1, t2, tg, tgd):
+    """(mean, rstd, c1, c2) of a row from its sums about the shift k (module docstring)."""
+    mean, second = finish_row(x, cols, k, t1, t2, centered)
+    rstd = rstd_of(second, eps)
+    if is_narrow(x) and not rstd < RSTD_MAX:
+        return mean, rstd, 0.0, 0.0  # row_wide sums this row again, in float64
+    shift = mean - k
+    exact = abs(shift) * rstd <= 1.0 and abs(tgd) < math.inf
+    if is_narrow(x):
+        exact = exact and TINY <= t2 < math.inf
+    if exact:
+        gxhat = rstd * (tgd - shift * tg)
+    else:
+        hi, lo, scale = normalizer(x, mean, rstd)
+        gxhat = row_gxhat(dy, x, w, hi, lo, scale, cols, centered)
+    return mean, rstd, tg / cols, gxhat / cols
+
+
+# --- a row's sums, piece by piece (as _moments.row_sums adds them) ----------------------------
+
+@kernel(inline="always")
+def lead_row(dy, x, w, hi, lo, cols, centered):
+    t1 = t2 = tg = tgd = 0.0
+    for p in range(0, cols, PIECE):
+        a1, a2, ag, agd = lead(advance(dy, p), advance(x, p), advance(w, p), hi, lo,
+                               min(cols, p + PIECE) - p, centered)
+        t1 += a1
+        t2 += a2
+        tg += ag
+        tgd += agd
+    return t1, t2, tg, tgd
+
+
+@kernel(inline="always")
+def sweep_row(dx, dy, x, w, gr, sw, sb, hi, lo, scale, k1, k2, dy2, x2, hi2, lo2, cols,
+              centered):
+    t1 = t2 = tg = tgd = 0.0
+    for p in range(0, cols, PIECE):
+        a1, a2, ag, agd = sweep(advance(dx, p), advance(dy, p), advance(x, p), advance(w, p),
+                                advance(gr, p), advance(sw, p), advance(sb, p), hi, lo,
+                                scale, k1, k2, advance(dy2, p), advance(x2, p), hi2, lo2,
+                                min(cols, p + PIECE) - p, centered)
+        t1 += a1
+        t2 += a2
+        tg += ag
+        tgd += agd
+    return t1, t2, tg, tgd
+
+
+# --- the kernels ------------------------------------------------------------------------------
+
+@kernel(_nrt=False)
+def backward_block(dx, dy, x, w, stats, gr, pwv, pbv, swv, sbv, cols, eps, centered, first,
+                   last, t):
+    """Rows first..last-1 (task t): the first row summed on its own, then one sweep per
+    row (its dx written while the next row is summed), the last row's dx alone."""
+    wp = address(w, 0)
+    pw, pb = row_address(pwv, t, 0), row_address(pbv, t, 0)
+    sw, sb = row_address(swv, t, 0), row_address(sbv, t, 0)
+    clear_rows(pw, pb, sw, sb, cols)
+    dyp, xp = row_address(dy, first, 0), row_address(x, first, 0)
+    k, lo2 = row_center(stats, first, xp, cols, centered)
+    t1, t2, tg, tgd = lead_row(dyp, xp, wp, k, lo2, cols, centered)
+    mean, rstd, c1, c2 = row_terms(stats, first, dyp, xp, wp, cols, eps, centered, k,
+                                   t1, t2, tg, tgd)
+    for i in range(first, last):
+        dxp, grp = row_address(dx, i, 0), row_address(gr, i, 0)
+        narrow_fits = not is_narrow(xp) or rstd < RSTD_MAX
+        hi, lo, scale = normalizer(xp, mean, rstd)
+        k1, k2 = work(xp, rstd * c1), work(xp, rstd * c2)
+        if i + 1 == last:
+            if narrow_fits:
+                row_dx(dxp, dyp, xp, wp, grp, sw, sb, hi, lo, scale, k1, k2, cols, centered)
+            else:
+                row_wide(dxp, dyp, xp, wp, grp, sw, sb, mean, rstd, cols, centered)
+            flush_rows(pw, sw, pb, sb, cols)
+            break
+        dy2, x2 = row_address(dy, i + 1, 0), row_address(x, i + 1, 0)
+        k, lo2 = row_center(stats, i + 1, x2, cols, centered)
+        if narrow_fits:
+            t1, t2, tg, tgd = sweep_row(dxp, dyp, xp, wp, grp, sw, sb, hi, lo, scale, k1, k2,
+                                        dy2, x2, k, lo2, cols, centered)
+        else:
+            row_wide(dxp, dyp, xp, wp, grp, sw, sb, mean, rstd, cols, centered)
+            t1, t2, tg, tgd = lead_row(dy2, x2, wp, k, lo2, cols, centered)
+        if (i - first) % PARAM_ROWS == PARAM_ROWS - 1:
+            flush_rows(pw, sw, pb, sb, cols)
+        mean, rstd, c1, c2 = row_terms(stats, i + 1, dy2, x2, wp, cols, eps, centered, k,
+                                       t1, t2, tg, tgd)
+        dyp, xp = dy2, x2
+
+
+@kernel()
+def backward_serial(dx, dy, x, w, stats, gr, pwv, pbv, swv, sbv, rows, cols, eps, centered,
+                    per_task):
+    """The tasks of backward_parallel, one after the other (the same results)."""
+    for t in range((rows + per_task - 1) // per_task):
+        first = t * per_task
+        backward_block(dx, dy, x, w, stats, gr, pwv, pbv, swv, sbv, cols, eps, centered, first,
+                       min(rows, first + per_task), t)
+
+
+@kernel(parallel=True)
+def backward_parallel(dx, dy, x, w, stats, gr, pwv, pbv, swv, sbv, rows, cols, eps, centered,
+                      per_task):
+    """Rows in parallel, per_task consecutive rows per task, each with its partial rows."""
+    for t in prange((rows + per_task - 1) // per_task):
+        first = np.int64(t) * per_task  # prange's index is unsigned
+        backward_block(dx, dy, x, w, stats, gr, pwv, pbv, swv, sbv, cols, eps, centered, first,
+                       min(rows, first + per_task), np.int64(t))
+
+
+@kernel()
+def reduce_partials(view, tasks, cols):
+    """out[j] = sum of row t of the view (buf, start, step) at j, t = 0, 1, ... in that
+    order (float64): the tasks' partial sums, combined in a fixed order."""
+    buf, start, step = view
+    out = np.zeros(cols)
+    for t in range(tasks):
+        base = start + t * step
+        for j in range(cols):
+            out[j] += buf[base + j]
+    return out
+
+
+def _partial_rows(tasks, cols, nparams, dtype):
+    """Views (buf, start, step) of tasks rows of cols elements per parameter, task t's rows
+    side by side.  The rows start half a page apart modulo 4 KiB: dweight's row stored
+    and dbias's loaded at the same page offset would stall every iteration of the sweep
+    (4K aliasing; measured 1.6 times as slow at (4096, 1024) with unpadded rows)."""
+    item = np.dtype(dtype).itemsize
+    stride = cols + (2048 - cols * item) % 4096 // item
+    # From the output pool (_buffers): fresh pages would cost more than the sums.
+    buf = _buffers.empty((max(1, tasks * nparams * stride),), dtype)
+    views = [(buf, p * stride, nparams * stride) for p in range(nparams)]
+    return views + [None] * (2 - nparams)
+
+
+def task_rows(rows, cols):
+    """Rows per task: about TASK_ELEMENTS elements (whole rows), at most MAX_TASKS tasks.
+    A function of the shape only."""
+    per_task = max(1, _config.TASK_ELEMENTS // cols)
+    if rows > per_task * MAX_TASKS:
+        per_task = -(-rows // MAX_TASKS)
+    return per_task
+
+
+def run_backward(dx, dy, x, w, stats, grad_residual, rows, cols, eps, centered,
+                 param_grads=True):
+    """dx written; returns (dweight, dbias) as float64 (module docstring)."""
+    per_task = task_rows(rows, cols)
+    tasks = -(-rows // per_task)
+    partials = (None, None, None, None)
+    if param_grads:
+        nparams = 2 if centered else 1
+        total = _partial_rows(tasks, cols, nparams, np.float64)
+        partials = (*total, *_partial_rows(tasks, cols, nparams, x[0].dtype))
+    if rows:
+        args = (dx, dy, x, w, stats, grad_residual, *partials, rows, cols, float(eps),
+                bool(centered), per_task)
+        if tasks == 1 or rows * cols <= _config.SERIAL_MAX_ELEMENTS:
+            backward_serial(*args)
+        elif _threading.needs_lock():
+            with _threading.PARALLEL_LOCK:
+                backward_parallel(*args)
+        else:
+            backward_parallel(*args)
+    if not param_grads:
+        return None, None
+    dweight = reduce_partials(partials[0], tasks, cols)
+    dbias = reduce_partials(partials[1], tasks, cols) if centered else None
+    return dweight, dbias
