@@ -7,6 +7,7 @@ nor dask.  An array no predicate claims goes to the CPU backend (NumPy arrays, a
 anything ``np.asarray`` reads).  Adding a backend is one ``register`` call.
 """
 import importlib
+import sys
 
 import numpy as np
 
@@ -36,4 +37,11 @@ def is_gpu_array(a):
     return hasattr(a, "__cuda_array_interface__") or type(a).__name__ == "FakeCUDAArray"
 
 
+def is_dask_array(a):
+    """dask.array.Array and its subclasses, without importing dask (none exists before)."""
+    core = sys.modules.get("dask.array.core")
+    return core is not None and isinstance(a, core.Array)
+
+
 register("cuda", is_gpu_array, "numba_ln.cuda")
+register("dask", is_dask_array, "numba_ln.dask")

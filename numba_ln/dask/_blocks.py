@@ -1,0 +1,75 @@
+"""What a dask task runs on one block: plain NumPy arrays in, NumPy arrays out, through the
+CPU backend (numba_ln/_engine.py, numba_ln/cpu/).  Nothing here imports dask, and every
+function is defined at module level, so that spawned worker processes unpickle tasks by
+importing this module (which imports, or loads from the on-disk cache, the kernels).
+
+Each task runs under the thread budget of _budget.py.
+"""
+import numpy as np
+
+from .. import _config, _engine
+from .._layout import Plan
+from ..cpu import given_stats as _given
+from ._budget import budget
+
+
+def whole_rows(variant, x, residual, weight, bias, axes, eps, want_stats, keepdims):
+    """A block whose normalized axes are whole: the CPU path on it, returning what the
+    public function returns for the block.  Rows are normalized on their own, so the
+    result is the NumPy path's, bit for bit.  A non-contiguous block (a view dask sliced
+    from a NumPy array) is copied first: for a channels-first block the CPU path would
+    otherwise copy it into rows order, and the rows kernel's last bits differ from the
+    channels kernel's that a contiguous array gets."""
+    if x.size and not x.flags.c_contiguous:
+        x = np.ascontiguousarray(x)
+    with budget():
+        return _engine.run(variant, x, residual, weight, bias, axes, eps, None, None,
+                           want_stats, keepdims)
+
+
+def add(x, residual, dtype):
+    """s = x + residual in the result dtype, as the fused kernels form it."""
+    return np.add(x.astype(dtype, copy=False), residual.astype(dtype, copy=False))
+
+
+def split_rows(x, stats, weight, bias, axes, eps, centered, dtype):
+    """A block of rows split over chunks, normalized with their merged statistics (stats: a
+    block of the batch axes with fields ``mean`` and ``second``, see _partials).  weight and
+    bias are this block's part of them (normalized shape), or None."""
+    x = x.astype(dtype, copy=False)
+    plan = Plan(x.shape, axes, "rows", False, False)  # rows order, copied if need be
+    if plan.rows == 0:
+        return np.empty(x.shape, dtype)
+    rows, cols = plan.rows, plan.cols
+    second = np.ascontiguousarray(stats["second"], dtype=np.float64).reshape(rows)
+    rstd = 1.0 / np.sqrt(second + eps)
+    center = (np.ascontiguousarray(stats["mean"], dtype=np.float64).reshape(rows) if centered
+              else np.zeros(rows))
+    work = np.dtype(np.float64) if dtype == np.float64 else np.dtype(np.float32)
+    w, b = (None if p is None else np.ascontiguousarray(p, dtype=work).reshape(cols)
+            for p in (weight, bias))
+    y = plan.empty(dtype)
+    args = (plan.kernel_output(y), plan.kernel_input(x), w, b, center, rstd, rows, cols)
+    with budget():
+        if rows * cols <= _config.SERIAL_MAX_ELEMENTS:
+            _given.given_serial(*args)
+        else:
+            per_task = max(1, _config.TASK_ELEMENTS // cols)
+            _engine._launch(_given.given_parallel, *args, per_task)
+    return y
+
+
+def pick(result, index):
+    """One array of a block's result tuple."""
+    return result[index]
+
+
+def statistic(stats, field, eps, dtype, axes):
+    """A per-row statistic of a block of merged stats, in the result dtype: ``mean``,
+    ``second`` (the variance, or the mean square) or ``rstd``; a size-1 axis is inserted
+    at each of ``axes`` (keepdims shapes)."""
+    if field == "rstd":
+        value = 1.0 / np.sqrt(stats["second"] + eps)
+    else:
+        value = np.array(stats[field], dtype=np.float64)
+    return np.expand_dims(value.astype(dtype, copy=False), axes) if axes else value.astype(dtype)
