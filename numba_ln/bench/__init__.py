@@ -20,6 +20,8 @@ One job per module:
 ``report``       the text report
 ``plot``         the ``--plot`` bar chart
 ``cli``          argument parsing and the run
+``dask_cases``   ``--dask``: numba_ln on dask arrays against dask's own expression on a
+                 LocalCluster (dask and distributed imported only then)
 
 Importing the package or any module imports neither torch, onnx/onnxruntime nor
 matplotlib: each is imported when a contender (or the plot) that needs it is built, and a

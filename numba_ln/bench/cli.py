@@ -28,6 +28,7 @@ QUICK_CASES = {
     "add_rms_norm": ("4096x1024",),
 }
 FULL = {"rounds": 15, "batch_ms": 25.0, "warmup_ms": 5.0, "startup_repeats": 5}
+DASK_ROUNDS, DASK_ROUNDS_QUICK = 7, 3  # --dask: each round is a second or more per case
 CHOOSABLE = NUMBA_LN + PEERS  # --libraries; the speed-line copies always run
 
 
@@ -76,6 +77,11 @@ def parser():
     p.add_argument("--plot", metavar="FILE.png", help="bar chart of fraction of speed line")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="cuda: run numba_ln.cuda.bench instead")
+    p.add_argument("--dask", action="store_true",
+                   help="run the dask cases instead (numba_ln on dask arrays against dask's "
+                        "own expression on LocalCluster(n_workers=1, threads_per_worker=2, "
+                        "processes=False); see numba_ln.bench.dask_cases); honours --rounds, "
+                        "--quick, --small and --json")
     return p
 
 
@@ -106,6 +112,32 @@ def _run_cuda(args, settings):
         with open(args.json, "w") as f:
             json.dump({"meta": {"command": " ".join(sys.argv), "device": "cuda"},
                        "results": results}, f, indent=1, default=str)
+    return 0
+
+
+def _run_dask(args):
+    from .base import missing
+    from .dask_cases import format_results, run
+
+    absent = [m for m in ("dask", "distributed") if missing(m)]
+    if absent:
+        sys.exit(f"python -m numba_ln.bench --dask: {' and '.join(absent)} not installed "
+                 "(pip install 'numba_ln[dask]')")
+    rounds = args.rounds if args.rounds is not None else (
+        DASK_ROUNDS_QUICK if args.quick else DASK_ROUNDS)
+    if rounds < 1:
+        sys.exit("--rounds must be at least 1")
+    started = time.perf_counter()
+    results = run(rounds=rounds, small=args.small, progress=progress)
+    print(format_results(results))
+    print(f"(took {time.perf_counter() - started:.1f} s)")
+    if args.json:
+        meta = {"command": " ".join(["python -m numba_ln.bench", *sys.argv[1:]]),
+                "environment": environment(numba.get_num_threads()), "rounds": rounds,
+                "small": args.small, "date": time.strftime("%Y-%m-%d %H:%M:%S %z")}
+        with open(args.json, "w") as f:
+            json.dump({"meta": meta, "dask": results}, f, indent=1)
+        progress(f"saved {args.json}")
     return 0
 
 
@@ -159,6 +191,8 @@ def main(argv=None):
         sys.exit("--rounds must be at least 1")
     if args.device == "cuda":
         return _run_cuda(args, settings)
+    if args.dask:
+        return _run_dask(args)
     work, libs = _selection(args)
     if args.threads is not None:
         if not 1 <= args.threads <= numba.config.NUMBA_NUM_THREADS:
