@@ -237,11 +237,12 @@ def test_one_and_two_threads_bitwise(rng, centered):
 
 def test_task_rows_depend_on_shape_only():
     for rows, cols in [(1, 10), (4096, 1024), (16384, 1024), (4096, 4096), (10, 100000),
-                       (65536, 64), (100000, 7)]:
+                       (64, 10**6), (65536, 64), (100000, 7)]:
         per_task = bw.task_rows(rows, cols)
-        assert per_task >= 1
+        assert per_task >= bw.TASK_MIN_ROWS
         assert -(-rows // per_task) <= bw.MAX_TASKS
     assert bw.task_rows(4096, 1024) == 64  # TASK_ELEMENTS // cols
+    assert bw.task_rows(64, 10**6) == 8
 
 
 def test_capped_tasks(rng, monkeypatch):
@@ -253,8 +254,9 @@ def test_capped_tasks(rng, monkeypatch):
 
 
 def test_long_rows_in_pieces(rng):
-    """Rows longer than PIECE: the sums are added piece by piece, as the forward's."""
-    dy, x, w = data(rng, (3, bw.PIECE + 1000), np.float32, 1e3)
+    """Rows longer than PIECE: the sums are added piece by piece, as the forward's (and
+    two tasks of TASK_MIN_ROWS rows)."""
+    dy, x, w = data(rng, (2 * bw.TASK_MIN_ROWS, bw.PIECE + 1000), np.float32, 1e3)
     assert_matches(backward(dy, x, w), reference(dy, x, w), np.float32)
 
 

@@ -80,12 +80,15 @@ from ._rowops import normalizer
 RSTD_MAX = _config.NARROW_RSTD_MAX
 TINY = _config.NARROW_TINY
 
-# At most this many tasks (and so partial rows of dweight/dbias): the partials of a task
-# are cols float64 per parameter, and their reduction reads them all once, so with
-# TASK_ELEMENTS-sized tasks alone a (4096, 4096) float32 call would write 16 MiB of
-# partials against 192 MiB of data; 64 tasks keep that at 2% and still give every thread
-# several tasks on the machines we target.
+# At most this many tasks, and at least TASK_MIN_ROWS rows a task: each task has partial
+# rows of dweight/dbias (cols float64 + cols work type per parameter), which the final
+# reduction reads once.  With TASK_ELEMENTS-sized tasks alone a (4096, 4096) float32 call
+# would write 24 MiB of partials against 192 MiB of data, and rows of a million elements
+# (one row a task) twice the data; 64 tasks keep the first at 2%, 8 rows a task the
+# second at a quarter, and every thread still gets several tasks on the machines we
+# target.  (Few, very long rows thus run on few threads: there is no split kernel.)
 MAX_TASKS = 64
+TASK_MIN_ROWS = 8
 
 # dy * xhat and dy are added up PARAM_ROWS rows at a time in the work type, then into the
 # float64 partials (_backward_rows.flush_rows).  All in float32, the sweep runs 16 float32
@@ -291,9 +294,9 @@ def _partial_rows(tasks, cols, nparams, dtype):
 
 
 def task_rows(rows, cols):
-    """Rows per task: about TASK_ELEMENTS elements (whole rows), at most MAX_TASKS tasks.
-    A function of the shape only."""
-    per_task = max(1, _config.TASK_ELEMENTS // cols)
+    """Rows per task: about TASK_ELEMENTS elements (whole rows, at least TASK_MIN_ROWS),
+    at most MAX_TASKS tasks.  A function of the shape only."""
+    per_task = max(TASK_MIN_ROWS, _config.TASK_ELEMENTS // cols)
     if rows > per_task * MAX_TASKS:
         per_task = -(-rows // MAX_TASKS)
     return per_task
