@@ -61,19 +61,29 @@ def _child(queue):
     queue.put(float(numba_ln.layer_norm(x).sum()))
 
 
-@pytest.mark.parametrize("shape", [(300, 1000), (3, 70000)])  # rows in tasks; split rows
-def test_results_do_not_depend_on_the_thread_count(rng, shape):
+@pytest.mark.parametrize("shape,axis", [
+    ((300, 1000), -1),        # rows in tasks
+    ((3, 70000), -1),         # split rows
+    ((9, 70000), -1),         # rows longer than PIECE in parallel, one a task
+    ((1, 300000), -1),        # one row split into 5 pieces, the last not whole chunks
+    ((4, 64, 32, 32), 1),     # channels-first: channels_serial on 1 thread, parallel on 2
+])
+def test_results_do_not_depend_on_the_thread_count(rng, shape, axis):
     """The kernel and its tasks depend on the shape alone: 1 and 2 threads give the same
-    bits, for every function and its statistics."""
+    bits, for every function and its statistics.  Every other row (batch, for channels)
+    has a poor head shift, so that the second summing pass is covered too."""
     x = (1e3 + rng.standard_normal(shape)).astype(np.float32)
+    head = [slice(None)] * x.ndim
+    head[axis] = slice(0, 16)
+    x[tuple(head)][::2] += 100  # the first 16 elements of rows 0, 2, ...: outliers
     r = rng.standard_normal(shape).astype(np.float32)
-    w, b = rng.standard_normal((2, shape[-1])).astype(np.float32)
+    w, b = rng.standard_normal((2, shape[axis])).astype(np.float32)
 
     def calls():
-        return (numba_ln.layer_norm(x, w, b, return_stats=True),
-                numba_ln.rms_norm(x, w, return_stats=True),
-                numba_ln.add_layer_norm(x, r, w, b, return_stats=True),
-                numba_ln.moments(x))
+        return (numba_ln.layer_norm(x, w, b, axis=axis, return_stats=True),
+                numba_ln.rms_norm(x, w, axis=axis, return_stats=True),
+                numba_ln.add_layer_norm(x, r, w, b, axis=axis, return_stats=True),
+                numba_ln.moments(x, axis=axis))
 
     before = numba.get_num_threads()
     try:
