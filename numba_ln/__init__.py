@@ -6,6 +6,7 @@ numba.cuda kernels, imported lazily.
 """
 from . import _threading  # noqa: F401  (selects a fork- and thread-safe layer first)
 from ._api import add_layer_norm, add_rms_norm, layer_norm, moments, rms_norm
+from ._backward_api import layer_norm_backward, rms_norm_backward
 from ._buffers import release_buffers, set_buffer_pool
 from . import _njit  # noqa: F401,E402  (makes them callable inside users' @njit code)
 from ._modules import LayerNorm, RMSNorm
@@ -18,6 +19,8 @@ __all__ = [
     "add_layer_norm",
     "add_rms_norm",
     "moments",
+    "layer_norm_backward",
+    "rms_norm_backward",
     "LayerNorm",
     "RMSNorm",
     "release_buffers",
