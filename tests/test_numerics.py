@@ -483,38 +483,6 @@ def test_channels_nan_leaves_other_positions_bits(rng):
 
 # --- 5. in place ------------------------------------------------------------------------------
 
-SPLIT_ADD_IN_PLACE = (
-    "library bug: add_layer_norm(x, r, residual_out=r) on the split path (cpu/rows.py "
-    "rows_split) gets a wrong mean (~1e4 off at offset 1e4).  split_sums writes s = x + r over "
-    "r while summing, then split_finish recomputes the shift with row_shift(x, r), reading "
-    "x + s instead of x + r: the totals are combined about another shift than they were "
-    "summed about.  (The tasks of pieces > 0 also read r's first HEAD elements while piece "
-    "0's task may be overwriting them: a race.)  RMSNorm has no shift: add_rms_norm is right")
-
-
-CACHED_VS_FRESH = (
-    "library bug: a kernel loaded from Numba's on-disk cache normalizes rows in other bits "
-    "than the same kernel compiled in the running process (~25% of the elements of "
-    "layer_norm(x, w, b), float32 and float64, small and parallel paths; the statistics "
-    "agree).  Only rows normalized inside the fused sweep differ, a block's last row "
-    "(row_end) does not; likely cause: cpu/_sweep.py's sweep is compiled with "
-    "REDUCE_FASTMATH, whose reassoc also covers put()'s normalizing arithmetic.  So out=x "
-    "vs fresh outputs, or any two "
-    "kernel variants, can disagree in the last bits when one was compiled and the other "
-    "loaded (test_in_place_gives_the_same_bits then xfails, e.g. after a source edit)")
-
-def swept_rows(path):
-    """Rows normalized by a fused sweep: all but the last row of each block of rows
-    (rows_block: the whole call on the small path, a task on the parallel path); none on
-    the split path."""
-    rows, cols = SHAPES[path]
-    if path == "split":
-        return np.zeros(rows, bool)
-    per_task = rows if path == "small" else max(1, _config.TASK_ELEMENTS // cols)
-    i = np.arange(rows)
-    return (i % per_task != per_task - 1) & (i != rows - 1)
-
-
 CACHED_VS_FRESH_CODE = """
 import sys, numpy as np, numba_ln
 from numba_ln.cpu import small
@@ -529,17 +497,13 @@ print(sum(small.small_norm._cache_hits.values()), y.tobytes().hex())
 @pytest.mark.parametrize("func,path", [
     *[("layer_norm", p) for p in ("small", "parallel", "split")],
     *[("add_rms_norm", p) for p in ("small", "parallel", "split")],
-    ("add_layer_norm", "small"), ("add_layer_norm", "parallel"),
-    pytest.param("add_layer_norm", "split",
-                 marks=pytest.mark.xfail(strict=True, reason=SPLIT_ADD_IN_PLACE)),
+    *[("add_layer_norm", p) for p in ("small", "parallel", "split")],
 ])
 def test_in_place_gives_the_same_bits(rng, ran, func, path):
     """out=x (layer_norm) and residual_out=r (add_layer_norm, add_rms_norm) run the
     IN_PLACE kernels: exactly the bits of the same call with fresh outputs (hard_rows at
-    1e4), which match the oracle.  (Where one of the two kernel variants was loaded from
-    Numba's cache and the other compiled here, rows normalized by fused sweeps may differ:
-    the bug of test_cached_kernel_gives_the_bits_of_a_fresh_compile; such a difference, and
-    only such, makes this test xfail.)"""
+    1e4), which match the oracle.  (On the split path, s over r once gave a wrong mean: the
+    pieces read their shift from r's head while piece 0 overwrote it.)"""
     shape = SHAPES[path]
     x = hard_rows(rng, shape, 1e4)
     r = (0.5 * rng.standard_normal(shape)).astype(F32)
@@ -564,18 +528,14 @@ def test_in_place_gives_the_same_bits(rng, ran, func, path):
         else:
             check_rms_norm(y2, s, w, eps=1e-6)
     took(ran, path, "small_norm" if func == "layer_norm" else "small_add_norm")
-    if not same_bits(y2, y):
-        differ = (y2 != y).any(axis=1)
-        if not (differ & ~swept_rows(path)).any():  # the signature of the bug below
-            pytest.xfail("bits differ in fused-sweep rows only: " + CACHED_VS_FRESH)
     assert same_bits(y2, y)
 
 
-@pytest.mark.xfail(strict=True, reason=CACHED_VS_FRESH)
 def test_cached_kernel_gives_the_bits_of_a_fresh_compile(tmp_path):
     """Two processes with an empty cache folder: the first compiles (and caches) the
     small-call kernel, the second loads it; both must give the same bits.  (~10 s: one
-    compilation every run.)"""
+    compilation every run.)  They once differed in rows normalized inside the fused sweep,
+    whose `reassoc` reached the normalizing product (now exact_mul, cpu/_elements.py)."""
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
 
     def run():

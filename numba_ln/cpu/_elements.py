@@ -25,6 +25,14 @@ def exact_sub(a, b):
     return a - b
 
 
+@kernel(fastmath=False)
+def exact_mul(a, b):
+    """a * b, compiled without fastmath (as exact_sub): inside the summing sweep, which
+    compiles with `reassoc`, ``(d * scale) * w`` then keeps the order the plain normalize
+    loop uses, so a row's output does not depend on whether a sweep wrote it."""
+    return a * b
+
+
 def _absent(t):
     return t is None or isinstance(t, (types.NoneType, types.Omitted))
 

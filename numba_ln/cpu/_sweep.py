@@ -18,7 +18,7 @@ import numpy as np
 from numba.extending import overload
 
 from .. import _config
-from ._elements import _absent, _in_place, affine, exact_sub, work
+from ._elements import _absent, _in_place, affine, exact_mul, exact_sub, work
 from ._jit import kernel
 from ._moments import row_value
 
@@ -37,12 +37,12 @@ def _put(y, src, hi, low, scale, w, b, j):
         return lambda y, src, hi, low, scale, w, b, j: None
     if _in_place(y):
         def store_over(y, src, hi, low, scale, w, b, j):
-            t = exact_sub(exact_sub(src[j], hi), low) * scale
+            t = exact_mul(exact_sub(exact_sub(src[j], hi), low), scale)
             src[j] = affine(t, w, b, j)
         return store_over
 
     def store(y, src, hi, low, scale, w, b, j):
-        t = exact_sub(exact_sub(src[j], hi), low) * scale
+        t = exact_mul(exact_sub(exact_sub(src[j], hi), low), scale)
         y[j] = affine(t, w, b, j)
     return store
 

@@ -29,7 +29,7 @@ import numpy as np
 from numba import prange
 
 from .. import _config
-from ._elements import store_stats
+from ._elements import store_stats, work
 from ._jit import kernel
 from ._moments import PIECE, finish_row, piece_sums, row_shift, row_sums, rstd_of
 from ._pointers import address, advance, row_address
@@ -123,26 +123,31 @@ def rows_parallel(y, s, x, r, w, b, stats, rows, cols, eps, centered, per_task):
 # --- few, long rows ---------------------------------------------------------------------------
 
 @kernel(_nrt=False)
-def split_sums(s, x, r, partial, cols, pieces, centered, t):
+def split_shift(x, r, cols, centered, i):
+    """Row i's shift, as float64 (exact for float32 shifts too)."""
+    return 1.0 * row_shift(row_address(x, i, 0), row_address(r, i, 0), cols, centered)
+
+
+@kernel(_nrt=False)
+def split_sums(s, x, r, partial, shifts, cols, pieces, centered, t):
     """Totals of piece t (row t // pieces): _moments.row_sums' pieces, one per task."""
     i, p = divmod(t, pieces)
     lo = p * PIECE
-    k = row_shift(row_address(x, i, 0), row_address(r, i, 0), cols, centered)
+    k = work(row_address(x, i, 0), shifts[i])
     partial[t, 0], partial[t, 1] = piece_sums(row_address(x, i, 0), row_address(r, i, 0),
                                               row_address(s, i, 0), k, lo,
                                               min(cols, lo + PIECE), centered)
 
 
 @kernel(_nrt=False)
-def split_finish(s, x, r, partial, cols, pieces, centered, i):
+def split_finish(s, x, r, partial, shifts, cols, pieces, centered, i):
     """(mean, second) of row i from its pieces' totals, added in order (as row_sums)."""
     sp, xp, rp = row_address(s, i, 0), row_address(x, i, 0), row_address(r, i, 0)
     t1 = t2 = 0.0
     for p in range(pieces):
         t1 += partial[i * pieces + p, 0]
         t2 += partial[i * pieces + p, 1]
-    return finish_row(source(sp, xp, rp), cols, row_shift(xp, rp, cols, centered), t1, t2,
-                      centered)
+    return finish_row(source(sp, xp, rp), cols, work(xp, shifts[i]), t1, t2, centered)
 
 
 @kernel(_nrt=False)
@@ -161,12 +166,17 @@ def rows_split(y, s, x, r, w, b, stats, rows, cols, eps, centered):
     pieces = (cols + PIECE - 1) // PIECE
     tasks = rows * pieces
     partial = np.empty((tasks, 2))
+    # The shifts are taken before any piece is summed: with s written over r (IN_PLACE),
+    # piece 0's task overwrites the head of r that other pieces would read their shift from.
+    shifts = np.empty(rows)
+    for i in range(rows):
+        shifts[i] = split_shift(x, r, cols, centered, i)
     for t in prange(tasks):
-        split_sums(s, x, r, partial, cols, pieces, centered, np.int64(t))
+        split_sums(s, x, r, partial, shifts, cols, pieces, centered, np.int64(t))
     center = np.empty(rows)
     rstd = np.empty(rows)
     for i in range(rows):
-        mean, second = split_finish(s, x, r, partial, cols, pieces, centered, i)
+        mean, second = split_finish(s, x, r, partial, shifts, cols, pieces, centered, i)
         store_stats(stats, i, mean, second)
         center[i] = mean
         rstd[i] = rstd_of(second, eps)
