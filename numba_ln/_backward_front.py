@@ -70,7 +70,6 @@ def backward(centered, fname, dy, x, weight, mean, rstd, axis, eps, grad_residua
     # with a float32 one gives float64.
     dtype = np.result_type(dtype, *(_dtypes.result_dtype(a.dtype) for a in (dy, gr)
                                     if a is not None))
-    work = _dtypes.work_dtype(dtype)
     axes = _spec.normalize_axes(axis, x.ndim)
     eps = _spec.check_eps(eps)
     plan = make_plan(x, axes)
@@ -79,7 +78,7 @@ def backward(centered, fname, dy, x, weight, mean, rstd, axis, eps, grad_residua
     if 0 in plan.norm_shape:
         raise ValueError(f"the normalized shape {plan.norm_shape} has no elements "
                          f"(axis={axes})")
-    weight = _spec.check_param(NUMPY, weight, "weight", plan.norm_shape, work)
+    weight = _spec.check_param(NUMPY, weight, "weight", plan.norm_shape, dtype)
     if centered and (mean is None) != (rstd is None):
         given, missing = ("mean", "rstd") if rstd is None else ("rstd", "mean")
         raise ValueError(f"{given} was given without {missing}: pass both (as "
