@@ -82,6 +82,13 @@ def parser():
                         "own expression on LocalCluster(n_workers=1, threads_per_worker=2, "
                         "processes=False); see numba_ln.bench.dask_cases); honours --rounds, "
                         "--quick, --small and --json")
+    p.add_argument("--backward", action="store_true",
+                   help="run the backward cases instead (layer_norm_backward and "
+                        "rms_norm_backward against torch's native_layer_norm_backward and "
+                        "autograd of F.rms_norm, the NumPy formula and a line 1.5x the "
+                        "forward's; see numba_ln.bench.backward_cases); honours --cases, "
+                        "--functions, --threads, --rounds, --quick, --small, --no-targets and "
+                        "--json")
     return p
 
 
@@ -141,6 +148,37 @@ def _run_dask(args):
     return 0
 
 
+def _run_backward(args, settings, threads):
+    from . import backward_cases as bc
+    from .targets import BACKWARD_TARGETS
+
+    names = _split(args.cases) or [c.name for c in bc.BACKWARD_CASES]
+    by_name = {c.name: c for c in bc.BACKWARD_CASES}
+    funcs = [f for f in (_split(args.functions) or ()) if f in bc.BACKWARD_FUNCTIONS]
+    bad = [n for n in names if n not in by_name]
+    if bad:
+        sys.exit(f"--backward: unknown case(s) {', '.join(bad)}; choose from "
+                 f"{', '.join(by_name)}")
+    started = time.perf_counter()
+    env = environment(threads)
+    results = bc.run(settings, threads, [by_name[n] for n in names],
+                     funcs or tuple(bc.BACKWARD_FUNCTIONS), small=args.small,
+                     progress=progress)
+    targets = [] if args.no_targets else evaluate_targets(results, {}, BACKWARD_TARGETS)
+    meta = {"command": " ".join(["python -m numba_ln.bench", *sys.argv[1:]]),
+            "environment": env, "settings": settings, "small": args.small,
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+            "elapsed_s": time.perf_counter() - started, "load_average_end": load_average()}
+    print(format_report(meta, results, {}, targets))
+    print(f"(took {meta['elapsed_s']:.1f} s; the line is {bc.LINE_FACTOR:g}x the faster copy "
+          "of x, and the copies' GB/s count the 2 arrays they move)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"meta": meta, "backward": results, "targets": targets}, f, indent=1)
+        progress(f"saved {args.json}")
+    return 0
+
+
 def _selection(args):
     """(work: [(function, Case)], libraries) from the arguments; exits on a bad name."""
     names = _split(args.cases)
@@ -193,13 +231,15 @@ def main(argv=None):
         return _run_cuda(args, settings)
     if args.dask:
         return _run_dask(args)
-    work, libs = _selection(args)
+    work, libs = _selection(args) if not args.backward else (None, None)
     if args.threads is not None:
         if not 1 <= args.threads <= numba.config.NUMBA_NUM_THREADS:
             sys.exit(f"--threads must be between 1 and NUMBA_NUM_THREADS="
                      f"{numba.config.NUMBA_NUM_THREADS} (set that variable to allow more)")
         numba.set_num_threads(args.threads)
     threads = numba.get_num_threads()
+    if args.backward:
+        return _run_backward(args, settings, threads)
 
     started = time.perf_counter()
     env = environment(threads)

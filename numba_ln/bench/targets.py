@@ -142,6 +142,19 @@ TARGETS = (
            "<=", 1.0, extra=_startup),
 )
 
+# python -m numba_ln.bench --backward (backward_cases.py): the line is 1.5x the forward's.
+# The speedups are those of the allocating call: torch allocates its gradients too.
+LN_BW, RMS_BW = "layer_norm_backward", "rms_norm_backward"
+BACKWARD = named("4096x768", "4096x1024", "16384x1024", "4096x4096")
+BACKWARD_TARGETS = (
+    Target("layer_norm_backward out= >= {t:g}x its speed line (1.5x the forward's) {cases}",
+           ">=", 0.7, LN_BW, BACKWARD, LineFraction(OUT)),
+    Target("layer_norm_backward allocating >= {t:g}x torch native_layer_norm_backward "
+           "{cases} (speedup)", ">=", 2.0, LN_BW, BACKWARD, Speedup(ALLOC, "torch")),
+    Target("rms_norm_backward allocating >= {t:g}x torch autograd of F.rms_norm {cases} "
+           "(speedup)", ">=", 3.0, RMS_BW, BACKWARD, Speedup(ALLOC, "torch")),
+)
+
 
 def target_text(target):
     return target.text.format(t=target.threshold,

@@ -1,0 +1,44 @@
+"""layer_norm_backward and rms_norm_backward against torch (native_layer_norm_backward,
+autograd of F.rms_norm), the NumPy formula and the speed line (copies of x; the line is
+1.5x the faster).
+
+Cases and contenders come from ``numba_ln.bench.backward_cases`` (shared with
+``python -m numba_ln.bench --backward``).  Groups are ``<function>|<case>``; the
+``library`` parameter names the contender.  In the normal test run (benchmarks disabled)
+each runs once on the case's reduced shape and is checked.
+"""
+import numba
+import pytest
+
+from numba_ln.bench import backward_cases as bc
+
+_inputs_cache = {}
+
+
+def _inputs(func, case, small):
+    key = (func, case.name, small)
+    if key not in _inputs_cache:
+        _inputs_cache.clear()  # one case at a time: the large ones are 100+ MB
+        _inputs_cache[key] = bc.make_inputs(func, case, small=small)
+    return _inputs_cache[key]
+
+
+@pytest.mark.parametrize("func", list(bc.BACKWARD_FUNCTIONS))
+@pytest.mark.parametrize("case, library", [
+    pytest.param(case, lib, id=f"{case.name}-{lib}")
+    for case in bc.BACKWARD_CASES for lib in bc.BACKWARD_CONTENDERS])
+def test_backward(benchmark, func, case, library):
+    threads = numba.get_num_threads()
+    inputs = _inputs(func, case, benchmark.disabled)
+    built, skipped = bc.build(inputs, threads, (library,))
+    if library in skipped:
+        pytest.skip(skipped[library])
+    contender = built[library]
+    benchmark.group = f"{func}|{case.name}"
+    benchmark.extra_info.update(function=func, library=library, shape=list(inputs.x.shape),
+                                threads=threads, bytes=inputs.nbytes,
+                                contender=contender.description)
+    if not benchmark.disabled:
+        contender.call()  # compile/load, fault in the outputs
+    got = benchmark(contender.call)
+    contender.check(inputs, got)

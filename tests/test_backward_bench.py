@@ -1,0 +1,57 @@
+"""``python -m numba_ln.bench --backward`` in-process on the reduced shapes (one short
+round), the backward contenders' checks, and the backward targets' judgement on made-up
+results (no timing asserted)."""
+import json
+
+import numpy as np
+import pytest
+
+from numba_ln.bench import backward_cases as bc
+from numba_ln.bench import cli, targets
+
+
+def test_backward_option_prints_and_saves_every_case(tmp_path, capsys):
+    path = tmp_path / "backward.json"
+    assert cli.main(["--backward", "--small", "--rounds", "1", "--batch-ms", "0.5",
+                     "--warmup-ms", "0", "--cases", "4096x768,4096x4096",
+                     "--json", str(path)]) == 0
+    printed = capsys.readouterr().out
+    saved = json.loads(path.read_text())
+    assert [(r["function"], r["case"]) for r in saved["backward"]] == [
+        (f, c) for f in bc.BACKWARD_FUNCTIONS for c in ("4096x768", "4096x4096")]
+    for r in saved["backward"]:
+        for name in ("numba_ln-out", "numba_ln-alloc", "numba_ln-recompute", "numpy"):
+            entry = r["libraries"][name]
+            assert entry["check_error"] < 1e-5 and len(entry["times_s"]) == 1
+            assert entry["fraction_of_line"] > 0
+        assert r["line"]["median_s"] == pytest.approx(bc.LINE_FACTOR * min(
+            r["libraries"][k]["times_s"][0] for k in ("line-copyto", "line-prange")))
+        assert f"{r['function']}  {r['case']}" in printed
+    assert [t["target"].split()[0] for t in saved["targets"]] == [
+        "layer_norm_backward", "layer_norm_backward", "rms_norm_backward"]
+    assert "--backward" in cli.parser().format_help()
+
+
+@pytest.mark.parametrize("func", list(bc.BACKWARD_FUNCTIONS))
+def test_contenders_agree_and_a_wrong_one_fails(func):
+    inp = bc.make_inputs(func, bc.BACKWARD_CASES[1], small=True)
+    built, skipped = bc.build(inp, 1)
+    assert set(built) | set(skipped) == set(bc.BACKWARD_CONTENDERS)
+    assert set(skipped) <= {"torch"}
+    for name, c in built.items():
+        assert c.check(inp, c.call()) < 1e-4, name
+    dx, *rest = built["numpy"].call()
+    with pytest.raises(AssertionError, match="dx off by"):
+        bc.check(inp, (dx + 1, *rest))
+
+
+def test_backward_targets_on_made_up_results():
+    def result(func, case, out_fraction, alloc_s, torch_s):
+        return {"function": func, "case": case, "libraries": {
+            "numba_ln-out": {"fraction_of_line": out_fraction, "times_s": [1.0]},
+            "numba_ln-alloc": {"times_s": [alloc_s]}, "torch": {"times_s": [torch_s]}}}
+    fake = [result("layer_norm_backward", "4096x1024", 0.75, 1.0, 2.5),
+            result("rms_norm_backward", "4096x1024", 0.9, 1.0, 2.0)]
+    got = targets.evaluate_targets(fake, {}, targets.BACKWARD_TARGETS)
+    assert [t["status"] for t in got] == ["PASS", "PASS", "MISS"]
+    assert np.isclose(got[1]["values"]["4096x1024"], 2.5)
