@@ -7,13 +7,15 @@ implementation is chosen while Numba types the call, so a kernel compiled withou
 contains no bias code and no run-time test for one (and code for a missing array is never
 typed, which a plain ``if b is not None`` branch would not guarantee).
 
-The **work type** is the precision a kernel computes in: float32 for float32 data, float64
-for float64 data (statistics are always accumulated into float64 totals).
+The **work type** is the precision a kernel computes in: float32 for float32 and 16-bit
+data, float64 for float64 data (statistics are always accumulated into float64 totals).
+Elements are read and written through _storage's load/store, which convert 16-bit data.
 """
 from numba import types
 from numba.extending import overload
 
 from ._jit import kernel
+from ._storage import load
 
 
 @kernel(fastmath=False)
@@ -79,7 +81,8 @@ def _is_narrow(x):
 # --- optional arrays ----------------------------------------------------------------------------
 
 def affine(t, w, b, j):
-    """t * w[j] + b[j], without the parts whose array is None."""
+    """t * w[j] + b[j], without the parts whose array is None (w and b of any float
+    storage, read as they are: a float64 one makes the sum float64)."""
 
 
 @overload(affine, inline="always")
@@ -87,10 +90,10 @@ def _affine(t, w, b, j):
     if _absent(w) and _absent(b):
         return lambda t, w, b, j: t
     if _absent(b):
-        return lambda t, w, b, j: t * w[j]
+        return lambda t, w, b, j: t * load(w, j)
     if _absent(w):
-        return lambda t, w, b, j: t + b[j]
-    return lambda t, w, b, j: t * w[j] + b[j]
+        return lambda t, w, b, j: t + load(b, j)
+    return lambda t, w, b, j: t * load(w, j) + load(b, j)
 
 
 def store_stats(stats, i, mean, second):

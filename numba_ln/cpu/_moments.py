@@ -56,6 +56,7 @@ from numba.extending import overload
 from .. import _config
 from ._elements import _absent, _in_place, exact_sub, is_narrow, work
 from ._jit import kernel
+from ._storage import keep, load, rounded
 
 CHUNK = _config.CHUNK
 PIECE = _config.PIECE
@@ -66,38 +67,31 @@ REDUCE = _config.REDUCE_FASTMATH
 
 
 def row_value(x, r, s, j):
-    """Element j of the row as summed: x's, or x + r, which is then also stored into s."""
+    """Element j of the row as summed: x's, or x + r, which is then also stored into s
+    (and, stored as 16-bit, summed as stored)."""
 
 
 @overload(row_value, inline="always")
 def _row_value(x, r, s, j):
     if _absent(r):
-        return lambda x, r, s, j: x[j]
+        return lambda x, r, s, j: load(x, j)
     if _in_place(s):
-        def add_into_r(x, r, s, j):
-            v = x[j] + r[j]
-            r[j] = v
-            return v
-        return add_into_r
-
-    def add(x, r, s, j):
-        v = x[j] + r[j]
-        s[j] = v
-        return v
-    return add
+        return lambda x, r, s, j: keep(r, j, load(x, j) + load(r, j))
+    return lambda x, r, s, j: keep(s, j, load(x, j) + load(r, j))
 
 
 # --- the summing loops: compiled with REDUCE flags, one function each -------------------------
 
 def head_value(x, r, j):
-    """Element j of the row as summed, without storing it: x[j] or x[j] + r[j]."""
+    """Element j of the row as summed, without storing it: x[j] or x[j] + r[j] (rounded
+    as row_value stores it: a constant row's shift is then its value)."""
 
 
 @overload(head_value, inline="always")
 def _head_value(x, r, j):
     if _absent(r):
-        return lambda x, r, j: x[j]
-    return lambda x, r, j: x[j] + r[j]
+        return lambda x, r, j: load(x, j)
+    return lambda x, r, j: rounded(x, load(x, j) + load(r, j))
 
 
 @kernel(inline="always")
@@ -152,7 +146,7 @@ def wide_chunk_sums(src, shift, start, stop, centered):
     """float64 sums of (src - shift) and its square (centered), or of src**2."""
     a1 = a2 = 0.0
     for j in range(start, stop):
-        v = 1.0 * src[j]
+        v = 1.0 * load(src, j)
         if centered:
             v = exact_sub(v, shift)
             a1 += v
@@ -200,7 +194,7 @@ def row_sums(x, r, s, n, k, centered):
 @kernel(inline="always")
 def wide_row_sums(src, n, centered):
     """float64 totals about src[0] (or of squares), piece by piece."""
-    shift = 1.0 * src[0]
+    shift = 1.0 * load(src, 0)
     t1 = t2 = 0.0
     for lo in range(0, n, PIECE):
         a1, a2 = wide_chunk_sums(src, shift, np.uint64(lo), np.uint64(min(n, lo + PIECE)),

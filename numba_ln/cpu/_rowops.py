@@ -16,6 +16,7 @@ from numba.extending import overload
 from .. import _config
 from ._elements import _absent, _in_place, affine, exact_sub, work
 from ._jit import kernel
+from ._storage import load, store
 from ._sweep import normalize_chunk
 
 RSTD_MAX = _config.NARROW_RSTD_MAX
@@ -66,12 +67,12 @@ def put_wide(y, src, center, rstd, w, b, j):
 def _put_wide(y, src, center, rstd, w, b, j):
     if _in_place(y):
         def over(y, src, center, rstd, w, b, j):
-            src[j] = affine(exact_sub(1.0 * src[j], center) * rstd, w, b, j)
+            store(src, j, affine(exact_sub(1.0 * load(src, j), center) * rstd, w, b, j))
         return over
 
-    def store(y, src, center, rstd, w, b, j):
-        y[j] = affine(exact_sub(1.0 * src[j], center) * rstd, w, b, j)
-    return store
+    def store_into(y, src, center, rstd, w, b, j):
+        store(y, j, affine(exact_sub(1.0 * load(src, j), center) * rstd, w, b, j))
+    return store_into
 
 
 def normalize_into(y, src, n, center, rstd, w, b):

@@ -21,6 +21,7 @@ from .. import _config
 from ._elements import _absent, _in_place, affine, exact_mul, exact_sub, work
 from ._jit import kernel
 from ._moments import row_value
+from ._storage import load, store
 
 CHUNK = _config.CHUNK
 REDUCE = _config.REDUCE_FASTMATH
@@ -37,14 +38,14 @@ def _put(y, src, hi, low, scale, w, b, j):
         return lambda y, src, hi, low, scale, w, b, j: None
     if _in_place(y):
         def store_over(y, src, hi, low, scale, w, b, j):
-            t = exact_mul(exact_sub(exact_sub(src[j], hi), low), scale)
-            src[j] = affine(t, w, b, j)
+            t = exact_mul(exact_sub(exact_sub(load(src, j), hi), low), scale)
+            store(src, j, affine(t, w, b, j))
         return store_over
 
-    def store(y, src, hi, low, scale, w, b, j):
-        t = exact_mul(exact_sub(exact_sub(src[j], hi), low), scale)
-        y[j] = affine(t, w, b, j)
-    return store
+    def store_into(y, src, hi, low, scale, w, b, j):
+        t = exact_mul(exact_sub(exact_sub(load(src, j), hi), low), scale)
+        store(y, j, affine(t, w, b, j))
+    return store_into
 
 
 @kernel()

@@ -23,6 +23,7 @@ from .. import _config
 from ._elements import affine, exact_sub, is_narrow, store_stats, work
 from ._jit import kernel
 from ._moments import rstd_of
+from ._storage import empty_work, load, store
 
 HEAD = _config.HEAD
 GAIN_MAX = _config.SHIFT_GAIN_MAX
@@ -39,11 +40,11 @@ def tile_head(x, base, step, chans, width, k):
     h = min(chans, HEAD)
     n = np.uint64(width)
     for p in range(n):
-        k[p] = x[base + p]
+        k[p] = load(x, base + p)
     for c in range(1, h):
         row = base + np.uint64(c) * step
         for p in range(n):
-            k[p] += x[row + p]
+            k[p] += load(x, row + p)
     for p in range(n):
         k[p] = work(x, k[p] / h)
 
@@ -64,7 +65,7 @@ def tile_shifted_sums(x, base, step, chans, width, k, a1, a2, s1, s2):
         while c < end:
             row = base + np.uint64(c) * step
             for p in range(n):
-                d = exact_sub(x[row + p], k[p])
+                d = exact_sub(load(x, row + p), k[p])
                 a1[p] += d
                 a2[p] += d * d
             c += 1
@@ -87,7 +88,7 @@ def tile_squares(x, base, step, chans, width, a2, s2):
         while c < end:
             row = base + np.uint64(c) * step
             for p in range(n):
-                v = x[row + p]
+                v = load(x, row + p)
                 a2[p] += v * v
             c += 1
         for p in range(n):
@@ -105,9 +106,9 @@ def tile_wide(x, base, step, chans, width, s1, s2, centered):
     for c in range(chans):
         row = base + np.uint64(c) * step
         for p in range(n):
-            v = 1.0 * x[row + p]
+            v = 1.0 * load(x, row + p)
             if centered:
-                v = exact_sub(v, 1.0 * x[base + p])
+                v = exact_sub(v, 1.0 * load(x, base + p))
                 s1[p] += v
             s2[p] += v * v
 
@@ -136,7 +137,7 @@ def tile_moments(x, base, step, chans, width, centered, k, a1, a2, s1, s2, mean,
         if wide:
             tile_wide(x, base, step, chans, width, s1, s2, centered)
             for p in range(n):
-                k[p] = x[base + p] if centered else 0.0
+                k[p] = load(x, base + p) if centered else 0.0
     for p in range(n):
         if centered:
             mean[p] = k[p] + s1[p] / chans
@@ -164,12 +165,12 @@ def tile_normalize(y, y_base, y_step, x, base, step, chans, width, mean, rstd, h
         dst = y_base + np.uint64(c) * y_step
         if narrow:
             for p in range(n):
-                t = exact_sub(exact_sub(x[src + p], hi[p]), low[p]) * scale[p]
-                y[dst + p] = affine(t, w, b, c)
+                t = exact_sub(exact_sub(load(x, src + p), hi[p]), low[p]) * scale[p]
+                store(y, dst + p, affine(t, w, b, c))
         else:
             for p in range(n):
-                t = exact_sub(1.0 * x[src + p], mean[p]) * rstd[p]
-                y[dst + p] = affine(t, w, b, c)
+                t = exact_sub(1.0 * load(x, src + p), mean[p]) * rstd[p]
+                store(y, dst + p, affine(t, w, b, c))
 
 
 @kernel(_nrt=False)
@@ -195,7 +196,7 @@ def tile_task(y, x, w, b, stats, chans, inner, eps, centered, tile, t, scratch, 
 
 @kernel()
 def channels_serial(y, x, w, b, stats, outer, chans, inner, eps, centered, tile):
-    scratch = np.empty((6, tile), x[0].dtype)
+    scratch = empty_work(x[0], (6, tile))
     wide_scratch = np.empty((4, tile))
     for t in range(outer * ((inner + tile - 1) // tile)):
         tile_task(y, x, w, b, stats, chans, inner, eps, centered, tile, t, scratch, wide_scratch)
@@ -204,7 +205,7 @@ def channels_serial(y, x, w, b, stats, outer, chans, inner, eps, centered, tile)
 @kernel(parallel=True)
 def channels_parallel(y, x, w, b, stats, outer, chans, inner, eps, centered, tile):
     for t in prange(outer * ((inner + tile - 1) // tile)):
-        scratch = np.empty((6, tile), x[0].dtype)
+        scratch = empty_work(x[0], (6, tile))
         wide_scratch = np.empty((4, tile))
         # prange's index is unsigned; int64 keeps the index arithmetic integral
         tile_task(y, x, w, b, stats, chans, inner, eps, centered, tile, np.int64(t), scratch,

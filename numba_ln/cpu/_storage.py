@@ -1,0 +1,172 @@
+"""Loads and stores of array elements: the only place where a kernel's storage dtype and
+its work type differ.
+
+Numba's CPU backend has no 16-bit float type, so 16-bit arrays reach the kernels as
+16-bit integer views of the same bytes (the front's ``_dtypes.kernel_dtype``), and the
+integer type says which format the bits are:
+
+``uint16``  bfloat16 bits.  Load: the bits shifted into the high half of a float32 (exact).
+            Store: float32 rounded to nearest even with integer operations, NaN kept NaN.
+``int16``   float16 bits.  Load and store: LLVM's ``fpext``/``fptrunc`` of ``half`` (exact,
+            and correctly rounded: overflow gives inf, subnormals are kept).
+
+The work type of both is float32 (_elements.work).  For float32 and float64 arrays every
+helper here is the plain element access, so their machine code is what it was without
+them.  All conversions are a few vector instructions (AVX-512 BF16/F16C or plain integer
+lanes): they vectorize with the loops around them.
+
+Every helper takes ``a``: an array or a typed row pointer (_pointers), whose ``dtype``
+picks the implementation while Numba types the call.
+"""
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic, overload
+
+_I16, _I32, _F32 = ir.IntType(16), ir.IntType(32), ir.FloatType()
+
+
+def storage(t):
+    """'bfloat16', 'float16' or None (a float array, read as it is) for an array type."""
+    dtype = getattr(t, "dtype", None)
+    if dtype == types.uint16:
+        return "bfloat16"
+    if dtype == types.int16:
+        return "float16"
+    return None
+
+
+@intrinsic
+def bf16_to_f32(typingctx, bits):
+    def codegen(context, builder, signature, args):
+        wide = builder.shl(builder.zext(args[0], _I32), ir.Constant(_I32, 16))
+        return builder.bitcast(wide, _F32)
+    return types.float32(types.uint16), codegen
+
+
+@intrinsic
+def f32_to_bf16(typingctx, value):
+    """Round to nearest even: add 0x7fff plus the lowest kept bit, keep the high half.
+    A NaN keeps its sign and high payload and gets the quiet bit (so it stays NaN)."""
+    def codegen(context, builder, signature, args):
+        v = args[0]
+        bits = builder.bitcast(v, _I32)
+        high = builder.lshr(bits, ir.Constant(_I32, 16))
+        odd = builder.and_(high, ir.Constant(_I32, 1))
+        up = builder.add(builder.add(bits, ir.Constant(_I32, 0x7FFF)), odd)
+        rounded = builder.lshr(up, ir.Constant(_I32, 16))
+        quiet = builder.or_(high, ir.Constant(_I32, 0x40))
+        is_nan = builder.fcmp_unordered("uno", v, v)
+        return builder.trunc(builder.select(is_nan, quiet, rounded), _I16)
+    return types.uint16(types.float32), codegen
+
+
+@intrinsic
+def f16_to_f32(typingctx, bits):
+    def codegen(context, builder, signature, args):
+        return builder.fpext(builder.bitcast(args[0], ir.HalfType()), _F32)
+    return types.float32(types.int16), codegen
+
+
+@intrinsic
+def f32_to_f16(typingctx, value):
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(builder.fptrunc(args[0], ir.HalfType()), _I16)
+    return types.int16(types.float32), codegen
+
+
+def load(a, j):
+    """a[j] in its work type (the element itself for float arrays)."""
+
+
+@overload(load, inline="always")
+def _load(a, j):
+    kind = storage(a)
+    if kind == "bfloat16":
+        return lambda a, j: bf16_to_f32(a[j])
+    if kind == "float16":
+        return lambda a, j: f16_to_f32(a[j])
+    return lambda a, j: a[j]
+
+
+def encode(a, value):
+    """value (a float) as the bits a's storage holds (value itself for float arrays).
+    A float64 value is first rounded to float32: the 16-bit result is then within one
+    unit of the value rounded once (it only arises on the float64 fallbacks)."""
+
+
+@overload(encode, inline="always")
+def _encode(a, value):
+    kind = storage(a)
+    if kind == "bfloat16":
+        return lambda a, value: f32_to_bf16(np.float32(value))
+    if kind == "float16":
+        return lambda a, value: f32_to_f16(np.float32(value))
+    return lambda a, value: value
+
+
+def decode(a, bits):
+    """What encode(a, ...) stored, in a's work type."""
+
+
+@overload(decode, inline="always")
+def _decode(a, bits):
+    kind = storage(a)
+    if kind == "bfloat16":
+        return lambda a, bits: bf16_to_f32(bits)
+    if kind == "float16":
+        return lambda a, bits: f16_to_f32(bits)
+    return lambda a, bits: bits
+
+
+def store(a, j, value):
+    """a[j] = value, rounded once to a's storage."""
+
+
+@overload(store, inline="always")
+def _store(a, j, value):
+    def impl(a, j, value):
+        a[j] = encode(a, value)
+    return impl
+
+
+def keep(a, j, value):
+    """store(a, j, value) and return the stored value in the work type: a fused sum s is
+    normalized as it was stored."""
+
+
+@overload(keep, inline="always")
+def _keep(a, j, value):
+    if storage(a) is None:
+        def plain(a, j, value):
+            a[j] = value
+            return value
+        return plain
+
+    def impl(a, j, value):
+        bits = encode(a, value)
+        a[j] = bits
+        return decode(a, bits)
+    return impl
+
+
+def rounded(a, value):
+    """value rounded to a's storage, in the work type (value for float arrays)."""
+
+
+@overload(rounded, inline="always")
+def _rounded(a, value):
+    if storage(a) is None:
+        return lambda a, value: value
+    return lambda a, value: decode(a, encode(a, value))
+
+
+def empty_work(a, shape):
+    """A new array of a's work type (float32 for 16-bit storage)."""
+
+
+@overload(empty_work, inline="always")
+def _empty_work(a, shape):
+    if a.dtype == types.float64:
+        return lambda a, shape: np.empty(shape, np.float64)
+    return lambda a, shape: np.empty(shape, np.float32)
