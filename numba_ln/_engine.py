@@ -10,7 +10,7 @@ split rows / channels) and the statistics' keepdims shapes.
 import numba
 import numpy as np
 
-from . import _config, _spec, _threading
+from . import _config, _dtypes, _spec, _threading
 from ._layout import make_plan
 from ._validate import as_array, output_array, prepare_param
 from .cpu import channels as _channels
@@ -21,7 +21,7 @@ from .cpu._elements import IN_PLACE
 class _NumpyArrays:
     """The spec's array adapter for NumPy arrays (see _spec.py)."""
 
-    name = "cpu"
+    name = "numpy"
     input = staticmethod(as_array)
     output = staticmethod(output_array)
     param = staticmethod(prepare_param)
@@ -47,7 +47,7 @@ def run(variant, x, residual, weight, bias, axis, eps, out, residual_out, return
     s = s if residual_out is None else residual_out
     if not call.want_stats:
         return variant.results(y, s, None, None, False)
-    dtype = call.dtype
+    dtype = _dtypes.stats_dtype(call.dtype)
     if variant.stats == "mean_var":
         if not keepdims:
             shape = tuple(n for a, n in enumerate(call.x.shape) if a not in call.axes)
@@ -134,6 +134,9 @@ def run_rows(y, s, x, r, w, b, stats, rows, cols, eps, centered):
 
 def _run_kernel(plan, dtype, y, s, x, r, w, b, eps, centered, stats):
     """Pick the kernel for the plan's shape and run it.  y/s/x/r are views or None."""
+    if dtype in _dtypes.HALF:  # (weight and bias may be 16-bit only then: param_dtype)
+        y, s, x, r = (kernel_view(v) for v in (y, s, x, r))
+        w, b = (None if p is None else p.view(_dtypes.kernel_dtype(p.dtype)) for p in (w, b))
     if plan.kind == "rows":
         return run_rows(y, s, x, r, w, b, stats, plan.rows, plan.cols, eps, centered)
     tile = _config.TILE_BYTES // (plan.cols * dtype.itemsize)
@@ -142,6 +145,14 @@ def _run_kernel(plan, dtype, y, s, x, r, w, b, eps, centered, stats):
     if numba.get_num_threads() == 1 or plan.rows * plan.cols <= _config.SERIAL_MAX_ELEMENTS:
         return _channels.channels_serial(*args)  # per-position sums: the same bits
     return _launch(_channels.channels_parallel, *args)
+
+
+def kernel_view(view):
+    """A view (buf, start, *steps) with buf as the kernels read it: 16-bit floats as their
+    bits (_dtypes.kernel_dtype, cpu/_storage.py); None and IN_PLACE as they are."""
+    if view is None or view is IN_PLACE:
+        return view
+    return (view[0].view(_dtypes.kernel_dtype(view[0].dtype)),) + tuple(view[1:])
 
 
 def _launch(kernel, *args):

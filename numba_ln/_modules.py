@@ -2,7 +2,9 @@
 import numpy as np
 
 from ._api import layer_norm, rms_norm
-from ._dtypes import result_dtype
+from ._dtypes import BF16, F16, F32, F64, result_dtype
+
+_DTYPES = (F32, F64, F16, BF16)
 
 
 def _shape(normalized_shape):
@@ -27,9 +29,14 @@ class _Norm:
 
     def __init__(self, normalized_shape, eps, dtype):
         self.normalized_shape = _shape(normalized_shape)
-        self.dtype = np.dtype(dtype)
-        if self.dtype not in (np.float32, np.float64):
-            raise TypeError(f"dtype must be float32 or float64, got {self.dtype}")
+        try:
+            self.dtype = np.dtype(dtype)
+        except TypeError:
+            raise TypeError(f"dtype must be float32, float64, float16 or bfloat16, got "
+                            f"{dtype!r}") from None
+        if self.dtype not in _DTYPES:
+            raise TypeError(f"dtype must be float32, float64, float16 or bfloat16 "
+                            f"(ml_dtypes.bfloat16), got {self.dtype}")
         self.eps = eps
         self._axis = tuple(range(-len(self.normalized_shape), 0))
 
@@ -37,7 +44,7 @@ class _Norm:
         if value is None:
             return None
         arr = np.asarray(value)
-        result_dtype(arr.dtype, name)
+        result_dtype(arr.dtype, name, backend="numpy")
         if arr.shape != self.normalized_shape:
             raise ValueError(
                 f"{name} must have shape {self.normalized_shape}, got {arr.shape}"

@@ -9,13 +9,14 @@ naming the argument, and writes nothing.
 
 Adapter protocol (``arrays``):
 
-``name``                           "cpu" or "cuda": the dtype table's backend
+``name``                           "numpy", "dask" or "cuda": the dtype table's backend
 ``input(a, name)``                 a as the backend's array (.shape, .dtype), or raise
 ``output(a, name)``                the same for out=/residual_out= (raise TypeError for a
                                    kind of array the backend cannot write)
 ``readonly(a)``                    whether the backend's array a may not be written
 ``param(p, name, shape, dtype)``   weight/bias ready for the kernels (flat, contiguous, in
-                                   ``dtype``, broadcast to ``shape``), after the checks here
+                                   ``dtype``, broadcast to ``shape``), after the checks here;
+                                   ``dtype`` is _dtypes.param_dtype's
 ``overlap(a, b)``                  whether two of the backend's arrays share memory
 """
 import math
@@ -39,7 +40,8 @@ class Call(NamedTuple):
     norm_shape: tuple
     eps: float
     dtype: np.dtype   # the result dtype
-    work: np.dtype    # the kernels' precision (and the parameters' dtype)
+    work: np.dtype    # the kernels' precision (and the parameters' dtype, but for 16-bit
+                      # data on the CPU: see _dtypes.param_dtype)
     want_stats: bool
 
 
@@ -56,7 +58,7 @@ def build(variant, arrays, x, residual, weight, bias, axis, eps, out, residual_o
     axes = normalize_axes(axis, len(x.shape))
     eps = check_eps(eps)
     dtype = _dtypes.result_dtype(
-        x.dtype if residual is None else np.result_type(x.dtype, residual.dtype),
+        x.dtype if residual is None else _dtypes.result_type(x.dtype, residual.dtype),
         backend=arrays.name)
     work = _dtypes.work_dtype(dtype)
     if out is not None:
@@ -66,8 +68,8 @@ def build(variant, arrays, x, residual, weight, bias, axis, eps, out, residual_o
         if out is not None and arrays.overlap(out, residual_out):
             raise ValueError("out and residual_out must not overlap")
     norm_shape = tuple(x.shape[a] for a in axes)
-    weight = check_param(arrays, weight, "weight", norm_shape, work)
-    bias = check_param(arrays, bias, "bias", norm_shape, work)
+    weight = check_param(arrays, weight, "weight", norm_shape, dtype)
+    bias = check_param(arrays, bias, "bias", norm_shape, dtype)
     if 0 in norm_shape:
         raise ValueError(f"the normalized shape {norm_shape} has no elements (axis={axes})")
     return Call(variant, x, residual, weight, bias, out, residual_out, axes, norm_shape, eps,
@@ -124,7 +126,7 @@ def check_residual(shape, dtype, x_shape):
                          f"{tuple(x_shape)}")
 
 
-def check_param(arrays, p, name, norm_shape, dtype):
+def check_param(arrays, p, name, norm_shape, result):
     """weight/bias: None, or real and broadcastable to the normalized shape."""
     if p is None:
         return None
@@ -138,7 +140,8 @@ def check_param(arrays, p, name, norm_shape, dtype):
         except ValueError:
             raise ValueError(f"{name} of shape {tuple(arr.shape)} does not broadcast to the "
                              f"normalized shape {norm_shape}") from None
-    return arrays.param(arr, name, norm_shape, dtype)
+    return arrays.param(arr, name, norm_shape,
+                        _dtypes.param_dtype(arr.dtype, result, arrays.name))
 
 
 def check_output(arrays, out, name, shape, dtype):

@@ -95,3 +95,36 @@ def rms_norm_backward(dy, x, weight=None, rstd=None, axis=-1, eps=1e-6, grad_res
     rstd = _f64(rstd)
     dx, dweight, _ = _backward(dy, x, weight, x * rstd, rstd, axes, grad_residual, False)
     return dx, dweight
+
+
+def round_to(y, dtype):
+    """A float64 result rounded once, to nearest even, to dtype: the reference a 16-bit
+    result is compared with.  bfloat16 goes through float32 rounded to odd, which makes
+    the two roundings one (float32 keeps more than two bits beyond bfloat16's)."""
+    y = np.asarray(y, dtype=np.float64)
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":  # NumPy's float64 -> float16 is one correct rounding
+        with np.errstate(over="ignore"):  # overflow rounds to inf
+            return y.astype(dtype)
+    with np.errstate(over="ignore", invalid="ignore"):
+        t = y.astype(np.float32)
+        inexact = np.isfinite(y) & (t.astype(np.float64) != y)
+        t = np.where(inexact & (np.abs(t) > np.abs(y)), np.nextafter(t, np.float32(0)), t)
+    bits = t.view(np.uint32) | inexact.astype(np.uint32)
+    return bits.view(np.float32).astype(dtype)
+
+
+def ulp_distance(a, b):
+    """Per element, how many representable values of their (common, 16-bit) dtype lie
+    between a and b: 0 for equal values (+0 and -0 too) and for NaN against NaN, 2**16
+    for NaN against a number."""
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.dtype == b.dtype and a.itemsize == 2, (a.dtype, b.dtype)
+
+    def ordered(v):
+        bits = v.view(np.uint16).astype(np.int64)
+        return np.where(bits >= 0x8000, 0x8000 - bits, bits)
+
+    nan_a, nan_b = np.isnan(a.astype(np.float32)), np.isnan(b.astype(np.float32))
+    d = np.abs(ordered(a) - ordered(b))
+    return np.where(nan_a | nan_b, np.where(nan_a & nan_b, 0, 1 << 16), d)

@@ -72,10 +72,21 @@ def _real_dtype(t):
     return dtype if _dtypes.is_real(dtype) else None
 
 
+def _no_half(fname, name, t):
+    """16-bit float arrays are taken from Python only.  (Numba cannot type a bfloat16
+    array at all: such a call fails in Numba's dispatcher, before any check here.)"""
+    if isinstance(t, types.Array) and t.dtype == types.float16:
+        _fail(fname, f"{name} is a float16 array; 16-bit arrays (float16, bfloat16) are "
+                     f"supported when numba_ln.{fname} is called from Python, not in @njit "
+                     f"code (Numba's CPU backend has no 16-bit float type); supported here: "
+                     f"{SUPPORTED_DTYPES}")
+
+
 def _x_dtype(fname, x, name="x"):
     """The result dtype for array argument x, with _validate's rule."""
     if not isinstance(x, types.Array) or x.ndim == 0:
         _fail(fname, f"{name} must be a NumPy array of 1 or more dimensions, got {x}")
+    _no_half(fname, name, x)
     try:
         return _dtypes.result_dtype(as_dtype(x.dtype), name)
     except Exception:  # NumPy's TypeError, or Numba's for dtypes NumPy has no name for
@@ -93,6 +104,7 @@ def _param_kind(fname, name, t, dtype):
         return "absent"
     if isinstance(t, (types.Number, types.Boolean)) and not isinstance(t, types.Complex):
         return "scalar"
+    _no_half(fname, name, t)
     if isinstance(t, types.Array) and t.ndim >= 1 and _real_dtype(t) is not None:
         return "view" if t.ndim == 1 and _is_view(t, dtype) else "copy"
     _fail(fname, f"{name} must be None, a real number or a real (float, int or bool) array "
@@ -100,6 +112,7 @@ def _param_kind(fname, name, t, dtype):
 
 
 def _check_residual(fname, t, x):
+    _no_half(fname, "residual", t)
     if not isinstance(t, types.Array) or not 1 <= t.ndim <= x.ndim or _real_dtype(t) is None:
         _fail(fname, f"residual must be a real (float, int or bool) array of at most x's "
                      f"{x.ndim} dimensions, broadcastable to x's shape, got {t}")
@@ -109,6 +122,7 @@ def _output_kind(fname, name, t, x, dtype):
     """"new" (allocated here), "view" (written in place) or "temp" (written, then copied)."""
     if _absent(t):
         return "new"
+    _no_half(fname, name, t)
     if (not isinstance(t, types.Array) or t.ndim != x.ndim or as_dtype(t.dtype) != dtype
             or not t.mutable):
         _fail(fname, f"{name} must be a writeable {dtype} array with x's {x.ndim} "

@@ -10,7 +10,7 @@ bias) builds no NumPy shadow and no Numba array.
 """
 import numpy as np
 
-from .. import _spec, _validate
+from .. import _dtypes, _spec, _validate
 from . import _arrays, _config
 from ._compat import SIMULATOR, cuda
 from ._kernels import STATS_MEAN_RSTD, STATS_MEAN_VAR, STATS_NONE, STATS_RSTD, row_kernel
@@ -39,7 +39,9 @@ class _DeviceArrays:
             return _arrays.as_dev(a, name)
         host = _validate.as_array(a, name)
         if name in ("weight", "bias"):
-            return host
+            return host  # converted on the host (param): bfloat16 ones too
+        if host.dtype == _dtypes.BF16:  # no bfloat16 loads in the GPU kernels
+            _dtypes.result_dtype(host.dtype, name, "cuda")
         return _arrays.to_device(host, self.stream)[1]
 
     @staticmethod

@@ -7,7 +7,7 @@ Each task runs under the thread budget of _budget.py.
 """
 import numpy as np
 
-from .. import _config, _engine
+from .. import _config, _dtypes, _engine
 from .._layout import Plan
 from ..cpu import given_stats as _given
 from ._budget import budget
@@ -45,11 +45,13 @@ def split_rows(x, stats, weight, bias, axes, eps, centered, dtype):
     rstd = 1.0 / np.sqrt(second + eps)
     center = (np.ascontiguousarray(stats["mean"], dtype=np.float64).reshape(rows) if centered
               else np.zeros(rows))
-    work = np.dtype(np.float64) if dtype == np.float64 else np.dtype(np.float32)
-    w, b = (None if p is None else np.ascontiguousarray(p, dtype=work).reshape(cols)
-            for p in (weight, bias))
+    # (16-bit parameters: read as they are, as bits -- _dtypes.param_dtype)
+    w, b = (None if p is None else np.ascontiguousarray(p, dtype=_dtypes.param_dtype(
+        p.dtype, dtype, "dask")).reshape(cols) for p in (weight, bias))
+    w, b = (None if p is None else p.view(_dtypes.kernel_dtype(p.dtype)) for p in (w, b))
     y = plan.empty(dtype)
-    args = (plan.kernel_output(y), plan.kernel_input(x), w, b, center, rstd, rows, cols)
+    args = (_engine.kernel_view(plan.kernel_output(y)), _engine.kernel_view(plan.kernel_input(x)),
+            w, b, center, rstd, rows, cols)
     with budget():
         if rows * cols <= _config.SERIAL_MAX_ELEMENTS:
             _given.given_serial(*args)

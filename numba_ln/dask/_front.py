@@ -24,7 +24,7 @@ from functools import partial
 
 import numpy as np
 
-from .. import _spec, _validate
+from .. import _dtypes, _spec, _validate
 from .._backends import is_dask_array
 from . import _blocks, _partials
 
@@ -32,7 +32,7 @@ from . import _blocks, _partials
 class _DaskArrays:
     """The spec's array adapter for dask arrays (see numba_ln/_spec.py)."""
 
-    name = "cpu"  # the CPU's dtype table: its kernels run the tasks
+    name = "dask"  # the dtype table's entry (the CPU's forward dtypes: its kernels run the tasks)
 
     @staticmethod
     def input(a, name):
@@ -154,8 +154,10 @@ def _whole(call, x, r):
     picked = []
     for i, kind in enumerate(kinds):
         adjust = {a: 1 for a in axes} if kind == "stat" else None
+        kind_dtype = _dtypes.stats_dtype(dtype) if kind == "stat" else dtype
         picked.append(da.blockwise(_blocks.pick, ind, both, ind, i, None, token=f"{token}-{kind}",
-                                   dtype=dtype, adjust_chunks=adjust, meta=_meta(x.ndim, dtype)))
+                                   dtype=kind_dtype, adjust_chunks=adjust,
+                                   meta=_meta(x.ndim, kind_dtype)))
     outs = dict(zip(kinds, picked))  # y and s by name; the statistics in order
     stats = picked[len(kinds) - kinds.count("stat"):] + [None, None]
     return stats[0], stats[1], outs.get("y"), outs.get("s")
@@ -191,10 +193,11 @@ def _split(call, x, r, keepdims):
                   "mean_var": ("mean", "second")}[variant.stats]
         out_ind = ind if keepdims else batch
         new_axes = {a: 1 for a in axes} if keepdims else None
+        stats_dtype = _dtypes.stats_dtype(dtype)
         picked = [da.blockwise(_blocks.statistic, out_ind, stats, batch, field, None, eps,
-                               None, dtype, None, axes if keepdims else (), None,
-                               token=f"{token}-{field}", new_axes=new_axes, dtype=dtype,
-                               meta=_meta(len(out_ind), dtype))
+                               None, stats_dtype, None, axes if keepdims else (), None,
+                               token=f"{token}-{field}", new_axes=new_axes, dtype=stats_dtype,
+                               meta=_meta(len(out_ind), stats_dtype))
                   for field in fields] + [None]
         first, second = picked[0], picked[1]
     return first, second, y, (src if r is not None else None)
