@@ -68,13 +68,24 @@ def _params(rng, norm_shape, dtype, kind="half", tiny=False):
     return w.astype(wdt), b.astype(bdt)
 
 
-def assert_ulp(y, expected, dtype, bound=1):
-    """y (of dtype) within `bound` ulp of the float64 `expected` rounded once to dtype."""
+def assert_ulp(y, expected, dtype, bias=None, bound=1):
+    """y (of dtype) within `bound` ulp of the float64 `expected` rounded once to dtype --
+    or, where a bias cancels most of xhat * w (y much smaller than xhat * w), within
+    float32's rounding of xhat * w (docs/half.md, Accuracy)."""
     assert y.dtype == dtype
     d = ulp_distance(y, round_to(expected, dtype))
+    if bias is not None:
+        with np.errstate(invalid="ignore"):
+            before_bias = np.abs(expected - np.asarray(bias, dtype=np.float64))
+            err = np.abs(y.astype(np.float64) - expected)
+            d = np.where(err <= 4e-7 * before_bias, 0, d)
     worst = int(d.max()) if d.size else 0
     assert worst <= bound, f"{worst} ulp at {np.unravel_index(np.argmax(d), d.shape)}"
     return worst
+
+
+def _broadcast_bias(x, b, axis):
+    return ref._affine(np.zeros(x.shape), x, None, b, ref._axes(axis, x.ndim))
 
 
 def _norm_shape(x, axis):
@@ -96,7 +107,7 @@ def test_layer_norm_within_one_ulp(dtype, layout, params, seed, kind):
     w, b = _params(rng, _norm_shape(x, axis), dtype, params, tiny=kind == "tiny")
     y, mean, rstd = numba_ln.layer_norm(x, w, b, axis=axis, return_stats=True)
     y64, mean64, rstd64 = ref.layer_norm(x, w, b, axis=axis)
-    assert_ulp(y, y64, dtype)
+    assert_ulp(y, y64, dtype, bias=_broadcast_bias(x, b, axis))
     assert mean.dtype == rstd.dtype == F32
     # float32 rounding of the mean, and the summing error relative to the data's spread
     np.testing.assert_allclose(mean, mean64, rtol=2e-7, atol=1e-6 * np.std(x.astype(float)))
@@ -137,7 +148,7 @@ def test_fused_sum_is_one_rounding_and_y_normalizes_it(dtype, centered, seed, ki
         y64 = ref.rms_norm(s, w)[0]
     want = (x.astype(F32) + r.astype(F32)).astype(dtype)
     assert s.dtype == dtype and s.tobytes() == want.tobytes()
-    assert_ulp(y, y64, dtype)
+    assert_ulp(y, y64, dtype, bias=b if centered else None)
     assert rstd.dtype == F32
 
 
@@ -147,7 +158,7 @@ def test_fused_channels(dtype, rng):
     w, b = _params(rng, (8,), dtype, "half")
     y, s, _, _ = numba_ln.add_layer_norm(x, r, w, b, axis=1, return_stats=True)
     assert s.tobytes() == (x.astype(F32) + r.astype(F32)).astype(dtype).tobytes()
-    assert_ulp(y, ref.layer_norm(s, w, b, axis=1)[0], dtype)
+    assert_ulp(y, ref.layer_norm(s, w, b, axis=1)[0], dtype, bias=b[:, None])
 
 
 def test_mixed_dtypes_follow_numpy(rng):
@@ -185,7 +196,7 @@ def test_special_values_stay_in_their_row(dtype, rng):
     assert np.isnan(y[1:4].astype(F32)).all()
     assert y[4].tobytes() == b.tobytes()  # exactly 0, plus bias
     rows = [0, 5]
-    assert_ulp(y[rows], ref.layer_norm(x[rows], w, b)[0], dtype)
+    assert_ulp(y[rows], ref.layer_norm(x[rows], w, b)[0], dtype, bias=b)
     assert np.isfinite(mean[rows]).all() and mean[4] == 3.0
     assert rstd[4] == np.float32(1 / np.sqrt(1e-5))
 
@@ -221,7 +232,7 @@ def test_modules_with_dtype(dtype, rng):
     assert ln.weight.dtype == dtype
     x = _data(rng, (7, 33), dtype, "far")
     y, mean, rstd = ln(x, return_stats=True)
-    assert_ulp(y, ref.layer_norm(x, ln.weight, ln.bias)[0], dtype)
+    assert_ulp(y, ref.layer_norm(x, ln.weight, ln.bias)[0], dtype, bias=ln.bias)
     rms = numba_ln.RMSNorm((6,), dtype=BF16)  # (one dtype: its kernel is compiled once)
     x = _data(rng, (7, 6), BF16, "normal")
     assert_ulp(rms(x, return_stats=True)[0], ref.rms_norm(x, rms.weight)[0], BF16)
@@ -278,4 +289,4 @@ def test_dask_arrays(chunks, rng):
     assert y.dtype == BF16 and mean.dtype == rstd.dtype == F32
     y, mean, rstd = dask.compute(y, mean, rstd, scheduler="synchronous")
     assert mean.dtype == rstd.dtype == F32
-    assert_ulp(y, ref.layer_norm(x, w, b)[0], BF16)
+    assert_ulp(y, ref.layer_norm(x, w, b)[0], BF16, bias=b)
