@@ -89,6 +89,12 @@ def parser():
                         "forward's; see numba_ln.bench.backward_cases); honours --cases, "
                         "--functions, --threads, --rounds, --quick, --small, --no-targets and "
                         "--json")
+    p.add_argument("--half", action="store_true",
+                   help="run the 16-bit cases instead (layer_norm on bfloat16 and float16 "
+                        "against torch in that dtype, NumPy through float32 and onnxruntime "
+                        "float16, as fractions of a 16-bit copy; see "
+                        "numba_ln.bench.half_cases); honours --threads, --rounds, --quick, "
+                        "--small, --no-targets and --json")
     return p
 
 
@@ -179,6 +185,12 @@ def _run_backward(args, settings, threads):
     return 0
 
 
+def _run_half(args, settings, threads):
+    from .half_cases import main as run_half
+
+    return run_half(args, settings, threads, progress)
+
+
 def _selection(args):
     """(work: [(function, Case)], libraries) from the arguments; exits on a bad name."""
     names = _split(args.cases)
@@ -231,7 +243,7 @@ def main(argv=None):
         return _run_cuda(args, settings)
     if args.dask:
         return _run_dask(args)
-    work, libs = _selection(args) if not args.backward else (None, None)
+    work, libs = _selection(args) if not (args.backward or args.half) else (None, None)
     if args.threads is not None:
         if not 1 <= args.threads <= numba.config.NUMBA_NUM_THREADS:
             sys.exit(f"--threads must be between 1 and NUMBA_NUM_THREADS="
@@ -240,6 +252,8 @@ def main(argv=None):
     threads = numba.get_num_threads()
     if args.backward:
         return _run_backward(args, settings, threads)
+    if args.half:
+        return _run_half(args, settings, threads)
 
     started = time.perf_counter()
     env = environment(threads)

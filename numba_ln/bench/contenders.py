@@ -85,6 +85,12 @@ NUMPY = {
 }
 
 
+def _through_float32(f, dtype, reads, *args):
+    """f on float32 copies of 16-bit data, its outputs rounded back to the data's dtype."""
+    got = f(*(a.astype(np.float32) for a in reads), *args)
+    return tuple(a.astype(dtype) for a in got) if isinstance(got, tuple) else got.astype(dtype)
+
+
 def numpy_expression(inp, threads):
     if inp.func not in NUMPY:
         raise Skip(f"no NumPy expression for {inp.func}")
@@ -92,6 +98,11 @@ def numpy_expression(inp, threads):
     g = inp.weight.reshape(shape)
     b = None if inp.bias is None else inp.bias.reshape(shape)
     f, text = NUMPY[inp.func]
+    if inp.x.itemsize == 2:  # 16-bit data: computed in float32 (as the kernels are)
+        g, b = (None if p is None else p.astype(np.float32) for p in (g, b))
+        return Contender("numpy", partial(_through_float32, f, inp.x.dtype, inp.reads, g, b,
+                                          inp.eps, inp.case.axis),
+                         f"float32 copies, then {text}, rounded back")
     return Contender("numpy", partial(f, *inp.reads, g, b, inp.eps, inp.case.axis), text)
 
 

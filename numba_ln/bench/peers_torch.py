@@ -75,10 +75,26 @@ def torch_contender(inp, threads):
     if channels_first and inp.func not in CHANNELS_FIRST:
         raise Skip("channels-first only benchmarked for layer_norm")
     arrays = {**inp.arrays, "weight": inp.weight, "bias": inp.bias}
+    bf16 = inp.x.dtype.name == "bfloat16"
     try:
-        tensors = {k: None if a is None else torch.from_numpy(a) for k, a in arrays.items()}
-    except TypeError:  # a dtype torch.from_numpy does not take (ml_dtypes' bfloat16, ...)
+        tensors = {k: None if a is None else _tensor(torch, a) for k, a in arrays.items()}
+    except TypeError:  # a dtype torch.from_numpy does not take
         raise Skip(f"torch.from_numpy does not take {inp.x.dtype.name} arrays") from None
     cols = (inp.x.shape[inp.case.axis],)
     call, text = CALLS[inp.func](F, tensors, cols, inp.eps, channels_first)
+    if bf16:  # NumPy cannot read a bfloat16 tensor: its bits, viewed (no copy)
+        call = partial(_bfloat16_numpy, torch, inp.x.dtype, call)
     return Contender("torch", call, f"torch {torch.__version__}: {text}")
+
+
+def _tensor(torch, a):
+    """A tensor sharing a's memory; bfloat16 (ml_dtypes) through its bits."""
+    if a.dtype.name == "bfloat16":
+        return torch.from_numpy(a.view("i2")).view(torch.bfloat16)
+    return torch.from_numpy(a)
+
+
+def _bfloat16_numpy(torch, dtype, call):
+    got = call()
+    as_numpy = (lambda t: t.view(torch.int16).numpy().view(dtype))
+    return tuple(map(as_numpy, got)) if isinstance(got, tuple) else as_numpy(got)

@@ -16,6 +16,7 @@ import operator
 from dataclasses import dataclass
 
 from .cases import CASE_BY_NAME, CASES
+from .half_cases import HALF_CASE_BY_NAME, HALF_CASES
 from .timing import SCALING_CASE, ratio
 
 OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le}
@@ -156,6 +157,32 @@ BACKWARD_TARGETS = (
 )
 
 
+# python -m numba_ln.bench --half (half_cases.py): the line copies the same 16-bit bytes.
+HALF = Cases("at " + ", ".join(c.name for c in HALF_CASES), lambda c: c in HALF_CASES)
+HALF_BF16 = Cases("at " + ", ".join(c.name for c in HALF_CASES if c.dtype == "bfloat16"),
+                  lambda c: c in HALF_CASES and c.dtype == "bfloat16")
+
+
+def _half_elements(extras):
+    found = extras.get("half_elements_per_second")
+    if not found:
+        return None
+    worst = min(found, key=found.get)
+    return (worst, found[worst], f"worst {found[worst]:.2f}x at {worst}; "
+            + ", ".join(f"{k} {v:.2f}x" for k, v in found.items()))
+
+
+HALF_TARGETS = (
+    Target("layer_norm 16-bit out= >= {t:g}x the 16-bit speed line {cases}", ">=", 0.7, LN,
+           HALF, LineFraction(OUT)),
+    Target("layer_norm bfloat16 allocating >= {t:g}x torch's bfloat16 F.layer_norm {cases} "
+           "(speedup)", ">=", 3.0, LN, HALF_BF16, Speedup(ALLOC, "torch")),
+    Target("layer_norm bfloat16 elements/s >= {t:g}x numba_ln float32's (out=, same shape) "
+           "at 16384x1024, 4096x4096", ">=", 1.6, extra=_half_elements,
+           unmeasured="needs the float32 cases"),
+)
+
+
 def target_text(target):
     return target.text.format(t=target.threshold,
                               cases=target.cases.text if target.cases else "")
@@ -165,7 +192,7 @@ def _values(target, results):
     """[(case name, value, result)] for the measured cases of ``target``'s selection."""
     found = []
     for r in results:
-        case = CASE_BY_NAME.get(r["case"])
+        case = CASE_BY_NAME.get(r["case"]) or HALF_CASE_BY_NAME.get(r["case"])
         if r["function"] == target.func and case is not None and target.cases.keep(case):
             v = target.metric(r)
             if v is not None:
