@@ -16,15 +16,17 @@ backends  where the dtype is taken:
           ``cpu``    every other CPU path: @njit code, the backward functions
           ``cuda``   the GPU
 Integers and bools give float64 on every backend.
+
+bfloat16 is ml_dtypes' dtype, which numba_ln never imports itself (importing ml_dtypes
+takes ~0.5 s, more than numba_ln's own import): a bfloat16 array exists only once its
+owner imported ml_dtypes, and the table takes the dtype in on first sight (``_storage``).
 """
+import sys
 from typing import NamedTuple
 
-import ml_dtypes
 import numpy as np
 
 F16, F32, F64 = np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)
-BF16 = np.dtype(ml_dtypes.bfloat16)
-HALF = (F16, BF16)
 
 
 class Storage(NamedTuple):
@@ -40,8 +42,8 @@ TABLE = {
     F32: Storage(F32, F32, F32, F32, _ALL),
     F64: Storage(F64, F64, F64, F64, _ALL),
     F16: Storage(F16, F32, F32, np.dtype(np.int16), frozenset({"numpy", "dask", "cuda"})),
-    BF16: Storage(BF16, F32, F32, np.dtype(np.uint16), frozenset({"numpy", "dask"})),
 }
+_BF16_BACKENDS = frozenset({"numpy", "dask"})
 
 # How each backend's error message lists what it takes (kept word for word).
 SUPPORTED = {
@@ -53,8 +55,24 @@ SUPPORTED["dask"] = SUPPORTED["numpy"]
 _WHERE = {"numpy": "", "dask": "", "cpu": " here", "cuda": " on the GPU"}
 
 
+def is_bfloat16(dtype):
+    """Whether dtype is ml_dtypes.bfloat16 (without importing ml_dtypes)."""
+    if dtype.kind != "V" or dtype.itemsize != 2 or "ml_dtypes" not in sys.modules:
+        return False
+    return dtype == np.dtype(sys.modules["ml_dtypes"].bfloat16)
+
+
+def is_half(dtype):
+    """float16 or bfloat16."""
+    return dtype == F16 or is_bfloat16(dtype)
+
+
 def _storage(dtype):
-    return TABLE.get(dtype if dtype.isnative else dtype.newbyteorder("="))
+    dtype = dtype if dtype.isnative else dtype.newbyteorder("=")
+    storage = TABLE.get(dtype)
+    if storage is None and is_bfloat16(dtype):
+        storage = TABLE[dtype] = Storage(dtype, F32, F32, np.dtype(np.uint16), _BF16_BACKENDS)
+    return storage
 
 
 def result_dtype(dtype, name="x", backend="cpu"):
@@ -79,12 +97,12 @@ def result_dtype(dtype, name="x", backend="cpu"):
 
 def work_dtype(result):
     """The kernels' precision for a result dtype (float32 for 16-bit and float32)."""
-    return TABLE[np.dtype(result)].work
+    return _storage(np.dtype(result)).work
 
 
 def stats_dtype(result):
     """The dtype of a CPU call's mean/rstd/moments for a result dtype."""
-    return TABLE[np.dtype(result)].stats
+    return _storage(np.dtype(result)).stats
 
 
 def kernel_dtype(dtype):
@@ -98,7 +116,7 @@ def param_dtype(param, result, backend):
     on the CPU: a float parameter (16-bit, float32 or float64) is then read as it is, with
     no cast copy per call (checkpoints hold both float32 and 16-bit parameters)."""
     param, result = np.dtype(param), np.dtype(result)
-    if result in HALF and backend in ("numpy", "dask") and _storage(param) is not None:
+    if is_half(result) and backend in ("numpy", "dask") and _storage(param) is not None:
         return param if param.isnative else param.newbyteorder("=")
     return work_dtype(result)
 
@@ -119,4 +137,4 @@ def is_real(dtype):
     integer or a bool NumPy knows, or bfloat16 (complex, objects, strings, long double
     are not)."""
     dtype = np.dtype(dtype)
-    return (dtype.kind in "fiub" and dtype.itemsize <= 8) or dtype == BF16
+    return (dtype.kind in "fiub" and dtype.itemsize <= 8) or is_bfloat16(dtype)

@@ -134,7 +134,7 @@ def run_rows(y, s, x, r, w, b, stats, rows, cols, eps, centered):
 
 def _run_kernel(plan, dtype, y, s, x, r, w, b, eps, centered, stats):
     """Pick the kernel for the plan's shape and run it.  y/s/x/r are views or None."""
-    if dtype in _dtypes.HALF:  # (weight and bias may be 16-bit only then: param_dtype)
+    if _dtypes.is_half(dtype):  # (weight and bias may be 16-bit only then: param_dtype)
         y, s, x, r = (kernel_view(v) for v in (y, s, x, r))
         w, b = (None if p is None else p.view(_dtypes.kernel_dtype(p.dtype)) for p in (w, b))
     if plan.kind == "rows":

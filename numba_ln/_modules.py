@@ -2,9 +2,9 @@
 import numpy as np
 
 from ._api import layer_norm, rms_norm
-from ._dtypes import BF16, F16, F32, F64, result_dtype
+from ._dtypes import F16, F32, F64, is_bfloat16, result_dtype
 
-_DTYPES = (F32, F64, F16, BF16)
+_DTYPES = (F32, F64, F16)  # and ml_dtypes.bfloat16 (is_bfloat16)
 
 
 def _shape(normalized_shape):
@@ -34,7 +34,7 @@ class _Norm:
         except TypeError:
             raise TypeError(f"dtype must be float32, float64, float16 or bfloat16, got "
                             f"{dtype!r}") from None
-        if self.dtype not in _DTYPES:
+        if self.dtype not in _DTYPES and not is_bfloat16(self.dtype):
             raise TypeError(f"dtype must be float32, float64, float16 or bfloat16 "
                             f"(ml_dtypes.bfloat16), got {self.dtype}")
         self.eps = eps

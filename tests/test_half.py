@@ -293,3 +293,14 @@ def test_dask_arrays(chunks, rng):
     y, mean, rstd = dask.compute(y, mean, rstd, scheduler="synchronous")
     assert mean.dtype == rstd.dtype == F32
     assert_ulp(y, ref.layer_norm(x, w, b)[0], BF16, bias=b)
+
+
+def test_import_does_not_import_ml_dtypes():
+    """ml_dtypes costs ~0.5 s to import: numba_ln takes bfloat16 in only once its owner
+    has imported it."""
+    import subprocess
+    import sys
+    code = "import sys, numba_ln; assert 'ml_dtypes' not in sys.modules, 'imported'"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr

@@ -40,7 +40,7 @@ class _DeviceArrays:
         host = _validate.as_array(a, name)
         if name in ("weight", "bias"):
             return host  # converted on the host (param): bfloat16 ones too
-        if host.dtype == _dtypes.BF16:  # no bfloat16 loads in the GPU kernels
+        if _dtypes.is_bfloat16(host.dtype):  # no bfloat16 loads in the GPU kernels
             _dtypes.result_dtype(host.dtype, name, "cuda")
         return _arrays.to_device(host, self.stream)[1]
 
