@@ -25,8 +25,9 @@ Fastmath as in the forward (see _config): the functions that sum (``lead``, ``sw
 ``row_gxhat``) compile with REDUCE_FASTMATH, the others with contract only, and every
 subtraction whose order matters goes through ``exact_sub``.  Each is compiled once per
 array types and shared by every kernel variant, without reference counting (_nrt=False),
-as rows.py explains.  The element helpers (``put_dx``, ``add_params``, ``ln_dx_at`` ...)
-are ordinary compiled functions, which LLVM inlines, keeping their contract-only flags:
+as rows.py explains.  The element helpers (``ln_dx_at`` here; ``put_dx``, ``add_params``
+... in _backward_elements.py) are ordinary compiled functions, which LLVM inlines,
+keeping their contract-only flags:
 inlined by Numba they doubled the compile time of a kernel variant (4.3 s against 2.1 s
 of CPU).  The loops that sum stay inlined by Numba, so that they get their caller's
 REDUCE flags, and so does ``moments_add``, whose additions are the sums.
@@ -37,152 +38,15 @@ partial rows flushed every 8 rows; 0.28 ns with float64 partial rows in the swee
 LLVM then vectorizes 8 float32 lanes wide instead of 16).
 """
 import numpy as np
-from numba.extending import overload
 
 from .. import _config
-from ._elements import _absent, _in_place, exact_sub, work
+from ._backward_elements import (add_params, centered_value, minus_k1, moments_add, put_dx,
+                                 scaled)
+from ._elements import exact_sub, work
 from ._jit import kernel
 
 CHUNK = _config.CHUNK
 REDUCE = _config.REDUCE_FASTMATH
-
-
-# --- elements: optional arrays and the statistics mode as compile-time facts ------------------
-
-def scaled(v, w, j):
-    """v * w[j], or v without a weight."""
-
-
-@overload(scaled)
-def _scaled(v, w, j):
-    if _absent(w):
-        return lambda v, w, j: v
-    return lambda v, w, j: v * w[j]
-
-
-def minus_k1(v, w, j, k1):
-    """v * w[j] - k1 (one fused operation), or v - k1 without a weight."""
-
-
-@overload(minus_k1)
-def _minus_k1(v, w, j, k1):
-    if _absent(w):
-        return lambda v, w, j, k1: v - k1
-    return lambda v, w, j, k1: v * w[j] - k1
-
-
-def centered_value(x, j, hi, lo):
-    """(x[j] - hi) - lo, each subtraction exact far from zero; x[j] - hi for lo None."""
-
-
-@overload(centered_value)
-def _centered_value(x, j, hi, lo):
-    if _absent(lo):
-        return lambda x, j, hi, lo: exact_sub(x[j], hi)
-    return lambda x, j, hi, lo: exact_sub(exact_sub(x[j], hi), lo)
-
-
-def moments_add(a1, a2, d, lo):
-    """(a1 + d, a2 + d*d) when the statistics are recomputed (lo None), else (a1, a2)."""
-
-
-@overload(moments_add, inline="always")
-def _moments_add(a1, a2, d, lo):
-    if _absent(lo):
-        return lambda a1, a2, d, lo: (a1 + d, a2 + d * d)
-    return lambda a1, a2, d, lo: (a1, a2)
-
-
-def put_dx(dx, dy, gr, j, v):
-    """dx[j] = v + gr[j] (gr None: v), in dy's dtype; over dy[j] when dx is IN_PLACE."""
-
-
-@overload(put_dx)
-def _put_dx(dx, dy, gr, j, v):
-    if _in_place(dx):
-        if _absent(gr):
-            def over(dx, dy, gr, j, v):
-                dy[j] = work(dy, v)
-            return over
-
-        def over_plus(dx, dy, gr, j, v):
-            dy[j] = work(dy, v + gr[j])
-        return over_plus
-    if _absent(gr):
-        def store(dx, dy, gr, j, v):
-            dx[j] = work(dy, v)
-        return store
-
-    def store_plus(dx, dy, gr, j, v):
-        dx[j] = work(dy, v + gr[j])
-    return store_plus
-
-
-def add_params(sw, sb, j, dyj, xh):
-    """sw[j] += dyj * xh and sb[j] += dyj in the partial rows' type (the work type; they
-    are flushed into float64 every few rows); nothing for a None partial."""
-
-
-@overload(add_params)
-def _add_params(sw, sb, j, dyj, xh):
-    if _absent(sw):
-        return lambda sw, sb, j, dyj, xh: None
-    if _absent(sb):
-        def weight_only(sw, sb, j, dyj, xh):
-            sw[j] += work(sw, dyj * xh)
-        return weight_only
-
-    def both(sw, sb, j, dyj, xh):
-        sw[j] += work(sw, dyj * xh)
-        sb[j] += work(sb, dyj)
-    return both
-
-
-def clear(p, n):
-    """p[:n] = 0 (a task's partial rows); nothing for None."""
-
-
-@overload(clear, inline="always")
-def _clear(p, n):
-    if _absent(p):
-        return lambda p, n: None
-
-    def zero(p, n):
-        for j in range(np.uint64(n)):
-            p[j] = 0.0
-    return zero
-
-
-def flush(total, part, n):
-    """total[:n] += part[:n] in float64, then part[:n] = 0; nothing for None."""
-
-
-@overload(flush, inline="always")
-def _flush(total, part, n):
-    if _absent(total):
-        return lambda total, part, n: None
-
-    def add(total, part, n):
-        for j in range(np.uint64(n)):
-            total[j] += 1.0 * part[j]
-            part[j] = 0.0
-    return add
-
-
-@kernel(_nrt=False)
-def clear_rows(pw, pb, sw, sb, n):
-    """Zero a task's partial rows (float64 and work type)."""
-    clear(pw, n)
-    clear(pb, n)
-    clear(sw, n)
-    clear(sb, n)
-
-
-@kernel(_nrt=False)
-def flush_rows(pw, sw, pb, sb, n):
-    """Add a few rows' work-type partial sums (sw, sb) into the float64 ones (pw, pb)."""
-    flush(pw, sw, n)
-    flush(pb, sb, n)
 
 
 # --- one element of dx (work type) ------------------------------------------------------------
