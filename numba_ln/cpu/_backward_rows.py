@@ -70,24 +70,34 @@ def rms_dx_at(dx, dy, x, w, gr, sw, sb, scale, k2, j):
 # --- chunk loops (inlined into the functions below, which give them their flags) --------------
 
 @kernel(inline="always")
+def ln_terms(a1, a2, ag, agd, dy, x, w, hi, lo, j):
+    """The sums of element j (module docstring) added to the accumulators."""
+    d = centered_value(x, j, hi, lo)
+    g = scaled(dy[j], w, j)
+    a1, a2 = moments_add(a1, a2, d, lo)
+    return a1, a2, ag + g, agd + g * d
+
+
+@kernel(inline="always")
+def rms_terms(a2, agd, dy, x, w, lo, j):
+    v = x[j]
+    a2 = moments_add(a2, a2, v, lo)[1]  # S2 only (when recomputing): RMSNorm has no S1
+    return a2, agd + scaled(dy[j], w, j) * v
+
+
+@kernel(inline="always")
 def ln_sums_part(dy, x, w, hi, lo, start, stop):
     a1 = a2 = ag = agd = work(x, 0.0)
     for j in range(start, stop):
-        d = centered_value(x, j, hi, lo)
-        g = scaled(dy[j], w, j)
-        a1, a2 = moments_add(a1, a2, d, lo)
-        ag += g
-        agd += g * d
+        a1, a2, ag, agd = ln_terms(a1, a2, ag, agd, dy, x, w, hi, lo, j)
     return a1, a2, ag, agd
 
 
 @kernel(inline="always")
 def rms_sums_part(dy, x, w, lo, start, stop):
-    a1 = a2 = agd = work(x, 0.0)
+    a2 = agd = work(x, 0.0)
     for j in range(start, stop):
-        v = x[j]
-        a1, a2 = moments_add(a1, a2, v, lo)
-        agd += scaled(dy[j], w, j) * v
+        a2, agd = rms_terms(a2, agd, dy, x, w, lo, j)
     return work(x, 0.0), a2, work(x, 0.0), agd
 
 
@@ -97,22 +107,16 @@ def ln_sweep_part(dx, dy, x, w, gr, sw, sb, hi, lo, scale, k1, k2, dy2, x2, hi2,
     a1 = a2 = ag = agd = work(x, 0.0)
     for j in range(start, stop):
         ln_dx_at(dx, dy, x, w, gr, sw, sb, hi, lo, scale, k1, k2, j)
-        d = centered_value(x2, j, hi2, lo2)
-        g = scaled(dy2[j], w, j)
-        a1, a2 = moments_add(a1, a2, d, lo2)
-        ag += g
-        agd += g * d
+        a1, a2, ag, agd = ln_terms(a1, a2, ag, agd, dy2, x2, w, hi2, lo2, j)
     return a1, a2, ag, agd
 
 
 @kernel(inline="always")
 def rms_sweep_part(dx, dy, x, w, gr, sw, sb, scale, k2, dy2, x2, lo2, start, stop):
-    a1 = a2 = agd = work(x, 0.0)
+    a2 = agd = work(x, 0.0)
     for j in range(start, stop):
         rms_dx_at(dx, dy, x, w, gr, sw, sb, scale, k2, j)
-        v = x2[j]
-        a1, a2 = moments_add(a1, a2, v, lo2)
-        agd += scaled(dy2[j], w, j) * v
+        a2, agd = rms_terms(a2, agd, dy2, x2, w, lo2, j)
     return work(x, 0.0), a2, work(x, 0.0), agd
 
 
