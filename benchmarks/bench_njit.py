@@ -71,8 +71,11 @@ def test_transformer_block(benchmark, shape, library):
                                 dtype="float32")
     got = benchmark(block, *args)
     expected = transformer_block(*args)
-    for g, e in zip(got, expected):  # one implementation: the same bits both ways
-        assert g.dtype == e.dtype and np.array_equal(g, e)
+    # One implementation, but compiled again inside the @njit function, where LLVM may
+    # vectorize a sum's remainder differently (README, Same bits): equal to the bound.
+    for g, e in zip(got, expected):
+        assert g.dtype == e.dtype
+        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("library", ["python", "njit"])

@@ -1,8 +1,9 @@
 """``layer_norm_backward`` and ``rms_norm_backward`` inside ``@njit`` code (last axis).
 
 The same row kernel as a Python call (``cpu.backward.backward_serial``, with the same
-argument types and the same tasks), so the results are bitwise those of the Python path,
-whose parallel kernel runs the same tasks.  Serial, as the forward overloads: parallelism
+argument types and the same tasks), so the results are those of the Python path, whose
+parallel kernel runs the same tasks -- to a few roundings: compiled again inside the
+user's function, LLVM may vectorize a sum differently (README, Same bits).  Serial, as the forward overloads: parallelism
 comes from the user's ``prange`` loop or from calling numba_ln from Python.
 
 Supported (anything else is a ``TypingError`` that says what is):
