@@ -69,11 +69,15 @@ def normalize(call):
     if residual is not None:
         if residual.dtype != dtype:
             residual = residual.astype(dtype)
-        if residual.shape != x.shape:  # a broadcast view is read-only: another kernel type
+        if residual.shape != x.shape:
+            # Read through a broadcast view: a residual broadcast along rows is walked with
+            # row stride 0 in place; one broadcast along the normalized (contiguous) axis
+            # has no unit-stride row view, and Plan.kernel_input materializes it.
             residual = np.broadcast_to(residual, x.shape)
-    inputs = (x, residual, call.weight, call.bias)
-    copy = _spec.inputs_to_copy(inputs, (out, residual_out), np.may_share_memory, _same_view)
-    x, residual, weight, bias = (a.copy() if c else a for a, c in zip(inputs, copy))
+    inputs = {"x": x, "residual": residual, "weight": call.weight, "bias": call.bias}
+    copy = _spec.inputs_to_copy(inputs, {"out": out, "residual_out": residual_out},
+                                _spec.FORWARD_IN_PLACE, np.may_share_memory, same_view)
+    x, residual, weight, bias = (a.copy() if name in copy else a for name, a in inputs.items())
 
     plan = make_plan(x, axes)
     want_y, want_stats = call.variant.want_y, call.want_stats
@@ -172,7 +176,8 @@ def _output_view(plan, out, dtype):
     return fresh, plan.kernel_output(fresh)
 
 
-def _same_view(a, b):
+def same_view(a, b):
+    """Whether a and b are the same elements (same first address, same strides)."""
     ai, bi = a.__array_interface__, b.__array_interface__
     return ai["data"][0] == bi["data"][0] and a.strides == b.strides
 

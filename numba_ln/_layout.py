@@ -31,7 +31,10 @@ def _view(a, shape):
 def flat(view):
     """The kernel view ``(buf, start, *steps)`` of an array view whose last axis has unit
     stride: element [i, j, k] of the view is ``buf[start + i*steps[0] + j*steps[1] + k]``.
-    None when strides are not whole elements."""
+    None when strides are not whole elements or the last axis is not unit-stride -- a
+    broadcast (stride 0) last axis included: the kernels walk it with step 1, so such a
+    view must reach them as a copy (Plan.kernel_input makes one).  Zero steps on the other
+    axes are fine: a row read again for every row is just a row stride of 0."""
     item = view.itemsize
     if view.flags.c_contiguous:  # the common case, without as_strided's cost
         steps = [0 if n == 1 else s // item for n, s in zip(view.shape, view.strides)]
@@ -51,7 +54,7 @@ def flat(view):
             index[axis] = slice(None, None, -1)
             base = base[tuple(index)]
         steps.append(step)
-    if steps[-1] not in (0, 1):
+    if steps[-1] != 1 and view.shape[-1] > 1:
         return None
     span = 1 + sum((n - 1) * abs(s) for n, s in zip(view.shape, steps))
     buf = as_strided(base, shape=(span,), strides=(item,), writeable=view.flags.writeable)
