@@ -15,7 +15,7 @@ import numpy as np
 
 from . import _dtypes, _spec
 from ._backends import is_dask_array, is_gpu_array
-from ._engine import NUMPY, _output_view, _same_kernel_view, _same_view
+from ._engine import NUMPY, _output_view, _same_kernel_view, same_view
 from ._layout import Plan, make_plan
 from .cpu._elements import IN_PLACE
 from .cpu.backward import run_backward
@@ -87,6 +87,7 @@ def backward(centered, fname, dy, x, weight, mean, rstd, axis, eps, grad_residua
     stats = None
     if rstd is not None:
         stats = (None if mean is None else _stat(mean, "mean", plan), _stat(rstd, "rstd", plan))
+    given_out = out  # returned as given (an np.matrix stays one)
     if out is not None:
         out = _spec.check_output(NUMPY, out, "out", x.shape, dtype)
     if not isinstance(param_grads, (bool, np.bool_)):
@@ -99,13 +100,19 @@ def backward(centered, fname, dy, x, weight, mean, rstd, axis, eps, grad_residua
         dy = dy.astype(dtype)
     if gr is not None and gr.dtype != dtype:
         gr = gr.astype(dtype)
-    # Inputs that out overlaps are read from a copy, except dy exactly under out (in
-    # place: the kernel reads each element of dy before it writes dx there).
+    # The forward's overlap rule (_spec.inputs_to_copy): inputs under out are read from
+    # copies, but dy exactly under it (out=dy: each element of dy is read before dx is
+    # written there).
     if out is not None:
-        x, gr = (a if a is None or not np.may_share_memory(a, out) else a.copy()
-                 for a in (x, gr))
-        if np.may_share_memory(dy, out) and not _same_view(dy, out):
-            dy = dy.copy()
+        mean_flat, rstd_flat = (None, None) if stats is None else stats
+        inputs = {"dy": dy, "x": x, "grad_residual": gr, "weight": weight, "mean": mean_flat,
+                  "rstd": rstd_flat}
+        copy = _spec.inputs_to_copy(inputs, {"out": out}, _spec.BACKWARD_IN_PLACE,
+                                    np.may_share_memory, same_view)
+        dy, x, gr, weight, mean_flat, rstd_flat = (
+            a.copy() if name in copy else a for name, a in inputs.items())
+        if stats is not None:
+            stats = (mean_flat, rstd_flat)
     rows, cols = plan.rows, plan.cols
     if rows == 0:
         dx = out if out is not None else np.empty(x.shape, dtype)
@@ -120,7 +127,8 @@ def backward(centered, fname, dy, x, weight, mean, rstd, axis, eps, grad_residua
                                       gr_view, rows, cols, eps, centered, bool(param_grads))
         if out is not None and dx is not out:
             np.copyto(out, dx)
-            dx = out
+    if given_out is not None:
+        dx = given_out
     if not param_grads:
         return dx, None, None
     return dx, _param_grad(dweight, plan, dtype), (

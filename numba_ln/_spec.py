@@ -52,14 +52,14 @@ def build(variant, arrays, x, residual, weight, bias, axis, eps, out, residual_o
         # None would silently mean "no residual" below.
         raise TypeError("residual must be an array, got None")
     x = arrays.input(x, "x")
+    dtype = _dtypes.result_dtype(x.dtype, "x", backend=arrays.name)  # before axis: x first
     if residual is not None:
         residual = arrays.input(residual, "residual")
         check_residual(residual.shape, residual.dtype, x.shape)
+        dtype = _dtypes.result_dtype(_dtypes.result_type(x.dtype, residual.dtype),
+                                     backend=arrays.name)
     axes = normalize_axes(axis, len(x.shape))
     eps = check_eps(eps)
-    dtype = _dtypes.result_dtype(
-        x.dtype if residual is None else _dtypes.result_type(x.dtype, residual.dtype),
-        backend=arrays.name)
     work = _dtypes.work_dtype(dtype)
     if out is not None:
         out = check_output(arrays, out, "out", x.shape, dtype)
@@ -154,13 +154,31 @@ def check_output(arrays, out, name, shape, dtype):
         raise TypeError(f"{name} has dtype {out.dtype}, expected {dtype}")
     if arrays.readonly(out):
         raise ValueError(f"{name} is read-only")
+    if any(step == 0 and n > 1 for n, step in zip(out.shape, out.strides)):
+        raise ValueError(f"{name} has a zero stride (a broadcast view): several of its "
+                         "elements are one memory location, so it cannot hold a result")
     return out
 
 
-def inputs_to_copy(inputs, outputs, overlap, same):
-    """Which inputs the kernels must read from a copy: those an output overlaps other than
-    element for element.  An output that *is* an input (out=x, residual_out=residual) is
-    written in place -- each element is read before it is written -- and needs none."""
-    return [a is not None and any(o is not None and overlap(a, o) and not same(a, o)
-                                  for o in outputs)
-            for a in inputs]
+# Where an output may *be* an input: the functions' promised in-place forms.  Each element
+# of that input is read before the kernel writes the output's element at the same place.
+FORWARD_IN_PLACE = {"out": "x", "residual_out": "residual"}
+BACKWARD_IN_PLACE = {"out": "dy"}
+
+
+def inputs_to_copy(inputs, outputs, in_place, overlap, same):
+    """The one overlap rule of the CPU fronts, forward (_engine) and backward
+    (_backward_front): the names of the inputs the kernels must read from a copy.  An input that shares memory with an output is copied,
+    unless that output *is* the input element for element (``same``) in a form ``in_place``
+    promises (output name -> input name: out=x, residual_out=residual, out=dy).  inputs and
+    outputs are dicts of name -> array or None, as the kernels will read and write them
+    (after any dtype conversion: a converted input is a fresh array)."""
+    copy = set()
+    for out_name, o in outputs.items():
+        if o is None:
+            continue
+        for name, a in inputs.items():
+            if (a is not None and name not in copy and overlap(a, o)
+                    and not (in_place.get(out_name) == name and same(a, o))):
+                copy.add(name)
+    return copy

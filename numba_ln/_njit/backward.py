@@ -30,7 +30,8 @@ from ..cpu._elements import IN_PLACE
 from . import _memoized
 from .checks import (_absent, _check_axis, _check_eps, _fail, _flag, _is_view, _output_kind,
                      _param_kind, _x_dtype)
-from .core import _JIT_OPTIONS, _copy_into, _detach, _flat_copy, _overlaps, _param_copy
+from .core import (_JIT_OPTIONS, _copy_into, _detach, _detach_any, _flat_copy, _overlaps,
+                   _param_copy)
 from .._dtypes import F64
 
 _task_rows = register_jitable(_bw.task_rows)  # the Python path's tasks, in compiled code
@@ -143,6 +144,11 @@ def _make_backward(fname, centered, dy, x, weight, mean, rstd, eps, grad_residua
             if _overlaps(grf, dxf):
                 grf = grf.copy()
             dyf = _detach(dyf, dxf)
+            wf = _detach_any(wf, dxf)
+            if has_stats:
+                rf = _detach_any(rf, dxf)
+            if stats_ln:
+                mf = _detach_any(mf, dxf)
 
         per_task = _task_rows(rows, cols)
         tasks = (rows + per_task - 1) // per_task

@@ -68,6 +68,15 @@ def _overlaps(a, b):
 
 
 @register_jitable
+def _detach_any(a, o):
+    """a, or a copy of it when output o shares any memory with it (weight, bias and
+    statistics: never written in place)."""
+    if _overlaps(a, o):
+        return a.copy()
+    return a
+
+
+@register_jitable
 def _detach(a, o):
     """a, or a copy of it when output o overlaps it other than element for element (as
     _engine._detach_inputs does)."""
@@ -204,9 +213,13 @@ def _make_core(variant, x, residual, weight, bias, eps, out, residual_out, *, re
         if y_user:
             xf = _detach(xf, yf)
             rf = _detach(rf, yf)
+            wf = _detach_any(wf, yf)
+            bf = _detach_any(bf, yf)
         if s_user:
             xf = _detach(xf, sf)
             rf = _detach(rf, sf)
+            wf = _detach_any(wf, sf)
+            bf = _detach_any(bf, sf)
         if y_user and s_user:
             if _overlaps(yf, sf):
                 raise ValueError("numba_ln: out and residual_out must not overlap")
