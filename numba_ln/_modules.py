@@ -1,22 +1,35 @@
 """torch.nn-style callables holding their parameters as plain ndarrays."""
+import operator
+
 import numpy as np
 
 from ._api import layer_norm, rms_norm
 from ._dtypes import F16, F32, F64, is_bfloat16, result_dtype
+from ._validate import as_array
 
 _DTYPES = (F32, F64, F16)  # and ml_dtypes.bfloat16 (is_bfloat16)
 
 
+def _size(n):
+    """One size of normalized_shape: an integer (operator.index, as torch takes it), not a
+    bool, a float or a string."""
+    if isinstance(n, (bool, np.bool_)):
+        raise TypeError
+    return operator.index(n)
+
+
 def _shape(normalized_shape):
-    if isinstance(normalized_shape, (int, np.integer)) and not isinstance(normalized_shape, bool):
-        shape = (int(normalized_shape),)
-    else:
+    """normalized_shape as a tuple of positive ints: an int or a sequence of ints."""
+    try:
         try:
-            shape = tuple(int(n) for n in normalized_shape)
+            shape = (_size(normalized_shape),)
         except TypeError:
-            raise TypeError(
-                f"normalized_shape must be an int or a tuple of ints, got {normalized_shape!r}"
-            ) from None
+            if isinstance(normalized_shape, (str, bytes)):
+                raise
+            shape = tuple(_size(n) for n in normalized_shape)
+    except TypeError:
+        raise TypeError(f"normalized_shape must be an int or a sequence of ints, got "
+                        f"{normalized_shape!r}") from None
     if not shape or any(n <= 0 for n in shape):
         raise ValueError(f"normalized_shape must hold positive sizes, got {normalized_shape!r}")
     return shape
@@ -52,7 +65,9 @@ class _Norm:
         return np.array(arr, dtype=self.dtype, copy=True)
 
     def _check_input(self, x):
-        shape = np.shape(x)
+        if not hasattr(x, "shape"):  # lists, and non-arrays refused naming x
+            x = as_array(x, "x")
+        shape = x.shape
         k = len(self.normalized_shape)
         if tuple(shape[-k:]) != self.normalized_shape or len(shape) < k:
             raise ValueError(
@@ -74,6 +89,9 @@ def _param_property(name):
 
 class LayerNorm(_Norm):
     """Like ``torch.nn.LayerNorm``: normalizes the trailing ``len(normalized_shape)`` axes.
+
+    ``normalized_shape`` is an int or a sequence of ints (anything ``operator.index``
+    takes, as torch does); floats, strings and bools raise ``TypeError``.
 
     ``weight`` (ones) and ``bias`` (zeros) are plain ndarrays; assign new values (e.g. from
     a checkpoint) and they are shape-checked and copied in ``dtype``.

@@ -26,6 +26,11 @@ def as_array(a, name):
         arr = np.asarray(a)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{name} is not a regular array (ragged nested sequence?): {exc}") from None
+    if arr.dtype.kind in "OSU":  # None, strings, bytes, dicts, objects: not numbers at all
+        got = type(a).__name__
+        if isinstance(a, (list, tuple)):
+            got += f" of {arr.dtype}"
+        raise TypeError(f"{name} must be an array of real numbers, got {got}")
     return arr
 
 
