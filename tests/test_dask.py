@@ -97,18 +97,31 @@ def test_whole_chunks_are_bit_identical_to_numpy(client, func, layout):
     got = _as_tuple(_call(func, xd, rd, w, b, axis, return_stats=True))
     _assert_lazy_graph(got)
     want = _as_tuple(_call(func, x, r, w, b, axis, return_stats=True))
-    # unweighted: the kernels' output for a row never depends on where it sits
+    # unweighted: the kernels' output for a row never depends on where it sits.  Bit for
+    # bit only when the two calls run the same machine code: the small-call and the rows
+    # kernels, one compiled here and one loaded from Numba's cache, may differ in the last
+    # bits of a row's mean (README, "Same bits"; it depends on which tests ran first).
     plain = _as_tuple(_call(func, xd, rd, None, None, axis))
     for g, e in zip(dask.compute(*plain), _as_tuple(_call(func, x, r, None, None, axis))):
-        assert g.dtype == e.dtype and np.array_equal(g, e)
+        assert g.dtype == e.dtype
+        _assert_same_up_to_compilation(g, e)
     computed = dask.compute(*got)
     for g, e in zip(computed, want):
         assert g.shape == e.shape and g.dtype == e.dtype
-    for g, e in zip(computed[1:], want[1:]):  # s and the statistics
-        assert np.array_equal(g, e)
+    if r is not None:
+        assert np.array_equal(computed[1], want[1])  # s: one rounding, in any kernel
+    for g, e in zip(computed[1:], want[1:]):  # the statistics
+        _assert_same_up_to_compilation(g, e)
     blocks = _per_block(func, x, r, w, b, axis, xd.chunks)
     assert np.array_equal(computed[0], blocks)  # each task is the CPU path on its block
-    assert np.array_equal(computed[0], want[0])
+    _assert_same_up_to_compilation(computed[0], want[0])
+
+
+def _assert_same_up_to_compilation(got, want):
+    """Equal, or within float32's accuracy bound of each other: two compilations of one
+    kernel may sum a float32 row in another lane order (README, "Same bits")."""
+    if not np.array_equal(got, want):
+        assert_close(got, want.astype(np.float64), scale=4)
 
 
 @pytest.mark.parametrize("layout", list(LAYOUTS))
@@ -311,7 +324,9 @@ def test_spawned_worker_processes():
         split = numba_ln.rms_norm(da.from_array(x, chunks=(32, 32)), w)
         got_whole, got_split = c.compute([whole, split], sync=True)
         threads = c.submit(_budget.task_threads, pure=False).result()
-    assert np.array_equal(got_whole, numba_ln.layer_norm(x))
+    # (Across processes: the worker may have compiled what this process loaded from the
+    # cache, or the other way round; see _assert_same_up_to_compilation.)
+    _assert_same_up_to_compilation(got_whole, numba_ln.layer_norm(x))
     assert_close(got_split, reference.rms_norm(x, w)[0])
     assert threads == 1  # a nanny's worker: dask's threads are the parallelism
 
