@@ -16,7 +16,8 @@ import numpy as np
 from . import _dtypes, _spec
 from ._backends import is_dask_array, is_gpu_array
 from ._engine import NUMPY, _output_view, _same_kernel_view, same_view
-from ._layout import Plan, make_plan
+from ._layout import Plan
+from ._kinds import plan_for
 from .cpu._elements import IN_PLACE
 from .cpu.backward import run_backward
 
@@ -72,7 +73,7 @@ def backward(centered, fname, dy, x, weight, mean, rstd, axis, eps, grad_residua
                                     if a is not None))
     axes = _spec.normalize_axes(axis, x.ndim)
     eps = _spec.check_eps(eps)
-    plan = make_plan(x, axes)
+    plan = plan_for(x, axes)
     if plan.kind != "rows":  # no channels kernel: x is copied into rows order
         plan = Plan(x.shape, axes, "rows", False, False)
     if 0 in plan.norm_shape:
@@ -121,7 +122,7 @@ def backward(centered, fname, dy, x, weight, mean, rstd, axis, eps, grad_residua
         dx, dx_view = _output_view(plan, out, dtype)
         dy_view, x_view = plan.kernel_input(dy), plan.kernel_input(x)
         gr_view = None if gr is None else plan.kernel_input(gr)
-        if _same_kernel_view(dx_view, dy_view):
+        if out is not None and _same_kernel_view(dx_view, dy_view):
             dx_view = IN_PLACE
         dweight, dbias = run_backward(dx_view, dy_view, x_view, plan.param(weight), stats,
                                       gr_view, rows, cols, eps, centered, bool(param_grads))

@@ -10,8 +10,7 @@ split rows / channels) and the statistics' keepdims shapes.
 import numba
 import numpy as np
 
-from . import _config, _dtypes, _spec, _threading
-from ._layout import make_plan
+from . import _config, _dtypes, _kinds, _spec, _threading
 from ._validate import as_array, output_array, prepare_param
 from .cpu import channels as _channels
 from .cpu import rows as _rows
@@ -39,8 +38,14 @@ def run(variant, x, residual, weight, bias, axis, eps, out, residual_out, return
         keepdims=True):
     """One public call on the CPU: validate, normalize, and return what the public
     function returns (see _variants.Variant.results)."""
-    call = _spec.build(variant, NUMPY, x, residual, weight, bias, axis, eps, out,
-                       residual_out, return_stats or not variant.want_y)
+    want_stats = return_stats or not variant.want_y
+    typed = _kinds.call_kind(variant, x, residual, weight, bias, axis, out, residual_out,
+                             want_stats)
+    if typed is None:
+        call = _spec.build(variant, NUMPY, x, residual, weight, bias, axis, eps, out,
+                           residual_out, want_stats)
+    else:
+        call = _with_values(typed, x, residual, weight, bias, eps, out, residual_out)
     y, s, mean, second = normalize(call)
     # The caller's own out=/residual_out= objects are returned (a memmap stays a memmap).
     y = y if out is None else out
@@ -57,6 +62,24 @@ def run(variant, x, residual, weight, bias, axis, eps, out, residual_out, return
     if variant.stats == "rstd":
         return variant.results(y, s, rstd, None, True)
     return variant.results(y, s, mean.astype(dtype), rstd, True)
+
+
+def _with_values(typed, x, residual, weight, bias, eps, out, residual_out):
+    """The Call of a cached kind (_kinds) for this call's arrays: the checks of _spec.build
+    that depend on more than dtypes and shapes, in its order."""
+    eps = _spec.check_eps(eps)
+    if out is not None:
+        _spec.check_writable(NUMPY, out, "out")
+    if residual_out is not None:
+        _spec.check_writable(NUMPY, residual_out, "residual_out")
+        _spec.check_outputs_apart(NUMPY, out, residual_out)
+    norm_shape = typed.norm_shape
+    if weight is not None:
+        weight = prepare_param(weight, "weight", norm_shape, typed.weight)
+    if bias is not None:
+        bias = prepare_param(bias, "bias", norm_shape, typed.bias)
+    return _spec.Call(typed.variant, x, residual, weight, bias, out, residual_out, typed.axes,
+                      norm_shape, eps, typed.dtype, typed.work, typed.want_stats)
 
 
 def normalize(call):
@@ -79,7 +102,7 @@ def normalize(call):
                                 _spec.FORWARD_IN_PLACE, np.may_share_memory, same_view)
     x, residual, weight, bias = (a.copy() if name in copy else a for name, a in inputs.items())
 
-    plan = make_plan(x, axes)
+    plan = _kinds.plan_for(x, axes)
     want_y, want_stats = call.variant.want_y, call.want_stats
     if plan.rows == 0:
         y = (out if out is not None else np.empty(x.shape, dtype)) if want_y else None
@@ -101,9 +124,11 @@ def normalize(call):
     y, y_view = _output_view(plan, out, dtype) if want_y else (None, None)
     x_view = plan.kernel_input(x)
     if plan.kind == "rows":  # outputs over their own input go as IN_PLACE (cpu/_elements)
-        if r_view is None and _same_kernel_view(y_view, x_view):
+        # (a fresh output is never its input: the address test only for a given one)
+        if r_view is None and out is not None and _same_kernel_view(y_view, x_view):
             y_view = IN_PLACE
-        if r_view is not None and _same_kernel_view(s_view, r_view):
+        if (r_view is not None and residual_out is not None
+                and _same_kernel_view(s_view, r_view)):
             s_view = IN_PLACE
     stats = (np.empty(plan.rows), np.empty(plan.rows)) if want_stats else None
 

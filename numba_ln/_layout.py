@@ -75,15 +75,12 @@ class Geometry:
         self.norm_shape = tuple(shape[a] for a in axes)
         self.cols = math.prod(self.norm_shape)
         self.rows = math.prod(shape[a] for a in self.batch)
-
-    @property
-    def inverse(self):
-        """The permutation that undoes perm."""
-        return tuple(int(i) for i in np.argsort(self.perm))
+        self.inverse = tuple(int(i) for i in np.argsort(self.perm))  # undoes perm
+        self._stats_shape = tuple(1 if a in axes else n for a, n in enumerate(shape))
 
     def stats_shape(self):
         """keepdims shape of per-row statistics."""
-        return tuple(1 if a in self.axes else n for a, n in enumerate(self.shape))
+        return self._stats_shape
 
 
 class Plan(Geometry):

@@ -65,8 +65,7 @@ def build(variant, arrays, x, residual, weight, bias, axis, eps, out, residual_o
         out = check_output(arrays, out, "out", x.shape, dtype)
     if residual_out is not None:
         residual_out = check_output(arrays, residual_out, "residual_out", x.shape, dtype)
-        if out is not None and arrays.overlap(out, residual_out):
-            raise ValueError("out and residual_out must not overlap")
+        check_outputs_apart(arrays, out, residual_out)
     norm_shape = tuple(x.shape[a] for a in axes)
     weight = check_param(arrays, weight, "weight", norm_shape, dtype)
     bias = check_param(arrays, bias, "bias", norm_shape, dtype)
@@ -152,12 +151,22 @@ def check_output(arrays, out, name, shape, dtype):
         raise ValueError(f"{name} has shape {tuple(out.shape)}, expected {tuple(shape)}")
     if out.dtype != dtype:
         raise TypeError(f"{name} has dtype {out.dtype}, expected {dtype}")
+    check_writable(arrays, out, name)
+    return out
+
+
+def check_outputs_apart(arrays, out, residual_out):
+    if out is not None and arrays.overlap(out, residual_out):
+        raise ValueError("out and residual_out must not overlap")
+
+
+def check_writable(arrays, out, name):
+    """An output's memory may take a result: writeable, one location per element."""
     if arrays.readonly(out):
         raise ValueError(f"{name} is read-only")
     if any(step == 0 and n > 1 for n, step in zip(out.shape, out.strides)):
         raise ValueError(f"{name} has a zero stride (a broadcast view): several of its "
                          "elements are one memory location, so it cannot hold a result")
-    return out
 
 
 # Where an output may *be* an input: the functions' promised in-place forms.  Each element
