@@ -12,6 +12,9 @@ from .cpu.small import small_add_norm, small_norm
 
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 _SMALL = _config.SERIAL_MAX_ELEMENTS
+# eps as users write it: a NumPy scalar from a config or a checkpoint is a float here (the
+# general path reads it with float() too, so the result is the same).  Not bool.
+_EPS_TYPES = frozenset({int, np.float64, np.float32, np.float16, np.int64, np.int32})
 
 
 def _small_call(x, weight, bias, eps, centered, out, residual=None, residual_out=None):
@@ -19,14 +22,17 @@ def _small_call(x, weight, bias, eps, centered, out, residual=None, residual_out
     path.  Gates only what the kernel cannot (cpu/small.py checks the rest and returns 1,
     having written nothing, for anything it does not take).  Runs before anything else,
     even the GPU check: at (1, 768) every attribute test costs ~30 ns of a ~1 us call."""
-    if (type(x) is not np.ndarray or type(eps) is not float
-            or not 0 < x.size <= _SMALL or not x.flags.c_contiguous):
+    if type(x) is not np.ndarray or not 0 < x.size <= _SMALL or not x.flags.c_contiguous:
         return None
+    if type(eps) is not float:
+        if type(eps) not in _EPS_TYPES:
+            return None
+        eps = float(eps)
     dtype = x.dtype
-    if ((dtype is not _F32 and dtype is not _F64)
-            or (weight is not None and (type(weight) is not np.ndarray
-                                        or weight.dtype is not dtype))
-            or (bias is not None and (type(bias) is not np.ndarray or bias.dtype is not dtype))):
+    if dtype is not _F32 and dtype is not _F64:
+        return None
+    weight, bias = _same_dtype(weight, dtype), _same_dtype(bias, dtype)
+    if weight is False or bias is False:
         return None
     # Output dtypes are gated here: Numba cannot even type a byte-swapped array.
     if out is None:
@@ -51,6 +57,17 @@ def _small_call(x, weight, bias, eps, centered, out, residual=None, residual_out
                       centered):
         return None
     return y, s
+
+
+def _same_dtype(p, dtype):
+    """weight/bias for the small-call kernels: None, or a 1-D array of x's dtype (float32
+    or float64 parameters are cast, as the general path casts them: float64 weights from a
+    checkpoint on float32 data); False when the general path must take the call."""
+    if p is None or (type(p) is np.ndarray and p.dtype is dtype):
+        return p
+    if type(p) is not np.ndarray or p.ndim != 1 or (p.dtype is not _F32 and p.dtype is not _F64):
+        return False
+    return p.astype(dtype)
 
 
 def layer_norm(x, weight=None, bias=None, *, axis=-1, eps=1e-5, out=None, return_stats=False):

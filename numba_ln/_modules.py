@@ -51,7 +51,9 @@ class _Norm:
             raise TypeError(f"dtype must be float32, float64, float16 or bfloat16 "
                             f"(ml_dtypes.bfloat16), got {self.dtype}")
         self.eps = eps
-        self._axis = tuple(range(-len(self.normalized_shape), 0))
+        # an int for one axis: the form the small-call kernels take (_api._small_call)
+        self._axis = (-1 if len(self.normalized_shape) == 1
+                      else tuple(range(-len(self.normalized_shape), 0)))
 
     def _check_param(self, name, value):
         if value is None:
@@ -69,7 +71,7 @@ class _Norm:
             x = as_array(x, "x")
         shape = x.shape
         k = len(self.normalized_shape)
-        if tuple(shape[-k:]) != self.normalized_shape or len(shape) < k:
+        if len(shape) < k or tuple(shape[-k:]) != self.normalized_shape:
             raise ValueError(
                 f"x of shape {shape} does not end in normalized_shape {self.normalized_shape}"
             )
