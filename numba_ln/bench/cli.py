@@ -95,6 +95,12 @@ def parser():
                         "float16, as fractions of a 16-bit copy; see "
                         "numba_ln.bench.half_cases); honours --threads, --rounds, --quick, "
                         "--small, --no-targets and --json")
+    p.add_argument("--latency", action="store_true",
+                   help="measure per-call time instead: the argument forms users write "
+                        "(NumPy-scalar eps, float64 weights, return_stats, another axis, the "
+                        "module, 16-bit, fused, backward) at (1, 768) and (64, 1024), in us "
+                        "and as a ratio to torch; see numba_ln.bench.latency; honours "
+                        "--threads, --rounds, --quick and --json")
     return p
 
 
@@ -243,7 +249,8 @@ def main(argv=None):
         return _run_cuda(args, settings)
     if args.dask:
         return _run_dask(args)
-    work, libs = _selection(args) if not (args.backward or args.half) else (None, None)
+    special = args.backward or args.half or args.latency
+    work, libs = _selection(args) if not special else (None, None)
     if args.threads is not None:
         if not 1 <= args.threads <= numba.config.NUMBA_NUM_THREADS:
             sys.exit(f"--threads must be between 1 and NUMBA_NUM_THREADS="
@@ -254,6 +261,10 @@ def main(argv=None):
         return _run_backward(args, settings, threads)
     if args.half:
         return _run_half(args, settings, threads)
+    if args.latency:
+        from .latency import main as run_latency
+
+        return run_latency(args, settings, threads, progress)
 
     started = time.perf_counter()
     env = environment(threads)
