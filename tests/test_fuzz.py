@@ -318,7 +318,7 @@ class _Call:
         assert_close(y, want, dtype=self.dtype, scale=scale)
 
 
-@settings(max_examples=120, deadline=None)  # each new type combination compiles (CI time)
+@settings(max_examples=80, deadline=None)  # each new type combination compiles (CI time)
 @given(calls())
 @pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
 @pytest.mark.filterwarnings("ignore::numpy.exceptions.ComplexWarning")  # (a bad weight)
