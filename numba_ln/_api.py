@@ -17,9 +17,10 @@ _SMALL = _config.SERIAL_MAX_ELEMENTS
 _EPS_TYPES = frozenset({int, np.float64, np.float32, np.float16, np.int64, np.int32})
 
 
-def _small_call(x, weight, bias, eps, centered, out, residual=None, residual_out=None):
-    """y (or (y, s) with a residual) for the commonest call, or None to take the general
-    path.  Gates only what the kernel cannot (cpu/small.py checks the rest and returns 1,
+def _small_call(x, weight, bias, eps, centered, out, residual=None, residual_out=None,
+                return_stats=False):
+    """y (or (y, s) with a residual; (y, mean, rstd) or (y, rstd) with return_stats and no
+    residual) for the commonest calls, or None to take the general path.  Gates only what the kernel cannot (cpu/small.py checks the rest and returns 1,
     having written nothing, for anything it does not take).  Runs before anything else,
     even the GPU check: at (1, 768) every attribute test costs ~30 ns of a ~1 us call."""
     if type(x) is not np.ndarray or not 0 < x.size <= _SMALL or not x.flags.c_contiguous:
@@ -42,9 +43,17 @@ def _small_call(x, weight, bias, eps, centered, out, residual=None, residual_out
     else:
         return None
     if residual is None:
-        if small_norm(IN_PLACE if y is x else y, x, weight, bias, eps, centered):
+        mean = rstd = None
+        if return_stats:  # keepdims, in x's dtype (the stats dtype of float32/float64)
+            rstd = np.empty(x.shape[:-1] + (1,), dtype)
+            mean = np.empty(x.shape[:-1] + (1,), dtype) if centered else None
+        if small_norm(IN_PLACE if y is x else y, x, weight, bias, eps, centered, mean, rstd):
             return None
-        return y
+        if not return_stats:
+            return y
+        return (y, mean, rstd) if centered else (y, rstd)
+    if return_stats:
+        return None
     if type(residual) is not np.ndarray or residual.dtype is not dtype:
         return None
     if residual_out is None:
@@ -105,8 +114,8 @@ def layer_norm(x, weight=None, bias=None, *, axis=-1, eps=1e-5, out=None, return
     array([[-1.2247357,  0.       ,  1.2247357],
            [ 0.       ,  0.       ,  0.       ]], dtype=float32)
     """
-    if not return_stats and type(axis) is int and axis == -1:
-        y = _small_call(x, weight, bias, eps, True, out)
+    if type(axis) is int and axis == -1 and type(return_stats) is bool:
+        y = _small_call(x, weight, bias, eps, True, out, return_stats=return_stats)
         if y is not None:
             return y
     return backend_for(x).run(LAYER_NORM, x, None, weight, bias, axis, eps, out, None,
@@ -125,8 +134,8 @@ def rms_norm(x, weight=None, *, axis=-1, eps=1e-6, out=None, return_stats=False)
     >>> numba_ln.rms_norm(np.array([3.0, 4.0]), eps=0.0)
     array([0.84852814, 1.13137085])
     """
-    if not return_stats and type(axis) is int and axis == -1:
-        y = _small_call(x, weight, None, eps, False, out)
+    if type(axis) is int and axis == -1 and type(return_stats) is bool:
+        y = _small_call(x, weight, None, eps, False, out, return_stats=return_stats)
         if y is not None:
             return y
     return backend_for(x).run(RMS_NORM, x, None, weight, None, axis, eps, out, None,

@@ -6,8 +6,8 @@ Every test states the kernel it means to run and checks it (the ``ran`` fixture 
 which kernel the front launched), so a change of thresholds cannot silently move a test off
 its path.  Paths (numba_ln/_engine.py, _api.py, thresholds in _config.py):
 
-``small``          C-contiguous, last axis, <= SERIAL_MAX_ELEMENTS: cpu/small.py; the same
-                   arrays with return_stats=True, and moments(), run rows_serial
+``small``          C-contiguous, last axis, <= SERIAL_MAX_ELEMENTS: cpu/small.py (with
+                   return_stats=True too); moments() on them runs rows_serial
 ``parallel``       rows_parallel, TASK_ELEMENTS // 1024 rows a task, several tasks
 ``long-parallel``  rows_parallel over rows longer than PIECE (one row a task, 2 pieces)
 ``split``          fewer than SPLIT_MAX_ROWS rows longer than PIECE: rows_split
@@ -87,7 +87,7 @@ def ran(monkeypatch):
 
 def kernel_of(path, small=None):
     """The kernel a call on path runs: small is the small-call kernel's name for calls that
-    can take it (no return_stats), None for those that cannot (return_stats, moments)."""
+    can take it, None for those that cannot (moments, the fused forms with return_stats)."""
     if path == "small":
         return small or "rows_serial"
     if path in CHANNELS_PATHS:
@@ -300,7 +300,7 @@ def test_poor_head_shift_is_summed_again(rng, ran, path, offset, scale):
     check_layer_norm(back(path, y), rows, w, b)
 
     y, mean, rstd = numba_ln.layer_norm(x, w, b, axis=axis, return_stats=True)
-    took(ran, path)
+    took(ran, path, "small_norm")
     check_layer_norm(back(path, y), rows, w, b)
     check_mean(mean, rows)
     check_rstd(rstd, rows)
@@ -345,7 +345,7 @@ def test_rows_beyond_float32_range(rng, ran, path):
         check_layer_norm(back(path, y), rows, w, b, eps=0.0)
 
         y, rstd = numba_ln.rms_norm(x, w, axis=axis, eps=0.0, return_stats=True)
-        took(ran, path)
+        took(ran, path, "small_norm")
         check_rms_norm(back(path, y), rows, w, eps=0.0)
         rstd_ref = ref.rms_norm(rows, eps=0.0)[1]
         assert_stat_close(rstd, rstd_ref, rstd_ref)

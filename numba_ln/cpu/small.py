@@ -15,6 +15,7 @@ ndarray; IN_PLACE for an output that *is* its input (``out is x``, ``residual_ou
 residual``).
 """
 import numpy as np
+from numba import types
 from numba.extending import overload
 
 from ._elements import _absent, _in_place
@@ -85,25 +86,82 @@ def _view_of(a, cols):
     return lambda a, cols: (a.reshape(-1), np.int64(0), np.int64(cols))
 
 
-def run_norm(y, x, w, b, eps, centered):
+def run_norm(y, x, w, b, eps, centered, mean, rstd):
     """The body of small_norm: 1 unless the types and values are the kernel's."""
 
 
-@overload(run_norm)
-def _run_norm(y, x, w, b, eps, centered):
-    if not (_array_fits(y, x) and _param_type_fits(w) and _param_type_fits(b)):
-        return lambda y, x, w, b, eps, centered: 1  # e.g. a strided out=
+def _stats_fit(mean, rstd):
+    """Typing: no statistics (both None), rstd alone (RMSNorm) or both, as C-contiguous
+    float32/float64 arrays the front allocated."""
+    if _absent(rstd):
+        return _absent(mean)
+    return all(_absent(a) or (a.layout == "C" and a.mutable and isinstance(a.dtype, types.Float)
+                              and a.dtype.bitwidth in (32, 64)) for a in (mean, rstd))
 
-    def run(y, x, w, b, eps, centered):
+
+def finish_stats(stats, mean, rstd, eps):
+    """The returned statistics from the kernel's float64 (mean, second), as the general
+    path forms them (_engine.run): mean rounded once, rstd = 1 / sqrt(second + eps) in
+    float64, then rounded once; nothing without statistics."""
+
+
+@overload(finish_stats, inline="always")
+def _finish_stats(stats, mean, rstd, eps):
+    if _absent(rstd):
+        return lambda stats, mean, rstd, eps: None
+    with_mean = not _absent(mean)
+
+    def finish(stats, mean, rstd, eps):
+        flat_rstd = rstd.reshape(-1)
+        for i in range(flat_rstd.size):
+            flat_rstd[i] = 1.0 / np.sqrt(stats[1][i] + eps)
+        if with_mean:
+            flat_mean = mean.reshape(-1)
+            for i in range(flat_mean.size):
+                flat_mean[i] = stats[0][i]
+    return finish
+
+
+def stats_buffers(rstd, rows):
+    """float64 (mean, second) rows for the kernel, or None without statistics."""
+
+
+@overload(stats_buffers, inline="always")
+def _stats_buffers(rstd, rows):
+    if _absent(rstd):
+        return lambda rstd, rows: None
+    return lambda rstd, rows: (np.empty(rows), np.empty(rows))
+
+
+def stats_fit(rstd, rows):
+    """Whether the statistics outputs hold one value per row (True without them)."""
+
+
+@overload(stats_fit, inline="always")
+def _stats_fit_values(rstd, rows):
+    if _absent(rstd):
+        return lambda rstd, rows: True
+    return lambda rstd, rows: rstd.size == rows
+
+
+@overload(run_norm)
+def _run_norm(y, x, w, b, eps, centered, mean, rstd):
+    if not (_array_fits(y, x) and _param_type_fits(w) and _param_type_fits(b)
+            and _stats_fit(mean, rstd)):
+        return lambda y, x, w, b, eps, centered, mean, rstd: 1  # e.g. a strided out=
+
+    def run(y, x, w, b, eps, centered, mean, rstd):
         cols = x.shape[-1]
+        rows = x.size // cols
         if not (cols > 0 and 0.0 <= eps < np.inf and shape_of(y, x) == x.shape
-                and length_fits(w, cols) and length_fits(b, cols)):
+                and length_fits(w, cols) and length_fits(b, cols) and stats_fit(rstd, rows)):
             return 1
         if not (apart(y, x) and apart(y, w) and apart(y, b)):
             return 1  # partly overlapping (out is x exactly comes as IN_PLACE)
         yv, xv = view_of(y, cols), view_of(x, cols)
-        rows_block(yv, None, xv, None, w, b, None, cols, eps, centered, np.int64(0),
-                   x.size // cols)
+        stats = stats_buffers(rstd, rows)
+        rows_block(yv, None, xv, None, w, b, stats, cols, eps, centered, np.int64(0), rows)
+        finish_stats(stats, mean, rstd, eps)
         return 0
     return run
 
@@ -141,9 +199,10 @@ def _run_add_norm(y, s, x, r, w, b, eps, centered):
 
 
 @kernel()
-def small_norm(y, x, w, b, eps, centered):
-    """LayerNorm (centered) or RMSNorm of x's last axis into y (an array or IN_PLACE)."""
-    return run_norm(y, x, w, b, eps, centered)
+def small_norm(y, x, w, b, eps, centered, mean, rstd):
+    """LayerNorm (centered) or RMSNorm of x's last axis into y (an array or IN_PLACE);
+    with rstd (and mean, LayerNorm) given, the statistics too, in those arrays."""
+    return run_norm(y, x, w, b, eps, centered, mean, rstd)
 
 
 @kernel()
