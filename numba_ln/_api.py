@@ -20,8 +20,9 @@ _EPS_TYPES = frozenset({int, np.float64, np.float32, np.float16, np.int64, np.in
 def _small_call(x, weight, bias, eps, centered, out, residual=None, residual_out=None,
                 return_stats=False):
     """y (or (y, s) with a residual; (y, mean, rstd) or (y, rstd) with return_stats and no
-    residual) for the commonest calls, or None to take the general path.  Gates only what the kernel cannot (cpu/small.py checks the rest and returns 1,
-    having written nothing, for anything it does not take).  Runs before anything else,
+    residual) for the commonest calls, or None to take the general path.  Gates only what
+    the kernel cannot (cpu/small.py checks the rest and returns 1, having written nothing,
+    for anything it does not take).  Runs before anything else,
     even the GPU check: at (1, 768) every attribute test costs ~30 ns of a ~1 us call."""
     if type(x) is not np.ndarray or not 0 < x.size <= _SMALL or not x.flags.c_contiguous:
         return None
