@@ -3,7 +3,7 @@
 A call's *kind* is what its types and shapes decide: the function, the dtypes, shapes (and
 x's strides) of x and of each optional array, the axis argument and the flags.  The first
 call of a kind runs the full rules of _spec.build and _layout.make_plan; the decisions
-(normalized axes, result and parameter dtypes, the kernel view of x) are kept, and a
+(normalized axes, result and parameter dtypes, the layout plan of x) are kept, and a
 later call of that kind checks only what can change between calls with the same types
 and shapes: eps's value, whether out is writeable and free of zero strides, overlaps
 (in the fronts), and the parameters' memory (read per call: values change).
