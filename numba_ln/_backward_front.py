@@ -11,13 +11,16 @@ x's layout) from a contiguous buffer.
 Everything that can fail is checked before the kernel runs, and nothing is written on an
 error.
 """
+import math
+from typing import NamedTuple
+
 import numpy as np
 
 from . import _dtypes, _spec
 from ._backends import is_dask_array, is_gpu_array
-from ._engine import NUMPY, _output_view, _same_kernel_view, same_view
-from ._layout import Plan
-from ._kinds import plan_for
+from ._engine import NUMPY, _output_view, _param, _same_kernel_view, same_view
+from ._kinds import backward_kind, plan_for
+from ._layout import Geometry, Plan
 from .cpu._elements import IN_PLACE
 from .cpu.backward import run_backward
 
@@ -33,27 +36,81 @@ def _refuse_other_backends(fname, arrays):
                             "first)")
 
 
-def _data(a, name, shape):
+class Checked(NamedTuple):
+    """A backward call after the type-level rules: its arrays as the adapter read them
+    (stand-ins in _kinds' type pass), weight as the adapter's param() made it."""
+    dy: object
+    x: object
+    grad_residual: object
+    weight: object
+    mean: object
+    rstd: object
+    out: object
+    dtype: np.dtype
+    geometry: Geometry  # x's shape over the normalized axes
+
+
+def check(arrays, centered, dy, x, weight, mean, rstd, axis, grad_residual, out):
+    """The backward's rules over dtypes and shapes (no values: eps and param_grads are
+    checked by the caller), in the order of their messages."""
+    x = arrays.input(x, "x")
+    dtype = _dtypes.result_dtype(x.dtype, "x")
+    dy = _data(arrays, dy, "dy", x.shape)
+    gr = None if grad_residual is None else _data(arrays, grad_residual, "grad_residual",
+                                                  x.shape)
+    # Each array's result dtype, then the widest: an integer or bool array (float64)
+    # with a float32 one gives float64.
+    dtype = np.result_type(dtype, *(_dtypes.result_dtype(a.dtype) for a in (dy, gr)
+                                    if a is not None))
+    geometry = Geometry(tuple(x.shape), _spec.normalize_axes(axis, len(x.shape)))
+    if 0 in geometry.norm_shape:
+        raise ValueError(f"the normalized shape {geometry.norm_shape} has no elements "
+                         f"(axis={geometry.axes})")
+    weight = _spec.check_param(arrays, weight, "weight", geometry.norm_shape, dtype)
+    if centered and (mean is None) != (rstd is None):
+        given, missing = ("mean", "rstd") if rstd is None else ("rstd", "mean")
+        raise ValueError(f"{given} was given without {missing}: pass both (as "
+                         "layer_norm(..., return_stats=True) returns them) or neither "
+                         "(they are then recomputed from x)")
+    if rstd is not None:
+        mean = None if mean is None else _stat(arrays, mean, "mean", geometry)
+        rstd = _stat(arrays, rstd, "rstd", geometry)
+    if out is not None:
+        out = _spec.check_output(arrays, out, "out", x.shape, dtype)
+    return Checked(dy, x, gr, weight, mean, rstd, out, dtype, geometry)
+
+
+def _data(arrays, a, name, shape):
     """dy / grad_residual: an array of x's shape and a supported dtype (not broadcast:
     a gradient has its value's shape)."""
-    a = NUMPY.input(a, name)
+    a = arrays.input(a, name)
     _dtypes.result_dtype(a.dtype, name)
-    if a.shape != shape:
-        raise ValueError(f"{name} has shape {a.shape}, expected x's shape {shape}")
+    if tuple(a.shape) != tuple(shape):
+        raise ValueError(f"{name} has shape {tuple(a.shape)}, expected x's shape "
+                         f"{tuple(shape)}")
     return a
 
 
-def _stat(s, name, geometry):
-    """mean / rstd as 1-D arrays of the rows in kernel order (float32 or float64 as given)."""
-    s = NUMPY.input(s, name)
+def _stat(arrays, s, name, geometry):
+    """mean / rstd: float32 or float64, in the keepdims shape."""
+    s = arrays.input(s, name)
     if s.dtype not in _STATS_DTYPES:
         raise TypeError(f"{name} has dtype {s.dtype}; it must be float32 or float64 (as "
                         "returned by the forward with return_stats=True)")
     keep = geometry.stats_shape()
-    if s.shape != keep:
-        raise ValueError(f"{name} has shape {s.shape}, expected the keepdims shape {keep} "
-                         "(as the forward returns it with return_stats=True)")
-    # keepdims order is the batch axes in C order: the kernels' row order.
+    if tuple(s.shape) != keep:
+        raise ValueError(f"{name} has shape {tuple(s.shape)}, expected the keepdims shape "
+                         f"{keep} (as the forward returns it with return_stats=True)")
+    return s
+
+
+def _flat_stat(s):
+    """mean / rstd as 1-D arrays of the rows in kernel order (keepdims order is the batch
+    axes in C order: the kernels' row order), in their own dtype."""
+    if s is None:
+        return None
+    if s.ndim == 1 and s.flags.c_contiguous and s.flags.writeable:
+        return s
     flat = np.ascontiguousarray(s).reshape(-1)
     return flat if flat.flags.writeable else flat.copy()  # read-only: another kernel type
 
@@ -61,40 +118,47 @@ def _stat(s, name, geometry):
 def backward(centered, fname, dy, x, weight, mean, rstd, axis, eps, grad_residual, out,
              param_grads):
     """dx, dweight, dbias (dbias None for RMSNorm; both None without param_grads)."""
-    _refuse_other_backends(fname, {"dy": dy, "x": x, "grad_residual": grad_residual,
-                                   "out": out})
-    x = NUMPY.input(x, "x")
-    dtype = _dtypes.result_dtype(x.dtype, "x")
-    dy = _data(dy, "dy", x.shape)
-    gr = None if grad_residual is None else _data(grad_residual, "grad_residual", x.shape)
-    # Each array's result dtype, then the widest: an integer or bool array (float64)
-    # with a float32 one gives float64.
-    dtype = np.result_type(dtype, *(_dtypes.result_dtype(a.dtype) for a in (dy, gr)
-                                    if a is not None))
-    axes = _spec.normalize_axes(axis, x.ndim)
-    eps = _spec.check_eps(eps)
-    plan = plan_for(x, axes)
-    if plan.kind != "rows":  # no channels kernel: x is copied into rows order
-        plan = Plan(x.shape, axes, "rows", False, False)
-    if 0 in plan.norm_shape:
-        raise ValueError(f"the normalized shape {plan.norm_shape} has no elements "
-                         f"(axis={axes})")
-    weight = _spec.check_param(NUMPY, weight, "weight", plan.norm_shape, dtype)
-    if centered and (mean is None) != (rstd is None):
-        given, missing = ("mean", "rstd") if rstd is None else ("rstd", "mean")
-        raise ValueError(f"{given} was given without {missing}: pass both (as "
-                         "layer_norm(..., return_stats=True) returns them) or neither "
-                         "(they are then recomputed from x)")
-    stats = None
-    if rstd is not None:
-        stats = (None if mean is None else _stat(mean, "mean", plan), _stat(rstd, "rstd", plan))
+    kind = backward_kind(centered, dy, x, weight, mean, rstd, axis, grad_residual, out)
     given_out = out  # returned as given (an np.matrix stays one)
+    if kind is None:
+        _refuse_other_backends(fname, {"dy": dy, "x": x, "grad_residual": grad_residual,
+                                       "out": out})
+        checked = check(NUMPY, centered, dy, x, weight, mean, rstd, axis, grad_residual, out)
+        dy, x, gr, weight, mean, rstd, out = checked[:7]
+        plan, direct = rows_plan(x, checked.geometry.axes), None
+    else:
+        checked, plan, direct = kind.checked, kind.plan, kind.direct
+        gr = grad_residual
+        if weight is not None:
+            weight = _param(weight, plan.norm_shape, checked.weight, "weight")
+    if not (type(eps) is float and 0.0 <= eps < math.inf):  # (NaN fails the compares)
+        eps = _spec.check_eps(eps)
     if out is not None:
-        out = _spec.check_output(NUMPY, out, "out", x.shape, dtype)
+        _spec.check_writable(NUMPY, out, "out")
     if not isinstance(param_grads, (bool, np.bool_)):
         raise TypeError(f"param_grads must be True or False, got {param_grads!r}")
+    dtype = checked.dtype
+    stats = None if rstd is None else (_flat_stat(mean), _flat_stat(rstd))
 
     # --- validated: from here on only the output is written ---------------------------
+    if direct is not None:  # (_kinds: no out, every array read where it lies)
+        dx, dx_view = plan.fresh(dtype)
+        views = [None if a is None else (a.reshape(-1), *direct) for a in (dy, x, gr)]
+        dweight, dbias = run_backward(dx_view, *views[:2], weight, stats, views[2], plan.rows,
+                                      plan.cols, eps, centered, bool(param_grads))
+    else:
+        dx, dweight, dbias = _general(plan, dtype, dy, x, gr, weight, stats, out, eps,
+                                      centered, param_grads)
+    if given_out is not None:
+        dx = given_out
+    if not param_grads:
+        return dx, None, None
+    return dx, _param_grad(dweight, plan, dtype), (
+        None if dbias is None else _param_grad(dbias, plan, dtype))
+
+
+def _general(plan, dtype, dy, x, gr, weight, stats, out, eps, centered, param_grads):
+    """dx (in out when given), dweight, dbias: any layout, dtype conversion and overlap."""
     if x.dtype != dtype:
         x = x.astype(dtype)
     if dy.dtype != dtype:
@@ -117,23 +181,24 @@ def backward(centered, fname, dy, x, weight, mean, rstd, axis, eps, grad_residua
     rows, cols = plan.rows, plan.cols
     if rows == 0:
         dx = out if out is not None else np.empty(x.shape, dtype)
-        dweight, dbias = np.zeros(cols), np.zeros(cols) if centered else None
-    else:
-        dx, dx_view = _output_view(plan, out, dtype)
-        dy_view, x_view = plan.kernel_input(dy), plan.kernel_input(x)
-        gr_view = None if gr is None else plan.kernel_input(gr)
-        if out is not None and _same_kernel_view(dx_view, dy_view):
-            dx_view = IN_PLACE
-        dweight, dbias = run_backward(dx_view, dy_view, x_view, plan.param(weight), stats,
-                                      gr_view, rows, cols, eps, centered, bool(param_grads))
-        if out is not None and dx is not out:
-            np.copyto(out, dx)
-    if given_out is not None:
-        dx = given_out
-    if not param_grads:
-        return dx, None, None
-    return dx, _param_grad(dweight, plan, dtype), (
-        None if dbias is None else _param_grad(dbias, plan, dtype))
+        return dx, np.zeros(cols), np.zeros(cols) if centered else None
+    dx, dx_view = _output_view(plan, out, dtype)
+    dy_view, x_view = plan.kernel_input(dy), plan.kernel_input(x)
+    gr_view = None if gr is None else plan.kernel_input(gr)
+    if out is not None and _same_kernel_view(dx_view, dy_view):
+        dx_view = IN_PLACE
+    dweight, dbias = run_backward(dx_view, dy_view, x_view, plan.param(weight), stats,
+                                  gr_view, rows, cols, eps, centered, bool(param_grads))
+    if out is not None and dx is not out:
+        np.copyto(out, dx)
+    return dx, dweight, dbias
+
+
+def rows_plan(x, axes):
+    """x's plan as rows: there is no channels backward kernel, so such a layout is copied
+    into rows order (Plan.kernel_input)."""
+    plan = plan_for(x, axes)
+    return plan if plan.kind == "rows" else Plan(x.shape, axes, "rows", False, False)
 
 
 def _param_grad(g, plan, dtype):

@@ -7,6 +7,8 @@ arguments as arrays, dtype conversion, copying inputs an output overlaps, the IN
 marker for outputs over their own input, kernel selection (serial / parallel rows /
 split rows / channels) and the statistics' keepdims shapes.
 """
+import math
+
 import numba
 import numpy as np
 
@@ -39,18 +41,23 @@ def run(variant, x, residual, weight, bias, axis, eps, out, residual_out, return
     """One public call on the CPU: validate, normalize, and return what the public
     function returns (see _variants.Variant.results)."""
     want_stats = return_stats or not variant.want_y
-    typed = _kinds.call_kind(variant, x, residual, weight, bias, axis, out, residual_out,
-                             want_stats)
-    if typed is None:
+    kind = _kinds.forward_kind(variant, x, residual, weight, bias, axis, out, residual_out,
+                               want_stats)
+    if kind is None:
         call = _spec.build(variant, NUMPY, x, residual, weight, bias, axis, eps, out,
                            residual_out, want_stats)
+        plan, direct = _kinds.plan_for(call.x, call.axes), None
     else:
-        call = _with_values(typed, x, residual, weight, bias, eps, out, residual_out)
-    y, s, mean, second = normalize(call)
+        call = _with_values(kind.typed, x, residual, weight, bias, eps, out, residual_out)
+        plan, direct = kind.plan, kind.direct
+    if direct is not None:
+        y, s, mean, second = _run_direct(call, plan, direct)
+    else:
+        y, s, mean, second = normalize(call, plan)
     # The caller's own out=/residual_out= objects are returned (a memmap stays a memmap).
     y = y if out is None else out
     s = s if residual_out is None else residual_out
-    if not call.want_stats:
+    if not want_stats:
         return variant.results(y, s, None, None, False)
     dtype = _dtypes.stats_dtype(call.dtype)
     if variant.stats == "mean_var":
@@ -67,7 +74,8 @@ def run(variant, x, residual, weight, bias, axis, eps, out, residual_out, return
 def _with_values(typed, x, residual, weight, bias, eps, out, residual_out):
     """The Call of a cached kind (_kinds) for this call's arrays: the checks of _spec.build
     that depend on more than dtypes and shapes, in its order."""
-    eps = _spec.check_eps(eps)
+    if not (type(eps) is float and 0.0 <= eps < math.inf):  # (NaN fails the compares)
+        eps = _spec.check_eps(eps)
     if out is not None:
         _spec.check_writable(NUMPY, out, "out")
     if residual_out is not None:
@@ -75,16 +83,45 @@ def _with_values(typed, x, residual, weight, bias, eps, out, residual_out):
         _spec.check_outputs_apart(NUMPY, out, residual_out)
     norm_shape = typed.norm_shape
     if weight is not None:
-        weight = prepare_param(weight, "weight", norm_shape, typed.weight)
+        weight = _param(weight, norm_shape, typed.weight, "weight")
     if bias is not None:
-        bias = prepare_param(bias, "bias", norm_shape, typed.bias)
+        bias = _param(bias, norm_shape, typed.bias, "bias")
     return _spec.Call(typed.variant, x, residual, weight, bias, out, residual_out, typed.axes,
                       norm_shape, eps, typed.dtype, typed.work, typed.want_stats)
 
 
-def normalize(call):
-    """Run a validated call.  Returns (y, s, mean, second): y None without an output, s
-    None without a residual, mean/second float64 keepdims arrays (or None)."""
+def _param(p, norm_shape, dtype, name):
+    """prepare_param, without its copies when p is already a writeable flat array of the
+    prepared dtype (the commonest case: the same result)."""
+    if (p.shape == norm_shape and p.ndim == 1 and p.dtype == dtype and p.flags.writeable
+            and p.flags.c_contiguous):
+        return p
+    return prepare_param(p, name, norm_shape, dtype)
+
+
+def _run_direct(call, plan, direct):
+    """normalize() for a kind planned direct (_kinds.Kind): x (and a residual laid out as
+    x) read where they lie, fresh outputs, weight/bias as prepared.  The same kernel and
+    views as normalize() would pass, derived without it."""
+    dtype = call.dtype
+    x_view = (call.x.reshape(-1), *direct)
+    r_view = s = s_view = None
+    if call.residual is not None:
+        r_view = (call.residual.reshape(-1), *direct)
+        s, s_view = plan.fresh(dtype)
+    y, y_view = plan.fresh(dtype) if call.variant.want_y else (None, None)
+    stats = (np.empty(plan.rows), np.empty(plan.rows)) if call.want_stats else None
+    _run_kernel(plan, dtype, y_view, s_view, x_view, r_view, call.weight, call.bias, call.eps,
+                call.variant.centered, stats)
+    if stats is None:
+        return y, s, None, None
+    return y, s, plan.stats_to_keepdims(stats[0]), plan.stats_to_keepdims(stats[1])
+
+
+def normalize(call, plan=None):
+    """Run a validated call (plan: x's, when known).  Returns (y, s, mean, second): y None
+    without an output, s None without a residual, mean/second float64 keepdims arrays (or
+    None)."""
     dtype, axes = call.dtype, call.axes
     x, residual, out, residual_out = call.x, call.residual, call.out, call.residual_out
     if x.dtype != dtype:
@@ -102,7 +139,8 @@ def normalize(call):
                                 _spec.FORWARD_IN_PLACE, np.may_share_memory, same_view)
     x, residual, weight, bias = (a.copy() if name in copy else a for name, a in inputs.items())
 
-    plan = _kinds.plan_for(x, axes)
+    if plan is None or x is not call.x:  # (a converted or copied x: its own layout)
+        plan = _kinds.plan_for(x, axes)
     want_y, want_stats = call.variant.want_y, call.want_stats
     if plan.rows == 0:
         y = (out if out is not None else np.empty(x.shape, dtype)) if want_y else None

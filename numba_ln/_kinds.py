@@ -1,37 +1,39 @@
-"""Plan once per kind of call, check values every call: the CPU fronts' caches.
+"""Plan once per kind of call, check values every call: the CPU fronts' cache.
 
-A call's *kind* is what its types and shapes decide: the function, the dtypes, shapes (and
-x's strides) of x and of each optional array, the axis argument and the flags.  The first
-call of a kind runs the full rules of _spec.build and _layout.make_plan; the decisions
-(normalized axes, result and parameter dtypes, the layout plan of x) are kept, and a
-later call of that kind checks only what can change between calls with the same types
-and shapes: eps's value, whether out is writeable and free of zero strides, overlaps
-(in the fronts), and the parameters' memory (read per call: values change).
+A call's *kind* is what its types and shapes decide: the function, the flags, the axis
+argument, and the dtype, shape and strides of x and of each optional array.  The first
+call of a kind runs the full rules of _spec.build and _layout.make_plan and keeps their
+decisions in a ``Kind``: the normalized axes, the result and parameter dtypes, the layout
+plan, and whether the call can run *direct* -- every array read where it lies, every
+output fresh -- with the steps of x's kernel view.  A later call of that kind checks only
+what can change between calls with the same types and shapes: eps's value, whether out is
+writeable, overlaps, and the parameters' memory (read per call: values change).
 
-Both caches are ``functools.lru_cache``s: bounded (least recently used dropped), safe
-for concurrent threads, and without a Python-level lock on the hot path.  A call whose
-arguments do not make a hashable kind (lists, ndarray subclasses, a list as axis) takes
+The cache is a ``functools.lru_cache``: bounded (least recently used dropped), safe for
+concurrent threads, and without a Python-level lock on the hot path.  A call whose
+arguments do not make a plain kind (lists, ndarray subclasses, NumPy or bool axes) takes
 the uncached rules, which give the same result and the same errors.
 """
 import functools
+from typing import NamedTuple
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from . import _spec
-from ._layout import make_plan
+from ._layout import flat, make_plan
 
-MAX_PLANS = 512  # kinds kept per cache; a training or decoding loop uses a handful
+MAX_PLANS = 512  # kinds kept; a training or decoding loop uses a handful
 
 
-def _array_kind(a):
-    """(dtype, shape) of an ndarray argument, None for None; False when the argument is
-    not a plain ndarray (such a call is not cached)."""
-    if a is None:
-        return None
-    if type(a) is not np.ndarray:
-        return False
-    return (a.dtype, a.shape)
+class Kind(NamedTuple):
+    typed: _spec.Call  # _spec.build's Call over stand-ins (weight/bias: their dtype)
+    plan: object       # _layout.Plan of x
+    # (start, *steps) of x's kernel view over x.reshape(-1) when the call can run direct:
+    # x in the result dtype and laid out so that the kernels read it where it lies, no
+    # out=/residual_out=, a residual (if any) laid out as x (weight and bias are prepared
+    # per call as always).  None: the general steps (_engine.normalize).
+    direct: tuple
 
 
 class _Types:
@@ -72,39 +74,123 @@ class _TypeRules:
 _TYPE_RULES = _TypeRules()
 
 
-@functools.lru_cache(maxsize=MAX_PLANS)
-def _typed_call(variant, want_stats, x, axis, residual, weight, bias, out, residual_out):
-    """_spec.build over dtypes and shapes: a Call whose arrays are _Types, weight and bias
-    their prepared dtype.  Raises _spec's errors (not cached)."""
-    types = [None if k is None else _Types(*k) for k in (x, residual, weight, bias, out,
-                                                         residual_out)]
-    x_t, r_t, w_t, b_t, out_t, rout_t = types
-    return _spec.build(variant, _TYPE_RULES, x_t, r_t, w_t, b_t, axis, 0.0, out_t, rout_t,
-                       want_stats)
+def _signature(a):
+    """(dtype, shape, strides) of a plain ndarray; None for None."""
+    if a is None:
+        return None
+    if type(a) is not np.ndarray:
+        raise _NotPlain
+    return (a.dtype, a.shape, a.strides)
 
 
-def call_kind(variant, x, residual, weight, bias, axis, out, residual_out, want_stats):
-    """The cached type-level Call of this kind, or None when the call has no cacheable
-    kind (then _spec.build checks it whole)."""
-    kinds = tuple(_array_kind(a) for a in (x, residual, weight, bias, out, residual_out))
-    if kinds[0] is None or False in kinds or not isinstance(axis, (int, np.integer, tuple)):
+class _NotPlain(Exception):
+    """An argument with no plain kind: the call takes the uncached rules."""
+
+
+def _axis_key(axis):
+    """The axis argument as a key: Python and NumPy integers and tuples of them (a bool
+    equals 1 as a key, so it never becomes one: _spec refuses it)."""
+    if type(axis) is int:
+        return axis
+    if isinstance(axis, np.integer):
+        return int(axis)
+    if type(axis) is tuple and all(type(a) is int for a in axis):
+        return axis
+    raise _NotPlain
+
+
+def forward_kind(variant, x, residual, weight, bias, axis, out, residual_out, want_stats):
+    """The cached Kind of a forward call, or None when it has no plain kind (then
+    _spec.build checks it whole).  Raises _spec's type-level errors."""
+    if type(x) is not np.ndarray:
         return None
     try:
-        hash(axis)
-    except TypeError:  # a list inside the tuple: _spec refuses or reads it
+        key = (variant, want_stats, _axis_key(axis), x.dtype, x.shape, x.strides,
+               _signature(residual), _signature(weight), _signature(bias), _signature(out),
+               _signature(residual_out))
+    except _NotPlain:
         return None
-    return _typed_call(variant, want_stats, kinds[0], axis, *kinds[1:])
+    return _forward_kind(key)
+
+
+def _shadow(signature):
+    """An array of this (dtype, shape, strides) over one element, never read: the rules
+    and plans only look at how it and its views are laid out."""
+    dtype, shape, strides = signature
+    return as_strided(np.empty(1, dtype), shape, strides, writeable=False)
+
+
+@functools.lru_cache(maxsize=MAX_PLANS)
+def _forward_kind(key):
+    variant, want_stats, axis, x_dtype, x_shape, x_strides, r, w, b, out, r_out = key
+    x_t, r_t, w_t, b_t, out_t, r_out_t = (
+        None if s is None else _Types(s[0], s[1]) for s in ((x_dtype, x_shape), r, w, b, out,
+                                                            r_out))
+    typed = _spec.build(variant, _TYPE_RULES, x_t, r_t, w_t, b_t, axis, 0.0, out_t, r_out_t,
+                        want_stats)
+    x_sig = (x_dtype, x_shape, x_strides)
+    plan = _plan(*x_sig, typed.axes)
+    direct = None
+    if (x_dtype == typed.dtype and out is None and r_out is None and plan.rows > 0 and not plan.flip and (r is None or (r == x_sig
+                                                                   and plan.kind == "rows"))):
+        direct = _direct_steps(_shadow(x_sig), plan)
+    return Kind(typed, plan, direct)
+
+
+def _direct_steps(shadow, plan):
+    """(start, *steps) of the kernel view of a C-contiguous x over x.reshape(-1), or None
+    when x must be copied or is read through another base (not C-contiguous)."""
+    if not shadow.flags.c_contiguous:
+        return None
+    view = plan.arrange(shadow, copy_ok=False)
+    got = None if view is None else flat(view)
+    # Strides all >= 0 (no flip): the lowest address flat() starts from is x's first element.
+    return None if got is None else tuple(got[1:])
 
 
 def plan_for(x, axes):
-    """_layout.make_plan(x, axes), kept per (shape, strides, dtype, axes): a plan is
+    """_layout.make_plan(x, axes), kept per (dtype, shape, strides, axes): a plan is
     geometry only, a function of those."""
-    return _plan(x.shape, x.strides, x.dtype, axes)
+    return _plan(x.dtype, x.shape, x.strides, axes)
 
 
 @functools.lru_cache(maxsize=MAX_PLANS)
-def _plan(shape, strides, dtype, axes):
-    # A stand-in with x's shape and strides over one element, never read: make_plan only
-    # looks at how views of it would be laid out.
-    shadow = as_strided(np.empty(1, dtype), shape, strides, writeable=False)
-    return make_plan(shadow, axes)
+def _plan(dtype, shape, strides, axes):
+    return make_plan(_shadow((dtype, shape, strides)), axes)
+
+
+class BackwardKind(NamedTuple):
+    checked: object  # _backward_front.Checked over stand-ins (weight: its dtype)
+    plan: object     # x's plan as rows (_backward_front.rows_plan)
+    direct: tuple    # as Kind.direct: dy, x (and grad_residual) laid out alike, no out=
+
+
+def backward_kind(centered, dy, x, weight, mean, rstd, axis, grad_residual, out):
+    """The cached BackwardKind of a backward call, or None when it has no plain kind.
+    Raises the type-level errors of _backward_front.check."""
+    if type(x) is not np.ndarray or type(dy) is not np.ndarray:
+        return None
+    try:
+        key = (centered, _axis_key(axis), x.dtype, x.shape, x.strides, _signature(dy),
+               _signature(weight), _signature(mean), _signature(rstd),
+               _signature(grad_residual), _signature(out))
+    except _NotPlain:
+        return None
+    return _backward_kind(key)
+
+
+@functools.lru_cache(maxsize=MAX_PLANS)
+def _backward_kind(key):
+    from ._backward_front import check, rows_plan
+
+    centered, axis, x_dtype, x_shape, x_strides, dy, w, mean, rstd, gr, out = key
+    x_sig = (x_dtype, x_shape, x_strides)
+    dy_t, x_t, w_t, mean_t, rstd_t, gr_t, out_t = (
+        None if s is None else _Types(s[0], s[1]) for s in (dy, x_sig, w, mean, rstd, gr, out))
+    checked = check(_TYPE_RULES, centered, dy_t, x_t, w_t, mean_t, rstd_t, axis, gr_t, out_t)
+    plan = rows_plan(_shadow(x_sig), checked.geometry.axes)
+    direct = None
+    if (x_dtype == checked.dtype and dy == x_sig and gr in (None, x_sig) and out is None
+            and not plan.flip and plan.rows > 0):
+        direct = _direct_steps(_shadow(x_sig), plan)
+    return BackwardKind(checked, plan, direct)

@@ -12,6 +12,7 @@ Two kernel shapes cover every case (see numba_ln/cpu/):
 Only when neither exists as a strided view of x (e.g. x[::2, ::2], axes (0, 2) of a 3-D
 array with an odd layout) is x copied once into rows order.
 """
+import functools
 import math
 
 import numpy as np
@@ -133,7 +134,28 @@ class Plan(Geometry):
 
     def empty(self, dtype):
         """A new array of x's shape whose kernel view is contiguous."""
+        return self._in_x_order(_buffers.empty(self.kernel_shape, dtype))
+
+    def fresh(self, dtype):
+        """(a new array of x's shape, its kernel view): what ``empty`` and
+        ``kernel_output`` give together, without deriving the view again -- the kernel
+        view of a fresh output is its contiguous kernel-order buffer."""
         t = _buffers.empty(self.kernel_shape, dtype)
+        return self._in_x_order(t), (t.reshape(-1), 0, *self.fresh_steps)
+
+    @functools.cached_property
+    def fresh_steps(self):
+        """The steps of a contiguous kernel-order buffer's view (0 along a size-1 axis, as
+        ``flat`` gives them)."""
+        shape = self.kernel_shape
+        steps, size = [], 1
+        for axis in range(len(shape) - 1, 0, -1):
+            size *= shape[axis]
+            steps.append(0 if shape[axis - 1] == 1 else size)
+        return tuple(reversed(steps))
+
+    def _in_x_order(self, t):
+        """A contiguous kernel-order array seen in x's shape (undoes ``arrange``)."""
         if self.flip:
             t = t[..., ::-1]
         if self.kind == "channels" and not self.via_rows:
