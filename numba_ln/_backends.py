@@ -11,6 +11,8 @@ import sys
 
 import numpy as np
 
+from . import _engine  # the CPU backend: always there
+
 _REGISTRY = []  # (name, predicate, module), in order of precedence
 
 
@@ -25,8 +27,6 @@ def backend_for(x):
         for _, predicate, module in _REGISTRY:
             if predicate(x):
                 return importlib.import_module(module)
-    from . import _engine
-
     return _engine
 
 

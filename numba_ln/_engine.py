@@ -62,13 +62,15 @@ def run(variant, x, residual, weight, bias, axis, eps, out, residual_out, return
     dtype = _dtypes.stats_dtype(call.dtype)
     if variant.stats == "mean_var":
         if not keepdims:
-            shape = tuple(n for a, n in enumerate(call.x.shape) if a not in call.axes)
-            mean, second = mean.reshape(shape), second.reshape(shape)
-        return mean.astype(dtype), second.astype(dtype)
-    rstd = (1.0 / np.sqrt(second + call.eps)).astype(dtype, copy=False)
+            mean, second = mean.reshape(plan.reduced_shape), second.reshape(plan.reduced_shape)
+        return mean.astype(dtype, copy=False), second.astype(dtype, copy=False)
+    # rstd = 1 / sqrt(second + eps) in float64, rounded once (in place: second is ours)
+    np.add(second, call.eps, out=second)
+    np.sqrt(second, out=second)
+    rstd = np.divide(1.0, second, out=second).astype(dtype, copy=False)
     if variant.stats == "rstd":
         return variant.results(y, s, rstd, None, True)
-    return variant.results(y, s, mean.astype(dtype), rstd, True)
+    return variant.results(y, s, mean.astype(dtype, copy=False), rstd, True)
 
 
 def _with_values(typed, x, residual, weight, bias, eps, out, residual_out):
@@ -104,18 +106,28 @@ def _run_direct(call, plan, direct):
     x) read where they lie, fresh outputs, weight/bias as prepared.  The same kernel and
     views as normalize() would pass, derived without it."""
     dtype = call.dtype
-    x_view = (call.x.reshape(-1), *direct)
+    bits = _dtypes.kernel_dtype(dtype) if _dtypes.is_half(dtype) else None
+    x_view = (_buffer(call.x, bits), *direct)
     r_view = s = s_view = None
     if call.residual is not None:
-        r_view = (call.residual.reshape(-1), *direct)
-        s, s_view = plan.fresh(dtype)
-    y, y_view = plan.fresh(dtype) if call.variant.want_y else (None, None)
+        r_view = (_buffer(call.residual, bits), *direct)
+        s, s_view = plan.fresh(dtype, bits)
+    y, y_view = plan.fresh(dtype, bits) if call.variant.want_y else (None, None)
+    w, b = call.weight, call.bias
+    if bits is not None:  # (weight and bias may be 16-bit only then: param_dtype)
+        w, b = (None if p is None else p.view(_dtypes.kernel_dtype(p.dtype)) for p in (w, b))
     stats = (np.empty(plan.rows), np.empty(plan.rows)) if call.want_stats else None
-    _run_kernel(plan, dtype, y_view, s_view, x_view, r_view, call.weight, call.bias, call.eps,
-                call.variant.centered, stats)
+    _pick_kernel(plan, dtype, y_view, s_view, x_view, r_view, w, b, call.eps,
+                 call.variant.centered, stats)
     if stats is None:
         return y, s, None, None
     return y, s, plan.stats_to_keepdims(stats[0]), plan.stats_to_keepdims(stats[1])
+
+
+def _buffer(a, bits):
+    """A C-contiguous array's elements as the kernels read them (16-bit floats as bits)."""
+    flat = a.reshape(-1)
+    return flat if bits is None else flat.view(bits)
 
 
 def normalize(call, plan=None):
@@ -204,6 +216,11 @@ def _run_kernel(plan, dtype, y, s, x, r, w, b, eps, centered, stats):
     if _dtypes.is_half(dtype):  # (weight and bias may be 16-bit only then: param_dtype)
         y, s, x, r = (kernel_view(v) for v in (y, s, x, r))
         w, b = (None if p is None else p.view(_dtypes.kernel_dtype(p.dtype)) for p in (w, b))
+    return _pick_kernel(plan, dtype, y, s, x, r, w, b, eps, centered, stats)
+
+
+def _pick_kernel(plan, dtype, y, s, x, r, w, b, eps, centered, stats):
+    """_run_kernel once the views read 16-bit data as bits."""
     if plan.kind == "rows":
         return run_rows(y, s, x, r, w, b, stats, plan.rows, plan.cols, eps, centered)
     tile = _config.TILE_BYTES // (plan.cols * dtype.itemsize)

@@ -78,6 +78,7 @@ class Geometry:
         self.rows = math.prod(shape[a] for a in self.batch)
         self.inverse = tuple(int(i) for i in np.argsort(self.perm))  # undoes perm
         self._stats_shape = tuple(1 if a in axes else n for a, n in enumerate(shape))
+        self.reduced_shape = tuple(n for a, n in enumerate(shape) if a not in axes)
 
     def stats_shape(self):
         """keepdims shape of per-row statistics."""
@@ -98,12 +99,9 @@ class Plan(Geometry):
             self.inner = math.prod(shape[last + 1:])
         elif kind == "channels":
             self.outer, self.inner = 1, self.rows
+        self.kernel_shape = ((self.rows, self.cols) if kind == "rows"
+                             else (self.outer, self.cols, self.inner))
 
-    @property
-    def kernel_shape(self):
-        if self.kind == "rows":
-            return (self.rows, self.cols)
-        return (self.outer, self.cols, self.inner)
 
     def arrange(self, a, copy_ok=True):
         """a (x's shape) in kernel order; None if that needs a copy and copy_ok is False."""
@@ -136,12 +134,17 @@ class Plan(Geometry):
         """A new array of x's shape whose kernel view is contiguous."""
         return self._in_x_order(_buffers.empty(self.kernel_shape, dtype))
 
-    def fresh(self, dtype):
+    def fresh(self, dtype, bits=None):
         """(a new array of x's shape, its kernel view): what ``empty`` and
         ``kernel_output`` give together, without deriving the view again -- the kernel
-        view of a fresh output is its contiguous kernel-order buffer."""
-        t = _buffers.empty(self.kernel_shape, dtype)
-        return self._in_x_order(t), (t.reshape(-1), 0, *self.fresh_steps)
+        view of a fresh output is its contiguous kernel-order buffer (read as ``bits``,
+        for 16-bit floats: _dtypes.kernel_dtype)."""
+        buf = _buffers.empty((self.rows * self.cols,), dtype)
+        if self.trailing and self.kind == "rows" and not self.flip:
+            y = buf.reshape(self.shape)  # (the common case in one reshape)
+        else:
+            y = self._in_x_order(buf.reshape(self.kernel_shape))
+        return y, (buf if bits is None else buf.view(bits), 0, *self.fresh_steps)
 
     @functools.cached_property
     def fresh_steps(self):
