@@ -2,10 +2,14 @@
 (_layout.py) and run on the kernels of numba_ln/cpu/.
 
 ``run`` is the backend's entry point (the registry in _backends.py sends ndarrays and
-anything else NumPy can read here).  This module owns what is NumPy-specific: reading
-arguments as arrays, dtype conversion, copying inputs an output overlaps, the IN_PLACE
-marker for outputs over their own input, kernel selection (serial / parallel rows /
-split rows / channels) and the statistics' keepdims shapes.
+anything else NumPy can read here).  A call of a kind planned before (_kinds.py) checks
+only its values (``_with_values``); one whose arrays lie where the kernels read them and
+that writes fresh outputs then runs *direct* (``_run_direct``: views from the planned
+steps, no overlap tests), any other takes ``normalize``'s general steps.  This module owns
+what is NumPy-specific: reading arguments as arrays, dtype conversion, copying inputs an
+output overlaps, the IN_PLACE marker for outputs over their own input, kernel selection
+(serial / parallel rows / split rows / channels, by _threading.runs_serial) and the
+statistics' keepdims shapes.
 """
 import math
 
@@ -14,6 +18,7 @@ import numpy as np
 
 from . import _config, _dtypes, _kinds, _spec, _threading
 from ._validate import as_array, output_array, prepare_param
+from ._variants import STATS_MEAN_VAR, STATS_RSTD
 from .cpu import channels as _channels
 from .cpu import rows as _rows
 from .cpu._elements import IN_PLACE
@@ -60,7 +65,7 @@ def run(variant, x, residual, weight, bias, axis, eps, out, residual_out, return
     if not want_stats:
         return variant.results(y, s, None, None, False)
     dtype = _dtypes.stats_dtype(call.dtype)
-    if variant.stats == "mean_var":
+    if variant.stats == STATS_MEAN_VAR:
         if not keepdims:
             mean, second = mean.reshape(plan.reduced_shape), second.reshape(plan.reduced_shape)
         return mean.astype(dtype, copy=False), second.astype(dtype, copy=False)
@@ -68,7 +73,7 @@ def run(variant, x, residual, weight, bias, axis, eps, out, residual_out, return
     np.add(second, call.eps, out=second)
     np.sqrt(second, out=second)
     rstd = np.divide(1.0, second, out=second).astype(dtype, copy=False)
-    if variant.stats == "rstd":
+    if variant.stats == STATS_RSTD:
         return variant.results(y, s, rstd, None, True)
     return variant.results(y, s, mean.astype(dtype, copy=False), rstd, True)
 
@@ -203,12 +208,11 @@ def run_rows(y, s, x, r, w, b, stats, rows, cols, eps, centered):
     the thread count, so neither do the results (one thread runs the same kernel, with the
     same tasks, one after the other).  y/s/x/r are row views (buf, start, stride) or None."""
     args = (y, s, x, r, w, b, stats, rows, cols, eps, centered)
-    if rows * cols <= _config.SERIAL_MAX_ELEMENTS:
+    if _threading.runs_serial(rows * cols):
         return _rows.rows_serial(*args)
     if rows < _config.SPLIT_MAX_ROWS and cols > _config.PIECE:
-        return _launch(_rows.rows_split, *args)
-    per_task = max(1, _config.TASK_ELEMENTS // cols)
-    return _launch(_rows.rows_parallel, *args, per_task)
+        return _threading.launch(_rows.rows_split, *args)
+    return _threading.launch(_rows.rows_parallel, *args, _threading.rows_per_task(cols))
 
 
 def _run_kernel(plan, dtype, y, s, x, r, w, b, eps, centered, stats):
@@ -226,9 +230,10 @@ def _pick_kernel(plan, dtype, y, s, x, r, w, b, eps, centered, stats):
     tile = _config.TILE_BYTES // (plan.cols * dtype.itemsize)
     tile = max(_config.TILE_MIN_POSITIONS, min(_config.TILE_MAX_POSITIONS, tile, plan.inner))
     args = (y, x, w, b, stats, plan.outer, plan.cols, plan.inner, eps, centered, tile)
-    if numba.get_num_threads() == 1 or plan.rows * plan.cols <= _config.SERIAL_MAX_ELEMENTS:
-        return _channels.channels_serial(*args)  # per-position sums: the same bits
-    return _launch(_channels.channels_parallel, *args)
+    # (one thread: the serial kernel, as the per-position sums give the same bits)
+    if _threading.runs_serial(plan.rows * plan.cols) or numba.get_num_threads() == 1:
+        return _channels.channels_serial(*args)
+    return _threading.launch(_channels.channels_parallel, *args)
 
 
 def kernel_view(view):
@@ -237,13 +242,6 @@ def kernel_view(view):
     if view is None or view is IN_PLACE:
         return view
     return (view[0].view(_dtypes.kernel_dtype(view[0].dtype)),) + tuple(view[1:])
-
-
-def _launch(kernel, *args):
-    if _threading.needs_lock():
-        with _threading.PARALLEL_LOCK:
-            return kernel(*args)
-    return kernel(*args)
 
 
 def _output_view(plan, out, dtype):

@@ -21,6 +21,8 @@ import threading
 
 import numba
 
+from . import _config
+
 PARALLEL_LOCK = threading.Lock()
 _tbb_selected = False
 
@@ -62,6 +64,31 @@ def configure():
 def needs_lock():
     """True when concurrent parallel launches must be serialized (layer is not TBB)."""
     return not _tbb_selected
+
+
+# --- the one serial/parallel rule of every CPU launch ----------------------------------------
+# Used by the forward (_engine: rows and channels), the backward (cpu/backward.py), dask's
+# blocks (dask/_blocks.py) and, inlined for speed, the small-call gate (_api.py).
+
+def runs_serial(elements):
+    """Whether a launch over this many elements runs serially in the calling thread:
+    starting threads costs more than the work below SERIAL_MAX_ELEMENTS.  A function of
+    the shape only, never of the thread count, so neither are the results (a kernel's
+    callers may add a shortcut that gives the same bits, e.g. one task, said where)."""
+    return elements <= _config.SERIAL_MAX_ELEMENTS
+
+
+def rows_per_task(cols):
+    """Rows per parallel task of the row kernels: about TASK_ELEMENTS elements."""
+    return max(1, _config.TASK_ELEMENTS // cols)
+
+
+def launch(kernel, *args):
+    """Run a parallel kernel, one launch at a time when the layer needs it."""
+    if needs_lock():
+        with PARALLEL_LOCK:
+            return kernel(*args)
+    return kernel(*args)
 
 
 configure()

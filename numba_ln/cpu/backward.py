@@ -239,15 +239,22 @@ def run_backward(dx, dy, x, w, stats, grad_residual, rows, cols, eps, centered,
     if rows:
         args = (dx, dy, x, w, stats, grad_residual, *partials, rows, cols, float(eps),
                 bool(centered), per_task)
-        if tasks == 1 or rows * cols <= _config.SERIAL_MAX_ELEMENTS:
+        # (one task: the serial kernel runs it, with the same bits)
+        if _threading.runs_serial(rows * cols) or tasks == 1:
             backward_serial(*args)
-        elif _threading.needs_lock():
-            with _threading.PARALLEL_LOCK:
-                backward_parallel(*args)
         else:
-            backward_parallel(*args)
+            _threading.launch(backward_parallel, *args)
     if not param_grads:
         return None, None
-    dweight = reduce_partials(partials[0], tasks, cols)
-    dbias = reduce_partials(partials[1], tasks, cols) if centered else None
+    dweight = _reduce(partials[0], tasks, cols)
+    dbias = _reduce(partials[1], tasks, cols) if centered else None
     return dweight, dbias
+
+
+def _reduce(view, tasks, cols):
+    """reduce_partials; one task's row is its sum, formed as the kernel forms it (0.0 + v,
+    which turns -0.0 into 0.0) without a compiled call (most of a small backward's cost)."""
+    if tasks == 1:
+        buf, start, _ = view
+        return buf[start:start + cols] + 0.0
+    return reduce_partials(view, tasks, cols)

@@ -7,7 +7,7 @@ Each task runs under the thread budget of _budget.py.
 """
 import numpy as np
 
-from .. import _config, _dtypes, _engine
+from .. import _dtypes, _engine, _threading
 from .._layout import Plan
 from ..cpu import given_stats as _given
 from ._budget import budget
@@ -53,11 +53,10 @@ def split_rows(x, stats, weight, bias, axes, eps, centered, dtype):
     args = (_engine.kernel_view(plan.kernel_output(y)), _engine.kernel_view(plan.kernel_input(x)),
             w, b, center, rstd, rows, cols)
     with budget():
-        if rows * cols <= _config.SERIAL_MAX_ELEMENTS:
+        if _threading.runs_serial(rows * cols):
             _given.given_serial(*args)
         else:
-            per_task = max(1, _config.TASK_ELEMENTS // cols)
-            _engine._launch(_given.given_parallel, *args, per_task)
+            _threading.launch(_given.given_parallel, *args, _threading.rows_per_task(cols))
     return y
 
 
