@@ -27,8 +27,12 @@ if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
     pytest.skip("compile-only tests need the real numba.cuda, not the simulator",
                 allow_module_level=True)
 try:
-    from numba_ln.cuda import _front, _kernels
+    from numba_ln._variants import STATS_MEAN_RSTD, STATS_MEAN_VAR, STATS_RSTD
+    from numba_ln.cuda import _front
     from numba_ln.cuda._compat import NUMBA_CUDA, cuda, types
+    from numba_ln.cuda._compile import KernelConfig
+    from numba_ln.cuda._copy import make_copy_kernel
+    from numba_ln.cuda._kernels import make_row_kernel
 except Exception as exc:  # pragma: no cover - depends on the environment
     pytest.skip(f"numba.cuda cannot be imported: {exc!r}", allow_module_level=True)
 
@@ -54,30 +58,30 @@ pytestmark = pytest.mark.skipif(
 
 MODES = {
     "layer_norm": dict(centered=True, has_r=False, has_w=True, has_b=True, want_y=True,
-                       stats=_kernels.STATS_MEAN_RSTD),
+                       stats=STATS_MEAN_RSTD),
     "rms_norm": dict(centered=False, has_r=False, has_w=True, has_b=False, want_y=True,
-                     stats=_kernels.STATS_RSTD),
+                     stats=STATS_RSTD),
     "add_layer_norm": dict(centered=True, has_r=True, has_w=True, has_b=True, want_y=True,
-                           stats=_kernels.STATS_MEAN_RSTD),
+                           stats=STATS_MEAN_RSTD),
     "add_rms_norm": dict(centered=False, has_r=True, has_w=True, has_b=False, want_y=True,
-                         stats=_kernels.STATS_RSTD),
+                         stats=STATS_RSTD),
     "moments": dict(centered=True, has_r=False, has_w=False, has_b=False, want_y=False,
-                    stats=_kernels.STATS_MEAN_VAR),
+                    stats=STATS_MEAN_VAR),
 }
 # (rows, cols) that reach each path with the shipped settings
 PATHS = {"narrow": (4096, 1024), "wide": (4096, 16384), "stream": (64, 65536)}
 VEC = {np.dtype(np.float16): 8, np.dtype(np.float32): 4, np.dtype(np.float64): 2}
 
 
-def _variant(mode, path, dtype=np.float32, vec=None, shuffle=True):
+def _kernel_config(mode, path, dtype=np.float32, vec=None, shuffle=True):
     dtype = np.dtype(dtype)
     from numba_ln._dtypes import work_dtype
     work = work_dtype(dtype)
     vec = VEC[dtype] if vec is None else vec
     rows, cols = PATHS[path]
     held, threads, groups, chunks, _ = _front._shape_kernel(rows, cols, vec, work)
-    return _kernels.Variant(held=held, threads=threads, groups=groups, chunks=chunks, vec=vec,
-                            acc=work, out=dtype, shuffle=shuffle, **MODES[mode])
+    return KernelConfig(held=held, threads=threads, groups=groups, chunks=chunks, vec=vec,
+                        acc=work, out=dtype, shuffle=shuffle, **MODES[mode])
 
 
 def _signature(v):
@@ -92,8 +96,8 @@ def _launch_options(block):
 
 @functools.lru_cache(maxsize=None)
 def _ptx(mode, path, dtype=np.float32, vec=None, shuffle=True):
-    v = _variant(mode, path, dtype, vec, shuffle)
-    ptx, _ = cuda.compile_ptx(_kernels.make_row_kernel(v), _signature(v), cc=CC,
+    v = _kernel_config(mode, path, dtype, vec, shuffle)
+    ptx, _ = cuda.compile_ptx(make_row_kernel(v), _signature(v), cc=CC,
                               **_launch_options(v.block))
     return v, ptx
 
@@ -168,10 +172,10 @@ def test_scalar_io_kernels(path):
 @pytest.mark.parametrize("dtype", [np.bool_, np.uint8, np.int32, np.int64])
 def test_integer_and_bool_inputs_compile(dtype):
     """Integers and bools are read one element at a time and normalized in float64."""
-    v = _kernels.Variant(held=True, threads=32, groups=4, chunks=8, vec=1, acc=np.float64,
-                         out=np.float64, x=dtype, r=np.float32, shuffle=True,
-                         **MODES["add_layer_norm"])
-    ptx, _ = cuda.compile_ptx(_kernels.make_row_kernel(v), _signature(v), cc=CC,
+    v = KernelConfig(held=True, threads=32, groups=4, chunks=8, vec=1, acc=np.float64,
+                     out=np.float64, x=dtype, r=np.float32, shuffle=True,
+                     **MODES["add_layer_norm"])
+    ptx, _ = cuda.compile_ptx(make_row_kernel(v), _signature(v), cc=CC,
                               **_launch_options(v.block))
     assert "__local_depot" not in ptx
 
@@ -190,7 +194,7 @@ def test_copy_kernels(ndim, scatter):
     idx = types.UniTuple(types.int64, ndim)
     sig = (types.Array(types.float32, 1, "A"), types.Array(types.float32, 1, "C"), idx, idx,
            types.int64)
-    ptx, _ = cuda.compile_ptx(_kernels.make_copy_kernel(ndim, scatter), sig, cc=CC)
+    ptx, _ = cuda.compile_ptx(make_copy_kernel(ndim, scatter), sig, cc=CC)
     assert "__local_depot" not in ptx
 
 

@@ -4,6 +4,7 @@ import numpy as np
 from numba.extending import register_jitable
 
 from .. import _dtypes
+from .._variants import STATS_MEAN_RSTD, STATS_MEAN_VAR, STATS_NONE, STATS_RSTD
 from ..cpu._elements import IN_PLACE
 from ..cpu.rows import rows_serial
 from .checks import (_check_eps, _check_residual, _is_view, _output_kind, _param_kind,
@@ -98,12 +99,8 @@ def _make_core(variant, x, residual, weight, bias, eps, out, residual_out, *, re
     before typing, so each call's types compile only the code they use.
     """
     fname, centered, want_y = variant.name, variant.centered, variant.want_y
-    if variant.stats == "mean_var":
-        stats = "moments_keepdims" if keepdims else "moments"
-    elif return_stats:
-        stats = "layer" if variant.stats == "mean_rstd" else "rms"
-    else:
-        stats = None
+    # _variants' STATS_* (moments always returns its statistics)
+    stats = variant.stats if return_stats or variant.stats == STATS_MEAN_VAR else STATS_NONE
     dtype = _x_dtype(fname, x)
     has_r = residual is not None
     if has_r:
@@ -121,9 +118,10 @@ def _make_core(variant, x, residual, weight, bias, eps, out, residual_out, *, re
     y_new, y_view, y_temp = (y_kind == k for k in ("new", "view", "temp"))
     s_new, s_view, s_temp = (s_kind == k for k in ("new", "view", "temp"))
     y_user, s_user = y_view or y_temp, s_view or s_temp
-    want_stats = stats is not None
-    stats_layer, stats_rms = stats == "layer", stats == "rms"
-    stats_moments, keepdims = stats in ("moments", "moments_keepdims"), stats != "moments"
+    want_stats = stats != STATS_NONE
+    stats_layer, stats_rms = stats == STATS_MEAN_RSTD, stats == STATS_RSTD
+    stats_moments = stats == STATS_MEAN_VAR
+    keepdims = keepdims or not stats_moments  # (only moments may drop the axes)
     dt = dtype.type  # np.float32 or np.float64: a constant in jitted code
     may_y_in_place = not has_r and y_view and x_view
     may_s_in_place = has_r and s_view and r_view

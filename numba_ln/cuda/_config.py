@@ -50,4 +50,3 @@ COPY_THREADS = 256
 
 # Upper bound on blocks per launch; rows beyond it are covered by a grid-stride loop.
 MAX_BLOCKS = 65535
-

@@ -1,6 +1,6 @@
 """The GPU backend: a call on device arrays, validated by the call spec (numba_ln/_spec.py,
 the CPU's rules and messages) through the device-array adapter below, then a plan (which
-row views, which kernel variant, which launch) and the launches.
+row views, which kernel configuration, which launch) and the launches.
 
 No host synchronisation: arrays are read through ``__cuda_array_interface__`` without
 touching their streams, and every launch goes on the producer's current stream
@@ -11,13 +11,12 @@ bias) builds no NumPy shadow and no Numba array.
 import numpy as np
 
 from .. import _dtypes, _spec, _validate
+from .._variants import STATS_MEAN_VAR, STATS_NONE, STATS_RSTD
 from . import _arrays, _config
 from ._compat import SIMULATOR, cuda
-from ._kernels import STATS_MEAN_RSTD, STATS_MEAN_VAR, STATS_NONE, STATS_RSTD, row_kernel
+from ._compile import row_kernel
 from ._rowviews import (_detach, _gather, _Output, _row_stride, _rows_input, _rows_plan,
                         _shape_kernel, _vector_width)
-
-_STATS = {"mean_rstd": STATS_MEAN_RSTD, "rstd": STATS_RSTD, "mean_var": STATS_MEAN_VAR}
 
 
 class _DeviceArrays:
@@ -100,9 +99,9 @@ def _run(variant, x, residual, weight, bias, axis, eps, out, residual_out, retur
     arrays = _DeviceArrays()
     call = _spec.build(variant, arrays, x, residual, weight, bias, axis, eps, out,
                        residual_out, return_stats or not variant.want_y)
-    stats = _STATS[variant.stats] if call.want_stats else STATS_NONE
+    stats = variant.stats if call.want_stats else STATS_NONE
     y, s, st1, st2 = _launch(call, arrays.stream, x, out, residual_out, stats)
-    if variant.stats == "mean_var":
+    if variant.stats == STATS_MEAN_VAR:
         if not keepdims:
             shape = tuple(n for a, n in enumerate(call.x.shape) if a not in call.axes)
             st1, st2 = st1.reshape(shape), st2.reshape(shape)

@@ -3,9 +3,9 @@
 Every kernel works on row views ``(rows, cols)`` whose columns are contiguous (any row
 stride, including 0 for a broadcast residual), passed as an address and a row stride in
 bytes (numba_ln/cuda/_vector.py); numba_ln/cuda/_front.py makes the views.
-Kernels are built by factories from compile-time constants (threads per row, elements per
-thread, vector width, which inputs and outputs exist) and cached, so each variant compiles
-only the code it runs.
+``make_row_kernel`` builds a kernel from its KernelConfig (compile-time constants, see
+numba_ln/cuda/_compile.py, which compiles and caches the kernels), so each configuration
+compiles only the code it runs.
 
 Statistics, exact in the working precision (float32 for float16/float32 data, float64
 for float64), with no ``E[x**2] - E[x]**2``:
@@ -29,86 +29,20 @@ kernel scales by 0 instead (0 * inf would be NaN).  A NaN or inf in a row makes
 """
 import math
 
-import numpy as np
-
-from . import _config
-from ._compat import NUMBA_CUDA, SIMULATOR, cuda
+from .._variants import STATS_MEAN_RSTD, STATS_MEAN_VAR, STATS_RSTD
+from ._compat import cuda
 from ._vector import row_io, scalar_io
 
 FULL_MASK = 0xFFFFFFFF
 
-# What a kernel writes per row (``st1``, ``st2``).
-STATS_NONE = 0
-STATS_MEAN_RSTD = 1  # layer_norm: mean, rstd
-STATS_RSTD = 2  # rms_norm: rstd
-STATS_MEAN_VAR = 3  # moments: mean, var
-
-
-class Variant:
-    """Compile-time constants of one row kernel (hashable: the kernel cache key).
-
-    held      the row stays in registers (else: streamed from global memory three times)
-    threads   threads per row (G); groups: rows per block (W), 1 unless threads == a warp
-    chunks    segments of ``vec`` elements per thread (held kernels; a power of two)
-    vec       elements per load/store (16 bytes when aligned, else 1)
-    acc, out  working dtype (float32 or float64; also weight, bias and statistics) and the
-              result dtype (y and s)
-    x, r      input dtypes (r: the residual's, or None)
-    shuffle   reduce with warp shuffles (needs threads % 32 == 0; never in the simulator)
-    """
-
-    __slots__ = ("held", "threads", "groups", "chunks", "vec", "acc", "out", "x", "r",
-                 "centered", "has_r", "has_w", "has_b", "want_y", "stats", "shuffle")
-
-    def __init__(self, *, held, threads, groups, chunks, vec, acc, out, centered, has_r,
-                 has_w, has_b, want_y, stats, shuffle, x=None, r=None):
-        self.held, self.threads, self.groups, self.chunks = held, threads, groups, chunks
-        self.vec, self.acc, self.out = vec, np.dtype(acc), np.dtype(out)
-        self.x = np.dtype(out if x is None else x)
-        self.r = np.dtype(self.x if r is None else r)
-        self.centered, self.has_r, self.has_w, self.has_b = centered, has_r, has_w, has_b
-        self.want_y, self.stats = want_y, stats
-        self.shuffle = bool(shuffle) and threads % 32 == 0
-
-    @property
-    def block(self):
-        return self.threads * self.groups
-
-    def __repr__(self):
-        return "Variant(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__) + ")"
-
 
 def make_row_kernel(v):
-    """The Python function of variant v's kernel (``cuda.jit`` it, or ``compile_ptx`` it)."""
+    """The Python function of KernelConfig v's kernel (``cuda.jit`` or ``compile_ptx`` it)."""
     return (_held_rows if v.held else _streamed_rows)(v)
 
 
-_KERNELS = {}
-
-
-def jit_options(block):
-    """Options that make a kernel launchable with ``block`` threads: launch bounds (numba-cuda;
-    ptxas then keeps registers <= 65536 / block) or a register cap (Numba's built-in cuda)."""
-    if SIMULATOR:
-        return {}
-    if NUMBA_CUDA:
-        return {"launch_bounds": block}
-    return {"max_registers": min(255, 65536 // block)}
-
-
-def row_kernel(**constants):
-    """The compiled kernel of ``Variant(**constants)``, built once per process (the lookup
-    builds no Variant)."""
-    key = tuple(sorted(constants.items()))
-    kernel = _KERNELS.get(key)
-    if kernel is None:
-        v = Variant(**constants)
-        kernel = _KERNELS[key] = cuda.jit(make_row_kernel(v), **jit_options(v.block))
-    return kernel
-
-
 def _io(v):
-    """The memory helpers of variant v (numba_ln/cuda/_vector.py): row segments of x, r,
+    """The memory helpers of configuration v (numba_ln/cuda/_vector.py): row segments of x, r,
     weight/bias (work dtype) and y/s, single elements of x and r, statistics."""
     load_x = row_io(v.x, v.vec)[0]
     load_r = row_io(v.r, v.vec)[0]
@@ -388,51 +322,3 @@ def _streamed_rows(v):
             row += cuda.gridDim.x
 
     return streamed_rows
-
-
-# -- strided copies: non-trailing axes, broadcasts, layouts without a row view ---------------
-
-def make_copy_kernel(ndim, scatter):
-    """gather: ``dst[i] = src[start + sum(idx_k * strides[k])]`` for i in C order of shape;
-    scatter: the reverse.  ``src``/``dst`` are flat 1-D views, strides in elements; the
-    assignment converts dtypes."""
-    if scatter:
-        def copy(flat, dense, shape, strides, start):
-            i = cuda.grid(1)
-            step = cuda.gridsize(1)
-            while i < dense.size:
-                rem = i
-                off = start
-                for k in range(ndim - 1, -1, -1):
-                    off += (rem % shape[k]) * strides[k]
-                    rem //= shape[k]
-                flat[off] = dense[i]
-                i += step
-    else:
-        def copy(flat, dense, shape, strides, start):
-            i = cuda.grid(1)
-            step = cuda.gridsize(1)
-            while i < dense.size:
-                rem = i
-                off = start
-                for k in range(ndim - 1, -1, -1):
-                    off += (rem % shape[k]) * strides[k]
-                    rem //= shape[k]
-                dense[i] = flat[off]
-                i += step
-    return copy
-
-
-def copy_kernel(ndim, scatter, threads):
-    key = ("copy", ndim, scatter, threads)
-    kernel = _KERNELS.get(key)
-    if kernel is None:
-        kernel = _KERNELS[key] = cuda.jit(make_copy_kernel(ndim, scatter),
-                                          **jit_options(threads))
-    return kernel
-
-
-def copy_grid(size):
-    """(blocks, threads) for a copy of ``size`` elements."""
-    threads = _config.COPY_THREADS
-    return max(1, min(_config.MAX_BLOCKS, -(-size // threads))), threads

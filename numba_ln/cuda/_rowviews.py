@@ -5,7 +5,7 @@ import numpy as np
 
 from .._layout import Geometry
 from . import _arrays, _config
-from ._kernels import copy_grid, copy_kernel
+from ._copy import copy_grid, copy_kernel
 
 
 # -- copies (layouts with no row view) ---------------------------------------------------------
@@ -134,7 +134,8 @@ class _Output:
             return self.buffer
         buf = _arrays.as_dev(self.buffer, "buffer")
         sh, base = _arrays.shadow(buf)
-        return _arrays.numba_array(_arrays.view_like(buf, sh.transpose(self.rows.inverse_perm), base))
+        view = sh.transpose(self.rows.inverse_perm)
+        return _arrays.numba_array(_arrays.view_like(buf, view, base))
 
 
 def _pow2(n):

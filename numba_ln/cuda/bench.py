@@ -128,8 +128,8 @@ def format_table(results):
     """A plain-text table: one line per case, TB/s and fraction of the copy per library."""
     libraries = [lib for lib in ("numba_ln", "torch", "copy")
                  if any(r["library"] == lib for r in results)]
-    head = f"{'case (float32)':<16}" + "".join(f"{lib + ' TB/s':>15}{'x copy':>8}"
-                                                for lib in libraries)
+    head = f"{'case (float32)':<16}" + "".join(
+        f"{lib + ' TB/s':>15}{'x copy':>8}" for lib in libraries)
     lines = [head, "-" * len(head)]
     for case in dict.fromkeys(r["case"] for r in results):
         row = {r["library"]: r for r in results if r["case"] == case}

@@ -26,6 +26,7 @@ import numpy as np
 
 from .. import _dtypes, _spec, _validate
 from .._backends import is_dask_array
+from .._variants import STATS_MEAN_RSTD, STATS_MEAN_VAR, STATS_RSTD
 from . import _blocks, _partials
 
 
@@ -141,7 +142,7 @@ def _whole(call, x, r):
     w, w_ind = _param_arg(call.weight, x, axes, ind, literal_ok=True)
     b, b_ind = _param_arg(call.bias, x, axes, ind, literal_ok=True)
     kinds = ((["y"] if variant.want_y else []) + (["s"] if r is not None else [])
-             + (["stat"] * (1 if variant.stats == "rstd" else 2) if call.want_stats else []))
+             + (["stat"] * (1 if variant.stats == STATS_RSTD else 2) if call.want_stats else []))
     task = partial(_blocks.whole_rows, variant)
     args = (x, ind, r, None if r is None else ind, w, w_ind, b, b_ind, axes, None,
             call.eps, None, call.want_stats, None, True, None)
@@ -189,8 +190,8 @@ def _split(call, x, r, keepdims):
                          dtype=dtype, meta=_meta(x.ndim, dtype))
     first = second = None
     if call.want_stats:
-        fields = {"mean_rstd": ("mean", "rstd"), "rstd": ("rstd",),
-                  "mean_var": ("mean", "second")}[variant.stats]
+        fields = {STATS_MEAN_RSTD: ("mean", "rstd"), STATS_RSTD: ("rstd",),
+                  STATS_MEAN_VAR: ("mean", "second")}[variant.stats]
         out_ind = ind if keepdims else batch
         new_axes = {a: 1 for a in axes} if keepdims else None
         stats_dtype = _dtypes.stats_dtype(dtype)
