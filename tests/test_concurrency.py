@@ -22,7 +22,7 @@ PACKAGE = Path(numba_ln.__file__).parent
 def test_threading_layer_is_fork_and_thread_safe():
     import numba
 
-    numba_ln.layer_norm(np.ones((64, 1024), np.float32))  # a parallel launch
+    numba_ln.layer_norm(np.ones((256, 1024), np.float32))  # a parallel launch (> 131072)
     if _tbb_wheel_installed() and not os.environ.get("NUMBA_THREADING_LAYER"):
         assert numba.threading_layer() == "tbb"  # what numba_ln._threading sets up
     if numba.threading_layer() != "tbb":
@@ -139,9 +139,11 @@ def test_cached_kernels_load_in_a_new_process():
     assert hits >= 3 and misses == 0
 
 
-def test_editing_a_helper_module_invalidates_cached_kernels(tmp_path):
-    """The kernels inline _moments.py's code: editing only _moments.py must not
-    leave the old machine code in use (Numba itself checks only the defining file)."""
+def test_cached_kernels_follow_the_sources_contents(tmp_path):
+    """The kernels inline _moments.py's code: editing only _moments.py must not leave the
+    old machine code in use (Numba itself checks only the defining file).  And the stamp
+    is the sources' contents, not their mtimes: a cache copied elsewhere (an image, another
+    machine: every mtime new) is still used."""
     site = tmp_path / "site"
     shutil.copytree(PACKAGE, site / "numba_ln", ignore=shutil.ignore_patterns("__pycache__"))
     env = {**os.environ, "PYTHONPATH": str(site)}
@@ -161,10 +163,46 @@ def test_editing_a_helper_module_invalidates_cached_kernels(tmp_path):
 
     hits_and_misses()  # compile and cache
     assert hits_and_misses() == (1, 0)
-    helper = site / "numba_ln" / "cpu" / "_moments.py"
-    later = helper.stat().st_mtime + 10
-    os.utime(helper, (later, later))
+    copy = tmp_path / "copy"  # the package and its cache, every file with a new mtime
+    shutil.copytree(site, copy, copy_function=shutil.copyfile)
+    env["PYTHONPATH"] = str(copy)
+    assert hits_and_misses() == (1, 0)
+    helper = copy / "numba_ln" / "cpu" / "_moments.py"
+    helper.write_text(helper.read_text() + "\n# edited\n")
     assert hits_and_misses() == (0, 1)
+
+
+def test_the_first_compile_in_a_process_says_so_once(tmp_path):
+    code = """
+        import numpy as np, numba_ln
+        numba_ln.moments(np.ones((2, 8), np.float32))
+        numba_ln.moments(np.ones((2, 8)))
+    """
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    env.pop("NUMBA_LN_QUIET", None)
+    result = _run_python(code, env=env, cwd=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    lines = [s for s in result.stderr.splitlines() if "numba_ln: compiling" in s]
+    assert len(lines) == 1 and "float32" in lines[0] and "cached afterwards" in lines[0]
+    result = _run_python(code, env=env, cwd=str(tmp_path))  # all cached: nothing to say
+    assert result.returncode == 0 and "numba_ln: compiling" not in result.stderr
+
+
+def test_numba_ln_quiet_silences_the_compile_notice(monkeypatch, caplog):
+    from numba.core import event
+
+    from numba_ln.cpu import _jit, rows
+
+    compiling = event.Event("numba:compile", event.EventStatus.START,
+                            {"dispatcher": rows.rows_serial, "args": ()})
+    monkeypatch.setenv("NUMBA_LN_QUIET", "1")
+    _jit._FirstCompileNotice().on_start(compiling)
+    monkeypatch.setenv("NUMBA_LN_QUIET", "0")
+    notice = _jit._FirstCompileNotice()
+    notice.on_start(compiling)
+    notice.on_start(compiling)
+    said = [r.getMessage() for r in caplog.records if r.name == "numba_ln"]
+    assert len(said) == 1 and "rows_serial for scalars" in said[0]
 
 
 def _run_with_read_only(folder, code, env):
@@ -214,3 +252,44 @@ def test_works_from_a_read_only_package_folder(tmp_path, cache_home_writable):
         assert list(cache_home.rglob("*.nbi"))  # cached in the user's folder instead
     else:
         assert "no writable cache folder" in result.stderr
+
+
+RACE_CODE = """
+    import sys, numpy as np, numba_ln
+    from numba_ln import reference as ref
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 768)) + 100
+    w = rng.standard_normal(768)
+    calls = [
+        lambda: (numba_ln.layer_norm(x.astype(np.float32), w), ref.layer_norm(x, w)[0], 1e-5),
+        lambda: (numba_ln.rms_norm(x, w), ref.rms_norm(x, w)[0], 1e-12),
+        lambda: (numba_ln.moments(x.astype(np.float32))[1], x.var(-1), 1e-4),
+        lambda: (numba_ln.layer_norm(x[:2], w), ref.layer_norm(x[:2], w)[0], 1e-12),
+    ]
+    start = int(sys.argv[1])  # each process compiles in another order
+    for i in range(len(calls)):
+        got, want, tol = calls[(start + i) % len(calls)]()
+        err = np.max(np.abs(got - want)) / max(1.0, np.max(np.abs(want)))
+        assert err < tol, (start, i, err)
+    print("ok")
+"""
+
+
+def test_cold_processes_started_at_once_share_one_cache(tmp_path):
+    """Four processes on one empty cache at once: none crashes, each one's results are
+    right, and a fifth loads what they cached (a kernel saved under another's index entry
+    would give wrong results or crash it: the lock in cpu/_jit.py)."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache"), "NUMBA_LN_QUIET": "1"}
+    code = textwrap.dedent(RACE_CODE)
+    racers = [subprocess.Popen([sys.executable, "-c", code, str(i)], env=env, cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+              for i in range(4)]
+    for p in racers:
+        out, err = p.communicate(timeout=600)
+        assert p.returncode == 0 and out.split() == ["ok"], err[-3000:]
+    loader = _run_python(RACE_CODE.replace("int(sys.argv[1])", "0") + """
+    from numba_ln.cpu import rows, small
+    print(sum(sum(k._cache_misses.values()) for k in (rows.rows_serial, rows.rows_parallel,
+                                                       small.small_norm)))
+    """, env=env, cwd=str(tmp_path))
+    assert loader.returncode == 0 and loader.stdout.split() == ["ok", "0"], loader.stderr

@@ -6,42 +6,119 @@ Numba caches next to the source (``__pycache__``) or, when that folder is read-o
 the user's cache folder.  When neither is writable it refuses to decorate; we then compile
 without a cache rather than fail at import.
 """
+import hashlib
+import logging
+import os
 import warnings
 from pathlib import Path
 
 import numba
+from numba.core import event
+
+try:
+    import fcntl
+except ImportError:  # (not POSIX: Numba's unlocked saves)
+    fcntl = None
 
 from .. import _config
 
 _warned = False
 
-# Numba invalidates a cached kernel only when the file that defines it changes (its index
-# stamp is that file's mtime and size), but our kernels inline helpers from their sibling
-# modules and read _config at compile time: without the patch below, an edit to
-# _moments.py leaves rows.py's cached kernels running the old code (it happened twice
-# while tuning, silently).  Numba has no public way to name a function's dependencies, so
-# every kernel's stamp is extended with these files' mtimes and sizes.  Checked on Numba
-# 0.68.1 by tests/test_concurrency.py::test_editing_a_helper_module_invalidates_cached_
-# kernels, which fails without it; on a Numba whose internals differ the guard below
-# leaves the per-file stamp, which is only less strict.
+# Numba invalidates a cached kernel only when the file that defines it changes, but our
+# kernels inline helpers from their sibling modules and read _config at compile time:
+# with Numba's stamp alone, an edit to _moments.py leaves rows.py's cached kernels running
+# the old code (it happened twice while tuning, silently).  Numba has no public way to name
+# a function's dependencies, so every kernel's stamp is replaced by a SHA-256 of the
+# contents of all of them (the defining file is one).  Contents, not mtimes and sizes (the
+# stamp of Numba < 0.68): a cache built into a container image or copied to another
+# machine stays valid, since a copy changes every mtime and no byte.  Checked on Numba
+# 0.68.1 by tests/test_concurrency.py::test_cached_kernels_follow_the_sources_contents,
+# which fails without it; on a Numba whose internals differ the guard below leaves Numba's
+# own stamp, which is only less strict.
 _DEPENDENCIES = sorted(Path(__file__).parent.glob("*.py")) + [
     Path(__file__).parent.parent / "_config.py"
 ]
 
 
 def _dependencies_stamp():
-    return tuple((p.name, p.stat().st_mtime, p.stat().st_size) for p in _DEPENDENCIES)
+    digest = hashlib.sha256()
+    for path in _DEPENDENCIES:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return "numba_ln-sha256:" + digest.hexdigest()
 
 
-def _stamp_dependencies(dispatcher):
-    """Extend the dispatcher's cache stamp (Numba internals, hence the guards: on a Numba
-    without them the per-file stamp stays, which is only less strict)."""
+def _prepare_cache(dispatcher):
+    """Replace the dispatcher's cache stamp, and lock its saves (Numba internals, hence the
+    guards: on a Numba without them its own stamp and saves stay)."""
     cache_file = getattr(getattr(dispatcher, "_cache", None), "_cache_file", None)
     if cache_file is not None and hasattr(cache_file, "_source_stamp"):
-        cache_file._source_stamp = (cache_file._source_stamp, _DEPENDENCIES_STAMP)
+        cache_file._source_stamp = _DEPENDENCIES_STAMP
+    if fcntl is not None and hasattr(cache_file, "save") and hasattr(cache_file, "_cache_path"):
+        cache_file.save = _locked(cache_file.save, cache_file._cache_path)
+
+
+# Numba's save of a kernel reads the module's index, picks the first free data-file number,
+# writes the index and the data file, without a lock.  Two processes compiling kernels of one
+# module at once (a cold start of several workers, precompile's processes) can then pick the
+# same number for two kernels, and the index may end up naming another kernel's machine
+# code: numba/numba#4807.  Each file is written whole (temporary file and rename), so one
+# lock per cache folder around the whole save is enough: every save then sees the others'
+# entries.  Loads need none (they read whole files).
+def _locked(save, folder):
+    def locked_save(key, data):
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, "numba_ln.lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # (released when the file closes)
+            return save(key, data)
+    return locked_save
 
 
 _DEPENDENCIES_STAMP = _dependencies_stamp()
+
+
+class _FirstCompileNotice(event.Listener):
+    """Logs one line, the first time in a process that one of our kernels compiles (not
+    when it loads from the cache): a first call may take seconds, and the user should know
+    why and that it happens once.  ``NUMBA_LN_QUIET=1`` or the ``numba_ln`` logger's level
+    silences it."""
+
+    said = False
+
+    def on_start(self, ev):
+        dispatcher = ev.data.get("dispatcher")
+        func = getattr(dispatcher, "py_func", None)
+        if self.said or not getattr(func, "__module__", "").startswith(__package__):
+            return
+        self.said = True
+        if os.environ.get("NUMBA_LN_QUIET", "") not in ("", "0"):
+            return
+        logging.getLogger("numba_ln").warning(
+            "numba_ln: compiling kernels (first: %s for %s) on first use; they are cached "
+            "afterwards (NUMBA_LN_QUIET=1 silences this; `python -m numba_ln.precompile` "
+            "compiles the common ones ahead)", func.__name__, _array_dtypes(ev.data["args"]))
+
+    def on_end(self, ev):
+        pass
+
+
+def _array_dtypes(types):
+    """The distinct dtypes of the arrays among Numba argument types (inside tuples too)."""
+    found, stack = [], list(types)
+    while stack:
+        t = stack.pop(0)
+        if isinstance(t, numba.types.BaseTuple):
+            stack[:0] = list(t.types)
+        elif isinstance(t, numba.types.Array):
+            name = _BITS.get(str(t.dtype), str(t.dtype))
+            if name not in found:
+                found.append(name)
+    return ", ".join(found) or "scalars"
+
+
+_BITS = {"int16": "float16", "uint16": "bfloat16"}  # 16-bit floats reach kernels as bits
+
+
+event.register("numba:compile", _FirstCompileNotice())
 
 
 def kernel(**options):
@@ -66,7 +143,7 @@ def kernel(**options):
                     stacklevel=2,
                 )
             return numba.njit(cache=False, **options)(func)
-        _stamp_dependencies(dispatcher)
+        _prepare_cache(dispatcher)
         return dispatcher
 
     return decorate
