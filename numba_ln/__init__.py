@@ -13,6 +13,17 @@ from ._modules import LayerNorm, RMSNorm
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name):
+    # numba_ln.precompile(): the module numba_ln/precompile.py, which is callable, imported
+    # on first use (importing it here would make `python -m numba_ln.precompile` warn)
+    if name == "precompile":
+        import importlib
+
+        return importlib.import_module(".precompile", __name__)
+    raise AttributeError(f"module 'numba_ln' has no attribute {name!r}")
+
+
 __all__ = [
     "layer_norm",
     "rms_norm",
@@ -25,4 +36,5 @@ __all__ = [
     "RMSNorm",
     "release_buffers",
     "set_buffer_pool",
+    "precompile",
 ]

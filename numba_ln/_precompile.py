@@ -1,0 +1,182 @@
+"""``numba_ln.precompile()`` and ``python -m numba_ln.precompile``: compile the kernels of
+the common calls into Numba's on-disk cache ahead of their first use (Dockerfiles, CI
+images, a cluster's shared environment), in parallel processes, with progress.
+
+A *task* is one public call on small and large arrays of one dtype (the small-call, serial
+and parallel kernels it reaches).  Tasks run in worker processes (spawned: each starts with
+nothing compiled); each process writes what it compiled into the cache, its saves locked
+per cache folder (cpu/_jit.py).  A last pass in the calling process runs every task again,
+loading what is cached and compiling anything missing (measured once: a run whose workers'
+entries were not all found afterwards), so that nothing is missing at the end.
+"""
+import argparse
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+
+import numpy as np
+
+COMMON_DTYPES = ("float32", "float64", "float16", "bfloat16")
+FUNCTIONS = ("layer_norm", "rms_norm", "add_layer_norm", "add_rms_norm", "moments",
+             "layer_norm_backward", "rms_norm_backward")
+_SMALL, _LARGE = (2, 768), (512, 1024)  # the small-call/serial kernels; the parallel ones
+_WIDE = (2, 200_000)  # split rows (--all)
+_NO_16BIT = ("layer_norm_backward", "rms_norm_backward")  # refused for 16-bit data
+_COUNTING = False
+
+
+def tasks(dtypes=COMMON_DTYPES, functions=FUNCTIONS, everything=False):
+    """The (function, dtype) tasks to run, in order (16-bit backward left out: refused)."""
+    return [(f, d) for d in dtypes for f in functions
+            if not (d in ("float16", "bfloat16") and f in _NO_16BIT)] + (
+        [("all_forms", d) for d in dtypes] if everything else [])
+
+
+def _dtype(name):
+    if name == "bfloat16":
+        import ml_dtypes
+
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(name)
+
+
+def _run_task(function, dtype_name):
+    """Make the calls of one task (weights as checkpoints hold them: in the data's dtype)."""
+    import numba_ln
+
+    dtype = _dtype(dtype_name)
+    shapes = (_SMALL, _LARGE) + ((_WIDE,) if function == "all_forms" else ())
+    for shape in shapes:
+        x = np.linspace(-1, 1, shape[0] * shape[1]).reshape(shape).astype(dtype)
+        w = np.ones(shape[-1], dtype)
+        if function == "all_forms":  # the other argument forms, on every function
+            numba_ln.layer_norm(x)
+            numba_ln.layer_norm(x, w, w, return_stats=True)
+            numba_ln.rms_norm(x, return_stats=True)
+            numba_ln.add_layer_norm(x, x, w, w, out=x.copy(), residual_out=x.copy())
+            numba_ln.layer_norm(np.asfortranarray(x), w, w)  # the channels kernels
+            numba_ln.moments(x, axis=0)
+            continue
+        f = getattr(numba_ln, function)
+        if function == "moments":
+            f(x)
+        elif function.endswith("_backward"):
+            f(x, x, w)
+            if function == "layer_norm_backward":
+                _, mean, rstd = numba_ln.layer_norm(x, w, return_stats=True)
+                f(x, x, w, mean=mean, rstd=rstd)
+        elif function.startswith("add_"):
+            f(x, x, w) if "rms" in function else f(x, x, w, w)
+        else:
+            f(x, w) if "rms" in function else f(x, w, w)
+
+
+_COMPILED = []  # one entry per kernel compiled in this process (see _count_compiles)
+
+
+def _count_compiles():
+    """Count Numba's compile events in _COMPILED (cache misses; loads are not compiles),
+    registering the listener once per process."""
+    from numba.core import event
+
+    global _COUNTING
+    if _COUNTING:
+        return
+
+    class Count(event.Listener):
+        def on_start(self, ev):
+            _COMPILED.append(1)
+
+        def on_end(self, ev):
+            pass
+
+    event.register("numba:compile", Count())
+    _COUNTING = True
+
+
+def _worker(batch):
+    """Run tasks in this process: [(task, kernels compiled, seconds)]."""
+    _count_compiles()
+    compiled = _COMPILED
+    done = []
+    for task in batch:
+        start, before = time.perf_counter(), len(compiled)
+        _run_task(*task)
+        done.append((task, len(compiled) - before, time.perf_counter() - start))
+    return done
+
+
+def cache_folder():
+    """Where the kernels are cached (Numba's choice: NUMBA_CACHE_DIR, next to the sources,
+    or the user's cache folder)."""
+    from .cpu.rows import rows_serial
+
+    cache = getattr(rows_serial, "_cache", None)
+    return getattr(cache, "_cache_path", None) or "(no cache: kernels compile in every process)"
+
+
+def precompile(dtypes=COMMON_DTYPES, functions=FUNCTIONS, everything=False, processes=None,
+               progress=None):
+    """Compile the kernels of the common calls into the on-disk cache.
+
+    dtypes/functions choose the tasks (bfloat16 only where ml_dtypes is installed),
+    ``everything`` adds the other argument forms (return_stats, out=, other axes, split
+    rows); processes: worker processes (default: the CPU count, at most the tasks);
+    progress: a callable taking one line per finished task (default: none).  Returns
+    ``{"tasks": n, "kernels": compiled, "seconds": s, "cache": folder}``."""
+    if "bfloat16" in dtypes:
+        try:
+            import ml_dtypes  # noqa: F401
+        except ImportError:
+            dtypes = tuple(d for d in dtypes if d != "bfloat16")
+    todo = tasks(dtypes, functions, everything)
+    processes = max(1, min(processes or os.cpu_count() or 1, len(todo)))
+    say = progress or (lambda line: None)
+    start, kernels = time.perf_counter(), 0
+    with ProcessPoolExecutor(processes, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(_worker, [task]) for task in todo]  # (a worker keeps what
+        for finished, future in enumerate(as_completed(futures), 1):  # it compiled)
+            for (function, dtype), count, seconds in future.result():
+                kernels += count
+                say(f"[{finished}/{len(todo)}] {dtype} {function}: {count} kernels compiled "
+                    f"in {seconds:.1f} s")
+    for (function, dtype), count, _ in _worker(todo):  # load all; compile what was dropped
+        kernels += count
+        if count:
+            say(f"(again here: {dtype} {function}, {count} kernels)")
+    return {"tasks": len(todo), "kernels": kernels, "seconds": time.perf_counter() - start,
+            "cache": cache_folder()}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m numba_ln.precompile",
+        description="Compile numba_ln's kernels for the common calls into Numba's on-disk "
+                    "cache, so that a new process's first call loads them instead of "
+                    "compiling (about 5-8 s per function and dtype otherwise).")
+    parser.add_argument("--dtypes", default=",".join(COMMON_DTYPES),
+                        help="comma-separated, from " + ", ".join(COMMON_DTYPES))
+    parser.add_argument("--functions", default=",".join(FUNCTIONS),
+                        help="comma-separated, from " + ", ".join(FUNCTIONS))
+    parser.add_argument("--all", action="store_true",
+                        help="also the other argument forms (return_stats, out=, other "
+                             "axes, rows split over threads)")
+    parser.add_argument("--processes", type=int, default=None,
+                        help="worker processes (default: the CPU count)")
+    args = parser.parse_args(argv)
+    dtypes = tuple(d for d in args.dtypes.split(",") if d)
+    functions = tuple(f for f in args.functions.split(",") if f)
+    bad = [d for d in dtypes if d not in COMMON_DTYPES] + [
+        f for f in functions if f not in FUNCTIONS]
+    if bad or (args.processes is not None and args.processes < 1):
+        parser.error(f"unknown or invalid: {', '.join(bad) or args.processes}")
+    os.environ.setdefault("NUMBA_LN_QUIET", "1")  # (the workers say it in the progress)
+    print(f"numba_ln: compiling the kernels of {len(tasks(dtypes, functions, args.all))} "
+          "tasks...", file=sys.stderr)
+    summary = precompile(dtypes, functions, args.all, args.processes,
+                         progress=lambda line: print(line, file=sys.stderr))
+    print(f"numba_ln: {summary['kernels']} kernels compiled for {summary['tasks']} tasks in "
+          f"{summary['seconds']:.1f} s; cache: {summary['cache']}")
+    return 0

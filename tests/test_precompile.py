@@ -1,0 +1,53 @@
+"""``python -m numba_ln.precompile`` / ``numba_ln.precompile()``: the kernels of the chosen
+calls are in the cache afterwards (a new process compiles none of them), with progress
+and a summary; bad arguments are refused before anything compiles."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import numba_ln
+from numba_ln import _precompile
+
+
+def _python(args, env, cwd):
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True,
+                          timeout=600, env=env, cwd=cwd)
+
+
+def test_precompiled_kernels_load_in_a_new_process(tmp_path):
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    done = _python(["-m", "numba_ln.precompile", "--dtypes", "float64", "--functions",
+                    "moments", "--processes", "1"], env, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "[1/1] float64 moments:" in done.stderr
+    assert "kernels compiled for 1 tasks" in done.stdout
+    assert str(tmp_path / "cache") in done.stdout
+    check = textwrap.dedent("""
+        import numpy as np, numba_ln
+        from numba_ln.cpu import rows
+        for shape in ((2, 768), (512, 1024)):
+            mean, var = numba_ln.moments(np.ones(shape))
+            assert (mean == 1).all() and (var == 0).all()
+        print(sum(sum(k._cache_misses.values()) for k in (rows.rows_serial,
+                                                           rows.rows_parallel)))
+    """)
+    done = _python(["-c", check], env, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["0"]
+
+
+def test_bad_arguments_are_refused_first(tmp_path):
+    for args in (["--dtypes", "int8"], ["--functions", "softmax"], ["--processes", "0"]):
+        done = _python(["-m", "numba_ln.precompile", *args], dict(os.environ), tmp_path)
+        assert done.returncode == 2 and "unknown or invalid" in done.stderr
+        assert "Traceback" not in done.stderr
+
+
+def test_tasks_and_the_callable_module():
+    assert ("layer_norm_backward", "float16") not in _precompile.tasks()  # refused there
+    assert ("layer_norm", "bfloat16") in _precompile.tasks()
+    assert len(_precompile.tasks(everything=True)) == len(_precompile.tasks()) + 4
+    import numba_ln.precompile as module  # the module is what numba_ln.precompile calls
+
+    assert callable(numba_ln.precompile) and callable(module)
