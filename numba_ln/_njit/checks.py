@@ -1,5 +1,13 @@
 """Typing-time checks of numba_ln's @njit overloads: plain Python, run while Numba types a
-user's call; each failure is a TypingError that says what is supported."""
+user's call; each failure is a TypingError that says what is supported.
+
+Why these are not _spec.py's rules: inside a user's compiled function there are no arrays
+and no values at typing time, only Numba types, and a typing failure must be a
+TypingError raised while typing, not a ValueError at run time.  So this module keeps only
+what the types decide (array or not, dtype, rank, layout, writeability, whether axis,
+eps and the flags are constants), with the dtype table of _dtypes.py; the value rules
+(eps's range, lengths, shapes) are checked in compiled code by core.py, worded as _spec's
+messages."""
 import numpy as np
 from numba import types
 from numba.core.errors import TypingError
