@@ -18,9 +18,10 @@ import numpy as np
 
 from . import _dtypes, _spec
 from ._backends import is_dask_array, is_gpu_array
-from ._engine import NUMPY, _output_view, _param, _same_kernel_view, same_view
+from ._engine import NUMPY, _output_view, _same_kernel_view, same_view
 from ._kinds import backward_kind, plan_for
 from ._layout import Geometry, Plan
+from ._validate import prepare_param
 from .cpu._elements import IN_PLACE
 from .cpu.backward import run_backward
 
@@ -130,7 +131,7 @@ def backward(centered, fname, dy, x, weight, mean, rstd, axis, eps, grad_residua
         checked, plan, direct = kind.checked, kind.plan, kind.direct
         gr = grad_residual
         if weight is not None:
-            weight = _param(weight, plan.norm_shape, checked.weight, "weight")
+            weight = prepare_param(weight, "weight", plan.norm_shape, checked.weight)
     if not (type(eps) is float and 0.0 <= eps < math.inf):  # (NaN fails the compares)
         eps = _spec.check_eps(eps)
     if out is not None:

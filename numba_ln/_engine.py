@@ -90,20 +90,11 @@ def _with_values(typed, x, residual, weight, bias, eps, out, residual_out):
         _spec.check_outputs_apart(NUMPY, out, residual_out)
     norm_shape = typed.norm_shape
     if weight is not None:
-        weight = _param(weight, norm_shape, typed.weight, "weight")
+        weight = prepare_param(weight, "weight", norm_shape, typed.weight)
     if bias is not None:
-        bias = _param(bias, norm_shape, typed.bias, "bias")
+        bias = prepare_param(bias, "bias", norm_shape, typed.bias)
     return _spec.Call(typed.variant, x, residual, weight, bias, out, residual_out, typed.axes,
                       norm_shape, eps, typed.dtype, typed.work, typed.want_stats)
-
-
-def _param(p, norm_shape, dtype, name):
-    """prepare_param, without its copies when p is already a writeable flat array of the
-    prepared dtype (the commonest case: the same result)."""
-    if (p.shape == norm_shape and p.ndim == 1 and p.dtype == dtype and p.flags.writeable
-            and p.flags.c_contiguous):
-        return p
-    return prepare_param(p, name, norm_shape, dtype)
 
 
 def _run_direct(call, plan, direct):

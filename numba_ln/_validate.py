@@ -37,6 +37,9 @@ def as_array(a, name):
 def prepare_param(arr, name, norm_shape, dtype):
     """weight/bias (an ndarray the spec checked) -> contiguous 1-D array of the normalized
     size in the kernels' dtype (the array itself when it already is one)."""
+    if (arr.shape == norm_shape and arr.ndim == 1 and arr.dtype == dtype
+            and arr.flags.writeable and arr.flags.c_contiguous):
+        return arr  # (the commonest case, without the calls below: every call pays them)
     if arr.shape != norm_shape:
         arr = np.broadcast_to(arr, norm_shape)
     flat = np.ascontiguousarray(arr, dtype=dtype).reshape(-1)
