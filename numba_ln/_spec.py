@@ -164,7 +164,9 @@ def check_writable(arrays, out, name):
     """An output's memory may take a result: writeable, one location per element."""
     if arrays.readonly(out):
         raise ValueError(f"{name} is read-only")
-    if any(step == 0 and n > 1 for n, step in zip(out.shape, out.strides)):
+    # (an empty array has no elements to share a location: NumPy gives it zero strides)
+    if 0 not in out.shape and any(step == 0 and n > 1 for n, step in zip(out.shape,
+                                                                         out.strides)):
         raise ValueError(f"{name} has a zero stride (a broadcast view): several of its "
                          "elements are one memory location, so it cannot hold a result")
 
