@@ -131,16 +131,18 @@ def _forward_kind(key):
     x_sig = (x_dtype, x_shape, x_strides)
     plan = _plan(*x_sig, typed.axes)
     direct = None
-    if (x_dtype == typed.dtype and out is None and r_out is None and plan.rows > 0 and not plan.flip and (r is None or (r == x_sig
-                                                                   and plan.kind == "rows"))):
-        direct = _direct_steps(_shadow(x_sig), plan)
+    if (x_dtype == typed.dtype and out is None and r_out is None
+            and (r is None or (r == x_sig and plan.kind == "rows"))):
+        direct = _direct_steps(x_sig, plan)
     return Kind(typed, plan, direct)
 
 
-def _direct_steps(shadow, plan):
+def _direct_steps(x_sig, plan):
     """(start, *steps) of the kernel view of a C-contiguous x over x.reshape(-1), or None
-    when x must be copied or is read through another base (not C-contiguous)."""
-    if not shadow.flags.c_contiguous:
+    when x must be copied, is read through another base (not C-contiguous, or a reversed
+    axis), or has no rows."""
+    shadow = _shadow(x_sig)
+    if not shadow.flags.c_contiguous or plan.flip or plan.rows == 0:
         return None
     view = plan.arrange(shadow, copy_ok=False)
     got = None if view is None else flat(view)
@@ -190,7 +192,6 @@ def _backward_kind(key):
     checked = check(_TYPE_RULES, centered, dy_t, x_t, w_t, mean_t, rstd_t, axis, gr_t, out_t)
     plan = rows_plan(_shadow(x_sig), checked.geometry.axes)
     direct = None
-    if (x_dtype == checked.dtype and dy == x_sig and gr in (None, x_sig) and out is None
-            and not plan.flip and plan.rows > 0):
-        direct = _direct_steps(_shadow(x_sig), plan)
+    if x_dtype == checked.dtype and dy == x_sig and gr in (None, x_sig) and out is None:
+        direct = _direct_steps(x_sig, plan)
     return BackwardKind(checked, plan, direct)

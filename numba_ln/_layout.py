@@ -102,7 +102,6 @@ class Plan(Geometry):
         self.kernel_shape = ((self.rows, self.cols) if kind == "rows"
                              else (self.outer, self.cols, self.inner))
 
-
     def arrange(self, a, copy_ok=True):
         """a (x's shape) in kernel order; None if that needs a copy and copy_ok is False."""
         if self.kind == "channels" and not self.via_rows:
