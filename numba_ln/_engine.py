@@ -16,7 +16,7 @@ import math
 import numba
 import numpy as np
 
-from . import _config, _dtypes, _kinds, _spec, _threading
+from . import _config, _dtypes, _kinds, _spec, _stand_ins, _threading
 from ._validate import as_array, output_array, prepare_param
 from ._variants import STATS_MEAN_VAR, STATS_RSTD
 from .cpu import channels as _channels
@@ -215,7 +215,10 @@ def _run_kernel(plan, dtype, y, s, x, r, w, b, eps, centered, stats):
 
 
 def _pick_kernel(plan, dtype, y, s, x, r, w, b, eps, centered, stats):
-    """_run_kernel once the views read 16-bit data as bits."""
+    """_run_kernel once the views read 16-bit data as bits.  Statistics nobody asked for
+    go to scratch rows (_stand_ins: one kernel variant fewer)."""
+    if stats is None:
+        stats = _stand_ins.stats(plan.rows)
     if plan.kind == "rows":
         return run_rows(y, s, x, r, w, b, stats, plan.rows, plan.cols, eps, centered)
     tile = _config.TILE_BYTES // (plan.cols * dtype.itemsize)

@@ -140,19 +140,21 @@ def test_cached_kernels_load_in_a_new_process():
 
 
 def test_cached_kernels_follow_the_sources_contents(tmp_path):
-    """The kernels inline _moments.py's code: editing only _moments.py must not leave the
-    old machine code in use (Numba itself checks only the defining file).  And the stamp
-    is the sources' contents, not their mtimes: a cache copied elsewhere (an image, another
-    machine: every mtime new) is still used."""
+    """Kernels inline their sibling modules' code (rows.py inlines _moments.py): editing
+    only a sibling must not leave the old machine code in use (Numba itself checks only
+    the defining file).  And the stamp is the sources' contents, not their mtimes: a cache
+    copied elsewhere (an image, another machine: every mtime new) is still used.  Every
+    kernel carries the same stamp, so a small one shows it (reduce_partials, in
+    backward.py: a second to compile, where a row kernel takes ten cold)."""
     site = tmp_path / "site"
     shutil.copytree(PACKAGE, site / "numba_ln", ignore=shutil.ignore_patterns("__pycache__"))
     env = {**os.environ, "PYTHONPATH": str(site)}
     env.pop("NUMBA_CACHE_DIR", None)
     code = """
-        import numpy as np, numba_ln
-        from numba_ln.cpu import small
-        numba_ln.layer_norm(np.ones((2, 8)))
-        k = small.small_norm
+        import numpy as np
+        from numba_ln.cpu import backward
+        k = backward.reduce_partials
+        assert list(k((np.arange(6.0), 0, 3), 2, 3)) == [3.0, 5.0, 7.0]
         print(sum(k._cache_hits.values()), sum(k._cache_misses.values()))
     """
 
@@ -173,10 +175,12 @@ def test_cached_kernels_follow_the_sources_contents(tmp_path):
 
 
 def test_the_first_compile_in_a_process_says_so_once(tmp_path):
+    # (two small kernels of two dtypes: any kernel's first compile speaks, once)
     code = """
-        import numpy as np, numba_ln
-        numba_ln.moments(np.ones((2, 8), np.float32))
-        numba_ln.moments(np.ones((2, 8)))
+        import numpy as np
+        from numba_ln.cpu import backward
+        backward.reduce_partials((np.ones(4, np.float32), 0, 2), 2, 2)
+        backward.reduce_partials((np.ones(4), 0, 2), 2, 2)
     """
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
     env.pop("NUMBA_LN_QUIET", None)

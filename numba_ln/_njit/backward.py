@@ -50,7 +50,8 @@ def _stat_kind(fname, name, t, x):
             or t.dtype not in (types.float32, types.float64)):
         _fail(fname, f"{name} must be None or a float32/float64 array of keepdims shape "
                      f"(x.shape[:-1] + (1,), {x.ndim} dimension(s)), got {t}")
-    return "view" if t.layout == "C" and t.mutable else "copy"
+    # float32 statistics are widened (the Python path's kernel variant: _stand_ins)
+    return "view" if t.layout == "C" and t.mutable and t.dtype == types.float64 else "copy"
 
 
 def _make_backward(fname, centered, dy, x, weight, mean, rstd, eps, grad_residual, out,
@@ -175,8 +176,8 @@ def _make_backward(fname, centered, dy, x, weight, mean, rstd, eps, grad_residua
             gr_v = None
         if stats_ln:
             st = (mf, rf)
-        elif stats_rms:
-            st = (None, rf)
+        elif stats_rms:  # (a zero mean, as the Python path passes: _stand_ins)
+            st = (np.zeros(rows), rf)
         else:
             st = None
         c = np.bool_(centered)

@@ -222,10 +222,9 @@ def _make_core(variant, x, residual, weight, bias, eps, out, residual_out, *, re
             if _overlaps(yf, sf):
                 raise ValueError("numba_ln: out and residual_out must not overlap")
 
-        if want_stats:
-            first, second = np.empty(rows), np.empty(rows)
-        else:
-            first = second = np.empty(0)
+        # Statistics are always written (scratch rows when not returned), as from Python:
+        # one kernel variant fewer (_stand_ins)
+        first, second = np.empty(rows), np.empty(rows)
         # Absent arrays are None for the kernel (a compile-time fact, as from Python).
         if has_r:
             s_v, r_v = (sf, zero, cols), (rf, zero, r_stride)
@@ -243,10 +242,7 @@ def _make_core(variant, x, residual, weight, bias, eps, out, residual_out, *, re
             b_v = None
         else:
             b_v = bf
-        if want_stats:
-            st = (first, second)
-        else:
-            st = None
+        st = (first, second)
         x_v = (xf, zero, cols)
         c = np.bool_(centered)
         # An output over its own input goes as IN_PLACE, as from Python (cpu/_elements):

@@ -66,7 +66,7 @@ recomputed statistics, (4096, 1024) (tests/test_backward_kernels.py; bar 1e-5):
 import numpy as np
 from numba import prange
 
-from .. import _buffers, _config, _threading
+from .. import _buffers, _config, _stand_ins, _threading
 from ._backward_elements import clear_rows, flush_rows
 from ._backward_rows import lead, row_dx, row_wide, sweep
 from ._backward_stats import row_center, row_terms
@@ -229,6 +229,10 @@ def task_rows(rows, cols):
 def run_backward(dx, dy, x, w, stats, grad_residual, rows, cols, eps, centered,
                  param_grads=True):
     """dx written; returns (dweight, dbias) as float64 (module docstring)."""
+    # Stand-ins (_stand_ins): fewer kernel variants to compile, the same bits
+    if stats is not None:  # (RMSNorm's absent mean: zeros, which given_mean also returns)
+        mean = _stand_ins.zeros(rows) if stats[0] is None else _float64(stats[0])
+        stats = (mean, _float64(stats[1]))
     per_task = task_rows(rows, cols)
     tasks = -(-rows // per_task)
     partials = (None, None, None, None)
@@ -249,6 +253,10 @@ def run_backward(dx, dy, x, w, stats, grad_residual, rows, cols, eps, centered,
     dweight = _reduce(partials[0], tasks, cols)
     dbias = _reduce(partials[1], tasks, cols) if centered else None
     return dweight, dbias
+
+
+def _float64(a):
+    return a if a.dtype == np.float64 else a.astype(np.float64)
 
 
 def _reduce(view, tasks, cols):

@@ -30,7 +30,7 @@ def given_block(y, x, w, b, center, rstd, cols, first, last):
 
 @kernel()
 def given_serial(y, x, w, b, center, rstd, rows, cols):
-    given_block(y, x, w, b, center, rstd, cols, 0, rows)
+    given_block(y, x, w, b, center, rstd, cols, np.int64(0), rows)
 
 
 @kernel(parallel=True)

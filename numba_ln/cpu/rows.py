@@ -16,7 +16,8 @@ Arguments (outputs first, as llm.c's ``layernorm_forward``):
 ``cols, eps, centered``  row length; eps; LayerNorm (True) or RMSNorm (False).
 
 Which of r, w, b, stats and y exist is a compile-time fact (None is a type of its own,
-see ``_elements``).  Rows are normalized in the work type (float32 for float32 data):
+see ``_elements``).  Every variant compiles separately (seconds each), so the fronts pass
+scratch rows for statistics nobody asked for (``numba_ln._stand_ins``); None stays valid.  Rows are normalized in the work type (float32 for float32 data):
 
     y = ((x - mean_hi) - mean_lo) * float32(rstd) * w + b
 
@@ -106,9 +107,11 @@ def rows_block(y, s, x, r, w, b, stats, cols, eps, centered, first, last):
             mean, second = row_stats(sp, xp, rp, cols, centered)
 
 
+# (np.int64(0), not 0, for `first`: a literal 0 is a Numba type of its own, and rows_block
+# would compile once more for it)
 @kernel()
 def rows_serial(y, s, x, r, w, b, stats, rows, cols, eps, centered):
-    rows_block(y, s, x, r, w, b, stats, cols, eps, centered, 0, rows)
+    rows_block(y, s, x, r, w, b, stats, cols, eps, centered, np.int64(0), rows)
 
 
 @kernel(parallel=True)

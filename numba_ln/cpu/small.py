@@ -122,17 +122,6 @@ def _finish_stats(stats, mean, rstd, eps):
     return finish
 
 
-def stats_buffers(rstd, rows):
-    """float64 (mean, second) rows for the kernel, or None without statistics."""
-
-
-@overload(stats_buffers, inline="always")
-def _stats_buffers(rstd, rows):
-    if _absent(rstd):
-        return lambda rstd, rows: None
-    return lambda rstd, rows: (np.empty(rows), np.empty(rows))
-
-
 def stats_fit(rstd, rows):
     """Whether the statistics outputs hold one value per row (True without them)."""
 
@@ -159,7 +148,7 @@ def _run_norm(y, x, w, b, eps, centered, mean, rstd):
         if not (apart(y, x) and apart(y, w) and apart(y, b)):
             return 1  # partly overlapping (out is x exactly comes as IN_PLACE)
         yv, xv = view_of(y, cols), view_of(x, cols)
-        stats = stats_buffers(rstd, rows)
+        stats = (np.empty(rows), np.empty(rows))  # (written always: one kernel variant)
         rows_block(yv, None, xv, None, w, b, stats, cols, eps, centered, np.int64(0), rows)
         finish_stats(stats, mean, rstd, eps)
         return 0
@@ -192,8 +181,9 @@ def _run_add_norm(y, s, x, r, w, b, eps, centered):
                 and apart(s, b) and (s_in_place or apart(s, r))):
             return 1
         yv, xv = view_of(y, cols), view_of(x, cols)
-        rows_block(yv, view_of(s, cols), xv, view_of(r, cols), w, b, None, cols, eps,
-                   centered, np.int64(0), x.size // cols)
+        rows = x.size // cols
+        rows_block(yv, view_of(s, cols), xv, view_of(r, cols), w, b,
+                   (np.empty(rows), np.empty(rows)), cols, eps, centered, np.int64(0), rows)
         return 0
     return run
 
