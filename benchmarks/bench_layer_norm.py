@@ -1,8 +1,8 @@
 """layer_norm against NumPy, torch, onnxruntime and the speed line.
 
 Cases and contenders come from ``numba_ln.bench.cases`` and ``numba_ln.bench.contenders``
-(shared with ``python -m numba_ln.bench``).  ``pytest benchmarks --benchmark-enable`` to
-measure; groups are ``layer_norm|<case>``, the ``library`` parameter names the contender
+(shared with ``python -m numba_ln.bench``).  ``pytest benchmarks -n 0 --benchmark-enable``
+to measure; groups are ``layer_norm|<case>``, the ``library`` parameter names the contender
 (``onnxruntime`` runs through an IOBinding, ``onnxruntime-run`` through ``session.run``).
 """
 import pytest

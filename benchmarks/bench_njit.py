@@ -10,7 +10,7 @@
   loop, from Python and from an @njit loop; ``extra_info["per_call_us"]`` is the cost of
   one call.
 
-``pytest benchmarks/bench_njit.py --benchmark-enable`` to measure.  In the normal test run
+``pytest benchmarks/bench_njit.py -n 0 --benchmark-enable`` to measure.  In the normal test run
 (benchmarks disabled) each case runs once, on at most 4 rows and with 10 calls: the
 compilation (a few seconds) is what it costs.
 """
