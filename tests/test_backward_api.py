@@ -299,6 +299,47 @@ def test_matches_torch_autograd_over_two_axes(rng, centered):
     assert_matches(got, want, np.float32)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("form", ["recomputed", "given_stats", "grad_residual", "in_place",
+                                  "transposed"])
+def test_one_element_rows_have_exactly_zero_dx(rng, dtype, form):
+    """LayerNorm over a size-1 axis gives y = bias whatever x is: dx is exactly 0 (plus
+    grad_residual) and dweight exactly 0; dbias is sum(dy).  torch in float64 agrees to
+    its rounding (1e-13 at |x| ~ 100; its float32 left 6e-5, and so did our general
+    formula, up to 2.7e-5).  A row holding inf or NaN gives NaN, as elsewhere."""
+    x = (rng.standard_normal((6, 1)) * 100).astype(dtype)
+    x[4] = np.inf
+    dy, w = rng.standard_normal((6, 1)).astype(dtype), np.array([1.7], dtype)
+    gr = rng.standard_normal((6, 1)).astype(dtype) if form == "grad_residual" else None
+    kw = {}
+    if form == "given_stats":
+        _, kw["mean"], kw["rstd"] = numba_ln.layer_norm(x, w, return_stats=True)
+    if form == "in_place":
+        kw["out"] = dy_given = dy.copy()
+        dx, dw, db = numba_ln.layer_norm_backward(dy_given, x, w, **kw)
+        assert dx is dy_given
+    elif form == "transposed":
+        dx, dw, db = numba_ln.layer_norm_backward(dy.T, x.T, w, axis=0)
+        dx = dx.T
+    else:
+        dx, dw, db = numba_ln.layer_norm_backward(dy, x, w, grad_residual=gr, **kw)
+    want_dx = np.zeros(6) if gr is None else gr[:, 0].astype(np.float64)
+    finite = np.arange(6) != 4
+    assert np.isnan(dx[4, 0]) and np.isnan(dw[0])
+    assert np.array_equal(dx[finite, 0], want_dx[finite].astype(dtype))
+    x[4] = 0.0  # (dweight and dbias on finite rows only)
+    dx, dw, db = numba_ln.layer_norm_backward(dy, x, w)
+    assert dw[0] == 0.0 and np.isclose(db[0], dy.astype(np.float64).sum(), rtol=1e-6)
+    torch = pytest.importorskip("torch")
+    tx = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    tw = torch.tensor(w, dtype=torch.float64, requires_grad=True)
+    tb = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    torch.nn.functional.layer_norm(tx, (1,), tw, tb, eps=1e-5).backward(
+        torch.tensor(dy, dtype=torch.float64))
+    np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=0, atol=1e-11)
+    np.testing.assert_allclose(dw, tw.grad.numpy(), rtol=0, atol=1e-10)
+
+
 # --- bad arguments: errors naming the argument, nothing written -----------------------------
 
 def _bad_calls():

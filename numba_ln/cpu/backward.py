@@ -70,7 +70,7 @@ from .. import _buffers, _config, _stand_ins, _threading
 from ._backward_elements import clear_rows, flush_rows
 from ._backward_rows import lead, row_dx, row_wide, sweep
 from ._backward_stats import row_center, row_terms
-from ._elements import is_narrow, work
+from ._elements import IN_PLACE, is_narrow, work
 from ._jit import kernel
 from ._moments import PIECE
 from ._pointers import address, advance, row_address
@@ -233,6 +233,8 @@ def run_backward(dx, dy, x, w, stats, grad_residual, rows, cols, eps, centered,
     if stats is not None:  # (RMSNorm's absent mean: zeros, which given_mean also returns)
         mean = _stand_ins.zeros(rows) if stats[0] is None else _float64(stats[0])
         stats = (mean, _float64(stats[1]))
+    if centered and cols == 1 and rows:
+        return _single_column(dx, dy, x, w, stats, grad_residual, rows, eps, param_grads)
     per_task = task_rows(rows, cols)
     tasks = -(-rows // per_task)
     partials = (None, None, None, None)
@@ -253,6 +255,32 @@ def run_backward(dx, dy, x, w, stats, grad_residual, rows, cols, eps, centered,
     dweight = _reduce(partials[0], tasks, cols)
     dbias = _reduce(partials[1], tasks, cols) if centered else None
     return dweight, dbias
+
+
+def _single_column(dx, dy, x, w, stats, grad_residual, rows, eps, param_grads):
+    """LayerNorm over one element: y = (x - x) * rstd * w + b does not depend on x, so dx
+    is exactly 0 (+ grad_residual) and dweight exactly 0 for finite rows, as torch gives
+    them.  The kernels' formula, rstd * (g - mean(g)) - ..., with mean(g) = g rounded on
+    another path, left up to 2.7e-5 in float32.  Here in float64 with the cancellations
+    exact, (g - g) and (x - mean); NaN and inf propagate as in the kernels."""
+    def column(view):  # the rows' single elements of a view (any row stride)
+        return view[0][view[1] + np.arange(rows) * view[2]]
+
+    dy_v, x_v = column(dy).astype(np.float64), column(x).astype(np.float64)
+    with np.errstate(all="ignore"):  # (NaN and inf rows give NaN silently, as the kernels)
+        mean = x_v if stats is None else stats[0]
+        rstd = 1.0 / np.sqrt((x_v - x_v) ** 2 + eps) if stats is None else stats[1]
+        xhat = (x_v - mean) * rstd
+        g = dy_v * (1.0 if w is None else float(w[0]))
+        value = rstd * ((g - g) - xhat * (g * xhat))
+        dweight = np.sum(dy_v * xhat)
+    if grad_residual is not None:
+        value += column(grad_residual)
+    target = dy if dx is IN_PLACE else dx
+    target[0][target[1] + np.arange(rows) * target[2]] = value
+    if not param_grads:
+        return None, None
+    return np.array([dweight]), np.array([np.sum(dy_v)])
 
 
 def _float64(a):
