@@ -98,14 +98,18 @@ def _waiting_load(load, folder, name):
         if found is not None:
             return found
         key = hashlib.sha256(f"{name}{sig}".encode()).hexdigest()[:16]
-        os.makedirs(folder, exist_ok=True)
-        lock = open(os.path.join(folder, f"numba_ln-compiling-{key}.lock"), "a")
-        fcntl.flock(lock, fcntl.LOCK_EX)  # (waits while another process compiles it)
+        try:
+            os.makedirs(folder, exist_ok=True)
+            lock = open(os.path.join(folder, f"numba_ln-compiling-{key}.lock"), "a")
+            fcntl.flock(lock, fcntl.LOCK_EX)  # (waits while another process compiles it)
+        except OSError:  # (a file system without locks: compile without waiting)
+            return None
         found = load(sig, target_context)
         if found is not None:
             lock.close()
             return found
         _held().append(lock)
+        _ALL_HELD.add(lock)
         return None
     return waiting_load
 
@@ -124,8 +128,26 @@ def _releasing(compile_):
             return compile_(sig)
         finally:
             while len(held) > depth:
-                held.pop().close()  # (closing releases the flock)
+                lock = held.pop()
+                _ALL_HELD.discard(lock)
+                lock.close()  # (closing releases the flock)
     return releasing_compile
+
+
+# A child forked while a thread compiles shares that lock (flock belongs to the open file,
+# which fork shares): it must not keep it after the parent is done.  Closing the child's
+# copies leaves the parent's lock held until the parent closes its own.
+_ALL_HELD = set()
+
+
+def _close_inherited_locks():
+    for lock in list(_ALL_HELD):
+        lock.close()
+    _ALL_HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_inherited_locks)
 
 
 _DEPENDENCIES_STAMP = _dependencies_stamp()
