@@ -31,23 +31,20 @@ _KEPT = 64  # distinct row counts kept per cache
 
 def stats(rows):
     """(mean, second) float64 rows for a kernel whose caller discards them."""
-    if rows > SCRATCH_MAX_ROWS:
-        return np.empty(rows), np.empty(rows)
-    found = _SCRATCH.get(rows)
-    if found is None:
-        if len(_SCRATCH) >= _KEPT:
-            _SCRATCH.clear()
-        found = _SCRATCH[rows] = (np.empty(rows), np.empty(rows))
-    return found
+    return _cached(_SCRATCH, rows, lambda: (np.empty(rows), np.empty(rows)))
 
 
 def zeros(rows):
     """A mean of zeros (the backward's stand-in for RMSNorm's absent mean)."""
+    return _cached(_ZEROS, rows, lambda: np.zeros(rows))
+
+
+def _cached(cache, rows, make):
     if rows > SCRATCH_MAX_ROWS:
-        return np.zeros(rows)
-    found = _ZEROS.get(rows)
+        return make()
+    found = cache.get(rows)
     if found is None:
-        if len(_ZEROS) >= _KEPT:
-            _ZEROS.clear()
-        found = _ZEROS[rows] = np.zeros(rows)
+        if len(cache) >= _KEPT:
+            cache.clear()
+        found = cache[rows] = make()
     return found

@@ -280,7 +280,8 @@ RACE_CODE = """
     from numba_ln.cpu import backward, channels, rows, small
     kernels = {k for m in (backward, channels, rows, small) for k in vars(m).values()
                if isinstance(k, CPUDispatcher)}  # (a module's own and those it imports)
-    print(" ".join(f"{k.py_func.__module__}.{k.py_func.__qualname__}{list(sig)}".replace(" ", "")
+    name = lambda k, sig: f"{k.py_func.__module__}.{k.py_func.__qualname__}{list(sig)}"
+    print(" ".join(name(k, sig).replace(" ", "")
                    for k in kernels for sig, n in k._cache_misses.items() if n))
 """
 

@@ -3,9 +3,10 @@ on-disk cache on (a new process loads machine code instead of recompiling), NumP
 floating-point error model and the kernels' fastmath flags (``_config.KERNEL_FASTMATH``).
 
 Numba caches next to the source (``__pycache__``) or, when that folder is read-only, in
-the user's cache folder.  Processes sharing a cache cooperate: each kernel signature is
-compiled by one of them while the others wait and load it (locks below).  When neither is writable it refuses to decorate; we then compile
-without a cache rather than fail at import.
+the user's cache folder.  When neither is writable it refuses to decorate; we then compile
+without a cache rather than fail at import.  Processes sharing a cache cooperate: each
+kernel signature is compiled by one of them while the others wait and load it (locks
+below).
 """
 import hashlib
 import logging
@@ -89,7 +90,12 @@ def _locked(save, folder):
 # and released when Dispatcher.compile returns or raises.  Kernels calling kernels take
 # locks callers-first, along the call graph, which has no cycles: no deadlock.  One small
 # lock file per kernel signature, in the module's cache folder.
-_HELD = threading.local()  # this thread's compile locks, innermost last
+class _ThreadLocks(threading.local):
+    def __init__(self):
+        self.held = []  # this thread's compile locks, innermost last
+
+
+_LOCKS = _ThreadLocks()
 
 
 def _waiting_load(load, folder, name):
@@ -108,21 +114,15 @@ def _waiting_load(load, folder, name):
         if found is not None:
             lock.close()
             return found
-        _held().append(lock)
+        _LOCKS.held.append(lock)
         _ALL_HELD.add(lock)
         return None
     return waiting_load
 
 
-def _held():
-    if not hasattr(_HELD, "locks"):
-        _HELD.locks = []
-    return _HELD.locks
-
-
 def _releasing(compile_):
     def releasing_compile(sig):
-        held = _held()
+        held = _LOCKS.held
         depth = len(held)
         try:
             return compile_(sig)

@@ -231,8 +231,9 @@ def run_backward(dx, dy, x, w, stats, grad_residual, rows, cols, eps, centered,
     """dx written; returns (dweight, dbias) as float64 (module docstring)."""
     # Stand-ins (_stand_ins): fewer kernel variants to compile, the same bits
     if stats is not None:  # (RMSNorm's absent mean: zeros, which given_mean also returns)
-        mean = _stand_ins.zeros(rows) if stats[0] is None else _float64(stats[0])
-        stats = (mean, _float64(stats[1]))
+        mean = (_stand_ins.zeros(rows) if stats[0] is None
+                else stats[0].astype(np.float64, copy=False))
+        stats = (mean, stats[1].astype(np.float64, copy=False))
     if centered and cols == 1 and rows:
         return _single_column(dx, dy, x, w, stats, grad_residual, rows, eps, param_grads)
     per_task = task_rows(rows, cols)
@@ -263,8 +264,12 @@ def _single_column(dx, dy, x, w, stats, grad_residual, rows, eps, param_grads):
     them.  The kernels' formula, rstd * (g - mean(g)) - ..., with mean(g) = g rounded on
     another path, left up to 2.7e-5 in float32.  Here in float64 with the cancellations
     exact, (g - g) and (x - mean); NaN and inf propagate as in the kernels."""
-    def column(view):  # the rows' single elements of a view (any row stride)
-        return view[0][view[1] + np.arange(rows) * view[2]]
+    def at(view):  # (buffer, positions) of the rows' single elements (any row stride)
+        return view[0], view[1] + np.arange(rows) * view[2]
+
+    def column(view):
+        buf, positions = at(view)
+        return buf[positions]
 
     dy_v, x_v = column(dy).astype(np.float64), column(x).astype(np.float64)
     with np.errstate(all="ignore"):  # (NaN and inf rows give NaN silently, as the kernels)
@@ -276,15 +281,11 @@ def _single_column(dx, dy, x, w, stats, grad_residual, rows, eps, param_grads):
         dweight = np.sum(dy_v * xhat)
     if grad_residual is not None:
         value += column(grad_residual)
-    target = dy if dx is IN_PLACE else dx
-    target[0][target[1] + np.arange(rows) * target[2]] = value
+    buf, positions = at(dy if dx is IN_PLACE else dx)
+    buf[positions] = value
     if not param_grads:
         return None, None
     return np.array([dweight]), np.array([np.sum(dy_v)])
-
-
-def _float64(a):
-    return a if a.dtype == np.float64 else a.astype(np.float64)
 
 
 def _reduce(view, tasks, cols):

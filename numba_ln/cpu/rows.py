@@ -17,7 +17,8 @@ Arguments (outputs first, as llm.c's ``layernorm_forward``):
 
 Which of r, w, b, stats and y exist is a compile-time fact (None is a type of its own,
 see ``_elements``).  Every variant compiles separately (seconds each), so the fronts pass
-scratch rows for statistics nobody asked for (``numba_ln._stand_ins``); None stays valid.  Rows are normalized in the work type (float32 for float32 data):
+scratch rows for statistics nobody asked for (``numba_ln._stand_ins``); None stays valid.
+Rows are normalized in the work type (float32 for float32 data):
 
     y = ((x - mean_hi) - mean_lo) * float32(rstd) * w + b
 
