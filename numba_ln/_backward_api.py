@@ -2,6 +2,7 @@
 NumPy or Numba.  Validated and planned by _backward_front.py, computed by the row kernels
 of cpu/backward.py (one sweep per row, dweight/dbias summed in a fixed order)."""
 from ._backward_front import backward
+from ._small_front import small_backward_call
 
 
 def layer_norm_backward(dy, x, weight=None, *, mean=None, rstd=None, axis=-1, eps=1e-5,
@@ -64,6 +65,10 @@ def layer_norm_backward(dy, x, weight=None, *, mean=None, rstd=None, axis=-1, ep
     >>> dweight.round(6), dbias
     (array([-1.224745,  0.      ,  0.      ]), array([1., 0., 1.]))
     """
+    if (type(axis) is int and axis == -1 and grad_residual is None and param_grads is True):
+        done = small_backward_call(True, dy, x, weight, mean, rstd, eps, out)
+        if done is not None:
+            return done
     return backward(True, "layer_norm_backward", dy, x, weight, mean, rstd, axis, eps,
                     grad_residual, out, param_grads)
 
@@ -89,6 +94,10 @@ def rms_norm_backward(dy, x, weight=None, *, rstd=None, axis=-1, eps=1e-6,
     >>> dx.round(4), dweight.round(4)
     (array([ 0.181 , -0.1358]), array([0.8485, 0.    ]))
     """
+    if type(axis) is int and axis == -1 and grad_residual is None and param_grads is True:
+        done = small_backward_call(False, dy, x, weight, None, rstd, eps, out)
+        if done is not None:
+            return done[:2]
     dx, dweight, _ = backward(False, "rms_norm_backward", dy, x, weight, None, rstd, axis,
                               eps, grad_residual, out, param_grads)
     return dx, dweight

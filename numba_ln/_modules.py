@@ -51,7 +51,7 @@ class _Norm:
             raise TypeError(f"dtype must be float32, float64, float16 or bfloat16 "
                             f"(ml_dtypes.bfloat16), got {self.dtype}")
         self.eps = eps
-        # an int for one axis: the form the small-call kernels take (_api._small_call)
+        # an int for one axis: the form the small-call kernels take (_small_front.small_call)
         self._axis = (-1 if len(self.normalized_shape) == 1
                       else tuple(range(-len(self.normalized_shape), 0)))
 

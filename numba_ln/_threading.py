@@ -68,7 +68,7 @@ def needs_lock():
 
 # --- the one serial/parallel rule of every CPU launch ----------------------------------------
 # Used by the forward (_engine: rows and channels), the backward (cpu/backward.py), dask's
-# blocks (dask/_blocks.py) and, inlined for speed, the small-call gate (_api.py).
+# blocks (dask/_blocks.py) and, inlined for speed, the small-call gates (_small_front.py).
 
 def runs_serial(elements):
     """Whether a launch over this many elements runs serially in the calling thread:

@@ -209,6 +209,23 @@ def test_numba_ln_quiet_silences_the_compile_notice(monkeypatch, caplog):
     assert len(said) == 1 and "rows_serial for scalars" in said[0]
 
 
+def test_the_compile_notice_ignores_functions_without_a_module(caplog):
+    # A user's @njit function made by exec() has __module__ None; its compile event, the
+    # first of a process, once raised inside Numba's compile and failed the user's call.
+    from numba import njit
+    from numba.core import event
+
+    from numba_ln.cpu import _jit
+
+    namespace = {"njit": njit}
+    exec("@njit\ndef f(x):\n    return x + 1\n", namespace)
+    assert namespace["f"].py_func.__module__ is None
+    notice = _jit._FirstCompileNotice()
+    notice.on_start(event.Event("numba:compile", event.EventStatus.START,
+                                {"dispatcher": namespace["f"], "args": ()}))
+    assert not notice.said and not [r for r in caplog.records if r.name == "numba_ln"]
+
+
 def _run_with_read_only(folder, code, env):
     """Run code with `folder` truly read-only: chmod for a normal user; for root (who
     writes anywhere) a read-only bind mount in a private mount namespace."""

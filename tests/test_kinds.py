@@ -111,7 +111,7 @@ def _direct_cases(rng):
         ("residual", lambda out: numba_ln.add_layer_norm(x, r, w, b, axis=2, out=out)),
         ("float64", lambda out: numba_ln.layer_norm(x.astype(np.float64), w, axis=2,
                                                     out=out)),
-        ("float16", lambda out: numba_ln.layer_norm(x.astype(np.float16), out=out)),
+        ("float16", lambda out: numba_ln.layer_norm(x.astype(np.float16), axis=2, out=out)),
     ]
 
 

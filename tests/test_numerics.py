@@ -4,10 +4,10 @@ constant rows, NaN/inf isolation, in-place outputs, long rows and float64 far fr
 
 Every test states the kernel it means to run and checks it (the ``ran`` fixture records
 which kernel the front launched), so a change of thresholds cannot silently move a test off
-its path.  Paths (numba_ln/_engine.py, _api.py, thresholds in _config.py):
+its path.  Paths (numba_ln/_engine.py, _small_front.py, thresholds in _config.py):
 
 ``small``          C-contiguous, last axis, <= SERIAL_MAX_ELEMENTS: cpu/small.py (with
-                   return_stats=True too); moments() on them runs rows_serial
+                   return_stats=True too, and moments())
 ``parallel``       rows_parallel, TASK_ELEMENTS // 1024 rows a task, several tasks
 ``long-parallel``  rows_parallel over rows longer than PIECE (one row a task, 2 pieces)
 ``split``          fewer than SPLIT_MAX_ROWS rows longer than PIECE: rows_split
@@ -33,7 +33,7 @@ import pytest
 from _oracle import ATOL, assert_close
 
 import numba_ln
-from numba_ln import _api, _config
+from numba_ln import _config, _small_front
 from numba_ln import reference as ref
 from numba_ln.cpu import channels as _channels
 from numba_ln.cpu import rows as _rows
@@ -80,14 +80,14 @@ def ran(monkeypatch):
         spy(_rows, name)
     for name in ("channels_serial", "channels_parallel"):
         spy(_channels, name)
-    for name in ("small_norm", "small_add_norm"):
-        spy(_api, name)
+    for name in ("small_norm", "small_add_norm", "small_moments"):
+        spy(_small_front, name)
     return calls
 
 
 def kernel_of(path, small=None):
     """The kernel a call on path runs: small is the small-call kernel's name for calls that
-    can take it, None for those that cannot (moments, the fused forms with return_stats)."""
+    can take it, None for those that cannot (the fused forms with return_stats)."""
     if path == "small":
         return small or "rows_serial"
     if path in CHANNELS_PATHS:
@@ -306,7 +306,7 @@ def test_poor_head_shift_is_summed_again(rng, ran, path, offset, scale):
     check_rstd(rstd, rows)
 
     mean, var = numba_ln.moments(x, axis=axis)
-    took(ran, path)
+    took(ran, path, "small_moments")
     check_moments(mean, var, rows)
 
     # add: s = x + r keeps the rows' structure (r is small noise and x = rows - r)
@@ -351,7 +351,7 @@ def test_rows_beyond_float32_range(rng, ran, path):
         assert_stat_close(rstd, rstd_ref, rstd_ref)
 
         mean, var = numba_ln.moments(x, axis=axis)
-        took(ran, path)
+        took(ran, path, "small_moments")
         check_moments(mean, var, rows)
 
 
@@ -386,7 +386,7 @@ def test_constant_rows_normalize_to_exactly_bias(rng, ran, path):
     check_layer_norm(y[~const], rows[~const], None, None)
 
     mean, var = numba_ln.moments(x, axis=axis)
-    took(ran, path)
+    took(ran, path, "small_moments")
     assert same_bits(per_row(mean)[const], values) and (per_row(var)[const] == 0).all()
 
     y_ref = ref.layer_norm(rows, w, b, eps=0.0)[0]
@@ -454,7 +454,7 @@ def test_nan_and_inf_poison_only_their_row(rng, ran, path):
 
     mean_c, var_c = numba_ln.moments(x_clean, axis=axis)
     mean_d, var_d = numba_ln.moments(x_dirty, axis=axis)
-    took(ran, path)
+    took(ran, path, "small_moments")
     assert np.isnan(per_row(var_d)[bad]).all()
     assert not np.isfinite(per_row(mean_d)[bad]).any()
     assert same_bits(per_row(mean_d)[good], per_row(mean_c)[good])
@@ -582,7 +582,7 @@ def test_long_rows(rng, ran, shape, first_kind, path):
     check_rms_norm(y, rows, w, eps=1e-6)
 
     mean, var = numba_ln.moments(rows)
-    took(ran, path)
+    took(ran, path, "small_moments")
     check_moments(mean, var, rows)
 
 
@@ -602,5 +602,5 @@ def test_float64_far_from_zero(rng, ran, path):
     check_layer_norm(back(path, y), rows, w, b)
 
     mean, var = numba_ln.moments(x, axis=axis)
-    took(ran, path)
+    took(ran, path, "small_moments")
     check_moments(mean, var, rows)

@@ -164,7 +164,8 @@ class _FirstCompileNotice(event.Listener):
     def on_start(self, ev):
         dispatcher = ev.data.get("dispatcher")
         func = getattr(dispatcher, "py_func", None)
-        if self.said or not getattr(func, "__module__", "").startswith(__package__):
+        # (a user's function compiled from exec'd code has __module__ None)
+        if self.said or not (getattr(func, "__module__", None) or "").startswith(__package__):
             return
         self.said = True
         if os.environ.get("NUMBA_LN_QUIET", "") not in ("", "0"):

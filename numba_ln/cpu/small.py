@@ -8,11 +8,12 @@ values (lengths, eps, overlaps) is a few integer compares.  They return 0 when d
 1, having written nothing, when the call is not theirs (anything unusual, and every
 error): the front then takes its general path, which raises the proper error.
 
-The front passes only what it gated already: x a C-contiguous float32/float64 ndarray of
-at most SERIAL_MAX_ELEMENTS elements, eps a float, weight/bias None or ndarrays of x's
-dtype, out/residual_out ndarrays (allocated by the front when not given), residual an
-ndarray; IN_PLACE for an output that *is* its input (``out is x``, ``residual_out is
-residual``).
+The front (_small_front.py) passes only what it gated already: x a C-contiguous
+float32/float64 ndarray, or 16-bit data as their bits (_dtypes.kernel_dtype), of at most
+SERIAL_MAX_ELEMENTS elements, eps a float, weight/bias None or ndarrays as the general
+path passes them, out/residual_out ndarrays of x's kernel dtype (allocated by the front
+when not given), residual an ndarray; IN_PLACE for an output that *is* its input (``out
+is x``, ``residual_out is residual``).
 """
 import numpy as np
 from numba import types
@@ -199,3 +200,35 @@ def small_norm(y, x, w, b, eps, centered, mean, rstd):
 def small_add_norm(y, s, x, r, w, b, eps, centered):
     """s = x + r (s an array or IN_PLACE: over r), and its LayerNorm/RMSNorm into y."""
     return run_add_norm(y, s, x, r, w, b, eps, centered)
+
+
+def run_moments(x, mean, var, eps, centered):
+    """The body of small_moments: 1 unless the types and sizes are the kernel's."""
+
+
+@overload(run_moments)
+def _run_moments(x, mean, var, eps, centered):
+    if not all(isinstance(a, types.Array) and a.layout == "C" and a.ndim == 1 and a.mutable
+               and isinstance(a.dtype, types.Float) for a in (mean, var)):
+        return lambda x, mean, var, eps, centered: 1
+
+    def run(x, mean, var, eps, centered):
+        cols = x.shape[-1]
+        rows = x.size // cols
+        if not (cols > 0 and mean.size == rows and var.size == rows):
+            return 1
+        stats = (np.empty(rows), np.empty(rows))
+        rows_block(None, None, view_of(x, cols), None, None, None, stats, cols, eps, centered,
+                   np.int64(0), rows)
+        for i in range(rows):  # (rounded once, as the general path's astype)
+            mean[i] = stats[0][i]
+            var[i] = stats[1][i]
+        return 0
+    return run
+
+
+@kernel()
+def small_moments(x, mean, var, eps, centered):
+    """The mean and variance of x's rows into the flat arrays mean and var (the front
+    passes eps 0.0 and centered True, as run-time values: the general path's types)."""
+    return run_moments(x, mean, var, eps, centered)

@@ -1,0 +1,207 @@
+"""The small-call gates: the commonest calls of every public function go straight to the
+kernels that check their own arguments (cpu/small.py, cpu/small_backward.py).
+
+A (1, 768) token normalizes in ~0.3 us, so each Python-level test here costs a visible
+share of the call (~30 ns each).  A gate settles only what the kernels cannot -- that x is
+a small C-contiguous ndarray of a dtype they take, what each output is, how eps and the
+parameters reach them -- and returns None for anything else, or when the kernel returns
+status 1 (it wrote nothing): the call then takes the general path, which raises the
+proper error or handles the unusual form.  Every call these gates take runs the kernel
+the general path would run with the same argument types, so the bits are the same.
+
+Taken: the last axis, x float32/float64/float16/bfloat16 (16-bit data as their bits,
+_dtypes.kernel_dtype), eps a float or a NumPy scalar, weight/bias None or 1-D ndarrays
+(cast to x's dtype for float32/float64 data, as the general path casts them; read as they
+are for 16-bit data), out/residual_out None or ndarrays of the result dtype, at most
+SERIAL_MAX_ELEMENTS elements (the kernels are serial).
+"""
+import numpy as np
+
+from . import _config, _dtypes
+from .cpu._elements import IN_PLACE
+from .cpu.small import small_add_norm, small_moments, small_norm
+from .cpu.small_backward import small_backward
+
+_F32, _F64, _F16 = _dtypes.F32, _dtypes.F64, _dtypes.F16
+# The small-call kernels are serial: _threading.runs_serial's bound, inlined (a call costs
+# ~0.1 us of a ~1 us call)
+_SMALL = _config.SERIAL_MAX_ELEMENTS
+# eps as users write it: a NumPy scalar from a config or a checkpoint is a float here (the
+# general path reads it with float() too, so the result is the same).  Not bool.
+_EPS_TYPES = frozenset({int, np.float64, np.float32, np.float16, np.int64, np.int32})
+# 16-bit dtypes -> the integer dtype the kernels read them as (bfloat16 added on sight:
+# numba_ln never imports ml_dtypes itself)
+_HALF_BITS = {_F16: np.dtype(np.int16)}
+
+
+def _gate(x, eps):
+    """eps as a float when x is a small C-contiguous ndarray and eps a number the gates
+    read; None when the general path must take the call."""
+    if type(x) is not np.ndarray or not 0 < x.size <= _SMALL or not x.flags.c_contiguous:
+        return None
+    if type(eps) is float:
+        return eps
+    return float(eps) if type(eps) in _EPS_TYPES else None
+
+
+def _half_bits(dtype):
+    """The kernels' integer dtype for 16-bit float data, or None for any other dtype."""
+    bits = _HALF_BITS.get(dtype)
+    if bits is None and _dtypes.is_bfloat16(dtype):
+        bits = _HALF_BITS[dtype] = _dtypes.kernel_dtype(dtype)
+    return bits
+
+
+def _same_dtype(p, dtype):
+    """weight/bias for float32/float64 data: None, or a 1-D array of x's dtype (float32
+    or float64 parameters are cast, as the general path casts them: float64 weights from a
+    checkpoint on float32 data); False when the general path must take the call."""
+    if p is None or (type(p) is np.ndarray and p.dtype is dtype):
+        return p
+    if type(p) is not np.ndarray or p.ndim != 1 or (p.dtype is not _F32 and p.dtype is not _F64):
+        return False
+    return p.astype(dtype)
+
+
+def _half_param(p):
+    """weight/bias for 16-bit data, as the general path passes them (_dtypes.param_dtype):
+    float32/float64 as they are, 16-bit as their bits; False for the general path."""
+    if p is None:
+        return None
+    if type(p) is not np.ndarray or p.ndim != 1:
+        return False
+    if p.dtype is _F32 or p.dtype is _F64:
+        return p
+    bits = _half_bits(p.dtype)
+    return False if bits is None else p.view(bits)
+
+
+def _output(out, shape, dtype):
+    """A fresh output, or out itself when it is an ndarray of the result dtype; None for
+    the general path (Numba cannot even type a byte-swapped array)."""
+    if out is None:
+        return np.empty(shape, dtype)
+    return out if type(out) is np.ndarray and out.dtype is dtype else None
+
+
+def small_call(x, weight, bias, eps, centered, out, residual=None, residual_out=None,
+               return_stats=False):
+    """y (or (y, s) with a residual; (y, mean, rstd) or (y, rstd) with return_stats and no
+    residual) for the commonest forward calls, or None to take the general path.  Runs
+    before anything else, even the GPU check."""
+    eps = _gate(x, eps)
+    if eps is None:
+        return None
+    dtype = x.dtype
+    if dtype is _F32 or dtype is _F64:
+        bits, stats_dtype = None, dtype
+        weight, bias = _same_dtype(weight, dtype), _same_dtype(bias, dtype)
+    else:
+        bits, stats_dtype = _half_bits(dtype), _F32
+        if bits is None:
+            return None
+        weight, bias = _half_param(weight), _half_param(bias)
+    if weight is False or bias is False:
+        return None
+    y = _output(out, x.shape, dtype)
+    if y is None:
+        return None
+    yk, xk = (y, x) if bits is None else (y.view(bits), x.view(bits))
+    if residual is None:
+        mean = rstd = None
+        if return_stats:  # keepdims, in the statistics dtype
+            rstd = np.empty(x.shape[:-1] + (1,), stats_dtype)
+            mean = np.empty(x.shape[:-1] + (1,), stats_dtype) if centered else None
+        if small_norm(IN_PLACE if y is x else yk, xk, weight, bias, eps, centered, mean, rstd):
+            return None
+        if not return_stats:
+            return y
+        return (y, mean, rstd) if centered else (y, rstd)
+    if return_stats:
+        return None
+    if type(residual) is not np.ndarray or residual.dtype is not dtype:
+        return None
+    s = _output(residual_out, x.shape, dtype)
+    if s is None:
+        return None
+    sk, rk = (s, residual) if bits is None else (s.view(bits), residual.view(bits))
+    if small_add_norm(yk, IN_PLACE if s is residual else sk, xk, rk, weight, bias, eps,
+                      centered):
+        return None
+    return y, s
+
+
+def small_moments_call(x, keepdims):
+    """moments(x) over the last axis: (mean, var), or None for the general path."""
+    if _gate(x, 0.0) is None:
+        return None
+    dtype = x.dtype
+    if dtype is _F32 or dtype is _F64:
+        xk, stats_dtype = x, dtype
+    else:
+        bits = _half_bits(dtype)
+        if bits is None:
+            return None
+        xk, stats_dtype = x.view(bits), _F32
+    cols = x.shape[-1]
+    rows = x.size // cols
+    if xk.ndim != 2:  # (one kernel variant for every rank: each costs seconds to compile)
+        xk = xk.reshape(rows, cols)
+    mean, var = np.empty(rows, stats_dtype), np.empty(rows, stats_dtype)
+    if small_moments(xk, mean, var, 0.0, True):
+        return None
+    shape = x.shape[:-1] + (1,) if keepdims else x.shape[:-1]
+    mean.shape = var.shape = shape
+    return mean, var
+
+
+def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out):
+    """(dx, dweight, dbias) -- dbias None for RMSNorm -- for the commonest backward calls
+    (the last axis of a small C-contiguous float32/float64 x, statistics None or of x's
+    dtype, no grad_residual, parameter gradients wanted), or None for the general path."""
+    eps = _gate(x, eps)
+    if eps is None:
+        return None
+    dtype = x.dtype
+    if (dtype is not _F32 and dtype is not _F64) or type(dy) is not np.ndarray \
+            or dy.dtype is not dtype:
+        return None
+    for s in (mean, rstd):
+        if s is not None and (type(s) is not np.ndarray or s.dtype is not dtype):
+            return None
+    weight = _same_dtype(weight, dtype)
+    if weight is False:
+        return None
+    dx = _output(out, x.shape, dtype)
+    if dx is None:
+        return None
+    dx_k = IN_PLACE if dx is dy else dx
+    if x.ndim != 2:  # as 2-D views: one kernel variant for every rank
+        arrays = _as_rows(x, dy, dx_k, mean, rstd)
+        if arrays is None:
+            return None
+        x, dy, dx_k, mean, rstd = arrays
+    status, dweight, dbias = small_backward(dx_k, dy, x, weight, mean, rstd, eps, centered,
+                                            _config.TASK_ELEMENTS, True if centered else None)
+    if status:
+        return None
+    return dx, dweight, (dbias if centered else None)
+
+
+def _as_rows(x, dy, dx, mean, rstd):
+    """x, dy, dx (an array or IN_PLACE) as (rows, cols) views and the statistics as
+    (rows, 1) views, when their shapes agree with x's and the views need no copy; None
+    otherwise (the general path then says what is wrong)."""
+    shape, cols = x.shape, x.shape[-1]
+    keep = shape[:-1] + (1,)
+    if dy.shape != shape or not dy.flags.c_contiguous:
+        return None
+    if dx is not IN_PLACE and (dx.shape != shape or not dx.flags.c_contiguous):
+        return None
+    if any(s is not None and (s.shape != keep or not s.flags.c_contiguous)
+           for s in (mean, rstd)):
+        return None
+    return (x.reshape(-1, cols), dy.reshape(-1, cols),
+            dx if dx is IN_PLACE else dx.reshape(-1, cols),
+            None if mean is None else mean.reshape(-1, 1),
+            None if rstd is None else rstd.reshape(-1, 1))

@@ -1,0 +1,172 @@
+"""Kernels for the commonest small backward call, which check their own arguments, as
+small.py's do for the forward.
+
+A (1, 768) backward computes in ~0.5 us, and the general path around it (the kind table,
+partial-row buffers, the reduction and the casts, each a NumPy call) cost ~20 us.  These
+kernels take the arrays as they come, allocate what they need and return the parameter
+gradients in the result dtype, running exactly what the general path runs (the same
+tasks through cpu/backward.py's backward_block, with the same argument types, then the
+tasks' partials added in task order), so the results are bitwise the same.  They return
+status 1, having written nothing, when the call is not theirs (anything unusual, and
+every error): the front then takes its general path, which raises the proper error.
+
+The front (_backward_api) passes only what it gated already: x a C-contiguous
+float32/float64 ndarray of at most SERIAL_MAX_ELEMENTS elements, normalized over its last
+axis; dy an ndarray of x's dtype; eps a float; weight None or an ndarray of x's dtype;
+mean/rstd None or ndarrays of x's dtype; dx an ndarray (allocated by the front when out
+is not given) or IN_PLACE for ``out is dy``; parameter gradients wanted; no
+grad_residual.
+"""
+import numpy as np
+from numba import types
+from numba.extending import overload
+
+from ._elements import _absent, _in_place
+from ._jit import kernel
+from .backward import MAX_TASKS, TASK_MIN_ROWS, backward_block
+from .small import _array_fits, _param_type_fits, apart, length_fits, shape_of, view_of
+
+
+def _input_fits(a, like):
+    """Typing: a is a writeable C-contiguous array of like's dtype and rank (read-only
+    inputs are a kernel type of their own: the general path takes them)."""
+    return (isinstance(a, types.Array) and a.layout == "C" and a.ndim == like.ndim
+            and a.dtype == like.dtype and a.mutable)
+
+
+def _stat_fits(s, x):
+    return _absent(s) or _input_fits(s, x)
+
+
+def stat_fits(s, x):
+    """Whether a given statistic has x's keepdims shape (True when absent)."""
+
+
+@overload(stat_fits, inline="always")
+def _stat_fits_values(s, x):
+    if _absent(s):
+        return lambda s, x: True
+
+    def fits(s, x):
+        for d in range(x.ndim - 1):
+            if s.shape[d] != x.shape[d]:
+                return False
+        return s.shape[x.ndim - 1] == 1
+    return fits
+
+
+def stats_of(mean, rstd, rows):
+    """The kernel's statistics: None (recomputed), or float64 rows (mean, rstd), widened
+    as cpu/backward.run_backward widens them, zeros for RMSNorm's absent mean."""
+
+
+@overload(stats_of, inline="always")
+def _stats_of(mean, rstd, rows):
+    if _absent(rstd):
+        return lambda mean, rstd, rows: None
+    with_mean = not _absent(mean)
+
+    def widen(mean, rstd, rows):
+        m, r = np.zeros(rows), np.empty(rows)
+        flat_rstd = rstd.reshape(-1)
+        for i in range(rows):
+            r[i] = flat_rstd[i]
+        if with_mean:
+            flat_mean = mean.reshape(-1)
+            for i in range(rows):
+                m[i] = flat_mean[i]
+        return (m, r)
+    return widen
+
+
+def partial_view(tasks, cols, dtype, wanted):
+    """The tasks' partial rows of one parameter, as a row view (cpu/backward's
+    _partial_rows, unpadded: the same sums), or None when not wanted (RMSNorm's dbias)."""
+
+
+@overload(partial_view, inline="always")
+def _partial_view(tasks, cols, dtype, wanted):
+    if _absent(wanted):
+        return lambda tasks, cols, dtype, wanted: None
+    return lambda tasks, cols, dtype, wanted: (np.empty(tasks * cols, dtype), np.int64(0),
+                                               np.int64(cols))
+
+
+def param_grad(view, tasks, cols, dtype):
+    """The tasks' partials added in task order (reduce_partials' order), in dtype."""
+
+
+@overload(param_grad)
+def _param_grad(view, tasks, cols, dtype):
+    if _absent(view):
+        return lambda view, tasks, cols, dtype: np.empty(0, dtype)
+
+    def total(view, tasks, cols, dtype):
+        buf = view[0]
+        out = np.empty(cols, dtype)
+        for j in range(cols):
+            s = 0.0
+            for t in range(tasks):
+                s += buf[t * cols + j]
+            out[j] = s
+        return out
+    return total
+
+
+def run_backward_small(dx, dy, x, w, mean, rstd, eps, centered, task_elements, with_bias):
+    """The body of the small backward kernels: (status, dweight, dbias).  centered is a
+    run-time flag, as the general path passes it (the same backward_block type);
+    with_bias (None or not) whether dbias is summed, a fact of the types."""
+
+
+@overload(run_backward_small)
+def _run_backward_small(dx, dy, x, w, mean, rstd, eps, centered, task_elements, with_bias):
+    layer = not _absent(with_bias)
+    fits = (_array_fits(dx, x) and _input_fits(dy, x) and _input_fits(x, x)
+            and _param_type_fits(w) and (_absent(w) or w.mutable)
+            and _stat_fits(mean, x) and _stat_fits(rstd, x)
+            and (_absent(mean) == _absent(rstd) if layer else _absent(mean)))
+    if not fits:
+        def refuse(dx, dy, x, w, mean, rstd, eps, centered, task_elements, with_bias):
+            return 1, np.empty(0, x.dtype), np.empty(0, x.dtype)
+        return refuse
+
+    def run(dx, dy, x, w, mean, rstd, eps, centered, task_elements, with_bias):
+        cols = x.shape[-1]
+        rows = x.size // cols
+        nothing = np.empty(0, x.dtype)
+        if not (cols > 0 and 0.0 <= eps < np.inf and dy.shape == x.shape
+                and shape_of(dx, x) == x.shape and length_fits(w, cols)
+                and stat_fits(mean, x) and stat_fits(rstd, x)):
+            return 1, nothing, nothing
+        if layer and cols == 1:
+            return 1, nothing, nothing  # (run_backward's exact _single_column path)
+        if not (apart(dx, dy) and apart(dx, x) and apart(dx, w) and apart(dx, mean)
+                and apart(dx, rstd)):
+            return 1, nothing, nothing  # (out=dy exactly comes as IN_PLACE)
+        # cpu/backward.task_rows, with the front's TASK_ELEMENTS
+        per_task = max(TASK_MIN_ROWS, task_elements // cols)
+        if rows > per_task * MAX_TASKS:
+            per_task = -(-rows // MAX_TASKS)
+        tasks = -(-rows // per_task)
+        pw = partial_view(tasks, cols, np.float64, x)
+        pb = partial_view(tasks, cols, np.float64, with_bias)
+        sw = partial_view(tasks, cols, x.dtype, x)
+        sb = partial_view(tasks, cols, x.dtype, with_bias)
+        stats = stats_of(mean, rstd, rows)
+        dxv, dyv, xv = view_of(dx, cols), view_of(dy, cols), view_of(x, cols)
+        for t in range(tasks):
+            first = t * per_task
+            backward_block(dxv, dyv, xv, w, stats, None, pw, pb, sw, sb, cols, eps, centered,
+                           first, min(rows, first + per_task), t)
+        return 0, param_grad(pw, tasks, cols, x.dtype), param_grad(pb, tasks, cols, x.dtype)
+    return run
+
+
+@kernel()
+def small_backward(dx, dy, x, w, mean, rstd, eps, centered, task_elements, with_bias):
+    """LayerNorm's (centered, with_bias an array) or RMSNorm's (not centered, with_bias
+    None) backward over x's last axis: dx written into dx (an array, or IN_PLACE over
+    dy); returns (status, dweight, dbias), dbias empty for RMSNorm."""
+    return run_backward_small(dx, dy, x, w, mean, rstd, eps, centered, task_elements,
+                              with_bias)

@@ -1,0 +1,166 @@
+"""The small-call gates (numba_ln/_small_front.py) and their kernels (cpu/small.py,
+cpu/small_backward.py): every form they take gives the bits of the general path (the same
+kernel body, reached through the kind table: ``axis=(ndim - 1,)`` is the same axis, but
+not the int form the gates take), and a call they decline reaches the general path, its
+errors included, with nothing written.
+
+Shapes are small and the forms are those other tests use, so most kernel variants here
+are compiled once for the whole suite."""
+import numpy as np
+import pytest
+
+import numba_ln
+from numba_ln import _config, _small_front
+
+
+@pytest.fixture
+def small_ran(monkeypatch):
+    """The names of the small-call kernels that took a call (status 0)."""
+    calls = []
+    for name in ("small_norm", "small_add_norm", "small_moments", "small_backward"):
+        def spy(*args, kernel=getattr(_small_front, name), name=name):
+            result = kernel(*args)
+            if not (result[0] if isinstance(result, tuple) else result):
+                calls.append(name)
+            return result
+        monkeypatch.setattr(_small_front, name, spy)
+    return calls
+
+
+def same(a, b):
+    """Bitwise equality of results (tuples of arrays or None), dtypes and shapes too."""
+    if isinstance(a, tuple):
+        return len(a) == len(b) and all(same(p, q) for p, q in zip(a, b))
+    if a is None or b is None:
+        return a is b
+    return (a.dtype == b.dtype and a.shape == b.shape
+            and a.tobytes() == b.tobytes())
+
+
+def general_axis(x):
+    return (x.ndim - 1,)
+
+
+# --- the backward ---------------------------------------------------------------------------
+
+def _backward_forms(rng, x, dy):
+    w = (rng.standard_normal(x.shape[-1]) + 1.0).astype(x.dtype)
+    _, mean, rstd = numba_ln.layer_norm(x, w, return_stats=True)
+    _, rms_rstd = numba_ln.rms_norm(x, w, return_stats=True)
+    return {
+        "weight": lambda **kw: numba_ln.layer_norm_backward(dy, x, w, **kw),
+        "no weight": lambda **kw: numba_ln.layer_norm_backward(dy, x, eps=np.float32(1e-3),
+                                                               **kw),
+        "float64 weight": lambda **kw: numba_ln.layer_norm_backward(dy, x, w.astype(np.float64),
+                                                                    **kw),
+        "statistics": lambda **kw: numba_ln.layer_norm_backward(dy, x, w, mean=mean, rstd=rstd,
+                                                                **kw),
+        "rms": lambda **kw: numba_ln.rms_norm_backward(dy, x, w, **kw),
+        "rms statistics": lambda **kw: numba_ln.rms_norm_backward(dy, x, w, rstd=rms_rstd,
+                                                                  **kw),
+    }
+
+
+@pytest.mark.parametrize("task_elements", [_config.TASK_ELEMENTS, 64])
+def test_small_backward_gives_the_general_paths_bits(rng, small_ran, monkeypatch,
+                                                     task_elements):
+    # (TASK_ELEMENTS 64: 8 rows a task, so the 30 rows are 4 tasks and their partial rows
+    # are added in task order; the gate reads the setting on every call, as the front does)
+    monkeypatch.setattr(_config, "TASK_ELEMENTS", task_elements)
+    x = (rng.standard_normal((30, 48)) * 3.0 + 100.0).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    forms = _backward_forms(rng, x, dy)
+    small_ran.clear()  # (the forward calls that made the statistics)
+    for name, form in forms.items():
+        small = form()
+        assert small_ran == ["small_backward"], name
+        assert same(small, form(axis=general_axis(x))), name
+        assert small_ran == ["small_backward"], name  # (the general path took the second)
+        small_ran.clear()
+
+
+def test_small_backward_outputs_in_place_and_float64(rng, small_ran):
+    x = rng.standard_normal((2, 3, 48)).astype(np.float64)
+    dy = rng.standard_normal(x.shape)
+    w = rng.standard_normal(48)
+    want = numba_ln.layer_norm_backward(dy, x, w, axis=(2,))
+    assert small_ran == []
+    assert same(numba_ln.layer_norm_backward(dy, x, w), want)
+    out = np.full_like(x, np.nan)
+    got = numba_ln.layer_norm_backward(dy, x, w, out=out)
+    assert got[0] is out and same(got, want)
+    x32, dy32, w32 = x.astype(np.float32), dy.astype(np.float32), w.astype(np.float32)
+    want32 = numba_ln.layer_norm_backward(dy32, x32, w32, axis=(2,), out=dy32.copy())
+    got = numba_ln.layer_norm_backward(dy32, x32, w32, out=dy32)  # in place over dy
+    assert got[0] is dy32 and same(got, want32)
+    assert small_ran == ["small_backward"] * 3
+
+
+def test_declined_backward_calls_take_the_general_path(rng, small_ran):
+    x = rng.standard_normal((4, 8)).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    out = np.zeros_like(x)
+    errors = [  # (call, what the general path's error names)
+        (lambda: numba_ln.layer_norm_backward(dy, x, np.ones(7, np.float32), out=out),
+         "weight of shape"),
+        (lambda: numba_ln.layer_norm_backward(dy[:3], x, out=out), "dy has shape"),
+        (lambda: numba_ln.layer_norm_backward(dy, x, eps=-1.0, out=out), "eps"),
+        (lambda: numba_ln.layer_norm_backward(dy, x, mean=np.zeros((4, 1), np.float32),
+                                              out=out), "without rstd"),
+        (lambda: numba_ln.rms_norm_backward(dy, x, rstd=np.ones((1, 4), np.float32),
+                                            out=out), "rstd has shape"),
+    ]
+    for call, match in errors:
+        with pytest.raises(ValueError, match=match):
+            call()
+        assert not out.any()
+    assert small_ran == []
+    # odd but valid: out over x (read from a copy), a one-element axis (exact zeros)
+    want = numba_ln.layer_norm_backward(dy, x, axis=(1,))
+    over_x = x.copy()
+    assert same(numba_ln.layer_norm_backward(dy, over_x, out=over_x), want)
+    dx, dweight, _ = numba_ln.layer_norm_backward(dy[:, :1].copy(), x[:, :1].copy())
+    assert not dx.any() and not dweight.any()
+    assert small_ran == []
+
+
+# --- the forward: 16-bit data and moments ---------------------------------------------------
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_small_16_bit_calls_give_the_general_paths_bits(rng, small_ran, dtype):
+    if dtype == "bfloat16":
+        dtype = pytest.importorskip("ml_dtypes").bfloat16
+    x = (rng.standard_normal((5, 64)) * 3.0 + 20.0).astype(dtype)
+    r = rng.standard_normal(x.shape).astype(dtype)
+    w32 = rng.standard_normal(64).astype(np.float32)
+    forms = {
+        "plain": lambda axis: numba_ln.layer_norm(x, axis=axis),
+        "float32 weight": lambda axis: numba_ln.layer_norm(x, w32, w32, axis=axis),
+        "16-bit weight": lambda axis: numba_ln.rms_norm(x, w32.astype(dtype), axis=axis),
+        "statistics": lambda axis: numba_ln.layer_norm(x, axis=axis, return_stats=True),
+        "fused": lambda axis: numba_ln.add_layer_norm(x, r, axis=axis),
+        "moments": lambda axis: numba_ln.moments(x, axis=axis),
+    }
+    for name, form in forms.items():
+        small = form(-1)
+        assert len(small_ran) == 1, name
+        assert same(small, form(general_axis(x))), name
+        small_ran.clear()
+    _, mean, rstd = forms["statistics"](-1)
+    assert mean.dtype == rstd.dtype == np.float32  # (as the general path: the stats dtype)
+    y = x.copy()
+    assert numba_ln.layer_norm(y, out=y) is y and same(y, forms["plain"](-1))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_small_moments_give_the_general_paths_bits(rng, small_ran, dtype):
+    x = (rng.standard_normal((2, 3, 40)) + 1e4).astype(dtype)
+    for keepdims in (False, True):
+        small = numba_ln.moments(x, keepdims=keepdims)
+        assert small_ran == ["small_moments"]
+        assert small[0].shape == ((2, 3, 1) if keepdims else (2, 3))
+        assert same(small, numba_ln.moments(x, axis=(2,), keepdims=keepdims))
+        small_ran.clear()
+    one = numba_ln.moments(x[0, 0])  # a 1-D x: 0-d results, as the general path's
+    assert same(one, numba_ln.moments(x[0, 0], axis=(0,)))
+    assert one[0].shape == ()
