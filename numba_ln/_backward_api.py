@@ -1,6 +1,9 @@
 """Public backward functions: the gradients of layer_norm and rms_norm, for training in
-NumPy or Numba.  Validated and planned by _backward_front.py, computed by the row kernels
-of cpu/backward.py (one sweep per row, dweight/dbias summed in a fixed order)."""
+NumPy or Numba.  The commonest calls take the small-call kernels (_small_front.py), 16-bit
+data are computed in float32 (_half_backward.py); the rest is validated and planned by
+_backward_front.py and computed by the row kernels of cpu/backward.py (one sweep per row,
+dweight/dbias summed in a fixed order)."""
+from . import _half_backward
 from ._backward_front import backward
 from ._small_front import small_backward_call
 
@@ -26,7 +29,8 @@ def layer_norm_backward(dy, x, weight=None, *, mean=None, rstd=None, axis=-1, ep
     x : array_like
         The forward's input, any layout.  float32 gives float32; float64, integers and
         bools give float64 (dx, dweight and dbias alike; dy and grad_residual take part in
-        the promotion).
+        the promotion).  bfloat16 and float16 are computed in float32 and give dx in the
+        16-bit dtype (rounded once), dweight and dbias in float32.
     weight : array_like, optional
         The forward's weight, broadcastable to the normalized shape.  The bias does not
         enter the gradients.
@@ -65,11 +69,7 @@ def layer_norm_backward(dy, x, weight=None, *, mean=None, rstd=None, axis=-1, ep
     >>> dweight.round(6), dbias
     (array([-1.224745,  0.      ,  0.      ]), array([1., 0., 1.]))
     """
-    if (type(axis) is int and axis == -1 and grad_residual is None and param_grads is True):
-        done = small_backward_call(True, dy, x, weight, mean, rstd, eps, out)
-        if done is not None:
-            return done
-    return backward(True, "layer_norm_backward", dy, x, weight, mean, rstd, axis, eps,
+    return _compute(True, "layer_norm_backward", dy, x, weight, mean, rstd, axis, eps,
                     grad_residual, out, param_grads)
 
 
@@ -94,10 +94,21 @@ def rms_norm_backward(dy, x, weight=None, *, rstd=None, axis=-1, eps=1e-6,
     >>> dx.round(4), dweight.round(4)
     (array([ 0.181 , -0.1358]), array([0.8485, 0.    ]))
     """
-    if type(axis) is int and axis == -1 and grad_residual is None and param_grads is True:
-        done = small_backward_call(False, dy, x, weight, None, rstd, eps, out)
-        if done is not None:
-            return done[:2]
-    dx, dweight, _ = backward(False, "rms_norm_backward", dy, x, weight, None, rstd, axis,
-                              eps, grad_residual, out, param_grads)
+    dx, dweight, _ = _compute(False, "rms_norm_backward", dy, x, weight, None, rstd, axis, eps,
+                              grad_residual, out, param_grads)
     return dx, dweight
+
+
+def _compute(centered, fname, dy, x, weight, mean, rstd, axis, eps, grad_residual, out,
+             param_grads):
+    """(dx, dweight, dbias): the small-call kernels for the commonest calls, 16-bit data
+    through float32 (which comes back here), else the general path."""
+    if type(axis) is int and axis == -1 and grad_residual is None and param_grads is True:
+        done = small_backward_call(centered, dy, x, weight, mean, rstd, eps, out)
+        if done is not None:
+            return done
+    if _half_backward.takes(dy, x, grad_residual):
+        return _half_backward.half_backward(_compute, centered, fname, dy, x, weight, mean,
+                                            rstd, axis, eps, grad_residual, out, param_grads)
+    return backward(centered, fname, dy, x, weight, mean, rstd, axis, eps, grad_residual, out,
+                    param_grads)

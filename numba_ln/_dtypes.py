@@ -85,9 +85,9 @@ def result_dtype(dtype, name="x", backend="cpu"):
         return F64
     hint = ""
     if storage is not None:
-        hint = (" (16-bit float data are taken by layer_norm, rms_norm, add_layer_norm, "
-                "add_rms_norm, moments and the modules on NumPy arrays"
-                + (" and float16 on the GPU" if dtype == F16 else "") + ")")
+        hint = (" (16-bit float data are taken by every public function on NumPy arrays and "
+                "by the forward ones on dask arrays"
+                + (", and float16 on the GPU" if dtype == F16 else "") + ")")
     elif dtype.kind == "V" and dtype.itemsize == 2:  # bfloat16 through an array interface
         hint = (" (2-byte void data, as bfloat16 arrays appear through __array_interface__ "
                 "and __cuda_array_interface__, which have no bfloat16 typestr)")

@@ -28,7 +28,9 @@ def test_backward_option_prints_and_saves_every_case(tmp_path, capsys):
             r["libraries"][k]["times_s"][0] for k in ("line-copyto", "line-prange")))
         assert f"{r['function']}  {r['case']}" in printed
     assert [t["target"].split()[0] for t in saved["targets"]] == [
-        "layer_norm_backward", "layer_norm_backward", "rms_norm_backward"]
+        "layer_norm_backward", "layer_norm_backward", "rms_norm_backward",
+        "layer_norm_backward"]  # (the last: bfloat16, not selected here: SKIP)
+    assert saved["targets"][-1]["status"] == "SKIP"
     assert "--backward" in cli.parser().format_help()
 
 
@@ -45,13 +47,32 @@ def test_contenders_agree_and_a_wrong_one_fails(func):
         bc.check(inp, (dx + 1, *rest))
 
 
+@pytest.mark.parametrize("case", [c for c in bc.BACKWARD_CASES if c.dtype != "float32"],
+                         ids=lambda c: c.name)
+def test_16_bit_cases(case):
+    pytest.importorskip("ml_dtypes")
+    inp = bc.make_inputs("layer_norm_backward", case, small=True)
+    assert inp.x.dtype.name == case.dtype and inp.stats["rstd"].dtype == np.float32
+    built, skipped = bc.build(inp, 1)
+    assert "numpy" in skipped and set(skipped) <= {"numpy", "torch"}
+    for name, c in built.items():  # numba_ln's dx: one 16-bit rounding of each element
+        bound = (1e-2 if case.dtype == "bfloat16" else 2e-3) if name.startswith("numba_ln") \
+            else bc.RTOL[case.dtype]  # (torch's 16-bit dweight: ~2% at this shape)
+        assert c.check(inp, c.call()) < bound, name
+    dx, *rest = built["numba_ln-alloc"].call()
+    with pytest.raises(AssertionError, match="dx off by"):
+        bc.check(inp, (dx.astype(np.float32) * 1.1, *rest))
+
+
 def test_backward_targets_on_made_up_results():
     def result(func, case, out_fraction, alloc_s, torch_s):
         return {"function": func, "case": case, "libraries": {
             "numba_ln-out": {"fraction_of_line": out_fraction, "times_s": [1.0]},
             "numba_ln-alloc": {"times_s": [alloc_s]}, "torch": {"times_s": [torch_s]}}}
     fake = [result("layer_norm_backward", "4096x1024", 0.75, 1.0, 2.5),
-            result("rms_norm_backward", "4096x1024", 0.9, 1.0, 2.0)]
+            result("rms_norm_backward", "4096x1024", 0.9, 1.0, 2.0),
+            result("layer_norm_backward", "4096x1024-bf16", 0.1, 1.0, 3.5)]
     got = targets.evaluate_targets(fake, {}, targets.BACKWARD_TARGETS)
-    assert [t["status"] for t in got] == ["PASS", "PASS", "MISS"]
+    assert [t["status"] for t in got] == ["PASS", "PASS", "MISS", "PASS"]
+    assert got[3]["values"] == {"4096x1024-bf16": 3.5}  # (the float32 targets ignore it)
     assert np.isclose(got[1]["values"]["4096x1024"], 2.5)

@@ -3,15 +3,18 @@ against torch and the NumPy formula, as fractions of their speed line.
 
 Cases (``BACKWARD_CASES``): (4096, 768), (4096, 1024), (16384, 1024) and (4096, 4096)
 float32, the forward suite's cases of those names (with their reduced shapes for
-``--small`` and the normal test run).  Inputs: x (offset 1), dy, a weight, and the
-forward's statistics (``return_stats=True``), as a training step has them.
+``--small`` and the normal test run), and (4096, 1024) in bfloat16 and float16, the
+``--half`` suite's cases (x, dy and the weight in the 16-bit dtype, numba_ln's
+statistics float32 as its forward returns them, torch's its own forward's).  Inputs: x
+(offset 1), dy, a weight, and the forward's statistics (``return_stats=True``), as a
+training step has them.
 
 Contenders (``BACKWARD_CONTENDERS``; each returns ``(dx, dweight[, dbias])``):
 
 ``numba_ln-out``        ``layer_norm_backward(dy, x, w, mean=, rstd=, out=dx)``
 ``numba_ln-alloc``      the same, allocating dx
 ``numba_ln-recompute``  out=, the statistics recomputed from x (no mean/rstd passed)
-``numpy``               the formula in float32 NumPy (``backward_numpy``)
+``numpy``               the formula in float32 NumPy (``backward_numpy``; not for 16-bit)
 ``torch``               layer_norm: ``torch.ops.aten.native_layer_norm_backward`` with all
                         three outputs (``output_mask [True, True, True]``) and the forward's
                         mean/rstd; rms_norm: autograd of ``F.rms_norm``
@@ -35,17 +38,22 @@ from numba_ln import reference
 
 from .base import Contender, Skip
 from .cases import CASE_BY_NAME
+from .half_cases import HALF_CASE_BY_NAME
 from .lines import LINES, prange_copy
 from .peers_torch import _import as _import_torch
 from .timing import measure, median, ratio
 
 BACKWARD_CASES = tuple(CASE_BY_NAME[n] for n in ("4096x768", "4096x1024", "16384x1024",
-                                                  "4096x4096"))
+                                                  "4096x4096")) + tuple(
+    HALF_CASE_BY_NAME[n] for n in ("4096x1024-bf16", "4096x1024-f16"))
 BACKWARD_FUNCTIONS = {"layer_norm_backward": (True, 1e-5), "rms_norm_backward": (False, 1e-6)}
 BACKWARD_CONTENDERS = ("numba_ln-out", "numba_ln-alloc", "numba_ln-recompute", "numpy",
                        "torch") + LINES
 LINE_FACTOR = 1.5  # the backward moves 3 arrays, the forward's copy line 2
-RTOL = 1e-3  # a broken contender fails; accuracy itself is tested in tests/
+# A broken contender fails; accuracy itself is tested in tests/.  16-bit dx is rounded to
+# 8 (bfloat16) or 11 (float16) significant bits, and torch's 16-bit dweight was off by 6%
+# (bfloat16) and 0.7% (float16) of its largest element at (4096, 1024).
+RTOL = {"float32": 1e-3, "bfloat16": 0.1, "float16": 2e-2}
 
 
 @dataclass
@@ -75,10 +83,11 @@ def make_inputs(func, case, small=False, seed=0):
     centered, eps = BACKWARD_FUNCTIONS[func]
     rng = np.random.default_rng(seed)
     shape = case.shape_for(small)
-    x = rng.standard_normal(shape, dtype=np.float32) + np.float32(1)
-    dy = rng.standard_normal(shape, dtype=np.float32)
+    dtype = _numpy_dtype(case.dtype)
+    x = (rng.standard_normal(shape, dtype=np.float32) + np.float32(1)).astype(dtype)
+    dy = rng.standard_normal(shape, dtype=np.float32).astype(dtype)
     cols = shape[-1]
-    weight = (1.0 + 0.1 * rng.standard_normal(cols)).astype(np.float32)
+    weight = (1.0 + 0.1 * rng.standard_normal(cols)).astype(dtype)
     bias = (0.1 * rng.standard_normal(cols)).astype(np.float32)
     if centered:
         _, mean, rstd = numba_ln.layer_norm(x, weight, bias, eps=eps, return_stats=True)
@@ -87,6 +96,14 @@ def make_inputs(func, case, small=False, seed=0):
         _, rstd = numba_ln.rms_norm(x, weight, eps=eps, return_stats=True)
         stats = {"rstd": rstd}
     return BackwardInputs(func, case, x, dy, weight, bias, stats, eps, small)
+
+
+def _numpy_dtype(name):
+    if name == "bfloat16":
+        import ml_dtypes  # (installed with numba_ln's bench extra, as for --half)
+
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(name)
 
 
 # --- checks -----------------------------------------------------------------------------------
@@ -125,8 +142,11 @@ def check(inp, got):
         if a.shape != ref.shape:
             raise AssertionError(f"{inp.func} {inp.case.name}: {name} has shape {a.shape}, "
                                  f"expected {ref.shape}")
-        err = float(np.max(np.abs(a - ref) / np.maximum(1.0, np.abs(ref)), initial=0.0))
-        if not err <= RTOL:
+        # dx element by element; dweight/dbias, sums over the rows, against their largest
+        # element (torch's 16-bit backward rounds those sums to 16 bits)
+        scale = np.maximum(1.0, np.abs(ref)) if name == "dx" else max(1.0, np.abs(ref).max())
+        err = float(np.max(np.abs(a - ref) / scale, initial=0.0))
+        if not err <= RTOL[inp.case.dtype]:
             raise AssertionError(f"{inp.func} {inp.case.name}: {name} off by {err:.3g}")
         worst = max(worst, err)
     return worst
@@ -164,6 +184,8 @@ def _numba_ln(inp, kind):
 
 
 def _numpy(inp):
+    if inp.case.dtype != "float32":
+        raise Skip("NumPy has no 16-bit arithmetic worth timing (it computes per element)")
     return Contender("numpy", partial(backward_numpy, inp.dy, inp.x, inp.weight, **inp.stats),
                      "the formula in float32 NumPy (backward_cases.backward_numpy)", check)
 
@@ -172,15 +194,19 @@ def _torch(inp, threads):
     torch, F = _import_torch()
     torch.set_num_threads(threads)
     cols = inp.x.shape[-1]
-    t = {k: torch.from_numpy(a) for k, a in (("x", inp.x), ("dy", inp.dy),
-                                              ("w", inp.weight), ("b", inp.bias))}
+    half = inp.case.dtype != "float32"
+    tdtype = getattr(torch, inp.case.dtype)
+    t = {k: torch.from_numpy(a.astype(np.float32)).to(tdtype)
+         for k, a in (("x", inp.x), ("dy", inp.dy), ("w", inp.weight), ("b", inp.bias))}
     if inp.centered:
         op = torch.ops.aten.native_layer_norm_backward
-        mean, rstd = (torch.from_numpy(inp.stats[k]) for k in ("mean", "rstd"))
+        if half:  # torch's own statistics for its 16-bit backward
+            _, mean, rstd = torch.native_layer_norm(t["x"], [cols], t["w"], t["b"], inp.eps)
+        else:
+            mean, rstd = (torch.from_numpy(inp.stats[k]) for k in ("mean", "rstd"))
 
         def call():
-            return tuple(g.numpy() for g in op(t["dy"], t["x"], [cols], mean, rstd, t["w"],
-                                               t["b"], [True, True, True]))
+            return op(t["dy"], t["x"], [cols], mean, rstd, t["w"], t["b"], [True, True, True])
         text = "torch.ops.aten.native_layer_norm_backward(..., [True, True, True])"
     else:
         if not hasattr(F, "rms_norm"):
@@ -189,10 +215,15 @@ def _torch(inp, threads):
         y = F.rms_norm(x, (cols,), w, inp.eps)
 
         def call():
-            grads = torch.autograd.grad(y, (x, w), t["dy"], retain_graph=True)
-            return tuple(g.numpy() for g in grads)
+            return torch.autograd.grad(y, (x, w), t["dy"], retain_graph=True)
         text = "torch.autograd.grad(F.rms_norm(x, ...), (x, w), dy, retain_graph=True)"
-    return Contender("torch", call, f"torch {torch.__version__}: {text}", check)
+    return Contender("torch", call, f"torch {torch.__version__}: {text}", _check_tensors)
+
+
+def _check_tensors(inp, got):
+    """check() of torch's gradient tensors, as NumPy (16-bit ones through float32: the
+    conversion is not timed)."""
+    return check(inp, tuple(g.float().numpy() for g in got))
 
 
 def _line(inp, name):
@@ -249,7 +280,7 @@ def run_case(func, case, threads, settings, contenders=BACKWARD_CONTENDERS, smal
     line = [LINE_FACTOR * min(ts) for ts in zip(*copies)] if copies else []
     nbytes = inp.nbytes
     result = {
-        "function": func, "case": case.name, "shape": list(inp.x.shape), "dtype": "float32",
+        "function": func, "case": case.name, "shape": list(inp.x.shape), "dtype": case.dtype,
         "axis": -1, "rows": int(inp.x.shape[0]), "bytes": nbytes,
         "rounds": settings["rounds"],
         "line": {"median_s": median(line), "gbps": nbytes / median(line) / 1e9 if line else None,

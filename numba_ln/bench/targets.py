@@ -154,6 +154,10 @@ BACKWARD_TARGETS = (
            "{cases} (speedup)", ">=", 2.0, LN_BW, BACKWARD, Speedup(ALLOC, "torch")),
     Target("rms_norm_backward allocating >= {t:g}x torch autograd of F.rms_norm {cases} "
            "(speedup)", ">=", 3.0, RMS_BW, BACKWARD, Speedup(ALLOC, "torch")),
+    Target("layer_norm_backward bfloat16 allocating >= {t:g}x torch's bfloat16 "
+           "native_layer_norm_backward {cases} (speedup)", ">=", 3.0, LN_BW,
+           Cases("at 4096x1024-bf16", lambda c: c.name == "4096x1024-bf16"),
+           Speedup(ALLOC, "torch")),
 )
 
 

@@ -1,0 +1,116 @@
+"""The backward functions on bfloat16 and float16 data (numba_ln/_half_backward.py): dx is
+the float32 backward of the widened data rounded once to the 16-bit dtype, dweight and
+dbias float32; against the float64 formula, and torch's 16-bit backward where installed.
+Errors name the argument and write nothing."""
+import numpy as np
+import pytest
+
+import numba_ln
+from numba_ln import reference as ref
+
+ml_dtypes = pytest.importorskip("ml_dtypes")
+HALF = [np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16)]
+IDS = ["float16", "bfloat16"]
+F32 = np.dtype(np.float32)
+
+
+def data(rng, dtype, shape=(6, 5, 32), offset=3.0):
+    x = (rng.standard_normal(shape) * 2.0 + offset).astype(dtype)
+    dy = rng.standard_normal(shape).astype(dtype)
+    w = (rng.standard_normal(shape[-1]) + 1.0).astype(dtype)
+    return dy, x, w
+
+
+def unit_roundoff(dtype):
+    """Half the spacing at 1: the relative error of one rounding to the dtype."""
+    return 2.0 ** (-8 if dtype.name == "bfloat16" else -11)
+
+
+def wide(*arrays):
+    return [None if a is None else a.astype(F32) for a in arrays]
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=IDS)
+def test_dx_is_the_float32_backward_rounded_once(rng, dtype):
+    dy, x, w = data(rng, dtype)
+    gr = rng.standard_normal(x.shape).astype(dtype)
+    _, mean, rstd = numba_ln.layer_norm(x, w, return_stats=True)
+    assert mean.dtype == F32  # (the forward's statistics of 16-bit data)
+    cases = [
+        (numba_ln.layer_norm_backward, {}),
+        (numba_ln.layer_norm_backward, {"mean": mean, "rstd": rstd, "grad_residual": gr}),
+        (numba_ln.layer_norm_backward, {"axis": (0, 2)}),
+        (numba_ln.rms_norm_backward, {"axis": 1, "param_grads": False}),
+    ]
+    for func, kw in cases:
+        got = func(dy, x, w if "axis" not in kw else None, **kw)
+        wide_kw = {**kw, "grad_residual": wide(kw.get("grad_residual"))[0]}
+        want = func(*wide(dy, x), w if "axis" not in kw else None, **wide_kw)
+        assert got[0].dtype == dtype and got[0].shape == x.shape
+        assert np.array_equal(got[0].view(np.uint16), want[0].astype(dtype).view(np.uint16))
+        for g, v in zip(got[1:], want[1:]):  # dweight, dbias: float32, as computed
+            assert (g is None and v is None) or (g.dtype == F32 and np.array_equal(g, v))
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=IDS)
+def test_against_the_float64_formula(rng, dtype):
+    dy, x, w = data(rng, dtype, (64, 256), offset=100.0)
+    dx, dweight, dbias = numba_ln.layer_norm_backward(dy, x, w)
+    want = ref.layer_norm_backward(*(a.astype(np.float64) for a in (dy, x, w)))
+    scale = np.abs(want[0]).max()
+    # one rounding of each element (at most u of it) plus float32's error
+    assert np.all(np.abs(dx.astype(np.float64) - want[0])
+                  <= np.abs(want[0]) * unit_roundoff(dtype) + 1e-5 * max(1.0, scale))
+    for got, exact in zip((dweight, dbias), want[1:]):
+        assert got.dtype == F32
+        assert np.abs(got - exact).max() <= 1e-5 * max(1.0, np.abs(exact).max())
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=IDS)
+def test_against_torch(rng, dtype):
+    torch = pytest.importorskip("torch")
+    dy, x, w = data(rng, dtype, (16, 128))
+    tdtype = torch.bfloat16 if dtype.name == "bfloat16" else torch.float16
+    t = [torch.from_numpy(a.astype(F32)).to(tdtype) for a in (dy, x, w)]
+    bias = torch.zeros(128, dtype=tdtype)
+    _, mean, rstd = torch.native_layer_norm(t[1], (128,), t[2], bias, 1e-5)
+    tdx, tdw, tdb = torch.ops.aten.native_layer_norm_backward(
+        t[0], t[1], (128,), mean, rstd, t[2], bias, [True, True, True])
+    dx, dweight, dbias = numba_ln.layer_norm_backward(dy, x, w)
+    u = unit_roundoff(dtype)  # (torch rounds dx once too, and dweight/dbias to 16 bits)
+    scale = np.abs(dx.astype(F32)).max()
+    assert np.abs(dx.astype(F32) - tdx.float().numpy()).max() <= 2 * u * scale
+    for ours, theirs in ((dweight, tdw), (dbias, tdb)):
+        theirs = theirs.float().numpy()
+        assert np.abs(ours - theirs).max() <= 2 * u * max(1.0, np.abs(theirs).max())
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=IDS)
+def test_outputs_and_errors(rng, dtype):
+    dy, x, w = data(rng, dtype, (4, 16))
+    want = numba_ln.layer_norm_backward(dy, x, w)[0]
+    out = np.zeros_like(x)
+    assert numba_ln.layer_norm_backward(dy, x, w, out=out)[0] is out
+    assert np.array_equal(out.view(np.uint16), want.view(np.uint16))
+    in_place = dy.copy()
+    assert numba_ln.layer_norm_backward(in_place, x, w, out=in_place)[0] is in_place
+    assert np.array_equal(in_place.view(np.uint16), want.view(np.uint16))
+    strided = np.zeros((4, 32), dtype)[:, ::2]
+    numba_ln.layer_norm_backward(dy, x, w, out=strided)
+    assert np.array_equal(strided.astype(F32), want.astype(F32))
+    # 16-bit with float32: a float32 call
+    assert numba_ln.layer_norm_backward(dy.astype(F32), x, w)[0].dtype == F32
+    untouched = np.zeros_like(x)
+    with pytest.raises(TypeError, match="out has dtype float32"):
+        numba_ln.layer_norm_backward(dy, x, out=np.zeros(x.shape, F32))
+    with pytest.raises(ValueError, match="out has shape"):
+        numba_ln.layer_norm_backward(dy, x, out=np.zeros((4, 8), dtype))
+    with pytest.raises(ValueError, match="dy has shape"):
+        numba_ln.layer_norm_backward(dy[:2], x, out=untouched)
+    with pytest.raises(ValueError, match="weight"):
+        numba_ln.rms_norm_backward(dy, x, np.ones(3, dtype), out=untouched)
+    with pytest.raises(ValueError, match="eps"):
+        numba_ln.layer_norm_backward(dy, x, eps=-1.0, out=untouched)
+    with pytest.raises(TypeError, match="dy"):
+        numba_ln.layer_norm_backward(dy.astype(np.complex64), x, out=untouched)
+    assert not untouched.astype(F32).any()
