@@ -23,14 +23,12 @@ FUNCTIONS = ("layer_norm", "rms_norm", "add_layer_norm", "add_rms_norm", "moment
              "layer_norm_backward", "rms_norm_backward")
 _SMALL, _LARGE = (2, 768), (512, 1024)  # the small-call/serial kernels; the parallel ones
 _WIDE = (2, 200_000)  # split rows (--all)
-_NO_16BIT = ("layer_norm_backward", "rms_norm_backward")  # refused for 16-bit data
 _COUNTING = False
 
 
 def tasks(dtypes=COMMON_DTYPES, functions=FUNCTIONS, everything=False):
-    """The (function, dtype) tasks to run, in order (16-bit backward left out: refused)."""
-    return [(f, d) for d in dtypes for f in functions
-            if not (d in ("float16", "bfloat16") and f in _NO_16BIT)] + (
+    """The (function, dtype) tasks to run, in order."""
+    return [(f, d) for d in dtypes for f in functions] + (
         [("all_forms", d) for d in dtypes] if everything else [])
 
 
