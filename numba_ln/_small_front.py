@@ -9,13 +9,11 @@ status 1 (it wrote nothing): the call then takes the general path, which raises 
 proper error or handles the unusual form.  Every call these gates take runs the kernel
 the general path would run with the same argument types, so the bits are the same.
 
-Taken: the last axis, x float32/float64, eps a float or a NumPy scalar, weight/bias None
-or 1-D float32/float64 ndarrays (cast to x's dtype, as the general path casts them),
-out/residual_out None or ndarrays of the result dtype, at most SERIAL_MAX_ELEMENTS
-elements (the kernels are serial).  16-bit data take the general path: a small-call
-variant per 16-bit form measured 0.7x torch against 2.2x at (1, 768), but the kernel
-variants those forms add took the test suite past its 10-minute limit (each compiles
-in seconds); that trade waits for fewer, flatter kernels (issue 19).
+Taken: the last axis, x float32/float64/float16/bfloat16 (16-bit data as their bits,
+_dtypes.kernel_dtype), eps a float or a NumPy scalar, weight/bias None or 1-D ndarrays
+(cast to x's dtype for float32/float64 data, as the general path casts them; read as they
+are for 16-bit data), out/residual_out None or ndarrays of the result dtype, at most
+SERIAL_MAX_ELEMENTS elements (the kernels are serial).
 """
 import numpy as np
 
@@ -24,13 +22,18 @@ from .cpu._elements import IN_PLACE
 from .cpu.small import small_add_norm, small_moments, small_norm
 from .cpu.small_backward import small_backward
 
-_F32, _F64 = _dtypes.F32, _dtypes.F64
+_F32, _F64, _F16 = _dtypes.F32, _dtypes.F64, _dtypes.F16
 # The small-call kernels are serial: _threading.runs_serial's bound, inlined (a call costs
 # ~0.1 us of a ~1 us call)
 _SMALL = _config.SERIAL_MAX_ELEMENTS
 # eps as users write it: a NumPy scalar from a config or a checkpoint is a float here (the
 # general path reads it with float() too, so the result is the same).  Not bool.
 _EPS_TYPES = frozenset({int, np.float64, np.float32, np.float16, np.int64, np.int32})
+# 16-bit dtypes -> the integer dtype the kernels read them as (bfloat16 added on sight:
+# numba_ln never imports ml_dtypes itself)
+_HALF_BITS = {_F16: np.dtype(np.int16)}
+
+
 def _gate(x, eps):
     """eps as a float when x is a small C-contiguous ndarray and eps a number the gates
     read; None when the general path must take the call."""
@@ -39,6 +42,14 @@ def _gate(x, eps):
     if type(eps) is float:
         return eps
     return float(eps) if type(eps) in _EPS_TYPES else None
+
+
+def _half_bits(dtype):
+    """The kernels' integer dtype for 16-bit float data, or None for any other dtype."""
+    bits = _HALF_BITS.get(dtype)
+    if bits is None and _dtypes.is_bfloat16(dtype):
+        bits = _HALF_BITS[dtype] = _dtypes.kernel_dtype(dtype)
+    return bits
 
 
 def _same_dtype(p, dtype):
@@ -50,6 +61,19 @@ def _same_dtype(p, dtype):
     if type(p) is not np.ndarray or p.ndim != 1 or (p.dtype is not _F32 and p.dtype is not _F64):
         return False
     return p.astype(dtype)
+
+
+def _half_param(p):
+    """weight/bias for 16-bit data, as the general path passes them (_dtypes.param_dtype):
+    float32/float64 as they are, 16-bit as their bits; False for the general path."""
+    if p is None:
+        return None
+    if type(p) is not np.ndarray or p.ndim != 1:
+        return False
+    if p.dtype is _F32 or p.dtype is _F64:
+        return p
+    bits = _half_bits(p.dtype)
+    return False if bits is None else p.view(bits)
 
 
 def _output(out, shape, dtype):
@@ -69,20 +93,26 @@ def small_call(x, weight, bias, eps, centered, out, residual=None, residual_out=
     if eps is None:
         return None
     dtype = x.dtype
-    if dtype is not _F32 and dtype is not _F64:
-        return None
-    weight, bias = _same_dtype(weight, dtype), _same_dtype(bias, dtype)
+    if dtype is _F32 or dtype is _F64:
+        bits, stats_dtype = None, dtype
+        weight, bias = _same_dtype(weight, dtype), _same_dtype(bias, dtype)
+    else:
+        bits, stats_dtype = _half_bits(dtype), _F32
+        if bits is None:
+            return None
+        weight, bias = _half_param(weight), _half_param(bias)
     if weight is False or bias is False:
         return None
     y = _output(out, x.shape, dtype)
     if y is None:
         return None
+    yk, xk = (y, x) if bits is None else (y.view(bits), x.view(bits))
     if residual is None:
         mean = rstd = None
-        if return_stats:  # keepdims, in x's dtype (the stats dtype of float32/float64)
-            rstd = np.empty(x.shape[:-1] + (1,), dtype)
-            mean = np.empty(x.shape[:-1] + (1,), dtype) if centered else None
-        if small_norm(IN_PLACE if y is x else y, x, weight, bias, eps, centered, mean, rstd):
+        if return_stats:  # keepdims, in the statistics dtype
+            rstd = np.empty(x.shape[:-1] + (1,), stats_dtype)
+            mean = np.empty(x.shape[:-1] + (1,), stats_dtype) if centered else None
+        if small_norm(IN_PLACE if y is x else yk, xk, weight, bias, eps, centered, mean, rstd):
             return None
         if not return_stats:
             return y
@@ -94,7 +124,8 @@ def small_call(x, weight, bias, eps, centered, out, residual=None, residual_out=
     s = _output(residual_out, x.shape, dtype)
     if s is None:
         return None
-    if small_add_norm(y, IN_PLACE if s is residual else s, x, residual, weight, bias, eps,
+    sk, rk = (s, residual) if bits is None else (s.view(bits), residual.view(bits))
+    if small_add_norm(yk, IN_PLACE if s is residual else sk, xk, rk, weight, bias, eps,
                       centered):
         return None
     return y, s
@@ -105,12 +136,18 @@ def small_moments_call(x, keepdims):
     if _gate(x, 0.0) is None:
         return None
     dtype = x.dtype
-    if dtype is not _F32 and dtype is not _F64:
-        return None
+    if dtype is _F32 or dtype is _F64:
+        xk, stats_dtype = x, dtype
+    else:
+        bits = _half_bits(dtype)
+        if bits is None:
+            return None
+        xk, stats_dtype = x.view(bits), _F32
     cols = x.shape[-1]
     rows = x.size // cols
-    xk = x if x.ndim == 2 else x.reshape(rows, cols)  # (one kernel variant for every rank)
-    mean, var = np.empty(rows, dtype), np.empty(rows, dtype)
+    if xk.ndim != 2:  # (one kernel variant for every rank: each costs seconds to compile)
+        xk = xk.reshape(rows, cols)
+    mean, var = np.empty(rows, stats_dtype), np.empty(rows, stats_dtype)
     if small_moments(xk, mean, var, 0.0, True):
         return None
     shape = x.shape[:-1] + (1,) if keepdims else x.shape[:-1]

@@ -124,7 +124,32 @@ def test_declined_backward_calls_take_the_general_path(rng, small_ran):
     assert small_ran == []
 
 
-# --- moments ---------------------------------------------------------------------------------
+# --- the forward: 16-bit data and moments ---------------------------------------------------
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_small_16_bit_calls_give_the_general_paths_bits(rng, small_ran, dtype):
+    # (The forms whose general-path kernels other tests compile anyway: each other form
+    # would compile two kernel variants for this test alone, ~10 s each.  Every small
+    # 16-bit form is checked against the oracle by tests/test_half.py.)
+    if dtype == "bfloat16":
+        dtype = pytest.importorskip("ml_dtypes").bfloat16
+    x = (rng.standard_normal((5, 64)) * 3.0 + 20.0).astype(dtype)
+    forms = {
+        "plain": lambda axis: numba_ln.layer_norm(x, axis=axis),
+        "statistics": lambda axis: numba_ln.layer_norm(x, axis=axis, return_stats=True),
+    }
+    for name, form in forms.items():
+        small = form(-1)
+        assert small_ran == ["small_norm"], name
+        assert same(small, form(general_axis(x))), name
+        small_ran.clear()
+    _, mean, rstd = forms["statistics"](-1)
+    assert mean.dtype == rstd.dtype == np.float32  # (as the general path: the stats dtype)
+    y = x.copy()
+    assert numba_ln.layer_norm(y, out=y) is y and same(y, forms["plain"](-1))
+    mean, var = numba_ln.moments(x)
+    assert small_ran[-1] == "small_moments" and mean.dtype == var.dtype == np.float32
+
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_small_moments_give_the_general_paths_bits(rng, small_ran, dtype):

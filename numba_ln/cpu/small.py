@@ -9,10 +9,11 @@ values (lengths, eps, overlaps) is a few integer compares.  They return 0 when d
 error): the front then takes its general path, which raises the proper error.
 
 The front (_small_front.py) passes only what it gated already: x a C-contiguous
-float32/float64 ndarray of at most SERIAL_MAX_ELEMENTS elements, eps a float, weight/bias
-None or ndarrays of x's dtype, out/residual_out ndarrays (allocated by the front when not
-given), residual an ndarray; IN_PLACE for an output that *is* its input (``out is x``,
-``residual_out is residual``).
+float32/float64 ndarray, or 16-bit data as their bits (_dtypes.kernel_dtype), of at most
+SERIAL_MAX_ELEMENTS elements, eps a float, weight/bias None or ndarrays as the general
+path passes them, out/residual_out ndarrays of x's kernel dtype (allocated by the front
+when not given), residual an ndarray; IN_PLACE for an output that *is* its input (``out
+is x``, ``residual_out is residual``).
 """
 import numpy as np
 from numba import types
