@@ -104,31 +104,50 @@ def small_call(x, weight, bias, eps, centered, out, residual=None, residual_out=
     if weight is False or bias is False:
         return None
     y = _output(out, x.shape, dtype)
-    if y is None:
+    if y is None or (x.ndim != 2 and not _fits_rows(y, x)):
         return None
-    yk, xk = (y, x) if bits is None else (y.view(bits), x.view(bits))
+    yk, xk = _as_kernel_rows(y, bits), _as_kernel_rows(x, bits)
     if residual is None:
         mean = rstd = None
-        if return_stats:  # keepdims, in the statistics dtype
-            rstd = np.empty(x.shape[:-1] + (1,), stats_dtype)
-            mean = np.empty(x.shape[:-1] + (1,), stats_dtype) if centered else None
+        if return_stats:  # keepdims, in the statistics dtype (made (rows, 1), then shaped)
+            rstd = np.empty((yk.shape[0], 1), stats_dtype)
+            mean = np.empty((yk.shape[0], 1), stats_dtype) if centered else None
         if small_norm(IN_PLACE if y is x else yk, xk, weight, bias, eps, centered, mean, rstd):
             return None
         if not return_stats:
             return y
+        if x.ndim != 2:
+            rstd.shape = x.shape[:-1] + (1,)
+            if centered:
+                mean.shape = rstd.shape
         return (y, mean, rstd) if centered else (y, rstd)
     if return_stats:
         return None
     if type(residual) is not np.ndarray or residual.dtype is not dtype:
         return None
     s = _output(residual_out, x.shape, dtype)
-    if s is None:
+    if s is None or (x.ndim != 2 and not (_fits_rows(s, x) and _fits_rows(residual, x))):
         return None
-    sk, rk = (s, residual) if bits is None else (s.view(bits), residual.view(bits))
+    sk, rk = _as_kernel_rows(s, bits), _as_kernel_rows(residual, bits)
     if small_add_norm(yk, IN_PLACE if s is residual else sk, xk, rk, weight, bias, eps,
                       centered):
         return None
     return y, s
+
+
+def _fits_rows(a, x):
+    """Whether a (an output, or the residual) can be viewed as x's rows: x has an axis and
+    a has x's shape and is C-contiguous (else the general path takes the call)."""
+    return x.ndim > 0 and a.shape == x.shape and a.flags.c_contiguous
+
+
+def _as_kernel_rows(a, bits):
+    """A C-contiguous array as the kernels read it: a (rows, cols) view -- one kernel
+    variant for every rank, each costs seconds to compile -- of its bits for 16-bit
+    data.  (A 2-D array is passed as it is: the commonest call pays nothing.)"""
+    if a.ndim != 2:
+        a = a.reshape(-1, a.shape[-1])
+    return a if bits is None else a.view(bits)
 
 
 def small_moments_call(x, keepdims):
