@@ -21,6 +21,7 @@ from ._validate import as_array, output_array, prepare_param
 from ._variants import STATS_MEAN_VAR, STATS_RSTD
 from .cpu import channels as _channels
 from .cpu import rows as _rows
+from .cpu.rows import FIRST_ROW, rows_block
 from .cpu._elements import IN_PLACE
 
 
@@ -200,7 +201,7 @@ def run_rows(y, s, x, r, w, b, stats, rows, cols, eps, centered):
     same tasks, one after the other).  y/s/x/r are row views (buf, start, stride) or None."""
     args = (y, s, x, r, w, b, stats, rows, cols, eps, centered)
     if _threading.runs_serial(rows * cols):
-        return _rows.rows_serial(*args)
+        return rows_block(y, s, x, r, w, b, stats, cols, eps, centered, FIRST_ROW, rows)
     if rows < _config.SPLIT_MAX_ROWS and cols > _config.PIECE:
         return _threading.launch(_rows.rows_split, *args)
     return _threading.launch(_rows.rows_parallel, *args, _threading.rows_per_task(cols))

@@ -109,9 +109,9 @@ def _worker(batch):
 def cache_folder():
     """Where the kernels are cached (Numba's choice: NUMBA_CACHE_DIR, next to the sources,
     or the user's cache folder)."""
-    from .cpu.rows import rows_serial
+    from .cpu.rows import rows_block
 
-    cache = getattr(rows_serial, "_cache", None)
+    cache = getattr(rows_block, "_cache", None)
     return getattr(cache, "_cache_path", None) or "(no cache: kernels compile in every process)"
 
 

@@ -131,13 +131,13 @@ def test_given_stats_are_used_as_given(rng, dtype, stats_dtype, centered):
 @pytest.mark.parametrize("centered", [True, False])
 def test_given_forward_stats_agree_with_recomputed(rng, centered):
     """Statistics from the forward kernel, passed in, give what recomputing gives."""
-    from numba_ln.cpu.rows import rows_serial
+    from numba_ln.cpu.rows import FIRST_ROW, rows_block
 
     dy, x, w = data(rng, (16, 384), np.float32, 1e4)
     y = np.empty_like(x)
     mean, second = np.empty(16), np.empty(16)
-    rows_serial((y.reshape(-1), 0, 384), None, (x.reshape(-1), 0, 384), None, None, None,
-                (mean, second), 16, 384, 1e-5, centered)  # (the engine's variant)
+    rows_block((y.reshape(-1), 0, 384), None, (x.reshape(-1), 0, 384), None, None, None,
+               (mean, second), 384, 1e-5, centered, FIRST_ROW, 16)  # (the engine's variant)
     stats = (mean if centered else None, 1.0 / np.sqrt(second + 1e-5))
     given = backward(dy, x, w, stats, centered=centered)
     recomputed = backward(dy, x, w, centered=centered)

@@ -198,7 +198,7 @@ def test_numba_ln_quiet_silences_the_compile_notice(monkeypatch, caplog):
     from numba_ln.cpu import _jit, rows
 
     compiling = event.Event("numba:compile", event.EventStatus.START,
-                            {"dispatcher": rows.rows_serial, "args": ()})
+                            {"dispatcher": rows.rows_block, "args": ()})
     monkeypatch.setenv("NUMBA_LN_QUIET", "1")
     _jit._FirstCompileNotice().on_start(compiling)
     monkeypatch.setenv("NUMBA_LN_QUIET", "0")
@@ -206,7 +206,7 @@ def test_numba_ln_quiet_silences_the_compile_notice(monkeypatch, caplog):
     notice.on_start(compiling)
     notice.on_start(compiling)
     said = [r.getMessage() for r in caplog.records if r.name == "numba_ln"]
-    assert len(said) == 1 and "rows_serial for scalars" in said[0]
+    assert len(said) == 1 and "rows_block for scalars" in said[0]
 
 
 def test_the_compile_notice_ignores_functions_without_a_module(caplog):
@@ -323,7 +323,7 @@ def test_cold_processes_started_at_once_share_one_cache(tmp_path):
     assert compiled and len(compiled) == len(set(compiled)), sorted(compiled)
     loader = _run_python(RACE_CODE.replace("int(sys.argv[1])", "0") + """
     from numba_ln.cpu import rows, small
-    print(sum(sum(k._cache_misses.values()) for k in (rows.rows_serial, rows.rows_parallel,
+    print(sum(sum(k._cache_misses.values()) for k in (rows.rows_block, rows.rows_parallel,
                                                        small.small_norm)))
     """, env=env, cwd=str(tmp_path))
     assert loader.returncode == 0 and loader.stdout.split()[-2:] == ["ok", "0"], loader.stderr

@@ -181,9 +181,10 @@ class _Counter:
 def test_nothing_runs_before_compute(monkeypatch):
     from numba_ln import _engine
     from numba_ln.cpu import given_stats
+    from numba_ln.dask import _blocks
 
     counters = {}
-    for module, name in ((_engine, "normalize"), (given_stats, "given_serial"),
+    for module, name in ((_engine, "normalize"), (_blocks, "given_block"),
                          (given_stats, "given_parallel")):
         counters[name] = _Counter(getattr(module, name))
         monkeypatch.setattr(module, name, counters[name])
@@ -196,7 +197,7 @@ def test_nothing_runs_before_compute(monkeypatch):
         results += list(numba_ln.moments(xd))
     assert sum(c.calls for c in counters.values()) == 0  # no kernel ran, not even on meta
     dask.compute(*results, scheduler="sync")
-    assert counters["normalize"].calls > 0 and counters["given_serial"].calls > 0
+    assert counters["normalize"].calls > 0 and counters["given_block"].calls > 0
 
 
 @pytest.mark.parametrize("kind", ["numpy", "dask-same-chunks", "dask-other-chunks"])

@@ -29,7 +29,7 @@ def test_precompiled_kernels_load_in_a_new_process(tmp_path):
         for shape in ((2, 768), (512, 1024)):
             mean, var = numba_ln.moments(np.ones(shape))
             assert (mean == 1).all() and (var == 0).all()
-        print(sum(sum(k._cache_misses.values()) for k in (rows.rows_serial,
+        print(sum(sum(k._cache_misses.values()) for k in (rows.rows_block,
                                                            rows.rows_parallel)))
     """)
     done = _python(["-c", check], env, tmp_path)

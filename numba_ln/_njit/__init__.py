@@ -6,8 +6,8 @@ same function objects work in a user's ``@njit`` (and ``@njit(parallel=True)``) 
 the same names, argument order and keywords.  Registering is cheap; nothing compiles until
 a user function that calls them does.
 
-One implementation: the compiled path calls the same serial row kernel
-(``cpu.rows.rows_serial``) with the same argument types as the Python path, so the results
+One implementation: the compiled path calls the same row kernel, all rows as one block
+(``cpu.rows.rows_block``), with the same argument types as the Python path, so the results
 are identical to the last bit to a Python call that normalizes row by row (every call
 except the split-row path Python takes for a few very long rows).  The statistics are
 rounded to the result dtype the way ``_api`` rounds them.

@@ -1,7 +1,7 @@
 """``layer_norm_backward`` and ``rms_norm_backward`` inside ``@njit`` code (last axis).
 
-The same row kernel as a Python call (``cpu.backward.backward_serial``, with the same
-argument types and the same tasks), so the results are those of the Python path, whose
+The same row kernel as a Python call (``cpu.backward.backward_block``, with the same
+argument types and the same tasks, one after the other), so the results are those of the Python path, whose
 parallel kernel runs the same tasks -- to a few roundings: compiled again inside the
 user's function, LLVM may vectorize a sum differently (README, Same bits).  Serial, as the forward overloads: parallelism
 comes from the user's ``prange`` loop or from calling numba_ln from Python.
@@ -185,12 +185,16 @@ def _make_backward(fname, centered, dy, x, weight, mean, rstd, eps, grad_residua
         done = False
         if may_in_place:
             if dxf.ctypes.data == dyf.ctypes.data:
-                _bw.backward_serial(IN_PLACE, dy_v, x_v, w_v, st, gr_v, p64w, p64b, pw, pb,
-                                    rows, cols, e, c, per_task)
+                for t in range(tasks):  # (cpu/backward.py's backward_serial)
+                    first = t * per_task
+                    _bw.backward_block(IN_PLACE, dy_v, x_v, w_v, st, gr_v, p64w, p64b, pw, pb,
+                                       cols, e, c, first, min(rows, first + per_task), t)
                 done = True
         if not done:
-            _bw.backward_serial((dxf, zero, cols), dy_v, x_v, w_v, st, gr_v, p64w, p64b, pw,
-                                pb, rows, cols, e, c, per_task)
+            for t in range(tasks):
+                first = t * per_task
+                _bw.backward_block((dxf, zero, cols), dy_v, x_v, w_v, st, gr_v, p64w, p64b, pw,
+                                   pb, cols, e, c, first, min(rows, first + per_task), t)
 
         if dx_view:
             dx = out

@@ -1,12 +1,12 @@
 """The compiled core every numba_ln overload calls: argument handling in jitted code, then
-the same row kernel as a Python call (cpu.rows.rows_serial)."""
+the same row kernel as a Python call (cpu.rows.rows_block, all rows as one block)."""
 import numpy as np
 from numba.extending import register_jitable
 
 from .. import _dtypes
 from .._variants import STATS_MEAN_RSTD, STATS_MEAN_VAR, STATS_NONE, STATS_RSTD
 from ..cpu._elements import IN_PLACE
-from ..cpu.rows import rows_serial
+from ..cpu.rows import rows_block
 from .checks import (_check_eps, _check_residual, _is_view, _output_kind, _param_kind,
                      _real_dtype, _x_dtype)
 
@@ -250,14 +250,14 @@ def _make_core(variant, x, residual, weight, bias, eps, out, residual_out, *, re
         done = False
         if may_y_in_place:
             if yf.ctypes.data == xf.ctypes.data:
-                rows_serial(IN_PLACE, s_v, x_v, r_v, w_v, b_v, st, rows, cols, e, c)
+                rows_block(IN_PLACE, s_v, x_v, r_v, w_v, b_v, st, cols, e, c, zero, rows)
                 done = True
         if may_s_in_place:
             if sf.ctypes.data == rf.ctypes.data:
-                rows_serial(y_v, IN_PLACE, x_v, r_v, w_v, b_v, st, rows, cols, e, c)
+                rows_block(y_v, IN_PLACE, x_v, r_v, w_v, b_v, st, cols, e, c, zero, rows)
                 done = True
         if not done:
-            rows_serial(y_v, s_v, x_v, r_v, w_v, b_v, st, rows, cols, e, c)
+            rows_block(y_v, s_v, x_v, r_v, w_v, b_v, st, cols, e, c, zero, rows)
 
         if y_temp:
             _copy_into(out, yf)

@@ -171,14 +171,17 @@ def backward_block(dx, dy, x, w, stats, gr, pwv, pbv, swv, sbv, cols, eps, cente
         dyp, xp = dy2, x2
 
 
-@kernel()
 def backward_serial(dx, dy, x, w, stats, gr, pwv, pbv, swv, sbv, rows, cols, eps, centered,
                     per_task):
-    """The tasks of backward_parallel, one after the other (the same results)."""
-    for t in range((rows + per_task - 1) // per_task):
+    """The tasks of backward_parallel, one after the other (the same results), each a call
+    of backward_block from Python (the serial bound allows a few tasks), or from a user's
+    @njit code (_njit/backward.py's loop).  Not a wrapper kernel: each of its variants
+    re-optimized and re-emitted all of backward_block's machine code (~0.6 s of compiling
+    per argument form, for the same bits)."""
+    for t in range(-(-rows // per_task)):
         first = t * per_task
-        backward_block(dx, dy, x, w, stats, gr, pwv, pbv, swv, sbv, cols, eps, centered, first,
-                       min(rows, first + per_task), t)
+        backward_block(dx, dy, x, w, stats, gr, pwv, pbv, swv, sbv, cols, eps, centered,
+                       np.int64(first), np.int64(min(rows, first + per_task)), np.int64(t))
 
 
 @kernel(parallel=True)

@@ -28,11 +28,6 @@ def given_block(y, x, w, b, center, rstd, cols, first, last):
                        wp, bp)
 
 
-@kernel()
-def given_serial(y, x, w, b, center, rstd, rows, cols):
-    given_block(y, x, w, b, center, rstd, cols, np.int64(0), rows)
-
-
 @kernel(parallel=True)
 def given_parallel(y, x, w, b, center, rstd, rows, cols, per_task):
     """Rows in parallel, per_task consecutive rows per task (the same bits as serial: each

@@ -10,6 +10,7 @@ import numpy as np
 from .. import _dtypes, _engine, _threading
 from .._layout import Plan
 from ..cpu import given_stats as _given
+from ..cpu.given_stats import given_block
 from ._budget import budget
 
 
@@ -54,7 +55,7 @@ def split_rows(x, stats, weight, bias, axes, eps, centered, dtype):
             w, b, center, rstd, rows, cols)
     with budget():
         if _threading.runs_serial(rows * cols):
-            _given.given_serial(*args)
+            given_block(*args[:-2], cols, np.int64(0), rows)  # (all rows as one block)
         else:
             _threading.launch(_given.given_parallel, *args, _threading.rows_per_task(cols))
     return y
