@@ -104,9 +104,14 @@ def small_call(x, weight, bias, eps, centered, out, residual=None, residual_out=
     if weight is False or bias is False:
         return None
     y = _output(out, x.shape, dtype)
-    if y is None or (x.ndim != 2 and not _fits_rows(y, x)):
+    if y is None:
         return None
-    yk, xk = _as_kernel_rows(y, bits), _as_kernel_rows(x, bits)
+    if bits is None and x.ndim == 2:  # (the commonest call: no function calls)
+        yk, xk = y, x
+    elif x.ndim == 2 or _fits_rows(y, x):
+        yk, xk = _as_kernel_rows(y, bits), _as_kernel_rows(x, bits)
+    else:
+        return None
     if residual is None:
         mean = rstd = None
         if return_stats:  # keepdims, in the statistics dtype (made (rows, 1), then shaped)
@@ -126,9 +131,14 @@ def small_call(x, weight, bias, eps, centered, out, residual=None, residual_out=
     if type(residual) is not np.ndarray or residual.dtype is not dtype:
         return None
     s = _output(residual_out, x.shape, dtype)
-    if s is None or (x.ndim != 2 and not (_fits_rows(s, x) and _fits_rows(residual, x))):
+    if s is None:
         return None
-    sk, rk = _as_kernel_rows(s, bits), _as_kernel_rows(residual, bits)
+    if bits is None and x.ndim == 2:
+        sk, rk = s, residual
+    elif x.ndim == 2 or (_fits_rows(s, x) and _fits_rows(residual, x)):
+        sk, rk = _as_kernel_rows(s, bits), _as_kernel_rows(residual, bits)
+    else:
+        return None
     if small_add_norm(yk, IN_PLACE if s is residual else sk, xk, rk, weight, bias, eps,
                       centered):
         return None
