@@ -68,6 +68,12 @@ def test_agrees_with_python(rng):
     want = ref.layer_norm_backward(dy, x, w)
     for a, b in zip(ln, want):
         assert np.max(np.abs(a - b)) <= 1e-5 * max(1.0, np.max(np.abs(b)))
+    # LayerNorm over one element: y does not depend on x, so dx and dweight are exactly 0,
+    # as from Python (the same compiled function: the case is a run-time branch)
+    dy, x, w = data(rng, (5, 2, 1))
+    ln, _ = both_backwards(dy, x, w)
+    assert not ln[0].any() and ln[1][0] == 0.0
+    assert_identical(ln, numba_ln.layer_norm_backward(dy, x, w))
 
 
 def test_training_step_with_stats_residual_in_place(rng):
@@ -82,6 +88,11 @@ def test_training_step_with_stats_residual_in_place(rng):
                                                        grad_residual=gr, out=dy))
     for a, b in zip(got, want):
         assert np.max(np.abs(a - b)) <= 1e-10 * max(1.0, np.max(np.abs(b)))
+    # one element per row, with the forward's statistics, grad_residual and in place:
+    # dx is exactly grad_residual, dweight exactly 0
+    one = (slice(None), slice(0, 1))
+    got = ln_training_step(x[one].copy(), w[:1], b[:1], target[one].copy(), gr[one].copy())
+    assert np.array_equal(got[0], gr[one]) and got[1][0] == 0.0
 
 
 def test_copied_inputs_scalar_weight_no_param_grads(rng):

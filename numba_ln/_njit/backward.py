@@ -1,10 +1,12 @@
 """``layer_norm_backward`` and ``rms_norm_backward`` inside ``@njit`` code (last axis).
 
 The same row kernel as a Python call (``cpu.backward.backward_block``, with the same
-argument types and the same tasks, one after the other), so the results are those of the Python path, whose
-parallel kernel runs the same tasks -- to a few roundings: compiled again inside the
-user's function, LLVM may vectorize a sum differently (README, Same bits).  Serial, as the forward overloads: parallelism
-comes from the user's ``prange`` loop or from calling numba_ln from Python.
+argument types and the same tasks, one after the other), so the results are those of the
+Python path, whose parallel kernel runs the same tasks -- to a few roundings: compiled
+again inside the user's function, LLVM may vectorize a sum differently (README, Same
+bits).  LayerNorm over one element gives exact zeros, as from Python (_single_column).
+Serial, as the forward overloads: parallelism comes from the user's ``prange`` loop or
+from calling numba_ln from Python.
 
 Supported (anything else is a ``TypingError`` that says what is):
 
@@ -35,6 +37,29 @@ from .core import (_JIT_OPTIONS, _copy_into, _detach, _detach_any, _flat_copy, _
 from .._dtypes import F64
 
 _task_rows = register_jitable(_bw.task_rows)  # the Python path's tasks, in compiled code
+
+
+@register_jitable(**_JIT_OPTIONS)
+def _single_column(dxf, dyf, xf, wf, w_absent, st, grf, has_r, rows, e):
+    """LayerNorm over one element (cpu/backward.py's _single_column, whose reasons hold
+    here): dx exactly 0 (+ grad_residual) and dweight exactly 0 for finite rows, in float64
+    with the cancellations exact; returns (dweight, dbias) as float64."""
+    dweight = dbias = 0.0
+    for i in range(rows):
+        x_i, dy_i = 1.0 * xf[i], 1.0 * dyf[i]  # (read before dx, which may be dy, is written)
+        if st is None:
+            mean, rstd = x_i, 1.0 / np.sqrt((x_i - x_i) ** 2 + e)
+        else:
+            mean, rstd = st[0][i], st[1][i]
+        xhat = (x_i - mean) * rstd
+        g = dy_i if w_absent else dy_i * wf[0]
+        value = rstd * ((g - g) - xhat * (g * xhat))
+        if has_r:
+            value += grf[i]
+        dxf[i] = value
+        dweight += dy_i * xhat
+        dbias += dy_i
+    return dweight, dbias
 
 
 def _same_ndim(fname, name, t, x):
@@ -183,7 +208,11 @@ def _make_backward(fname, centered, dy, x, weight, mean, rstd, eps, grad_residua
         c = np.bool_(centered)
         dy_v, x_v = (dyf, zero, cols), (xf, zero, cols)
         done = False
-        if may_in_place:
+        dw1 = db1 = 0.0
+        if centered and cols == 1:
+            dw1, db1 = _single_column(dxf, dyf, xf, wf, w_absent, st, grf, has_r, rows, e)
+            done = True
+        elif may_in_place:
             if dxf.ctypes.data == dyf.ctypes.data:
                 for t in range(tasks):  # (cpu/backward.py's backward_serial)
                     first = t * per_task
@@ -205,6 +234,8 @@ def _make_backward(fname, centered, dy, x, weight, mean, rstd, eps, grad_residua
             dx = dxf.reshape(shape)
         if not grads:
             return dx, None, None
+        if centered and cols == 1:
+            return dx, np.full(1, dw1, dt), np.full(1, db1, dt)
         dweight = _bw.reduce_partials(p64w, tasks, cols).astype(dt)
         if centered:
             return dx, dweight, _bw.reduce_partials(p64b, tasks, cols).astype(dt)
