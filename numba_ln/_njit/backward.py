@@ -37,6 +37,7 @@ from .core import (_JIT_OPTIONS, _copy_into, _detach, _detach_any, _flat_copy, _
 from .._dtypes import F64
 
 _task_rows = register_jitable(_bw.task_rows)  # the Python path's tasks, in compiled code
+_backward_serial = register_jitable(_bw.backward_serial)  # (and its loop over them)
 
 
 @register_jitable(**_JIT_OPTIONS)
@@ -214,16 +215,12 @@ def _make_backward(fname, centered, dy, x, weight, mean, rstd, eps, grad_residua
             done = True
         elif may_in_place:
             if dxf.ctypes.data == dyf.ctypes.data:
-                for t in range(tasks):  # (cpu/backward.py's backward_serial)
-                    first = t * per_task
-                    _bw.backward_block(IN_PLACE, dy_v, x_v, w_v, st, gr_v, p64w, p64b, pw, pb,
-                                       cols, e, c, first, min(rows, first + per_task), t)
+                _backward_serial(IN_PLACE, dy_v, x_v, w_v, st, gr_v, p64w, p64b, pw, pb,
+                                 rows, cols, e, c, per_task)
                 done = True
         if not done:
-            for t in range(tasks):
-                first = t * per_task
-                _bw.backward_block((dxf, zero, cols), dy_v, x_v, w_v, st, gr_v, p64w, p64b, pw,
-                                   pb, cols, e, c, first, min(rows, first + per_task), t)
+            _backward_serial((dxf, zero, cols), dy_v, x_v, w_v, st, gr_v, p64w, p64b, pw, pb,
+                             rows, cols, e, c, per_task)
 
         if dx_view:
             dx = out

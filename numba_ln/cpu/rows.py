@@ -111,8 +111,8 @@ def rows_block(y, s, x, r, w, b, stats, cols, eps, centered, first, last):
 # A serial call runs rows_block itself, from Python or a user's @njit code (one block: rows
 # 0..rows-1), not through a serial wrapper kernel: each wrapper variant re-optimized and
 # re-emitted all of rows_block's machine code (0.6 s of compiling per argument form, for
-# the same bits).  Its callers pass `first` as np.int64(0), not 0: a literal 0 is a Numba type of
-# its own, and rows_block would compile once more for it.
+# the same bits).  Its callers pass `first` as np.int64(0), not 0: a literal 0 is a Numba
+# type of its own, and rows_block would compile once more for it.
 FIRST_ROW = np.int64(0)
 
 
