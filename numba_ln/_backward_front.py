@@ -18,7 +18,7 @@ import numpy as np
 
 from . import _dtypes, _spec
 from ._backends import is_dask_array, is_gpu_array
-from ._engine import NUMPY, _output_view, _same_kernel_view, same_view
+from ._engine import NUMPY, _output_view, _same_kernel_view, kernel_view, same_view
 from ._kinds import backward_kind, plan_for
 from ._layout import Geometry, Plan
 from ._validate import prepare_param
@@ -55,14 +55,14 @@ def check(arrays, centered, dy, x, weight, mean, rstd, axis, grad_residual, out)
     """The backward's rules over dtypes and shapes (no values: eps and param_grads are
     checked by the caller), in the order of their messages."""
     x = arrays.input(x, "x")
-    dtype = _dtypes.result_dtype(x.dtype, "x")
+    dtype = _dtypes.result_dtype(x.dtype, "x", "numpy")
     dy = _data(arrays, dy, "dy", x.shape)
     gr = None if grad_residual is None else _data(arrays, grad_residual, "grad_residual",
                                                   x.shape)
     # Each array's result dtype, then the widest: an integer or bool array (float64)
     # with a float32 one gives float64.
-    dtype = np.result_type(dtype, *(_dtypes.result_dtype(a.dtype) for a in (dy, gr)
-                                    if a is not None))
+    dtype = np.result_type(dtype, *(_dtypes.result_dtype(a.dtype, backend="numpy")
+                                    for a in (dy, gr) if a is not None))
     geometry = Geometry(tuple(x.shape), _spec.normalize_axes(axis, len(x.shape)))
     if 0 in geometry.norm_shape:
         raise ValueError(f"the normalized shape {geometry.norm_shape} has no elements "
@@ -85,7 +85,7 @@ def _data(arrays, a, name, shape):
     """dy / grad_residual: an array of x's shape and a supported dtype (not broadcast:
     a gradient has its value's shape)."""
     a = arrays.input(a, name)
-    _dtypes.result_dtype(a.dtype, name)
+    _dtypes.result_dtype(a.dtype, name, "numpy")
     if tuple(a.shape) != tuple(shape):
         raise ValueError(f"{name} has shape {tuple(a.shape)}, expected x's shape "
                          f"{tuple(shape)}")
@@ -139,12 +139,17 @@ def backward(centered, fname, dy, x, weight, mean, rstd, axis, eps, grad_residua
     if not isinstance(param_grads, (bool, np.bool_)):
         raise TypeError(f"param_grads must be True or False, got {param_grads!r}")
     dtype = checked.dtype
+    half = _dtypes.is_half(dtype)  # (16-bit: the kernels read the bits, weight float32)
+    if half and weight is not None:
+        weight = weight.astype(np.float32, copy=False)
     stats = None if rstd is None else (_flat_stat(mean), _flat_stat(rstd))
 
     # --- validated: from here on only the output is written ---------------------------
     if direct is not None:  # (_kinds: no out, every array read where it lies)
-        dx, dx_view = plan.fresh(dtype)
+        dx, dx_view = plan.fresh(dtype, _dtypes.kernel_dtype(dtype) if half else None)
         views = [None if a is None else (a.reshape(-1), *direct) for a in (dy, x, gr)]
+        if half:
+            views = [kernel_view(v) for v in views]
         dweight, dbias = run_backward(dx_view, *views[:2], weight, stats, views[2], plan.rows,
                                       plan.cols, eps, centered, bool(param_grads))
     else:
@@ -154,8 +159,9 @@ def backward(centered, fname, dy, x, weight, mean, rstd, axis, eps, grad_residua
         dx = given_out
     if not param_grads:
         return dx, None, None
-    return dx, _param_grad(dweight, plan, dtype), (
-        None if dbias is None else _param_grad(dbias, plan, dtype))
+    param_dtype = np.float32 if half else dtype  # (16-bit: float32, as torch's autocast)
+    return dx, _param_grad(dweight, plan, param_dtype), (
+        None if dbias is None else _param_grad(dbias, plan, param_dtype))
 
 
 def _general(plan, dtype, dy, x, gr, weight, stats, out, eps, centered, param_grads):
@@ -188,6 +194,8 @@ def _general(plan, dtype, dy, x, gr, weight, stats, out, eps, centered, param_gr
     gr_view = None if gr is None else plan.kernel_input(gr)
     if out is not None and _same_kernel_view(dx_view, dy_view):
         dx_view = IN_PLACE
+    if _dtypes.is_half(dtype):  # (the kernels read 16-bit floats as their bits)
+        dx_view, dy_view, x_view, gr_view = map(kernel_view, (dx_view, dy_view, x_view, gr_view))
     dweight, dbias = run_backward(dx_view, dy_view, x_view, plan.param(weight), stats,
                                   gr_view, rows, cols, eps, centered, bool(param_grads))
     if out is not None and dx is not out:

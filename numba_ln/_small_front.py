@@ -194,19 +194,28 @@ def small_moments_call(x, keepdims):
 
 def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out):
     """(dx, dweight, dbias) -- dbias None for RMSNorm -- for the commonest backward calls
-    (the last axis of a small C-contiguous float32/float64 x, statistics None or of x's
-    dtype, no grad_residual, parameter gradients wanted), or None for the general path."""
+    (the last axis of a small C-contiguous x, dy of x's dtype, statistics None or of the
+    work dtype, no grad_residual, parameter gradients wanted), or None for the general
+    path.  16-bit data go as their bits, with a float32 weight (16-bit ones widened, as
+    the general path widens them), and give float32 dweight/dbias."""
     eps = _gate(x, eps)
     if eps is None:
         return None
     dtype = x.dtype
-    if (dtype is not _F32 and dtype is not _F64) or type(dy) is not np.ndarray \
-            or dy.dtype is not dtype:
+    if dtype is _F32 or dtype is _F64:
+        bits, work = None, dtype
+    else:
+        bits, work = _half_bits(dtype), _F32
+        if bits is None:
+            return None
+        if type(weight) is np.ndarray and _half_bits(weight.dtype) is not None:
+            weight = weight.astype(_F32)
+    if type(dy) is not np.ndarray or dy.dtype is not dtype:
         return None
     for s in (mean, rstd):
-        if s is not None and (type(s) is not np.ndarray or s.dtype is not dtype):
+        if s is not None and (type(s) is not np.ndarray or s.dtype is not work):
             return None
-    weight = _same_dtype(weight, dtype)
+    weight = _same_dtype(weight, work)
     if weight is False:
         return None
     dx = _output(out, x.shape, dtype)
@@ -218,6 +227,9 @@ def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out):
         if arrays is None:
             return None
         x, dy, dx_k, mean, rstd = arrays
+    if bits is not None:
+        x, dy = x.view(bits), dy.view(bits)
+        dx_k = dx_k if dx_k is IN_PLACE else dx_k.view(bits)
     status, dweight, dbias = small_backward(dx_k, dy, x, weight, mean, rstd, eps, centered,
                                             _config.TASK_ELEMENTS, True if centered else None)
     if status:

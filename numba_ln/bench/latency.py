@@ -5,7 +5,7 @@ process.
 Each form is timed in batches of calls, interleaved with torch's in every round; a row
 reports the median per-call time and the median of the per-round ratios to torch's
 ``F.layer_norm`` (forward forms) or ``torch.ops.aten.native_layer_norm_backward``
-(backward forms), float32, with the same thread count.
+(backward forms), float32 (the 16-bit forms too), with the same thread count.
 """
 import time
 
@@ -51,8 +51,10 @@ def forms(shape, rng):
     if not missing("ml_dtypes"):
         import ml_dtypes
 
-        xb = x.astype(ml_dtypes.bfloat16)
+        xb, dyb = x.astype(ml_dtypes.bfloat16), dy.astype(ml_dtypes.bfloat16)
         out["bfloat16 x"] = (lambda: numba_ln.layer_norm(xb), False)
+        out["bfloat16 layer_norm_backward"] = (
+            lambda: numba_ln.layer_norm_backward(dyb, xb, g), True)
     return out, (x, g, b, dy)
 
 

@@ -12,6 +12,7 @@ from numba.extending import overload
 
 from ._elements import _absent, _in_place, exact_sub, work
 from ._jit import kernel
+from ._storage import load, store
 
 
 # --- elements: optional arrays and the statistics mode as compile-time facts ------------------
@@ -45,8 +46,8 @@ def centered_value(x, j, hi, lo):
 @overload(centered_value)
 def _centered_value(x, j, hi, lo):
     if _absent(lo):
-        return lambda x, j, hi, lo: exact_sub(x[j], hi)
-    return lambda x, j, hi, lo: exact_sub(exact_sub(x[j], hi), lo)
+        return lambda x, j, hi, lo: exact_sub(load(x, j), hi)
+    return lambda x, j, hi, lo: exact_sub(exact_sub(load(x, j), hi), lo)
 
 
 def moments_add(a1, a2, d, lo):
@@ -68,7 +69,7 @@ def plus(v, gr, j):
 def _plus(v, gr, j):
     if _absent(gr):
         return lambda v, gr, j: v
-    return lambda v, gr, j: v + gr[j]
+    return lambda v, gr, j: v + load(gr, j)
 
 
 def put_dx(dx, dy, gr, j, v):
@@ -79,12 +80,12 @@ def put_dx(dx, dy, gr, j, v):
 def _put_dx(dx, dy, gr, j, v):
     if _in_place(dx):
         def over(dx, dy, gr, j, v):
-            dy[j] = work(dy, plus(v, gr, j))
+            store(dy, j, work(dy, plus(v, gr, j)))
         return over
 
-    def store(dx, dy, gr, j, v):
-        dx[j] = work(dy, plus(v, gr, j))
-    return store
+    def into_dx(dx, dy, gr, j, v):
+        store(dx, j, work(dy, plus(v, gr, j)))
+    return into_dx
 
 
 def add_params(sw, sb, j, dyj, xh):

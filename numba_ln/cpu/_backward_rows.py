@@ -44,6 +44,7 @@ from ._backward_elements import (add_params, centered_value, minus_k1, moments_a
                                  scaled)
 from ._elements import exact_sub, work
 from ._jit import kernel
+from ._storage import load
 
 CHUNK = _config.CHUNK
 REDUCE = _config.REDUCE_FASTMATH
@@ -53,16 +54,16 @@ REDUCE = _config.REDUCE_FASTMATH
 
 @kernel()
 def ln_dx_at(dx, dy, x, w, gr, sw, sb, hi, lo, scale, k1, k2, j):
-    dyj = dy[j]
-    xh = exact_sub(exact_sub(x[j], hi), lo) * scale
+    dyj = load(dy, j)
+    xh = exact_sub(exact_sub(load(x, j), hi), lo) * scale
     put_dx(dx, dy, gr, j, minus_k1(dyj * scale, w, j, k1) - xh * k2)
     add_params(sw, sb, j, dyj, xh)
 
 
 @kernel()
 def rms_dx_at(dx, dy, x, w, gr, sw, sb, scale, k2, j):
-    dyj = dy[j]
-    xh = x[j] * scale
+    dyj = load(dy, j)
+    xh = load(x, j) * scale
     put_dx(dx, dy, gr, j, scaled(dyj * scale, w, j) - xh * k2)
     add_params(sw, sb, j, dyj, xh)
 
@@ -73,16 +74,16 @@ def rms_dx_at(dx, dy, x, w, gr, sw, sb, scale, k2, j):
 def ln_terms(a1, a2, ag, agd, dy, x, w, hi, lo, j):
     """The sums of element j (module docstring) added to the accumulators."""
     d = centered_value(x, j, hi, lo)
-    g = scaled(dy[j], w, j)
+    g = scaled(load(dy, j), w, j)
     a1, a2 = moments_add(a1, a2, d, lo)
     return a1, a2, ag + g, agd + g * d
 
 
 @kernel(inline="always")
 def rms_terms(a2, agd, dy, x, w, lo, j):
-    v = x[j]
+    v = load(x, j)
     a2 = moments_add(a2, a2, v, lo)[1]  # S2 only (when recomputing): RMSNorm has no S1
-    return a2, agd + scaled(dy[j], w, j) * v
+    return a2, agd + scaled(load(dy, j), w, j) * v
 
 
 @kernel(inline="always")
@@ -192,10 +193,10 @@ def row_gxhat(dy, x, w, hi, lo, scale, n, centered):
         a = work(x, 0.0)
         if centered:
             for j in range(start, stop):
-                a += scaled(dy[j], w, j) * (exact_sub(exact_sub(x[j], hi), lo) * scale)
+                a += scaled(load(dy, j), w, j) * (exact_sub(exact_sub(load(x, j), hi), lo) * scale)
         else:
             for j in range(start, stop):
-                a += scaled(dy[j], w, j) * (x[j] * scale)
+                a += scaled(load(dy, j), w, j) * (load(x, j) * scale)
         total += a
         start = stop
     return total
@@ -204,8 +205,8 @@ def row_gxhat(dy, x, w, hi, lo, scale, n, centered):
 @kernel(inline="always")
 def wide_xhat(x, j, mean, rstd, centered):
     if centered:
-        return exact_sub(1.0 * x[j], mean) * rstd
-    return (1.0 * x[j]) * rstd
+        return exact_sub(1.0 * load(x, j), mean) * rstd
+    return (1.0 * load(x, j)) * rstd
 
 
 @kernel(_nrt=False)
@@ -214,13 +215,13 @@ def row_wide(dx, dy, x, w, gr, sw, sb, mean, rstd, n, centered):
     leaves float32's range (as _rowops normalizes them), and NaN rows."""
     sg = sgx = 0.0
     for j in range(np.uint64(n)):
-        g = scaled(1.0 * dy[j], w, j)
+        g = scaled(1.0 * load(dy, j), w, j)
         sg += g
         sgx += g * wide_xhat(x, j, mean, rstd, centered)
     c1 = sg / n if centered else 0.0
     c2 = sgx / n
     for j in range(np.uint64(n)):
-        dyj = 1.0 * dy[j]
+        dyj = 1.0 * load(dy, j)
         xh = wide_xhat(x, j, mean, rstd, centered)
         put_dx(dx, dy, gr, j, rstd * ((scaled(dyj, w, j) - c1) - xh * c2))
         add_params(sw, sb, j, dyj, xh)

@@ -14,11 +14,13 @@ Entry point (the front calls this; everything is in kernel order, rows x cols)::
 
 ``dx, dy, x, grad_residual``  row views ``(buf, start, stride)`` as in rows.py: row i is
                ``buf[start + i*stride :][:cols]``, buf a flat unit-stride array; all of one
-               dtype, float32 or float64 (the work type).  ``dx`` may be IN_PLACE
+               dtype: float32 or float64, or the bits of bfloat16 or float16 (_storage:
+               read exactly, computed in float32, dx rounded once).  ``dx`` may be IN_PLACE
                (_elements): dx is written over dy (``out=dy``).  ``grad_residual`` None or
                a view; it is added into dx.  dx must not overlap dy, x or grad_residual
                otherwise (the front detaches such inputs, as _engine does).
-``w``          weight: a flat array of ``cols`` elements in the work type, or None.
+``w``          weight: a flat array of ``cols`` elements in the work type (float32 for
+               16-bit data), or None.
 ``stats``      None: mean and rstd are recomputed from x in the same sweeps, by the
                forward's algorithm (_moments: shift, float32 chunk sums into float64,
                finish_row's fallbacks), so with its error bound -- exact far from zero --
@@ -69,8 +71,9 @@ from numba import prange
 from .. import _buffers, _config, _stand_ins, _threading
 from ._backward_elements import clear_rows, flush_rows
 from ._backward_rows import lead, row_dx, row_wide, sweep
+from ._backward_single import single_column
 from ._backward_stats import row_center, row_terms
-from ._elements import IN_PLACE, is_narrow, work
+from ._elements import is_narrow, work
 from ._jit import kernel
 from ._moments import PIECE
 from ._pointers import address, advance, row_address
@@ -238,14 +241,15 @@ def run_backward(dx, dy, x, w, stats, grad_residual, rows, cols, eps, centered,
                 else stats[0].astype(np.float64, copy=False))
         stats = (mean, stats[1].astype(np.float64, copy=False))
     if centered and cols == 1 and rows:
-        return _single_column(dx, dy, x, w, stats, grad_residual, rows, eps, param_grads)
+        return single_column(dx, dy, x, w, stats, grad_residual, rows, eps, param_grads)
     per_task = task_rows(rows, cols)
     tasks = -(-rows // per_task)
     partials = (None, None, None, None)
     if param_grads:
         nparams = 2 if centered else 1
         total = _partial_rows(tasks, cols, nparams, np.float64)
-        partials = (*total, *_partial_rows(tasks, cols, nparams, x[0].dtype))
+        work_dtype = np.float64 if x[0].dtype == np.float64 else np.float32  # (16-bit: float32)
+        partials = (*total, *_partial_rows(tasks, cols, nparams, work_dtype))
     if rows:
         args = (dx, dy, x, w, stats, grad_residual, *partials, rows, cols, float(eps),
                 bool(centered), per_task)
@@ -259,36 +263,6 @@ def run_backward(dx, dy, x, w, stats, grad_residual, rows, cols, eps, centered,
     dweight = _reduce(partials[0], tasks, cols)
     dbias = _reduce(partials[1], tasks, cols) if centered else None
     return dweight, dbias
-
-
-def _single_column(dx, dy, x, w, stats, grad_residual, rows, eps, param_grads):
-    """LayerNorm over one element: y = (x - x) * rstd * w + b does not depend on x, so dx
-    is exactly 0 (+ grad_residual) and dweight exactly 0 for finite rows, as torch gives
-    them.  The kernels' formula, rstd * (g - mean(g)) - ..., with mean(g) = g rounded on
-    another path, left up to 2.7e-5 in float32.  Here in float64 with the cancellations
-    exact, (g - g) and (x - mean); NaN and inf propagate as in the kernels."""
-    def at(view):  # (buffer, positions) of the rows' single elements (any row stride)
-        return view[0], view[1] + np.arange(rows) * view[2]
-
-    def column(view):
-        buf, positions = at(view)
-        return buf[positions]
-
-    dy_v, x_v = column(dy).astype(np.float64), column(x).astype(np.float64)
-    with np.errstate(all="ignore"):  # (NaN and inf rows give NaN silently, as the kernels)
-        mean = x_v if stats is None else stats[0]
-        rstd = 1.0 / np.sqrt((x_v - x_v) ** 2 + eps) if stats is None else stats[1]
-        xhat = (x_v - mean) * rstd
-        g = dy_v * (1.0 if w is None else float(w[0]))
-        value = rstd * ((g - g) - xhat * (g * xhat))
-        dweight = np.sum(dy_v * xhat)
-    if grad_residual is not None:
-        value += column(grad_residual)
-    buf, positions = at(dy if dx is IN_PLACE else dx)
-    buf[positions] = value
-    if not param_grads:
-        return None, None
-    return np.array([dweight]), np.array([np.sum(dy_v)])
 
 
 def _reduce(view, tasks, cols):

@@ -11,11 +11,12 @@ status 1, having written nothing, when the call is not theirs (anything unusual,
 every error): the front then takes its general path, which raises the proper error.
 
 The front (_backward_api) passes only what it gated already: x a C-contiguous
-float32/float64 ndarray of at most SERIAL_MAX_ELEMENTS elements, normalized over its last
-axis; dy an ndarray of x's dtype; eps a float; weight None or an ndarray of x's dtype;
-mean/rstd None or ndarrays of x's dtype; dx an ndarray (allocated by the front when out
-is not given) or IN_PLACE for ``out is dy``; parameter gradients wanted; no
-grad_residual.
+float32/float64 ndarray, or the bits of a bfloat16/float16 one (_dtypes.kernel_dtype), of
+at most SERIAL_MAX_ELEMENTS elements, normalized over its last axis; dy an ndarray of x's
+dtype; eps a float; weight None or an ndarray of x's work dtype (float32 for 16-bit
+data); mean/rstd None or ndarrays of the work dtype; dx an ndarray of x's dtype
+(allocated by the front when out is not given) or IN_PLACE for ``out is dy``; parameter
+gradients wanted; no grad_residual.  dweight and dbias come in the work dtype.
 """
 import numpy as np
 from numba import types
@@ -23,6 +24,7 @@ from numba.extending import overload
 
 from ._elements import _absent, _in_place
 from ._jit import kernel
+from ._storage import empty_work
 from .backward import MAX_TASKS, TASK_MIN_ROWS, backward_block
 from .small import _array_fits, _param_type_fits, apart, length_fits, shape_of, view_of
 
@@ -35,7 +37,10 @@ def _input_fits(a, like):
 
 
 def _stat_fits(s, x):
-    return _absent(s) or _input_fits(s, x)
+    """Typing: a statistic absent, or an array like x's in x's work type (float32 for
+    16-bit data, as the forward returns them)."""
+    work = types.float64 if x.dtype == types.float64 else types.float32
+    return _absent(s) or _input_fits(s, x.copy(dtype=work))
 
 
 def stat_fits(s, x):
@@ -92,18 +97,31 @@ def _partial_view(tasks, cols, dtype, wanted):
                                                np.int64(cols))
 
 
-def param_grad(view, tasks, cols, dtype):
-    """The tasks' partials added in task order (reduce_partials' order), in dtype."""
+def work_partial_view(tasks, cols, x, wanted):
+    """partial_view in x's work type (float32 for 16-bit data)."""
+
+
+@overload(work_partial_view, inline="always")
+def _work_partial_view(tasks, cols, x, wanted):
+    if _absent(wanted):
+        return lambda tasks, cols, x, wanted: None
+    return lambda tasks, cols, x, wanted: (empty_work(x, tasks * cols), np.int64(0),
+                                           np.int64(cols))
+
+
+def param_grad(view, tasks, cols, like):
+    """The tasks' partials added in task order (reduce_partials' order), in like's work
+    type (the result dtype; float32 for 16-bit data)."""
 
 
 @overload(param_grad)
-def _param_grad(view, tasks, cols, dtype):
+def _param_grad(view, tasks, cols, like):
     if _absent(view):
-        return lambda view, tasks, cols, dtype: np.empty(0, dtype)
+        return lambda view, tasks, cols, like: empty_work(like, 0)
 
-    def total(view, tasks, cols, dtype):
+    def total(view, tasks, cols, like):
         buf = view[0]
-        out = np.empty(cols, dtype)
+        out = empty_work(like, cols)
         for j in range(cols):
             s = 0.0
             for t in range(tasks):
@@ -128,13 +146,13 @@ def _run_backward_small(dx, dy, x, w, mean, rstd, eps, centered, task_elements, 
             and (_absent(mean) == _absent(rstd) if layer else _absent(mean)))
     if not fits:
         def refuse(dx, dy, x, w, mean, rstd, eps, centered, task_elements, with_bias):
-            return 1, np.empty(0, x.dtype), np.empty(0, x.dtype)
+            return 1, empty_work(x, 0), empty_work(x, 0)
         return refuse
 
     def run(dx, dy, x, w, mean, rstd, eps, centered, task_elements, with_bias):
         cols = x.shape[-1]
         rows = x.size // cols
-        nothing = np.empty(0, x.dtype)
+        nothing = empty_work(x, 0)
         if not (cols > 0 and 0.0 <= eps < np.inf and dy.shape == x.shape
                 and shape_of(dx, x) == x.shape and length_fits(w, cols)
                 and stat_fits(mean, x) and stat_fits(rstd, x)):
@@ -151,15 +169,15 @@ def _run_backward_small(dx, dy, x, w, mean, rstd, eps, centered, task_elements, 
         tasks = -(-rows // per_task)
         pw = partial_view(tasks, cols, np.float64, x)
         pb = partial_view(tasks, cols, np.float64, with_bias)
-        sw = partial_view(tasks, cols, x.dtype, x)
-        sb = partial_view(tasks, cols, x.dtype, with_bias)
+        sw = work_partial_view(tasks, cols, x, x)
+        sb = work_partial_view(tasks, cols, x, with_bias)
         stats = stats_of(mean, rstd, rows)
         dxv, dyv, xv = view_of(dx, cols), view_of(dy, cols), view_of(x, cols)
         for t in range(tasks):
             first = t * per_task
             backward_block(dxv, dyv, xv, w, stats, None, pw, pb, sw, sb, cols, eps, centered,
                            first, min(rows, first + per_task), t)
-        return 0, param_grad(pw, tasks, cols, x.dtype), param_grad(pb, tasks, cols, x.dtype)
+        return 0, param_grad(pw, tasks, cols, x), param_grad(pb, tasks, cols, x)
     return run
 
 
