@@ -219,8 +219,8 @@ def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out):
     if weight is False:
         return None
     dx = _output(out, x.shape, dtype)
-    if dx is None:
-        return None
+    if dx is None or (out is not None and not out.flags.c_contiguous):
+        return None  # (a strided out would only compile a kernel variant that declines it)
     dx_k = IN_PLACE if dx is dy else dx
     if x.ndim != 2:  # as 2-D views: one kernel variant for every rank
         arrays = _as_rows(x, dy, dx_k, mean, rstd)

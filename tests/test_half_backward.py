@@ -40,18 +40,22 @@ def test_the_float32_backward_rounded_once(rng, dtype):
     gr = rng.standard_normal(x.shape).astype(dtype)
     _, mean, rstd = numba_ln.layer_norm(x, w, return_stats=True)
     assert mean.dtype == F32  # (the forward's statistics of 16-bit data)
+    w02 = (rng.standard_normal((6, 32)) + 1.0).astype(dtype)  # (over axes 0 and 2)
+    # The forms use a weight and compute the parameter gradients: the 16-bit kernels
+    # differ from float32's only in their loads and stores, and each form without them
+    # would be one more kernel variant to compile (tested in float32 and float64)
     cases = [
-        (numba_ln.layer_norm_backward, {}),
-        (numba_ln.layer_norm_backward, {"mean": mean, "rstd": rstd, "grad_residual": gr}),
-        (numba_ln.layer_norm_backward, {"axis": (0, 2)}),
-        (numba_ln.rms_norm_backward, {"axis": 1, "param_grads": False}),
+        (numba_ln.layer_norm_backward, w, {}),
+        (numba_ln.layer_norm_backward, w, {"mean": mean, "rstd": rstd}),
+        (numba_ln.layer_norm_backward, w02, {"axis": (0, 2), "grad_residual": gr}),
+        (numba_ln.rms_norm_backward, w[:5], {"axis": 1}),
     ]
-    if dtype.name == "float16":  # (the same kernel code but for its loads and stores: the
-        cases = cases[:1]        # other forms would only add kernel variants to compile)
-    for func, kw in cases:
-        got = func(dy, x, w if "axis" not in kw else None, **kw)
+    if dtype.name == "float16":  # (the loads and stores of each dtype: the first form)
+        cases = cases[:1]
+    for func, weight, kw in cases:
+        got = func(dy, x, weight, **kw)
         wide_kw = {**kw, "grad_residual": wide(kw.get("grad_residual"))[0]}
-        want = func(*wide(dy, x), w if "axis" not in kw else None, **wide_kw)
+        want = func(*wide(dy, x), weight, **wide_kw)
         assert got[0].dtype == dtype and got[0].shape == x.shape
         # dx: the float32 result rounded once, or (a last-bit difference before the
         # rounding met a tie) its 16-bit neighbour; a double rounding or a float32 dx
@@ -123,14 +127,16 @@ def test_outputs_and_errors(rng, dtype):
     untouched = np.zeros_like(x)
     with pytest.raises(TypeError, match="out has dtype float32"):
         numba_ln.layer_norm_backward(dy, x, out=np.zeros(x.shape, F32))
+    # (with the weight: the kernel variant of the calls above, which the small-call
+    # kernel compiles before it declines bad values)
     with pytest.raises(ValueError, match="out has shape"):
-        numba_ln.layer_norm_backward(dy, x, out=np.zeros((4, 8), dtype))
+        numba_ln.layer_norm_backward(dy, x, w, out=np.zeros((4, 8), dtype))
     with pytest.raises(ValueError, match="dy has shape"):
-        numba_ln.layer_norm_backward(dy[:2], x, out=untouched)
+        numba_ln.layer_norm_backward(dy[:2], x, w, out=untouched)
     with pytest.raises(ValueError, match="weight"):
-        numba_ln.rms_norm_backward(dy, x, np.ones(3, dtype), out=untouched)
+        numba_ln.layer_norm_backward(dy, x, np.ones(3, dtype), out=untouched)
     with pytest.raises(ValueError, match="eps"):
-        numba_ln.layer_norm_backward(dy, x, eps=-1.0, out=untouched)
+        numba_ln.layer_norm_backward(dy, x, w, eps=-1.0, out=untouched)
     with pytest.raises(TypeError, match="dy"):
         numba_ln.layer_norm_backward(dy.astype(np.complex64), x, out=untouched)
     assert not untouched.astype(F32).any()

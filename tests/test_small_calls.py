@@ -168,7 +168,7 @@ def test_small_moments_give_the_general_paths_bits(rng, small_ran, dtype):
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_small_16_bit_backward_gives_the_general_paths_bits(rng, small_ran, dtype):
     # (A float32 weight and a 16-bit one widened to it: the kernel types
-    # tests/test_half_backward.py compiles anyway.)
+    # tests/test_half_backward.py compiles anyway)
     if dtype == "bfloat16":
         dtype = pytest.importorskip("ml_dtypes").bfloat16
     x = (rng.standard_normal((5, 64)) * 3.0 + 20.0).astype(dtype)
@@ -181,11 +181,5 @@ def test_small_16_bit_backward_gives_the_general_paths_bits(rng, small_ran, dtyp
         assert same(small, numba_ln.layer_norm_backward(dy, x, weight, axis=general_axis(x)))
         assert small_ran == ["small_backward"]
         small_ran.clear()
-    in_place = dy.copy()
-    got = numba_ln.layer_norm_backward(in_place, x, w, out=in_place)
-    assert got[0] is in_place and same(got, numba_ln.layer_norm_backward(dy, x, w))
-    # statistics of the forward (float32) are taken; float64 ones take the general path
-    _, mean, rstd = numba_ln.layer_norm(x, w, return_stats=True)
-    small_ran.clear()
-    numba_ln.layer_norm_backward(dy, x, w, mean=mean.astype(np.float64), rstd=rstd)
-    assert small_ran == []
+    # (in place over dy: tests/test_half_backward.py; float64 statistics, which the gate
+    # leaves to the general path, would compile one more variant)
