@@ -95,6 +95,16 @@ def result_dtype(dtype, name="x", backend="cpu"):
                     f"{_WHERE[backend]}; supported: {SUPPORTED[backend]}{hint}")
 
 
+def half_of_bits(bits):
+    """The 16-bit float dtype a CPU kernel reads as ``bits`` (kernel_dtype's inverse for
+    16-bit floats: float16 for int16, bfloat16 for uint16 once seen), or None."""
+    bits = np.dtype(bits)
+    for dtype, storage in TABLE.items():
+        if storage.kernel == bits and dtype != bits:
+            return dtype
+    return None
+
+
 def work_dtype(result):
     """The kernels' precision for a result dtype (float32 for 16-bit and float32)."""
     return _storage(np.dtype(result)).work

@@ -11,9 +11,8 @@ The views are the kernels' (``(buf, start, stride)``), so 16-bit data come as th
 """
 import numpy as np
 
+from .._dtypes import half_of_bits
 from ._elements import IN_PLACE
-
-_BFLOAT16_BITS, _FLOAT16_BITS = np.dtype(np.uint16), np.dtype(np.int16)
 
 
 def single_column(dx, dy, x, w, stats, grad_residual, rows, eps, param_grads):
@@ -43,23 +42,16 @@ def single_column(dx, dy, x, w, stats, grad_residual, rows, eps, param_grads):
 
 
 def _values(elements):
-    """Elements as float64 (16-bit bits decoded exactly)."""
-    if elements.dtype == _BFLOAT16_BITS:
-        return (elements.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
-    if elements.dtype == _FLOAT16_BITS:
-        return elements.view(np.float16).astype(np.float64)
-    return elements.astype(np.float64)
+    """Elements as float64 (16-bit bits read as their dtype: exactly)."""
+    half = half_of_bits(elements.dtype)
+    return (elements if half is None else elements.view(half)).astype(np.float64)
 
 
-def _stored(value, dtype):
-    """float64 values as a buffer of dtype holds them (16-bit: the bits of value rounded to
-    float32 and then to the 16-bit format, as the kernels' store)."""
-    if dtype == _FLOAT16_BITS:
-        with np.errstate(over="ignore"):
-            return value.astype(np.float32).astype(np.float16).view(np.int16)
-    if dtype != _BFLOAT16_BITS:
+def _stored(value, bits):
+    """float64 values as a buffer of dtype ``bits`` holds them (16-bit: rounded to float32,
+    then to the 16-bit dtype to nearest even, as the kernels' store)."""
+    half = half_of_bits(bits)
+    if half is None:
         return value
-    bits = value.astype(np.float32).view(np.uint32)
-    rounded = (bits + np.uint32(0x7FFF) + ((bits >> 16) & np.uint32(1))) >> 16
-    quiet_nan = (bits >> 16) | np.uint32(0x40)
-    return np.where(np.isnan(value), quiet_nan, rounded).astype(np.uint16)
+    with np.errstate(over="ignore"):  # (float16: inf, as the kernels give)
+        return value.astype(np.float32).astype(half).view(bits)

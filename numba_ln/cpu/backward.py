@@ -178,9 +178,9 @@ def backward_serial(dx, dy, x, w, stats, gr, pwv, pbv, swv, sbv, rows, cols, eps
                     per_task):
     """The tasks of backward_parallel, one after the other (the same results), each a call
     of backward_block from Python (the serial bound allows a few tasks), or compiled into
-    a user's @njit code (_njit/backward.py registers it).  Not a wrapper kernel: each of its variants
-    re-optimized and re-emitted all of backward_block's machine code (~0.6 s of compiling
-    per argument form, for the same bits)."""
+    a user's @njit code (_njit/backward.py registers it).  Not a wrapper kernel: each of
+    its variants re-optimized and re-emitted all of backward_block's machine code (~0.6 s
+    of compiling per argument form, for the same bits)."""
     for t in range(-(-rows // per_task)):
         first = t * per_task
         backward_block(dx, dy, x, w, stats, gr, pwv, pbv, swv, sbv, cols, eps, centered,

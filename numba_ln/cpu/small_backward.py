@@ -22,7 +22,7 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
-from ._elements import _absent, _in_place
+from ._elements import _absent, _in_place, _work_type
 from ._jit import kernel
 from ._storage import empty_work
 from .backward import MAX_TASKS, TASK_MIN_ROWS, backward_block
@@ -39,8 +39,7 @@ def _input_fits(a, like):
 def _stat_fits(s, x):
     """Typing: a statistic absent, or an array like x's in x's work type (float32 for
     16-bit data, as the forward returns them)."""
-    work = types.float64 if x.dtype == types.float64 else types.float32
-    return _absent(s) or _input_fits(s, x.copy(dtype=work))
+    return _absent(s) or _input_fits(s, x.copy(dtype=_work_type(x)))
 
 
 def stat_fits(s, x):
