@@ -113,7 +113,12 @@ def tile_wide(x, base, step, chans, width, s1, s2, centered):
             s2[p] += v * v
 
 
-@kernel(inline="always")
+# tile_moments and tile_normalize are compiled on their own (once per x dtype, and per
+# y/x/w/b types), not inlined into tile_task: tile_task has a variant per combination of
+# y, w, b and stats types, and with both inlined each variant took 2.6-4.4 s to compile
+# (10 in the test suite).  One call per tile of chans x tile elements costs nothing
+# measurable.
+@kernel(_nrt=False)
 def tile_moments(x, base, step, chans, width, centered, k, a1, a2, s1, s2, mean, second):
     """mean[:width], second[:width] (variance, or mean square) per position."""
     n = np.uint64(width)
@@ -148,7 +153,7 @@ def tile_moments(x, base, step, chans, width, centered, k, a1, a2, s1, s2, mean,
             second[p] = s2[p] / chans
 
 
-@kernel(inline="always")
+@kernel(_nrt=False)
 def tile_normalize(y, y_base, y_step, x, base, step, chans, width, mean, rstd, hi, low,
                    scale, w, b):
     n = np.uint64(width)
