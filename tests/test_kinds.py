@@ -86,13 +86,13 @@ def test_caches_are_bounded_lrus():
 
 
 def test_a_bool_axis_is_refused_after_its_integer_was_planned():
-    x = np.ones((3, 4))
+    x, w = np.ones((3, 4), np.float32), np.ones(4, np.float32)  # (commonly compiled forms)
     numba_ln.layer_norm(x, axis=1)
-    numba_ln.layer_norm_backward(x, x, axis=1)
+    numba_ln.layer_norm_backward(x, x, w, axis=1)
     with pytest.raises(TypeError, match="axis must be an integer"):
         numba_ln.layer_norm(x, axis=True)
     with pytest.raises(TypeError, match="axis must be an integer"):
-        numba_ln.layer_norm_backward(x, x, axis=True)
+        numba_ln.layer_norm_backward(x, x, w, axis=True)
 
 
 def _direct_cases(rng):
