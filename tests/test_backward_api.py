@@ -360,7 +360,7 @@ def _bad_calls():
         ("rstd-alone", ValueError, "rstd", lambda o: ln(dy, x, rstd=rstd, out=o)),
         ("mean-shape", ValueError, "mean",
          lambda o: ln(dy, x, mean=mean.ravel(), rstd=rstd, out=o)),
-        ("rstd-shape", ValueError, "rstd", lambda o: rms(dy, x, rstd=rstd[:2], out=o)),
+        ("rstd-shape", ValueError, "rstd", lambda o: rms(dy, x, w, rstd=rstd[:2], out=o)),
         ("rstd-dtype", TypeError, "rstd",
          lambda o: rms(dy, x, rstd=rstd.astype(np.float16), out=o)),
         ("grad_residual-shape", ValueError, "grad_residual",
