@@ -42,8 +42,8 @@ def layer_norm(x, weight=None, bias=None, *, axis=-1, eps=1e-5, out=None, return
     array([[-1.2247357,  0.       ,  1.2247357],
            [ 0.       ,  0.       ,  0.       ]], dtype=float32)
     """
-    if type(axis) is int and axis == -1 and type(return_stats) is bool:
-        y = small_call(x, weight, bias, eps, True, out, return_stats=return_stats)
+    if type(axis) is int and type(return_stats) is bool:
+        y = small_call(x, weight, bias, eps, True, out, return_stats=return_stats, axis=axis)
         if y is not None:
             return y
     return backend_for(x).run(LAYER_NORM, x, None, weight, bias, axis, eps, out, None,
@@ -62,8 +62,8 @@ def rms_norm(x, weight=None, *, axis=-1, eps=1e-6, out=None, return_stats=False)
     >>> numba_ln.rms_norm(np.array([3.0, 4.0]), eps=0.0)
     array([0.84852814, 1.13137085])
     """
-    if type(axis) is int and axis == -1 and type(return_stats) is bool:
-        y = small_call(x, weight, None, eps, False, out, return_stats=return_stats)
+    if type(axis) is int and type(return_stats) is bool:
+        y = small_call(x, weight, None, eps, False, out, return_stats=return_stats, axis=axis)
         if y is not None:
             return y
     return backend_for(x).run(RMS_NORM, x, None, weight, None, axis, eps, out, None,

@@ -85,12 +85,15 @@ def _output(out, shape, dtype):
 
 
 def small_call(x, weight, bias, eps, centered, out, residual=None, residual_out=None,
-               return_stats=False):
+               return_stats=False, axis=-1):
     """y (or (y, s) with a residual; (y, mean, rstd) or (y, rstd) with return_stats and no
     residual) for the commonest forward calls, or None to take the general path.  Runs
-    before anything else, even the GPU check.  (_gate, _same_dtype and _output are
-    inlined where the commonest call meets them: a function call is ~50 ns of a ~1 us
-    call.)"""
+    before anything else, even the GPU check.  axis: an int (other axes: see
+    _trailing_axis_call).  (_gate, _same_dtype and _output are inlined where the
+    commonest call meets them: a function call is ~50 ns of a ~1 us call.)"""
+    if axis != -1:
+        return None if out is not None or residual is not None else _trailing_axis_call(
+            x, weight, bias, eps, centered, axis, return_stats)
     if type(x) is not np.ndarray or not 0 < x.size <= _SMALL or not x.flags.c_contiguous:
         return None
     if type(eps) is not float:
@@ -151,6 +154,31 @@ def small_call(x, weight, bias, eps, centered, out, residual=None, residual_out=
                       centered):
         return None
     return y, s
+
+
+def _trailing_axis_call(x, weight, bias, eps, centered, axis, return_stats):
+    """layer_norm/rms_norm (no out=, no residual) over one axis followed only by size-1
+    axes -- a column (n, 1) over axis=0 -- of a small C-contiguous ndarray: the last-axis
+    call on x's rows without those axes (a view), its results viewed back in x's shape.  The
+    general path runs the same row kernel there, so the bits are the same.  None for
+    anything else (the general path takes it)."""
+    if type(x) is not np.ndarray or not x.flags.c_contiguous:
+        return None
+    shape, ndim = x.shape, x.ndim
+    if not -ndim <= axis < ndim - 1 or axis == -1:
+        return None
+    kept = axis % ndim + 1
+    tail = shape[kept:]
+    if tail.count(1) != len(tail):
+        return None
+    got = small_call(x.reshape(-1, shape[kept - 1]), weight, bias, eps, centered, None,
+                     return_stats=return_stats)  # (as rows: the fastest form of small_call)
+    if got is None:
+        return None
+    if not return_stats:
+        return got.reshape(shape)
+    keepdims = shape[:kept - 1] + (1,) * (ndim - kept + 1)
+    return (got[0].reshape(shape),) + tuple(s.reshape(keepdims) for s in got[1:])
 
 
 def _fits_rows(a, x):

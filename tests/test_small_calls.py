@@ -152,6 +152,30 @@ def test_small_16_bit_calls_give_the_general_paths_bits(rng, small_ran, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_an_axis_followed_by_size_1_axes_takes_the_small_call(rng, small_ran, dtype):
+    """A column (n, 1) over axis=0, or (b, c, 1, 1) over axis=1, is the last axis of x
+    without its trailing size-1 axes: the small call, with the general path's bits and
+    shapes (an out= takes the general path)."""
+    w = (rng.standard_normal(40) + 1.0).astype(dtype)
+    b = rng.standard_normal(40).astype(dtype)
+    for shape, axis in [((40, 1), 0), ((3, 40, 1, 1), -3)]:
+        x = (rng.standard_normal(shape) * 3.0 + 1e3).astype(dtype)
+        forms = [lambda **kw: numba_ln.layer_norm(x, w, b, axis=axis, **kw),
+                 lambda **kw: numba_ln.rms_norm(x, w, axis=axis, return_stats=True, **kw)]
+        for form in forms:
+            small = form()
+            assert small_ran == ["small_norm"]
+            general = form(out=np.empty_like(x))
+            assert small_ran == ["small_norm"]
+            assert same(small, general)
+            small_ran.clear()
+        with pytest.raises(ValueError, match="weight"):
+            numba_ln.layer_norm(x, w[:5], axis=axis)
+    numba_ln.layer_norm(rng.standard_normal((40, 2)), axis=0)  # (not trailing size 1)
+    assert small_ran == []
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_small_moments_give_the_general_paths_bits(rng, small_ran, dtype):
     x = (rng.standard_normal((2, 3, 40)) + 1e4).astype(dtype)
     for keepdims in (False, True):
