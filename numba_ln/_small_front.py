@@ -11,8 +11,9 @@ the general path would run with the same argument types, so the bits are the sam
 
 Taken: the last axis, x float32/float64/float16/bfloat16 (16-bit data as their bits,
 _dtypes.kernel_dtype), eps a float or a NumPy scalar, weight/bias None or 1-D ndarrays
-(cast to x's dtype for float32/float64 data, as the general path casts them; read as they
-are for 16-bit data), out/residual_out None or ndarrays of the result dtype, at most
+(of the other float dtype for float32/float64 data: cast to x's dtype, as the general path
+casts them, by small_norm in compiled code, here for the fused calls; read as they are
+for 16-bit data), out/residual_out None or ndarrays of the result dtype, at most
 SERIAL_MAX_ELEMENTS elements (the kernels are serial).
 """
 import numpy as np
@@ -63,6 +64,17 @@ def _same_dtype(p, dtype):
     return p.astype(dtype)
 
 
+def _float_param(p, dtype, residual):
+    """weight/bias of the other float dtype for float32/float64 data: as it is, for
+    small_norm, which casts it in compiled code (cpu/small.work_param); cast here for
+    the fused calls (_same_dtype).  False when the general path must take the call."""
+    if residual is not None:
+        return _same_dtype(p, dtype)
+    if type(p) is not np.ndarray or p.ndim != 1 or (p.dtype is not _F32 and p.dtype is not _F64):
+        return False
+    return p
+
+
 def _half_param(p):
     """weight/bias for 16-bit data, as the general path passes them (_dtypes.param_dtype):
     float32/float64 as they are, 16-bit as their bits; False for the general path."""
@@ -104,9 +116,9 @@ def small_call(x, weight, bias, eps, centered, out, residual=None, residual_out=
     if dtype is _F32 or dtype is _F64:
         bits, stats_dtype = None, dtype
         if weight is not None and (type(weight) is not np.ndarray or weight.dtype is not dtype):
-            weight = _same_dtype(weight, dtype)
+            weight = _float_param(weight, dtype, residual)
         if bias is not None and (type(bias) is not np.ndarray or bias.dtype is not dtype):
-            bias = _same_dtype(bias, dtype)
+            bias = _float_param(bias, dtype, residual)
     else:
         bits, stats_dtype = _half_bits(dtype), _F32
         if bits is None:

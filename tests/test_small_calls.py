@@ -151,6 +151,19 @@ def test_small_16_bit_calls_give_the_general_paths_bits(rng, small_ran, dtype):
     assert small_ran[-1] == "small_moments" and mean.dtype == var.dtype == np.float32
 
 
+def test_float64_parameters_on_float32_data_are_cast_in_the_kernel(rng, small_ran):
+    """float64 weight and bias from a checkpoint on float32 data: small_norm casts them
+    (cpu/small.work_param), as the general path casts them before its kernel: the same
+    bits.  A value that float32 cannot hold exactly rounds the same either way."""
+    x = (rng.standard_normal((3, 40)) + 100.0).astype(np.float32)
+    w, b = 1.0 + rng.standard_normal(40) / 3.0, rng.standard_normal(40)
+    w[0] = 1.0 + 2.0 ** -30  # (rounds to 1.0f)
+    small = numba_ln.layer_norm(x, w, b)
+    assert small_ran == ["small_norm"] and small.dtype == np.float32
+    assert same(small, numba_ln.layer_norm(x, w, b, out=np.empty_like(x)))
+    assert same(small, numba_ln.layer_norm(x, w.astype(np.float32), b.astype(np.float32)))
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_an_axis_followed_by_size_1_axes_takes_the_small_call(rng, small_ran, dtype):
     """A column (n, 1) over axis=0, or (b, c, 1, 1) over axis=1, is the last axis of x
