@@ -5,6 +5,7 @@ import numpy as np
 
 from ._api import layer_norm, rms_norm
 from ._dtypes import F16, F32, F64, is_bfloat16, result_dtype
+from ._small_front import small_call
 from ._validate import as_array
 
 _DTYPES = (F32, F64, F16)  # and ml_dtypes.bfloat16 (is_bfloat16)
@@ -54,6 +55,18 @@ class _Norm:
         # an int for one axis: the form the small-call kernels take (_small_front.small_call)
         self._axis = (-1 if len(self.normalized_shape) == 1
                       else tuple(range(-len(self.normalized_shape), 0)))
+        # the row length a one-axis module's small calls check x against (else None)
+        self._cols = self.normalized_shape[0] if self._axis == -1 else None
+
+    def _small(self, x, weight, bias, centered, out, return_stats):
+        """The small-call gate straight from the module (the result, or None): x an
+        ndarray whose last axis is the normalized one.  Skips _check_input's and the
+        public function's Python (~0.4 us of a ~1.5 us call); anything else returns None
+        and takes the checked path."""
+        if (type(x) is not np.ndarray or not x.ndim or x.shape[-1] != self._cols
+                or type(return_stats) is not bool):
+            return None
+        return small_call(x, weight, bias, self.eps, centered, out, return_stats=return_stats)
 
     def _check_param(self, name, value):
         if value is None:
@@ -121,6 +134,9 @@ class LayerNorm(_Norm):
         self.bias = np.zeros(self.normalized_shape, self.dtype) if self.has_bias else None
 
     def __call__(self, x, *, out=None, return_stats=False):
+        y = self._small(x, self._weight, self._bias, True, out, return_stats)
+        if y is not None:
+            return y
         self._check_input(x)
         return layer_norm(x, self.weight, self.bias, axis=self._axis, eps=self.eps, out=out,
                           return_stats=return_stats)
@@ -150,6 +166,9 @@ class RMSNorm(_Norm):
         self.weight = np.ones(self.normalized_shape, self.dtype) if self.elementwise_affine else None
 
     def __call__(self, x, *, out=None, return_stats=False):
+        y = self._small(x, self._weight, None, False, out, return_stats)
+        if y is not None:
+            return y
         self._check_input(x)
         return rms_norm(x, self.weight, axis=self._axis, eps=self.eps, out=out,
                         return_stats=return_stats)

@@ -151,6 +151,19 @@ def test_small_16_bit_calls_give_the_general_paths_bits(rng, small_ran, dtype):
     assert small_ran[-1] == "small_moments" and mean.dtype == var.dtype == np.float32
 
 
+def test_modules_take_the_small_call_with_the_functions_bits(rng, small_ran):
+    x = (rng.standard_normal((3, 40)) + 10.0).astype(np.float32)
+    ln, rms = numba_ln.LayerNorm(40), numba_ln.RMSNorm(40, elementwise_affine=False)
+    ln.weight, ln.bias = 1.0 + rng.standard_normal(40), rng.standard_normal(40)
+    assert same(ln(x, return_stats=True),
+                numba_ln.layer_norm(x, ln.weight, ln.bias, return_stats=True))
+    assert same(rms(x), numba_ln.rms_norm(x, eps=rms.eps))
+    assert small_ran == ["small_norm"] * 4
+    with pytest.raises(ValueError, match="normalized_shape"):  # (no weight to check it)
+        rms(x[:, :39])
+    assert small_ran == ["small_norm"] * 4
+
+
 def test_float64_parameters_on_float32_data_are_cast_in_the_kernel(rng, small_ran):
     """float64 weight and bias from a checkpoint on float32 data: small_norm casts them
     (cpu/small.work_param), as the general path casts them before its kernel: the same
