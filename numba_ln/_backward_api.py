@@ -69,6 +69,10 @@ def layer_norm_backward(dy, x, weight=None, *, mean=None, rstd=None, axis=-1, ep
     >>> dweight.round(6), dbias
     (array([-1.224745,  0.      ,  0.      ]), array([1., 0., 1.]))
     """
+    if type(axis) is int and axis == -1 and grad_residual is None and param_grads is True:
+        done = small_backward_call(True, dy, x, weight, mean, rstd, eps, out)  # (no hop)
+        if done is not None:
+            return done
     return _compute(True, "layer_norm_backward", dy, x, weight, mean, rstd, axis, eps,
                     grad_residual, out, param_grads)
 
@@ -94,6 +98,10 @@ def rms_norm_backward(dy, x, weight=None, *, rstd=None, axis=-1, eps=1e-6,
     >>> dx.round(4), dweight.round(4)
     (array([ 0.181 , -0.1358]), array([0.8485, 0.    ]))
     """
+    if type(axis) is int and axis == -1 and grad_residual is None and param_grads is True:
+        done = small_backward_call(False, dy, x, weight, None, rstd, eps, out)
+        if done is not None:
+            return done[:2]
     dx, dweight, _ = _compute(False, "rms_norm_backward", dy, x, weight, None, rstd, axis, eps,
                               grad_residual, out, param_grads)
     return dx, dweight

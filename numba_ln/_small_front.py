@@ -252,12 +252,14 @@ def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out):
             weight = weight.astype(_F32)
     if type(dy) is not np.ndarray or dy.dtype is not dtype:
         return None
-    for s in (mean, rstd):
-        if s is not None and (type(s) is not np.ndarray or s.dtype is not work):
-            return None
-    weight = _same_dtype(weight, work)
-    if weight is False:
+    if rstd is not None and (_not_of(rstd, work) or (mean is not None and _not_of(mean, work))):
         return None
+    if mean is not None and rstd is None:
+        return None  # (the general path names the error)
+    if weight is not None and (type(weight) is not np.ndarray or weight.dtype is not work):
+        weight = _same_dtype(weight, work)
+        if weight is False:
+            return None
     dx = _output(out, x.shape, dtype)
     if dx is None or (out is not None and not out.flags.c_contiguous):
         return None  # (a strided out would only compile a kernel variant that declines it)
@@ -275,6 +277,10 @@ def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out):
     if status:
         return None
     return dx, dweight, (dbias if centered else None)
+
+
+def _not_of(a, dtype):
+    return type(a) is not np.ndarray or a.dtype is not dtype
 
 
 def _as_rows(x, dy, dx, mean, rstd):
