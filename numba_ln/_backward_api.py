@@ -70,11 +70,11 @@ def layer_norm_backward(dy, x, weight=None, *, mean=None, rstd=None, axis=-1, ep
     (array([-1.224745,  0.      ,  0.      ]), array([1., 0., 1.]))
     """
     if type(axis) is int and axis == -1 and grad_residual is None and param_grads is True:
-        done = small_backward_call(True, dy, x, weight, mean, rstd, eps, out)  # (no hop)
+        done = small_backward_call(True, dy, x, weight, mean, rstd, eps, out)
         if done is not None:
             return done
-    return _compute(True, "layer_norm_backward", dy, x, weight, mean, rstd, axis, eps,
-                    grad_residual, out, param_grads)
+    return _general_path(True, "layer_norm_backward", dy, x, weight, mean, rstd, axis, eps,
+                         grad_residual, out, param_grads)
 
 
 def rms_norm_backward(dy, x, weight=None, *, rstd=None, axis=-1, eps=1e-6,
@@ -102,19 +102,28 @@ def rms_norm_backward(dy, x, weight=None, *, rstd=None, axis=-1, eps=1e-6,
         done = small_backward_call(False, dy, x, weight, None, rstd, eps, out)
         if done is not None:
             return done[:2]
-    dx, dweight, _ = _compute(False, "rms_norm_backward", dy, x, weight, None, rstd, axis, eps,
-                              grad_residual, out, param_grads)
+    dx, dweight, _ = _general_path(False, "rms_norm_backward", dy, x, weight, None, rstd, axis,
+                                   eps, grad_residual, out, param_grads)
     return dx, dweight
 
 
 def _compute(centered, fname, dy, x, weight, mean, rstd, axis, eps, grad_residual, out,
              param_grads):
-    """(dx, dweight, dbias): the small-call kernels for the commonest calls, 16-bit data
-    through float32 (which comes back here), else the general path."""
+    """(dx, dweight, dbias) of a float32 call that mixed 16-bit data were widened into
+    (_half_backward calls back here): the small-call kernels when they take it, as the
+    public functions try them first, else the general path."""
     if type(axis) is int and axis == -1 and grad_residual is None and param_grads is True:
         done = small_backward_call(centered, dy, x, weight, mean, rstd, eps, out)
         if done is not None:
             return done
+    return _general_path(centered, fname, dy, x, weight, mean, rstd, axis, eps, grad_residual,
+                         out, param_grads)
+
+
+def _general_path(centered, fname, dy, x, weight, mean, rstd, axis, eps, grad_residual, out,
+                  param_grads):
+    """(dx, dweight, dbias) of a call the small-call kernels did not take: 16-bit data
+    through float32 (_compute), else the general path."""
     if _half_backward.takes(dy, x, grad_residual):
         return _half_backward.half_backward(_compute, centered, fname, dy, x, weight, mean,
                                             rstd, axis, eps, grad_residual, out, param_grads)
