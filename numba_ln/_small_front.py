@@ -11,9 +11,8 @@ the general path would run with the same argument types, so the bits are the sam
 
 Taken: the last axis, x float32/float64/float16/bfloat16 (16-bit data as their bits,
 _dtypes.kernel_dtype), eps a float or a NumPy scalar, weight/bias None or 1-D ndarrays
-(of the other float dtype for float32/float64 data: cast to x's dtype, as the general path
-casts them, by small_norm in compiled code, here for the fused calls; read as they are
-for 16-bit data), out/residual_out None or ndarrays of the result dtype, at most
+(of the other float dtype for float32/float64 data: cast to x's dtype in compiled code, as
+the general path casts them; read as they are for 16-bit data), out/residual_out None or ndarrays of the result dtype, at most
 SERIAL_MAX_ELEMENTS elements (the kernels are serial).
 """
 import numpy as np
@@ -53,26 +52,17 @@ def _half_bits(dtype):
     return bits
 
 
-def _same_dtype(p, dtype):
+def _same_dtype(p, dtype, cast=True):
     """weight/bias for float32/float64 data: None, or a 1-D array of x's dtype (float32
     or float64 parameters are cast, as the general path casts them: float64 weights from a
-    checkpoint on float32 data); False when the general path must take the call."""
+    checkpoint on float32 data; with cast False they go as they are, for the forward
+    kernels, which cast them in compiled code: cpu/small.work_param); False when the
+    general path must take the call."""
     if p is None or (type(p) is np.ndarray and p.dtype is dtype):
         return p
     if type(p) is not np.ndarray or p.ndim != 1 or (p.dtype is not _F32 and p.dtype is not _F64):
         return False
-    return p.astype(dtype)
-
-
-def _float_param(p, dtype, residual):
-    """weight/bias of the other float dtype for float32/float64 data: as it is, for
-    small_norm, which casts it in compiled code (cpu/small.work_param); cast here for
-    the fused calls (_same_dtype).  False when the general path must take the call."""
-    if residual is not None:
-        return _same_dtype(p, dtype)
-    if type(p) is not np.ndarray or p.ndim != 1 or (p.dtype is not _F32 and p.dtype is not _F64):
-        return False
-    return p
+    return p.astype(dtype) if cast else p
 
 
 def _half_param(p):
@@ -116,9 +106,9 @@ def small_call(x, weight, bias, eps, centered, out, residual=None, residual_out=
     if dtype is _F32 or dtype is _F64:
         bits, stats_dtype = None, dtype
         if weight is not None and (type(weight) is not np.ndarray or weight.dtype is not dtype):
-            weight = _float_param(weight, dtype, residual)
+            weight = _same_dtype(weight, dtype, cast=False)
         if bias is not None and (type(bias) is not np.ndarray or bias.dtype is not dtype):
-            bias = _float_param(bias, dtype, residual)
+            bias = _same_dtype(bias, dtype, cast=False)
     else:
         bits, stats_dtype = _half_bits(dtype), _F32
         if bits is None:
@@ -177,7 +167,7 @@ def _trailing_axis_call(x, weight, bias, eps, centered, axis, return_stats):
     if type(x) is not np.ndarray or not x.flags.c_contiguous:
         return None
     shape, ndim = x.shape, x.ndim
-    if not -ndim <= axis < ndim - 1 or axis == -1:
+    if not -ndim <= axis < ndim - 1:  # (small_call took axis -1 itself)
         return None
     kept = axis % ndim + 1
     tail = shape[kept:]

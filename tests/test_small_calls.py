@@ -165,9 +165,9 @@ def test_modules_take_the_small_call_with_the_functions_bits(rng, small_ran):
 
 
 def test_float64_parameters_on_float32_data_are_cast_in_the_kernel(rng, small_ran):
-    """float64 weight and bias from a checkpoint on float32 data: small_norm casts them
-    (cpu/small.work_param), as the general path casts them before its kernel: the same
-    bits.  A value that float32 cannot hold exactly rounds the same either way."""
+    """float64 weight and bias from a checkpoint on float32 data: the small-call kernels
+    cast them (cpu/small.work_param), as the general path casts them before its kernel:
+    the same bits.  A value that float32 cannot hold exactly rounds the same either way."""
     x = (rng.standard_normal((3, 40)) + 100.0).astype(np.float32)
     w, b = 1.0 + rng.standard_normal(40) / 3.0, rng.standard_normal(40)
     w[0] = 1.0 + 2.0 ** -30  # (rounds to 1.0f)
@@ -175,6 +175,11 @@ def test_float64_parameters_on_float32_data_are_cast_in_the_kernel(rng, small_ra
     assert small_ran == ["small_norm"] and small.dtype == np.float32
     assert same(small, numba_ln.layer_norm(x, w, b, out=np.empty_like(x)))
     assert same(small, numba_ln.layer_norm(x, w.astype(np.float32), b.astype(np.float32)))
+    r = rng.standard_normal(x.shape).astype(np.float32)  # the fused form casts them so too
+    small_ran.clear()
+    fused = numba_ln.add_layer_norm(x, r, w, b)
+    assert small_ran == ["small_add_norm"]
+    assert same(fused, numba_ln.add_layer_norm(x, r, w, b, out=np.empty_like(x)))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -11,8 +11,8 @@ error): the front then takes its general path, which raises the proper error.
 The front (_small_front.py) passes only what it gated already: x a C-contiguous
 float32/float64 ndarray, or 16-bit data as their bits (_dtypes.kernel_dtype), of at most
 SERIAL_MAX_ELEMENTS elements, eps a float, weight/bias None or ndarrays as the general
-path passes them (small_norm also takes float32/float64 ones of the other dtype and casts
-them, work_param), out/residual_out ndarrays of x's kernel dtype (allocated by the front
+path passes them (or float32/float64 ones of the other dtype, which the kernels cast:
+work_param), out/residual_out ndarrays of x's kernel dtype (allocated by the front
 when not given), residual an ndarray; IN_PLACE for an output that *is* its input (``out
 is x``, ``residual_out is residual``).
 """
@@ -207,8 +207,9 @@ def _run_add_norm(y, s, x, r, w, b, eps, centered):
             return 1
         yv, xv = view_of(y, cols), view_of(x, cols)
         rows = x.size // cols
-        rows_block(yv, view_of(s, cols), xv, view_of(r, cols), w, b,
-                   (np.empty(rows), np.empty(rows)), cols, eps, centered, np.int64(0), rows)
+        rows_block(yv, view_of(s, cols), xv, view_of(r, cols), work_param(w, x),
+                   work_param(b, x), (np.empty(rows), np.empty(rows)), cols, eps, centered,
+                   np.int64(0), rows)
         return 0
     return run
 
