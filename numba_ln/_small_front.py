@@ -32,6 +32,7 @@ _EPS_TYPES = frozenset({int, np.float64, np.float32, np.float16, np.int64, np.in
 # 16-bit dtypes -> the integer dtype the kernels read them as (bfloat16 added on sight:
 # numba_ln never imports ml_dtypes itself)
 _HALF_BITS = {_F16: np.dtype(np.int16)}
+_LAST_AXIS = -1
 
 
 def _gate(x, eps):
@@ -90,12 +91,18 @@ def small_call(x, weight, bias, eps, centered, out, residual=None, residual_out=
                return_stats=False, axis=-1):
     """y (or (y, s) with a residual; (y, mean, rstd) or (y, rstd) with return_stats and no
     residual) for the commonest forward calls, or None to take the general path.  Runs
-    before anything else, even the GPU check.  axis: an int (other axes: see
-    _trailing_axis_call).  (_gate, _same_dtype and _output are inlined where the
-    commonest call meets them: a function call is ~50 ns of a ~1 us call.)"""
-    if axis != -1:
-        return None if out is not None or residual is not None else _trailing_axis_call(
-            x, weight, bias, eps, centered, axis, return_stats)
+    before anything else, even the GPU check, with the public function's arguments as
+    given: axis -1 (another int: see _trailing_axis_call; anything else, a NumPy integer
+    included, the general path), return_stats a bool.  (The callers pass every argument
+    by position, and _gate, _same_dtype and _output are inlined where the commonest call
+    meets them: a keyword or a function call is ~50 ns of a ~1.2 us call.)"""
+    if axis is not _LAST_AXIS:  # (the int -1 is one object in CPython; else a compare)
+        if type(axis) is not int or out is not None or residual is not None:
+            return None
+        if axis != -1:
+            return _trailing_axis_call(x, weight, bias, eps, centered, axis, return_stats)
+    if return_stats is not False and return_stats is not True:
+        return None  # (truthy objects: the general path reads them)
     if type(x) is not np.ndarray or not 0 < x.size <= _SMALL or not x.flags.c_contiguous:
         return None
     if type(eps) is not float:
@@ -174,7 +181,7 @@ def _trailing_axis_call(x, weight, bias, eps, centered, axis, return_stats):
     if tail.count(1) != len(tail):
         return None
     got = small_call(x.reshape(-1, shape[kept - 1]), weight, bias, eps, centered, None,
-                     return_stats=return_stats)  # (as rows: the fastest form of small_call)
+                     None, None, return_stats)  # (as rows: the fastest form of small_call)
     if got is None:
         return None
     if not return_stats:

@@ -110,6 +110,14 @@ def _work_param(p, x):
     return cast
 
 
+@kernel(inline="always")
+def scratch_stats(rows):
+    """(mean, second) rows for rows_block, in one allocation (two cost ~30 ns more of a
+    ~200 ns (1, 768) kernel); each a 1-D C-contiguous float64 array, as np.empty(rows)."""
+    both = np.empty((2, rows))
+    return both[0], both[1]
+
+
 def run_norm(y, x, w, b, eps, centered, mean, rstd):
     """The body of small_norm: 1 unless the types and values are the kernel's."""
 
@@ -172,7 +180,7 @@ def _run_norm(y, x, w, b, eps, centered, mean, rstd):
         if not (apart(y, x) and apart(y, w) and apart(y, b)):
             return 1  # partly overlapping (out is x exactly comes as IN_PLACE)
         yv, xv = view_of(y, cols), view_of(x, cols)
-        stats = (np.empty(rows), np.empty(rows))  # (written always: one kernel variant)
+        stats = scratch_stats(rows)  # (written always: one kernel variant)
         rows_block(yv, None, xv, None, work_param(w, x), work_param(b, x), stats, cols, eps,
                    centered, np.int64(0), rows)
         finish_stats(stats, mean, rstd, eps)
@@ -208,7 +216,7 @@ def _run_add_norm(y, s, x, r, w, b, eps, centered):
         yv, xv = view_of(y, cols), view_of(x, cols)
         rows = x.size // cols
         rows_block(yv, view_of(s, cols), xv, view_of(r, cols), work_param(w, x),
-                   work_param(b, x), (np.empty(rows), np.empty(rows)), cols, eps, centered,
+                   work_param(b, x), scratch_stats(rows), cols, eps, centered,
                    np.int64(0), rows)
         return 0
     return run
@@ -242,7 +250,7 @@ def _run_moments(x, mean, var, eps, centered):
         rows = x.size // cols
         if not (cols > 0 and mean.size == rows and var.size == rows):
             return 1
-        stats = (np.empty(rows), np.empty(rows))
+        stats = scratch_stats(rows)
         rows_block(None, None, view_of(x, cols), None, None, None, stats, cols, eps, centered,
                    np.int64(0), rows)
         for i in range(rows):  # (rounded once, as the general path's astype)
