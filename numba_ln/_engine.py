@@ -199,12 +199,13 @@ def run_rows(y, s, x, r, w, b, stats, rows, cols, eps, centered):
     in tasks of about TASK_ELEMENTS.  Every choice depends on the shape alone, never on
     the thread count, so neither do the results (one thread runs the same kernel, with the
     same tasks, one after the other).  y/s/x/r are row views (buf, start, stride) or None."""
-    args = (y, s, x, r, w, b, stats, rows, cols, eps, centered)
+    arrays, norm = (y, s, x, r), (w, b, eps, centered)
     if _threading.runs_serial(rows * cols):
-        return rows_block(y, s, x, r, w, b, stats, cols, eps, centered, FIRST_ROW, rows)
+        return rows_block(arrays, norm, stats, cols, FIRST_ROW, rows)
     if rows < _config.SPLIT_MAX_ROWS and cols > _config.PIECE:
-        return _threading.launch(_rows.rows_split, *args)
-    return _threading.launch(_rows.rows_parallel, *args, _threading.rows_per_task(cols))
+        return _threading.launch(_rows.rows_split, arrays, norm, stats, rows, cols)
+    return _threading.launch(_rows.rows_parallel, arrays, norm, stats, rows, cols,
+                             _threading.rows_per_task(cols))
 
 
 def _run_kernel(plan, dtype, y, s, x, r, w, b, eps, centered, stats):

@@ -250,14 +250,14 @@ def _make_core(variant, x, residual, weight, bias, eps, out, residual_out, *, re
         done = False
         if may_y_in_place:
             if yf.ctypes.data == xf.ctypes.data:
-                rows_block(IN_PLACE, s_v, x_v, r_v, w_v, b_v, st, cols, e, c, zero, rows)
+                rows_block((IN_PLACE, s_v, x_v, r_v), (w_v, b_v, e, c), st, cols, zero, rows)
                 done = True
         if may_s_in_place:
             if sf.ctypes.data == rf.ctypes.data:
-                rows_block(y_v, IN_PLACE, x_v, r_v, w_v, b_v, st, cols, e, c, zero, rows)
+                rows_block((y_v, IN_PLACE, x_v, r_v), (w_v, b_v, e, c), st, cols, zero, rows)
                 done = True
         if not done:
-            rows_block(y_v, s_v, x_v, r_v, w_v, b_v, st, cols, e, c, zero, rows)
+            rows_block((y_v, s_v, x_v, r_v), (w_v, b_v, e, c), st, cols, zero, rows)
 
         if y_temp:
             _copy_into(out, yf)

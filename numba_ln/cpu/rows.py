@@ -1,7 +1,15 @@
 """Kernels for rows laid out contiguously: LayerNorm, RMSNorm, their fused residual-add
 forms and their statistics, for float32 and float64 data.
 
-Arguments (outputs first, as llm.c's ``layernorm_forward``):
+Arguments, grouped (every kernel takes ``arrays, norm, stats``, then the shape)::
+
+    arrays = (y, s, x, r)           the arrays, outputs first (as llm.c's layernorm_forward)
+    norm = (w, b, eps, centered)     what a row is normalized with
+
+Plain tuples, which Numba passes as their fields (the same machine code as separate
+arguments).  Not named tuples: Numba's dispatcher types a named tuple from Python in
+Python code, ~1.1 us more a call than a plain tuple or separate arguments (measured with
+these 12 arguments).
 
 ``y, s, x, r``  row views ``(buf, start, stride)``: row i of the array is
                 ``buf[start + i*stride :][:cols]``, with ``buf`` a flat unit-stride array
@@ -13,7 +21,8 @@ Arguments (outputs first, as llm.c's ``layernorm_forward``):
 ``stats``       None, or ``(mean, second)``: float64 arrays, one element per row, that
                 receive the mean (None for RMSNorm) and the variance (LayerNorm) or the mean
                 square (RMSNorm); ``rstd = 1/sqrt(second + eps)``.
-``cols, eps, centered``  row length; eps; LayerNorm (True) or RMSNorm (False).
+``eps, centered``  eps; LayerNorm (True) or RMSNorm (False).
+``rows, cols``  the number of rows (where a kernel takes it) and the row length.
 
 Which of r, w, b, stats and y exist is a compile-time fact (None is a type of its own,
 see ``_elements``).  Every variant compiles separately (seconds each), so the fronts pass
@@ -82,9 +91,11 @@ def sweep_row(y, src, hi, low, scale, w, b, x, r, s, cols, k, centered):
 
 
 @kernel(_nrt=False)
-def rows_block(y, s, x, r, w, b, stats, cols, eps, centered, first, last):
+def rows_block(arrays, norm, stats, cols, first, last):
     """Rows first..last-1, the body of every row kernel: the first row summed on its own,
     then one fused sweep per row (_sweep: row i normalized while row i+1 is summed)."""
+    y, s, x, r = arrays
+    w, b, eps, centered = norm
     wp, bp = address(w, 0), address(b, 0)
     sp, xp, rp = row_address(s, first, 0), row_address(x, first, 0), row_address(r, first, 0)
     mean, second = row_stats(sp, xp, rp, cols, centered)
@@ -117,11 +128,14 @@ FIRST_ROW = np.int64(0)
 
 
 @kernel(parallel=True)
-def rows_parallel(y, s, x, r, w, b, stats, rows, cols, eps, centered, per_task):
+def rows_parallel(arrays, norm, stats, rows, cols, per_task):
     """Rows in parallel, per_task consecutive rows per task."""
+    # (unpacked outside the loop: Numba's parallel loop cannot take a tuple of row views)
+    y, s, x, r = arrays
+    w, b, eps, centered = norm
     for t in prange((rows + per_task - 1) // per_task):
         first = np.int64(t) * per_task  # prange's index is unsigned
-        rows_block(y, s, x, r, w, b, stats, cols, eps, centered, first,
+        rows_block((y, s, x, r), (w, b, eps, centered), stats, cols, first,
                    min(rows, first + per_task))
 
 
@@ -165,9 +179,11 @@ def split_normalize(y, s, x, r, w, b, center, rstd, cols, pieces, t):
 
 
 @kernel(parallel=True)
-def rows_split(y, s, x, r, w, b, stats, rows, cols, eps, centered):
+def rows_split(arrays, norm, stats, rows, cols):
     """Few, long rows: each row's pieces (PIECE elements) are summed in parallel, their
     totals added in order, as _moments.row_sums adds them, then normalized in parallel."""
+    y, s, x, r = arrays
+    w, b, eps, centered = norm
     pieces = (cols + PIECE - 1) // PIECE
     tasks = rows * pieces
     partial = np.empty((tasks, 2))

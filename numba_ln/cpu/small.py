@@ -181,8 +181,8 @@ def _run_norm(y, x, w, b, eps, centered, mean, rstd):
             return 1  # partly overlapping (out is x exactly comes as IN_PLACE)
         yv, xv = view_of(y, cols), view_of(x, cols)
         stats = scratch_stats(rows)  # (written always: one kernel variant)
-        rows_block(yv, None, xv, None, work_param(w, x), work_param(b, x), stats, cols, eps,
-                   centered, np.int64(0), rows)
+        rows_block((yv, None, xv, None), (work_param(w, x), work_param(b, x), eps, centered),
+                   stats, cols, np.int64(0), rows)
         finish_stats(stats, mean, rstd, eps)
         return 0
     return run
@@ -215,9 +215,9 @@ def _run_add_norm(y, s, x, r, w, b, eps, centered):
             return 1
         yv, xv = view_of(y, cols), view_of(x, cols)
         rows = x.size // cols
-        rows_block(yv, view_of(s, cols), xv, view_of(r, cols), work_param(w, x),
-                   work_param(b, x), scratch_stats(rows), cols, eps, centered,
-                   np.int64(0), rows)
+        rows_block((yv, view_of(s, cols), xv, view_of(r, cols)),
+                   (work_param(w, x), work_param(b, x), eps, centered), scratch_stats(rows),
+                   cols, np.int64(0), rows)
         return 0
     return run
 
@@ -251,8 +251,8 @@ def _run_moments(x, mean, var, eps, centered):
         if not (cols > 0 and mean.size == rows and var.size == rows):
             return 1
         stats = scratch_stats(rows)
-        rows_block(None, None, view_of(x, cols), None, None, None, stats, cols, eps, centered,
-                   np.int64(0), rows)
+        rows_block((None, None, view_of(x, cols), None), (None, None, eps, centered), stats,
+                   cols, np.int64(0), rows)
         for i in range(rows):  # (rounded once, as the general path's astype)
             mean[i] = stats[0][i]
             var[i] = stats[1][i]
