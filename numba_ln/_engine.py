@@ -225,7 +225,7 @@ def _pick_kernel(plan, dtype, y, s, x, r, w, b, eps, centered, stats):
         return run_rows(y, s, x, r, w, b, stats, plan.rows, plan.cols, eps, centered)
     tile = _config.TILE_BYTES // (plan.cols * dtype.itemsize)
     tile = max(_config.TILE_MIN_POSITIONS, min(_config.TILE_MAX_POSITIONS, tile, plan.inner))
-    args = (y, x, w, b, stats, plan.outer, plan.cols, plan.inner, eps, centered, tile)
+    args = (y, x, (w, b, eps, centered), stats, plan.outer, plan.cols, plan.inner, tile)
     # (one thread: the serial kernel, as the per-position sums give the same bits)
     if _threading.runs_serial(plan.rows * plan.cols) or numba.get_num_threads() == 1:
         return _channels.channels_serial(*args)

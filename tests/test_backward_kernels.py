@@ -210,9 +210,9 @@ def test_parallel_matches_reference_and_serial(rng, dtype):
     tasks = -(-rows // per_task)
     partials = (*bw._partial_rows(tasks, cols, 2, np.float64),
                 *bw._partial_rows(tasks, cols, 2, dtype))
-    bw.backward_serial((dx.reshape(-1), 0, cols), (dy.reshape(-1), 0, cols),
-                       (x.reshape(-1), 0, cols), w, None, None, *partials, rows, cols, 1e-5,
-                       True, per_task)
+    bw.backward_serial(((dx.reshape(-1), 0, cols), (dy.reshape(-1), 0, cols),
+                        (x.reshape(-1), 0, cols), None), (w, 1e-5, True), None, partials,
+                       rows, cols, per_task)
     assert np.array_equal(dx, got[0])
     assert np.array_equal(bw.reduce_partials(partials[0], tasks, cols), got[1])
     assert np.array_equal(bw.reduce_partials(partials[1], tasks, cols), got[2])

@@ -215,12 +215,12 @@ def _make_backward(fname, centered, dy, x, weight, mean, rstd, eps, grad_residua
             done = True
         elif may_in_place:
             if dxf.ctypes.data == dyf.ctypes.data:
-                _backward_serial(IN_PLACE, dy_v, x_v, w_v, st, gr_v, p64w, p64b, pw, pb,
-                                 rows, cols, e, c, per_task)
+                _backward_serial((IN_PLACE, dy_v, x_v, gr_v), (w_v, e, c), st,
+                                 (p64w, p64b, pw, pb), rows, cols, per_task)
                 done = True
         if not done:
-            _backward_serial((dxf, zero, cols), dy_v, x_v, w_v, st, gr_v, p64w, p64b, pw, pb,
-                             rows, cols, e, c, per_task)
+            _backward_serial(((dxf, zero, cols), dy_v, x_v, gr_v), (w_v, e, c), st,
+                             (p64w, p64b, pw, pb), rows, cols, per_task)
 
         if dx_view:
             dx = out

@@ -35,6 +35,11 @@ Entry point (the front calls this; everything is in kernel order, rows x cols)::
 Returns ``(dweight, dbias)``: float64 arrays of ``cols`` elements (dbias None for
 RMSNorm), zeros for ``rows == 0``; the front casts them to the result dtype.
 
+The kernels take these grouped in plain tuples, as rows.py's do (which says why not named
+tuples): ``arrays = (dx, dy, x, grad_residual)``, ``norm = (w, eps, centered)``, ``stats``,
+``partials`` (the tasks' dweight and dbias partial rows in float64, then in the work type;
+``_partial_rows``), then the shape and the task.
+
 **Passes.**  Each row's sums (module docstring of _backward_rows) are taken while the
 previous row's dx is written: one sweep over a row reads dy and x from memory and writes
 dx, and the row it writes was read by the previous sweep, so it comes from L1.  With
@@ -134,10 +139,12 @@ def sweep_row(dx, dy, x, w, gr, sw, sb, hi, lo, scale, k1, k2, dy2, x2, hi2, lo2
 # --- the kernels ------------------------------------------------------------------------------
 
 @kernel(_nrt=False)
-def backward_block(dx, dy, x, w, stats, gr, pwv, pbv, swv, sbv, cols, eps, centered, first,
-                   last, t):
+def backward_block(arrays, norm, stats, partials, cols, first, last, t):
     """Rows first..last-1 (task t): the first row summed on its own, then one sweep per
     row (its dx written while the next row is summed), the last row's dx alone."""
+    dx, dy, x, gr = arrays
+    w, eps, centered = norm
+    pwv, pbv, swv, sbv = partials
     wp = address(w, 0)
     pw, pb = row_address(pwv, t, 0), row_address(pbv, t, 0)
     sw, sb = row_address(swv, t, 0), row_address(sbv, t, 0)
@@ -174,8 +181,7 @@ def backward_block(dx, dy, x, w, stats, gr, pwv, pbv, swv, sbv, cols, eps, cente
         dyp, xp = dy2, x2
 
 
-def backward_serial(dx, dy, x, w, stats, gr, pwv, pbv, swv, sbv, rows, cols, eps, centered,
-                    per_task):
+def backward_serial(arrays, norm, stats, partials, rows, cols, per_task):
     """The tasks of backward_parallel, one after the other (the same results), each a call
     of backward_block from Python (the serial bound allows a few tasks), or compiled into
     a user's @njit code (_njit/backward.py registers it).  Not a wrapper kernel: each of
@@ -183,17 +189,19 @@ def backward_serial(dx, dy, x, w, stats, gr, pwv, pbv, swv, sbv, rows, cols, eps
     of compiling per argument form, for the same bits)."""
     for t in range(-(-rows // per_task)):
         first = t * per_task
-        backward_block(dx, dy, x, w, stats, gr, pwv, pbv, swv, sbv, cols, eps, centered,
-                       np.int64(first), np.int64(min(rows, first + per_task)), np.int64(t))
+        backward_block(arrays, norm, stats, partials, cols, np.int64(first),
+                       np.int64(min(rows, first + per_task)), np.int64(t))
 
 
 @kernel(parallel=True)
-def backward_parallel(dx, dy, x, w, stats, gr, pwv, pbv, swv, sbv, rows, cols, eps, centered,
-                      per_task):
+def backward_parallel(arrays, norm, stats, partials, rows, cols, per_task):
     """Rows in parallel, per_task consecutive rows per task, each with its partial rows."""
+    # (unpacked outside the loop: Numba's parallel loop cannot take a tuple of row views)
+    dx, dy, x, gr = arrays
+    pwv, pbv, swv, sbv = partials
     for t in prange((rows + per_task - 1) // per_task):
         first = np.int64(t) * per_task  # prange's index is unsigned
-        backward_block(dx, dy, x, w, stats, gr, pwv, pbv, swv, sbv, cols, eps, centered, first,
+        backward_block((dx, dy, x, gr), norm, stats, (pwv, pbv, swv, sbv), cols, first,
                        min(rows, first + per_task), np.int64(t))
 
 
@@ -251,8 +259,8 @@ def run_backward(dx, dy, x, w, stats, grad_residual, rows, cols, eps, centered,
         work_dtype = np.float64 if x[0].dtype == np.float64 else np.float32  # (16-bit: float32)
         partials = (*total, *_partial_rows(tasks, cols, nparams, work_dtype))
     if rows:
-        args = (dx, dy, x, w, stats, grad_residual, *partials, rows, cols, float(eps),
-                bool(centered), per_task)
+        args = ((dx, dy, x, grad_residual), (w, float(eps), bool(centered)), stats, partials,
+                rows, cols, per_task)
         # (one task: the serial kernel runs it, with the same bits)
         if _threading.runs_serial(rows * cols) or tasks == 1:
             backward_serial(*args)

@@ -12,7 +12,8 @@ normalize) read memory once.  The maths per position is ``_moments``'s: shifted 
 the work type over blocks of ``CHUNK_CHANNELS`` channels, added into float64 totals, a
 second sweep about the mean where the head shift was poor, float64 where float32's range
 was exceeded.  No transposed copy.  Other arguments as in rows.py (w, b: one value per
-channel; stats: one value per position, in (outer, inner) order).
+channel; stats: one value per position, in (outer, inner) order), grouped as there:
+``y, x``, ``norm = (w, b, eps, centered)``, ``stats``, then the shape.
 """
 import math
 
@@ -179,8 +180,12 @@ def tile_normalize(y, y_base, y_step, x, base, step, chans, width, mean, rstd, h
 
 
 @kernel(_nrt=False)
-def tile_task(y, x, w, b, stats, chans, inner, eps, centered, tile, t, scratch, wide_scratch):
-    """Statistics and normalization of tile t (positions p0:p0+width of outer index o)."""
+def tile_task(y, x, norm, stats, chans, inner, tile, t, buffers):
+    """Statistics and normalization of tile t (positions p0:p0+width of outer index o).
+    (y an argument of its own: Numba drops the ``y is not None`` branch for an absent y
+    only when y is an argument.)"""
+    w, b, eps, centered = norm
+    scratch, wide_scratch = buffers  # (work type, float64)
     blocks = (inner + tile - 1) // tile
     o, q = divmod(t, blocks)
     p0 = q * tile
@@ -200,18 +205,15 @@ def tile_task(y, x, w, b, stats, chans, inner, eps, centered, tile, t, scratch, 
 
 
 @kernel()
-def channels_serial(y, x, w, b, stats, outer, chans, inner, eps, centered, tile):
-    scratch = empty_work(x[0], (6, tile))
-    wide_scratch = np.empty((4, tile))
+def channels_serial(y, x, norm, stats, outer, chans, inner, tile):
+    buffers = (empty_work(x[0], (6, tile)), np.empty((4, tile)))
     for t in range(outer * ((inner + tile - 1) // tile)):
-        tile_task(y, x, w, b, stats, chans, inner, eps, centered, tile, t, scratch, wide_scratch)
+        tile_task(y, x, norm, stats, chans, inner, tile, t, buffers)
 
 
 @kernel(parallel=True)
-def channels_parallel(y, x, w, b, stats, outer, chans, inner, eps, centered, tile):
+def channels_parallel(y, x, norm, stats, outer, chans, inner, tile):
     for t in prange(outer * ((inner + tile - 1) // tile)):
-        scratch = empty_work(x[0], (6, tile))
-        wide_scratch = np.empty((4, tile))
+        buffers = (empty_work(x[0], (6, tile)), np.empty((4, tile)))
         # prange's index is unsigned; int64 keeps the index arithmetic integral
-        tile_task(y, x, w, b, stats, chans, inner, eps, centered, tile, np.int64(t), scratch,
-                  wide_scratch)
+        tile_task(y, x, norm, stats, chans, inner, tile, np.int64(t), buffers)

@@ -174,8 +174,8 @@ def _run_backward_small(dx, dy, x, w, mean, rstd, eps, centered, task_elements, 
         dxv, dyv, xv = view_of(dx, cols), view_of(dy, cols), view_of(x, cols)
         for t in range(tasks):
             first = t * per_task
-            backward_block(dxv, dyv, xv, w, stats, None, pw, pb, sw, sb, cols, eps, centered,
-                           first, min(rows, first + per_task), t)
+            backward_block((dxv, dyv, xv, None), (w, eps, centered), stats, (pw, pb, sw, sb),
+                           cols, first, min(rows, first + per_task), t)
         return 0, param_grad(pw, tasks, cols, x), param_grad(pb, tasks, cols, x)
     return run
 
