@@ -147,10 +147,16 @@ def lead(dy, x, w, hi, lo, n, centered):
 
 # A summing loop: one pass that writes this row's dx and sums the next row (as _sweep).
 @kernel(fastmath=REDUCE, _nrt=False)
-def sweep(dx, dy, x, w, gr, sw, sb, hi, lo, scale, k1, k2, dy2, x2, hi2, lo2, n, centered):
-    """dx (and partials) of the piece dy[:n], x[:n] while summing the next row's piece
-    dy2[:n], x2[:n] as ``lead`` does.  Loads of the next row overlap the stores of this
-    one, and this row is read from L1 (the previous call summed it)."""
+def sweep(row, sums, w, terms, following, n, centered):
+    """dx (and partials) of the piece dy[:n], x[:n] of row = (dx, dy, x, gr), into the
+    partial rows sums = (sw, sb), with terms = (hi, lo, scale, k1, k2), while summing
+    the piece dy2[:n], x2[:n] of the following row, (dy2, x2, hi2, lo2), as ``lead``
+    does.  Loads of the next row overlap the stores of this one, and this row is read
+    from L1 (the previous call summed it)."""
+    dx, dy, x, gr = row
+    sw, sb = sums
+    hi, lo, scale, k1, k2 = terms
+    dy2, x2, hi2, lo2 = following
     t1 = t2 = tg = tgd = 0.0
     start = np.uint64(0)
     end = np.uint64(n)

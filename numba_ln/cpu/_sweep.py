@@ -78,11 +78,14 @@ def squares_part(y, src, hi, low, scale, w, b, x, r, s, start, stop):
 
 # A summing loop (see _config.REDUCE_FASTMATH).  Its callers add the pieces' totals.
 @kernel(fastmath=REDUCE, _nrt=False)
-def sweep(y, src, hi, low, scale, w, b, x, r, s, n, k, centered):
-    """Normalize the piece src[:n] of a row into y (IN_PLACE: over src; None: no output)
-    while summing the same piece of the next row, x[:n] (+ r, stored into s), about k
-    (LayerNorm) or its squares (RMSNorm).  n <= PIECE; all arrays are row pointers
-    (_pointers) or None.  Returns the float64 totals of its chunks' partial sums."""
+def sweep(y, src, terms, w, b, following, n, k, centered):
+    """Normalize the piece src[:n] of a row into y (IN_PLACE: over src; None: no output),
+    with terms = (hi, low, scale) (_rowops.normalizer), while summing the same piece of
+    the following row, (x, r, s): x[:n] (+ r, stored into s), about k (LayerNorm) or its
+    squares (RMSNorm).  n <= PIECE; all arrays are row pointers (_pointers) or None.
+    Returns the float64 totals of its chunks' partial sums."""
+    hi, low, scale = terms
+    x, r, s = following
     t1 = t2 = 0.0
     start = np.uint64(0)
     end = np.uint64(n)

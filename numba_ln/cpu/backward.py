@@ -121,13 +121,17 @@ def lead_row(dy, x, w, hi, lo, cols, centered):
 
 
 @kernel(inline="always")
-def sweep_row(dx, dy, x, w, gr, sw, sb, hi, lo, scale, k1, k2, dy2, x2, hi2, lo2, cols,
-              centered):
+def sweep_row(row, sums, w, terms, following, cols, centered):
+    """_backward_rows.sweep over a whole row, piece by piece (its arguments), the totals
+    added in order."""
+    dx, dy, x, gr = row
+    sw, sb = sums
+    dy2, x2, hi2, lo2 = following
     t1 = t2 = tg = tgd = 0.0
     for p in range(0, cols, PIECE):
-        a1, a2, ag, agd = sweep(advance(dx, p), advance(dy, p), advance(x, p), advance(w, p),
-                                advance(gr, p), advance(sw, p), advance(sb, p), hi, lo,
-                                scale, k1, k2, advance(dy2, p), advance(x2, p), hi2, lo2,
+        a1, a2, ag, agd = sweep((advance(dx, p), advance(dy, p), advance(x, p), advance(gr, p)),
+                                (advance(sw, p), advance(sb, p)), advance(w, p), terms,
+                                (advance(dy2, p), advance(x2, p), hi2, lo2),
                                 min(cols, p + PIECE) - p, centered)
         t1 += a1
         t2 += a2
@@ -169,8 +173,9 @@ def backward_block(arrays, norm, stats, partials, cols, first, last, t):
         dy2, x2 = row_address(dy, i + 1, 0), row_address(x, i + 1, 0)
         k, lo2 = row_center(stats, i + 1, x2, cols, centered)
         if narrow_fits:
-            t1, t2, tg, tgd = sweep_row(dxp, dyp, xp, wp, grp, sw, sb, hi, lo, scale, k1, k2,
-                                        dy2, x2, k, lo2, cols, centered)
+            t1, t2, tg, tgd = sweep_row((dxp, dyp, xp, grp), (sw, sb), wp,
+                                        (hi, lo, scale, k1, k2), (dy2, x2, k, lo2), cols,
+                                        centered)
         else:
             row_wide(dxp, dyp, xp, wp, grp, sw, sb, mean, rstd, cols, centered)
             t1, t2, tg, tgd = lead_row(dy2, x2, wp, k, lo2, cols, centered)

@@ -78,12 +78,13 @@ def row_end(y, src, cols, mean, rstd, w, b):
 
 
 @kernel(inline="always")
-def sweep_row(y, src, hi, low, scale, w, b, x, r, s, cols, k, centered):
+def sweep_row(y, src, terms, w, b, following, cols, k, centered):
     """_sweep.sweep over a whole row, piece by piece, the totals added in order."""
+    x, r, s = following
     t1 = t2 = 0.0
     for lo in range(0, cols, PIECE):
-        p1, p2 = sweep(advance(y, lo), advance(src, lo), hi, low, scale, advance(w, lo),
-                       advance(b, lo), advance(x, lo), advance(r, lo), advance(s, lo),
+        p1, p2 = sweep(advance(y, lo), advance(src, lo), terms, advance(w, lo), advance(b, lo),
+                       (advance(x, lo), advance(r, lo), advance(s, lo)),
                        min(cols, lo + PIECE) - lo, k, centered)
         t1 += p1
         t2 += p2
@@ -111,8 +112,8 @@ def rows_block(arrays, norm, stats, cols, first, last):
                       row_address(r, i + 1, 0))
         if rstd < RSTD_MAX:
             k = row_shift(xp, rp, cols, centered)
-            hi, low, scale = normalizer(src, mean, rstd)
-            t1, t2 = sweep_row(yp, src, hi, low, scale, wp, bp, xp, rp, sp, cols, k, centered)
+            t1, t2 = sweep_row(yp, src, normalizer(src, mean, rstd), wp, bp, (xp, rp, sp), cols,
+                               k, centered)
             mean, second = row_finish(source(sp, xp, rp), cols, k, t1, t2, centered)
         else:  # normalized in float64 (see _rowops): the next row is summed on its own
             row_end(yp, src, cols, mean, rstd, wp, bp)
