@@ -119,13 +119,18 @@ def _param_grad(view, tasks, cols, like):
         return lambda view, tasks, cols, like: empty_work(like, 0)
 
     def total(view, tasks, cols, like):
+        # Added task by task into task 0's row (scratch), one vectorized loop per task:
+        # the additions of 0.0 + row 0 + row 1 + ... in that order, so the same sums,
+        # zeros' signs included once the last 0.0 + has turned a -0.0 into 0.0.  (A
+        # loop over the tasks inside one over the columns does not vectorize: it cost
+        # 0.66 us of a (1, 768) call's 1.76 us in compiled code.)
         buf = view[0]
+        for t in range(1, tasks):
+            for j in range(cols):
+                buf[j] += buf[t * cols + j]
         out = empty_work(like, cols)
         for j in range(cols):
-            s = 0.0
-            for t in range(tasks):
-                s += buf[t * cols + j]
-            out[j] = s
+            out[j] = 0.0 + buf[j]
         return out
     return total
 
