@@ -101,8 +101,8 @@ def small_call(x, weight, bias, eps, centered, out, residual=None, residual_out=
             return None
         if axis != -1:
             return _trailing_axis_call(x, weight, bias, eps, centered, axis, return_stats)
-    if return_stats is not False and return_stats is not True:
-        return None  # (truthy objects: the general path reads them)
+    if return_stats is not False and (return_stats is not True or residual is not None):
+        return None  # (truthy objects, and the fused forms' statistics: the general path)
     if type(x) is not np.ndarray or not 0 < x.size <= _SMALL or not x.flags.c_contiguous:
         return None
     if type(eps) is not float:
@@ -146,8 +146,6 @@ def small_call(x, weight, bias, eps, centered, out, residual=None, residual_out=
             if centered:
                 mean.shape = rstd.shape
         return (y, mean, rstd) if centered else (y, rstd)
-    if return_stats:
-        return None
     if type(residual) is not np.ndarray or residual.dtype is not dtype:
         return None
     s = _output(residual_out, x.shape, dtype)
