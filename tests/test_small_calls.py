@@ -182,6 +182,27 @@ def test_float64_parameters_on_float32_data_are_cast_in_the_kernel(rng, small_ra
     assert same(fused, numba_ln.add_layer_norm(x, r, w, b, out=np.empty_like(x)))
 
 
+def test_forms_the_gate_passes_on_give_the_small_calls_bits(rng, small_ran):
+    """The public functions hand small_call their arguments as given: a NumPy-integer
+    axis, a return_stats that is truthy but not a bool and a fused form's statistics are
+    the general path's to read, with the small call's results."""
+    x = (rng.standard_normal((3, 40)) + 10.0).astype(np.float32)
+    r = rng.standard_normal(x.shape).astype(np.float32)
+    w, b = (1.0 + rng.standard_normal(40)).astype(np.float32), np.zeros(40, np.float32)
+    small = numba_ln.layer_norm(x, w, b, return_stats=True)
+    fused = numba_ln.add_layer_norm(x, r, w, b)
+    assert small_ran == ["small_norm", "small_add_norm"]
+    small_ran.clear()
+    assert same(numba_ln.layer_norm(x, w, b, axis=np.int64(-1), return_stats=True), small)
+    assert same(numba_ln.layer_norm(x, w, b, return_stats=1), small)
+    assert same(numba_ln.layer_norm(x, w, b, return_stats=np.True_), small)
+    assert same(numba_ln.layer_norm(x, w, b, return_stats=0), small[0])
+    y, s, mean, rstd = numba_ln.add_layer_norm(x, r, w, b, return_stats=True)
+    assert same((y, s), fused)
+    assert small_ran == []
+    assert same(mean, numba_ln.moments(s, keepdims=True)[0])
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_an_axis_followed_by_size_1_axes_takes_the_small_call(rng, small_ran, dtype):
     """A column (n, 1) over axis=0, or (b, c, 1, 1) over axis=1, is the last axis of x
