@@ -122,8 +122,8 @@ def lead_row(dy, x, w, hi, lo, cols, centered):
 
 @kernel(inline="always")
 def sweep_row(row, sums, w, terms, following, cols, centered):
-    """_backward_rows.sweep over a whole row, piece by piece (its arguments), the totals
-    added in order."""
+    """_backward_rows.sweep (whose docstring says what the arguments hold) over a whole
+    row, piece by piece, the totals added in order."""
     dx, dy, x, gr = row
     sw, sb = sums
     dy2, x2, hi2, lo2 = following
