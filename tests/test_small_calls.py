@@ -184,8 +184,8 @@ def test_float64_parameters_on_float32_data_are_cast_in_the_kernel(rng, small_ra
 
 def test_forms_the_gate_passes_on_give_the_small_calls_bits(rng, small_ran):
     """The public functions hand small_call their arguments as given: a NumPy-integer
-    axis, a return_stats that is truthy but not a bool and a fused form's statistics are
-    the general path's to read, with the small call's results."""
+    axis, a return_stats that is not a bool (truthy or falsy) and a fused form's
+    statistics are the general path's to read, with the small call's results."""
     x = (rng.standard_normal((3, 40)) + 10.0).astype(np.float32)
     r = rng.standard_normal(x.shape).astype(np.float32)
     w, b = (1.0 + rng.standard_normal(40)).astype(np.float32), np.zeros(40, np.float32)
