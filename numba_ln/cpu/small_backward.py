@@ -21,8 +21,9 @@ gradients wanted; no grad_residual.  dweight and dbias come in the work dtype.
 import numpy as np
 from numba import types
 from numba.extending import overload
+from numba.np.numpy_support import as_dtype
 
-from ._elements import _absent, _in_place, _work_type
+from ._elements import _absent, _in_place, _work_type, work
 from ._jit import kernel
 from ._storage import empty_work
 from .backward import MAX_TASKS, TASK_MIN_ROWS, backward_block
@@ -83,29 +84,26 @@ def _stats_of(mean, rstd, rows):
     return widen
 
 
-def partial_view(tasks, cols, dtype, wanted):
-    """The tasks' partial rows of one parameter, as a row view (cpu/backward's
-    _partial_rows, unpadded: the same sums), or None when not wanted (RMSNorm's dbias)."""
+def partial_rows(tasks, cols, like, with_bias):
+    """The tasks' partial rows of dweight and dbias in the dtype of the scalar ``like``,
+    as row views, laid out as cpu/backward's _partial_rows lays them out (task t's rows
+    side by side, dbias's half a page from dweight's: 4K aliasing); dbias's None when not
+    wanted (RMSNorm)."""
 
 
-@overload(partial_view, inline="always")
-def _partial_view(tasks, cols, dtype, wanted):
-    if _absent(wanted):
-        return lambda tasks, cols, dtype, wanted: None
-    return lambda tasks, cols, dtype, wanted: (np.empty(tasks * cols, dtype), np.int64(0),
-                                               np.int64(cols))
+@overload(partial_rows, inline="always")
+def _partial_rows(tasks, cols, like, with_bias):
+    dtype = as_dtype(like)
+    item = dtype.itemsize
+    if _absent(with_bias):
+        return lambda tasks, cols, like, with_bias: (
+            (np.empty(tasks * cols, dtype), np.int64(0), np.int64(cols)), None)
 
-
-def work_partial_view(tasks, cols, x, wanted):
-    """partial_view in x's work type (float32 for 16-bit data)."""
-
-
-@overload(work_partial_view, inline="always")
-def _work_partial_view(tasks, cols, x, wanted):
-    if _absent(wanted):
-        return lambda tasks, cols, x, wanted: None
-    return lambda tasks, cols, x, wanted: (empty_work(x, tasks * cols), np.int64(0),
-                                           np.int64(cols))
+    def side_by_side(tasks, cols, like, with_bias):
+        stride = cols + (2048 - cols * item) % 4096 // item
+        buf = np.empty(tasks * 2 * stride, dtype)
+        return (buf, np.int64(0), 2 * stride), (buf, stride, 2 * stride)
+    return side_by_side
 
 
 def param_grad(view, tasks, cols, like):
@@ -124,13 +122,17 @@ def _param_grad(view, tasks, cols, like):
         # zeros' signs included once the last 0.0 + has turned a -0.0 into 0.0.  (A
         # loop over the tasks inside one over the columns does not vectorize: it cost
         # 0.66 us of a (1, 768) call's 1.76 us in compiled code.)
-        buf = view[0]
+        # (rows as slices: an index start + j may be negative to Numba, whose wraparound
+        # check kept these loops scalar)
+        buf, start, step = view
+        first = buf[start:start + cols]
         for t in range(1, tasks):
+            row = buf[start + t * step:start + t * step + cols]
             for j in range(cols):
-                buf[j] += buf[t * cols + j]
+                first[j] += row[j]
         out = empty_work(like, cols)
         for j in range(cols):
-            out[j] = 0.0 + buf[j]
+            out[j] = 0.0 + first[j]
         return out
     return total
 
@@ -171,10 +173,8 @@ def _run_backward_small(dx, dy, x, w, mean, rstd, eps, centered, task_elements, 
         if rows > per_task * MAX_TASKS:
             per_task = -(-rows // MAX_TASKS)
         tasks = -(-rows // per_task)
-        pw = partial_view(tasks, cols, np.float64, x)
-        pb = partial_view(tasks, cols, np.float64, with_bias)
-        sw = work_partial_view(tasks, cols, x, x)
-        sb = work_partial_view(tasks, cols, x, with_bias)
+        pw, pb = partial_rows(tasks, cols, 0.0, with_bias)
+        sw, sb = partial_rows(tasks, cols, work(x, 0.0), with_bias)  # (float32 for 16-bit)
         stats = stats_of(mean, rstd, rows)
         dxv, dyv, xv = view_of(dx, cols), view_of(dy, cols), view_of(x, cols)
         for t in range(tasks):
