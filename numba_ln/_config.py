@@ -65,6 +65,15 @@ NARROW_RSTD_MAX = 2.0 ** 96
 # from ~200000 on ((48, 4096) 26.3 against 22.2).
 SERIAL_MAX_ELEMENTS = 131072
 
+# The backward does three to four times the forward's work per element, so its calls run
+# serially up to SERIAL_MAX_ELEMENTS // BACKWARD_COST elements (_threading.runs_serial).
+# Measured (2 threads, float32 LayerNorm with a weight, us): the kernels called from
+# Python, serial against parallel: (32, 1024) 10.0 against 8.5, (64, 1024) 18.3 against
+# 13.4, (128, 1024) 37.9 against 22.0; through the small-call gate, whose compiled launch
+# costs ~1.5 us more, (40, 1024) 12.8 against 13.4 (noise), (64, 768) 15.5 against 15.0,
+# (128, 768) 32 against 23, (1024, 64) 67 against 38.
+BACKWARD_COST = 3
+
 # A parallel task covers about this many elements (whole rows; at least one): its first
 # row is summed on its own, the others in fused sweeps (cpu/_sweep.py).  The tasks depend
 # on the shape only, so results do not depend on the thread count.

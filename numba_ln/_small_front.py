@@ -13,11 +13,13 @@ Taken: the last axis, x float32/float64/float16/bfloat16 (16-bit data as their b
 _dtypes.kernel_dtype), eps a float or a NumPy scalar, weight/bias None or 1-D ndarrays
 (of the other float dtype for float32/float64 data: cast to x's dtype in compiled code, as
 the general path casts them; read as they are for 16-bit data), out/residual_out None or ndarrays of the result dtype, at most
-SERIAL_MAX_ELEMENTS elements (the kernels are serial).
+SERIAL_MAX_ELEMENTS elements (the forward kernels are serial; the backward, three times
+the work an element, launches its tasks in parallel above a third of that:
+_config.BACKWARD_COST).
 """
 import numpy as np
 
-from . import _config, _dtypes
+from . import _config, _dtypes, _threading
 from .cpu._elements import IN_PLACE
 from .cpu.small import small_add_norm, small_moments, small_norm
 from .cpu.small_backward import small_backward
@@ -267,8 +269,14 @@ def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out):
     if bits is not None:
         x, dy = x.view(bits), dy.view(bits)
         dx_k = dx_k if dx_k is IN_PLACE else dx_k.view(bits)
+    # _threading.runs_serial(x.size, BACKWARD_COST), inlined as _SMALL is; serial where
+    # the layer needs the launch lock, which compiled code cannot take.  (The serial and
+    # the parallel launch run the same tasks: the same bits either way.)
+    serial_max = _config.SERIAL_MAX_ELEMENTS // _config.BACKWARD_COST
+    parallel = None if x.size <= serial_max or _threading.needs_lock() else True
+    tasking = (_config.TASK_ELEMENTS, serial_max, parallel)
     status, dweight, dbias = small_backward(dx_k, dy, x, weight, mean, rstd, eps, centered,
-                                            _config.TASK_ELEMENTS, True if centered else None)
+                                            tasking, True if centered else None)
     if status:
         return None
     return dx, dweight, (dbias if centered else None)

@@ -70,12 +70,14 @@ def needs_lock():
 # Used by the forward (_engine: rows and channels), the backward (cpu/backward.py), dask's
 # blocks (dask/_blocks.py) and, inlined for speed, the small-call gates (_small_front.py).
 
-def runs_serial(elements):
+def runs_serial(elements, cost=1):
     """Whether a launch over this many elements runs serially in the calling thread:
-    starting threads costs more than the work below SERIAL_MAX_ELEMENTS.  A function of
-    the shape only, never of the thread count, so neither are the results (a kernel's
-    callers may add a shortcut that gives the same bits, e.g. one task, said where)."""
-    return elements <= _config.SERIAL_MAX_ELEMENTS
+    starting threads costs more than the work below SERIAL_MAX_ELEMENTS forward elements;
+    ``cost`` is an element's work in those (_config.BACKWARD_COST for the backward).  A
+    function of the shape only, never of the thread count, so neither are the results
+    (a kernel's callers may add a shortcut that gives the same bits, e.g. one task, said
+    where)."""
+    return elements * cost <= _config.SERIAL_MAX_ELEMENTS
 
 
 def rows_per_task(cols):

@@ -6,11 +6,12 @@ errors included, with nothing written.
 
 Shapes are small and the forms are those other tests use, so most kernel variants here
 are compiled once for the whole suite."""
+import numba
 import numpy as np
 import pytest
 
 import numba_ln
-from numba_ln import _config, _small_front
+from numba_ln import _config, _small_front, _threading
 
 
 @pytest.fixture
@@ -77,6 +78,39 @@ def test_small_backward_gives_the_general_paths_bits(rng, small_ran, monkeypatch
         assert same(small, form(axis=general_axis(x))), name
         assert small_ran == ["small_backward"], name  # (the general path took the second)
         small_ran.clear()
+
+
+def test_small_backward_launches_its_tasks_in_parallel_with_the_same_bits(rng, monkeypatch):
+    """Above the backward's serial bound (_config.BACKWARD_COST; lowered here) the small
+    kernel launches backward_parallel: the tasks the serial kernel and the general path
+    run, so the same bits, with one thread or two."""
+    monkeypatch.setattr(_config, "TASK_ELEMENTS", 64)  # (8 rows a task: 4 tasks)
+    x = (rng.standard_normal((30, 48)) * 3.0 + 100.0).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    forms = _backward_forms(rng, x, dy)
+    names = ("weight", "rms statistics")
+    serial = {name: forms[name]() for name in names}
+    launches = []
+
+    def spy(*args, kernel=_small_front.small_backward):
+        result = kernel(*args)
+        launches.append((result[0], args[8][2]))  # (status, the parallel flag)
+        return result
+    monkeypatch.setattr(_small_front, "small_backward", spy)
+    monkeypatch.setattr(_config, "SERIAL_MAX_ELEMENTS", 1024)  # (30 * 48 * BACKWARD_COST: above)
+    parallel = None if _threading.needs_lock() else True  # (compiled code takes no lock)
+    before = numba.get_num_threads()
+    try:
+        for threads in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
+            numba.set_num_threads(threads)
+            for name in names:
+                launches.clear()
+                got = forms[name]()
+                assert launches == [(0, parallel)], name
+                assert same(got, serial[name]), name
+                assert same(got, forms[name](axis=general_axis(x))), name
+    finally:
+        numba.set_num_threads(before)
 
 
 def test_small_backward_outputs_in_place_and_float64(rng, small_ran):

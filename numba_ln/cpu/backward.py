@@ -72,6 +72,7 @@ recomputed statistics, (4096, 1024) (tests/test_backward_kernels.py; bar 1e-5):
 """
 import numpy as np
 from numba import prange
+from numba.extending import register_jitable
 
 from .. import _buffers, _config, _stand_ins, _threading
 from ._backward_elements import clear_rows, flush_rows
@@ -237,11 +238,23 @@ def _partial_rows(tasks, cols, nparams, dtype):
 
 
 def task_rows(rows, cols):
-    """Rows per task: about TASK_ELEMENTS elements (whole rows, at least TASK_MIN_ROWS),
-    at most MAX_TASKS tasks.  A function of the shape only."""
-    per_task = max(TASK_MIN_ROWS, _config.TASK_ELEMENTS // cols)
+    """Rows per task (``split_rows`` with the settings in _config)."""
+    return split_rows(rows, cols, _config.TASK_ELEMENTS,
+                      _config.SERIAL_MAX_ELEMENTS // _config.BACKWARD_COST)
+
+
+@register_jitable
+def split_rows(rows, cols, task_elements, serial_max):
+    """Rows per task: about task_elements elements (whole rows, at least TASK_MIN_ROWS),
+    at most MAX_TASKS tasks; and two tasks where that would be one but the call runs in
+    parallel (more than serial_max elements: _threading.runs_serial with BACKWARD_COST),
+    so that a (64, 1024) call uses two threads.  A function of the shape only; from
+    Python and from compiled code (small_backward.py, _njit) alike."""
+    per_task = max(TASK_MIN_ROWS, task_elements // cols)
     if rows > per_task * MAX_TASKS:
-        per_task = -(-rows // MAX_TASKS)
+        return -(-rows // MAX_TASKS)
+    if rows <= per_task and rows * cols > serial_max:
+        return max(TASK_MIN_ROWS, -(-rows // 2))
     return per_task
 
 
@@ -267,7 +280,7 @@ def run_backward(dx, dy, x, w, stats, grad_residual, rows, cols, eps, centered,
         args = ((dx, dy, x, grad_residual), (w, float(eps), bool(centered)), stats, partials,
                 rows, cols, per_task)
         # (one task: the serial kernel runs it, with the same bits)
-        if _threading.runs_serial(rows * cols) or tasks == 1:
+        if _threading.runs_serial(rows * cols, _config.BACKWARD_COST) or tasks == 1:
             backward_serial(*args)
         else:
             _threading.launch(backward_parallel, *args)

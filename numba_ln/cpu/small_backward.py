@@ -6,7 +6,8 @@ partial-row buffers, the reduction and the casts, each a NumPy call) cost ~20 us
 kernels take the arrays as they come, allocate what they need and return the parameter
 gradients in the result dtype, running exactly what the general path runs (the same
 tasks through cpu/backward.py's backward_block, with the same argument types, then the
-tasks' partials added in task order), so the results are bitwise the same.  They return
+tasks' partials added in task order), so the results are bitwise the same; above the
+backward's serial bound (_config.BACKWARD_COST) they launch backward_parallel.  They return
 status 1, having written nothing, when the call is not theirs (anything unusual, and
 every error): the front then takes its general path, which raises the proper error.
 
@@ -26,7 +27,7 @@ from numba.np.numpy_support import as_dtype
 from ._elements import _absent, _in_place, _work_type, work
 from ._jit import kernel
 from ._storage import empty_work
-from .backward import MAX_TASKS, TASK_MIN_ROWS, backward_block
+from .backward import backward_block, backward_parallel, split_rows
 from .small import _array_fits, _param_type_fits, apart, length_fits, shape_of, view_of
 
 
@@ -137,25 +138,52 @@ def _param_grad(view, tasks, cols, like):
     return total
 
 
-def run_backward_small(dx, dy, x, w, mean, rstd, eps, centered, task_elements, with_bias):
+def run_tasks(arrays, norm, stats, partials, rows, cols, per_task, parallel):
+    """The tasks in order in this thread (parallel None), or backward_parallel's launch
+    (the same tasks, the same bits)."""
+
+
+@overload(run_tasks, inline="always")
+def _run_tasks(arrays, norm, stats, partials, rows, cols, per_task, parallel):
+    if _absent(parallel):
+        def serial(arrays, norm, stats, partials, rows, cols, per_task, parallel):
+            for t in range(-(-rows // per_task)):
+                first = t * per_task
+                backward_block(arrays, norm, stats, partials, cols, first,
+                               min(rows, first + per_task), t)
+        return serial
+
+    def threads(arrays, norm, stats, partials, rows, cols, per_task, parallel):
+        if rows <= per_task:  # (one task: no threads to start, as run_backward decides)
+            first = np.int64(0)
+            backward_block(arrays, norm, stats, partials, cols, first, rows, first)
+        else:
+            backward_parallel(arrays, norm, stats, partials, rows, cols, per_task)
+    return threads
+
+
+def run_backward_small(dx, dy, x, w, mean, rstd, eps, centered, tasking, with_bias):
     """The body of the small backward kernels: (status, dweight, dbias).  centered is a
     run-time flag, as the general path passes it (the same backward_block type);
-    with_bias (None or not) whether dbias is summed, a fact of the types."""
+    with_bias (None or not) whether dbias is summed, a fact of the types; ``tasking`` is
+    (task_elements, serial_max, parallel): split_rows' settings, as the front reads them
+    from _config, and None to run the tasks in this thread or True to launch
+    backward_parallel (the front's choice: _threading.runs_serial and its lock)."""
 
 
 @overload(run_backward_small)
-def _run_backward_small(dx, dy, x, w, mean, rstd, eps, centered, task_elements, with_bias):
+def _run_backward_small(dx, dy, x, w, mean, rstd, eps, centered, tasking, with_bias):
     layer = not _absent(with_bias)
     fits = (_array_fits(dx, x) and _input_fits(dy, x) and _input_fits(x, x)
             and _param_type_fits(w) and (_absent(w) or w.mutable)
             and _stat_fits(mean, x) and _stat_fits(rstd, x)
             and (_absent(mean) == _absent(rstd) if layer else _absent(mean)))
     if not fits:
-        def refuse(dx, dy, x, w, mean, rstd, eps, centered, task_elements, with_bias):
+        def refuse(dx, dy, x, w, mean, rstd, eps, centered, tasking, with_bias):
             return 1, empty_work(x, 0), empty_work(x, 0)
         return refuse
 
-    def run(dx, dy, x, w, mean, rstd, eps, centered, task_elements, with_bias):
+    def run(dx, dy, x, w, mean, rstd, eps, centered, tasking, with_bias):
         cols = x.shape[-1]
         rows = x.size // cols
         nothing = empty_work(x, 0)
@@ -168,27 +196,23 @@ def _run_backward_small(dx, dy, x, w, mean, rstd, eps, centered, task_elements, 
         if not (apart(dx, dy) and apart(dx, x) and apart(dx, w) and apart(dx, mean)
                 and apart(dx, rstd)):
             return 1, nothing, nothing  # (out=dy exactly comes as IN_PLACE)
-        # cpu/backward.task_rows, with the front's TASK_ELEMENTS
-        per_task = max(TASK_MIN_ROWS, task_elements // cols)
-        if rows > per_task * MAX_TASKS:
-            per_task = -(-rows // MAX_TASKS)
+        task_elements, serial_max, parallel = tasking
+        per_task = split_rows(rows, cols, task_elements, serial_max)  # (as task_rows)
         tasks = -(-rows // per_task)
         pw, pb = partial_rows(tasks, cols, 0.0, with_bias)
         sw, sb = partial_rows(tasks, cols, work(x, 0.0), with_bias)  # (float32 for 16-bit)
         stats = stats_of(mean, rstd, rows)
         dxv, dyv, xv = view_of(dx, cols), view_of(dy, cols), view_of(x, cols)
-        for t in range(tasks):
-            first = t * per_task
-            backward_block((dxv, dyv, xv, None), (w, eps, centered), stats, (pw, pb, sw, sb),
-                           cols, first, min(rows, first + per_task), t)
+        run_tasks((dxv, dyv, xv, None), (w, eps, centered), stats, (pw, pb, sw, sb), rows,
+                  cols, per_task, parallel)
         return 0, param_grad(pw, tasks, cols, x), param_grad(pb, tasks, cols, x)
     return run
 
 
 @kernel()
-def small_backward(dx, dy, x, w, mean, rstd, eps, centered, task_elements, with_bias):
+def small_backward(dx, dy, x, w, mean, rstd, eps, centered, tasking, with_bias):
     """LayerNorm's (centered, with_bias an array) or RMSNorm's (not centered, with_bias
     None) backward over x's last axis: dx written into dx (an array, or IN_PLACE over
     dy); returns (status, dweight, dbias), dbias empty for RMSNorm."""
-    return run_backward_small(dx, dy, x, w, mean, rstd, eps, centered, task_elements,
+    return run_backward_small(dx, dy, x, w, mean, rstd, eps, centered, tasking,
                               with_bias)
