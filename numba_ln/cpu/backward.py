@@ -218,9 +218,9 @@ def reduce_partials(view, tasks, cols):
     buf, start, step = view
     out = np.zeros(cols)
     for t in range(tasks):
-        base = start + t * step
-        for j in range(cols):
-            out[j] += buf[base + j]
+        row = buf[start + t * step:start + t * step + cols]  # (an index start + j would
+        for j in range(cols):                                 # keep the loop scalar:
+            out[j] += row[j]                                  # Numba's wraparound check)
     return out
 
 
