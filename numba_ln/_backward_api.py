@@ -1,11 +1,11 @@
 """Public backward functions: the gradients of layer_norm and rms_norm, for training in
-NumPy or Numba.  The commonest calls take the small-call kernels (_small_front.py), 16-bit
+NumPy or Numba.  The commonest calls take the small-call kernels (_small_backward_front.py), 16-bit
 data are computed in float32 (_half_backward.py); the rest is validated and planned by
 _backward_front.py and computed by the row kernels of cpu/backward.py (one sweep per row,
 dweight/dbias summed in a fixed order)."""
 from . import _half_backward
 from ._backward_front import backward
-from ._small_front import small_backward_call
+from ._small_backward_front import small_backward_call
 
 
 def layer_norm_backward(dy, x, weight=None, *, mean=None, rstd=None, axis=-1, eps=1e-5,

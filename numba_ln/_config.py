@@ -74,6 +74,14 @@ SERIAL_MAX_ELEMENTS = 131072
 # (128, 768) 32 against 23, (1024, 64) 67 against 38.
 BACKWARD_COST = 3
 
+# The fused forms (add_layer_norm, add_rms_norm: x and the residual read, s and y written)
+# do about twice a plain call's work per element: serial up to SERIAL_MAX_ELEMENTS //
+# FUSED_COST elements.  Measured (2 threads, float32 add_layer_norm through the small-call
+# gate, us; torch's x + r then F.layer_norm 14.2 and 25.5): (64, 1024) serial 12.6
+# (parallel through the general path 21.3, of which ~5 us is that path's own); (128,
+# 1024) serial 25.3, parallel 16.4-16.8.
+FUSED_COST = 2
+
 # A parallel task covers about this many elements (whole rows; at least one): its first
 # row is summed on its own, the others in fused sweeps (cpu/_sweep.py).  The tasks depend
 # on the shape only, so results do not depend on the thread count.

@@ -13,20 +13,19 @@ Taken: the last axis, x float32/float64/float16/bfloat16 (16-bit data as their b
 _dtypes.kernel_dtype), eps a float or a NumPy scalar, weight/bias None or 1-D ndarrays
 (of the other float dtype for float32/float64 data: cast to x's dtype in compiled code, as
 the general path casts them; read as they are for 16-bit data), out/residual_out None or ndarrays of the result dtype, at most
-SERIAL_MAX_ELEMENTS elements (the forward kernels are serial; the backward, three times
-the work an element, launches its tasks in parallel above a third of that:
-_config.BACKWARD_COST).
+SERIAL_MAX_ELEMENTS elements (the plain forward kernels are serial; the fused one, twice
+the work an element, launches its rows in parallel above half of that, and the backward,
+three times the work, above a third: _config.FUSED_COST, BACKWARD_COST).
 """
 import numpy as np
 
 from . import _config, _dtypes, _threading
 from .cpu._elements import IN_PLACE
 from .cpu.small import small_add_norm, small_moments, small_norm
-from .cpu.small_backward import small_backward
 
 _F32, _F64, _F16 = _dtypes.F32, _dtypes.F64, _dtypes.F16
-# The small-call kernels are serial: _threading.runs_serial's bound, inlined (a call costs
-# ~0.1 us of a ~1 us call)
+# The calls the gates take: at most _threading.runs_serial's bound, inlined (a call costs
+# ~0.1 us of a ~1 us call); the fused and backward kernels start threads within it
 _SMALL = _config.SERIAL_MAX_ELEMENTS
 # eps as users write it: a NumPy scalar from a config or a checkpoint is a float here (the
 # general path reads it with float() too, so the result is the same).  Not bool.
@@ -159,8 +158,15 @@ def small_call(x, weight, bias, eps, centered, out, residual=None, residual_out=
         sk, rk = _as_kernel_rows(s, bits), _as_kernel_rows(residual, bits)
     else:
         return None
+    per_task = None
+    if x.size * _config.FUSED_COST > _config.SERIAL_MAX_ELEMENTS:  # (_engine.run_rows' rule)
+        cols = x.shape[-1]
+        if cols > _config.PIECE:
+            return None  # (few long rows: the general path's split-rows kernel)
+        if not _threading.needs_lock():  # (compiled code cannot take the launch lock)
+            per_task = _threading.rows_per_task(cols)
     if small_add_norm(yk, IN_PLACE if s is residual else sk, xk, rk, weight, bias, eps,
-                      centered):
+                      centered, per_task):
         return None
     return y, s
 
@@ -227,79 +233,3 @@ def small_moments_call(x, keepdims):
     shape = x.shape[:-1] + (1,) if keepdims else x.shape[:-1]
     mean.shape = var.shape = shape
     return mean, var
-
-
-def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out):
-    """(dx, dweight, dbias) -- dbias None for RMSNorm -- for the commonest backward calls
-    (the last axis of a small C-contiguous x, dy of x's dtype, statistics None or of the
-    work dtype, no grad_residual, parameter gradients wanted), or None for the general
-    path.  16-bit data go as their bits, with a float32 weight (16-bit ones widened, as
-    the general path widens them), and give float32 dweight/dbias."""
-    eps = _gate(x, eps)
-    if eps is None:
-        return None
-    dtype = x.dtype
-    if dtype is _F32 or dtype is _F64:
-        bits, work = None, dtype
-    else:
-        bits, work = _half_bits(dtype), _F32
-        if bits is None:
-            return None
-        if type(weight) is np.ndarray and _half_bits(weight.dtype) is not None:
-            weight = weight.astype(_F32)
-    if type(dy) is not np.ndarray or dy.dtype is not dtype:
-        return None
-    if rstd is not None and (_not_of(rstd, work) or (mean is not None and _not_of(mean, work))):
-        return None
-    if mean is not None and rstd is None:
-        return None  # (the general path names the error)
-    if weight is not None and (type(weight) is not np.ndarray or weight.dtype is not work):
-        weight = _same_dtype(weight, work)
-        if weight is False:
-            return None
-    dx = _output(out, x.shape, dtype)
-    if dx is None or (out is not None and not out.flags.c_contiguous):
-        return None  # (a strided out would only compile a kernel variant that declines it)
-    dx_k = IN_PLACE if dx is dy else dx
-    if x.ndim != 2:  # as 2-D views: one kernel variant for every rank
-        arrays = _as_rows(x, dy, dx_k, mean, rstd)
-        if arrays is None:
-            return None
-        x, dy, dx_k, mean, rstd = arrays
-    if bits is not None:
-        x, dy = x.view(bits), dy.view(bits)
-        dx_k = dx_k if dx_k is IN_PLACE else dx_k.view(bits)
-    # _threading.runs_serial(x.size, BACKWARD_COST), inlined as _SMALL is; serial where
-    # the layer needs the launch lock, which compiled code cannot take.  (The serial and
-    # the parallel launch run the same tasks: the same bits either way.)
-    serial_max = _config.SERIAL_MAX_ELEMENTS // _config.BACKWARD_COST
-    parallel = None if x.size <= serial_max or _threading.needs_lock() else True
-    tasking = (_config.TASK_ELEMENTS, serial_max, parallel)
-    status, dweight, dbias = small_backward(dx_k, dy, x, weight, mean, rstd, eps, centered,
-                                            tasking, True if centered else None)
-    if status:
-        return None
-    return dx, dweight, (dbias if centered else None)
-
-
-def _not_of(a, dtype):
-    return type(a) is not np.ndarray or a.dtype is not dtype
-
-
-def _as_rows(x, dy, dx, mean, rstd):
-    """x, dy, dx (an array or IN_PLACE) as (rows, cols) views and the statistics as
-    (rows, 1) views, when their shapes agree with x's and the views need no copy; None
-    otherwise (the general path then says what is wrong)."""
-    shape, cols = x.shape, x.shape[-1]
-    keep = shape[:-1] + (1,)
-    if dy.shape != shape or not dy.flags.c_contiguous:
-        return None
-    if dx is not IN_PLACE and (dx.shape != shape or not dx.flags.c_contiguous):
-        return None
-    if any(s is not None and (s.shape != keep or not s.flags.c_contiguous)
-           for s in (mean, rstd)):
-        return None
-    return (x.reshape(-1, cols), dy.reshape(-1, cols),
-            dx if dx is IN_PLACE else dx.reshape(-1, cols),
-            None if mean is None else mean.reshape(-1, 1),
-            None if rstd is None else rstd.reshape(-1, 1))

@@ -1,4 +1,4 @@
-"""The small-call gates (numba_ln/_small_front.py) and their kernels (cpu/small.py,
+"""The small-call gates (numba_ln/_small_front.py, _small_backward_front.py) and their kernels (cpu/small.py,
 cpu/small_backward.py): every form they take gives the bits of the general path (the same
 kernel body, reached through the kind table: ``axis=(ndim - 1,)`` is the same axis, but
 not the int form the gates take), and a call they decline reaches the general path, its
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import numba_ln
-from numba_ln import _config, _small_front, _threading
+from numba_ln import _config, _small_backward_front, _small_front, _threading
 
 
 @pytest.fixture
@@ -19,12 +19,14 @@ def small_ran(monkeypatch):
     """The names of the small-call kernels that took a call (status 0)."""
     calls = []
     for name in ("small_norm", "small_add_norm", "small_moments", "small_backward"):
-        def spy(*args, kernel=getattr(_small_front, name), name=name):
+        gate = _small_backward_front if name == "small_backward" else _small_front
+
+        def spy(*args, kernel=getattr(gate, name), name=name):
             result = kernel(*args)
             if not (result[0] if isinstance(result, tuple) else result):
                 calls.append(name)
             return result
-        monkeypatch.setattr(_small_front, name, spy)
+        monkeypatch.setattr(gate, name, spy)
     return calls
 
 
@@ -92,11 +94,11 @@ def test_small_backward_launches_its_tasks_in_parallel_with_the_same_bits(rng, m
     serial = {name: forms[name]() for name in names}
     launches = []
 
-    def spy(*args, kernel=_small_front.small_backward):
+    def spy(*args, kernel=_small_backward_front.small_backward):
         result = kernel(*args)
         launches.append((result[0], args[8][2]))  # (status, the parallel flag)
         return result
-    monkeypatch.setattr(_small_front, "small_backward", spy)
+    monkeypatch.setattr(_small_backward_front, "small_backward", spy)
     monkeypatch.setattr(_config, "SERIAL_MAX_ELEMENTS", 1024)  # (30 * 48 * BACKWARD_COST: above)
     parallel = None if _threading.needs_lock() else True  # (compiled code takes no lock)
     before = numba.get_num_threads()
@@ -111,6 +113,45 @@ def test_small_backward_launches_its_tasks_in_parallel_with_the_same_bits(rng, m
                 assert same(got, forms[name](axis=general_axis(x))), name
     finally:
         numba.set_num_threads(before)
+
+
+def test_small_add_norm_launches_its_rows_in_parallel_with_the_same_bits(rng, monkeypatch):
+    """Above the fused forms' serial bound (_config.FUSED_COST; lowered here) the small
+    add kernel launches rows_parallel, as the general path does: the same bits as the
+    serial block, with one thread or two; a few long rows go to the general path's
+    split-rows kernel."""
+    monkeypatch.setattr(_config, "TASK_ELEMENTS", 480)  # (10 rows a task: 3 tasks)
+    x = (rng.standard_normal((30, 48)) * 3.0 + 100.0).astype(np.float32)
+    r = rng.standard_normal(x.shape).astype(np.float32)
+    w, b = rng.standard_normal(48).astype(np.float32), rng.standard_normal(48).astype(np.float32)
+    forms = {"layer": lambda **kw: numba_ln.add_layer_norm(x, r, w, b, **kw),
+             "rms": lambda **kw: numba_ln.add_rms_norm(x, r, w, **kw)}
+    serial = {name: form() for name, form in forms.items()}
+    launches = []
+
+    def spy(*args, kernel=_small_front.small_add_norm):
+        result = kernel(*args)
+        launches.append((result, args[-1]))  # (status, rows per task)
+        return result
+    monkeypatch.setattr(_small_front, "small_add_norm", spy)
+    monkeypatch.setattr(_config, "SERIAL_MAX_ELEMENTS", 1024)  # (30 * 48 * FUSED_COST: above)
+    per_task = None if _threading.needs_lock() else 10
+    before = numba.get_num_threads()
+    try:
+        for threads in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
+            numba.set_num_threads(threads)
+            for name, form in forms.items():
+                launches.clear()
+                got = form()
+                assert launches == [(0, per_task)], name
+                assert same(got, serial[name]), name
+                assert same(got, form(axis=general_axis(x))), name
+    finally:
+        numba.set_num_threads(before)
+    long_rows = rng.standard_normal((1, _config.PIECE + 8)).astype(np.float32)
+    launches.clear()
+    numba_ln.add_layer_norm(long_rows, long_rows)
+    assert launches == []
 
 
 def test_small_backward_outputs_in_place_and_float64(rng, small_ran):

@@ -10,7 +10,8 @@ error): the front then takes its general path, which raises the proper error.
 
 The front (_small_front.py) passes only what it gated already: x a C-contiguous
 float32/float64 ndarray, or 16-bit data as their bits (_dtypes.kernel_dtype), of at most
-SERIAL_MAX_ELEMENTS elements, eps a float, weight/bias None or ndarrays as the general
+SERIAL_MAX_ELEMENTS elements (the fused kernel launches rows_parallel above
+SERIAL_MAX_ELEMENTS // FUSED_COST, as the general path does), eps a float, weight/bias None or ndarrays as the general
 path passes them (or float32/float64 ones of the other dtype, which the kernels cast:
 work_param), out/residual_out ndarrays of x's kernel dtype (allocated by the front
 when not given), residual an ndarray; IN_PLACE for an output that *is* its input (``out
@@ -22,7 +23,7 @@ from numba.extending import overload
 
 from ._elements import _absent, _in_place
 from ._jit import kernel
-from .rows import rows_block
+from .rows import rows_block, rows_parallel
 
 
 def _array_fits(a, like):
@@ -188,19 +189,19 @@ def _run_norm(y, x, w, b, eps, centered, mean, rstd):
     return run
 
 
-def run_add_norm(y, s, x, r, w, b, eps, centered):
+def run_add_norm(y, s, x, r, w, b, eps, centered, per_task):
     """The body of small_add_norm."""
 
 
 @overload(run_add_norm)
-def _run_add_norm(y, s, x, r, w, b, eps, centered):
+def _run_add_norm(y, s, x, r, w, b, eps, centered, per_task):
     if not (_array_fits(y, x) and not _in_place(y) and _array_fits(s, x)
             and _array_fits(r, x) and not _in_place(r)
             and _param_type_fits(w) and _param_type_fits(b)):
-        return lambda y, s, x, r, w, b, eps, centered: 1
+        return lambda y, s, x, r, w, b, eps, centered, per_task: 1
     s_in_place = _in_place(s)
 
-    def run(y, s, x, r, w, b, eps, centered):
+    def run(y, s, x, r, w, b, eps, centered, per_task):
         cols = x.shape[-1]
         if not (cols > 0 and 0.0 <= eps < np.inf and y.shape == x.shape
                 and shape_of(s, x) == x.shape and r.shape == x.shape
@@ -215,11 +216,28 @@ def _run_add_norm(y, s, x, r, w, b, eps, centered):
             return 1
         yv, xv = view_of(y, cols), view_of(x, cols)
         rows = x.size // cols
-        rows_block((yv, view_of(s, cols), xv, view_of(r, cols)),
-                   (work_param(w, x), work_param(b, x), eps, centered), scratch_stats(rows),
-                   cols, np.int64(0), rows)
+        run_rows((yv, view_of(s, cols), xv, view_of(r, cols)),
+                 (work_param(w, x), work_param(b, x), eps, centered), scratch_stats(rows),
+                 rows, cols, per_task)
         return 0
     return run
+
+
+def run_rows(arrays, norm, stats, rows, cols, per_task):
+    """All rows as one block in this thread (per_task None), or rows_parallel's tasks of
+    per_task rows (the general path's launch above its serial bound: _engine.run_rows).
+    The forward's bits do not depend on the tasks."""
+
+
+@overload(run_rows, inline="always")
+def _run_rows(arrays, norm, stats, rows, cols, per_task):
+    if _absent(per_task):
+        return lambda arrays, norm, stats, rows, cols, per_task: rows_block(
+            arrays, norm, stats, cols, np.int64(0), rows)
+
+    def threads(arrays, norm, stats, rows, cols, per_task):
+        rows_parallel(arrays, norm, stats, rows, cols, per_task)
+    return threads
 
 
 @kernel()
@@ -230,9 +248,10 @@ def small_norm(y, x, w, b, eps, centered, mean, rstd):
 
 
 @kernel()
-def small_add_norm(y, s, x, r, w, b, eps, centered):
-    """s = x + r (s an array or IN_PLACE: over r), and its LayerNorm/RMSNorm into y."""
-    return run_add_norm(y, s, x, r, w, b, eps, centered)
+def small_add_norm(y, s, x, r, w, b, eps, centered, per_task):
+    """s = x + r (s an array or IN_PLACE: over r), and its LayerNorm/RMSNorm into y; the
+    rows in parallel tasks of per_task rows, or serially for per_task None."""
+    return run_add_norm(y, s, x, r, w, b, eps, centered, per_task)
 
 
 def run_moments(x, mean, var, eps, centered):

@@ -24,7 +24,7 @@ from numba import types
 from numba.extending import overload
 from numba.np.numpy_support import as_dtype
 
-from ._elements import _absent, _in_place, _work_type, work
+from ._elements import _absent, _work_type, work
 from ._jit import kernel
 from ._storage import empty_work
 from .backward import backward_block, backward_parallel, split_rows

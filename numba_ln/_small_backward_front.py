@@ -1,0 +1,85 @@
+"""The small-call gate of the backward functions (_small_front.py has the forward's and
+the helpers it shares): the commonest backward calls go straight to cpu/small_backward.py's
+kernels, which check the rest and run what the general path runs, so the same bits."""
+import numpy as np
+
+from . import _config, _threading
+from ._small_front import _F32, _F64, _gate, _half_bits, _output, _same_dtype
+from .cpu._elements import IN_PLACE
+from .cpu.small_backward import small_backward
+
+
+def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out):
+    """(dx, dweight, dbias) -- dbias None for RMSNorm -- for the commonest backward calls
+    (the last axis of a small C-contiguous x, dy of x's dtype, statistics None or of the
+    work dtype, no grad_residual, parameter gradients wanted), or None for the general
+    path.  16-bit data go as their bits, with a float32 weight (16-bit ones widened, as
+    the general path widens them), and give float32 dweight/dbias."""
+    eps = _gate(x, eps)
+    if eps is None:
+        return None
+    dtype = x.dtype
+    if dtype is _F32 or dtype is _F64:
+        bits, work = None, dtype
+    else:
+        bits, work = _half_bits(dtype), _F32
+        if bits is None:
+            return None
+        if type(weight) is np.ndarray and _half_bits(weight.dtype) is not None:
+            weight = weight.astype(_F32)
+    if type(dy) is not np.ndarray or dy.dtype is not dtype:
+        return None
+    if rstd is not None and (_not_of(rstd, work) or (mean is not None and _not_of(mean, work))):
+        return None
+    if mean is not None and rstd is None:
+        return None  # (the general path names the error)
+    if weight is not None and (type(weight) is not np.ndarray or weight.dtype is not work):
+        weight = _same_dtype(weight, work)
+        if weight is False:
+            return None
+    dx = _output(out, x.shape, dtype)
+    if dx is None or (out is not None and not out.flags.c_contiguous):
+        return None  # (a strided out would only compile a kernel variant that declines it)
+    dx_k = IN_PLACE if dx is dy else dx
+    if x.ndim != 2:  # as 2-D views: one kernel variant for every rank
+        arrays = _as_rows(x, dy, dx_k, mean, rstd)
+        if arrays is None:
+            return None
+        x, dy, dx_k, mean, rstd = arrays
+    if bits is not None:
+        x, dy = x.view(bits), dy.view(bits)
+        dx_k = dx_k if dx_k is IN_PLACE else dx_k.view(bits)
+    # _threading.runs_serial(x.size, BACKWARD_COST), inlined as _SMALL is; serial where
+    # the layer needs the launch lock, which compiled code cannot take.  (The serial and
+    # the parallel launch run the same tasks: the same bits either way.)
+    serial_max = _config.SERIAL_MAX_ELEMENTS // _config.BACKWARD_COST
+    parallel = None if x.size <= serial_max or _threading.needs_lock() else True
+    tasking = (_config.TASK_ELEMENTS, serial_max, parallel)
+    status, dweight, dbias = small_backward(dx_k, dy, x, weight, mean, rstd, eps, centered,
+                                            tasking, True if centered else None)
+    if status:
+        return None
+    return dx, dweight, (dbias if centered else None)
+
+
+def _not_of(a, dtype):
+    return type(a) is not np.ndarray or a.dtype is not dtype
+
+
+def _as_rows(x, dy, dx, mean, rstd):
+    """x, dy, dx (an array or IN_PLACE) as (rows, cols) views and the statistics as
+    (rows, 1) views, when their shapes agree with x's and the views need no copy; None
+    otherwise (the general path then says what is wrong)."""
+    shape, cols = x.shape, x.shape[-1]
+    keep = shape[:-1] + (1,)
+    if dy.shape != shape or not dy.flags.c_contiguous:
+        return None
+    if dx is not IN_PLACE and (dx.shape != shape or not dx.flags.c_contiguous):
+        return None
+    if any(s is not None and (s.shape != keep or not s.flags.c_contiguous)
+           for s in (mean, rstd)):
+        return None
+    return (x.reshape(-1, cols), dy.reshape(-1, cols),
+            dx if dx is IN_PLACE else dx.reshape(-1, cols),
+            None if mean is None else mean.reshape(-1, 1),
+            None if rstd is None else rstd.reshape(-1, 1))
