@@ -119,6 +119,20 @@ def scratch_stats(rows):
     return both[0], both[1]
 
 
+def launch_stats(rows, per_task):
+    """scratch_stats, or two arrays of their own for a parallel launch: the views of one
+    allocation, passed through rows_parallel's prange from compiled code, crashed a
+    process that read them afterwards (seen with small_norm's return_stats; not
+    understood, so no parallel launch takes them)."""
+
+
+@overload(launch_stats, inline="always")
+def _launch_stats(rows, per_task):
+    if _absent(per_task):
+        return lambda rows, per_task: scratch_stats(rows)
+    return lambda rows, per_task: (np.empty(rows), np.empty(rows))
+
+
 def run_norm(y, x, w, b, eps, centered, mean, rstd):
     """The body of small_norm: 1 unless the types and values are the kernel's."""
 
@@ -217,8 +231,8 @@ def _run_add_norm(y, s, x, r, w, b, eps, centered, per_task):
         yv, xv = view_of(y, cols), view_of(x, cols)
         rows = x.size // cols
         run_rows((yv, view_of(s, cols), xv, view_of(r, cols)),
-                 (work_param(w, x), work_param(b, x), eps, centered), scratch_stats(rows),
-                 rows, cols, per_task)
+                 (work_param(w, x), work_param(b, x), eps, centered),
+                 launch_stats(rows, per_task), rows, cols, per_task)
         return 0
     return run
 
