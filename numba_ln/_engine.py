@@ -200,12 +200,12 @@ def run_rows(y, s, x, r, w, b, stats, rows, cols, eps, centered):
     the thread count, so neither do the results (one thread runs the same kernel, with the
     same tasks, one after the other).  y/s/x/r are row views (buf, start, stride) or None."""
     arrays, norm = (y, s, x, r), (w, b, eps, centered)
-    if _threading.runs_serial(rows * cols, 1 if r is None else _config.FUSED_COST):
+    per_task = _threading.row_launch(rows, cols, 1 if r is None else _config.FUSED_COST)
+    if per_task is None:
         return rows_block(arrays, norm, stats, cols, FIRST_ROW, rows)
-    if rows < _config.SPLIT_MAX_ROWS and cols > _config.PIECE:
+    if per_task is _threading.SPLIT:
         return _threading.launch(_rows.rows_split, arrays, norm, stats, rows, cols)
-    return _threading.launch(_rows.rows_parallel, arrays, norm, stats, rows, cols,
-                             _threading.rows_per_task(cols))
+    return _threading.launch(_rows.rows_parallel, arrays, norm, stats, rows, cols, per_task)
 
 
 def _run_kernel(plan, dtype, y, s, x, r, w, b, eps, centered, stats):

@@ -12,10 +12,11 @@ the general path would run with the same argument types, so the bits are the sam
 Taken: the last axis, x float32/float64/float16/bfloat16 (16-bit data as their bits,
 _dtypes.kernel_dtype), eps a float or a NumPy scalar, weight/bias None or 1-D ndarrays
 (of the other float dtype for float32/float64 data: cast to x's dtype in compiled code, as
-the general path casts them; read as they are for 16-bit data), out/residual_out None or ndarrays of the result dtype, at most
-SERIAL_MAX_ELEMENTS elements (the plain forward kernels are serial; the fused one, twice
-the work an element, launches its rows in parallel above half of that, and the backward,
-three times the work, above a third: _config.FUSED_COST, BACKWARD_COST).
+the general path casts them; read as they are for 16-bit data), out/residual_out None or
+ndarrays of the result dtype, at most SERIAL_MAX_ELEMENTS elements (the plain forward
+kernels are serial; the fused one, twice the work an element, launches its rows in
+parallel above half of that, and the backward, three times the work, above a third:
+_config.FUSED_COST, BACKWARD_COST).
 """
 import numpy as np
 
@@ -159,12 +160,13 @@ def small_call(x, weight, bias, eps, centered, out, residual=None, residual_out=
     else:
         return None
     per_task = None
-    if x.size * _config.FUSED_COST > _config.SERIAL_MAX_ELEMENTS:  # (_engine.run_rows' rule)
+    if x.size * _config.FUSED_COST > _config.SERIAL_MAX_ELEMENTS:  # (inlined: small calls)
         cols = x.shape[-1]
-        if cols > _config.PIECE:
-            return None  # (few long rows: the general path's split-rows kernel)
-        if not _threading.needs_lock():  # (compiled code cannot take the launch lock)
-            per_task = _threading.rows_per_task(cols)
+        per_task = _threading.row_launch(x.size // cols, cols, _config.FUSED_COST)
+        if per_task is _threading.SPLIT:
+            return None  # (the general path's split-rows kernel)
+        if _threading.needs_lock():  # (compiled code cannot take the launch lock)
+            per_task = None
     if small_add_norm(yk, IN_PLACE if s is residual else sk, xk, rk, weight, bias, eps,
                       centered, per_task):
         return None

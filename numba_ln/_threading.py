@@ -85,6 +85,20 @@ def rows_per_task(cols):
     return max(1, _config.TASK_ELEMENTS // cols)
 
 
+SPLIT = "split"
+
+
+def row_launch(rows, cols, cost=1):
+    """How the forward's row kernels run a call: None (serially, rows_block), SPLIT (a
+    few rows longer than PIECE: rows_split) or the rows per task of rows_parallel.  The
+    general path (_engine.run_rows) and the fused small-call gate both ask this."""
+    if runs_serial(rows * cols, cost):
+        return None
+    if rows < _config.SPLIT_MAX_ROWS and cols > _config.PIECE:
+        return SPLIT
+    return rows_per_task(cols)
+
+
 def launch(kernel, *args):
     """Run a parallel kernel, one launch at a time when the layer needs it."""
     if needs_lock():

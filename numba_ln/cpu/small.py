@@ -11,11 +11,11 @@ error): the front then takes its general path, which raises the proper error.
 The front (_small_front.py) passes only what it gated already: x a C-contiguous
 float32/float64 ndarray, or 16-bit data as their bits (_dtypes.kernel_dtype), of at most
 SERIAL_MAX_ELEMENTS elements (the fused kernel launches rows_parallel above
-SERIAL_MAX_ELEMENTS // FUSED_COST, as the general path does), eps a float, weight/bias None or ndarrays as the general
-path passes them (or float32/float64 ones of the other dtype, which the kernels cast:
-work_param), out/residual_out ndarrays of x's kernel dtype (allocated by the front
-when not given), residual an ndarray; IN_PLACE for an output that *is* its input (``out
-is x``, ``residual_out is residual``).
+SERIAL_MAX_ELEMENTS // FUSED_COST, as the general path does), eps a float, weight/bias
+None or ndarrays as the general path passes them (or float32/float64 ones of the other
+dtype, which the kernels cast: work_param), out/residual_out ndarrays of x's kernel
+dtype (allocated by the front when not given), residual an ndarray; IN_PLACE for an
+output that *is* its input (``out is x``, ``residual_out is residual``).
 """
 import numpy as np
 from numba import types
