@@ -37,7 +37,7 @@ from .core import (_JIT_OPTIONS, _copy_into, _detach, _detach_any, _flat_copy, _
 from .._dtypes import F64
 
 _task_rows = register_jitable(_bw.task_rows)  # the Python path's tasks, in compiled code
-_backward_serial = register_jitable(_bw.backward_serial)  # (and its loop over them)
+_backward_serial = _bw.backward_serial  # (and its loop over them; jitable itself)
 
 
 @register_jitable(**_JIT_OPTIONS)

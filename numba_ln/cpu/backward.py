@@ -187,10 +187,11 @@ def backward_block(arrays, norm, stats, partials, cols, first, last, t):
         dyp, xp = dy2, x2
 
 
+@register_jitable
 def backward_serial(arrays, norm, stats, partials, rows, cols, per_task):
     """The tasks of backward_parallel, one after the other (the same results), each a call
     of backward_block from Python (the serial bound allows a few tasks), or compiled into
-    a user's @njit code (_njit/backward.py registers it).  Not a wrapper kernel: each of
+    the small-call kernel (small_backward.py) or a user's @njit code (_njit/backward.py).  Not a wrapper kernel: each of
     its variants re-optimized and re-emitted all of backward_block's machine code (~0.6 s
     of compiling per argument form, for the same bits)."""
     for t in range(-(-rows // per_task)):

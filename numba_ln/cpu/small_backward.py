@@ -27,7 +27,7 @@ from numba.np.numpy_support import as_dtype
 from ._elements import _absent, _work_type, work
 from ._jit import kernel
 from ._storage import empty_work
-from .backward import backward_block, backward_parallel, split_rows
+from .backward import backward_parallel, backward_serial, split_rows
 from .small import _array_fits, _param_type_fits, apart, length_fits, shape_of, view_of
 
 
@@ -146,17 +146,12 @@ def run_tasks(arrays, norm, stats, partials, rows, cols, per_task, parallel):
 @overload(run_tasks, inline="always")
 def _run_tasks(arrays, norm, stats, partials, rows, cols, per_task, parallel):
     if _absent(parallel):
-        def serial(arrays, norm, stats, partials, rows, cols, per_task, parallel):
-            for t in range(-(-rows // per_task)):
-                first = t * per_task
-                backward_block(arrays, norm, stats, partials, cols, first,
-                               min(rows, first + per_task), t)
-        return serial
+        return lambda arrays, norm, stats, partials, rows, cols, per_task, parallel: (
+            backward_serial(arrays, norm, stats, partials, rows, cols, per_task))
 
     def threads(arrays, norm, stats, partials, rows, cols, per_task, parallel):
         if rows <= per_task:  # (one task: no threads to start, as run_backward decides)
-            first = np.int64(0)
-            backward_block(arrays, norm, stats, partials, cols, first, rows, first)
+            backward_serial(arrays, norm, stats, partials, rows, cols, per_task)
         else:
             backward_parallel(arrays, norm, stats, partials, rows, cols, per_task)
     return threads
