@@ -154,6 +154,33 @@ def test_small_add_norm_launches_its_rows_in_parallel_with_the_same_bits(rng, mo
     assert launches == []
 
 
+def test_bad_input_to_a_launching_small_kernel_raises_and_writes_nothing(rng, small_ran,
+                                                                          monkeypatch):
+    """Above the serial bounds (lowered here) the small fused and backward kernels check
+    their arguments as their serial variants do, before any launch: the general path
+    raises, and out, residual_out and the inputs are as they were."""
+    monkeypatch.setattr(_config, "SERIAL_MAX_ELEMENTS", 64)
+    x = rng.standard_normal((6, 32)).astype(np.float32)
+    r, dy = x[::-1].copy(), x[:, ::-1].copy()
+    inputs = [a.copy() for a in (x, r, dy)]
+    out, res_out = np.zeros_like(x), np.zeros_like(x)
+    errors = [
+        (lambda: numba_ln.add_layer_norm(x, r, np.ones(31, np.float32), out=out,
+                                         residual_out=res_out), "weight"),
+        (lambda: numba_ln.add_rms_norm(x, r[:5], out=out, residual_out=res_out), "residual"),
+        (lambda: numba_ln.add_layer_norm(x, r, eps=-1.0, out=out, residual_out=res_out), "eps"),
+        (lambda: numba_ln.layer_norm_backward(dy, x, np.ones(31, np.float32), out=out),
+         "weight of shape"),
+        (lambda: numba_ln.rms_norm_backward(dy[:5], x, out=out), "dy has shape"),
+    ]
+    for call, match in errors:
+        with pytest.raises(ValueError, match=match):
+            call()
+        assert not out.any() and not res_out.any(), match
+        assert all(np.array_equal(a, b) for a, b in zip((x, r, dy), inputs)), match
+    assert small_ran == []
+
+
 def test_small_backward_outputs_in_place_and_float64(rng, small_ran):
     x = rng.standard_normal((2, 3, 48)).astype(np.float64)
     dy = rng.standard_normal(x.shape)
