@@ -221,17 +221,31 @@ def finish_row(src, n, k, t1, t2, centered):
         if not t2 <= GAIN_MAX * m2:
             k = work(src, k + t1 / n)
             t1, t2 = row_sums(src, None, None, n, k, True)
-            m2 = t2 - t1 * (t1 / n)
         shift = 1.0 * k
         if is_narrow(src) and not (TINY <= t2 < math.inf):
             shift, t1, t2 = wide_row_sums(src, n, True)
-            m2 = t2 - t1 * (t1 / n)
-        var = m2 / n
-        if var < 0.0:  # rounding only; `not >=` would also catch NaN, which must propagate
-            var = 0.0
-        return shift + t1 / n, var
+        return stats_of_totals(n, shift, t1, t2, True)
     if is_narrow(src) and not (TINY <= t2 < math.inf):
         t2 = wide_row_sums(src, n, False)[2]
+    return stats_of_totals(n, 0.0, t1, t2, False)
+
+
+@kernel(inline="always")
+def settled(src, n, t1, t2, centered):
+    """Whether finish_row takes neither fallback: its result is then stats_of_totals'."""
+    if is_narrow(src) and not (TINY <= t2 < math.inf):
+        return False
+    return not centered or t2 <= GAIN_MAX * (t2 - t1 * (t1 / n))
+
+
+@kernel(inline="always")
+def stats_of_totals(n, k, t1, t2, centered):
+    """(mean, second) from totals about k that need no second pass."""
+    if centered:
+        var = (t2 - t1 * (t1 / n)) / n
+        if var < 0.0:  # rounding only; `not >=` would also catch NaN, which must propagate
+            var = 0.0
+        return 1.0 * k + t1 / n, var
     return 0.0, t2 / n
 
 
