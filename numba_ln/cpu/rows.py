@@ -116,7 +116,7 @@ def rows_block(arrays, norm, stats, cols, first, last):
             t1, t2 = sweep_row(yp, src, normalizer(src, mean, rstd), wp, bp, (xp, rp, sp), cols,
                                k, centered)
             # (the common case inline: the call to row_finish cost a 64-element row ~10%,
-            # an RMSNorm one ~20%, one thread)
+            # an RMSNorm one ~25%, one thread)
             if settled(source(sp, xp, rp), cols, t1, t2, centered):
                 mean, second = stats_of_totals(cols, k, t1, t2, centered)
             else:
