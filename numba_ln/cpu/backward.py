@@ -191,9 +191,10 @@ def backward_block(arrays, norm, stats, partials, cols, first, last, t):
 def backward_serial(arrays, norm, stats, partials, rows, cols, per_task):
     """The tasks of backward_parallel, one after the other (the same results), each a call
     of backward_block from Python (the serial bound allows a few tasks), or compiled into
-    the small-call kernel (small_backward.py) or a user's @njit code (_njit/backward.py).  Not a wrapper kernel: each of
-    its variants re-optimized and re-emitted all of backward_block's machine code (~0.6 s
-    of compiling per argument form, for the same bits)."""
+    the small-call kernel (small_backward.py) or a user's @njit code (_njit/backward.py).
+    Not a wrapper kernel: each of its variants re-optimized and re-emitted all of
+    backward_block's machine code (~0.6 s of compiling per argument form, for the same
+    bits)."""
     for t in range(-(-rows // per_task)):
         first = t * per_task
         backward_block(arrays, norm, stats, partials, cols, np.int64(first),
@@ -225,13 +226,19 @@ def reduce_partials(view, tasks, cols):
     return out
 
 
+@register_jitable
+def partial_stride(cols, itemsize):
+    """Elements from one parameter's partial row to the next's (at least cols): the rows
+    start half a page apart modulo 4 KiB, since dweight's row stored and dbias's loaded at
+    the same page offset would stall every iteration of the sweep (4K aliasing; measured
+    1.6 times as slow at (4096, 1024) with unpadded rows)."""
+    return cols + (2048 - cols * itemsize) % 4096 // itemsize
+
+
 def _partial_rows(tasks, cols, nparams, dtype):
     """Views (buf, start, step) of tasks rows of cols elements per parameter, task t's rows
-    side by side.  The rows start half a page apart modulo 4 KiB: dweight's row stored
-    and dbias's loaded at the same page offset would stall every iteration of the sweep
-    (4K aliasing; measured 1.6 times as slow at (4096, 1024) with unpadded rows)."""
-    item = np.dtype(dtype).itemsize
-    stride = cols + (2048 - cols * item) % 4096 // item
+    side by side, partial_stride apart."""
+    stride = partial_stride(cols, np.dtype(dtype).itemsize)
     # From the output pool (_buffers): fresh pages would cost more than the sums.
     buf = _buffers.empty((max(1, tasks * nparams * stride),), dtype)
     views = [(buf, p * stride, nparams * stride) for p in range(nparams)]

@@ -27,7 +27,7 @@ from numba.np.numpy_support import as_dtype
 from ._elements import _absent, _work_type, work
 from ._jit import kernel
 from ._storage import empty_work
-from .backward import backward_parallel, backward_serial, split_rows
+from .backward import backward_parallel, backward_serial, partial_stride, split_rows
 from .small import _array_fits, _param_type_fits, apart, length_fits, shape_of, view_of
 
 
@@ -88,8 +88,7 @@ def _stats_of(mean, rstd, rows):
 def partial_rows(tasks, cols, like, with_bias):
     """The tasks' partial rows of dweight and dbias in the dtype of the scalar ``like``,
     as row views, laid out as cpu/backward's _partial_rows lays them out (task t's rows
-    side by side, dbias's half a page from dweight's: 4K aliasing); dbias's None when not
-    wanted (RMSNorm)."""
+    side by side, partial_stride apart); dbias's None when not wanted (RMSNorm)."""
 
 
 @overload(partial_rows, inline="always")
@@ -101,7 +100,7 @@ def _partial_rows(tasks, cols, like, with_bias):
             (np.empty(tasks * cols, dtype), np.int64(0), np.int64(cols)), None)
 
     def side_by_side(tasks, cols, like, with_bias):
-        stride = cols + (2048 - cols * item) % 4096 // item
+        stride = partial_stride(cols, item)
         buf = np.empty(tasks * 2 * stride, dtype)
         return (buf, np.int64(0), 2 * stride), (buf, stride, 2 * stride)
     return side_by_side
