@@ -1,8 +1,8 @@
-"""The small-call gates (numba_ln/_small_front.py, _small_backward_front.py) and their kernels (cpu/small.py,
-cpu/small_backward.py): every form they take gives the bits of the general path (the same
-kernel body, reached through the kind table: ``axis=(ndim - 1,)`` is the same axis, but
-not the int form the gates take), and a call they decline reaches the general path, its
-errors included, with nothing written.
+"""The small-call gates (numba_ln/_small_front.py, _small_backward_front.py) and their
+kernels (cpu/small.py, cpu/small_backward.py): every form they take gives the bits of the
+general path (the same kernel body, reached through the kind table: ``axis=(ndim - 1,)``
+is the same axis, but not the int form the gates take), and a call they decline reaches
+the general path, its errors included, with nothing written.
 
 Shapes are small and the forms are those other tests use, so most kernel variants here
 are compiled once for the whole suite."""
