@@ -27,7 +27,7 @@ def source(s, x, r):
     else x."""
 
 
-@overload(source, inline="always")
+@overload(source)
 def _source(s, x, r):
     if _absent(r):
         return lambda s, x, r: x
@@ -79,7 +79,7 @@ def normalize_into(y, src, n, center, rstd, w, b):
     """normalize_span, or nothing when y is None (statistics only)."""
 
 
-@overload(normalize_into, inline="always")
+@overload(normalize_into)
 def _normalize_into(y, src, n, center, rstd, w, b):
     if _absent(y):
         return lambda y, src, n, center, rstd, w, b: None
