@@ -16,7 +16,7 @@ from numba.extending import overload
 from .. import _config
 from ._elements import _absent, _in_place, affine, exact_sub, work
 from ._jit import kernel
-from ._storage import load, store
+from ._storage import load, store, store_out
 from ._sweep import normalize_chunk
 
 RSTD_MAX = _config.NARROW_RSTD_MAX
@@ -71,7 +71,7 @@ def _put_wide(y, src, center, rstd, w, b, j):
         return over
 
     def store_into(y, src, center, rstd, w, b, j):
-        store(y, j, affine(exact_sub(1.0 * load(src, j), center) * rstd, w, b, j))
+        store_out(y, j, affine(exact_sub(1.0 * load(src, j), center) * rstd, w, b, j))
     return store_into
 
 

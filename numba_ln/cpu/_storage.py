@@ -135,6 +135,57 @@ def f32_to_f16(typingctx, value):
     return types.int16(types.float32), codegen
 
 
+# --- element access through row pointers, with alias scopes ---------------------------------
+# A loop that stores y[j] while it loads x, w, b (and sums the next row) is vectorized by
+# LLVM behind a run-time overlap test, since LLVM cannot know that y overlaps none of them;
+# when y happens to start within a vector's reach after one of them (the allocator's
+# choice), the test fails and the scalar copy of the loop runs, whose sums add in another
+# order: the row's last bits then depended on where y was placed.  The front guarantees
+# the overlap never happens (an output overlapping an input is computed into a copy, and
+# y over x is IN_PLACE, stored through `store` instead), so the kernels say so: every load
+# through a row pointer carries `!noalias` of the output scope, and `store_out` (y, only
+# where y is a distinct array) carries that scope.  LLVM then drops the test, and the
+# vector loop runs wherever y lies.  (A user's @njit call may pass y as exactly x's
+# memory: each element is then stored after its last load, and the stored value depends on
+# that load and the row's statistics, so no reordering LLVM may do crosses them.)  The
+# scope is named by a string, so it is the same node in every module Numba links.
+def _output_scope(module):
+    domain = module.add_metadata([ir.MetaDataString(module, "numba_ln")])
+    scope = module.add_metadata([ir.MetaDataString(module, "numba_ln.output"), domain])
+    return module.add_metadata([scope])
+
+
+@intrinsic
+def _get(typingctx, pointer, index):
+    def codegen(context, builder, signature, args):
+        value = builder.load(builder.gep(args[0], [args[1]]))
+        value.set_metadata("noalias", _output_scope(builder.module))
+        return value
+    return pointer.dtype(pointer, index), codegen
+
+
+@intrinsic
+def _set_output(typingctx, pointer, index, value):
+    def codegen(context, builder, signature, args):
+        stored = builder.store(context.cast(builder, args[2], signature.args[2],
+                                            signature.args[0].dtype),
+                               builder.gep(args[0], [args[1]]))
+        stored.set_metadata("alias.scope", _output_scope(builder.module))
+        return context.get_dummy_value()
+    return types.none(pointer, index, value), codegen
+
+
+def _element(a, j):
+    """a[j]: through _get for a row pointer."""
+
+
+@overload(_element)
+def _element_overload(a, j):
+    if isinstance(a, types.CPointer):
+        return lambda a, j: _get(a, j)
+    return lambda a, j: a[j]
+
+
 def load(a, j):
     """a[j] in its work type (the element itself for float arrays)."""
 
@@ -143,10 +194,10 @@ def load(a, j):
 def _load(a, j):
     kind = storage(a)
     if kind == "bfloat16":
-        return lambda a, j: bf16_to_f32(a[j])
+        return lambda a, j: bf16_to_f32(_element(a, j))
     if kind == "float16":
-        return lambda a, j: f16_to_f32(a[j])
-    return lambda a, j: a[j]
+        return lambda a, j: f16_to_f32(_element(a, j))
+    return lambda a, j: _element(a, j)
 
 
 def encode(a, value):
@@ -188,6 +239,18 @@ def _store(a, j, value):
     def impl(a, j, value):
         a[j] = encode(a, value)
     return impl
+
+
+def store_out(y, j, value):
+    """store(y, j, value) for an output y that overlaps no array the kernel reads (see
+    _output_scope)."""
+
+
+@overload(store_out)
+def _store_out(y, j, value):
+    if isinstance(y, types.CPointer):
+        return lambda y, j, value: _set_output(y, j, encode(y, value))
+    return lambda y, j, value: store(y, j, value)
 
 
 def keep(a, j, value):

@@ -21,7 +21,7 @@ from .. import _config
 from ._elements import _absent, _in_place, affine, exact_mul, exact_sub, work
 from ._jit import kernel
 from ._moments import row_value
-from ._storage import load, store
+from ._storage import load, store, store_out
 
 CHUNK = _config.CHUNK
 REDUCE = _config.REDUCE_FASTMATH
@@ -44,7 +44,7 @@ def _put(y, src, hi, low, scale, w, b, j):
 
     def store_into(y, src, hi, low, scale, w, b, j):
         t = exact_mul(exact_sub(exact_sub(load(src, j), hi), low), scale)
-        store(y, j, affine(t, w, b, j))
+        store_out(y, j, affine(t, w, b, j))
     return store_into
 
 
