@@ -110,11 +110,8 @@ def _run_direct(call, plan, direct):
         r_view = (_buffer(call.residual, bits), *direct)
         s, s_view = plan.fresh(dtype, bits)
     y, y_view = plan.fresh(dtype, bits) if call.variant.want_y else (None, None)
-    w, b = call.weight, call.bias
-    if bits is not None:
-        w, b = kernel_param(w), kernel_param(b)
     stats = (np.empty(plan.rows), np.empty(plan.rows)) if call.want_stats else None
-    _pick_kernel(plan, dtype, y_view, s_view, x_view, r_view, w, b, call.eps,
+    _pick_kernel(plan, dtype, y_view, s_view, x_view, r_view, call.weight, call.bias, call.eps,
                  call.variant.centered, stats)
     if stats is None:
         return y, s, None, None
@@ -212,7 +209,6 @@ def _run_kernel(plan, dtype, y, s, x, r, w, b, eps, centered, stats):
     """Pick the kernel for the plan's shape and run it.  y/s/x/r are views or None."""
     if _dtypes.is_half(dtype):
         y, s, x, r = (kernel_view(v) for v in (y, s, x, r))
-        w, b = kernel_param(w), kernel_param(b)
     return _pick_kernel(plan, dtype, y, s, x, r, w, b, eps, centered, stats)
 
 
@@ -238,12 +234,6 @@ def kernel_view(view):
     if view is None or view is IN_PLACE:
         return view
     return (view[0].view(_dtypes.kernel_dtype(view[0].dtype)),) + tuple(view[1:])
-
-
-def kernel_param(p):
-    """weight/bias as the kernels read it: 16-bit floats as their bits (a parameter may be
-    16-bit only for 16-bit data: _dtypes.param_dtype); None as it is."""
-    return None if p is None else p.view(_dtypes.kernel_dtype(p.dtype))
 
 
 def _output_view(plan, out, dtype):

@@ -12,7 +12,8 @@ the general path would run with the same argument types, so the bits are the sam
 Taken: the last axis, x float32/float64/float16/bfloat16 (16-bit data as their bits,
 _dtypes.kernel_dtype), eps a float or a NumPy scalar, weight/bias None or 1-D ndarrays
 (of the other float dtype for float32/float64 data: cast to x's dtype in compiled code, as
-the general path casts them; read as they are for 16-bit data), out/residual_out None or
+the general path casts them; for 16-bit data float32/float64 ones as they are and 16-bit
+ones as their bits, widened to float32 in compiled code), out/residual_out None or
 ndarrays of the result dtype, at most SERIAL_MAX_ELEMENTS elements (the plain forward
 kernels are serial; the fused one, twice the work an element, launches its rows in
 parallel above half of that, and the backward, three times the work, above a third:
@@ -59,7 +60,7 @@ def _same_dtype(p, dtype, cast=True):
     """weight/bias for float32/float64 data: None, or a 1-D array of x's dtype (float32
     or float64 parameters are cast, as the general path casts them: float64 weights from a
     checkpoint on float32 data; with cast False they go as they are, for the forward
-    kernels, which cast them in compiled code: cpu/small.work_param); False when the
+    kernels, which cast them in compiled code: cpu/small_args.work_param); False when the
     general path must take the call."""
     if p is None or (type(p) is np.ndarray and p.dtype is dtype):
         return p
@@ -69,8 +70,9 @@ def _same_dtype(p, dtype, cast=True):
 
 
 def _half_param(p):
-    """weight/bias for 16-bit data, as the general path passes them (_dtypes.param_dtype):
-    float32/float64 as they are, 16-bit as their bits; False for the general path."""
+    """weight/bias for 16-bit data: float32/float64 as they are, 16-bit as their bits (the
+    kernels widen them to float32, as the general path does: _dtypes.param_dtype); False
+    for the general path."""
     if p is None:
         return None
     if type(p) is not np.ndarray or p.ndim != 1:

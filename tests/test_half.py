@@ -114,6 +114,21 @@ def test_layer_norm_within_one_ulp(dtype, layout, params, seed, kind):
     np.testing.assert_allclose(rstd, rstd64, rtol=2e-6)
 
 
+@pytest.mark.parametrize("dtype", HALF, ids=IDS)
+@pytest.mark.parametrize("layout", ["rows", "channels"])  # the small-call and general paths
+def test_16_bit_parameters_are_their_float32_values(dtype, layout, rng):
+    """16-bit weight and bias are widened to float32 before the rows are normalized
+    (_dtypes.param_dtype, cpu/small_args.work_params): exactly, so the results are bit for bit
+    those of the float32 parameters."""
+    shape, axis, _ = LAYOUTS[layout]
+    x = _data(rng, shape, dtype, "normal")
+    w, b = _params(rng, _norm_shape(x, axis), dtype)
+    got = numba_ln.layer_norm(x, w, b, axis=axis, return_stats=True)
+    wide = numba_ln.layer_norm(x, w.astype(F32), b.astype(F32), axis=axis, return_stats=True)
+    for a, e in zip(got, wide):
+        np.testing.assert_array_equal(a.view(np.uint8), e.view(np.uint8))
+
+
 @pytest.mark.parametrize("dtype, layout", [(BF16, "rows")])  # F16: the fused test
 @settings(max_examples=3, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), kind=st.sampled_from(["far", "normal", "tiny"]))

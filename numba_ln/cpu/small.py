@@ -12,8 +12,8 @@ The front (_small_front.py) passes only what it gated already: x a C-contiguous
 float32/float64 ndarray, or 16-bit data as their bits (_dtypes.kernel_dtype), of at most
 SERIAL_MAX_ELEMENTS elements (the fused kernel launches rows_parallel above
 SERIAL_MAX_ELEMENTS // FUSED_COST, as the general path does), eps a float, weight/bias
-None or ndarrays as the general path passes them (or float32/float64 ones of the other
-dtype, which the kernels cast: work_param), out/residual_out ndarrays of x's kernel
+None or ndarrays as the general path passes them (or ones the kernels cast as the general
+path does: work_param), out/residual_out ndarrays of x's kernel
 dtype (allocated by the front when not given), residual an ndarray; IN_PLACE for an
 output that *is* its input (``out is x``, ``residual_out is residual``).
 """
@@ -24,113 +24,8 @@ from numba.extending import overload
 from ._elements import _absent, _in_place
 from ._jit import kernel
 from .rows import rows_block, rows_parallel
-
-
-def _array_fits(a, like):
-    """Typing: a is IN_PLACE or a writeable C-contiguous array of like's dtype and rank."""
-    return _in_place(a) or (a.layout == "C" and a.ndim == like.ndim
-                            and a.dtype == like.dtype and a.mutable)
-
-
-def _param_type_fits(p):
-    return _absent(p) or (p.layout == "C" and p.ndim == 1)
-
-
-def shape_of(a, like):
-    """a's shape (like's for IN_PLACE)."""
-
-
-@overload(shape_of, inline="always")
-def _shape_of(a, like):
-    if _in_place(a):
-        return lambda a, like: like.shape
-    return lambda a, like: a.shape
-
-
-def length_fits(p, cols):
-    """Whether weight/bias p is None or has cols elements."""
-
-
-@overload(length_fits, inline="always")
-def _length_fits(p, cols):
-    if _absent(p):
-        return lambda p, cols: True
-    return lambda p, cols: p.shape[0] == cols
-
-
-def span(a):
-    """[start, end) byte addresses of an array's elements ((0, 0) for None/IN_PLACE)."""
-
-
-@overload(span, inline="always")
-def _span(a):
-    if _absent(a) or _in_place(a):
-        return lambda a: (0, 0)
-    return lambda a: (a.ctypes.data, a.ctypes.data + a.size * a.itemsize)
-
-
-@kernel(inline="always")
-def apart(a, b):
-    """Whether two arrays' memory does not overlap (None/IN_PLACE overlap nothing)."""
-    a_lo, a_hi = span(a)
-    b_lo, b_hi = span(b)
-    return a_hi <= b_lo or b_hi <= a_lo
-
-
-def view_of(a, cols):
-    """The row view of a C-contiguous array; IN_PLACE stays IN_PLACE."""
-
-
-@overload(view_of, inline="always")
-def _view_of(a, cols):
-    if _in_place(a):
-        return lambda a, cols: a
-    # int64, not literal, zeros: the specialization other calls use
-    return lambda a, cols: (a.reshape(-1), np.int64(0), np.int64(cols))
-
-
-def work_param(p, x):
-    """weight/bias p as the row kernels read it for x: p itself when absent, of x's dtype,
-    or x is 16-bit data (whose parameters are read as they are); else (float64 weights on
-    float32 data, float32 ones on float64) a copy in x's dtype, the general path's cast
-    (IEEE rounding either way: the same values, so the same kernel and bits), made here
-    in ~50 ns instead of two NumPy casts in the front (~1 us)."""
-
-
-@overload(work_param, inline="always")
-def _work_param(p, x):
-    if _absent(p) or p.dtype == x.dtype or not isinstance(x.dtype, types.Float):
-        return lambda p, x: p
-    dtype = x.dtype
-
-    def cast(p, x):
-        out = np.empty(p.shape[0], dtype)
-        for j in range(p.shape[0]):
-            out[j] = p[j]
-        return out
-    return cast
-
-
-@kernel(inline="always")
-def scratch_stats(rows):
-    """(mean, second) rows for rows_block, in one allocation (two cost ~30 ns more of a
-    ~200 ns (1, 768) kernel); each a 1-D C-contiguous float64 array, as np.empty(rows)."""
-    both = np.empty((2, rows))
-    return both[0], both[1]
-
-
-def launch_stats(rows, per_task):
-    """scratch_stats, or two arrays of their own for a parallel launch: the views of one
-    allocation, passed through rows_parallel's prange from compiled code, crashed a
-    process that read them afterwards (seen with small_norm's return_stats; not
-    understood, so no parallel launch takes them)."""
-
-
-@overload(launch_stats, inline="always")
-def _launch_stats(rows, per_task):
-    if _absent(per_task):
-        return lambda rows, per_task: scratch_stats(rows)
-    return lambda rows, per_task: (np.empty(rows), np.empty(rows))
+from .small_args import (_array_fits, _param_type_fits, apart, launch_stats, length_fits,
+                         scratch_stats, shape_of, view_of, work_param, work_params)
 
 
 def run_norm(y, x, w, b, eps, centered, mean, rstd):
@@ -196,8 +91,9 @@ def _run_norm(y, x, w, b, eps, centered, mean, rstd):
             return 1  # partly overlapping (out is x exactly comes as IN_PLACE)
         yv, xv = view_of(y, cols), view_of(x, cols)
         stats = scratch_stats(rows)  # (written always: one kernel variant)
-        rows_block((yv, None, xv, None), (work_param(w, x), work_param(b, x), eps, centered),
-                   stats, cols, np.int64(0), rows)
+        wk, bk = work_params(w, b, x)
+        rows_block((yv, None, xv, None), (wk, bk, eps, centered), stats, cols, np.int64(0),
+                   rows)
         finish_stats(stats, mean, rstd, eps)
         return 0
     return run

@@ -28,7 +28,7 @@ from ._elements import _absent, _work_type, work
 from ._jit import kernel
 from ._storage import empty_work
 from .backward import backward_parallel, backward_serial, partial_stride, split_rows
-from .small import _array_fits, _param_type_fits, apart, length_fits, shape_of, view_of
+from .small_args import _array_fits, _param_type_fits, apart, length_fits, shape_of, view_of
 
 
 def _input_fits(a, like):

@@ -46,10 +46,9 @@ def split_rows(x, stats, weight, bias, axes, eps, centered, dtype):
     rstd = 1.0 / np.sqrt(second + eps)
     center = (np.ascontiguousarray(stats["mean"], dtype=np.float64).reshape(rows) if centered
               else np.zeros(rows))
-    # (16-bit parameters: read as they are, as bits -- _dtypes.param_dtype)
+    # (in the kernels' dtype: _dtypes.param_dtype)
     w, b = (None if p is None else np.ascontiguousarray(p, dtype=_dtypes.param_dtype(
         p.dtype, dtype, "dask")).reshape(cols) for p in (weight, bias))
-    w, b = _engine.kernel_param(w), _engine.kernel_param(b)
     y = plan.empty(dtype)
     args = (_engine.kernel_view(plan.kernel_output(y)), _engine.kernel_view(plan.kernel_input(x)),
             w, b, center, rstd, rows, cols)

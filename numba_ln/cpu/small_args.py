@@ -1,0 +1,152 @@
+"""The small-call kernels' argument helpers (small.py, small_backward.py), settled in
+compiled code: whether an argument's type fits (decided while compiling), whether its
+sizes fit and outputs lie apart from inputs (a few integer compares), the flat views the
+row kernels take, parameters in the work type, and scratch statistics rows."""
+import numpy as np
+from numba import types
+from numba.extending import overload
+
+from ._elements import _absent, _in_place
+from ._jit import kernel
+from ._storage import load
+
+
+def _array_fits(a, like):
+    """Typing: a is IN_PLACE or a writeable C-contiguous array of like's dtype and rank."""
+    return _in_place(a) or (a.layout == "C" and a.ndim == like.ndim
+                            and a.dtype == like.dtype and a.mutable)
+
+
+def _param_type_fits(p):
+    return _absent(p) or (p.layout == "C" and p.ndim == 1)
+
+
+def shape_of(a, like):
+    """a's shape (like's for IN_PLACE)."""
+
+
+@overload(shape_of, inline="always")
+def _shape_of(a, like):
+    if _in_place(a):
+        return lambda a, like: like.shape
+    return lambda a, like: a.shape
+
+
+def length_fits(p, cols):
+    """Whether weight/bias p is None or has cols elements."""
+
+
+@overload(length_fits, inline="always")
+def _length_fits(p, cols):
+    if _absent(p):
+        return lambda p, cols: True
+    return lambda p, cols: p.shape[0] == cols
+
+
+def span(a):
+    """[start, end) byte addresses of an array's elements ((0, 0) for None/IN_PLACE)."""
+
+
+@overload(span, inline="always")
+def _span(a):
+    if _absent(a) or _in_place(a):
+        return lambda a: (0, 0)
+    return lambda a: (a.ctypes.data, a.ctypes.data + a.size * a.itemsize)
+
+
+@kernel(inline="always")
+def apart(a, b):
+    """Whether two arrays' memory does not overlap (None/IN_PLACE overlap nothing)."""
+    a_lo, a_hi = span(a)
+    b_lo, b_hi = span(b)
+    return a_hi <= b_lo or b_hi <= a_lo
+
+
+def view_of(a, cols):
+    """The row view of a C-contiguous array; IN_PLACE stays IN_PLACE."""
+
+
+@overload(view_of, inline="always")
+def _view_of(a, cols):
+    if _in_place(a):
+        return lambda a, cols: a
+    # int64, not literal, zeros: the specialization other calls use
+    return lambda a, cols: (a.reshape(-1), np.int64(0), np.int64(cols))
+
+
+def work_param(p, x):
+    """weight/bias p as the row kernels read it for x: p itself when absent, of x's dtype,
+    or a float32/float64 one for 16-bit data (read as it is); else a copy in the work
+    type, the general path's cast made here in ~50 ns instead of a NumPy cast in the
+    front (~0.5-1 us): float64 weights on float32 data and float32 ones on float64 (IEEE
+    rounding either way: the same values, so the same kernel and bits), and 16-bit
+    parameters of 16-bit data, widened exactly to float32 (read as bits in the row loop,
+    they cost 11-14% of a (4096, 1024) pass)."""
+
+
+def _casts(p, x):
+    """Typing: whether work_param copies p."""
+    return not (_absent(p) or (isinstance(p.dtype, types.Float) and (
+        p.dtype == x.dtype or not isinstance(x.dtype, types.Float))))
+
+
+def _work_dtype(x):
+    return x.dtype if isinstance(x.dtype, types.Float) else types.float32
+
+
+@overload(work_param, inline="always")
+def _work_param(p, x):
+    if not _casts(p, x):
+        return lambda p, x: p
+    dtype = _work_dtype(x)
+
+    def cast(p, x):
+        out = np.empty(p.shape[0], dtype)
+        for j in range(p.shape[0]):
+            out[j] = load(p, j)
+        return out
+    return cast
+
+
+def work_params(w, b, x):
+    """(work_param(w, x), work_param(b, x)), both copies in one allocation when both are
+    copied (an allocation and its release cost ~60 ns, a tenth of a (1, 768) kernel)."""
+
+
+@overload(work_params, inline="always")
+def _work_params(w, b, x):
+    if not (_casts(w, x) and _casts(b, x)):
+        return lambda w, b, x: (work_param(w, x), work_param(b, x))
+    dtype = _work_dtype(x)
+
+    def both(w, b, x):
+        n = w.shape[0]
+        both = np.empty(n + b.shape[0], dtype)
+        for j in range(n):
+            both[j] = load(w, j)
+        for j in range(b.shape[0]):
+            both[n + j] = load(b, j)
+        return both[:n], both[n:]
+    return both
+
+
+@kernel(inline="always")
+def scratch_stats(rows):
+    """(mean, second) rows for rows_block, in one allocation (two cost ~30 ns more of a
+    ~200 ns (1, 768) kernel); each a 1-D C-contiguous float64 array, as np.empty(rows)."""
+    both = np.empty((2, rows))
+    return both[0], both[1]
+
+
+def launch_stats(rows, per_task):
+    """scratch_stats, or two arrays of their own for a parallel launch: the views of one
+    allocation, passed through rows_parallel's prange from compiled code, crashed a
+    process that read them afterwards (seen with small_norm's return_stats; not
+    understood, so no parallel launch takes them)."""
+
+
+@overload(launch_stats, inline="always")
+def _launch_stats(rows, per_task):
+    if _absent(per_task):
+        return lambda rows, per_task: scratch_stats(rows)
+    return lambda rows, per_task: (np.empty(rows), np.empty(rows))
