@@ -491,7 +491,10 @@ rng = np.random.default_rng(0)
 x = (1e4 + rng.standard_normal((10, 1024))).astype(np.float32)
 w, b = rng.standard_normal((2, 1024)).astype(np.float32)
 y = numba_ln.layer_norm(x, w, b)  # small_norm: rows 0-8 normalized in sweeps
-print(sum(small.small_norm._cache_hits.values()), y.tobytes().hex())
+x = rng.standard_normal((64, 768)).astype(np.float32)
+w, b = rng.standard_normal((2, 768)).astype(np.float32)
+y2 = numba_ln.layer_norm(x, w, b)  # (differed cold: cpu/_local_copies.py)
+print(sum(small.small_norm._cache_hits.values()), (y.tobytes() + y2.tobytes()).hex())
 """
 
 
@@ -536,7 +539,9 @@ def test_cached_kernel_gives_the_bits_of_a_fresh_compile(tmp_path):
     """Two processes with an empty cache folder: the first compiles (and caches) the
     small-call kernel, the second loads it; both must give the same bits.  (~10 s: one
     compilation every run.)  They once differed in rows normalized inside the fused sweep,
-    whose `reassoc` reached the normalizing product (now exact_mul, cpu/_elements.py)."""
+    whose `reassoc` reached the normalizing product (now exact_mul, cpu/_elements.py), and
+    in (64, 768) rows, whose helper kernels the compiling process ran as compiled alone
+    and the loading one as linked into small_norm (cpu/_local_copies.py)."""
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
 
     def run():

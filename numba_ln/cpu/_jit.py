@@ -25,6 +25,11 @@ except ImportError:  # (not POSIX: Numba's unlocked saves)
 
 from .. import _config
 
+try:  # (Numba internals: on a Numba without them, kernels link as Numba links them)
+    from ._local_copies import Pipeline as _PIPELINE
+except ImportError:
+    _PIPELINE = None
+
 _warned = False
 
 # Numba invalidates a cached kernel only when the file that defines it changes, but our
@@ -206,6 +211,9 @@ def kernel(**options):
     # Explicit, so that a kernel first compiled from a user's @njit(fastmath=True) code
     # does not inherit flags that would let NaN and inf vanish (see _config).
     options.setdefault("fastmath", _config.KERNEL_FASTMATH)
+    # The same machine code cold and cached (_local_copies)
+    if _PIPELINE is not None:
+        options.setdefault("pipeline_class", _PIPELINE)
 
     def decorate(func):
         global _warned

@@ -1,0 +1,69 @@
+"""The same machine code in the process that compiles a kernel and in every process that
+loads it from the cache.
+
+How a kernel was linked: Numba compiles each helper kernel (a dispatcher of its own, such
+as ``_sweep.sweep``) into a library of its own, and links a *copy* of that library's
+optimized IR into each caller, marked ``linkonce_odr``; the caller's module is then
+optimized again as a whole, and LLVM may vectorize or unroll the copy of a summing loop
+differently from the original (a loop's order of additions is the compiler's choice
+under ``reassoc``).  In the process that compiled both, the JIT linker binds the caller's
+calls of the copy, a weak symbol, to the original, which it already holds; a process that
+loads the caller from the cache has only the caller's object file and runs the copy.  The
+two orders of addition then gave different last bits: (64, 768) float32 ``layer_norm``
+cold and cached differed in a few elements (README, "Same bits").
+
+The fix: each kernel's library makes the copies linked into it ``internal`` once its
+module is optimized (the optimization is unchanged, so the machine code is the cached
+one), and the calls bind to them in both processes.  The originals keep their external
+names, for their own callers from Python.
+
+This touches Numba internals (a pass that creates the library, as NativeLowering would,
+and wraps the library's last step); on a Numba whose internals differ the guards leave
+the kernels as Numba links them.
+"""
+from llvmlite import binding as ll
+from numba.core.compiler import CompilerBase, DefaultPassBuilder
+from numba.core.compiler_machinery import LoweringPass, register_pass
+from numba.core.typed_passes import AnnotateTypes
+
+
+def _bind_copies_locally(library):
+    finalize = getattr(library, "_finalize_final_module", None)
+    if finalize is None or not hasattr(library, "_final_module"):
+        return
+
+    def finalize_with_local_copies():
+        for fn in library._final_module.functions:
+            if not fn.is_declaration and fn.linkage == ll.Linkage.linkonce_odr:
+                fn.linkage = ll.Linkage.internal
+        finalize()
+    library._finalize_final_module = finalize_with_local_copies
+
+
+@register_pass(mutates_CFG=False, analysis_only=True)
+class LocalCopies(LoweringPass):
+    """Creates the kernel's library before lowering (as NativeLowering does when there is
+    none) and makes the copies linked into it bind locally (module docstring)."""
+
+    _name = "numba_ln_local_copies"
+
+    def __init__(self):
+        LoweringPass.__init__(self)
+
+    def run_pass(self, state):
+        if state.library is None:
+            state.library = state.targetctx.codegen().create_library(
+                state.func_id.func_qualname)
+            state.library.enable_object_caching()
+        _bind_copies_locally(state.library)
+        return False
+
+
+class Pipeline(CompilerBase):
+    """Numba's nopython pipeline, with LocalCopies before lowering."""
+
+    def define_pipelines(self):
+        pm = DefaultPassBuilder.define_nopython_pipeline(self.state)
+        pm.add_pass_after(LocalCopies, AnnotateTypes)
+        pm.finalize()
+        return [pm]
