@@ -118,7 +118,6 @@ def _make_core(variant, x, residual, weight, bias, eps, out, residual_out, *, re
     y_new, y_view, y_temp = (y_kind == k for k in ("new", "view", "temp"))
     s_new, s_view, s_temp = (s_kind == k for k in ("new", "view", "temp"))
     y_user, s_user = y_view or y_temp, s_view or s_temp
-    want_stats = stats != STATS_NONE
     stats_layer, stats_rms = stats == STATS_MEAN_RSTD, stats == STATS_RSTD
     stats_moments = stats == STATS_MEAN_VAR
     keepdims = keepdims or not stats_moments  # (only moments may drop the axes)
