@@ -64,6 +64,9 @@ class Pipeline(CompilerBase):
 
     def define_pipelines(self):
         pm = DefaultPassBuilder.define_nopython_pipeline(self.state)
-        pm.add_pass_after(LocalCopies, AnnotateTypes)
+        try:
+            pm.add_pass_after(LocalCopies, AnnotateTypes)
+        except ValueError:  # (a Numba whose pipeline has no AnnotateTypes: Numba's linking)
+            return [pm]
         pm.finalize()
         return [pm]
