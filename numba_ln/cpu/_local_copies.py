@@ -15,7 +15,8 @@ cold and cached differed in a few elements (README, "Same bits").
 The fix: each kernel's library makes the copies linked into it ``internal`` once its
 module is optimized (the optimization is unchanged, so the machine code is the cached
 one), and the calls bind to them in both processes.  The originals keep their external
-names, for their own callers from Python.
+names, for their own callers from Python, and the IR a library gives its callers to link
+keeps the copies weak, so that a caller still merges the copies its kernels bring.
 
 This touches Numba internals (a pass that creates the library, as NativeLowering would,
 and wraps the library's last step); on a Numba whose internals differ the guards leave
@@ -29,15 +30,33 @@ from numba.core.typed_passes import AnnotateTypes
 
 def _bind_copies_locally(library):
     finalize = getattr(library, "_finalize_final_module", None)
-    if finalize is None or not hasattr(library, "_final_module"):
+    for_linking = getattr(library, "_get_module_for_linking", None)
+    if finalize is None or for_linking is None or not hasattr(library, "_final_module"):
         return
+    copies = []
 
     def finalize_with_local_copies():
         for fn in library._final_module.functions:
             if not fn.is_declaration and fn.linkage == ll.Linkage.linkonce_odr:
                 fn.linkage = ll.Linkage.internal
+                copies.append(fn.name)
         finalize()
+
+    # The IR that callers link in (and that the cache keeps for them) has the copies weak
+    # again: a caller linking several kernels then keeps one copy of each helper, as
+    # before (internal ones would each bring their own: cold compiles took 14% longer).
+    def module_for_linking():
+        if library._shared_module is None and copies:
+            module = for_linking()
+            if module is library._final_module:
+                module = module.clone()
+            for name in copies:
+                module.get_function(name).linkage = ll.Linkage.linkonce_odr
+            library._shared_module = module
+        return for_linking()
+
     library._finalize_final_module = finalize_with_local_copies
+    library._get_module_for_linking = module_for_linking
 
 
 @register_pass(mutates_CFG=False, analysis_only=True)
