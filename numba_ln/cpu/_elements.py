@@ -15,7 +15,7 @@ from numba import types
 from numba.extending import overload
 
 from ._jit import kernel
-from ._storage import load
+from ._storage import load_input
 
 
 @kernel(fastmath=False)
@@ -90,10 +90,10 @@ def _affine(t, w, b, j):
     if _absent(w) and _absent(b):
         return lambda t, w, b, j: t
     if _absent(b):
-        return lambda t, w, b, j: t * load(w, j)
+        return lambda t, w, b, j: t * load_input(w, j)
     if _absent(w):
-        return lambda t, w, b, j: t + load(b, j)
-    return lambda t, w, b, j: t * load(w, j) + load(b, j)
+        return lambda t, w, b, j: t + load_input(b, j)
+    return lambda t, w, b, j: t * load_input(w, j) + load_input(b, j)
 
 
 def store_stats(stats, i, mean, second):

@@ -56,7 +56,7 @@ from numba.extending import overload
 from .. import _config
 from ._elements import _absent, _in_place, exact_sub, is_narrow, work
 from ._jit import kernel
-from ._storage import keep, load, rounded
+from ._storage import keep, load, load_input, rounded
 
 CHUNK = _config.CHUNK
 PIECE = _config.PIECE
@@ -75,9 +75,9 @@ def row_value(x, r, s, j):
 def _row_value(x, r, s, j):
     if _absent(r):
         return lambda x, r, s, j: load(x, j)
-    if _in_place(s):
-        return lambda x, r, s, j: keep(r, j, load(x, j) + load(r, j))
-    return lambda x, r, s, j: keep(s, j, load(x, j) + load(r, j))
+    if _in_place(s):  # (r is written: not an input of _alias's sense)
+        return lambda x, r, s, j: keep(r, j, load_input(x, j) + load(r, j))
+    return lambda x, r, s, j: keep(s, j, load_input(x, j) + load_input(r, j))
 
 
 # --- the summing loops: compiled with REDUCE flags, one function each -------------------------

@@ -29,6 +29,8 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload
 
+from . import _alias
+
 _I16, _I32, _F32 = ir.IntType(16), ir.IntType(32), ir.FloatType()
 
 
@@ -135,69 +137,49 @@ def f32_to_f16(typingctx, value):
     return types.int16(types.float32), codegen
 
 
-# --- element access through row pointers, with alias scopes ---------------------------------
-# A loop that stores y[j] while it loads x, w, b (and sums the next row) is vectorized by
-# LLVM behind a run-time overlap test, since LLVM cannot know that y overlaps none of them;
-# when y happens to start within a vector's reach after one of them (the allocator's
-# choice), the test fails and the scalar copy of the loop runs, whose sums add in another
-# order: the row's last bits then depended on where y was placed.  The front guarantees
-# the overlap never happens (an output overlapping an input is computed into a copy, and
-# y over x is IN_PLACE, stored through `store` instead), so the kernels say so: every load
-# through a row pointer carries `!noalias` of the output scope, and `store_out` (y, only
-# where y is a distinct array) carries that scope.  LLVM then drops the test, and the
-# vector loop runs wherever y lies.  (A user's @njit call may pass y as exactly x's
-# memory: each element is then stored after its last load, and the stored value depends on
-# that load and the row's statistics, so no reordering LLVM may do crosses them.)  The
-# scope is named by a string, so it is the same node in every module Numba links.
-def _output_scope(module):
-    domain = module.add_metadata([ir.MetaDataString(module, "numba_ln")])
-    scope = module.add_metadata([ir.MetaDataString(module, "numba_ln.output"), domain])
-    return module.add_metadata([scope])
+# --- element access (through row pointers with the alias scopes of _alias.py) ----------------
+
+def _accessor(pointer_get):
+    """An element access a[j]: through pointer_get (an _alias intrinsic) for a row
+    pointer, plain indexing for an array."""
+    def element(a, j):
+        pass
+
+    @overload(element)
+    def _element(a, j):
+        if isinstance(a, types.CPointer):
+            return lambda a, j: pointer_get(a, j)
+        return lambda a, j: a[j]
+    return element
 
 
-@intrinsic
-def _get(typingctx, pointer, index):
-    def codegen(context, builder, signature, args):
-        value = builder.load(builder.gep(args[0], [args[1]]))
-        value.set_metadata("noalias", _output_scope(builder.module))
-        return value
-    return pointer.dtype(pointer, index), codegen
+_element = _accessor(_alias.get)
+_input_element = _accessor(_alias.get_input)  # (arrays no kernel writes)
 
 
-@intrinsic
-def _set_output(typingctx, pointer, index, value):
-    def codegen(context, builder, signature, args):
-        stored = builder.store(context.cast(builder, args[2], signature.args[2],
-                                            signature.args[0].dtype),
-                               builder.gep(args[0], [args[1]]))
-        stored.set_metadata("alias.scope", _output_scope(builder.module))
-        return context.get_dummy_value()
-    return types.none(pointer, index, value), codegen
-
-
-def _element(a, j):
-    """a[j]: through _get for a row pointer."""
-
-
-@overload(_element)
-def _element_overload(a, j):
-    if isinstance(a, types.CPointer):
-        return lambda a, j: _get(a, j)
-    return lambda a, j: a[j]
+def _widened(element):
+    """load's implementation over an element access."""
+    def impl(a, j):
+        kind = storage(a)
+        if kind == "bfloat16":
+            return lambda a, j: bf16_to_f32(element(a, j))
+        if kind == "float16":
+            return lambda a, j: f16_to_f32(element(a, j))
+        return lambda a, j: element(a, j)
+    return impl
 
 
 def load(a, j):
     """a[j] in its work type (the element itself for float arrays)."""
 
 
-@overload(load)
-def _load(a, j):
-    kind = storage(a)
-    if kind == "bfloat16":
-        return lambda a, j: bf16_to_f32(_element(a, j))
-    if kind == "float16":
-        return lambda a, j: f16_to_f32(_element(a, j))
-    return lambda a, j: _element(a, j)
+def load_input(a, j):
+    """load(a, j) of an array the forward kernels never write (x; r when s is not stored
+    over it; weight, bias): no fused sum s overlaps it (_alias)."""
+
+
+overload(load)(_widened(_element))
+overload(load_input)(_widened(_input_element))
 
 
 def encode(a, value):
@@ -242,33 +224,47 @@ def _store(a, j, value):
 
 
 def store_out(y, j, value):
-    """store(y, j, value) for an output y that overlaps no array the kernel reads (see
-    _output_scope)."""
+    """store(y, j, value) for an output y that overlaps no array the kernel reads: in the
+    output scope through a row pointer (_alias)."""
 
 
 @overload(store_out)
 def _store_out(y, j, value):
     if isinstance(y, types.CPointer):
-        return lambda y, j, value: _set_output(y, j, encode(y, value))
+        return lambda y, j, value: _alias.set_output(y, j, encode(y, value))
     return lambda y, j, value: store(y, j, value)
 
 
 def keep(a, j, value):
     """store(a, j, value) and return the stored value in the work type: a fused sum s is
-    normalized as it was stored."""
+    normalized as it was stored.  Through a row pointer, in the sums scope (_alias)."""
+
+
+def _put_sum(a, j, bits):
+    """a[j] = bits: _alias.set_sum for a row pointer."""
+
+
+@overload(_put_sum)
+def _put_sum_overload(a, j, bits):
+    if isinstance(a, types.CPointer):
+        return lambda a, j, bits: _alias.set_sum(a, j, bits)
+
+    def plain(a, j, bits):
+        a[j] = bits
+    return plain
 
 
 @overload(keep)
 def _keep(a, j, value):
     if storage(a) is None:
         def plain(a, j, value):
-            a[j] = value
+            _put_sum(a, j, value)
             return value
         return plain
 
     def impl(a, j, value):
         bits = encode(a, value)
-        a[j] = bits
+        _put_sum(a, j, bits)
         return decode(a, bits)
     return impl
 
