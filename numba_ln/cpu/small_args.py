@@ -94,6 +94,13 @@ def _work_dtype(x):
     return x.dtype if isinstance(x.dtype, types.Float) else types.float32
 
 
+@kernel(inline="always")
+def _widen_into(out, start, p):
+    """out[start:start + len(p)] = p, each element converted to out's dtype (load)."""
+    for j in range(p.shape[0]):
+        out[start + j] = load(p, j)
+
+
 @overload(work_param, inline="always")
 def _work_param(p, x):
     if not _casts(p, x):
@@ -102,8 +109,7 @@ def _work_param(p, x):
 
     def cast(p, x):
         out = np.empty(p.shape[0], dtype)
-        for j in range(p.shape[0]):
-            out[j] = load(p, j)
+        _widen_into(out, 0, p)
         return out
     return cast
 
@@ -119,15 +125,13 @@ def _work_params(w, b, x):
         return lambda w, b, x: (work_param(w, x), work_param(b, x))
     dtype = _work_dtype(x)
 
-    def both(w, b, x):
+    def in_one_buffer(w, b, x):
         n = w.shape[0]
-        both = np.empty(n + b.shape[0], dtype)
-        for j in range(n):
-            both[j] = load(w, j)
-        for j in range(b.shape[0]):
-            both[n + j] = load(b, j)
-        return both[:n], both[n:]
-    return both
+        buffer = np.empty(n + b.shape[0], dtype)
+        _widen_into(buffer, 0, w)
+        _widen_into(buffer, n, b)
+        return buffer[:n], buffer[n:]
+    return in_one_buffer
 
 
 @kernel(inline="always")
