@@ -179,6 +179,15 @@ def _same_or_within_bound(got, want):
         assert_close(got, want.astype(np.float64), scale=4)
 
 
+def _placed_after_weight(w, shape, gaps):
+    """(a copy of w, y of shape placed gap elements after it) for each gap: an output that
+    starts within a vector's reach after the weight."""
+    for gap in gaps:
+        memory = np.zeros(w.size + gap + int(np.prod(shape)), w.dtype)
+        memory[:w.size] = w
+        yield gap, memory[:w.size], memory[w.size + gap:].reshape(shape)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_output_placement_changes_no_bit(rng, dtype):
     # y placed right after the weight once failed LLVM's run-time overlap test in front of
@@ -189,12 +198,9 @@ def test_output_placement_changes_no_bit(rng, dtype):
     b = np.full(8, 0.5, dtype)
     want = numba_ln.layer_norm(x, w, b, eps=1e-3)
     want_rms = numba_ln.rms_norm(x, w, eps=1e-3)
-    for gap in range(0, 64, 4):  # y placed gap elements after a copy of w
-        memory = np.zeros(8 + gap + x.size, dtype)
-        memory[:8] = w
-        y = memory[8 + gap:].reshape(x.shape)
-        assert _same(numba_ln.layer_norm(x, memory[:8], b, eps=1e-3, out=y), want), gap
-        assert _same(numba_ln.rms_norm(x, memory[:8], eps=1e-3, out=y), want_rms), gap
+    for gap, w_copy, y in _placed_after_weight(w, x.shape, range(0, 64, 4)):
+        assert _same(numba_ln.layer_norm(x, w_copy, b, eps=1e-3, out=y), want), gap
+        assert _same(numba_ln.rms_norm(x, w_copy, eps=1e-3, out=y), want_rms), gap
 
 
 def test_fused_output_placement_changes_no_bit(rng):
@@ -203,11 +209,8 @@ def test_fused_output_placement_changes_no_bit(rng):
     x, r = rng.standard_normal((2, 6, 5, 8)).astype(np.float32)
     w = rng.standard_normal(8).astype(np.float32)
     want = numba_ln.add_layer_norm(x, r, w, eps=1e-3)
-    for gap in range(0, 64, 8):
-        memory = np.zeros(8 + gap + x.size, np.float32)
-        memory[:8] = w
-        y = memory[8 + gap:].reshape(x.shape)
-        assert _same(numba_ln.add_layer_norm(x, r, memory[:8], eps=1e-3, out=y), want), gap
+    for gap, w_copy, y in _placed_after_weight(w, x.shape, range(0, 64, 8)):
+        assert _same(numba_ln.add_layer_norm(x, r, w_copy, eps=1e-3, out=y), want), gap
 
 
 # --- the --latency table ---------------------------------------------------------------------
