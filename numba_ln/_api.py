@@ -42,7 +42,7 @@ def layer_norm(x, weight=None, bias=None, *, axis=-1, eps=1e-5, out=None, return
     array([[-1.2247357,  0.       ,  1.2247357],
            [ 0.       ,  0.       ,  0.       ]], dtype=float32)
     """
-    y = small_call(x, weight, bias, eps, True, out, None, None, return_stats, axis)
+    y = small_call(x, weight, bias, eps, True, out, return_stats, axis)
     if y is not None:
         return y
     return backend_for(x).run(LAYER_NORM, x, None, weight, bias, axis, eps, out, None,
@@ -61,7 +61,7 @@ def rms_norm(x, weight=None, *, axis=-1, eps=1e-6, out=None, return_stats=False)
     >>> numba_ln.rms_norm(np.array([3.0, 4.0]), eps=0.0)
     array([0.84852814, 1.13137085])
     """
-    y = small_call(x, weight, None, eps, False, out, None, None, return_stats, axis)
+    y = small_call(x, weight, None, eps, False, out, return_stats, axis)
     if y is not None:
         return y
     return backend_for(x).run(RMS_NORM, x, None, weight, None, axis, eps, out, None,
@@ -85,8 +85,8 @@ def add_layer_norm(x, residual, weight=None, bias=None, *, axis=-1, eps=1e-5, ou
     (array([-1.,  1.]), array([2., 6.]))
     """
     if residual is not None:
-        done = small_call(x, weight, bias, eps, True, out, residual, residual_out, return_stats,
-                          axis)
+        done = small_call(x, weight, bias, eps, True, out, return_stats, axis, residual,
+                          residual_out)
         if done is not None:
             return done
     return backend_for(x).run(ADD_LAYER_NORM, x, residual, weight, bias, axis, eps, out,
@@ -101,8 +101,8 @@ def add_rms_norm(x, residual, weight=None, *, axis=-1, eps=1e-6, out=None, resid
     SkipSimplifiedLayerNormalization.  Same rules as :func:`add_layer_norm`.
     """
     if residual is not None:
-        done = small_call(x, weight, None, eps, False, out, residual, residual_out, return_stats,
-                          axis)
+        done = small_call(x, weight, None, eps, False, out, return_stats, axis, residual,
+                          residual_out)
         if done is not None:
             return done
     return backend_for(x).run(ADD_RMS_NORM, x, residual, weight, None, axis, eps, out,

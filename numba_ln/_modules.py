@@ -65,7 +65,7 @@ class _Norm:
         and takes the checked path."""
         if type(x) is not np.ndarray or not x.ndim or x.shape[-1] != self._cols:
             return None
-        return small_call(x, weight, bias, self.eps, centered, out, None, None, return_stats)
+        return small_call(x, weight, bias, self.eps, centered, out, return_stats)
 
     def _check_param(self, name, value):
         if value is None:

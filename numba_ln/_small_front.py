@@ -91,8 +91,8 @@ def _output(out, shape, dtype):
     return out if type(out) is np.ndarray and out.dtype is dtype else None
 
 
-def small_call(x, weight, bias, eps, centered, out, residual=None, residual_out=None,
-               return_stats=False, axis=-1):
+def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
+               residual=None, residual_out=None):
     """y (or (y, s) with a residual; (y, mean, rstd) or (y, rstd) with return_stats and no
     residual) for the commonest forward calls, or None to take the general path.  Runs
     before anything else, even the GPU check, with the public function's arguments as
@@ -120,6 +120,13 @@ def small_call(x, weight, bias, eps, centered, out, residual=None, residual_out=
             weight = _same_dtype(weight, dtype, cast=False)
         if bias is not None and (type(bias) is not np.ndarray or bias.dtype is not dtype):
             bias = _same_dtype(bias, dtype, cast=False)
+        if x.ndim == 2 and residual is None and not return_stats and weight is not False \
+                and bias is not False:  # the commonest call, in the fewest steps
+            y = np.empty(x.shape, dtype) if out is None else _output(out, x.shape, dtype)
+            if y is None or small_norm(IN_PLACE if y is x else y, x, weight, bias, eps,
+                                       centered, None):
+                return None
+            return y
     else:
         bits, stats_dtype = _half_bits(dtype), _F32
         if bits is None:
@@ -137,19 +144,16 @@ def small_call(x, weight, bias, eps, centered, out, residual=None, residual_out=
     else:
         return None
     if residual is None:
-        mean = rstd = None
-        if return_stats:  # keepdims, in the statistics dtype (made (rows, 1), then shaped)
-            rstd = np.empty((yk.shape[0], 1), stats_dtype)
-            mean = np.empty((yk.shape[0], 1), stats_dtype) if centered else None
-        if small_norm(IN_PLACE if y is x else yk, xk, weight, bias, eps, centered, mean, rstd):
+        stats = None
+        if return_stats:  # (mean, rstd) or (rstd,): keepdims, in the statistics dtype
+            stats = np.empty((2 if centered else 1, yk.shape[0], 1), stats_dtype)
+        if small_norm(IN_PLACE if y is x else yk, xk, weight, bias, eps, centered, stats):
             return None
         if not return_stats:
             return y
         if x.ndim != 2:
-            rstd.shape = x.shape[:-1] + (1,)
-            if centered:
-                mean.shape = rstd.shape
-        return (y, mean, rstd) if centered else (y, rstd)
+            stats.shape = stats.shape[:1] + x.shape[:-1] + (1,)
+        return (y, stats[0], stats[1]) if centered else (y, stats[0])
     if type(residual) is not np.ndarray or residual.dtype is not dtype:
         return None
     s = _output(residual_out, x.shape, dtype)
@@ -191,7 +195,7 @@ def _trailing_axis_call(x, weight, bias, eps, centered, axis, return_stats):
     if tail.count(1) != len(tail):
         return None
     got = small_call(x.reshape(-1, shape[kept - 1]), weight, bias, eps, centered, None,
-                     None, None, return_stats)  # (as rows: the fastest form of small_call)
+                     return_stats)  # (as rows: the fastest form of small_call)
     if got is None:
         return None
     if not return_stats:
