@@ -4,11 +4,11 @@ sizes fit and outputs lie apart from inputs (a few integer compares), the flat v
 row kernels take, parameters in the work type, and scratch statistics rows."""
 import numpy as np
 from numba import carray, types
-from numba.core import cgutils
-from numba.extending import intrinsic, overload
+from numba.extending import overload
 
 from ._elements import _absent, _in_place
 from ._jit import kernel
+from ._pointers import stack_doubles
 from ._storage import load
 
 
@@ -139,18 +139,7 @@ def _work_params(w, b, x):
 # 64 (1 KiB); more rows take a heap allocation (~60 ns with its release, a tenth of a
 # (1, 768) kernel: the whole kernel call measured 580 -> 555 ns).
 STACK_ROWS = 64
-
-
-@intrinsic
-def _stack_doubles(typingctx):
-    """Pointer to 2 * STACK_ROWS float64s in the calling kernel's stack frame (allocated
-    once, in its entry block: small_norm inlines its helpers, so the frame is its own)."""
-    sig = types.CPointer(types.float64)()
-
-    def codegen(context, builder, signature, args):
-        return cgutils.alloca_once(builder, context.get_value_type(types.float64),
-                                   size=2 * STACK_ROWS)
-    return sig, codegen
+_STACK_DOUBLES = 2 * STACK_ROWS  # (a literal for stack_doubles)
 
 
 @kernel(inline="always")
@@ -160,7 +149,7 @@ def scratch_stats(rows):
     at most STACK_ROWS rows, else both in one allocation.  For serial calls only: a
     stack frame is the calling thread's."""
     if rows <= STACK_ROWS:
-        both = carray(_stack_doubles(), (2, rows))
+        both = carray(stack_doubles(_STACK_DOUBLES), (2, rows))
     else:
         both = np.empty((2, rows))
     return both[0], both[1]
