@@ -2,7 +2,9 @@
 gives the bits of rows_block, which the small calls run: a parallel call is compared with
 the same rows cut into small calls.  The rows include every fallback of the statistics
 (a constant row, a poor shift, float32's range left both ways, rstd beyond float32's
-normalizing range, NaN and inf) and a last block shorter than 16 rows."""
+normalizing range, NaN and inf) and a last block shorter than 16 rows.  (16-bit data reach
+the kernel as the same code through _storage's loads and stores; not compiled here, for
+the suite's time.)"""
 import numba
 import numpy as np
 import pytest
@@ -91,7 +93,7 @@ def test_rms_norm_and_moments_give_rows_block_bits(launched):
     assert launched == ["narrow_parallel"] * 2
 
 
-def test_in_place_and_16_bit_give_rows_block_bits(launched):
+def test_in_place_gives_rows_block_bits(launched):
     cols = 64
     rows = _config.SERIAL_MAX_ELEMENTS // cols + 3
     step = _config.SERIAL_MAX_ELEMENTS // cols
@@ -99,9 +101,7 @@ def test_in_place_and_16_bit_give_rows_block_bits(launched):
     expected = in_small_calls(numba_ln.layer_norm, x, step)
     assert numba_ln.layer_norm(x, out=x) is x
     assert same_bits(x, expected)
-    half = hard_rows(rows, cols, np.float16, seed=3)
-    assert same_bits(numba_ln.layer_norm(half), in_small_calls(numba_ln.layer_norm, half, step))
-    assert launched == ["narrow_parallel"] * 2
+    assert launched == ["narrow_parallel"]
 
 
 def test_fused_and_wider_rows_keep_rows_parallel(launched):
