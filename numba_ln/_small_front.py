@@ -56,17 +56,16 @@ def _half_bits(dtype):
     return bits
 
 
-def _same_dtype(p, dtype, cast=True):
-    """weight/bias for float32/float64 data: None, or a 1-D array of x's dtype (float32
-    or float64 parameters are cast, as the general path casts them: float64 weights from a
-    checkpoint on float32 data; with cast False they go as they are, for the forward
-    kernels, which cast them in compiled code: cpu/small_args.work_param); False when the
-    general path must take the call."""
+def _same_dtype(p, dtype):
+    """weight/bias for float32/float64 data (the backward gate's): None, or a 1-D array of
+    x's dtype (float32 or float64 parameters are cast, as the general path casts them:
+    float64 weights from a checkpoint on float32 data); False when the general path must
+    take the call."""
     if p is None or (type(p) is np.ndarray and p.dtype is dtype):
         return p
     if type(p) is not np.ndarray or p.ndim != 1 or (p.dtype is not _F32 and p.dtype is not _F64):
         return False
-    return p.astype(dtype) if cast else p
+    return p.astype(dtype)
 
 
 def _half_param(p):
@@ -98,8 +97,8 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
     before anything else, even the GPU check, with the public function's arguments as
     given: axis -1 (another int: see _trailing_axis_call; anything else, a NumPy integer
     included, the general path), return_stats a bool.  (The callers pass every argument
-    by position, and _gate, _same_dtype and _output are inlined where the commonest call
-    meets them: a keyword or a function call is ~50 ns of a ~1.2 us call.)"""
+    by position, and _gate, the parameter checks and _output are inlined where the
+    commonest calls meet them: a keyword or a function call is ~50 ns of a ~1.2 us call.)"""
     if axis is not _LAST_AXIS:  # (the int -1 is one object in CPython; else a compare)
         if type(axis) is not int or out is not None or residual is not None:
             return None
@@ -116,30 +115,36 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
     dtype = x.dtype
     if dtype is _F32 or dtype is _F64:
         bits, stats_dtype = None, dtype
-        if weight is not None and (type(weight) is not np.ndarray or weight.dtype is not dtype):
-            weight = _same_dtype(weight, dtype, cast=False)
-        if bias is not None and (type(bias) is not np.ndarray or bias.dtype is not dtype):
-            bias = _same_dtype(bias, dtype, cast=False)
-        if x.ndim == 2 and residual is None and not return_stats and weight is not False \
-                and bias is not False:  # the commonest call, in the fewest steps
+        # (weight/bias of either dtype as they are: the kernels cast one of the other dtype
+        # in compiled code, cpu/small_args.work_param)
+        if weight is not None and (type(weight) is not np.ndarray
+                                   or (weight.dtype is not _F32 and weight.dtype is not _F64)):
+            return None
+        if bias is not None and (type(bias) is not np.ndarray
+                                 or (bias.dtype is not _F32 and bias.dtype is not _F64)):
+            return None
+        if x.ndim == 2 and residual is None and not return_stats:  # the commonest call
             y = np.empty(x.shape, dtype) if out is None else _output(out, x.shape, dtype)
             if y is None or small_norm(IN_PLACE if y is x else y, x, weight, bias, eps,
                                        centered, None):
                 return None
             return y
     else:
-        bits, stats_dtype = _half_bits(dtype), _F32
+        bits, stats_dtype = _HALF_BITS.get(dtype) or _half_bits(dtype), _F32
         if bits is None:
             return None
-        weight, bias = _half_param(weight), _half_param(bias)
-    if weight is False or bias is False:
-        return None
+        if weight is not None:
+            weight = _half_param(weight)
+        if bias is not None:
+            bias = _half_param(bias)
+        if weight is False or bias is False:
+            return None
     y = np.empty(x.shape, dtype) if out is None else _output(out, x.shape, dtype)
     if y is None:
         return None
-    if bits is None and x.ndim == 2:  # (the commonest call: no function calls)
-        yk, xk = y, x
-    elif x.ndim == 2 or _fits_rows(y, x):
+    if x.ndim == 2:  # (views of the bits inlined: a call is ~50 ns)
+        yk, xk = (y, x) if bits is None else (y.view(bits), x.view(bits))
+    elif _fits_rows(y, x):
         yk, xk = _as_kernel_rows(y, bits), _as_kernel_rows(x, bits)
     else:
         return None
@@ -159,9 +164,9 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
     s = _output(residual_out, x.shape, dtype)
     if s is None:
         return None
-    if bits is None and x.ndim == 2:
-        sk, rk = s, residual
-    elif x.ndim == 2 or (_fits_rows(s, x) and _fits_rows(residual, x)):
+    if x.ndim == 2:
+        sk, rk = (s, residual) if bits is None else (s.view(bits), residual.view(bits))
+    elif _fits_rows(s, x) and _fits_rows(residual, x):
         sk, rk = _as_kernel_rows(s, bits), _as_kernel_rows(residual, bits)
     else:
         return None
@@ -220,14 +225,15 @@ def _as_kernel_rows(a, bits):
 
 
 def small_moments_call(x, keepdims):
-    """moments(x) over the last axis: (mean, var), or None for the general path."""
-    if _gate(x, 0.0) is None:
+    """moments(x) over the last axis: (mean, var), rows of one array, or None for the
+    general path."""
+    if type(x) is not np.ndarray or not 0 < x.size <= _SMALL or not x.flags.c_contiguous:
         return None
     dtype = x.dtype
     if dtype is _F32 or dtype is _F64:
         xk, stats_dtype = x, dtype
     else:
-        bits = _half_bits(dtype)
+        bits = _HALF_BITS.get(dtype) or _half_bits(dtype)
         if bits is None:
             return None
         xk, stats_dtype = x.view(bits), _F32
@@ -235,9 +241,9 @@ def small_moments_call(x, keepdims):
     rows = x.size // cols
     if xk.ndim != 2:  # (one kernel variant for every rank: each costs seconds to compile)
         xk = xk.reshape(rows, cols)
-    mean, var = np.empty(rows, stats_dtype), np.empty(rows, stats_dtype)
-    if small_moments(xk, mean, var, 0.0, True):
+    stats = np.empty((2, rows), stats_dtype)
+    if small_moments(xk, stats, 0.0, True):
         return None
-    shape = x.shape[:-1] + (1,) if keepdims else x.shape[:-1]
-    mean.shape = var.shape = shape
-    return mean, var
+    if keepdims or x.ndim != 2:
+        stats.shape = (2,) + x.shape[:-1] + ((1,) if keepdims else ())
+    return stats[0], stats[1]

@@ -166,33 +166,34 @@ def small_add_norm(y, s, x, r, w, b, eps, centered, per_task):
     return run_add_norm(y, s, x, r, w, b, eps, centered, per_task)
 
 
-def run_moments(x, mean, var, eps, centered):
+def run_moments(x, stats, eps, centered):
     """The body of small_moments: 1 unless the types and sizes are the kernel's."""
 
 
 @overload(run_moments)
-def _run_moments(x, mean, var, eps, centered):
-    if not all(isinstance(a, types.Array) and a.layout == "C" and a.ndim == 1 and a.mutable
-               and isinstance(a.dtype, types.Float) for a in (mean, var)):
-        return lambda x, mean, var, eps, centered: 1
+def _run_moments(x, stats, eps, centered):
+    if not (isinstance(stats, types.Array) and stats.layout == "C" and stats.ndim == 2
+            and stats.mutable and isinstance(stats.dtype, types.Float)):
+        return lambda x, stats, eps, centered: 1
 
-    def run(x, mean, var, eps, centered):
+    def run(x, stats, eps, centered):
         cols = x.shape[-1]
         rows = x.size // cols
-        if not (cols > 0 and mean.size == rows and var.size == rows):
+        if not (cols > 0 and stats.shape[0] == 2 and stats.shape[1] == rows):
             return 1
-        stats = scratch_stats(rows)
-        rows_block((None, None, view_of(x, cols), None), (None, None, eps, centered), stats,
+        sums = scratch_stats(rows)
+        rows_block((None, None, view_of(x, cols), None), (None, None, eps, centered), sums,
                    cols, np.int64(0), rows)
         for i in range(rows):  # (rounded once, as the general path's astype)
-            mean[i] = stats[0][i]
-            var[i] = stats[1][i]
+            stats[0, i] = sums[0][i]
+            stats[1, i] = sums[1][i]
         return 0
     return run
 
 
 @kernel()
-def small_moments(x, mean, var, eps, centered):
-    """The mean and variance of x's rows into the flat arrays mean and var (the front
-    passes eps 0.0 and centered True, as run-time values: the general path's types)."""
-    return run_moments(x, mean, var, eps, centered)
+def small_moments(x, stats, eps, centered):
+    """The mean and variance of x's rows into stats' two rows (the front passes eps 0.0
+    and centered True, as run-time values: the general path's types; one output array,
+    one allocation in the front)."""
+    return run_moments(x, stats, eps, centered)
