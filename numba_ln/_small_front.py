@@ -130,9 +130,11 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
                 return None
             return y
     else:
-        bits, stats_dtype = _HALF_BITS.get(dtype) or _half_bits(dtype), _F32
+        bits, stats_dtype = _HALF_BITS.get(dtype), _F32  # (_half_bits inlined)
         if bits is None:
-            return None
+            bits = _half_bits(dtype)  # (bfloat16's first call, or not 16-bit)
+            if bits is None:
+                return None
         if weight is not None:
             weight = _half_param(weight)
         if bias is not None:
@@ -233,9 +235,11 @@ def small_moments_call(x, keepdims):
     if dtype is _F32 or dtype is _F64:
         xk, stats_dtype = x, dtype
     else:
-        bits = _HALF_BITS.get(dtype) or _half_bits(dtype)
+        bits = _HALF_BITS.get(dtype)
         if bits is None:
-            return None
+            bits = _half_bits(dtype)
+            if bits is None:
+                return None
         xk, stats_dtype = x.view(bits), _F32
     cols = x.shape[-1]
     rows = x.size // cols
