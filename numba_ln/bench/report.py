@@ -64,8 +64,9 @@ def _header(meta):
         for k in ("numba_ln", "numba", "numpy", "torch", "onnxruntime", "python")))
     st = meta["settings"]
     s.append(f"  method: {st['rounds']} interleaved rounds per case, each contender a "
-             f"{st['warmup_ms']:g} ms warm-up then a ~{st['batch_ms']:g} ms timed batch; "
-             f"figures are medians over rounds of per-round ratios")
+             f"{st['warmup_ms']:g} ms warm-up then a ~{st['batch_ms']:g} ms timed batch, the "
+             f"round idling after spinning peers' batches ({_settle_note()}); figures are "
+             f"medians over rounds of per-round ratios")
     s.append("  columns: x line = speed-line time / time (speed line = faster of np.copyto and "
              "a Numba prange copy of the bytes moved); numba_ln-out speedup / numba_ln-alloc "
              "speedup = this library's time / the time of numba_ln with out= / allocating "
@@ -109,3 +110,9 @@ def format_report(meta, results, extras, targets):
     if targets:
         s += format_targets(targets)
     return "\n".join(s)
+
+
+def _settle_note():
+    from .timing import SETTLE_S
+
+    return ", ".join(f"{name} {seconds * 1e3:g} ms" for name, seconds in SETTLE_S)

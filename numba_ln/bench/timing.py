@@ -3,10 +3,15 @@
 
 Every case times its contenders back to back in interleaved rounds (the order rotates each
 round).  In a round each contender first gets a warm-up (repeated calls for at least
-``warmup_s``: PyTorch's OpenMP and onnxruntime's pool threads keep spinning after a call
-and steal cores from whatever runs next), then a timed batch of calls lasting about
-``batch_s``.  Figures are medians over rounds of that round's ratios, so that slow drifts
-of a shared machine cancel out.
+``warmup_s``), then a timed batch of calls lasting about ``batch_s``.  Figures are medians
+over rounds of that round's ratios, so that slow drifts of a shared machine cancel out.
+
+PyTorch's OpenMP threads and onnxruntime's pool threads keep spinning after a call and
+steal cores from whatever runs next.  Measured on the 2-core development machine with a
+(1024, 1024) ``layer_norm`` run right after each: numba_ln's calls took 1.6-2x their time
+for ~7 ms after torch's last call, and 1.5x for 30-40 ms after an onnxruntime session's.
+A warm-up absorbed part of it at best, so the round idles (``SETTLE_S``) after those
+peers' batches before the next contender starts.
 """
 import gc
 import itertools
@@ -19,6 +24,17 @@ from .cases import CASE_BY_NAME, make_inputs
 from .contenders import LIBRARIES, LINES, NUMBA_LN, build
 
 SCALING_CASE = "1x4194304"
+# (contender-name prefix, seconds idled after its batch: twice the spinning measured)
+SETTLE_S = (("torch", 0.015), ("onnxruntime", 0.08))
+
+
+def settle_time(name):
+    """How long a round idles after ``name``'s batch (0 for contenders that do not spin).
+
+    >>> settle_time("onnxruntime-run"), settle_time("numba_ln-out")
+    (0.08, 0.0)
+    """
+    return next((s for prefix, s in SETTLE_S if name.startswith(prefix)), 0.0)
 
 
 def _warm(call, seconds):
@@ -74,6 +90,7 @@ def measure(calls, rounds, batch_s, warmup_s, before=None, progress=None):
         if name in before:
             before[name]()
         sizes[name] = _calls_per_batch(calls[name], batch_s)
+        time.sleep(settle_time(name))
     times = {name: [] for name in names}
     for r in range(rounds):
         if progress:
@@ -84,6 +101,7 @@ def measure(calls, rounds, batch_s, warmup_s, before=None, progress=None):
                 before[name]()
             _warm(calls[name], warmup_s)
             times[name].append(_batch(calls[name], sizes[name]))
+            time.sleep(settle_time(name))
     return times, sizes
 
 
