@@ -12,6 +12,7 @@ import time
 import numpy as np
 
 from .base import missing
+from .timing import settle_time
 
 SHAPES = ((1, 768), (64, 1024))
 # Targets (issue "every call at kernel speed"): forward forms and modules at most 0.5x
@@ -108,6 +109,7 @@ def measure(rounds, batch_ms, shapes=SHAPES, names=None, progress=lambda m: None
             progress(f"latency {shape}: round {i + 1}/{rounds}")
             peers = {False: peer_fwd and _per_call(peer_fwd, batch_ms / 1e3),
                      True: peer_bwd and _per_call(peer_bwd, batch_ms / 1e3)}
+            time.sleep(settle_time("torch"))  # (its threads spin after a call: timing.py)
             for name, (f, backward) in table.items():
                 t = _per_call(f, batch_ms / 1e3)
                 times[name].append(t)
