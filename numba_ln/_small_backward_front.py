@@ -3,7 +3,7 @@ the helpers it shares): the commonest backward calls go straight to cpu/small_ba
 kernels, which check the rest and run what the general path runs, so the same bits."""
 import numpy as np
 
-from . import _config, _threading
+from . import _config
 from ._small_front import _F32, _F64, _gate, _half_bits, _output, _same_dtype
 from .cpu._elements import IN_PLACE
 from .cpu.small_backward import small_backward
@@ -49,12 +49,14 @@ def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out):
     if bits is not None:
         x, dy = x.view(bits), dy.view(bits)
         dx_k = dx_k if dx_k is IN_PLACE else dx_k.view(bits)
-    # _threading.runs_serial(x.size, BACKWARD_COST), inlined as _SMALL is; serial where
-    # the layer needs the launch lock, which compiled code cannot take.  (The serial and
-    # the parallel launch run the same tasks: the same bits either way.)
+    # _threading.runs_serial(x.size, BACKWARD_COST), inlined as _SMALL is: above it the
+    # general path launches the parallel kernel from Python, never compiled code (a
+    # cached caller of a parallel kernel can crash a later process: _small_front's
+    # _SMALL comment says how; reproduced with backward calls of 4096 and 64 rows too).
     serial_max = _config.SERIAL_MAX_ELEMENTS // _config.BACKWARD_COST
-    parallel = None if x.size <= serial_max or _threading.needs_lock() else True
-    tasking = (_config.TASK_ELEMENTS, serial_max, parallel)
+    if x.size > serial_max:
+        return None
+    tasking = (_config.TASK_ELEMENTS, serial_max)
     status, dweight, dbias = small_backward(dx_k, dy, x, weight, mean, rstd, eps, centered,
                                             tasking, True if centered else None)
     if status:

@@ -14,20 +14,26 @@ _dtypes.kernel_dtype), eps a float or a NumPy scalar, weight/bias None or 1-D nd
 (of the other float dtype for float32/float64 data: cast to x's dtype in compiled code, as
 the general path casts them; for 16-bit data float32/float64 ones as they are and 16-bit
 ones as their bits, widened to float32 in compiled code), out/residual_out None or
-ndarrays of the result dtype, at most SERIAL_MAX_ELEMENTS elements (the plain forward
-kernels are serial; the fused one, twice the work an element, launches its rows in
-parallel above half of that, and the backward, three times the work, above a third:
-_config.FUSED_COST, BACKWARD_COST).
+ndarrays of the result dtype, at most SERIAL_MAX_ELEMENTS elements (half of that for the
+fused forms, twice the work an element, and a third for the backward, three times:
+_config.FUSED_COST, BACKWARD_COST); every small-call kernel runs in the calling thread.
 """
 import numpy as np
 
-from . import _config, _dtypes, _threading
+from . import _config, _dtypes
 from .cpu._elements import IN_PLACE
 from .cpu.small import small_add_norm, small_moments, small_norm
 
 _F32, _F64, _F16 = _dtypes.F32, _dtypes.F64, _dtypes.F16
 # The calls the gates take: at most _threading.runs_serial's bound, inlined (a call costs
-# ~0.1 us of a ~1 us call); the fused and backward kernels start threads within it
+# ~0.1 us of a ~1 us call).  The fused forms do twice a plain call's work an element
+# (_config.FUSED_COST; the backward three times): their gates take calls up to half (a
+# third) of it, and the kernels run them in the calling thread.  Above the bounds the
+# general path launches threads from Python, never compiled code: Numba caches a kernel
+# that calls a parallel kernel with a reference to that kernel's loop function which
+# only a process that loaded the parallel kernel itself can resolve, and a later process
+# that loads the caller first crashes (numba#8578; reproduced here: a fused call of 4096
+# rows, then one of 100 rows in a second process and again in a third).
 _SMALL = _config.SERIAL_MAX_ELEMENTS
 # eps as users write it: a NumPy scalar from a config or a checkpoint is a float here (the
 # general path reads it with float() too, so the result is the same).  Not bool.
@@ -141,6 +147,8 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
             bias = _half_param(bias)
         if weight is False or bias is False:
             return None
+    if residual is not None and x.size * _config.FUSED_COST > _config.SERIAL_MAX_ELEMENTS:
+        return None  # (read here, not frozen as _SMALL: the tests lower the bound)
     y = np.empty(x.shape, dtype) if out is None else _output(out, x.shape, dtype)
     if y is None:
         return None
@@ -172,16 +180,8 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
         sk, rk = _as_kernel_rows(s, bits), _as_kernel_rows(residual, bits)
     else:
         return None
-    per_task = None
-    if x.size * _config.FUSED_COST > _config.SERIAL_MAX_ELEMENTS:  # (inlined: small calls)
-        cols = x.shape[-1]
-        per_task = _threading.row_launch(x.size // cols, cols, _config.FUSED_COST)
-        if per_task is _threading.SPLIT:
-            return None  # (the general path's split-rows kernel)
-        if _threading.needs_lock():  # (compiled code cannot take the launch lock)
-            per_task = None
     if small_add_norm(yk, IN_PLACE if s is residual else sk, xk, rk, weight, bias, eps,
-                      centered, per_task):
+                      centered):
         return None
     return y, s
 

@@ -10,8 +10,8 @@ error): the front then takes its general path, which raises the proper error.
 
 The front (_small_front.py) passes only what it gated already: x a C-contiguous
 float32/float64 ndarray, or 16-bit data as their bits (_dtypes.kernel_dtype), of at most
-SERIAL_MAX_ELEMENTS elements (the fused kernel launches rows_parallel above
-SERIAL_MAX_ELEMENTS // FUSED_COST, as the general path does), eps a float, weight/bias
+SERIAL_MAX_ELEMENTS elements (the fused kernel's at most SERIAL_MAX_ELEMENTS //
+FUSED_COST: above that the general path launches threads from Python), eps a float, weight/bias
 None or ndarrays as the general path passes them (or ones the kernels cast as the general
 path does: work_param), out/residual_out ndarrays of x's kernel
 dtype (allocated by the front when not given), residual an ndarray; IN_PLACE for an
@@ -23,9 +23,9 @@ from numba.extending import overload
 
 from ._elements import _absent, _in_place
 from ._jit import kernel
-from .rows import rows_block, rows_parallel
-from .small_args import (_array_fits, _param_type_fits, apart, launch_stats, length_fits,
-                         scratch_stats, shape_of, view_of, work_param, work_params)
+from .rows import rows_block
+from .small_args import (_array_fits, _param_type_fits, apart, length_fits, scratch_stats,
+                         shape_of, view_of, work_param, work_params)
 
 
 def run_norm(y, x, w, b, eps, centered, stats):
@@ -101,19 +101,19 @@ def _run_norm(y, x, w, b, eps, centered, stats):
     return run
 
 
-def run_add_norm(y, s, x, r, w, b, eps, centered, per_task):
+def run_add_norm(y, s, x, r, w, b, eps, centered):
     """The body of small_add_norm."""
 
 
 @overload(run_add_norm)
-def _run_add_norm(y, s, x, r, w, b, eps, centered, per_task):
+def _run_add_norm(y, s, x, r, w, b, eps, centered):
     if not (_array_fits(y, x) and not _in_place(y) and _array_fits(s, x)
             and _array_fits(r, x) and not _in_place(r)
             and _param_type_fits(w) and _param_type_fits(b)):
-        return lambda y, s, x, r, w, b, eps, centered, per_task: 1
+        return lambda y, s, x, r, w, b, eps, centered: 1
     s_in_place = _in_place(s)
 
-    def run(y, s, x, r, w, b, eps, centered, per_task):
+    def run(y, s, x, r, w, b, eps, centered):
         cols = x.shape[-1]
         if not (cols > 0 and 0.0 <= eps < np.inf and y.shape == x.shape
                 and shape_of(s, x) == x.shape and r.shape == x.shape
@@ -128,28 +128,11 @@ def _run_add_norm(y, s, x, r, w, b, eps, centered, per_task):
             return 1
         yv, xv = view_of(y, cols), view_of(x, cols)
         rows = x.size // cols
-        run_rows((yv, view_of(s, cols), xv, view_of(r, cols)),
-                 (work_param(w, x), work_param(b, x), eps, centered),
-                 launch_stats(rows, per_task), rows, cols, per_task)
+        rows_block((yv, view_of(s, cols), xv, view_of(r, cols)),
+                   (work_param(w, x), work_param(b, x), eps, centered), scratch_stats(rows),
+                   cols, np.int64(0), rows)
         return 0
     return run
-
-
-def run_rows(arrays, norm, stats, rows, cols, per_task):
-    """All rows as one block in this thread (per_task None), or rows_parallel's tasks of
-    per_task rows (the general path's launch above its serial bound: _engine.run_rows).
-    The forward's bits do not depend on the tasks."""
-
-
-@overload(run_rows, inline="always")
-def _run_rows(arrays, norm, stats, rows, cols, per_task):
-    if _absent(per_task):
-        return lambda arrays, norm, stats, rows, cols, per_task: rows_block(
-            arrays, norm, stats, cols, np.int64(0), rows)
-
-    def threads(arrays, norm, stats, rows, cols, per_task):
-        rows_parallel(arrays, norm, stats, rows, cols, per_task)
-    return threads
 
 
 @kernel()
@@ -160,10 +143,10 @@ def small_norm(y, x, w, b, eps, centered, stats):
 
 
 @kernel()
-def small_add_norm(y, s, x, r, w, b, eps, centered, per_task):
-    """s = x + r (s an array or IN_PLACE: over r), and its LayerNorm/RMSNorm into y; the
-    rows in parallel tasks of per_task rows, or serially for per_task None."""
-    return run_add_norm(y, s, x, r, w, b, eps, centered, per_task)
+def small_add_norm(y, s, x, r, w, b, eps, centered):
+    """s = x + r (s an array or IN_PLACE: over r), and its LayerNorm/RMSNorm into y, the
+    rows in this thread (the front takes calls within the fused serial bound only)."""
+    return run_add_norm(y, s, x, r, w, b, eps, centered)
 
 
 def run_moments(x, stats, eps, centered):

@@ -153,17 +153,3 @@ def scratch_stats(rows):
     else:
         both = np.empty((2, rows))
     return both[0], both[1]
-
-
-def launch_stats(rows, per_task):
-    """scratch_stats, or two arrays of their own for a parallel launch: the views of one
-    allocation, passed through rows_parallel's prange from compiled code, crashed a
-    process that read them afterwards (seen with small_norm's return_stats; not
-    understood, so no parallel launch takes them)."""
-
-
-@overload(launch_stats, inline="always")
-def _launch_stats(rows, per_task):
-    if _absent(per_task):
-        return lambda rows, per_task: scratch_stats(rows)
-    return lambda rows, per_task: (np.empty(rows), np.empty(rows))

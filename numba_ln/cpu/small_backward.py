@@ -6,8 +6,9 @@ partial-row buffers, the reduction and the casts, each a NumPy call) cost ~20 us
 kernels take the arrays as they come, allocate what they need and return the parameter
 gradients in the result dtype, running exactly what the general path runs (the same
 tasks through cpu/backward.py's backward_block, with the same argument types, then the
-tasks' partials added in task order), so the results are bitwise the same; above the
-backward's serial bound (_config.BACKWARD_COST) they launch backward_parallel.  They return
+tasks' partials added in task order), so the results are bitwise the same; the front
+takes them only within the backward's serial bound (_config.BACKWARD_COST), and never
+launches threads from here (see _small_front, at _SMALL).  They return
 status 1, having written nothing, when the call is not theirs (anything unusual, and
 every error): the front then takes its general path, which raises the proper error.
 
@@ -27,7 +28,7 @@ from numba.np.numpy_support import as_dtype
 from ._elements import _absent, _work_type, work
 from ._jit import kernel
 from ._storage import empty_work
-from .backward import backward_parallel, backward_serial, partial_stride, split_rows
+from .backward import backward_serial, partial_stride, split_rows
 from .small_args import _array_fits, _param_type_fits, apart, length_fits, shape_of, view_of
 
 
@@ -137,32 +138,13 @@ def _param_grad(view, tasks, cols, like):
     return total
 
 
-def run_tasks(arrays, norm, stats, partials, rows, cols, per_task, parallel):
-    """The tasks in order in this thread (parallel None), or backward_parallel's launch
-    (the same tasks, the same bits)."""
-
-
-@overload(run_tasks, inline="always")
-def _run_tasks(arrays, norm, stats, partials, rows, cols, per_task, parallel):
-    if _absent(parallel):
-        return lambda arrays, norm, stats, partials, rows, cols, per_task, parallel: (
-            backward_serial(arrays, norm, stats, partials, rows, cols, per_task))
-
-    def threads(arrays, norm, stats, partials, rows, cols, per_task, parallel):
-        if rows <= per_task:  # (one task: no threads to start, as run_backward decides)
-            backward_serial(arrays, norm, stats, partials, rows, cols, per_task)
-        else:
-            backward_parallel(arrays, norm, stats, partials, rows, cols, per_task)
-    return threads
-
-
 def run_backward_small(dx, dy, x, w, mean, rstd, eps, centered, tasking, with_bias):
     """The body of the small backward kernels: (status, dweight, dbias).  centered is a
     run-time flag, as the general path passes it (the same backward_block type);
     with_bias (None or not) whether dbias is summed, a fact of the types; ``tasking`` is
-    (task_elements, serial_max, parallel): split_rows' settings, as the front reads them
-    from _config, and None to run the tasks in this thread or True to launch
-    backward_parallel (the front's choice: _threading.runs_serial and its lock)."""
+    (task_elements, serial_max): split_rows' settings, as the front reads them from
+    _config.  The tasks run in order in this thread (backward_serial: the same tasks as
+    the general path's parallel launch, the same bits)."""
 
 
 @overload(run_backward_small)
@@ -190,15 +172,15 @@ def _run_backward_small(dx, dy, x, w, mean, rstd, eps, centered, tasking, with_b
         if not (apart(dx, dy) and apart(dx, x) and apart(dx, w) and apart(dx, mean)
                 and apart(dx, rstd)):
             return 1, nothing, nothing  # (out=dy exactly comes as IN_PLACE)
-        task_elements, serial_max, parallel = tasking
+        task_elements, serial_max = tasking
         per_task = split_rows(rows, cols, task_elements, serial_max)  # (as task_rows)
         tasks = -(-rows // per_task)
         pw, pb = partial_rows(tasks, cols, 0.0, with_bias)
         sw, sb = partial_rows(tasks, cols, work(x, 0.0), with_bias)  # (float32 for 16-bit)
         stats = stats_of(mean, rstd, rows)
         dxv, dyv, xv = view_of(dx, cols), view_of(dy, cols), view_of(x, cols)
-        run_tasks((dxv, dyv, xv, None), (w, eps, centered), stats, (pw, pb, sw, sb), rows,
-                  cols, per_task, parallel)
+        backward_serial((dxv, dyv, xv, None), (w, eps, centered), stats, (pw, pb, sw, sb),
+                        rows, cols, per_task)
         return 0, param_grad(pw, tasks, cols, x), param_grad(pb, tasks, cols, x)
     return run
 
