@@ -23,7 +23,6 @@ FUNCTIONS = ("layer_norm", "rms_norm", "add_layer_norm", "add_rms_norm", "moment
              "layer_norm_backward", "rms_norm_backward")
 _SMALL, _LARGE = (2, 768), (512, 1024)  # the small-call/serial kernels; the parallel ones
 _WIDE = (2, 200_000)  # split rows (--all)
-_MID = (128, 1024)  # the fused and backward small calls that launch threads themselves
 _COUNTING = False
 
 
@@ -46,9 +45,7 @@ def _run_task(function, dtype_name):
     import numba_ln
 
     dtype = _dtype(dtype_name)
-    shapes = ((_SMALL, _LARGE) + ((_WIDE,) if function == "all_forms" else ())
-              + ((_MID,) if function.endswith("_backward") or function.startswith("add_")
-                 else ()))
+    shapes = (_SMALL, _LARGE) + ((_WIDE,) if function == "all_forms" else ())
     for shape in shapes:
         x = np.linspace(-1, 1, shape[0] * shape[1]).reshape(shape).astype(dtype)
         w = np.ones(shape[-1], dtype)
