@@ -35,12 +35,7 @@ REDUCE flags, and so does ``moments_add``, whose additions are the sums.
 Measured per element on the development machine, one thread, float32 LayerNorm with a
 weight, (64, 1024) in L1: 0.13 ns without parameter gradients, 0.24 ns with them (float32
 partial rows flushed every 8 rows; 0.28 ns with float64 partial rows in the sweep, which
-LLVM then vectorizes 8 float32 lanes wide instead of 16).  The parameter terms are added
-in a loop of their own (``row_params``) before the row's sweep, which then runs the
-variant without partial rows: the row is still in L1, and the sweep's loop, relieved of
-two loads and two stores an element, spills less.  Interleaved in one process against
-the terms in the sweep, the same bits for float32: (4096, 1024) 1.08x with 2 threads and
-1.12x with one, (4096, 768) 1.05x, (64, 1024) 1.08x.
+LLVM then vectorizes 8 float32 lanes wide instead of 16).
 """
 import numpy as np
 
@@ -179,19 +174,6 @@ def sweep(row, sums, w, terms, following, n, centered):
         tgd += agd
         start = stop
     return t1, t2, tg, tgd
-
-
-@kernel(_nrt=False)
-def row_params(sw, sb, dy, x, hi, lo, scale, n, centered):
-    """The row's parameter-gradient terms into the partial rows: sw[:n] += dy * xhat,
-    sb[:n] += dy (nothing for None partials)."""
-    if centered:
-        for j in range(np.uint64(n)):
-            add_params(sw, sb, j, load(dy, j),
-                       exact_sub(exact_sub(load(x, j), hi), lo) * scale)
-    else:
-        for j in range(np.uint64(n)):
-            add_params(sw, sb, j, load(dy, j), load(x, j) * scale)
 
 
 @kernel(_nrt=False)

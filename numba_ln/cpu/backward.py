@@ -76,7 +76,7 @@ from numba.extending import register_jitable
 
 from .. import _buffers, _config, _stand_ins, _threading
 from ._backward_elements import clear_rows, flush_rows
-from ._backward_rows import lead, row_dx, row_params, row_wide, sweep
+from ._backward_rows import lead, row_dx, row_wide, sweep
 from ._backward_single import single_column
 from ._backward_stats import row_center, row_terms
 from ._elements import is_narrow, work
@@ -174,8 +174,7 @@ def backward_block(arrays, norm, stats, partials, cols, first, last, t):
         dy2, x2 = row_address(dy, i + 1, 0), row_address(x, i + 1, 0)
         k, lo2 = row_center(stats, i + 1, x2, cols, centered)
         if narrow_fits:
-            row_params(sw, sb, dyp, xp, hi, lo, scale, cols, centered)
-            t1, t2, tg, tgd = sweep_row((dxp, dyp, xp, grp), (None, None), wp,
+            t1, t2, tg, tgd = sweep_row((dxp, dyp, xp, grp), (sw, sb), wp,
                                         (hi, lo, scale, k1, k2), (dy2, x2, k, lo2), cols,
                                         centered)
         else:
