@@ -25,7 +25,7 @@ from ._elements import _absent, _in_place
 from ._jit import kernel
 from .rows import rows_block
 from .small_args import (_array_fits, _param_type_fits, apart, length_fits, scratch_stats,
-                         shape_of, view_of, work_param, work_params)
+                         shape_of, view_of, work_params)
 
 
 def run_norm(y, x, w, b, eps, centered, stats):
@@ -128,9 +128,9 @@ def _run_add_norm(y, s, x, r, w, b, eps, centered):
             return 1
         yv, xv = view_of(y, cols), view_of(x, cols)
         rows = x.size // cols
-        rows_block((yv, view_of(s, cols), xv, view_of(r, cols)),
-                   (work_param(w, x), work_param(b, x), eps, centered), scratch_stats(rows),
-                   cols, np.int64(0), rows)
+        wk, bk = work_params(w, b, x)
+        rows_block((yv, view_of(s, cols), xv, view_of(r, cols)), (wk, bk, eps, centered),
+                   scratch_stats(rows), cols, np.int64(0), rows)
         return 0
     return run
 
