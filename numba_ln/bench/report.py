@@ -3,6 +3,7 @@ case), the extra measurements, and the target lines."""
 import numpy as np
 
 from .contenders import LINES, NUMBA_LN
+from .timing import SETTLE_S
 
 # (numba_ln contender, result key, column header): each speedup column names the numba_ln
 # contender it is relative to.
@@ -63,9 +64,10 @@ def _header(meta):
         f"{k} {env[k] or 'not installed'}"
         for k in ("numba_ln", "numba", "numpy", "torch", "onnxruntime", "python")))
     st = meta["settings"]
+    settle = ", ".join(f"{name} {seconds * 1e3:g} ms" for name, seconds in SETTLE_S)
     s.append(f"  method: {st['rounds']} interleaved rounds per case, each contender a "
              f"{st['warmup_ms']:g} ms warm-up then a ~{st['batch_ms']:g} ms timed batch, the "
-             f"round idling after spinning peers' batches ({_settle_note()}); figures are "
+             f"round idling after spinning peers' batches ({settle}); figures are "
              f"medians over rounds of per-round ratios")
     s.append("  columns: x line = speed-line time / time (speed line = faster of np.copyto and "
              "a Numba prange copy of the bytes moved); numba_ln-out speedup / numba_ln-alloc "
@@ -111,8 +113,3 @@ def format_report(meta, results, extras, targets):
         s += format_targets(targets)
     return "\n".join(s)
 
-
-def _settle_note():
-    from .timing import SETTLE_S
-
-    return ", ".join(f"{name} {seconds * 1e3:g} ms" for name, seconds in SETTLE_S)
