@@ -18,3 +18,14 @@ def assert_close(actual, expected, dtype=None, scale=1.0):
     both_nan = np.isnan(actual) & np.isnan(expected)
     bad = ~((err <= bound) | both_nan)
     assert not bad.any(), f"max error {np.nanmax(np.where(both_nan, 0, err))} at {np.argwhere(bad)[:3]}"
+
+
+def same_bits(a, b):
+    """Bitwise equality of results: arrays (dtype, shape and bytes), tuples of them, None."""
+    if isinstance(a, tuple):
+        return (isinstance(b, tuple) and len(a) == len(b)
+                and all(same_bits(p, q) for p, q in zip(a, b)))
+    if a is None or b is None:
+        return a is b
+    a, b = np.asarray(a), np.asarray(b)
+    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()

@@ -8,7 +8,7 @@ the suite's time.)"""
 import numba
 import numpy as np
 import pytest
-from _oracle import assert_close
+from _oracle import assert_close, same_bits
 
 import numba_ln
 from numba_ln import _config
@@ -52,12 +52,6 @@ def in_small_calls(func, x, step, **kw):
     if isinstance(parts[0], tuple):
         return tuple(np.concatenate(p) for p in zip(*parts))
     return np.concatenate(parts)
-
-
-def same_bits(a, b):
-    if isinstance(a, tuple):
-        return all(same_bits(p, q) for p, q in zip(a, b))
-    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
 
 
 @pytest.mark.parametrize("cols, eps", [(64, 1e-5), (64, 0.0), (33, 1e-5)])

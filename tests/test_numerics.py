@@ -30,7 +30,7 @@ import sys
 import numba
 import numpy as np
 import pytest
-from _oracle import ATOL, assert_close
+from _oracle import ATOL, assert_close, same_bits
 
 import numba_ln
 from numba_ln import _config, _engine, _small_front
@@ -272,11 +272,6 @@ def check_moments(mean, var, rows):
 def check_rstd(rstd, rows, eps=EPS):
     rstd_ref = ref.layer_norm(rows, eps=eps)[2]
     assert_stat_close(rstd, rstd_ref, rstd_ref)
-
-
-def same_bits(a, b):
-    a, b = np.asarray(a), np.asarray(b)
-    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
 
 
 # --- 1. the poor-shift fallback ---------------------------------------------------------------
