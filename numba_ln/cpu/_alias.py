@@ -8,14 +8,15 @@ choice), the test fails and the scalar copy of the loop runs, whose sums add in 
 order: the row's last bits then depended on where y was placed.  The front guarantees the
 overlap never happens (an output overlapping an input is computed into a copy, y over x
 is IN_PLACE and stored through `store` instead, s over r IN_PLACE through r itself), so
-the kernels say so, with two scopes:
+the kernels say so, with two scopes (_storage's loads and stores emit them through
+`emit_load` and `emit_store`):
 
-``output``  y's stores (`set_output`).  y is never read by a kernel, so every load through
-            a row pointer (`get`) carries `!noalias` of it.
-``sums``    the fused forms' s = x + r stores (`set_sum`).  s *is* read back (the next
+``output``  y's stores (`store_out`, OUTPUT).  y is never read by a kernel, so every load
+            through a row pointer (`load`, GET) carries `!noalias` of it.
+``sums``    the fused forms' s = x + r stores (`keep`, SUM).  s *is* read back (the next
             sweep normalizes it), so only the loads of arrays a forward kernel never writes
-            -- x, a residual r that s is not stored over, weight, bias (`get_input`) --
-            carry `!noalias` of it; y's and s's stores exclude each other.
+            -- x, a residual r that s is not stored over, weight, bias (`load_input`,
+            GET_INPUT) -- carry `!noalias` of it; y's and s's stores exclude each other.
 
 LLVM then drops the tests that involved y, and the vector loop runs wherever y lies; the
 one test left in a fused sweep is between s's stored row and the row of s it normalizes,
@@ -25,8 +26,6 @@ that load and the row's statistics, so no reordering LLVM may do crosses them.) 
 scopes are named by strings, so they are the same nodes in every module Numba links.
 """
 from llvmlite import ir
-from numba import types
-from numba.extending import intrinsic
 
 
 def _scopes(module, *names):
@@ -37,32 +36,23 @@ def _scopes(module, *names):
         for name in names])
 
 
-def _loader(excluded):
-    @intrinsic
-    def load(typingctx, pointer, index):
-        def codegen(context, builder, signature, args):
-            value = builder.load(builder.gep(args[0], [args[1]]))
-            value.set_metadata("noalias", _scopes(builder.module, *excluded))
-            return value
-        return pointer.dtype(pointer, index), codegen
-    return load
+def emit_load(builder, pointer, index, excluded):
+    """pointer[index], marked as overlapping none of the excluded scopes."""
+    value = builder.load(builder.gep(pointer, [index]))
+    value.set_metadata("noalias", _scopes(builder.module, *excluded))
+    return value
 
 
-def _storer(scope, excluded):
-    @intrinsic
-    def store(typingctx, pointer, index, value):
-        def codegen(context, builder, signature, args):
-            stored = builder.store(context.cast(builder, args[2], signature.args[2],
-                                                signature.args[0].dtype),
-                                   builder.gep(args[0], [args[1]]))
-            stored.set_metadata("alias.scope", _scopes(builder.module, scope))
-            stored.set_metadata("noalias", _scopes(builder.module, *excluded))
-            return context.get_dummy_value()
-        return types.none(pointer, index, value), codegen
-    return store
+def emit_store(builder, pointer, index, value, scope, excluded):
+    """pointer[index] = value (of the pointee's type), in scope, overlapping none of the
+    excluded scopes."""
+    stored = builder.store(value, builder.gep(pointer, [index]))
+    stored.set_metadata("alias.scope", _scopes(builder.module, scope))
+    stored.set_metadata("noalias", _scopes(builder.module, *excluded))
 
 
-get = _loader(("output",))  # pointer[index], any row
-get_input = _loader(("output", "sums"))  # pointer[index] of an array no kernel writes
-set_output = _storer("output", ("sums",))  # y's pointer[index] = value
-set_sum = _storer("sums", ("output",))  # s's pointer[index] = value
+# The scopes of each access (the module docstring says why)
+GET = ("output",)  # any row
+GET_INPUT = ("output", "sums")  # an array no kernel writes
+OUTPUT = ("output", ("sums",))  # y's stores: (scope, excluded)
+SUM = ("sums", ("output",))  # s's stores

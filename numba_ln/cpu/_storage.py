@@ -19,14 +19,17 @@ lanes): they vectorize with the loops around them.
 Every helper takes ``a``: an array or a typed row pointer (_pointers), whose ``dtype``
 picks the implementation while Numba types the call.
 
-The overloads are plain calls, not ``inline="always"``: Numba's IR inlining runs its
-untyped passes again at every call site, which cost ~1 s of a cold first ``layer_norm``
-(6.7-7.4 -> 6.1-6.5 s, with rowops' dispatchers), while LLVM inlines these small
-functions anyway: the same bits (float32, float64, 16-bit, backward) and the same speed.
+The element helpers are intrinsics (see "element access" below): no compilation of
+their own, their instructions written into the calling kernel.  (As ``inline="always"``
+overloads, Numba's IR inlining ran its untyped passes again at every call site: ~1 s of
+a cold first ``layer_norm``; as plain overloads each was a compilation per array type.)
 """
+import operator
+
 import numpy as np
 from llvmlite import ir
 from numba import types
+from numba.core.typing import signature
 from numba.extending import intrinsic, overload
 
 from . import _alias
@@ -42,14 +45,6 @@ def storage(t):
     if dtype == types.int16:
         return "float16"
     return None
-
-
-@intrinsic
-def bf16_to_f32(typingctx, bits):
-    def codegen(context, builder, signature, args):
-        wide = builder.shl(builder.zext(args[0], _I32), ir.Constant(_I32, 16))
-        return builder.bitcast(wide, _F32)
-    return types.float32(types.uint16), codegen
 
 
 class _BFloat(ir.types.Type):
@@ -123,161 +118,127 @@ def f32_to_bf16_integer(typingctx, value):
     return types.uint16(types.float32), codegen
 
 
-@intrinsic
-def f16_to_f32(typingctx, bits):
-    def codegen(context, builder, signature, args):
-        return builder.fpext(builder.bitcast(args[0], ir.HalfType()), _F32)
-    return types.float32(types.int16), codegen
-
-
-@intrinsic
-def f32_to_f16(typingctx, value):
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(builder.fptrunc(args[0], ir.HalfType()), _I16)
-    return types.int16(types.float32), codegen
-
-
 # --- element access (through row pointers with the alias scopes of _alias.py) ----------------
+#
+# Intrinsics: each emits its few instructions straight into the calling kernel.  As
+# compiled helpers (overloads, inlined by LLVM) they gave the same instructions but cost a
+# compilation each per array type: 24 of the 80 a cold first ``layer_norm`` made.  Loads
+# and stores carry no arithmetic that fastmath flags could change: the bits are the
+# helpers' bits.
 
-def _accessor(pointer_get):
-    """An element access a[j]: through pointer_get (an _alias intrinsic) for a row
-    pointer, plain indexing for an array."""
-    def element(a, j):
-        pass
-
-    @overload(element)
-    def _element(a, j):
-        if isinstance(a, types.CPointer):
-            return lambda a, j: pointer_get(a, j)
-        return lambda a, j: a[j]
-    return element
+def _pointer(t):
+    return isinstance(t, types.CPointer)
 
 
-_element = _accessor(_alias.get)
-_input_element = _accessor(_alias.get_input)  # (arrays no kernel writes)
+def _work_dtype(t):
+    return types.float32 if storage(t) is not None else t.dtype
 
 
-def _widened(element):
-    """load's implementation over an element access."""
-    def impl(a, j):
-        kind = storage(a)
-        if kind == "bfloat16":
-            return lambda a, j: bf16_to_f32(element(a, j))
-        if kind == "float16":
-            return lambda a, j: f16_to_f32(element(a, j))
-        return lambda a, j: element(a, j)
-    return impl
+def _get(context, builder, a_type, a, j_type, j, scopes):
+    """a[j] as stored: through the pointer with the alias scopes, or Numba's indexing."""
+    if _pointer(a_type):
+        return _alias.emit_load(builder, a, j, scopes)
+    getitem = context.get_function(operator.getitem, signature(a_type.dtype, a_type, j_type))
+    return getitem(builder, (a, j))
 
 
-def load(a, j):
-    """a[j] in its work type (the element itself for float arrays)."""
+def _put(context, builder, a_type, a, j_type, j, bits, scoped):
+    """a[j] = bits (of a's dtype): a plain store, or with the alias scopes scoped =
+    (scope, excluded) through a pointer."""
+    if not _pointer(a_type):
+        setitem = context.get_function(operator.setitem,
+                                       signature(types.none, a_type, j_type, a_type.dtype))
+        setitem(builder, (a, j, bits))
+    elif scoped is None:
+        builder.store(bits, builder.gep(a, [j]))
+    else:
+        _alias.emit_store(builder, a, j, bits, *scoped)
 
 
-def load_input(a, j):
-    """load(a, j) of an array the forward kernels never write (x; r when s is not stored
-    over it; weight, bias): no fused sum s overlaps it (_alias)."""
-
-
-overload(load)(_widened(_element))
-overload(load_input)(_widened(_input_element))
-
-
-def encode(a, value):
-    """value (a float) as the bits a's storage holds (value itself for float arrays).
-    A float64 value is first rounded to float32: the 16-bit result is then within one
-    unit of the value rounded once (it only arises on the float64 fallbacks)."""
-
-
-@overload(encode)
-def _encode(a, value):
-    kind = storage(a)
+def _widen(builder, kind, bits):
+    """Stored bits -> the work type (exact)."""
     if kind == "bfloat16":
-        return lambda a, value: f32_to_bf16(np.float32(value))
+        return builder.bitcast(builder.shl(builder.zext(bits, _I32), ir.Constant(_I32, 16)),
+                               _F32)
     if kind == "float16":
-        return lambda a, value: f32_to_f16(np.float32(value))
-    return lambda a, value: value
+        return builder.fpext(builder.bitcast(bits, ir.HalfType()), _F32)
+    return bits
 
 
-def decode(a, bits):
-    """What encode(a, ...) stored, in a's work type."""
-
-
-@overload(decode)
-def _decode(a, bits):
-    kind = storage(a)
-    if kind == "bfloat16":
-        return lambda a, bits: bf16_to_f32(bits)
+def _encode(context, builder, a_type, value, value_type):
+    """value as a's stored bits (of a's dtype), rounded once: 16-bit storage from float32
+    (a float64 value rounded to float32 first), else cast as Numba's a[j] = value casts."""
+    kind = storage(a_type)
+    if kind is None:
+        return context.cast(builder, value, value_type, a_type.dtype)
+    v = context.cast(builder, value, value_type, types.float32)
     if kind == "float16":
-        return lambda a, bits: f16_to_f32(bits)
-    return lambda a, bits: bits
+        return builder.bitcast(builder.fptrunc(v, ir.HalfType()), _I16)
+    if _targets_bf16(context):
+        return _round_bf16_instruction(builder, v)
+    return _round_bf16_integer(builder, v)
 
 
-def store(a, j, value):
-    """a[j] = value, rounded once to a's storage."""
+def _loader(scopes):
+    @intrinsic
+    def load(typingctx, a, j):
+        def codegen(context, builder, sig, args):
+            bits = _get(context, builder, sig.args[0], args[0], sig.args[1], args[1], scopes)
+            return _widen(builder, storage(sig.args[0]), bits)
+        return _work_dtype(a)(a, j), codegen
+    return load
 
 
-@overload(store)
-def _store(a, j, value):
-    def impl(a, j, value):
-        a[j] = encode(a, value)
-    return impl
+load = _loader(_alias.GET)
+load.__doc__ = """a[j] in its work type (the element itself for float arrays)."""
+load_input = _loader(_alias.GET_INPUT)
+load_input.__doc__ = """load(a, j) of an array the forward kernels never write (x; r when
+s is not stored over it; weight, bias): no fused sum s overlaps it (_alias)."""
 
 
-def store_out(y, j, value):
-    """store(y, j, value) for an output y that overlaps no array the kernel reads: in the
-    output scope through a row pointer (_alias)."""
+def _storer(scoped):
+    @intrinsic
+    def store(typingctx, a, j, value):
+        def codegen(context, builder, sig, args):
+            bits = _encode(context, builder, sig.args[0], args[2], sig.args[2])
+            _put(context, builder, sig.args[0], args[0], sig.args[1], args[1], bits, scoped)
+            return context.get_dummy_value()
+        return types.none(a, j, value), codegen
+    return store
 
 
-@overload(store_out)
-def _store_out(y, j, value):
-    if isinstance(y, types.CPointer):
-        return lambda y, j, value: _alias.set_output(y, j, encode(y, value))
-    return lambda y, j, value: store(y, j, value)
+store = _storer(None)
+store.__doc__ = """a[j] = value, rounded once to a's storage."""
+store_out = _storer(_alias.OUTPUT)
+store_out.__doc__ = """store(y, j, value) for an output y that overlaps no array the kernel
+reads: in the output scope through a row pointer (_alias)."""
 
 
-def keep(a, j, value):
+@intrinsic
+def keep(typingctx, a, j, value):
     """store(a, j, value) and return the stored value in the work type: a fused sum s is
-    normalized as it was stored.  Through a row pointer, in the sums scope (_alias)."""
+    normalized as it was stored.  Through a row pointer, in the sums scope (_alias).  (For
+    float arrays the value itself is returned, as given.)"""
+    kind = storage(a)
+
+    def codegen(context, builder, sig, args):
+        bits = _encode(context, builder, sig.args[0], args[2], sig.args[2])
+        _put(context, builder, sig.args[0], args[0], sig.args[1], args[1], bits, _alias.SUM)
+        return args[2] if kind is None else _widen(builder, kind, bits)
+    return (value if kind is None else types.float32)(a, j, value), codegen
 
 
-def _put_sum(a, j, bits):
-    """a[j] = bits: _alias.set_sum for a row pointer."""
-
-
-@overload(_put_sum)
-def _put_sum_overload(a, j, bits):
-    if isinstance(a, types.CPointer):
-        return lambda a, j, bits: _alias.set_sum(a, j, bits)
-
-    def plain(a, j, bits):
-        a[j] = bits
-    return plain
-
-
-@overload(keep)
-def _keep(a, j, value):
-    if storage(a) is None:
-        def plain(a, j, value):
-            _put_sum(a, j, value)
-            return value
-        return plain
-
-    def impl(a, j, value):
-        bits = encode(a, value)
-        _put_sum(a, j, bits)
-        return decode(a, bits)
-    return impl
-
-
-def rounded(a, value):
+@intrinsic
+def rounded(typingctx, a, value):
     """value rounded to a's storage, in the work type (value for float arrays)."""
+    kind = storage(a)
 
-
-@overload(rounded)
-def _rounded(a, value):
-    if storage(a) is None:
-        return lambda a, value: value
-    return lambda a, value: decode(a, encode(a, value))
+    def codegen(context, builder, sig, args):
+        if kind is None:
+            return args[1]
+        return _widen(builder, kind, _encode(context, builder, sig.args[0], args[1],
+                                             sig.args[1]))
+    return (value if kind is None else types.float32)(a, value), codegen
 
 
 def empty_work(a, shape):
