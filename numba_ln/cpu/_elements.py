@@ -12,9 +12,10 @@ data, float64 for float64 data (statistics are always accumulated into float64 t
 Elements are read and written through _storage's load/store, which convert 16-bit data.
 """
 from numba import types
-from numba.extending import overload
+from numba.extending import intrinsic, overload
 
 from ._jit import kernel
+
 from ._storage import load_input
 
 
@@ -23,7 +24,9 @@ def exact_sub(a, b):
     """a - b, compiled without fastmath.  The summing loops compile with `reassoc`; this
     function is not inlined by Numba (which would give it the caller's flags) but by LLVM,
     which keeps its subtraction strict, so ``exact_sub(exact_sub(x, hi), lo)`` is never
-    folded into ``x - (hi + lo)``."""
+    folded into ``x - (hi + lo)``.  (Nor is it an intrinsic, as `work` is: Numba's
+    fastmath pass rewrites every float instruction of the calling kernel's module, an
+    intrinsic's too; tried, the forward's bits changed.)"""
     return a - b
 
 
@@ -58,14 +61,16 @@ def _work_type(array_type):
 
 # --- the work type ----------------------------------------------------------------------------
 
-def work(x, value):
-    """value converted to x's work type."""
+@intrinsic
+def work(typingctx, x, value):
+    """value converted to x's work type (x an array or a row pointer)."""
+    if not isinstance(value, (types.Float, types.Integer, types.Boolean)):
+        return None
+    target = _work_type(x)
 
-
-@overload(work, inline="always")
-def _work(x, value):
-    wt = _work_type(x)
-    return lambda x, value: wt(value)
+    def codegen(context, builder, sig, args):
+        return context.cast(builder, args[1], sig.args[1], target)
+    return target(x, value), codegen
 
 
 def is_narrow(x):

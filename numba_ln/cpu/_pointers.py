@@ -10,64 +10,67 @@ point into are alive.
 """
 from numba import types
 from numba.core import cgutils
-from numba.extending import intrinsic, overload
+from numba.extending import intrinsic
 
 from ._elements import _absent, _in_place
 
 
+def _passes(t):
+    """None and IN_PLACE: what the pointer helpers hand back as they are."""
+    return _absent(t) or _in_place(t)
+
+
+def _unchanged(sig_type):
+    def codegen(context, builder, sig, args):
+        return args[0] if not _absent(sig_type) else context.get_dummy_value()
+    return codegen
+
+
+def _element_pointer(context, builder, array_type, array, index_type, index):
+    data = context.make_array(array_type)(context, builder, array).data
+    return builder.gep(data, [context.cast(builder, index, index_type, types.intp)])
+
+
 @intrinsic
-def _address(typingctx, array, index):
-    sig = types.CPointer(array.dtype)(array, index)
-
-    def codegen(context, builder, signature, args):
-        ary = context.make_array(signature.args[0])(context, builder, args[0])
-        return builder.gep(ary.data, [args[1]])
-
-    return sig, codegen
-
-
-def address(array, index):
+def address(typingctx, array, index):
     """Pointer to array[index] (array: a flat, unit-stride array), or None for None."""
+    if _passes(array):
+        return array(array, index), _unchanged(array)
+
+    def codegen(context, builder, sig, args):
+        return _element_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1])
+    return types.CPointer(array.dtype)(array, index), codegen
 
 
-@overload(address, inline="always")
-def _address_overload(array, index):
-    if _absent(array):
-        return lambda array, index: None
-    return lambda array, index: _address(array, index)
-
-
-def row_address(view, i, col):
+@intrinsic
+def row_address(typingctx, view, i, col):
     """Pointer to column col of row i of a row view (buf, start, stride); None and IN_PLACE
     stay what they are."""
+    if _passes(view):
+        return view(view, i, col), _unchanged(view)
+    array_type, start_type, stride_type = view.types
 
-
-@overload(row_address, inline="always")
-def _row_address(view, i, col):
-    if _absent(view) or _in_place(view):
-        return lambda view, i, col: view
-    return lambda view, i, col: _address(view[0], view[1] + i * view[2] + col)
+    def codegen(context, builder, sig, args):
+        buf, start, stride = cgutils.unpack_tuple(builder, args[0], 3)
+        intp = types.intp
+        offset = builder.add(
+            builder.add(context.cast(builder, start, start_type, intp),
+                        builder.mul(context.cast(builder, args[1], sig.args[1], intp),
+                                    context.cast(builder, stride, stride_type, intp))),
+            context.cast(builder, args[2], sig.args[2], intp))
+        return _element_pointer(context, builder, array_type, buf, intp, offset)
+    return types.CPointer(array_type.dtype)(view, i, col), codegen
 
 
 @intrinsic
-def _advance(typingctx, pointer, count):
-    sig = pointer(pointer, count)
-
-    def codegen(context, builder, signature, args):
-        return builder.gep(args[0], [args[1]])
-
-    return sig, codegen
-
-
-def advance(pointer, count):
+def advance(typingctx, pointer, count):
     """pointer + count elements; None and IN_PLACE stay what they are."""
+    if _passes(pointer):
+        return pointer(pointer, count), _unchanged(pointer)
 
-
-@overload(advance, inline="always")
-def _advance_overload(pointer, count):
-    if _absent(pointer) or _in_place(pointer):
-        return lambda pointer, count: pointer
-    return lambda pointer, count: _advance(pointer, count)
+    def codegen(context, builder, sig, args):
+        return builder.gep(args[0], [context.cast(builder, args[1], sig.args[1], types.intp)])
+    return pointer(pointer, count), codegen
 
 
 @intrinsic(prefer_literal=True)
