@@ -16,7 +16,12 @@ def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out):
     path.  16-bit data go as their bits, with a float32 weight (16-bit ones widened, as
     the general path widens them), and give float32 dweight/dbias."""
     eps = _gate(x, eps)
-    if eps is None:
+    # _threading.runs_serial(x.size, BACKWARD_COST), inlined as _SMALL is: above it the
+    # general path launches the parallel kernel from Python, never compiled code (a
+    # cached caller of a parallel kernel can crash a later process: _small_front's
+    # _SMALL comment says how; reproduced with backward calls of 4096 and 64 rows too).
+    serial_max = _config.SERIAL_MAX_ELEMENTS // _config.BACKWARD_COST
+    if eps is None or x.size > serial_max:
         return None
     dtype = x.dtype
     if dtype is _F32 or dtype is _F64:
@@ -49,13 +54,6 @@ def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out):
     if bits is not None:
         x, dy = x.view(bits), dy.view(bits)
         dx_k = dx_k if dx_k is IN_PLACE else dx_k.view(bits)
-    # _threading.runs_serial(x.size, BACKWARD_COST), inlined as _SMALL is: above it the
-    # general path launches the parallel kernel from Python, never compiled code (a
-    # cached caller of a parallel kernel can crash a later process: _small_front's
-    # _SMALL comment says how; reproduced with backward calls of 4096 and 64 rows too).
-    serial_max = _config.SERIAL_MAX_ELEMENTS // _config.BACKWARD_COST
-    if x.size > serial_max:
-        return None
     tasking = (_config.TASK_ELEMENTS, serial_max)
     status, dweight, dbias = small_backward(dx_k, dy, x, weight, mean, rstd, eps, centered,
                                             tasking, True if centered else None)

@@ -294,9 +294,15 @@ def run_backward(dx, dy, x, w, stats, grad_residual, rows, cols, eps, centered,
             _threading.launch(backward_parallel, *args)
     if not param_grads:
         return None, None
-    dweight = _reduce(partials[0], tasks, cols)
-    dbias = _reduce(partials[1], tasks, cols) if centered else None
-    return dweight, dbias
+    if not centered:
+        return _reduce(partials[0], tasks, cols), None
+    # dweight's and dbias's partial rows lie side by side in each task's block: one pass
+    # sums the blocks (each element in task order, as reduce_partials adds any row; the
+    # padding between the rows is summed and dropped), one call instead of two.
+    buf, _, block = partials[0]
+    both = _reduce((buf, 0, block), tasks, block)
+    bias_start = partials[1][1]
+    return both[:cols], both[bias_start:bias_start + cols]
 
 
 def _reduce(view, tasks, cols):
