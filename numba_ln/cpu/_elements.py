@@ -11,11 +11,13 @@ The **work type** is the precision a kernel computes in: float32 for float32 and
 data, float64 for float64 data (statistics are always accumulated into float64 totals).
 Elements are read and written through _storage's load/store, which convert 16-bit data.
 """
+import operator
+
 from numba import types
+from numba.core.typing import signature
 from numba.extending import intrinsic, overload
 
 from ._jit import kernel
-
 from ._storage import load_input
 
 
@@ -73,14 +75,17 @@ def work(typingctx, x, value):
     return target(x, value), codegen
 
 
-def is_narrow(x):
+def _constant(flag):
+    """The codegen of an intrinsic whose value is a compile-time constant."""
+    def codegen(context, builder, sig, args):
+        return context.get_constant(types.boolean, flag)
+    return codegen
+
+
+@intrinsic
+def is_narrow(typingctx, x):
     """True when x's work type is float32 (its partial sums may underflow or overflow)."""
-
-
-@overload(is_narrow, inline="always")
-def _is_narrow(x):
-    narrow = _work_type(x) == types.float32
-    return lambda x: narrow
+    return types.boolean(x), _constant(_work_type(x) == types.float32)
 
 
 # --- optional arrays ----------------------------------------------------------------------------
@@ -101,31 +106,26 @@ def _affine(t, w, b, j):
     return lambda t, w, b, j: t * load_input(w, j) + load_input(b, j)
 
 
-def store_stats(stats, i, mean, second):
+@intrinsic
+def store_stats(typingctx, stats, i, mean, second):
     """stats[0][i] = mean and stats[1][i] = second, or nothing when stats is None.  A
     ``None`` in place of ``stats[0]`` skips the mean (RMSNorm has none)."""
+    kept = [] if _absent(stats) else [k for k in (0, 1) if not _absent(stats[k])]
+
+    def codegen(context, builder, sig, args):
+        for k, value, value_type in ((0, args[2], sig.args[2]), (1, args[3], sig.args[3])):
+            if k in kept:
+                array_type = sig.args[0][k]
+                setitem = context.get_function(
+                    operator.setitem, signature(types.none, array_type, sig.args[1],
+                                                array_type.dtype))
+                setitem(builder, (builder.extract_value(args[0], k), args[1],
+                                  context.cast(builder, value, value_type, array_type.dtype)))
+        return context.get_dummy_value()
+    return types.none(stats, i, mean, second), codegen
 
 
-@overload(store_stats, inline="always")
-def _store_stats(stats, i, mean, second):
-    if _absent(stats):
-        return lambda stats, i, mean, second: None
-    if _absent(stats[0]):
-        def store_second(stats, i, mean, second):
-            stats[1][i] = second
-        return store_second
-
-    def store(stats, i, mean, second):
-        stats[0][i] = mean
-        stats[1][i] = second
-    return store
-
-
-def is_in_place(a):
+@intrinsic
+def is_in_place(typingctx, a):
     """Whether a is IN_PLACE (a compile-time constant)."""
-
-
-@overload(is_in_place, inline="always")
-def _is_in_place(a):
-    flag = _in_place(a)
-    return lambda a: flag
+    return types.boolean(a), _constant(_in_place(a))
