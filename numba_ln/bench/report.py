@@ -112,4 +112,3 @@ def format_report(meta, results, extras, targets):
     if targets:
         s += format_targets(targets)
     return "\n".join(s)
-

@@ -99,14 +99,19 @@ def _round_bf16_instruction(builder, v):
     return builder.select(tiny, builder.sub(rounded, ir.Constant(_I16, 0x80)), rounded)
 
 
-@intrinsic
-def f32_to_bf16(typingctx, value):
+def _round_bf16(context, builder, v):
     """float32 to bfloat16 bits, rounded to nearest even, NaN kept NaN: with the CPU's
     conversion instruction where the compile target has one, else integer operations."""
+    if _targets_bf16(context):
+        return _round_bf16_instruction(builder, v)
+    return _round_bf16_integer(builder, v)
+
+
+@intrinsic
+def f32_to_bf16(typingctx, value):
+    """_round_bf16 as a function of its own (for tests)."""
     def codegen(context, builder, signature, args):
-        if _targets_bf16(context):
-            return _round_bf16_instruction(builder, args[0])
-        return _round_bf16_integer(builder, args[0])
+        return _round_bf16(context, builder, args[0])
     return types.uint16(types.float32), codegen
 
 
@@ -174,9 +179,7 @@ def _encode(context, builder, a_type, value, value_type):
     v = context.cast(builder, value, value_type, types.float32)
     if kind == "float16":
         return builder.bitcast(builder.fptrunc(v, ir.HalfType()), _I16)
-    if _targets_bf16(context):
-        return _round_bf16_instruction(builder, v)
-    return _round_bf16_integer(builder, v)
+    return _round_bf16(context, builder, v)
 
 
 def _loader(scopes):
