@@ -4,9 +4,10 @@ kernels, which check the rest and run what the general path runs, so the same bi
 import numpy as np
 
 from . import _config
-from ._small_front import _F32, _F64, _gate, _half_bits, _output, _same_dtype
+from ._small_front import _F32, _F64, _empty, _gate, _half_bits, _output, _same_dtype
 from .cpu._elements import IN_PLACE
-from .cpu.small_backward import small_backward
+from .cpu.small_backward import (small_layer_norm_backward, small_layer_norm_backward_stats,
+                                 small_rms_norm_backward, small_rms_norm_backward_stats)
 
 
 def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out):
@@ -55,11 +56,24 @@ def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out):
         x, dy = x.view(bits), dy.view(bits)
         dx_k = dx_k if dx_k is IN_PLACE else dx_k.view(bits)
     tasking = (_config.TASK_ELEMENTS, serial_max)
-    status, dweight, dbias = small_backward(dx_k, dy, x, weight, mean, rstd, eps, centered,
-                                            tasking, True if centered else None)
-    if status:
+    # (the parameter gradients allocated here: boxing arrays the kernel allocated costs
+    # more; one kernel a form: a None or bool argument costs the dispatcher ~65 ns)
+    dweight = _empty(x.shape[-1], work)
+    if centered:
+        dbias = _empty(x.shape[-1], work)
+        declined = (small_layer_norm_backward(dx_k, dy, x, weight, dweight, dbias, eps, tasking)
+                    if rstd is None else
+                    small_layer_norm_backward_stats(dx_k, dy, x, weight, mean, rstd, dweight,
+                                                    dbias, eps, tasking))
+    else:
+        dbias = None
+        declined = (small_rms_norm_backward(dx_k, dy, x, weight, dweight, eps, tasking)
+                    if rstd is None else
+                    small_rms_norm_backward_stats(dx_k, dy, x, weight, rstd, dweight, eps,
+                                                  tasking))
+    if declined:
         return None
-    return dx, dweight, (dbias if centered else None)
+    return dx, dweight, dbias
 
 
 def _not_of(a, dtype):

@@ -22,7 +22,9 @@ import numpy as np
 
 from . import _config, _dtypes
 from .cpu._elements import IN_PLACE
-from .cpu.small import small_add_norm, small_moments, small_norm
+from .cpu.small import (small_add_layer_norm, small_add_rms_norm, small_layer_norm,
+                        small_layer_norm_stats, small_moments, small_rms_norm,
+                        small_rms_norm_stats)
 
 _F32, _F64, _F16 = _dtypes.F32, _dtypes.F64, _dtypes.F16
 # The calls the gates take: at most _threading.runs_serial's bound, inlined (a call costs
@@ -42,12 +44,14 @@ _EPS_TYPES = frozenset({int, np.float64, np.float32, np.float16, np.int64, np.in
 # numba_ln never imports ml_dtypes itself)
 _HALF_BITS = {_F16: np.dtype(np.int16)}
 _LAST_AXIS = -1
+# (module globals: a global name is found in one dict lookup, np.ndarray in two)
+_NDARRAY, _empty = np.ndarray, np.empty
 
 
 def _gate(x, eps):
     """eps as a float when x is a small C-contiguous ndarray and eps a number the gates
     read; None when the general path must take the call."""
-    if type(x) is not np.ndarray or not 0 < x.size <= _SMALL or not x.flags.c_contiguous:
+    if type(x) is not _NDARRAY or not 0 < x.size <= _SMALL or not x.flags.c_contiguous:
         return None
     if type(eps) is float:
         return eps
@@ -67,9 +71,9 @@ def _same_dtype(p, dtype):
     x's dtype (float32 or float64 parameters are cast, as the general path casts them:
     float64 weights from a checkpoint on float32 data); False when the general path must
     take the call."""
-    if p is None or (type(p) is np.ndarray and p.dtype is dtype):
+    if p is None or (type(p) is _NDARRAY and p.dtype is dtype):
         return p
-    if type(p) is not np.ndarray or p.ndim != 1 or (p.dtype is not _F32 and p.dtype is not _F64):
+    if type(p) is not _NDARRAY or p.ndim != 1 or (p.dtype is not _F32 and p.dtype is not _F64):
         return False
     return p.astype(dtype)
 
@@ -80,7 +84,7 @@ def _half_param(p):
     for the general path."""
     if p is None:
         return None
-    if type(p) is not np.ndarray or p.ndim != 1:
+    if type(p) is not _NDARRAY or p.ndim != 1:
         return False
     if p.dtype is _F32 or p.dtype is _F64:
         return p
@@ -92,8 +96,8 @@ def _output(out, shape, dtype):
     """A fresh output, or out itself when it is an ndarray of the result dtype; None for
     the general path (Numba cannot even type a byte-swapped array)."""
     if out is None:
-        return np.empty(shape, dtype)
-    return out if type(out) is np.ndarray and out.dtype is dtype else None
+        return _empty(shape, dtype)
+    return out if type(out) is _NDARRAY and out.dtype is dtype else None
 
 
 def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
@@ -112,7 +116,7 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
             return _trailing_axis_call(x, weight, bias, eps, centered, axis, return_stats)
     if return_stats is not False and (return_stats is not True or residual is not None):
         return None  # (truthy objects, and the fused forms' statistics: the general path)
-    if type(x) is not np.ndarray or not 0 < x.size <= _SMALL or not x.flags.c_contiguous:
+    if type(x) is not _NDARRAY or not 0 < x.size <= _SMALL or not x.flags.c_contiguous:
         return None
     if type(eps) is not float:
         if type(eps) not in _EPS_TYPES:
@@ -123,16 +127,22 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
         bits, stats_dtype = None, dtype
         # (weight/bias of either dtype as they are: the kernels cast one of the other dtype
         # in compiled code, cpu/small_args.work_param)
-        if weight is not None and (type(weight) is not np.ndarray
+        if weight is not None and (type(weight) is not _NDARRAY
                                    or (weight.dtype is not _F32 and weight.dtype is not _F64)):
             return None
-        if bias is not None and (type(bias) is not np.ndarray
+        if bias is not None and (type(bias) is not _NDARRAY
                                  or (bias.dtype is not _F32 and bias.dtype is not _F64)):
             return None
         if x.ndim == 2 and residual is None and not return_stats:  # the commonest call
-            y = np.empty(x.shape, dtype) if out is None else _output(out, x.shape, dtype)
-            if y is None or small_norm(IN_PLACE if y is x else y, x, weight, bias, eps,
-                                       centered, None):
+            if out is None:
+                y = yk = _empty(x.shape, dtype)
+            else:
+                y = _output(out, x.shape, dtype)
+                if y is None:
+                    return None
+                yk = IN_PLACE if y is x else y
+            if (small_layer_norm(yk, x, weight, bias, eps) if centered
+                    else small_rms_norm(yk, x, weight, eps)):
                 return None
             return y
     else:
@@ -149,7 +159,7 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
             return None
     if residual is not None and x.size * _config.FUSED_COST > _config.SERIAL_MAX_ELEMENTS:
         return None  # (read here, not frozen as _SMALL: the tests lower the bound)
-    y = np.empty(x.shape, dtype) if out is None else _output(out, x.shape, dtype)
+    y = _empty(x.shape, dtype) if out is None else _output(out, x.shape, dtype)
     if y is None:
         return None
     if x.ndim == 2:  # (views of the bits inlined: a call is ~50 ns)
@@ -159,17 +169,22 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
     else:
         return None
     if residual is None:
-        stats = None
-        if return_stats:  # (mean, rstd) or (rstd,): keepdims, in the statistics dtype
-            stats = np.empty((2 if centered else 1, yk.shape[0], 1), stats_dtype)
-        if small_norm(IN_PLACE if y is x else yk, xk, weight, bias, eps, centered, stats):
-            return None
+        if y is x:
+            yk = IN_PLACE
         if not return_stats:
+            if (small_layer_norm(yk, xk, weight, bias, eps) if centered
+                    else small_rms_norm(yk, xk, weight, eps)):
+                return None
             return y
+        # (mean, rstd) or (rstd,): keepdims, in the statistics dtype
+        stats = _empty((2 if centered else 1, xk.shape[0], 1), stats_dtype)
+        if (small_layer_norm_stats(yk, xk, weight, bias, eps, stats) if centered
+                else small_rms_norm_stats(yk, xk, weight, eps, stats)):
+            return None
         if x.ndim != 2:
             stats.shape = stats.shape[:1] + x.shape[:-1] + (1,)
         return (y, stats[0], stats[1]) if centered else (y, stats[0])
-    if type(residual) is not np.ndarray or residual.dtype is not dtype:
+    if type(residual) is not _NDARRAY or residual.dtype is not dtype:
         return None
     s = _output(residual_out, x.shape, dtype)
     if s is None:
@@ -180,8 +195,10 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
         sk, rk = _as_kernel_rows(s, bits), _as_kernel_rows(residual, bits)
     else:
         return None
-    if small_add_norm(yk, IN_PLACE if s is residual else sk, xk, rk, weight, bias, eps,
-                      centered):
+    if s is residual:
+        sk = IN_PLACE
+    if (small_add_layer_norm(yk, sk, xk, rk, weight, bias, eps) if centered
+            else small_add_rms_norm(yk, sk, xk, rk, weight, eps)):
         return None
     return y, s
 
@@ -192,7 +209,7 @@ def _trailing_axis_call(x, weight, bias, eps, centered, axis, return_stats):
     call on x's rows without those axes (a view), its results viewed back in x's shape.  The
     general path runs the same row kernel there, so the bits are the same.  None for
     anything else (the general path takes it)."""
-    if type(x) is not np.ndarray or not x.flags.c_contiguous:
+    if type(x) is not _NDARRAY or not x.flags.c_contiguous:
         return None
     shape, ndim = x.shape, x.ndim
     if not -ndim <= axis < ndim - 1:  # (small_call took axis -1 itself)
@@ -229,7 +246,7 @@ def _as_kernel_rows(a, bits):
 def small_moments_call(x, keepdims):
     """moments(x) over the last axis: (mean, var), rows of one array, or None for the
     general path."""
-    if type(x) is not np.ndarray or not 0 < x.size <= _SMALL or not x.flags.c_contiguous:
+    if type(x) is not _NDARRAY or not 0 < x.size <= _SMALL or not x.flags.c_contiguous:
         return None
     dtype = x.dtype
     if dtype is _F32 or dtype is _F64:
@@ -245,8 +262,8 @@ def small_moments_call(x, keepdims):
     rows = x.size // cols
     if xk.ndim != 2:  # (one kernel variant for every rank: each costs seconds to compile)
         xk = xk.reshape(rows, cols)
-    stats = np.empty((2, rows), stats_dtype)
-    if small_moments(xk, stats, 0.0, True):
+    stats = _empty((2, rows), stats_dtype)
+    if small_moments(xk, stats):
         return None
     if keepdims or x.ndim != 2:
         stats.shape = (2,) + x.shape[:-1] + ((1,) if keepdims else ())

@@ -1,6 +1,19 @@
 """Shared test helpers: comparison against the float64 oracle with per-dtype tolerances."""
 import numpy as np
 
+# The small-call kernels (numba_ln/cpu/small.py, small_backward.py) by the family name
+# the tests assert: one dispatcher per form, each running the one body of its family.
+SMALL_KERNELS = {
+    "small_layer_norm": "small_norm", "small_layer_norm_stats": "small_norm",
+    "small_rms_norm": "small_norm", "small_rms_norm_stats": "small_norm",
+    "small_add_layer_norm": "small_add_norm", "small_add_rms_norm": "small_add_norm",
+    "small_moments": "small_moments",
+    "small_layer_norm_backward": "small_backward",
+    "small_layer_norm_backward_stats": "small_backward",
+    "small_rms_norm_backward": "small_backward",
+    "small_rms_norm_backward_stats": "small_backward",
+}
+
 # Absolute tolerance against the float64 oracle, per result dtype (issue: float32 within
 # 2e-6 at offsets up to 1e5; float64 within 1e-12 relative).
 ATOL = {np.dtype(np.float32): 2e-6, np.dtype(np.float64): 1e-12}

@@ -324,6 +324,6 @@ def test_cold_processes_started_at_once_share_one_cache(tmp_path):
     loader = _run_python(RACE_CODE.replace("int(sys.argv[1])", "0") + """
     from numba_ln.cpu import rows, small
     print(sum(sum(k._cache_misses.values()) for k in (rows.rows_block, rows.rows_parallel,
-                                                       small.small_norm)))
+                                                       small.small_layer_norm)))
     """, env=env, cwd=str(tmp_path))
     assert loader.returncode == 0 and loader.stdout.split()[-2:] == ["ok", "0"], loader.stderr

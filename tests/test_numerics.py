@@ -30,7 +30,7 @@ import sys
 import numba
 import numpy as np
 import pytest
-from _oracle import ATOL, assert_close, same_bits
+from _oracle import ATOL, SMALL_KERNELS, assert_close, same_bits
 
 import numba_ln
 from numba_ln import _config, _engine, _small_front
@@ -65,13 +65,13 @@ def ran(monkeypatch):
     call, returning 1, is not counted)."""
     calls = []
 
-    def spy(module, name):
+    def spy(module, name, family=None):
         kernel = getattr(module, name)
 
         def launch(*args):
             declined = kernel(*args)
             if not declined:
-                calls.append(name)
+                calls.append(family or name)
             return declined
 
         monkeypatch.setattr(module, name, launch)
@@ -81,8 +81,9 @@ def ran(monkeypatch):
         spy(_rows, name)
     for name in ("channels_serial", "channels_parallel"):
         spy(_channels, name)
-    for name in ("small_norm", "small_add_norm", "small_moments"):
-        spy(_small_front, name)
+    for name, family in SMALL_KERNELS.items():
+        if family != "small_backward":
+            spy(_small_front, name, family)
     return calls
 
 
@@ -485,11 +486,11 @@ from numba_ln.cpu import small
 rng = np.random.default_rng(0)
 x = (1e4 + rng.standard_normal((10, 1024))).astype(np.float32)
 w, b = rng.standard_normal((2, 1024)).astype(np.float32)
-y = numba_ln.layer_norm(x, w, b)  # small_norm: rows 0-8 normalized in sweeps
+y = numba_ln.layer_norm(x, w, b)  # small_layer_norm: rows 0-8 normalized in sweeps
 x = rng.standard_normal((64, 768)).astype(np.float32)
 w, b = rng.standard_normal((2, 768)).astype(np.float32)
 y2 = numba_ln.layer_norm(x, w, b)  # (differed cold: cpu/_local_copies.py)
-print(sum(small.small_norm._cache_hits.values()), (y.tobytes() + y2.tobytes()).hex())
+print(sum(small.small_layer_norm._cache_hits.values()), (y.tobytes() + y2.tobytes()).hex())
 """
 
 
@@ -536,7 +537,7 @@ def test_cached_kernel_gives_the_bits_of_a_fresh_compile(tmp_path):
     compilation every run.)  They once differed in rows normalized inside the fused sweep,
     whose `reassoc` reached the normalizing product (now exact_mul, cpu/_elements.py), and
     in (64, 768) rows, whose helper kernels the compiling process ran as compiled alone
-    and the loading one as linked into small_norm (cpu/_local_copies.py)."""
+    and the loading one as linked into small_layer_norm (cpu/_local_copies.py)."""
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
 
     def run():

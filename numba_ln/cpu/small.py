@@ -24,12 +24,13 @@ from numba.extending import overload
 from ._elements import _absent, _in_place
 from ._jit import kernel
 from .rows import rows_block
-from .small_args import (_array_fits, _param_type_fits, apart, length_fits, scratch_stats,
-                         shape_of, view_of, work_params)
+from .small_args import (CENTERED, NO_EPS, NOT_CENTERED, _array_fits, _param_type_fits, apart,
+                         length_fits, scratch_stats, shape_of, view_of, work_params)
 
 
 def run_norm(y, x, w, b, eps, centered, stats):
-    """The body of small_norm: 1 unless the types and values are the kernel's."""
+    """The body of small_layer_norm and its siblings: 1 unless the types and values are
+    the kernel's."""
 
 
 def _stats_fit(stats):
@@ -102,7 +103,7 @@ def _run_norm(y, x, w, b, eps, centered, stats):
 
 
 def run_add_norm(y, s, x, r, w, b, eps, centered):
-    """The body of small_add_norm."""
+    """The body of small_add_layer_norm and small_add_rms_norm."""
 
 
 @overload(run_add_norm)
@@ -135,18 +136,42 @@ def _run_add_norm(y, s, x, r, w, b, eps, centered):
     return run
 
 
+# One dispatcher per form, the form's flags fixed inside it (small_args.CENTERED).
 @kernel()
-def small_norm(y, x, w, b, eps, centered, stats):
-    """LayerNorm (centered) or RMSNorm of x's last axis into y (an array or IN_PLACE);
-    with stats given, the statistics too: (mean, rstd) or (rstd,) along its first axis."""
-    return run_norm(y, x, w, b, eps, centered, stats)
+def small_layer_norm(y, x, w, b, eps):
+    """LayerNorm of x's last axis into y (an array or IN_PLACE)."""
+    return run_norm(y, x, w, b, eps, CENTERED, None)
 
 
 @kernel()
-def small_add_norm(y, s, x, r, w, b, eps, centered):
-    """s = x + r (s an array or IN_PLACE: over r), and its LayerNorm/RMSNorm into y, the
-    rows in this thread (the front takes calls within the fused serial bound only)."""
-    return run_add_norm(y, s, x, r, w, b, eps, centered)
+def small_layer_norm_stats(y, x, w, b, eps, stats):
+    """small_layer_norm, and (mean, rstd) along stats' first axis."""
+    return run_norm(y, x, w, b, eps, CENTERED, stats)
+
+
+@kernel()
+def small_rms_norm(y, x, w, eps):
+    """RMSNorm of x's last axis into y (an array or IN_PLACE)."""
+    return run_norm(y, x, w, None, eps, NOT_CENTERED, None)
+
+
+@kernel()
+def small_rms_norm_stats(y, x, w, eps, stats):
+    """small_rms_norm, and rstd along stats' first axis."""
+    return run_norm(y, x, w, None, eps, NOT_CENTERED, stats)
+
+
+@kernel()
+def small_add_layer_norm(y, s, x, r, w, b, eps):
+    """s = x + r (s an array or IN_PLACE: over r), and its LayerNorm into y, the rows in
+    this thread (the front takes calls within the fused serial bound only)."""
+    return run_add_norm(y, s, x, r, w, b, eps, CENTERED)
+
+
+@kernel()
+def small_add_rms_norm(y, s, x, r, w, eps):
+    """small_add_layer_norm's RMSNorm."""
+    return run_add_norm(y, s, x, r, w, None, eps, NOT_CENTERED)
 
 
 def run_moments(x, stats, eps, centered):
@@ -175,8 +200,8 @@ def _run_moments(x, stats, eps, centered):
 
 
 @kernel()
-def small_moments(x, stats, eps, centered):
-    """The mean and variance of x's rows into stats' two rows (the front passes eps 0.0
-    and centered True, as run-time values: the general path's types; one output array,
-    one allocation in the front)."""
-    return run_moments(x, stats, eps, centered)
+def small_moments(x, stats):
+    """The mean and variance of x's rows into stats' two rows (one output array, one
+    allocation in the front).  eps 0.0 and centered True as run-time values: the general
+    path's types."""
+    return run_moments(x, stats, NO_EPS, CENTERED)

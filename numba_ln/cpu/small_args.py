@@ -12,6 +12,16 @@ from ._pointers import stack_doubles
 from ._storage import load
 
 
+# The form's flags, fixed inside each small-call kernel rather than passed: a bool or a
+# None argument costs Numba's dispatcher ~65 ns to type (a float ~28 ns, an array ~40),
+# a tenth of a (1, 768) call.  Module globals, so that Numba types them as run-time
+# values, as the general path passes them: each kernel compiles the body the general
+# path runs, with the same argument types (the same specializations, the same bits).
+CENTERED = True
+NOT_CENTERED = False
+NO_EPS = 0.0
+
+
 def _array_fits(a, like):
     """Typing: a is IN_PLACE or a writeable C-contiguous array of like's dtype and rank."""
     return _in_place(a) or (a.layout == "C" and a.ndim == like.ndim

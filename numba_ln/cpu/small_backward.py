@@ -3,10 +3,10 @@ small.py's do for the forward.
 
 A (1, 768) backward computes in ~0.5 us, and the general path around it (the kind table,
 partial-row buffers, the reduction and the casts, each a NumPy call) cost ~20 us.  These
-kernels take the arrays as they come, allocate what they need and return the parameter
-gradients in the result dtype, running exactly what the general path runs (the same
-tasks through cpu/backward.py's backward_block, with the same argument types, then the
-tasks' partials added in task order), so the results are bitwise the same; the front
+kernels take the arrays as they come, allocate their scratch and write the parameter
+gradients into the front's outputs, running exactly what the general path runs (the
+same tasks through cpu/backward.py's backward_block, with the same argument types, then
+the tasks' partials added in task order), so the results are bitwise the same; the front
 takes them only within the backward's serial bound (_config.BACKWARD_COST), and never
 launches threads from here (see _small_front, at _SMALL).  They return
 status 1, having written nothing, when the call is not theirs (anything unusual, and
@@ -18,7 +18,7 @@ at most SERIAL_MAX_ELEMENTS elements, normalized over its last axis; dy an ndarr
 dtype; eps a float; weight None or an ndarray of x's work dtype (float32 for 16-bit
 data); mean/rstd None or ndarrays of the work dtype; dx an ndarray of x's dtype
 (allocated by the front when out is not given) or IN_PLACE for ``out is dy``; parameter
-gradients wanted; no grad_residual.  dweight and dbias come in the work dtype.
+gradients wanted; no grad_residual; dweight and dbias outputs of the work dtype.
 """
 import numpy as np
 from numba import types
@@ -27,9 +27,9 @@ from numba.np.numpy_support import as_dtype
 
 from ._elements import _absent, _work_type, work
 from ._jit import kernel
-from ._storage import empty_work
 from .backward import backward_serial, partial_stride, split_rows
-from .small_args import _array_fits, _param_type_fits, apart, length_fits, shape_of, view_of
+from .small_args import (CENTERED, NOT_CENTERED, _array_fits, _param_type_fits, apart,
+                         length_fits, shape_of, view_of)
 
 
 def _input_fits(a, like):
@@ -107,17 +107,18 @@ def _partial_rows(tasks, cols, like, with_bias):
     return side_by_side
 
 
-def param_grad(view, tasks, cols, like):
-    """The tasks' partials added in task order (reduce_partials' order), in like's work
-    type (the result dtype; float32 for 16-bit data)."""
+def param_grad(view, tasks, cols, out):
+    """The tasks' partials added in task order (reduce_partials' order) into out (a
+    parameter gradient, in the work dtype: float32 for 16-bit data); nothing for an absent
+    view."""
 
 
 @overload(param_grad)
-def _param_grad(view, tasks, cols, like):
+def _param_grad(view, tasks, cols, out):
     if _absent(view):
-        return lambda view, tasks, cols, like: empty_work(like, 0)
+        return lambda view, tasks, cols, out: None
 
-    def total(view, tasks, cols, like):
+    def total(view, tasks, cols, out):
         # Added task by task into task 0's row (scratch), one vectorized loop per task:
         # the additions of 0.0 + row 0 + row 1 + ... in that order, so the same sums,
         # zeros' signs included once the last 0.0 + has turned a -0.0 into 0.0.  (A
@@ -131,64 +132,93 @@ def _param_grad(view, tasks, cols, like):
             row = buf[start + t * step:start + t * step + cols]
             for j in range(cols):
                 first[j] += row[j]
-        out = empty_work(like, cols)
         for j in range(cols):
             out[j] = 0.0 + first[j]
-        return out
     return total
 
 
-def run_backward_small(dx, dy, x, w, mean, rstd, eps, centered, tasking, with_bias):
-    """The body of the small backward kernels: (status, dweight, dbias).  centered is a
-    run-time flag, as the general path passes it (the same backward_block type);
-    with_bias (None or not) whether dbias is summed, a fact of the types; ``tasking`` is
+def _grad_fits(g, x):
+    """Typing: a parameter gradient output (the front allocates them: a NumPy allocation
+    costs less than boxing one allocated here) is a writeable C-contiguous 1-D array of
+    x's work type."""
+    return (isinstance(g, types.Array) and g.layout == "C" and g.ndim == 1 and g.mutable
+            and g.dtype == _work_type(x))
+
+
+def run_backward_small(dx, dy, x, w, mean, rstd, eps, centered, tasking, dweight, dbias):
+    """The body of the small backward kernels: 0, or 1 having written nothing.  centered
+    is a run-time flag, as the general path passes it (the same backward_block type);
+    dbias (None or not) whether dbias is summed, a fact of the types; ``tasking`` is
     (task_elements, serial_max): split_rows' settings, as the front reads them from
     _config.  The tasks run in order in this thread (backward_serial: the same tasks as
     the general path's parallel launch, the same bits)."""
 
 
 @overload(run_backward_small)
-def _run_backward_small(dx, dy, x, w, mean, rstd, eps, centered, tasking, with_bias):
-    layer = not _absent(with_bias)
+def _run_backward_small(dx, dy, x, w, mean, rstd, eps, centered, tasking, dweight, dbias):
+    layer = not _absent(dbias)
     fits = (_array_fits(dx, x) and _input_fits(dy, x) and _input_fits(x, x)
             and _param_type_fits(w) and (_absent(w) or w.mutable)
             and _stat_fits(mean, x) and _stat_fits(rstd, x)
-            and (_absent(mean) == _absent(rstd) if layer else _absent(mean)))
+            and (_absent(mean) == _absent(rstd) if layer else _absent(mean))
+            and _grad_fits(dweight, x) and (not layer or _grad_fits(dbias, x)))
     if not fits:
-        def refuse(dx, dy, x, w, mean, rstd, eps, centered, tasking, with_bias):
-            return 1, empty_work(x, 0), empty_work(x, 0)
-        return refuse
+        return lambda dx, dy, x, w, mean, rstd, eps, centered, tasking, dweight, dbias: 1
 
-    def run(dx, dy, x, w, mean, rstd, eps, centered, tasking, with_bias):
+    def run(dx, dy, x, w, mean, rstd, eps, centered, tasking, dweight, dbias):
         cols = x.shape[-1]
         rows = x.size // cols
-        nothing = empty_work(x, 0)
         if not (cols > 0 and 0.0 <= eps < np.inf and dy.shape == x.shape
                 and shape_of(dx, x) == x.shape and length_fits(w, cols)
-                and stat_fits(mean, x) and stat_fits(rstd, x)):
-            return 1, nothing, nothing
+                and stat_fits(mean, x) and stat_fits(rstd, x)
+                and dweight.shape[0] == cols and length_fits(dbias, cols)):
+            return 1
         if layer and cols == 1:
-            return 1, nothing, nothing  # (run_backward's exact _single_column path)
+            return 1  # (run_backward's exact _single_column path)
         if not (apart(dx, dy) and apart(dx, x) and apart(dx, w) and apart(dx, mean)
                 and apart(dx, rstd)):
-            return 1, nothing, nothing  # (out=dy exactly comes as IN_PLACE)
+            return 1  # (out=dy exactly comes as IN_PLACE)
         task_elements, serial_max = tasking
         per_task = split_rows(rows, cols, task_elements, serial_max)  # (as task_rows)
         tasks = -(-rows // per_task)
-        pw, pb = partial_rows(tasks, cols, 0.0, with_bias)
-        sw, sb = partial_rows(tasks, cols, work(x, 0.0), with_bias)  # (float32 for 16-bit)
+        pw, pb = partial_rows(tasks, cols, 0.0, dbias)
+        sw, sb = partial_rows(tasks, cols, work(x, 0.0), dbias)  # (float32 for 16-bit)
         stats = stats_of(mean, rstd, rows)
         dxv, dyv, xv = view_of(dx, cols), view_of(dy, cols), view_of(x, cols)
         backward_serial((dxv, dyv, xv, None), (w, eps, centered), stats, (pw, pb, sw, sb),
                         rows, cols, per_task)
-        return 0, param_grad(pw, tasks, cols, x), param_grad(pb, tasks, cols, x)
+        param_grad(pw, tasks, cols, dweight)
+        param_grad(pb, tasks, cols, dbias)
+        return 0
     return run
 
 
+# One dispatcher per form, the form's flags fixed inside it (small_args.CENTERED).
 @kernel()
-def small_backward(dx, dy, x, w, mean, rstd, eps, centered, tasking, with_bias):
-    """LayerNorm's (centered, with_bias an array) or RMSNorm's (not centered, with_bias
-    None) backward over x's last axis: dx written into dx (an array, or IN_PLACE over
-    dy); returns (status, dweight, dbias), dbias empty for RMSNorm."""
-    return run_backward_small(dx, dy, x, w, mean, rstd, eps, centered, tasking,
-                              with_bias)
+def small_layer_norm_backward(dx, dy, x, w, dweight, dbias, eps, tasking):
+    """LayerNorm's backward over x's last axis, the statistics recomputed: dx written
+    into dx (an array, or IN_PLACE over dy), dweight and dbias into theirs; 0, or 1
+    having written nothing."""
+    return run_backward_small(dx, dy, x, w, None, None, eps, CENTERED, tasking, dweight,
+                              dbias)
+
+
+@kernel()
+def small_layer_norm_backward_stats(dx, dy, x, w, mean, rstd, dweight, dbias, eps, tasking):
+    """small_layer_norm_backward with the forward's mean and rstd given."""
+    return run_backward_small(dx, dy, x, w, mean, rstd, eps, CENTERED, tasking, dweight,
+                              dbias)
+
+
+@kernel()
+def small_rms_norm_backward(dx, dy, x, w, dweight, eps, tasking):
+    """RMSNorm's backward (small_layer_norm_backward's rules, no dbias)."""
+    return run_backward_small(dx, dy, x, w, None, None, eps, NOT_CENTERED, tasking, dweight,
+                              None)
+
+
+@kernel()
+def small_rms_norm_backward_stats(dx, dy, x, w, rstd, dweight, eps, tasking):
+    """small_rms_norm_backward with the forward's rstd given."""
+    return run_backward_small(dx, dy, x, w, None, rstd, eps, NOT_CENTERED, tasking, dweight,
+                              None)
