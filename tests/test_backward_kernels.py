@@ -208,8 +208,8 @@ def test_parallel_matches_reference_and_serial(rng, dtype):
     dx = np.empty_like(x)
     per_task = bw.task_rows(rows, cols)
     tasks = -(-rows // per_task)
-    partials = (*bw._partial_rows(tasks, cols, 2, np.float64),
-                *bw._partial_rows(tasks, cols, 2, dtype))
+    partials = (*bw._partial_rows(tasks, cols, 2, np.dtype(np.float64)),
+                *bw._partial_rows(tasks, cols, 2, np.dtype(dtype)))
     bw.backward_serial(((dx.reshape(-1), 0, cols), (dy.reshape(-1), 0, cols),
                         (x.reshape(-1), 0, cols), None), (w, 1e-5, True), None, partials,
                        rows, cols, per_task)

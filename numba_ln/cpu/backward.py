@@ -86,6 +86,7 @@ from ._pointers import address, advance, row_address
 from ._rowops import normalizer
 
 RSTD_MAX = _config.NARROW_RSTD_MAX
+_F64, _F32 = np.dtype(np.float64), np.dtype(np.float32)
 
 # At most this many tasks, and at least TASK_MIN_ROWS rows a task: each task has partial
 # rows of dweight/dbias (cols float64 + cols work type per parameter), which the final
@@ -236,13 +237,14 @@ def partial_stride(cols, itemsize):
 
 
 def _partial_rows(tasks, cols, nparams, dtype):
-    """Views (buf, start, step) of tasks rows of cols elements per parameter, task t's rows
-    side by side, partial_stride apart."""
-    stride = partial_stride(cols, np.dtype(dtype).itemsize)
+    """Views (buf, start, step) of tasks rows of cols elements per parameter (dweight's,
+    and dbias's or None), task t's rows side by side, partial_stride apart; dtype an
+    np.dtype."""
+    stride = partial_stride(cols, dtype.itemsize)
     # From the output pool (_buffers): fresh pages would cost more than the sums.
-    buf = _buffers.empty((max(1, tasks * nparams * stride),), dtype)
-    views = [(buf, p * stride, nparams * stride) for p in range(nparams)]
-    return views + [None] * (2 - nparams)
+    block = nparams * stride
+    buf = _buffers.empty((max(1, tasks * block),), dtype)
+    return (buf, 0, block), ((buf, stride, block) if nparams == 2 else None)
 
 
 def task_rows(rows, cols):
@@ -281,8 +283,8 @@ def run_backward(dx, dy, x, w, stats, grad_residual, rows, cols, eps, centered,
     partials = (None, None, None, None)
     if param_grads:
         nparams = 2 if centered else 1
-        total = _partial_rows(tasks, cols, nparams, np.float64)
-        work_dtype = np.float64 if x[0].dtype == np.float64 else np.float32  # (16-bit: float32)
+        total = _partial_rows(tasks, cols, nparams, _F64)
+        work_dtype = _F64 if x[0].dtype == _F64 else _F32  # (16-bit data: float32)
         partials = (*total, *_partial_rows(tasks, cols, nparams, work_dtype))
     if rows:
         args = ((dx, dy, x, grad_residual), (w, float(eps), bool(centered)), stats, partials,
@@ -294,13 +296,16 @@ def run_backward(dx, dy, x, w, stats, grad_residual, rows, cols, eps, centered,
             _threading.launch(backward_parallel, *args)
     if not param_grads:
         return None, None
-    if not centered:
-        return _reduce(partials[0], tasks, cols), None
+    if not centered or tasks == 1:
+        return (_reduce(partials[0], tasks, cols),
+                None if partials[1] is None else _reduce(partials[1], tasks, cols))
     # dweight's and dbias's partial rows lie side by side in each task's block: one pass
     # sums the blocks (each element in task order, as reduce_partials adds any row; the
-    # padding between the rows is summed and dropped), one call instead of two.
+    # padding between the rows is summed and dropped), one call instead of two.  (Not
+    # for one task: NumPy's addition there would see the padding, never written, whose
+    # bits may be a signaling NaN -- a RuntimeWarning.)
     buf, _, block = partials[0]
-    both = _reduce((buf, 0, block), tasks, block)
+    both = reduce_partials((buf, 0, block), tasks, block)
     bias_start = partials[1][1]
     return both[:cols], both[bias_start:bias_start + cols]
 
