@@ -6,6 +6,7 @@ import numpy as np
 from . import _config
 from ._small_front import _F32, _F64, _empty, _gate, _half_bits, _output, _same_dtype
 from .cpu._elements import IN_PLACE
+from .cpu.backward import run_backward
 from .cpu.small_backward import (small_layer_norm_backward, small_layer_norm_backward_stats,
                                  small_rms_norm_backward, small_rms_norm_backward_stats)
 
@@ -16,14 +17,15 @@ def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out):
     work dtype, no grad_residual, parameter gradients wanted), or None for the general
     path.  16-bit data go as their bits, with a float32 weight (16-bit ones widened, as
     the general path widens them), and give float32 dweight/dbias."""
-    eps = _gate(x, eps)
-    # _threading.runs_serial(x.size, BACKWARD_COST), inlined as _SMALL is: above it the
-    # general path launches the parallel kernel from Python, never compiled code (a
-    # cached caller of a parallel kernel can crash a later process: _small_front's
-    # _SMALL comment says how; reproduced with backward calls of 4096 and 64 rows too).
-    serial_max = _config.SERIAL_MAX_ELEMENTS // _config.BACKWARD_COST
-    if eps is None or x.size > serial_max:
+    eps = _gate(x, eps)  # (None unless x is a small C-contiguous ndarray, at most _SMALL)
+    if eps is None:
         return None
+    # _threading.runs_serial(x.size, BACKWARD_COST), inlined as _SMALL is: above it the
+    # kernels only check the call (status 2) and _in_threads launches the parallel kernel
+    # from Python, never compiled code (a cached caller of a parallel kernel can crash a
+    # later process: _small_front's _SMALL comment says how; reproduced with backward
+    # calls of 4096 and 64 rows too).
+    serial_max = _config.SERIAL_MAX_ELEMENTS // _config.BACKWARD_COST
     dtype = x.dtype
     if dtype is _F32 or dtype is _F64:
         bits, work = None, dtype
@@ -72,8 +74,26 @@ def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out):
                     small_rms_norm_backward_stats(dx_k, dy, x, weight, rstd, dweight, eps,
                                                   tasking))
     if declined:
-        return None
+        if declined == 1:
+            return None
+        return _in_threads(centered, dx, dx_k, dy, x, weight, mean, rstd, eps, work)
     return dx, dweight, dbias
+
+
+def _in_threads(centered, dx, dx_k, dy, x, weight, mean, rstd, eps, work):
+    """(dx, dweight, dbias) of a call the kernels checked (status 2) but which runs in
+    threads: the general path's run_backward on the kernels' row views, without the
+    general path's planning (~13 us of a (64, 1024) call's ~35).  The same kernels and
+    arguments as the general path's, so the same bits."""
+    cols = x.shape[-1]
+    rows = x.size // cols
+    stats = None
+    if rstd is not None:
+        stats = (None if mean is None else mean.reshape(-1), rstd.reshape(-1))
+    dx_view = dx_k if dx_k is IN_PLACE else (dx_k.reshape(-1), 0, cols)
+    dweight, dbias = run_backward(dx_view, (dy.reshape(-1), 0, cols), (x.reshape(-1), 0, cols),
+                                  weight, stats, None, rows, cols, eps, centered)
+    return dx, dweight.astype(work), (None if dbias is None else dbias.astype(work))
 
 
 def _not_of(a, dtype):

@@ -18,15 +18,19 @@ from numba_ln import _config, _small_backward_front, _small_front
 
 @pytest.fixture
 def small_ran(monkeypatch):
-    """The names of the small-call kernels that took a call (status 0)."""
+    """The names of the small-call kernels that took a call (status 0), and "small_backward
+    in threads" for a backward call the kernel checked for the front's parallel launch
+    (status 2)."""
     calls = []
     for name, family in SMALL_KERNELS.items():
         gate = _small_backward_front if family == "small_backward" else _small_front
 
         def spy(*args, kernel=getattr(gate, name), family=family):
             result = kernel(*args)
-            if not (result[0] if isinstance(result, tuple) else result):
+            if not result:
                 calls.append(family)
+            elif result == 2:
+                calls.append(family + " in threads")
             return result
         monkeypatch.setattr(gate, name, spy)
     return calls
@@ -77,10 +81,11 @@ def test_small_backward_gives_the_general_paths_bits(rng, small_ran, monkeypatch
 def test_above_the_serial_bounds_the_general_path_launches_the_threads(rng, small_ran,
                                                                        monkeypatch):
     """Above the backward's and the fused forms' serial bounds (_config.BACKWARD_COST,
-    FUSED_COST; lowered here) the gates leave the call to the general path, which launches
-    the parallel kernels from Python: a compiled small kernel that launched them itself
-    crashed a later process that loaded it from Numba's cache (numba#8578).  The results
-    are the bits of the serial small calls (the same tasks), with one thread or two."""
+    FUSED_COST; lowered here) the parallel kernels are launched from Python: by the
+    general path for the fused forms, by the backward gate once its kernel has checked
+    the call (status 2).  A compiled small kernel that launched them itself crashed a
+    later process that loaded it from Numba's cache (numba#8578).  The results are the
+    bits of the serial small calls (the same tasks), with one thread or two."""
     monkeypatch.setattr(_config, "TASK_ELEMENTS", 64)  # (8 rows a task: 4 tasks)
     x = (rng.standard_normal((30, 48)) * 3.0 + 100.0).astype(np.float32)
     dy = rng.standard_normal(x.shape).astype(np.float32)
@@ -101,9 +106,10 @@ def test_above_the_serial_bounds_the_general_path_launches_the_threads(rng, smal
             numba.set_num_threads(threads)
             for name, form in forms.items():
                 assert same(form(), serial[name]), name
+            assert small_ran == ["small_backward in threads"] * 2
+            small_ran.clear()
     finally:
         numba.set_num_threads(before)
-    assert small_ran == []
 
 
 def test_bad_input_to_a_launching_small_kernel_raises_and_writes_nothing(rng, small_ran,

@@ -6,16 +6,17 @@ partial-row buffers, the reduction and the casts, each a NumPy call) cost ~20 us
 kernels take the arrays as they come, allocate their scratch and write the parameter
 gradients into the front's outputs, running exactly what the general path runs (the
 same tasks through cpu/backward.py's backward_block, with the same argument types, then
-the tasks' partials added in task order), so the results are bitwise the same; the front
-takes them only within the backward's serial bound (_config.BACKWARD_COST), and never
-launches threads from here (see _small_front, at _SMALL).  They return
-status 1, having written nothing, when the call is not theirs (anything unusual, and
-every error): the front then takes its general path, which raises the proper error.
+the tasks' partials added in task order), so the results are bitwise the same.  They never
+launch threads (see _small_front, at _SMALL): above the backward's serial bound
+(_config.BACKWARD_COST) they only check the call and return status 2, and the front
+launches cpu/backward.py's parallel kernel from Python.  They return status 1, having
+written nothing, when the call is not theirs (anything unusual, and every error): the
+front then takes its general path, which raises the proper error.
 
-The front (_backward_api) passes only what it gated already: x a C-contiguous
+The front (_small_backward_front) passes only what it gated already: x a C-contiguous
 float32/float64 ndarray, or the bits of a bfloat16/float16 one (_dtypes.kernel_dtype), of
-at most SERIAL_MAX_ELEMENTS elements, normalized over its last axis; dy an ndarray of x's
-dtype; eps a float; weight None or an ndarray of x's work dtype (float32 for 16-bit
+at most SERIAL_MAX_ELEMENTS elements (the forward's bound), normalized over its last
+axis; dy an ndarray of x's dtype; eps a float; weight None or an ndarray of x's work dtype (float32 for 16-bit
 data); mean/rstd None or ndarrays of the work dtype; dx an ndarray of x's dtype
 (allocated by the front when out is not given) or IN_PLACE for ``out is dy``; parameter
 gradients wanted; no grad_residual; dweight and dbias outputs of the work dtype.
@@ -146,7 +147,9 @@ def _grad_fits(g, x):
 
 
 def run_backward_small(dx, dy, x, w, mean, rstd, eps, centered, tasking, dweight, dbias):
-    """The body of the small backward kernels: 0, or 1 having written nothing.  centered
+    """The body of the small backward kernels: 0; 1 having written nothing; or 2, having
+    written nothing, for a call whose arguments fit but which is above the serial bound
+    (the front then runs it in threads, launched from Python).  centered
     is a run-time flag, as the general path passes it (the same backward_block type);
     dbias (None or not) whether dbias is summed, a fact of the types; ``tasking`` is
     (task_elements, serial_max): split_rows' settings, as the front reads them from
@@ -179,6 +182,8 @@ def _run_backward_small(dx, dy, x, w, mean, rstd, eps, centered, tasking, dweigh
                 and apart(dx, rstd)):
             return 1  # (out=dy exactly comes as IN_PLACE)
         task_elements, serial_max = tasking
+        if rows * cols > serial_max:
+            return 2  # (a call for threads, whose arguments fit: the front launches them)
         per_task = split_rows(rows, cols, task_elements, serial_max)  # (as task_rows)
         tasks = -(-rows // per_task)
         pw, pb = partial_rows(tasks, cols, 0.0, dbias)
@@ -197,8 +202,8 @@ def _run_backward_small(dx, dy, x, w, mean, rstd, eps, centered, tasking, dweigh
 @kernel()
 def small_layer_norm_backward(dx, dy, x, w, dweight, dbias, eps, tasking):
     """LayerNorm's backward over x's last axis, the statistics recomputed: dx written
-    into dx (an array, or IN_PLACE over dy), dweight and dbias into theirs; 0, or 1
-    having written nothing."""
+    into dx (an array, or IN_PLACE over dy), dweight and dbias into theirs; the status of
+    run_backward_small."""
     return run_backward_small(dx, dy, x, w, None, None, eps, CENTERED, tasking, dweight,
                               dbias)
 
