@@ -1,12 +1,13 @@
 """Odd but valid arguments get the right answer and bad ones a clear refusal: broadcast
 (stride 0) inputs, outputs that share memory with inputs, non-finite rows, eps=0, non-array
-arguments and module shapes.  Each test holds one of the defects a randomized probe found
+arguments and module shapes; and no NumPy operation reads memory no kernel wrote.  Each test holds one of the defects a randomized probe found
 (the broad version of these checks is tests/test_fuzz.py)."""
 import numpy as np
 import pytest
 from _oracle import assert_close
 
 import numba_ln
+from numba_ln import _buffers, _small_front
 from numba_ln import reference as ref
 
 
@@ -234,3 +235,76 @@ def test_module_normalized_shape(module):
     for bad in (0, (2, -1), ()):
         with pytest.raises(ValueError, match="normalized_shape"):
             module(bad)
+
+
+# --- memory no kernel wrote is never read ----------------------------------------------------
+
+_SIGNALING_NAN = {8: 0x7FF0000000000001, 4: 0x7F800001, 2: 0x7C01}  # by itemsize
+
+
+def _poison_allocations(monkeypatch):
+    """From here on every float buffer numba_ln allocates in Python comes filled with
+    signaling NaNs: NumPy arithmetic on an element no kernel wrote then raises under
+    np.errstate (once: the padding between one task's partial rows in the backward, a
+    RuntimeWarning when the garbage happened to be a signaling NaN)."""
+    def poison(allocate):
+        def empty(shape, dtype=float):
+            a = allocate(shape, dtype)
+            if a.dtype.kind == "f":
+                a.view(f"u{a.itemsize}")[...] = _SIGNALING_NAN[a.itemsize]
+            return a
+        return empty
+    monkeypatch.setattr(_buffers, "empty", poison(_buffers.empty))
+    monkeypatch.setattr(_small_front, "_empty", poison(np.empty))
+    monkeypatch.setattr(np, "empty", poison(np.empty))
+
+
+def _forward_calls(rng):
+    x = (rng.standard_normal((9, 64)) + 10.0).astype(np.float32)
+    r = rng.standard_normal(x.shape).astype(np.float32)
+    w, b = rng.standard_normal((2, 64)).astype(np.float32)
+    x4 = rng.standard_normal((2, 3, 4, 5))
+    return {
+        "small": lambda: numba_ln.layer_norm(x, w, b, return_stats=True),
+        "general": lambda: numba_ln.layer_norm(x, w, b, axis=(1,), return_stats=True),
+        "rms general": lambda: numba_ln.rms_norm(x, w, axis=(1,), return_stats=True),
+        "fused": lambda: numba_ln.add_layer_norm(x, r, w, b, return_stats=True),
+        "two axes": lambda: numba_ln.layer_norm(x4, axis=(1, 2), return_stats=True),
+        "channels": lambda: numba_ln.layer_norm(x4, axis=1),
+        "moments": lambda: numba_ln.moments(x, axis=0, keepdims=True),
+        "float16": lambda: numba_ln.layer_norm(x.astype(np.float16), axis=(1,),
+                                               return_stats=True),
+    }
+
+
+def _backward_calls(rng):
+    calls = {}
+    for rows, cols in ((9, 64), (64, 1024), (1100, 300)):  # 1 task, 2 (the gate), 6
+        x = (rng.standard_normal((rows, cols)) + 10.0).astype(np.float32)
+        dy = rng.standard_normal(x.shape).astype(np.float32)
+        w = rng.standard_normal(cols).astype(np.float32)
+        for name, axis in (("", -1), (" general", (1,))):
+            calls[f"{rows}x{cols}{name}"] = (
+                lambda dy=dy, x=x, w=w, axis=axis: numba_ln.layer_norm_backward(dy, x, w,
+                                                                                axis=axis))
+            calls[f"rms {rows}x{cols}{name}"] = (
+                lambda dy=dy, x=x, w=w, axis=axis: numba_ln.rms_norm_backward(dy, x, w,
+                                                                              axis=axis))
+    return calls
+
+
+@pytest.mark.parametrize("kind", ["forward", "backward"])
+def test_no_numpy_operation_reads_unwritten_memory(rng, monkeypatch, kind):
+    """The small-call gates, the general paths (rows, channels, two axes, 16-bit) and the
+    backward's tasks: the same bits with poisoned allocations, and no floating-point
+    exception."""
+    calls = (_forward_calls if kind == "forward" else _backward_calls)(rng)
+    want = {name: call() for name, call in calls.items()}
+    _poison_allocations(monkeypatch)
+    with np.errstate(all="raise"):
+        got = {name: call() for name, call in calls.items()}
+    for name in calls:
+        g, v = got[name], want[name]
+        g, v = (g, v) if isinstance(g, tuple) else ((g,), (v,))
+        assert all(np.asarray(a).tobytes() == np.asarray(c).tobytes()
+                   for a, c in zip(g, v)), name
