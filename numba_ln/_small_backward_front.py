@@ -7,8 +7,9 @@ from . import _config
 from ._small_front import _F32, _F64, _empty, _gate, _half_bits, _output, _same_dtype
 from .cpu._elements import IN_PLACE
 from .cpu.backward import run_backward
-from .cpu.small_backward import (small_layer_norm_backward, small_layer_norm_backward_stats,
-                                 small_rms_norm_backward, small_rms_norm_backward_stats)
+from .cpu.small_backward import (small_backward_fits, small_layer_norm_backward,
+                                 small_layer_norm_backward_stats, small_rms_norm_backward,
+                                 small_rms_norm_backward_stats)
 
 
 def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out):
@@ -20,8 +21,8 @@ def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out):
     eps = _gate(x, eps)  # (None unless x is a small C-contiguous ndarray, at most _SMALL)
     if eps is None:
         return None
-    # _threading.runs_serial(x.size, BACKWARD_COST), inlined as _SMALL is: above it the
-    # kernels only check the call (status 2) and _in_threads launches the parallel kernel
+    # _threading.runs_serial(x.size, BACKWARD_COST), inlined as _SMALL is: above it
+    # small_backward_fits checks the call and _in_threads launches the parallel kernel
     # from Python, never compiled code (a cached caller of a parallel kernel can crash a
     # later process: _small_front's _SMALL comment says how; reproduced with backward
     # calls of 4096 and 64 rows too).
@@ -61,6 +62,11 @@ def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out):
     # (the parameter gradients allocated here: boxing arrays the kernel allocated costs
     # more; one kernel a form: a None or bool argument costs the dispatcher ~65 ns)
     dweight = _empty(x.shape[-1], work)
+    if x.size > serial_max:
+        dbias = _empty(x.shape[-1], work) if centered else None
+        if small_backward_fits(dx_k, dy, x, weight, mean, rstd, dweight, dbias, eps):
+            return None
+        return _in_threads(centered, dx, dx_k, dy, x, weight, mean, rstd, eps, work)
     if centered:
         dbias = _empty(x.shape[-1], work)
         declined = (small_layer_norm_backward(dx_k, dy, x, weight, dweight, dbias, eps, tasking)
@@ -74,17 +80,15 @@ def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out):
                     small_rms_norm_backward_stats(dx_k, dy, x, weight, rstd, dweight, eps,
                                                   tasking))
     if declined:
-        if declined == 1:
-            return None
-        return _in_threads(centered, dx, dx_k, dy, x, weight, mean, rstd, eps, work)
+        return None
     return dx, dweight, dbias
 
 
 def _in_threads(centered, dx, dx_k, dy, x, weight, mean, rstd, eps, work):
-    """(dx, dweight, dbias) of a call the kernels checked (status 2) but which runs in
-    threads: the general path's run_backward on the kernels' row views, without the
-    general path's planning (~13 us of a (64, 1024) call's ~35).  The same kernels and
-    arguments as the general path's, so the same bits."""
+    """(dx, dweight, dbias) of a call small_backward_fits passed, which runs in threads:
+    the general path's run_backward on the kernels' row views, without the general
+    path's planning (~13 us of a (64, 1024) call's ~35).  The same kernels and arguments
+    as the general path's, so the same bits."""
     cols = x.shape[-1]
     rows = x.size // cols
     stats = None

@@ -82,7 +82,7 @@ def ran(monkeypatch):
     for name in ("channels_serial", "channels_parallel"):
         spy(_channels, name)
     for name, family in SMALL_KERNELS.items():
-        if family != "small_backward":
+        if not family.startswith("small_backward"):
             spy(_small_front, name, family)
     return calls
 

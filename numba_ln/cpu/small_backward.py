@@ -8,10 +8,10 @@ gradients into the front's outputs, running exactly what the general path runs (
 same tasks through cpu/backward.py's backward_block, with the same argument types, then
 the tasks' partials added in task order), so the results are bitwise the same.  They never
 launch threads (see _small_front, at _SMALL): above the backward's serial bound
-(_config.BACKWARD_COST) they only check the call and return status 2, and the front
-launches cpu/backward.py's parallel kernel from Python.  They return status 1, having
-written nothing, when the call is not theirs (anything unusual, and every error): the
-front then takes its general path, which raises the proper error.
+(_config.BACKWARD_COST) small_backward_fits checks the call by the same rules, and the
+front launches cpu/backward.py's parallel kernel from Python.  They return status 1,
+having written nothing, when the call is not theirs (anything unusual, and every
+error): the front then takes its general path, which raises the proper error.
 
 The front (_small_backward_front) passes only what it gated already: x a C-contiguous
 float32/float64 ndarray, or the bits of a bfloat16/float16 one (_dtypes.kernel_dtype), of
@@ -146,10 +146,46 @@ def _grad_fits(g, x):
             and g.dtype == _work_type(x))
 
 
+def backward_fits(dx, dy, x, w, mean, rstd, eps, dweight, dbias):
+    """Whether the small backward kernels take the call: the types (decided while
+    compiling) and the values (shapes, eps, overlaps); dbias absent for RMSNorm."""
+
+
+def _types_fit(dx, dy, x, w, mean, rstd, dweight, dbias):
+    """Typing: backward_fits' rules that the types decide."""
+    layer = not _absent(dbias)
+    return (_array_fits(dx, x) and _input_fits(dy, x) and _input_fits(x, x)
+            and _param_type_fits(w) and (_absent(w) or w.mutable)
+            and _stat_fits(mean, x) and _stat_fits(rstd, x)
+            and (_absent(mean) == _absent(rstd) if layer else _absent(mean))
+            and _grad_fits(dweight, x) and (not layer or _grad_fits(dbias, x)))
+
+
+# (compiled on its own, not inline: the small kernels and small_backward_fits call one
+# compiled check; inlined, its IR was copied into each, ~0.5 s more on first use)
+@overload(backward_fits)
+def _backward_fits(dx, dy, x, w, mean, rstd, eps, dweight, dbias):
+    if not _types_fit(dx, dy, x, w, mean, rstd, dweight, dbias):
+        return lambda dx, dy, x, w, mean, rstd, eps, dweight, dbias: False
+    layer = not _absent(dbias)
+
+    def values_fit(dx, dy, x, w, mean, rstd, eps, dweight, dbias):
+        cols = x.shape[-1]
+        if not (cols > 0 and 0.0 <= eps < np.inf and dy.shape == x.shape
+                and shape_of(dx, x) == x.shape and length_fits(w, cols)
+                and stat_fits(mean, x) and stat_fits(rstd, x)
+                and dweight.shape[0] == cols and length_fits(dbias, cols)):
+            return False
+        if layer and cols == 1:
+            return False  # (run_backward's exact _single_column path)
+        # (out=dy exactly comes as IN_PLACE)
+        return (apart(dx, dy) and apart(dx, x) and apart(dx, w) and apart(dx, mean)
+                and apart(dx, rstd))
+    return values_fit
+
+
 def run_backward_small(dx, dy, x, w, mean, rstd, eps, centered, tasking, dweight, dbias):
-    """The body of the small backward kernels: 0; 1 having written nothing; or 2, having
-    written nothing, for a call whose arguments fit but which is above the serial bound
-    (the front then runs it in threads, launched from Python).  centered
+    """The body of the small backward kernels: 0, or 1 having written nothing.  centered
     is a run-time flag, as the general path passes it (the same backward_block type);
     dbias (None or not) whether dbias is summed, a fact of the types; ``tasking`` is
     (task_elements, serial_max): split_rows' settings, as the front reads them from
@@ -159,31 +195,15 @@ def run_backward_small(dx, dy, x, w, mean, rstd, eps, centered, tasking, dweight
 
 @overload(run_backward_small)
 def _run_backward_small(dx, dy, x, w, mean, rstd, eps, centered, tasking, dweight, dbias):
-    layer = not _absent(dbias)
-    fits = (_array_fits(dx, x) and _input_fits(dy, x) and _input_fits(x, x)
-            and _param_type_fits(w) and (_absent(w) or w.mutable)
-            and _stat_fits(mean, x) and _stat_fits(rstd, x)
-            and (_absent(mean) == _absent(rstd) if layer else _absent(mean))
-            and _grad_fits(dweight, x) and (not layer or _grad_fits(dbias, x)))
-    if not fits:
+    if not _types_fit(dx, dy, x, w, mean, rstd, dweight, dbias):
         return lambda dx, dy, x, w, mean, rstd, eps, centered, tasking, dweight, dbias: 1
 
     def run(dx, dy, x, w, mean, rstd, eps, centered, tasking, dweight, dbias):
+        if not backward_fits(dx, dy, x, w, mean, rstd, eps, dweight, dbias):
+            return 1
         cols = x.shape[-1]
         rows = x.size // cols
-        if not (cols > 0 and 0.0 <= eps < np.inf and dy.shape == x.shape
-                and shape_of(dx, x) == x.shape and length_fits(w, cols)
-                and stat_fits(mean, x) and stat_fits(rstd, x)
-                and dweight.shape[0] == cols and length_fits(dbias, cols)):
-            return 1
-        if layer and cols == 1:
-            return 1  # (run_backward's exact _single_column path)
-        if not (apart(dx, dy) and apart(dx, x) and apart(dx, w) and apart(dx, mean)
-                and apart(dx, rstd)):
-            return 1  # (out=dy exactly comes as IN_PLACE)
         task_elements, serial_max = tasking
-        if rows * cols > serial_max:
-            return 2  # (a call for threads, whose arguments fit: the front launches them)
         per_task = split_rows(rows, cols, task_elements, serial_max)  # (as task_rows)
         tasks = -(-rows // per_task)
         pw, pb = partial_rows(tasks, cols, 0.0, dbias)
@@ -202,8 +222,8 @@ def _run_backward_small(dx, dy, x, w, mean, rstd, eps, centered, tasking, dweigh
 @kernel()
 def small_layer_norm_backward(dx, dy, x, w, dweight, dbias, eps, tasking):
     """LayerNorm's backward over x's last axis, the statistics recomputed: dx written
-    into dx (an array, or IN_PLACE over dy), dweight and dbias into theirs; the status of
-    run_backward_small."""
+    into dx (an array, or IN_PLACE over dy), dweight and dbias into theirs; 0, or 1
+    having written nothing."""
     return run_backward_small(dx, dy, x, w, None, None, eps, CENTERED, tasking, dweight,
                               dbias)
 
@@ -227,3 +247,13 @@ def small_rms_norm_backward_stats(dx, dy, x, w, rstd, dweight, eps, tasking):
     """small_rms_norm_backward with the forward's rstd given."""
     return run_backward_small(dx, dy, x, w, None, rstd, eps, NOT_CENTERED, tasking, dweight,
                               None)
+
+
+@kernel()
+def small_backward_fits(dx, dy, x, w, mean, rstd, dweight, dbias, eps):
+    """0 when the small kernels would take the call (backward_fits), else 1; computes
+    nothing.  For calls above the serial bound, which the front then launches in threads
+    from Python: one dispatcher for every form (a few None arguments are nothing beside
+    a launch), whose variants compile in a fraction of a second -- a kernel's own check
+    would compile its serial body too, seconds a form on first use."""
+    return 0 if backward_fits(dx, dy, x, w, mean, rstd, eps, dweight, dbias) else 1
