@@ -59,13 +59,23 @@ class _Norm:
         # the row length a one-axis module's small calls check x against (else None)
         self._cols = self.normalized_shape[0] if self._axis == -1 else None
 
-    _bias = None  # (RMSNorm has none; LayerNorm's property sets its own)
+    _weight = _bias = None  # (RMSNorm has no bias; the properties set their own)
+    _params_check_cols = False
+
+    def _parameters_changed(self):
+        # A one-axis module's weight or bias has normalized_shape, so the small-call
+        # kernels, which check their lengths against x's last axis, check x's too.
+        self._params_check_cols = self._cols is not None and (
+            self._weight is not None or self._bias is not None)
 
     def __call__(self, x, *, out=None, return_stats=False):
         # The small-call gate straight from the module, for an ndarray whose last axis is
         # the normalized one: skips _check_input's and the public function's Python (~0.4 us
         # of a ~1.5 us call); anything else (None back) takes the checked path.
-        if type(x) is np.ndarray and x.ndim and x.shape[-1] == self._cols:
+        # With a weight or a bias the kernels check x's last axis against its length
+        # themselves (~90 ns of Python less a call); without, it is checked here.
+        if self._params_check_cols or (type(x) is np.ndarray and x.ndim
+                                       and x.shape[-1] == self._cols):
             y = small_call(x, self._weight, self._bias, self.eps, self._centered, out,
                            return_stats)
             if y is not None:
@@ -103,6 +113,7 @@ def _param_property(name):
 
     def set(self, value):
         setattr(self, attr, self._check_param(name, value))
+        self._parameters_changed()
 
     return property(get, set, doc=f"{name} (ndarray of normalized_shape, or None)")
 

@@ -62,6 +62,27 @@ def test_layer_norm_module_options(rng):
         numba_ln.LayerNorm(0)
 
 
+@pytest.mark.parametrize("module", [numba_ln.LayerNorm, numba_ln.RMSNorm])
+def test_a_module_checks_x_whatever_its_parameters(rng, module):
+    """x's last axis is checked against normalized_shape by the kernels (through the
+    parameters' lengths) while the module has a weight or a bias, and by the module once
+    they are assigned None: a wrong x raises either way, and nothing is written."""
+    norm = module(8)
+    x = rng.standard_normal((3, 8)).astype(np.float32)
+    out = np.zeros((3, 7), np.float32)
+    for _ in range(2):
+        with pytest.raises(ValueError, match="normalized_shape"):
+            norm(x[:, :7].copy())
+        with pytest.raises(ValueError, match="normalized_shape"):
+            norm(x[:, :7].copy(), out=out)
+        assert not out.any()
+        want = ref.layer_norm(x)[0] if module is numba_ln.LayerNorm else ref.rms_norm(x)[0]
+        assert_close(norm(x), want, scale=4)
+        norm.weight = None
+        if module is numba_ln.LayerNorm:
+            norm.bias = None
+
+
 def test_rms_norm_module(rng):
     norm = numba_ln.RMSNorm(16)
     norm.weight = np.arange(16)
