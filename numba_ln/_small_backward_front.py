@@ -1,10 +1,10 @@
 """The small-call gate of the backward functions (_small_front.py has the forward's and
 the helpers it shares): the commonest backward calls go straight to cpu/small_backward.py's
 kernels, which check the rest and run what the general path runs, so the same bits."""
-import numpy as np
 
 from . import _config
-from ._small_front import _F32, _F64, _empty, _gate, _half_bits, _output, _same_dtype
+from ._small_front import (_EPS_TYPES, _F32, _F64, _HALF_BITS, _NDARRAY, _SMALL, _empty,
+                           _half_bits, _same_dtype)
 from .cpu._elements import IN_PLACE
 from .cpu.backward import run_backward
 from .cpu.small_backward import (small_backward_fits, small_layer_norm_backward,
@@ -18,9 +18,14 @@ def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out):
     work dtype, no grad_residual, parameter gradients wanted), or None for the general
     path.  16-bit data go as their bits, with a float32 weight (16-bit ones widened, as
     the general path widens them), and give float32 dweight/dbias."""
-    eps = _gate(x, eps)  # (None unless x is a small C-contiguous ndarray, at most _SMALL)
-    if eps is None:
+    # (the tests inlined, as small_call's, and float32 weights of 16-bit data tested before
+    # _half_bits: a function call is ~60 ns of a ~2.7 us call)
+    if type(x) is not _NDARRAY or not 0 < x.size <= _SMALL or not x.flags.c_contiguous:
         return None
+    if type(eps) is not float:
+        if type(eps) not in _EPS_TYPES:
+            return None
+        eps = float(eps)
     # _threading.runs_serial(x.size, BACKWARD_COST), inlined as _SMALL is: above it
     # small_backward_fits checks the call and _in_threads launches the parallel kernel
     # from Python, never compiled code (a cached caller of a parallel kernel can crash a
@@ -29,25 +34,33 @@ def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out):
     serial_max = _config.SERIAL_MAX_ELEMENTS // _config.BACKWARD_COST
     dtype = x.dtype
     if dtype is _F32 or dtype is _F64:
-        bits, work = None, dtype
+        bits = None
+        work = dtype
     else:
-        bits, work = _half_bits(dtype), _F32
+        bits = _HALF_BITS.get(dtype)
         if bits is None:
-            return None
-        if type(weight) is np.ndarray and _half_bits(weight.dtype) is not None:
+            bits = _half_bits(dtype)  # (bfloat16's first call, or not 16-bit)
+            if bits is None:
+                return None
+        work = _F32
+        if (type(weight) is _NDARRAY and weight.dtype is not _F32
+                and _half_bits(weight.dtype) is not None):
             weight = weight.astype(_F32)
-    if type(dy) is not np.ndarray or dy.dtype is not dtype:
+    if type(dy) is not _NDARRAY or dy.dtype is not dtype:
         return None
     if rstd is not None and (_not_of(rstd, work) or (mean is not None and _not_of(mean, work))):
         return None
     if mean is not None and rstd is None:
         return None  # (the general path names the error)
-    if weight is not None and (type(weight) is not np.ndarray or weight.dtype is not work):
+    if weight is not None and (type(weight) is not _NDARRAY or weight.dtype is not work):
         weight = _same_dtype(weight, work)
         if weight is False:
             return None
-    dx = _output(out, x.shape, dtype)
-    if dx is None or (out is not None and not out.flags.c_contiguous):
+    if out is None:
+        dx = _empty(x.shape, dtype)
+    elif type(out) is _NDARRAY and out.dtype is dtype and out.flags.c_contiguous:
+        dx = out
+    else:
         return None  # (a strided out would only compile a kernel variant that declines it)
     dx_k = IN_PLACE if dx is dy else dx
     if x.ndim != 2:  # as 2-D views: one kernel variant for every rank
@@ -101,7 +114,7 @@ def _in_threads(centered, dx, dx_k, dy, x, weight, mean, rstd, eps, work):
 
 
 def _not_of(a, dtype):
-    return type(a) is not np.ndarray or a.dtype is not dtype
+    return type(a) is not _NDARRAY or a.dtype is not dtype
 
 
 def _as_rows(x, dy, dx, mean, rstd):

@@ -48,16 +48,6 @@ _LAST_AXIS = -1
 _NDARRAY, _empty = np.ndarray, np.empty
 
 
-def _gate(x, eps):
-    """eps as a float when x is a small C-contiguous ndarray and eps a number the gates
-    read; None when the general path must take the call."""
-    if type(x) is not _NDARRAY or not 0 < x.size <= _SMALL or not x.flags.c_contiguous:
-        return None
-    if type(eps) is float:
-        return eps
-    return float(eps) if type(eps) in _EPS_TYPES else None
-
-
 def _half_bits(dtype):
     """The kernels' integer dtype for 16-bit float data, or None for any other dtype."""
     bits = _HALF_BITS.get(dtype)
@@ -107,8 +97,9 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
     before anything else, even the GPU check, with the public function's arguments as
     given: axis -1 (another int: see _trailing_axis_call; anything else, a NumPy integer
     included, the general path), return_stats a bool.  (The callers pass every argument
-    by position, and _gate, the parameter checks and _output are inlined where the
-    commonest calls meet them: a keyword or a function call is ~50 ns of a ~1.2 us call.)"""
+    by position, and the gate's tests, the parameter checks and _output are inlined where
+    the commonest calls meet them: a keyword or a function call is ~50 ns of a ~1.2 us
+    call.)"""
     if axis is not _LAST_AXIS:  # (the int -1 is one object in CPython; else a compare)
         if type(axis) is not int or out is not None or residual is not None:
             return None
