@@ -75,8 +75,8 @@ def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out):
     # (the parameter gradients allocated here: boxing arrays the kernel allocated costs
     # more; one kernel a form: a None or bool argument costs the dispatcher ~65 ns)
     dweight = _empty(x.shape[-1], work)
-    if x.size > serial_max:
-        dbias = _empty(x.shape[-1], work) if centered else None
+    if x.size > serial_max:  # (dweight and dbias only for the check: run_backward
+        dbias = _empty(x.shape[-1], work) if centered else None  # returns its own)
         if small_backward_fits(dx_k, dy, x, weight, mean, rstd, dweight, dbias, eps):
             return None
         return _in_threads(centered, dx, dx_k, dy, x, weight, mean, rstd, eps, work)
