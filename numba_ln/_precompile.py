@@ -22,6 +22,9 @@ COMMON_DTYPES = ("float32", "float64", "float16", "bfloat16")
 FUNCTIONS = ("layer_norm", "rms_norm", "add_layer_norm", "add_rms_norm", "moments",
              "layer_norm_backward", "rms_norm_backward")
 _SMALL, _LARGE = (2, 768), (512, 1024)  # the small-call/serial kernels; the parallel ones
+# A backward call between its serial bound and the forward's: the small-call gate's check
+# (small_backward_fits), then the parallel kernel the large shape compiles
+_MID = (64, 1024)
 _WIDE = (2, 200_000)  # split rows (--all)
 _COUNTING = False
 
@@ -55,7 +58,8 @@ def _run_task(function, dtype_name):
     import numba_ln
 
     dtype = _dtype(dtype_name)
-    shapes = (_SMALL, _LARGE) + ((_WIDE,) if function == "all_forms" else ())
+    shapes = (_SMALL, _LARGE) + ((_WIDE,) if function == "all_forms" else ()) + (
+        (_MID,) if function.endswith("_backward") else ())
     for shape in shapes:
         x = np.linspace(-1, 1, shape[0] * shape[1]).reshape(shape).astype(dtype)
         w = np.ones(shape[-1], dtype)

@@ -48,6 +48,14 @@ def test_tasks_and_the_callable_module():
     assert ("layer_norm_backward", "float16") in _precompile.tasks()
     assert ("layer_norm", "bfloat16") in _precompile.tasks()
     assert len(_precompile.tasks(everything=True)) == len(_precompile.tasks()) + 4
+    assert _precompile.tasks()[0][0] == "layer_norm_backward"  # (the longest first)
+    # the backward tasks' mid-sized shape is one the small-call gate checks and then runs
+    # in threads (small_backward_fits): between the backward's serial bound and the
+    # forward's
+    from numba_ln import _config
+    mid = _precompile._MID[0] * _precompile._MID[1]
+    assert (_config.SERIAL_MAX_ELEMENTS // _config.BACKWARD_COST < mid
+            <= _config.SERIAL_MAX_ELEMENTS)
     import numba_ln.precompile as module  # the module is what numba_ln.precompile calls
 
     assert callable(numba_ln.precompile) and callable(module)
