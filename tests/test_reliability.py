@@ -293,12 +293,30 @@ def _backward_calls(rng):
     return calls
 
 
-@pytest.mark.parametrize("kind", ["forward", "backward"])
+def _dask_calls(rng):
+    """Whole and split normalized axes on the synchronous scheduler (in this process)."""
+    da = pytest.importorskip("dask.array")
+    x = rng.standard_normal((40, 3, 30)).astype(np.float32) + np.float32(100.0)
+    whole, split = da.from_array(x, chunks=(10, 3, 30)), da.from_array(x, chunks=(40, 3, 10))
+
+    def compute(*lazy):
+        return tuple(a.compute(scheduler="sync") for a in lazy)
+    return {
+        "whole": lambda: compute(*numba_ln.layer_norm(whole, axis=(1, 2), return_stats=True)),
+        "split": lambda: compute(*numba_ln.layer_norm(split, axis=(1, 2), return_stats=True)),
+        "rms split": lambda: compute(*numba_ln.rms_norm(split, axis=(1, 2),
+                                                        return_stats=True)),
+        "moments split": lambda: compute(*numba_ln.moments(split, axis=(1, 2))),
+    }
+
+
+@pytest.mark.parametrize("kind", ["forward", "backward", "dask"])
 def test_no_numpy_operation_reads_unwritten_memory(rng, monkeypatch, kind):
-    """The small-call gates, the general paths (rows, channels, two axes, 16-bit) and the
-    backward's tasks: the same bits with poisoned allocations, and no floating-point
-    exception."""
-    calls = (_forward_calls if kind == "forward" else _backward_calls)(rng)
+    """The small-call gates, the general paths (rows, channels, two axes, 16-bit), the
+    backward's tasks and dask's blocks and merges: the same bits with poisoned
+    allocations, and no floating-point exception."""
+    calls = {"forward": _forward_calls, "backward": _backward_calls,
+             "dask": _dask_calls}[kind](rng)
     want = {name: call() for name, call in calls.items()}
     _poison_allocations(monkeypatch)
     with np.errstate(all="raise"):
