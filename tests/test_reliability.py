@@ -248,8 +248,8 @@ def _poison_allocations(monkeypatch):
     np.errstate (once: the padding between one task's partial rows in the backward, a
     RuntimeWarning when the garbage happened to be a signaling NaN)."""
     def poison(allocate):
-        def empty(shape, dtype=float):
-            a = allocate(shape, dtype)
+        def empty(*args, **kwargs):
+            a = allocate(*args, **kwargs)
             if a.dtype.kind == "f":
                 a.view(f"u{a.itemsize}")[...] = _SIGNALING_NAN[a.itemsize]
             return a
