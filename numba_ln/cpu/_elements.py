@@ -18,7 +18,7 @@ from numba.core.typing import signature
 from numba.extending import intrinsic, overload
 
 from ._jit import kernel
-from ._storage import load_input
+from ._storage import load_input, work_type
 
 
 @kernel(fastmath=False)
@@ -57,10 +57,6 @@ def _in_place(t):
     return isinstance(t, types.BaseTuple) and len(t) == 0
 
 
-def _work_type(array_type):
-    return types.float64 if array_type.dtype == types.float64 else types.float32
-
-
 # --- the work type ----------------------------------------------------------------------------
 
 @intrinsic
@@ -68,7 +64,7 @@ def work(typingctx, x, value):
     """value converted to x's work type (x an array or a row pointer)."""
     if not isinstance(value, (types.Float, types.Integer, types.Boolean)):
         return None
-    target = _work_type(x)
+    target = work_type(x)
 
     def codegen(context, builder, sig, args):
         return context.cast(builder, args[1], sig.args[1], target)
@@ -85,7 +81,7 @@ def _constant(flag):
 @intrinsic
 def is_narrow(typingctx, x):
     """True when x's work type is float32 (its partial sums may underflow or overflow)."""
-    return types.boolean(x), _constant(_work_type(x) == types.float32)
+    return types.boolean(x), _constant(work_type(x) == types.float32)
 
 
 # --- optional arrays ----------------------------------------------------------------------------

@@ -47,6 +47,12 @@ def storage(t):
     return None
 
 
+def work_type(t):
+    """The type a kernel computes t's elements in (t an array or a row pointer type):
+    float64 for float64 data, float32 for float32 and 16-bit storage."""
+    return types.float64 if t.dtype == types.float64 else types.float32
+
+
 class _BFloat(ir.types.Type):
     """LLVM's ``bfloat`` (llvmlite's IR builder has no such type)."""
     null = "0.0"
@@ -135,10 +141,6 @@ def _pointer(t):
     return isinstance(t, types.CPointer)
 
 
-def _work_dtype(t):
-    return types.float32 if storage(t) is not None else t.dtype
-
-
 def _get(context, builder, a_type, a, j_type, j, scopes):
     """a[j] as stored: through the pointer with the alias scopes, or Numba's indexing."""
     if _pointer(a_type):
@@ -188,7 +190,7 @@ def _loader(scopes):
         def codegen(context, builder, sig, args):
             bits = _get(context, builder, sig.args[0], args[0], sig.args[1], args[1], scopes)
             return _widen(builder, storage(sig.args[0]), bits)
-        return _work_dtype(a)(a, j), codegen
+        return work_type(a)(a, j), codegen
     return load
 
 
@@ -250,6 +252,5 @@ def empty_work(a, shape):
 
 @overload(empty_work)
 def _empty_work(a, shape):
-    if a.dtype == types.float64:
-        return lambda a, shape: np.empty(shape, np.float64)
-    return lambda a, shape: np.empty(shape, np.float32)
+    dtype = work_type(a)
+    return lambda a, shape: np.empty(shape, dtype)

@@ -9,7 +9,7 @@ from numba.extending import overload
 from ._elements import _absent, _in_place
 from ._jit import kernel
 from ._pointers import stack_doubles
-from ._storage import load
+from ._storage import load, work_type
 
 
 # The form's flags, fixed inside each small-call kernel rather than passed: a bool or a
@@ -101,10 +101,6 @@ def _casts(p, x):
         p.dtype == x.dtype or not isinstance(x.dtype, types.Float))))
 
 
-def _work_dtype(x):
-    return x.dtype if isinstance(x.dtype, types.Float) else types.float32
-
-
 @kernel(inline="always")
 def _widen_into(out, start, p):
     """out[start:start + len(p)] = p, each element converted to out's dtype (load)."""
@@ -116,7 +112,7 @@ def _widen_into(out, start, p):
 def _work_param(p, x):
     if not _casts(p, x):
         return lambda p, x: p
-    dtype = _work_dtype(x)
+    dtype = work_type(x)
 
     def cast(p, x):
         out = np.empty(p.shape[0], dtype)
@@ -134,7 +130,7 @@ def work_params(w, b, x):
 def _work_params(w, b, x):
     if not (_casts(w, x) and _casts(b, x)):
         return lambda w, b, x: (work_param(w, x), work_param(b, x))
-    dtype = _work_dtype(x)
+    dtype = work_type(x)
 
     def in_one_buffer(w, b, x):
         n = w.shape[0]

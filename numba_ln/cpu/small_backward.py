@@ -26,8 +26,9 @@ from numba import types
 from numba.extending import overload
 from numba.np.numpy_support import as_dtype
 
-from ._elements import _absent, _work_type, work
+from ._elements import _absent, work
 from ._jit import kernel
+from ._storage import work_type
 from .backward import backward_serial, partial_stride, split_rows
 from .small_args import (CENTERED, NOT_CENTERED, _array_fits, _param_type_fits, apart,
                          length_fits, shape_of, view_of)
@@ -43,7 +44,7 @@ def _input_fits(a, like):
 def _stat_fits(s, x):
     """Typing: a statistic absent, or an array like x's in x's work type (float32 for
     16-bit data, as the forward returns them)."""
-    return _absent(s) or _input_fits(s, x.copy(dtype=_work_type(x)))
+    return _absent(s) or _input_fits(s, x.copy(dtype=work_type(x)))
 
 
 def stat_fits(s, x):
@@ -143,7 +144,7 @@ def _grad_fits(g, x):
     costs less than boxing one allocated here) is a writeable C-contiguous 1-D array of
     x's work type."""
     return (isinstance(g, types.Array) and g.layout == "C" and g.ndim == 1 and g.mutable
-            and g.dtype == _work_type(x))
+            and g.dtype == work_type(x))
 
 
 def backward_fits(dx, dy, x, w, mean, rstd, eps, dweight, dbias):
