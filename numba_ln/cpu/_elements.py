@@ -11,14 +11,12 @@ The **work type** is the precision a kernel computes in: float32 for float32 and
 data, float64 for float64 data (statistics are always accumulated into float64 totals).
 Elements are read and written through _storage's load/store, which convert 16-bit data.
 """
-import operator
 
 from numba import types
-from numba.core.typing import signature
 from numba.extending import intrinsic, overload
 
 from ._jit import kernel
-from ._storage import load_input, work_type
+from ._storage import emit_setitem, load_input, work_type
 
 
 @kernel(fastmath=False)
@@ -112,11 +110,9 @@ def store_stats(typingctx, stats, i, mean, second):
         for k, value, value_type in ((0, args[2], sig.args[2]), (1, args[3], sig.args[3])):
             if k in kept:
                 array_type = sig.args[0][k]
-                setitem = context.get_function(
-                    operator.setitem, signature(types.none, array_type, sig.args[1],
-                                                array_type.dtype))
-                setitem(builder, (builder.extract_value(args[0], k), args[1],
-                                  context.cast(builder, value, value_type, array_type.dtype)))
+                emit_setitem(context, builder, array_type, builder.extract_value(args[0], k),
+                             sig.args[1], args[1],
+                             context.cast(builder, value, value_type, array_type.dtype))
         return context.get_dummy_value()
     return types.none(stats, i, mean, second), codegen
 

@@ -149,13 +149,18 @@ def _get(context, builder, a_type, a, j_type, j, scopes):
     return getitem(builder, (a, j))
 
 
+def emit_setitem(context, builder, a_type, a, j_type, j, value):
+    """Numba's own a[j] = value for an array a (value of a's dtype), in an intrinsic."""
+    setitem = context.get_function(operator.setitem,
+                                   signature(types.none, a_type, j_type, a_type.dtype))
+    setitem(builder, (a, j, value))
+
+
 def _put(context, builder, a_type, a, j_type, j, bits, scoped):
     """a[j] = bits (of a's dtype): a plain store, or with the alias scopes scoped =
     (scope, excluded) through a pointer."""
     if not _pointer(a_type):
-        setitem = context.get_function(operator.setitem,
-                                       signature(types.none, a_type, j_type, a_type.dtype))
-        setitem(builder, (a, j, bits))
+        emit_setitem(context, builder, a_type, a, j_type, j, bits)
     elif scoped is None:
         builder.store(bits, builder.gep(a, [j]))
     else:
