@@ -29,10 +29,10 @@ _WIDE = (2, 200_000)  # split rows (--all)
 _COUNTING = False
 
 
-# Seconds a task took on the development machine (2026-12-05, 2 workers), for the order
-# the workers take them in: longest first, so that no long task starts last and runs
-# alone at the end (in dtype order, the four layer_norm_backward tasks of 13-14 s each
-# came 8th, 15th, 22nd and 28th of 28).
+# Seconds a task took on the development machine (2026-12-05, 2 workers; all_forms, which
+# --all adds, estimated), for the order the workers take them in: longest first, so that
+# no long task starts last and runs alone at the end (in dtype order, the four
+# layer_norm_backward tasks of 13-14 s each came 8th, 15th, 22nd and 28th of 28).
 _SECONDS = {"layer_norm_backward": 14, "all_forms": 10, "rms_norm_backward": 6,
             "layer_norm": 5, "rms_norm": 4, "add_layer_norm": 5, "add_rms_norm": 4,
             "moments": 2}

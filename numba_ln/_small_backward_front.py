@@ -82,7 +82,8 @@ def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out):
         return _in_threads(centered, dx, dx_k, dy, x, weight, mean, rstd, eps, work)
     if centered:
         dbias = _empty(x.shape[-1], work)
-        declined = (small_layer_norm_backward(dx_k, dy, x, weight, dweight, dbias, eps, tasking)
+        declined = (small_layer_norm_backward(dx_k, dy, x, weight, dweight, dbias, eps,
+                                              tasking)
                     if rstd is None else
                     small_layer_norm_backward_stats(dx_k, dy, x, weight, mean, rstd, dweight,
                                                     dbias, eps, tasking))
