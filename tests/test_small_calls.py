@@ -75,12 +75,11 @@ def test_small_backward_gives_the_general_paths_bits(rng, small_ran, monkeypatch
         small_ran.clear()
 
 
-def test_above_the_serial_bounds_the_general_path_launches_the_threads(rng, small_ran,
-                                                                       monkeypatch):
+def test_above_the_serial_bounds_the_threads_start_from_python(rng, small_ran, monkeypatch):
     """Above the backward's and the fused forms' serial bounds (_config.BACKWARD_COST,
     FUSED_COST; lowered here) the parallel kernels are launched from Python: by the
-    general path for the fused forms, by the backward gate once its kernel has checked
-    the call (status 2).  A compiled small kernel that launched them itself crashed a
+    general path for the fused forms, by the backward gate once small_backward_fits has
+    checked the call.  A compiled small kernel that launched them itself crashed a
     later process that loaded it from Numba's cache (numba#8578).  The results are the
     bits of the serial small calls (the same tasks), with one thread or two."""
     monkeypatch.setattr(_config, "TASK_ELEMENTS", 64)  # (8 rows a task: 4 tasks)
