@@ -220,12 +220,15 @@ def test_modules_take_the_small_call_with_the_functions_bits(rng, small_ran):
     assert small_ran == ["small_norm"] * 4
 
 
-def test_float64_parameters_on_float32_data_are_cast_in_the_kernel(rng, small_ran):
+# 40 columns: both casts on the stack; 4100: weight and bias together over its budget
+# (cpu/small_args.cast_buffer), a weight alone within it
+@pytest.mark.parametrize("cols", [40, 4100])
+def test_float64_parameters_on_float32_data_are_cast_in_the_kernel(rng, small_ran, cols):
     """float64 weight and bias from a checkpoint on float32 data: the small-call kernels
     cast them (cpu/small_args.work_param), as the general path casts them before its kernel:
     the same bits.  A value that float32 cannot hold exactly rounds the same either way."""
-    x = (rng.standard_normal((3, 40)) + 100.0).astype(np.float32)
-    w, b = 1.0 + rng.standard_normal(40) / 3.0, rng.standard_normal(40)
+    x = (rng.standard_normal((3, cols)) + 100.0).astype(np.float32)
+    w, b = 1.0 + rng.standard_normal(cols) / 3.0, rng.standard_normal(cols)
     w[0] = 1.0 + 2.0 ** -30  # (rounds to 1.0f)
     small = numba_ln.layer_norm(x, w, b)
     assert small_ran == ["small_norm"] and small.dtype == np.float32
@@ -236,6 +239,9 @@ def test_float64_parameters_on_float32_data_are_cast_in_the_kernel(rng, small_ra
     fused = numba_ln.add_layer_norm(x, r, w, b)
     assert small_ran == ["small_add_norm"]
     assert same(fused, numba_ln.add_layer_norm(x, r, w, b, out=np.empty_like(x)))
+    small_ran.clear()
+    assert same(numba_ln.rms_norm(x, w), numba_ln.rms_norm(x, w.astype(np.float32)))
+    assert small_ran == ["small_norm"] * 2
 
 
 def test_forms_the_gate_passes_on_give_the_small_calls_bits(rng, small_ran):

@@ -73,16 +73,31 @@ def advance(typingctx, pointer, count):
     return pointer(pointer, count), codegen
 
 
+def _on_stack(element_type, count, *arg_types):
+    """The signature (count, *arg_types) and codegen of a pointer to `count` (a literal
+    int) elements of element_type in the calling kernel's stack frame, allocated once in
+    its entry block."""
+    if not isinstance(count, types.IntegerLiteral):
+        return None
+    size = count.literal_value
+
+    def codegen(context, builder, signature, args):
+        return cgutils.alloca_once(builder, context.get_value_type(element_type), size=size)
+    return types.CPointer(element_type)(count, *arg_types), codegen
+
+
 @intrinsic(prefer_literal=True)
 def stack_doubles(typingctx, count):
     """Pointer to `count` (a literal int) float64s in the calling kernel's stack frame,
     allocated once in its entry block: scratch a kernel keeps without an allocation (one
     and its release cost ~60 ns).  Valid while that kernel runs, in its own thread."""
-    if not isinstance(count, types.IntegerLiteral):
-        return None
-    sig = types.CPointer(types.float64)(count)
-    size = count.literal_value
+    return _on_stack(types.float64, count)
 
-    def codegen(context, builder, signature, args):
-        return cgutils.alloca_once(builder, context.get_value_type(types.float64), size=size)
-    return sig, codegen
+
+@intrinsic(prefer_literal=True)
+def stack_of(typingctx, count, dtype):
+    """stack_doubles for elements of dtype (a Numba number class: np.float32, or a
+    types.float32 closure variable)."""
+    if not isinstance(dtype, types.NumberClass):
+        return None
+    return _on_stack(dtype.instance_type, count, dtype)
