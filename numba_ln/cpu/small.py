@@ -25,7 +25,7 @@ from ._elements import _absent, _in_place
 from ._jit import kernel
 from .rows import rows_block
 from .small_args import (CENTERED, NO_EPS, NOT_CENTERED, _array_fits, _param_type_fits, apart,
-                         length_fits, scratch_stats, shape_of, view_of, work_params)
+                         length_fits, params_for, scratch_stats, shape_of, view_of)
 
 
 def run_norm(y, x, w, b, eps, centered, stats):
@@ -43,38 +43,45 @@ def _stats_fit(stats):
                               and stats.dtype.bitwidth in (32, 64))
 
 
+# The statistics helpers and work_params' no-cast case are inline kernels, chosen while
+# typing (_stats_helpers, small_args.params_for): Numba inlines such a kernel without
+# compiling it on its own, as it compiles every overload's implementation (~20 ms each).
+
+@kernel(inline="always")
 def finish_stats(sums, stats, eps):
     """The returned statistics from the kernel's float64 (mean, second) rows, as the
     general path forms them (_engine.run): mean rounded once, rstd = 1 / sqrt(second +
-    eps) in float64, then rounded once; nothing without statistics."""
-
-
-@overload(finish_stats, inline="always")
-def _finish_stats(sums, stats, eps):
-    if _absent(stats):
-        return lambda sums, stats, eps: None
-
-    def finish(sums, stats, eps):
-        last = stats.shape[0] - 1
+    eps) in float64, then rounded once."""
+    last = stats.shape[0] - 1
+    for i in range(stats.shape[1]):
+        stats[last, i, 0] = 1.0 / np.sqrt(sums[1][i] + eps)
+    if last:
         for i in range(stats.shape[1]):
-            stats[last, i, 0] = 1.0 / np.sqrt(sums[1][i] + eps)
-        if last:
-            for i in range(stats.shape[1]):
-                stats[0, i, 0] = sums[0][i]
-    return finish
+            stats[0, i, 0] = sums[0][i]
 
 
+@kernel(inline="always")
 def stats_fit(stats, rows, centered):
-    """Whether the statistics outputs hold the form's statistics, one value per row (True
-    without them)."""
+    """Whether the statistics outputs hold the form's statistics, one value per row."""
+    return stats.shape[0] == (2 if centered else 1) and stats.shape[1] == rows and (
+        stats.shape[2] == 1)
 
 
-@overload(stats_fit, inline="always")
-def _stats_fit_values(stats, rows, centered):
+@kernel(inline="always")
+def _no_stats_fit(stats, rows, centered):
+    return True
+
+
+@kernel(inline="always")
+def _no_stats_to_finish(sums, stats, eps):
+    return None
+
+
+def _stats_helpers(stats):
+    """Typing: (fit, finish) for the statistics argument."""
     if _absent(stats):
-        return lambda stats, rows, centered: True
-    return lambda stats, rows, centered: (stats.shape[0] == (2 if centered else 1)
-                                          and stats.shape[1] == rows and stats.shape[2] == 1)
+        return _no_stats_fit, _no_stats_to_finish
+    return stats_fit, finish_stats
 
 
 @overload(run_norm)
@@ -82,22 +89,24 @@ def _run_norm(y, x, w, b, eps, centered, stats):
     if not (_array_fits(y, x) and _param_type_fits(w) and _param_type_fits(b)
             and _stats_fit(stats)):
         return lambda y, x, w, b, eps, centered, stats: 1  # e.g. a strided out=
+    fit, finish = _stats_helpers(stats)
+    params = params_for(w, b, x)
 
     def run(y, x, w, b, eps, centered, stats):
         cols = x.shape[-1]
         rows = x.size // cols
         if not (cols > 0 and 0.0 <= eps < np.inf and shape_of(y, x) == x.shape
                 and length_fits(w, cols) and length_fits(b, cols)
-                and stats_fit(stats, rows, centered)):
+                and fit(stats, rows, centered)):
             return 1
         if not (apart(y, x) and apart(y, w) and apart(y, b)):
             return 1  # partly overlapping (out is x exactly comes as IN_PLACE)
         yv, xv = view_of(y, cols), view_of(x, cols)
         sums = scratch_stats(rows)  # (written always: one rows_block variant)
-        wk, bk = work_params(w, b, x)
+        wk, bk = params(w, b, x)
         rows_block((yv, None, xv, None), (wk, bk, eps, centered), sums, cols, np.int64(0),
                    rows)
-        finish_stats(sums, stats, eps)
+        finish(sums, stats, eps)
         return 0
     return run
 
@@ -113,6 +122,7 @@ def _run_add_norm(y, s, x, r, w, b, eps, centered):
             and _param_type_fits(w) and _param_type_fits(b)):
         return lambda y, s, x, r, w, b, eps, centered: 1
     s_in_place = _in_place(s)
+    params = params_for(w, b, x)
 
     def run(y, s, x, r, w, b, eps, centered):
         cols = x.shape[-1]
@@ -129,7 +139,7 @@ def _run_add_norm(y, s, x, r, w, b, eps, centered):
             return 1
         yv, xv = view_of(y, cols), view_of(x, cols)
         rows = x.size // cols
-        wk, bk = work_params(w, b, x)
+        wk, bk = params(w, b, x)
         rows_block((yv, view_of(s, cols), xv, view_of(r, cols)), (wk, bk, eps, centered),
                    scratch_stats(rows), cols, np.int64(0), rows)
         return 0

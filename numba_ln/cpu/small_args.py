@@ -4,7 +4,10 @@ sizes fit and outputs lie apart from inputs (a few integer compares), the flat v
 row kernels take, parameters in the work type, and scratch statistics rows."""
 import numpy as np
 from numba import carray, types
-from numba.extending import overload
+from numba.core import cgutils
+from numba.core.imputils import impl_ret_borrowed
+from numba.extending import intrinsic, overload
+from numba.np.arrayobj import populate_array
 
 from ._elements import _absent, _in_place
 from ._jit import kernel
@@ -32,37 +35,47 @@ def _param_type_fits(p):
     return _absent(p) or (p.layout == "C" and p.ndim == 1)
 
 
-def shape_of(a, like):
+# shape_of, length_fits, span and view_of are intrinsics: a few instructions written into
+# the kernel that calls them.  As inline overloads each was also compiled on its own
+# (Numba compiles an overload's implementation to type it, inlined or not): ~20-130 ms a
+# helper and argument type on a kernel's first use.
+
+@intrinsic
+def shape_of(typingctx, a, like):
     """a's shape (like's for IN_PLACE)."""
+    source = like if _in_place(a) else a
+
+    def codegen(context, builder, sig, args):
+        value = args[1] if _in_place(a) else args[0]
+        return context.make_array(source)(context, builder, value).shape
+    return types.UniTuple(types.intp, source.ndim)(a, like), codegen
 
 
-@overload(shape_of, inline="always")
-def _shape_of(a, like):
-    if _in_place(a):
-        return lambda a, like: like.shape
-    return lambda a, like: a.shape
-
-
-def length_fits(p, cols):
+@intrinsic
+def length_fits(typingctx, p, cols):
     """Whether weight/bias p is None or has cols elements."""
+    def codegen(context, builder, sig, args):
+        if _absent(p):
+            return cgutils.true_bit
+        length = builder.extract_value(context.make_array(p)(context, builder, args[0]).shape, 0)
+        return builder.icmp_signed("==", length,
+                                   context.cast(builder, args[1], cols, types.intp))
+    return types.boolean(p, cols), codegen
 
 
-@overload(length_fits, inline="always")
-def _length_fits(p, cols):
-    if _absent(p):
-        return lambda p, cols: True
-    return lambda p, cols: p.shape[0] == cols
-
-
-def span(a):
+@intrinsic
+def span(typingctx, a):
     """[start, end) byte addresses of an array's elements ((0, 0) for None/IN_PLACE)."""
-
-
-@overload(span, inline="always")
-def _span(a):
-    if _absent(a) or _in_place(a):
-        return lambda a: (0, 0)
-    return lambda a: (a.ctypes.data, a.ctypes.data + a.size * a.itemsize)
+    def codegen(context, builder, sig, args):
+        intp = context.get_value_type(types.intp)
+        if _absent(a) or _in_place(a):
+            start = end = intp(0)
+        else:
+            array = context.make_array(a)(context, builder, args[0])
+            start = builder.ptrtoint(array.data, intp)
+            end = builder.add(start, builder.mul(array.nitems, array.itemsize))
+        return context.make_tuple(builder, sig.return_type, (start, end))
+    return types.UniTuple(types.intp, 2)(a), codegen
 
 
 @kernel(inline="always")
@@ -73,16 +86,27 @@ def apart(a, b):
     return a_hi <= b_lo or b_hi <= a_lo
 
 
-def view_of(a, cols):
-    """The row view of a C-contiguous array; IN_PLACE stays IN_PLACE."""
-
-
-@overload(view_of, inline="always")
-def _view_of(a, cols):
+@intrinsic
+def view_of(typingctx, a, cols):
+    """The row view (a.reshape(-1), 0, cols) of a C-contiguous array, the starts and the
+    steps int64 (the specialization other calls use); IN_PLACE stays IN_PLACE."""
     if _in_place(a):
-        return lambda a, cols: a
-    # int64, not literal, zeros: the specialization other calls use
-    return lambda a, cols: (a.reshape(-1), np.int64(0), np.int64(cols))
+        return a(a, cols), lambda context, builder, sig, args: args[0]
+    if a.layout != "C":
+        return None  # (a typing error: only C-contiguous arrays are read as flat)
+    flat = a.copy(ndim=1)
+    view = types.Tuple((flat, types.int64, types.int64))
+
+    def codegen(context, builder, sig, args):
+        array = context.make_array(a)(context, builder, args[0])
+        out = context.make_array(flat)(context, builder)
+        populate_array(out, data=array.data, shape=[array.nitems], strides=[array.itemsize],
+                       itemsize=array.itemsize, meminfo=array.meminfo, parent=array.parent)
+        result = context.make_tuple(builder, view, (
+            out._getvalue(), context.get_constant(types.int64, 0),
+            context.cast(builder, args[1], cols, types.int64)))
+        return impl_ret_borrowed(context, builder, view, result)  # (a reference to a's data)
+    return view(a, cols), codegen
 
 
 def work_param(p, x):
@@ -142,6 +166,18 @@ def _work_param(p, x):
         _widen_into(out, 0, p)
         return out
     return cast
+
+
+@kernel(inline="always")
+def as_given(w, b, x):
+    """(w, b): work_params of parameters neither of which is cast."""
+    return w, b
+
+
+def params_for(w, b, x):
+    """Typing: work_params, or as_given when it would cast neither (an inline kernel: no
+    compilation of its own, as every overload's implementation has)."""
+    return work_params if _casts(w, x) or _casts(b, x) else as_given
 
 
 def work_params(w, b, x):
