@@ -2,8 +2,8 @@
 and the helpers that make an optional array (residual, weight, bias, statistics, output)
 a compile-time fact.
 
-Absent arrays are passed as ``None``.  Each helper below is an ``@overload`` whose
-implementation is chosen while Numba types the call, so a kernel compiled without a bias
+Absent arrays are passed as ``None``.  Each helper below is an intrinsic whose
+instructions are chosen while Numba types the call, so a kernel compiled without a bias
 contains no bias code and no run-time test for one (and code for a missing array is never
 typed, which a plain ``if b is not None`` branch would not guarantee).
 
@@ -13,10 +13,11 @@ Elements are read and written through _storage's load/store, which convert 16-bi
 """
 
 from numba import types
-from numba.extending import intrinsic, overload
+from numba.extending import intrinsic
 
+from . import _alias
 from ._jit import kernel
-from ._storage import emit_setitem, load_input, work_type
+from ._storage import emit_float_op, emit_load, emit_setitem, work_type
 
 
 @kernel(fastmath=False)
@@ -84,20 +85,26 @@ def is_narrow(typingctx, x):
 
 # --- optional arrays ----------------------------------------------------------------------------
 
-def affine(t, w, b, j):
+@intrinsic
+def affine(typingctx, t, w, b, j):
     """t * w[j] + b[j], without the parts whose array is None (w and b of any float
-    storage, read as they are: a float64 one makes the sum float64)."""
+    storage, read as they are: a float64 one makes the sum float64).  An intrinsic: the
+    instructions Numba writes for the expression, with no compilation of their own."""
+    terms = [(name, p) for name, p in (("fmul", w), ("fadd", b)) if not _absent(p)]
+    result = t
+    for _, p in terms:
+        result = types.float64 if types.float64 in (result, work_type(p)) else types.float32
 
-
-@overload(affine, inline="always")
-def _affine(t, w, b, j):
-    if _absent(w) and _absent(b):
-        return lambda t, w, b, j: t
-    if _absent(b):
-        return lambda t, w, b, j: t * load_input(w, j)
-    if _absent(w):
-        return lambda t, w, b, j: t + load_input(b, j)
-    return lambda t, w, b, j: t * load_input(w, j) + load_input(b, j)
+    def codegen(context, builder, sig, args):
+        value, value_type = args[0], sig.args[0]
+        for name, p in terms:
+            k = 1 if name == "fmul" else 2
+            element = emit_load(context, builder, sig.args[k], args[k], sig.args[3], args[3],
+                                _alias.GET_INPUT)
+            value, value_type = emit_float_op(context, builder, name, value, value_type,
+                                              element, work_type(p))
+        return value
+    return result(t, w, b, j), codegen
 
 
 @intrinsic

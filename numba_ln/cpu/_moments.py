@@ -51,12 +51,15 @@ to store into r), ``src`` the row as summed (s, or x).
 import math
 
 import numpy as np
-from numba.extending import overload
+from numba import types
+from numba.extending import intrinsic
 
 from .. import _config
+from . import _alias
 from ._elements import _absent, _in_place, exact_sub, is_narrow, work
 from ._jit import kernel
-from ._storage import keep, load, load_input, rounded
+from ._storage import (emit_float_op, emit_keep, emit_load, emit_rounded, kept_type, load,
+                       work_type)
 
 CHUNK = _config.CHUNK
 PIECE = _config.PIECE
@@ -66,32 +69,59 @@ TINY = _config.NARROW_TINY
 REDUCE = _config.REDUCE_FASTMATH
 
 
-def row_value(x, r, s, j):
+# row_value and head_value are intrinsics: the instructions Numba writes for their
+# expressions, with no compilation of their own (as inline overloads each was compiled
+# once per argument type as well, ~20 ms each on a kernel's first use).
+
+def _sum_type(x, r):
+    return types.float64 if types.float64 in (work_type(x), work_type(r)) else types.float32
+
+
+@intrinsic
+def row_value(typingctx, x, r, s, j):
     """Element j of the row as summed: x's, or x + r, which is then also stored into s
-    (and, stored as 16-bit, summed as stored)."""
-
-
-@overload(row_value, inline="always")
-def _row_value(x, r, s, j):
+    (and, stored as 16-bit, summed as stored): keep(s, j, x[j] + r[j]), or keep(r, ...)
+    when s is IN_PLACE (r is then written: not an input in _alias's sense)."""
     if _absent(r):
-        return lambda x, r, s, j: load(x, j)
-    if _in_place(s):  # (r is written: not an input of _alias's sense)
-        return lambda x, r, s, j: keep(r, j, load_input(x, j) + load(r, j))
-    return lambda x, r, s, j: keep(s, j, load_input(x, j) + load_input(r, j))
+        return work_type(x)(x, r, s, j), _load_x
+    target = r if _in_place(s) else s
+    r_scopes = _alias.GET if _in_place(s) else _alias.GET_INPUT
+
+    def codegen(context, builder, sig, args):
+        value, value_type = _x_plus_r(context, builder, sig, args, _alias.GET_INPUT, r_scopes)
+        stored = args[1] if _in_place(s) else args[2]
+        return emit_keep(context, builder, target, stored, sig.args[3], args[3], value,
+                         value_type)
+    return kept_type(target, _sum_type(x, r))(x, r, s, j), codegen
 
 
-# --- the summing loops: compiled with REDUCE flags, one function each -------------------------
-
-def head_value(x, r, j):
+@intrinsic
+def head_value(typingctx, x, r, j):
     """Element j of the row as summed, without storing it: x[j] or x[j] + r[j] (rounded
     as row_value stores it: a constant row's shift is then its value)."""
-
-
-@overload(head_value, inline="always")
-def _head_value(x, r, j):
     if _absent(r):
-        return lambda x, r, j: load(x, j)
-    return lambda x, r, j: rounded(x, load(x, j) + load(r, j))
+        return work_type(x)(x, r, j), _load_x
+
+    def codegen(context, builder, sig, args):
+        value, value_type = _x_plus_r(context, builder, sig, args, _alias.GET, _alias.GET)
+        return emit_rounded(context, builder, sig.args[0], value, value_type)
+    return kept_type(x, _sum_type(x, r))(x, r, j), codegen
+
+
+def _load_x(context, builder, sig, args):
+    """load(x, j) of row_value's and head_value's (x, ..., j)."""
+    return emit_load(context, builder, sig.args[0], args[0], sig.args[-1], args[-1],
+                     _alias.GET)
+
+
+def _x_plus_r(context, builder, sig, args, x_scopes, r_scopes):
+    """(x[j] + r[j], its type) of row_value's and head_value's (x, r, ..., j)."""
+    x_value = emit_load(context, builder, sig.args[0], args[0], sig.args[-1], args[-1],
+                        x_scopes)
+    r_value = emit_load(context, builder, sig.args[1], args[1], sig.args[-1], args[-1],
+                        r_scopes)
+    return emit_float_op(context, builder, "fadd", x_value, work_type(sig.args[0]), r_value,
+                         work_type(sig.args[1]))
 
 
 @kernel(inline="always")

@@ -11,7 +11,8 @@ is ~4 float32 roundings of the result.  A row whose rstd leaves float32's range 
 normalized in float64.
 """
 import numpy as np
-from numba.extending import overload
+from numba.core.imputils import impl_ret_borrowed
+from numba.extending import intrinsic, overload
 
 from .. import _config
 from ._elements import _absent, _in_place, affine, exact_sub, work
@@ -22,18 +23,16 @@ from ._sweep import normalize_chunk
 RSTD_MAX = _config.NARROW_RSTD_MAX
 
 
-def source(s, x, r):
+@intrinsic
+def source(typingctx, s, x, r):
     """The row that is normalized: s when there is a residual (r when s is IN_PLACE),
-    else x."""
+    else x (row pointers; an intrinsic: no compilation of its own)."""
+    k = 1 if _absent(r) else 2 if _in_place(s) else 0
+    chosen = (s, x, r)[k]
 
-
-@overload(source)
-def _source(s, x, r):
-    if _absent(r):
-        return lambda s, x, r: x
-    if _in_place(s):
-        return lambda s, x, r: r
-    return lambda s, x, r: s
+    def codegen(context, builder, sig, args):
+        return impl_ret_borrowed(context, builder, chosen, args[k])
+    return chosen(s, x, r), codegen
 
 
 @kernel(inline="always")

@@ -189,12 +189,29 @@ def _encode(context, builder, a_type, value, value_type):
     return _round_bf16(context, builder, v)
 
 
+def emit_load(context, builder, a_type, a, j_type, j, scopes):
+    """load(a, j)'s instructions (a[j] in its work type) for an intrinsic's codegen."""
+    bits = _get(context, builder, a_type, a, j_type, j, scopes)
+    return _widen(builder, storage(a_type), bits)
+
+
+def emit_float_op(context, builder, name, lhs, lhs_type, rhs, rhs_type):
+    """(lhs <op> rhs, its type) for an intrinsic's codegen, as Numba lowers ``lhs * rhs``
+    ("fmul") or ``lhs + rhs`` ("fadd") of two floats: both cast to the wider type, the
+    plain instruction (the kernel's fastmath flags are added to it, as to Numba's own,
+    when its module is finished: numba.core.fastmathpass)."""
+    common = types.float64 if types.float64 in (lhs_type, rhs_type) else types.float32
+    lhs = context.cast(builder, lhs, lhs_type, common)
+    rhs = context.cast(builder, rhs, rhs_type, common)
+    return getattr(builder, name)(lhs, rhs), common
+
+
 def _loader(scopes):
     @intrinsic
     def load(typingctx, a, j):
         def codegen(context, builder, sig, args):
-            bits = _get(context, builder, sig.args[0], args[0], sig.args[1], args[1], scopes)
-            return _widen(builder, storage(sig.args[0]), bits)
+            return emit_load(context, builder, sig.args[0], args[0], sig.args[1], args[1],
+                             scopes)
         return work_type(a)(a, j), codegen
     return load
 
@@ -224,31 +241,44 @@ store_out.__doc__ = """store(y, j, value) for an output y that overlaps no array
 reads: in the output scope through a row pointer (_alias)."""
 
 
+def kept_type(a, value_type):
+    """The type keep(a, j, value) returns."""
+    return value_type if storage(a) is None else types.float32
+
+
+def emit_keep(context, builder, a_type, a, j_type, j, value, value_type):
+    """keep(a, j, value)'s instructions for an intrinsic's codegen."""
+    kind = storage(a_type)
+    bits = _encode(context, builder, a_type, value, value_type)
+    _put(context, builder, a_type, a, j_type, j, bits, _alias.SUM)
+    return value if kind is None else _widen(builder, kind, bits)
+
+
 @intrinsic
 def keep(typingctx, a, j, value):
     """store(a, j, value) and return the stored value in the work type: a fused sum s is
     normalized as it was stored.  Through a row pointer, in the sums scope (_alias).  (For
     float arrays the value itself is returned, as given.)"""
-    kind = storage(a)
-
     def codegen(context, builder, sig, args):
-        bits = _encode(context, builder, sig.args[0], args[2], sig.args[2])
-        _put(context, builder, sig.args[0], args[0], sig.args[1], args[1], bits, _alias.SUM)
-        return args[2] if kind is None else _widen(builder, kind, bits)
-    return (value if kind is None else types.float32)(a, j, value), codegen
+        return emit_keep(context, builder, sig.args[0], args[0], sig.args[1], args[1],
+                         args[2], sig.args[2])
+    return kept_type(a, value)(a, j, value), codegen
+
+
+def emit_rounded(context, builder, a_type, value, value_type):
+    """rounded(a, value)'s instructions for an intrinsic's codegen."""
+    kind = storage(a_type)
+    if kind is None:
+        return value
+    return _widen(builder, kind, _encode(context, builder, a_type, value, value_type))
 
 
 @intrinsic
 def rounded(typingctx, a, value):
     """value rounded to a's storage, in the work type (value for float arrays)."""
-    kind = storage(a)
-
     def codegen(context, builder, sig, args):
-        if kind is None:
-            return args[1]
-        return _widen(builder, kind, _encode(context, builder, sig.args[0], args[1],
-                                             sig.args[1]))
-    return (value if kind is None else types.float32)(a, value), codegen
+        return emit_rounded(context, builder, sig.args[0], args[1], sig.args[1])
+    return kept_type(a, value)(a, value), codegen
 
 
 def empty_work(a, shape):
