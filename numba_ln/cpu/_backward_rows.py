@@ -42,7 +42,7 @@ import numpy as np
 from .. import _config
 from ._backward_elements import (add_params, centered_value, minus_k1, moments_add, put_dx,
                                  scaled)
-from ._elements import exact_sub, work
+from ._elements import exact_sub, smaller, work
 from ._jit import kernel
 from ._storage import load
 
@@ -132,7 +132,7 @@ def lead(dy, x, w, hi, lo, n, centered):
     start = np.uint64(0)
     end = np.uint64(n)
     while start < end:
-        stop = min(end, start + np.uint64(CHUNK))
+        stop = smaller(end, start + np.uint64(CHUNK))
         if centered:
             a1, a2, ag, agd = ln_sums_part(dy, x, w, hi, lo, start, stop)
         else:
@@ -161,7 +161,7 @@ def sweep(row, sums, w, terms, following, n, centered):
     start = np.uint64(0)
     end = np.uint64(n)
     while start < end:
-        stop = min(end, start + np.uint64(CHUNK))
+        stop = smaller(end, start + np.uint64(CHUNK))
         if centered:
             a1, a2, ag, agd = ln_sweep_part(dx, dy, x, w, gr, sw, sb, hi, lo, scale, k1, k2,
                                             dy2, x2, hi2, lo2, start, stop)
@@ -195,7 +195,7 @@ def row_gxhat(dy, x, w, hi, lo, scale, n, centered):
     start = np.uint64(0)
     end = np.uint64(n)
     while start < end:
-        stop = min(end, start + np.uint64(CHUNK))
+        stop = smaller(end, start + np.uint64(CHUNK))
         a = work(x, 0.0)
         if centered:
             for j in range(start, stop):

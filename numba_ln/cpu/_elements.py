@@ -78,6 +78,24 @@ def _constant(flag):
 
 
 @intrinsic
+def smaller(typingctx, a, b):
+    """min(a, b) of two integers, typed and computed as Numba's min (their unified type;
+    b only when b < a), with no compilation of its own: Numba's ``min`` is an overload,
+    compiled once per pair of argument types and kernel (~15-25 ms each on first use)."""
+    if not (isinstance(a, types.Integer) and isinstance(b, types.Integer)):
+        return None
+    result = types.unliteral(typingctx.unify_types(a, b))
+    if not isinstance(result, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        x, y = (context.cast(builder, v, t, result) for v, t in zip(args, sig.args))
+        compare = builder.icmp_signed if result.signed else builder.icmp_unsigned
+        return builder.select(compare("<", y, x), y, x)
+    return result(a, b), codegen
+
+
+@intrinsic
 def is_narrow(typingctx, x):
     """True when x's work type is float32 (its partial sums may underflow or overflow)."""
     return types.boolean(x), _constant(work_type(x) == types.float32)

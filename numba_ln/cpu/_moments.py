@@ -56,7 +56,7 @@ from numba.extending import intrinsic
 
 from .. import _config
 from . import _alias
-from ._elements import _absent, _in_place, exact_sub, is_narrow, work
+from ._elements import _absent, _in_place, exact_sub, is_narrow, smaller, work
 from ._jit import kernel
 from ._storage import (emit_float_op, emit_keep, emit_load, emit_rounded, kept_type, load,
                        work_type)
@@ -202,7 +202,7 @@ def piece_sums(x, r, s, k, lo, hi, centered):
     start = np.uint64(lo)
     end = np.uint64(hi)
     while start < end:
-        stop = min(end, start + np.uint64(CHUNK))
+        stop = smaller(end, start + np.uint64(CHUNK))
         a1, a2 = chunk_stats(x, r, s, k, start, stop, centered)
         t1 += a1
         t2 += a2
@@ -215,7 +215,7 @@ def row_sums(x, r, s, n, k, centered):
     """float64 totals of the row: its pieces' totals, added in order."""
     t1 = t2 = 0.0
     for lo in range(0, n, PIECE):
-        a1, a2 = piece_sums(x, r, s, k, lo, min(n, lo + PIECE), centered)
+        a1, a2 = piece_sums(x, r, s, k, lo, smaller(n, lo + PIECE), centered)
         t1 += a1
         t2 += a2
     return t1, t2
@@ -227,7 +227,7 @@ def wide_row_sums(src, n, centered):
     shift = 1.0 * load(src, 0)
     t1 = t2 = 0.0
     for lo in range(0, n, PIECE):
-        a1, a2 = wide_chunk_sums(src, shift, np.uint64(lo), np.uint64(min(n, lo + PIECE)),
+        a1, a2 = wide_chunk_sums(src, shift, np.uint64(lo), np.uint64(smaller(n, lo + PIECE)),
                                  centered)
         t1 += a1
         t2 += a2
@@ -238,7 +238,7 @@ def wide_row_sums(src, n, centered):
 def row_shift(x, r, n, centered):
     """The shift of a row: the mean of its first HEAD elements (0 for RMSNorm)."""
     if centered:
-        return head_mean(x, r, np.uint64(min(n, HEAD)))
+        return head_mean(x, r, np.uint64(smaller(n, HEAD)))
     return work(x, 0.0)
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from numba.extending import overload
 
 from .. import _config
-from ._elements import _absent, _in_place, affine, exact_mul, exact_sub, work
+from ._elements import _absent, _in_place, affine, exact_mul, exact_sub, smaller, work
 from ._jit import kernel
 from ._moments import row_value
 from ._storage import load, store, store_out
@@ -93,7 +93,7 @@ def sweep(y, src, terms, w, b, following, n, k, centered):
     start = np.uint64(0)
     end = np.uint64(n)
     while start < end:
-        stop = min(end, start + np.uint64(CHUNK))
+        stop = smaller(end, start + np.uint64(CHUNK))
         if centered:
             a1, a2 = shifted_part(y, src, hi, low, scale, w, b, x, r, s, k, start, stop)
             t1 += a1

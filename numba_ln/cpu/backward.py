@@ -79,7 +79,7 @@ from ._backward_elements import clear_rows, flush_rows
 from ._backward_rows import lead, row_dx, row_wide, sweep
 from ._backward_single import single_column
 from ._backward_stats import row_center, row_terms
-from ._elements import is_narrow, work
+from ._elements import is_narrow, smaller, work
 from ._jit import kernel
 from ._moments import PIECE
 from ._pointers import address, advance, row_address
@@ -114,7 +114,7 @@ def lead_row(dy, x, w, hi, lo, cols, centered):
     t1 = t2 = tg = tgd = 0.0
     for p in range(0, cols, PIECE):
         a1, a2, ag, agd = lead(advance(dy, p), advance(x, p), advance(w, p), hi, lo,
-                               min(cols, p + PIECE) - p, centered)
+                               smaller(cols, p + PIECE) - p, centered)
         t1 += a1
         t2 += a2
         tg += ag
@@ -134,7 +134,7 @@ def sweep_row(row, sums, w, terms, following, cols, centered):
         a1, a2, ag, agd = sweep((advance(dx, p), advance(dy, p), advance(x, p), advance(gr, p)),
                                 (advance(sw, p), advance(sb, p)), advance(w, p), terms,
                                 (advance(dy2, p), advance(x2, p), hi2, lo2),
-                                min(cols, p + PIECE) - p, centered)
+                                smaller(cols, p + PIECE) - p, centered)
         t1 += a1
         t2 += a2
         tg += ag
@@ -199,7 +199,7 @@ def backward_serial(arrays, norm, stats, partials, rows, cols, per_task):
     for t in range(-(-rows // per_task)):
         first = t * per_task
         backward_block(arrays, norm, stats, partials, cols, np.int64(first),
-                       np.int64(min(rows, first + per_task)), np.int64(t))
+                       np.int64(min(rows, first + per_task)), np.int64(t))  # (runs in Python)
 
 
 @kernel(parallel=True)
@@ -211,7 +211,7 @@ def backward_parallel(arrays, norm, stats, partials, rows, cols, per_task):
     for t in prange((rows + per_task - 1) // per_task):
         first = np.int64(t) * per_task  # prange's index is unsigned
         backward_block((dx, dy, x, gr), norm, stats, (pwv, pbv, swv, sbv), cols, first,
-                       min(rows, first + per_task), np.int64(t))
+                       smaller(rows, first + per_task), np.int64(t))
 
 
 @kernel()

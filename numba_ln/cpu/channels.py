@@ -21,7 +21,7 @@ import numpy as np
 from numba import prange
 
 from .. import _config
-from ._elements import affine, exact_sub, is_narrow, store_stats, work
+from ._elements import affine, exact_sub, is_narrow, smaller, store_stats, work
 from ._jit import kernel
 from ._moments import rstd_of
 from ._storage import empty_work, load, store
@@ -38,7 +38,7 @@ CHUNK_CHANNELS = 8
 @kernel(inline="always")
 def tile_head(x, base, step, chans, width, k):
     """k[:width] = mean over the first HEAD channels, per position (work type)."""
-    h = min(chans, HEAD)
+    h = smaller(chans, HEAD)
     n = np.uint64(width)
     for p in range(n):
         k[p] = load(x, base + p)
@@ -59,7 +59,7 @@ def tile_shifted_sums(x, base, step, chans, width, k, a1, a2, s1, s2):
         s2[p] = 0.0
     c = 0
     while c < chans:
-        end = min(chans, c + CHUNK_CHANNELS)
+        end = smaller(chans, c + CHUNK_CHANNELS)
         for p in range(n):
             a1[p] = work(x, 0.0)
             a2[p] = work(x, 0.0)
@@ -83,7 +83,7 @@ def tile_squares(x, base, step, chans, width, a2, s2):
         s2[p] = 0.0
     c = 0
     while c < chans:
-        end = min(chans, c + CHUNK_CHANNELS)
+        end = smaller(chans, c + CHUNK_CHANNELS)
         for p in range(n):
             a2[p] = work(x, 0.0)
         while c < end:
@@ -189,7 +189,7 @@ def tile_task(y, x, norm, stats, chans, inner, tile, t, buffers):
     blocks = (inner + tile - 1) // tile
     o, q = divmod(t, blocks)
     p0 = q * tile
-    width = min(tile, inner - p0)
+    width = smaller(tile, inner - p0)
     base = np.uint64(x[1] + o * x[2] + p0)
     step = np.uint64(x[3])
     k, a1, a2, hi, low, scale = (scratch[0], scratch[1], scratch[2], scratch[3],

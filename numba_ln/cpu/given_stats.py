@@ -14,6 +14,7 @@ rows of ``cols`` elements (y IN_PLACE: over x), ``w``/``b`` flat work-type array
 import numpy as np
 from numba import prange
 
+from ._elements import smaller
 from ._jit import kernel
 from ._pointers import address, row_address
 from ._rowops import normalize_into
@@ -34,4 +35,4 @@ def given_parallel(y, x, w, b, center, rstd, rows, cols, per_task):
     row is normalized on its own)."""
     for t in prange((rows + per_task - 1) // per_task):
         first = np.int64(t) * per_task  # prange's index is unsigned
-        given_block(y, x, w, b, center, rstd, cols, first, min(rows, first + per_task))
+        given_block(y, x, w, b, center, rstd, cols, first, smaller(rows, first + per_task))

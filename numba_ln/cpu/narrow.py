@@ -31,7 +31,7 @@ import numpy as np
 from numba import prange
 
 from .. import _config
-from ._elements import is_narrow, store_stats, work
+from ._elements import is_narrow, smaller, store_stats, work
 from ._jit import kernel
 from ._moments import row_shift, row_sums, rstd_of, settled
 from ._pointers import address, row_address, stack_doubles
@@ -82,7 +82,7 @@ def narrow_block(arrays, norm, stats, cols, first, last):
              stack_doubles(BLOCK), stack_doubles(BLOCK), stack_doubles(BLOCK))
     shift, t1s, t2s, means, seconds, rstds = block
     for start in range(first, last, BLOCK):
-        n = min(BLOCK, last - start)
+        n = smaller(BLOCK, last - start)
         for j in range(n):
             sp, xp, rp = (row_address(s, start + j, 0), row_address(x, start + j, 0),
                           row_address(r, start + j, 0))
@@ -120,4 +120,4 @@ def narrow_parallel(arrays, norm, stats, rows, cols, per_task):
     for t in prange((rows + per_task - 1) // per_task):
         first = np.int64(t) * per_task  # prange's index is unsigned
         narrow_block((y, s, x, r), (w, b, eps, centered), stats, cols, first,
-                     min(rows, first + per_task))
+                     smaller(rows, first + per_task))

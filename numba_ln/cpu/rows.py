@@ -40,7 +40,7 @@ import numpy as np
 from numba import prange
 
 from .. import _config
-from ._elements import store_stats, work
+from ._elements import smaller, store_stats, work
 from ._jit import kernel
 from ._moments import (PIECE, finish_row, piece_sums, row_shift, row_sums, rstd_of, settled,
                        stats_of_totals)
@@ -88,7 +88,7 @@ def sweep_row(y, src, terms, w, b, following, cols, k, centered):
     for lo in range(0, cols, PIECE):
         p1, p2 = sweep(advance(y, lo), advance(src, lo), terms, advance(w, lo), advance(b, lo),
                        (advance(x, lo), advance(r, lo), advance(s, lo)),
-                       min(cols, lo + PIECE) - lo, k, centered)
+                       smaller(cols, lo + PIECE) - lo, k, centered)
         t1 += p1
         t2 += p2
     return t1, t2
@@ -145,7 +145,7 @@ def rows_parallel(arrays, norm, stats, rows, cols, per_task):
     for t in prange((rows + per_task - 1) // per_task):
         first = np.int64(t) * per_task  # prange's index is unsigned
         rows_block((y, s, x, r), (w, b, eps, centered), stats, cols, first,
-                   min(rows, first + per_task))
+                   smaller(rows, first + per_task))
 
 
 # --- few, long rows ---------------------------------------------------------------------------
@@ -164,7 +164,7 @@ def split_sums(s, x, r, partial, shifts, cols, pieces, centered, t):
     k = work(row_address(x, i, 0), shifts[i])
     partial[t, 0], partial[t, 1] = piece_sums(row_address(x, i, 0), row_address(r, i, 0),
                                               row_address(s, i, 0), k, lo,
-                                              min(cols, lo + PIECE), centered)
+                                              smaller(cols, lo + PIECE), centered)
 
 
 @kernel(_nrt=False)
@@ -183,7 +183,7 @@ def split_normalize(y, s, x, r, w, b, center, rstd, cols, pieces, t):
     i, p = divmod(t, pieces)
     lo = p * PIECE
     src = source(row_address(s, i, lo), row_address(x, i, lo), row_address(r, i, lo))
-    normalize_into(row_address(y, i, lo), src, min(cols, lo + PIECE) - lo, center[i], rstd[i],
+    normalize_into(row_address(y, i, lo), src, smaller(cols, lo + PIECE) - lo, center[i], rstd[i],
                    address(w, lo), address(b, lo))
 
 
