@@ -2,41 +2,65 @@
 (weight, grad_residual, the partial rows) and the statistics mode (given or recomputed) as
 compile-time facts, and the tasks' partial rows of dweight/dbias (clear, flush).
 
-The ones used per element (``scaled``, ``minus_k1``, ``put_dx``, ``add_params`` ...) are
-ordinary compiled functions, which LLVM inlines, keeping their contract-only flags; the
-additions that are sums (``moments_add``) and the row loops (``clear``, ``flush``) are
+The ones used per element (``scaled``, ``minus_k1``, ``put_dx``, ``add_params``,
+``moments_add``) and ``clear`` are intrinsics (below); ``centered_value`` is a compiled
+function (its subtractions are exact_sub's), which LLVM inlines, and ``flush``'s loop is
 inlined by Numba (see _backward_rows.py).
 """
 import numpy as np
-from numba.extending import overload
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
 
-from ._elements import _absent, _in_place, exact_sub, work
+from . import _alias
+from ._elements import _absent, _in_place, exact_sub
 from ._jit import kernel
-from ._storage import load, store
+from ._storage import (emit_float_op, emit_getitem, emit_load, emit_setitem, emit_store, load,
+                       work_type)
 
 
 # --- elements: optional arrays and the statistics mode as compile-time facts ------------------
+#
+# Intrinsics, except centered_value (it calls exact_sub, a compiled function) and flush (a
+# loop): each writes the instructions Numba wrote for its expression into the kernel
+# that calls it.  As compiled overloads, each was compiled on its own per argument types
+# and kernel flags (~15-50 ms apiece, ~20 of them on a first backward call); Numba adds
+# the calling kernel's fastmath flags to an intrinsic's instructions, as such an overload
+# inherited them (numba.core.cpu: fastmath is inherited when not set).
 
-def scaled(v, w, j):
+def _unified(*float_types):
+    return types.float64 if types.float64 in float_types else types.float32
+
+
+def _fmul(context, builder, a, a_type, b, b_type):
+    return emit_float_op(context, builder, "fmul", a, a_type, b, b_type)
+
+
+@intrinsic
+def scaled(typingctx, v, w, j):
     """v * w[j], or v without a weight."""
-
-
-@overload(scaled)
-def _scaled(v, w, j):
     if _absent(w):
-        return lambda v, w, j: v
-    return lambda v, w, j: v * w[j]
+        return v(v, w, j), lambda context, builder, sig, args: args[0]
+
+    def codegen(context, builder, sig, args):
+        element = emit_getitem(context, builder, w, args[1], j, args[2])
+        return _fmul(context, builder, args[0], v, element, w.dtype)[0]
+    return _unified(v, w.dtype)(v, w, j), codegen
 
 
-def minus_k1(v, w, j, k1):
+@intrinsic
+def minus_k1(typingctx, v, w, j, k1):
     """v * w[j] - k1 (one fused operation), or v - k1 without a weight."""
+    product = v if _absent(w) else _unified(v, w.dtype)
+    result = _unified(product, k1)
 
-
-@overload(minus_k1)
-def _minus_k1(v, w, j, k1):
-    if _absent(w):
-        return lambda v, w, j, k1: v - k1
-    return lambda v, w, j, k1: v * w[j] - k1
+    def codegen(context, builder, sig, args):
+        value = args[0]
+        if not _absent(w):
+            element = emit_getitem(context, builder, w, args[1], j, args[2])
+            value = _fmul(context, builder, value, v, element, w.dtype)[0]
+        return emit_float_op(context, builder, "fsub", value, product, args[3], k1)[0]
+    return result(v, w, j, k1), codegen
 
 
 def centered_value(x, j, hi, lo):
@@ -50,77 +74,83 @@ def _centered_value(x, j, hi, lo):
     return lambda x, j, hi, lo: exact_sub(exact_sub(load(x, j), hi), lo)
 
 
-def moments_add(a1, a2, d, lo):
+@intrinsic
+def moments_add(typingctx, a1, a2, d, lo):
     """(a1 + d, a2 + d*d) when the statistics are recomputed (lo None), else (a1, a2)."""
+    if not _absent(lo):
+        result = types.Tuple((a1, a2))
+        return result(a1, a2, d, lo), lambda context, builder, sig, args: (
+            context.make_tuple(builder, result, args[:2]))
+    result = types.Tuple((_unified(a1, d), _unified(a2, d)))
+
+    def codegen(context, builder, sig, args):
+        s1 = emit_float_op(context, builder, "fadd", args[0], a1, args[2], d)[0]
+        square = _fmul(context, builder, args[2], d, args[2], d)[0]
+        s2 = emit_float_op(context, builder, "fadd", args[1], a2, square, d)[0]
+        return context.make_tuple(builder, result, (s1, s2))
+    return result(a1, a2, d, lo), codegen
 
 
-@overload(moments_add, inline="always")
-def _moments_add(a1, a2, d, lo):
-    if _absent(lo):
-        return lambda a1, a2, d, lo: (a1 + d, a2 + d * d)
-    return lambda a1, a2, d, lo: (a1, a2)
+def _plus(context, builder, v, v_type, gr, gr_type, j, j_type):
+    """(v + gr[j], its type), or (v, v_type) without a grad_residual."""
+    if _absent(gr_type):
+        return v, v_type
+    element = emit_load(context, builder, gr_type, gr, j_type, j, _alias.GET)
+    return emit_float_op(context, builder, "fadd", v, v_type, element, work_type(gr_type))
 
 
-def plus(v, gr, j):
-    """v + gr[j], or v without a grad_residual."""
-
-
-@overload(plus)
-def _plus(v, gr, j):
-    if _absent(gr):
-        return lambda v, gr, j: v
-    return lambda v, gr, j: v + load(gr, j)
-
-
-def put_dx(dx, dy, gr, j, v):
+@intrinsic
+def put_dx(typingctx, dx, dy, gr, j, v):
     """dx[j] = v + gr[j] (gr None: v), in dy's dtype; over dy[j] when dx is IN_PLACE."""
+    target = 1 if _in_place(dx) else 0
+
+    def codegen(context, builder, sig, args):
+        value, value_type = _plus(context, builder, args[4], v, args[2], gr, args[3], j)
+        value = context.cast(builder, value, value_type, work_type(dy))
+        emit_store(context, builder, sig.args[target], args[target], j, args[3], value,
+                   work_type(dy))
+        return context.get_dummy_value()
+    return types.none(dx, dy, gr, j, v), codegen
 
 
-@overload(put_dx)
-def _put_dx(dx, dy, gr, j, v):
-    if _in_place(dx):
-        def over(dx, dy, gr, j, v):
-            store(dy, j, work(dy, plus(v, gr, j)))
-        return over
-
-    def into_dx(dx, dy, gr, j, v):
-        store(dx, j, work(dy, plus(v, gr, j)))
-    return into_dx
+def _add_into(context, builder, p, p_type, j, j_type, value, value_type):
+    """p[j] += value cast to p's work type (a partial row: float32 or float64)."""
+    value = context.cast(builder, value, value_type, work_type(p_type))
+    total, total_type = emit_float_op(context, builder, "fadd",
+                                      emit_getitem(context, builder, p_type, p, j_type, j),
+                                      p_type.dtype, value, work_type(p_type))
+    emit_setitem(context, builder, p_type, p, j_type, j,
+                 context.cast(builder, total, total_type, p_type.dtype))
 
 
-def add_params(sw, sb, j, dyj, xh):
+@intrinsic
+def add_params(typingctx, sw, sb, j, dyj, xh):
     """sw[j] += dyj * xh and sb[j] += dyj in the partial rows' type (the work type; they
     are flushed into float64 every few rows); nothing for a None partial."""
+    def codegen(context, builder, sig, args):
+        if not _absent(sw):
+            product, product_type = _fmul(context, builder, args[3], dyj, args[4], xh)
+            _add_into(context, builder, args[0], sw, args[2], j, product, product_type)
+            if not _absent(sb):
+                _add_into(context, builder, args[1], sb, args[2], j, args[3], dyj)
+        return context.get_dummy_value()
+    return types.none(sw, sb, j, dyj, xh), codegen
 
 
-@overload(add_params)
-def _add_params(sw, sb, j, dyj, xh):
-    if _absent(sw):
-        return lambda sw, sb, j, dyj, xh: None
-    if _absent(sb):
-        def weight_only(sw, sb, j, dyj, xh):
-            sw[j] += work(sw, dyj * xh)
-        return weight_only
-
-    def both(sw, sb, j, dyj, xh):
-        sw[j] += work(sw, dyj * xh)
-        sb[j] += work(sb, dyj)
-    return both
-
-
-def clear(p, n):
-    """p[:n] = 0 (a task's partial rows); nothing for None."""
-
-
-@overload(clear, inline="always")
-def _clear(p, n):
-    if _absent(p):
-        return lambda p, n: None
-
-    def zero(p, n):
-        for j in range(np.uint64(n)):
-            p[j] = 0.0
-    return zero
+@intrinsic
+def clear(typingctx, p, n):
+    """p[:n] = 0 (a task's partial rows, a row pointer or an array); nothing for None."""
+    def codegen(context, builder, sig, args):
+        if not _absent(p):
+            pointer = (args[0] if isinstance(p, types.CPointer)
+                       else context.make_array(p)(context, builder, args[0]).data)
+            count = context.cast(builder, args[1], n, types.intp)
+            size = builder.mul(count, context.get_constant(types.intp,
+                                                           context.get_abi_sizeof(
+                                                               context.get_data_type(p.dtype))))
+            cgutils.memset(builder, pointer, size, 0)  # (+0.0 is all zero bits)
+        return context.get_dummy_value()
+    return types.none(p, n), codegen
 
 
 def flush(total, part, n):

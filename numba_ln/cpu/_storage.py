@@ -149,8 +149,15 @@ def _get(context, builder, a_type, a, j_type, j, scopes):
     return getitem(builder, (a, j))
 
 
+def emit_getitem(context, builder, a_type, a, j_type, j):
+    """Numba's own a[j] of an array or a row pointer (no alias scopes), in an intrinsic."""
+    getitem = context.get_function(operator.getitem, signature(a_type.dtype, a_type, j_type))
+    return getitem(builder, (a, j))
+
+
 def emit_setitem(context, builder, a_type, a, j_type, j, value):
-    """Numba's own a[j] = value for an array a (value of a's dtype), in an intrinsic."""
+    """Numba's own a[j] = value for an array or a row pointer a (value of a's dtype), in
+    an intrinsic."""
     setitem = context.get_function(operator.setitem,
                                    signature(types.none, a_type, j_type, a_type.dtype))
     setitem(builder, (a, j, value))
@@ -223,12 +230,19 @@ load_input.__doc__ = """load(a, j) of an array the forward kernels never write (
 s is not stored over it; weight, bias): no fused sum s overlaps it (_alias)."""
 
 
+def emit_store(context, builder, a_type, a, j_type, j, value, value_type, scoped=None):
+    """store(a, j, value)'s instructions (store_out's with scoped _alias.OUTPUT) for an
+    intrinsic's codegen."""
+    bits = _encode(context, builder, a_type, value, value_type)
+    _put(context, builder, a_type, a, j_type, j, bits, scoped)
+
+
 def _storer(scoped):
     @intrinsic
     def store(typingctx, a, j, value):
         def codegen(context, builder, sig, args):
-            bits = _encode(context, builder, sig.args[0], args[2], sig.args[2])
-            _put(context, builder, sig.args[0], args[0], sig.args[1], args[1], bits, scoped)
+            emit_store(context, builder, sig.args[0], args[0], sig.args[1], args[1], args[2],
+                       sig.args[2], scoped)
             return context.get_dummy_value()
         return types.none(a, j, value), codegen
     return store

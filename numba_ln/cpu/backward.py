@@ -198,8 +198,9 @@ def backward_serial(arrays, norm, stats, partials, rows, cols, per_task):
     bits)."""
     for t in range(-(-rows // per_task)):
         first = t * per_task
-        backward_block(arrays, norm, stats, partials, cols, np.int64(first),
-                       np.int64(min(rows, first + per_task)), np.int64(t))  # (runs in Python)
+        last = first + per_task if first + per_task < rows else rows  # (min: see split_rows)
+        backward_block(arrays, norm, stats, partials, cols, np.int64(first), np.int64(last),
+                       np.int64(t))
 
 
 @kernel(parallel=True)
@@ -259,12 +260,16 @@ def split_rows(rows, cols, task_elements, serial_max):
     at most MAX_TASKS tasks; and two tasks where that would be one but the call runs in
     parallel (more than serial_max elements: _threading.runs_serial with BACKWARD_COST),
     so that a (64, 1024) call uses two threads.  A function of the shape only; from
-    Python and from compiled code (small_backward.py, _njit) alike."""
-    per_task = max(TASK_MIN_ROWS, task_elements // cols)
+    Python and from compiled code (small_backward.py, _njit) alike.  (max as conditional
+    expressions: Numba's max is an overload, a compilation per kernel on first use.)"""
+    per_task = task_elements // cols
+    if per_task < TASK_MIN_ROWS:
+        per_task = TASK_MIN_ROWS
     if rows > per_task * MAX_TASKS:
         return -(-rows // MAX_TASKS)
     if rows <= per_task and rows * cols > serial_max:
-        return max(TASK_MIN_ROWS, -(-rows // 2))
+        half = -(-rows // 2)
+        return half if half > TASK_MIN_ROWS else TASK_MIN_ROWS
     return per_task
 
 

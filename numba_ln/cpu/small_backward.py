@@ -48,45 +48,61 @@ def _stat_fits(s, x):
     return _absent(s) or _input_fits(s, x.copy(dtype=work_type(x)))
 
 
+# stat_fits and the statistics' widening are inline kernels that the overloads below pick
+# while they type their call (as small.py's statistics helpers: no compilation of their
+# own, which an overload's implementation has even inlined).
+
+@kernel(inline="always")
 def stat_fits(s, x):
-    """Whether a given statistic has x's keepdims shape (True when absent)."""
+    """Whether a given statistic has x's keepdims shape."""
+    for d in range(x.ndim - 1):
+        if s.shape[d] != x.shape[d]:
+            return False
+    return s.shape[x.ndim - 1] == 1
 
 
-@overload(stat_fits, inline="always")
-def _stat_fits_values(s, x):
-    if _absent(s):
-        return lambda s, x: True
-
-    def fits(s, x):
-        for d in range(x.ndim - 1):
-            if s.shape[d] != x.shape[d]:
-                return False
-        return s.shape[x.ndim - 1] == 1
-    return fits
+@kernel(inline="always")
+def _no_stat(s, x):
+    return True
 
 
-def stats_of(mean, rstd, rows):
-    """The kernel's statistics: None (recomputed), or float64 rows (mean, rstd), widened
-    as cpu/backward.run_backward widens them, zeros for RMSNorm's absent mean."""
+def _stat_check(s):
+    """Typing: the check of a statistic argument (none for an absent one)."""
+    return _no_stat if _absent(s) else stat_fits
 
 
-@overload(stats_of, inline="always")
-def _stats_of(mean, rstd, rows):
+@kernel(inline="always")
+def _recomputed(mean, rstd, rows):
+    return None
+
+
+@kernel(inline="always")
+def _widened_rstd(mean, rstd, rows):
+    """(zeros, rstd) as float64 rows: RMSNorm's given statistics (no mean)."""
+    m, r = np.zeros(rows), np.empty(rows)
+    flat_rstd = rstd.reshape(-1)
+    for i in range(rows):
+        r[i] = flat_rstd[i]
+    return (m, r)
+
+
+@kernel(inline="always")
+def _widened_stats(mean, rstd, rows):
+    """(mean, rstd) as float64 rows: LayerNorm's given statistics."""
+    m, r = _widened_rstd(mean, rstd, rows)
+    flat_mean = mean.reshape(-1)
+    for i in range(rows):
+        m[i] = flat_mean[i]
+    return (m, r)
+
+
+def _stats_of(mean, rstd):
+    """Typing: the kernel's statistics from the given ones -- None (recomputed), or float64
+    rows (mean, rstd), widened as cpu/backward.run_backward widens them, zeros for
+    RMSNorm's absent mean."""
     if _absent(rstd):
-        return lambda mean, rstd, rows: None
-    with_mean = not _absent(mean)
-
-    def widen(mean, rstd, rows):
-        m, r = np.zeros(rows), np.empty(rows)
-        flat_rstd = rstd.reshape(-1)
-        for i in range(rows):
-            r[i] = flat_rstd[i]
-        if with_mean:
-            flat_mean = mean.reshape(-1)
-            for i in range(rows):
-                m[i] = flat_mean[i]
-        return (m, r)
-    return widen
+        return _recomputed
+    return _widened_rstd if _absent(mean) else _widened_stats
 
 
 def partial_rows(tasks, cols, like, with_bias):
@@ -170,12 +186,13 @@ def _backward_fits(dx, dy, x, w, mean, rstd, eps, dweight, dbias):
     if not _types_fit(dx, dy, x, w, mean, rstd, dweight, dbias):
         return lambda dx, dy, x, w, mean, rstd, eps, dweight, dbias: False
     layer = not _absent(dbias)
+    mean_fits, rstd_fits = _stat_check(mean), _stat_check(rstd)
 
     def values_fit(dx, dy, x, w, mean, rstd, eps, dweight, dbias):
         cols = x.shape[-1]
         if not (cols > 0 and 0.0 <= eps < np.inf and dy.shape == x.shape
                 and shape_of(dx, x) == x.shape and length_fits(w, cols)
-                and stat_fits(mean, x) and stat_fits(rstd, x)
+                and mean_fits(mean, x) and rstd_fits(rstd, x)
                 and dweight.shape[0] == cols and length_fits(dbias, cols)):
             return False
         if layer and cols == 1:
@@ -199,6 +216,7 @@ def run_backward_small(dx, dy, x, w, mean, rstd, eps, centered, tasking, dweight
 def _run_backward_small(dx, dy, x, w, mean, rstd, eps, centered, tasking, dweight, dbias):
     if not _types_fit(dx, dy, x, w, mean, rstd, dweight, dbias):
         return lambda dx, dy, x, w, mean, rstd, eps, centered, tasking, dweight, dbias: 1
+    stats_of = _stats_of(mean, rstd)
 
     def run(dx, dy, x, w, mean, rstd, eps, centered, tasking, dweight, dbias):
         if not backward_fits(dx, dy, x, w, mean, rstd, eps, dweight, dbias):
