@@ -25,12 +25,13 @@ Fastmath as in the forward (see _config): the functions that sum (``lead``, ``sw
 ``row_gxhat``) compile with REDUCE_FASTMATH, the others with contract only, and every
 subtraction whose order matters goes through ``exact_sub``.  Each is compiled once per
 array types and shared by every kernel variant, without reference counting (_nrt=False),
-as rows.py explains.  The element helpers (``ln_dx_at`` here; ``put_dx``, ``add_params``
-... in _backward_elements.py) are ordinary compiled functions, which LLVM inlines,
-keeping their contract-only flags:
-inlined by Numba they doubled the compile time of a kernel variant (4.3 s against 2.1 s
-of CPU).  The loops that sum stay inlined by Numba, so that they get their caller's
-REDUCE flags, and so does ``moments_add``, whose additions are the sums.
+as rows.py explains.  ``ln_dx_at`` and ``rms_dx_at`` are ordinary compiled functions,
+which LLVM inlines, keeping their contract-only flags (inlined by Numba they doubled the
+compile time of a kernel variant: 4.3 s against 2.1 s of CPU); the element helpers they
+and the sums use (``put_dx``, ``add_params``, ``moments_add`` ... in
+_backward_elements.py) are intrinsics, whose instructions take the flags of the function
+they are written into.  The loops that sum stay inlined by Numba, so that they get their
+caller's REDUCE flags.
 
 Measured per element on the development machine, one thread, float32 LayerNorm with a
 weight, (64, 1024) in L1: 0.13 ns without parameter gradients, 0.24 ns with them (float32
