@@ -188,14 +188,15 @@ def backward_block(arrays, norm, stats, partials, cols, first, last, t):
         dyp, xp = dy2, x2
 
 
-@register_jitable
+@kernel(inline="always")
 def backward_serial(arrays, norm, stats, partials, rows, cols, per_task):
     """The tasks of backward_parallel, one after the other (the same results), each a call
-    of backward_block from Python (the serial bound allows a few tasks), or compiled into
-    the small-call kernel (small_backward.py) or a user's @njit code (_njit/backward.py).
-    Not a wrapper kernel: each of its variants re-optimized and re-emitted all of
-    backward_block's machine code (~0.6 s of compiling per argument form, for the same
-    bits)."""
+    of backward_block: from Python as ``backward_serial.py_func`` (the serial bound allows
+    a few tasks), or inlined by Numba into the small-call kernel (small_backward.py) or a
+    user's @njit code (_njit/backward.py).  Never compiled on its own: as a wrapper kernel
+    or a register_jitable function each of its variants re-optimized and re-emitted all of
+    backward_block's machine code (~0.35-0.6 s of compiling per argument form, for the
+    same bits)."""
     for t in range(-(-rows // per_task)):
         first = t * per_task
         last = first + per_task if first + per_task < rows else rows  # (min: see split_rows)
@@ -296,7 +297,7 @@ def run_backward(dx, dy, x, w, stats, grad_residual, rows, cols, eps, centered,
                 rows, cols, per_task)
         # (one task: the serial kernel runs it, with the same bits)
         if _threading.runs_serial(rows * cols, _config.BACKWARD_COST) or tasks == 1:
-            backward_serial(*args)
+            backward_serial.py_func(*args)
         else:
             _threading.launch(backward_parallel, *args)
     if not param_grads:
