@@ -15,8 +15,8 @@ from numba.extending import intrinsic, overload
 from . import _alias
 from ._elements import _absent, _in_place, exact_sub
 from ._jit import kernel
-from ._storage import (emit_float_op, emit_getitem, emit_load, emit_setitem, emit_store, load,
-                       work_type)
+from ._storage import (emit_float_op, emit_getitem, emit_load, emit_setitem, emit_store,
+                       float_result, load, work_type)
 
 
 # --- elements: optional arrays and the statistics mode as compile-time facts ------------------
@@ -27,10 +27,6 @@ from ._storage import (emit_float_op, emit_getitem, emit_load, emit_setitem, emi
 # and kernel flags (~15-50 ms apiece, ~20 of them on a first backward call); Numba adds
 # the calling kernel's fastmath flags to an intrinsic's instructions, as such an overload
 # inherited them (numba.core.cpu: fastmath is inherited when not set).
-
-def _unified(*float_types):
-    return types.float64 if types.float64 in float_types else types.float32
-
 
 def _fmul(context, builder, a, a_type, b, b_type):
     return emit_float_op(context, builder, "fmul", a, a_type, b, b_type)
@@ -45,14 +41,14 @@ def scaled(typingctx, v, w, j):
     def codegen(context, builder, sig, args):
         element = emit_getitem(context, builder, w, args[1], j, args[2])
         return _fmul(context, builder, args[0], v, element, w.dtype)[0]
-    return _unified(v, w.dtype)(v, w, j), codegen
+    return float_result(v, w.dtype)(v, w, j), codegen
 
 
 @intrinsic
 def minus_k1(typingctx, v, w, j, k1):
     """v * w[j] - k1 (one fused operation), or v - k1 without a weight."""
-    product = v if _absent(w) else _unified(v, w.dtype)
-    result = _unified(product, k1)
+    product = v if _absent(w) else float_result(v, w.dtype)
+    result = float_result(product, k1)
 
     def codegen(context, builder, sig, args):
         value = args[0]
@@ -81,7 +77,7 @@ def moments_add(typingctx, a1, a2, d, lo):
         result = types.Tuple((a1, a2))
         return result(a1, a2, d, lo), lambda context, builder, sig, args: (
             context.make_tuple(builder, result, args[:2]))
-    result = types.Tuple((_unified(a1, d), _unified(a2, d)))
+    result = types.Tuple((float_result(a1, d), float_result(a2, d)))
 
     def codegen(context, builder, sig, args):
         s1 = emit_float_op(context, builder, "fadd", args[0], a1, args[2], d)[0]

@@ -17,7 +17,7 @@ from numba.extending import intrinsic
 
 from . import _alias
 from ._jit import kernel
-from ._storage import emit_float_op, emit_load, emit_setitem, work_type
+from ._storage import emit_float_op, emit_load, emit_setitem, float_result, work_type
 
 
 @kernel(fastmath=False)
@@ -111,7 +111,7 @@ def affine(typingctx, t, w, b, j):
     terms = [(name, p) for name, p in (("fmul", w), ("fadd", b)) if not _absent(p)]
     result = t
     for _, p in terms:
-        result = types.float64 if types.float64 in (result, work_type(p)) else types.float32
+        result = float_result(result, work_type(p))
 
     def codegen(context, builder, sig, args):
         value, value_type = args[0], sig.args[0]

@@ -51,15 +51,14 @@ to store into r), ``src`` the row as summed (s, or x).
 import math
 
 import numpy as np
-from numba import types
 from numba.extending import intrinsic
 
 from .. import _config
 from . import _alias
 from ._elements import _absent, _in_place, exact_sub, is_narrow, smaller, work
 from ._jit import kernel
-from ._storage import (emit_float_op, emit_keep, emit_load, emit_rounded, kept_type, load,
-                       work_type)
+from ._storage import (emit_float_op, emit_keep, emit_load, emit_rounded, float_result,
+                       kept_type, load, work_type)
 
 CHUNK = _config.CHUNK
 PIECE = _config.PIECE
@@ -72,10 +71,6 @@ REDUCE = _config.REDUCE_FASTMATH
 # row_value and head_value are intrinsics: the instructions Numba writes for their
 # expressions, with no compilation of their own (as inline overloads each was compiled
 # once per argument type as well, ~20 ms each on a kernel's first use).
-
-def _sum_type(x, r):
-    return types.float64 if types.float64 in (work_type(x), work_type(r)) else types.float32
-
 
 @intrinsic
 def row_value(typingctx, x, r, s, j):
@@ -92,7 +87,7 @@ def row_value(typingctx, x, r, s, j):
         stored = args[1] if _in_place(s) else args[2]
         return emit_keep(context, builder, target, stored, sig.args[3], args[3], value,
                          value_type)
-    return kept_type(target, _sum_type(x, r))(x, r, s, j), codegen
+    return kept_type(target, float_result(work_type(x), work_type(r)))(x, r, s, j), codegen
 
 
 @intrinsic
@@ -105,7 +100,7 @@ def head_value(typingctx, x, r, j):
     def codegen(context, builder, sig, args):
         value, value_type = _x_plus_r(context, builder, sig, args, _alias.GET, _alias.GET)
         return emit_rounded(context, builder, sig.args[0], value, value_type)
-    return kept_type(x, _sum_type(x, r))(x, r, j), codegen
+    return kept_type(x, float_result(work_type(x), work_type(r)))(x, r, j), codegen
 
 
 def _load_x(context, builder, sig, args):

@@ -202,12 +202,17 @@ def emit_load(context, builder, a_type, a, j_type, j, scopes):
     return _widen(builder, storage(a_type), bits)
 
 
+def float_result(*float_types):
+    """The type of Numba's arithmetic on floats of these types (float32 or float64)."""
+    return types.float64 if types.float64 in float_types else types.float32
+
+
 def emit_float_op(context, builder, name, lhs, lhs_type, rhs, rhs_type):
     """(lhs <op> rhs, its type) for an intrinsic's codegen, as Numba lowers ``lhs * rhs``
     ("fmul") or ``lhs + rhs`` ("fadd") of two floats: both cast to the wider type, the
     plain instruction (the kernel's fastmath flags are added to it, as to Numba's own,
     when its module is finished: numba.core.fastmathpass)."""
-    common = types.float64 if types.float64 in (lhs_type, rhs_type) else types.float32
+    common = float_result(lhs_type, rhs_type)
     lhs = context.cast(builder, lhs, lhs_type, common)
     rhs = context.cast(builder, rhs, rhs_type, common)
     return getattr(builder, name)(lhs, rhs), common
