@@ -32,31 +32,30 @@ def _fmul(context, builder, a, a_type, b, b_type):
     return emit_float_op(context, builder, "fmul", a, a_type, b, b_type)
 
 
+def _times_w(context, builder, v, v_type, w, w_type, j, j_type):
+    """(v * w[j], its type), or (v, v_type) without a weight."""
+    if _absent(w_type):
+        return v, v_type
+    element = emit_getitem(context, builder, w_type, w, j_type, j)
+    return _fmul(context, builder, v, v_type, element, w_type.dtype)
+
+
 @intrinsic
 def scaled(typingctx, v, w, j):
     """v * w[j], or v without a weight."""
-    if _absent(w):
-        return v(v, w, j), lambda context, builder, sig, args: args[0]
-
     def codegen(context, builder, sig, args):
-        element = emit_getitem(context, builder, w, args[1], j, args[2])
-        return _fmul(context, builder, args[0], v, element, w.dtype)[0]
-    return float_result(v, w.dtype)(v, w, j), codegen
+        return _times_w(context, builder, args[0], v, args[1], w, args[2], j)[0]
+    return (v if _absent(w) else float_result(v, w.dtype))(v, w, j), codegen
 
 
 @intrinsic
 def minus_k1(typingctx, v, w, j, k1):
     """v * w[j] - k1 (one fused operation), or v - k1 without a weight."""
-    product = v if _absent(w) else float_result(v, w.dtype)
-    result = float_result(product, k1)
-
     def codegen(context, builder, sig, args):
-        value = args[0]
-        if not _absent(w):
-            element = emit_getitem(context, builder, w, args[1], j, args[2])
-            value = _fmul(context, builder, value, v, element, w.dtype)[0]
-        return emit_float_op(context, builder, "fsub", value, product, args[3], k1)[0]
-    return result(v, w, j, k1), codegen
+        value, value_type = _times_w(context, builder, args[0], v, args[1], w, args[2], j)
+        return emit_float_op(context, builder, "fsub", value, value_type, args[3], k1)[0]
+    product = v if _absent(w) else float_result(v, w.dtype)
+    return float_result(product, k1)(v, w, j, k1), codegen
 
 
 def centered_value(x, j, hi, lo):
@@ -140,10 +139,9 @@ def clear(typingctx, p, n):
         if not _absent(p):
             pointer = (args[0] if isinstance(p, types.CPointer)
                        else context.make_array(p)(context, builder, args[0]).data)
-            count = context.cast(builder, args[1], n, types.intp)
-            size = builder.mul(count, context.get_constant(types.intp,
-                                                           context.get_abi_sizeof(
-                                                               context.get_data_type(p.dtype))))
+            itemsize = context.get_abi_sizeof(context.get_data_type(p.dtype))
+            size = builder.mul(context.cast(builder, args[1], n, types.intp),
+                               context.get_constant(types.intp, itemsize))
             cgutils.memset(builder, pointer, size, 0)  # (+0.0 is all zero bits)
         return context.get_dummy_value()
     return types.none(p, n), codegen

@@ -108,15 +108,14 @@ def affine(typingctx, t, w, b, j):
     """t * w[j] + b[j], without the parts whose array is None (w and b of any float
     storage, read as they are: a float64 one makes the sum float64).  An intrinsic: the
     instructions Numba writes for the expression, with no compilation of their own."""
-    terms = [(name, p) for name, p in (("fmul", w), ("fadd", b)) if not _absent(p)]
+    terms = [(name, k, p) for name, k, p in (("fmul", 1, w), ("fadd", 2, b)) if not _absent(p)]
     result = t
-    for _, p in terms:
+    for _, _, p in terms:
         result = float_result(result, work_type(p))
 
     def codegen(context, builder, sig, args):
         value, value_type = args[0], sig.args[0]
-        for name, p in terms:
-            k = 1 if name == "fmul" else 2
+        for name, k, p in terms:
             element = emit_load(context, builder, sig.args[k], args[k], sig.args[3], args[3],
                                 _alias.GET_INPUT)
             value, value_type = emit_float_op(context, builder, name, value, value_type,

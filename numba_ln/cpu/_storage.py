@@ -145,8 +145,7 @@ def _get(context, builder, a_type, a, j_type, j, scopes):
     """a[j] as stored: through the pointer with the alias scopes, or Numba's indexing."""
     if _pointer(a_type):
         return _alias.emit_load(builder, a, j, scopes)
-    getitem = context.get_function(operator.getitem, signature(a_type.dtype, a_type, j_type))
-    return getitem(builder, (a, j))
+    return emit_getitem(context, builder, a_type, a, j_type, j)
 
 
 def emit_getitem(context, builder, a_type, a, j_type, j):
@@ -236,10 +235,11 @@ s is not stored over it; weight, bias): no fused sum s overlaps it (_alias)."""
 
 
 def emit_store(context, builder, a_type, a, j_type, j, value, value_type, scoped=None):
-    """store(a, j, value)'s instructions (store_out's with scoped _alias.OUTPUT) for an
-    intrinsic's codegen."""
+    """store(a, j, value)'s instructions (store_out's with scoped _alias.OUTPUT, keep's with
+    _alias.SUM) for an intrinsic's codegen; returns the stored bits."""
     bits = _encode(context, builder, a_type, value, value_type)
     _put(context, builder, a_type, a, j_type, j, bits, scoped)
+    return bits
 
 
 def _storer(scoped):
@@ -268,8 +268,7 @@ def kept_type(a, value_type):
 def emit_keep(context, builder, a_type, a, j_type, j, value, value_type):
     """keep(a, j, value)'s instructions for an intrinsic's codegen."""
     kind = storage(a_type)
-    bits = _encode(context, builder, a_type, value, value_type)
-    _put(context, builder, a_type, a, j_type, j, bits, _alias.SUM)
+    bits = emit_store(context, builder, a_type, a, j_type, j, value, value_type, _alias.SUM)
     return value if kind is None else _widen(builder, kind, bits)
 
 
