@@ -27,6 +27,8 @@ from numba.core.compiler import CompilerBase, DefaultPassBuilder
 from numba.core.compiler_machinery import LoweringPass, register_pass
 from numba.core.typed_passes import AnnotateTypes
 
+from ._vector_width import prefer_full_width
+
 
 def _bind_copies_locally(library):
     finalize = getattr(library, "_finalize_final_module", None)
@@ -62,7 +64,8 @@ def _bind_copies_locally(library):
 @register_pass(mutates_CFG=False, analysis_only=True)
 class LocalCopies(LoweringPass):
     """Creates the kernel's library before lowering (as NativeLowering does when there is
-    none) and makes the copies linked into it bind locally (module docstring)."""
+    none), makes the copies linked into it bind locally (module docstring) and gives its
+    functions the kernels' vector width (_vector_width)."""
 
     _name = "numba_ln_local_copies"
 
@@ -75,6 +78,7 @@ class LocalCopies(LoweringPass):
                 state.func_id.func_qualname)
             state.library.enable_object_caching()
         _bind_copies_locally(state.library)
+        prefer_full_width(state.library)
         return False
 
 

@@ -1,0 +1,47 @@
+"""Full-width vectors on Intel's AVX-512 cores.
+
+LLVM compiles for the host CPU, and its tuning for Intel's AVX-512 cores (Skylake-SP
+through Sapphire Rapids, and the Ice Lake and Rocket Lake clients) carries
+``prefer-256-bit``: its loop vectorizer then uses 256-bit vectors, 8 float32 lanes,
+although the CPU has 512-bit ones.  The tuning protects code that mixes a few vector
+instructions into scalar work, where the 512-bit units' lower clock would cost more than
+they give.  Our kernels are vector loops from end to end, written (and their error bounds
+worked out: _config.CHUNK) for 16 float32 lanes, which LLVM gives AMD's Zen 4 and 5 by
+default.
+
+Each function of a kernel's library therefore asks for them: the LLVM function attribute
+``"prefer-vector-width"`` set to _config.PREFERRED_VECTOR_BITS.  A preference only: LLVM
+takes the widest legal vector up to it, so a CPU without AVX-512 compiles as before.
+Numba compiles a user's own @njit code as Numba does; the kernels it calls keep theirs.
+
+Measured on a 2-core Sapphire Rapids-class Xeon (LLVM names it rocketlake), 2 threads,
+``python -m numba_ln.bench`` (and ``--backward``, ``--half``, ``--latency``) with 256-bit
+and then 512-bit kernels, back to back: faster where the kernels run out of instructions
+before memory runs out of bandwidth -- 16-bit ``out=`` 1.06-1.20x (bfloat16 (4096, 4096)
+0.54 -> 0.65 of its line), ``layer_norm_backward`` 1.06-1.19x at (4096, 1024) and up
+(bfloat16 and float16 1.16-1.24x), (8, 4096) and channels-first 1.2x, (64, 1024) calls
+1.1-1.3x; float32 at the L3 shapes 1.00-1.07x and at the 64 MB ones within the run's
+noise.  Slower: a (1, 768) float32 call by 0.07-0.1 us (8-10%: the kernel alone 520 ->
+536-545 ns; its 16-bit calls unchanged).
+"""
+from .. import _config
+
+_ATTRIBUTE = f'"prefer-vector-width"="{_config.PREFERRED_VECTOR_BITS}"'
+
+
+def prefer_full_width(library):
+    """Give every function a kernel's library compiles the vector width preference (the
+    library is Numba's CPUCodeLibrary: its IR modules arrive through add_ir_module)."""
+    add_ir_module = getattr(library, "add_ir_module", None)
+    if add_ir_module is None or not _config.PREFERRED_VECTOR_BITS:
+        return
+
+    def add_ir_module_preferring_width(ir_module):
+        for function in ir_module.functions:
+            if not function.is_declaration:
+                # (a string attribute: llvmlite's FunctionAttributes.add takes only the
+                # enum attributes it lists, and prints the set's items as they are)
+                set.add(function.attributes, _ATTRIBUTE)
+        add_ir_module(ir_module)
+
+    library.add_ir_module = add_ir_module_preferring_width
