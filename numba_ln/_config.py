@@ -59,9 +59,9 @@ NARROW_RSTD_MAX = 2.0 ** 96
 
 # The vector width the kernels ask LLVM for, in bits (LLVM's "prefer-vector-width"; None:
 # LLVM's own choice for the host).  LLVM's tuning for Intel's AVX-512 cores prefers 256
-# bits; 512 there made the compute-bound calls 5-25% faster (16-bit data, the backward,
-# the fused forms and batches in cache) and a (1, 768) call ~5% slower (cpu/_vector_width).
-# CPUs without AVX-512 compile as with None.
+# bits; 512 there made the compute-bound calls 6-30% faster (16-bit data, the backward,
+# batches in cache) and a (1, 768) float32 call 8-10% slower, the fused forms at 64 MB
+# 6-11% (cpu/_vector_width).  CPUs without AVX-512 compile as with None.
 PREFERRED_VECTOR_BITS = 512
 
 # --- per-call settings ------------------------------------------------------------------

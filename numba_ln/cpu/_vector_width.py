@@ -20,9 +20,10 @@ and then 512-bit kernels, back to back: faster where the kernels run out of inst
 before memory runs out of bandwidth -- 16-bit ``out=`` 1.06-1.20x (bfloat16 (4096, 4096)
 0.54 -> 0.65 of its line), ``layer_norm_backward`` 1.06-1.19x at (4096, 1024) and up
 (bfloat16 and float16 1.16-1.24x), (8, 4096) and channels-first 1.2x, (64, 1024) calls
-1.1-1.3x; float32 at the L3 shapes 1.00-1.07x and at the 64 MB ones within the run's
-noise.  Slower: a (1, 768) float32 call by 0.07-0.1 us (8-10%: the kernel alone 520 ->
-536-545 ns; its 16-bit calls unchanged).
+1.1-1.3x; float32 at the L3 shapes 1.00-1.07x, and layer_norm and rms_norm at the 64 MB
+ones within the run's noise.  Slower: a (1, 768) float32 call by 0.07-0.1 us (8-10%: the
+kernel alone 520 -> 536-545 ns; its 16-bit calls unchanged), and add_layer_norm at 64 MB,
+which four streams of memory bound, 0.89-0.94x (rerun alone, 4 runs interleaved).
 """
 from .. import _config
 
