@@ -6,14 +6,16 @@ Two kinds of setting live here, and they behave differently:
 * **Compile-time constants** (``KERNEL_FASTMATH``, ``REDUCE_FASTMATH``, ``CHUNK``,
   ``PIECE``, ``HEAD``, ``SHIFT_GAIN_MAX``, ``NARROW_*``, ``PREFERRED_VECTOR_BITS``): read
   when a kernel is compiled and baked into the machine code that Numba caches on disk.
-  Edit this file to change them (the cache stamp in ``cpu/_jit.py`` covers it);
-  assigning to them at run time changes nothing.
+  Edit this file to change them (the cache stamp in ``cpu/_jit.py`` covers it; the
+  vector width comes from the environment); assigning to them at run time changes
+  nothing.
 * **Per-call settings** (the rest): read by the front on every call.
 
 The numbers were chosen by measurement on the 2-core development machine (AMD EPYC Zen 5,
 48 KiB L1d and 1 MiB L2 per core, 32 MiB shared L3, AVX-512; PREFERRED_VECTOR_BITS on a
 2-core Sapphire Rapids-class Xeon); ``python -m numba_ln.bench`` re-measures.
 """
+import os
 
 # --- compile-time constants -------------------------------------------------------------
 
@@ -58,11 +60,24 @@ NARROW_TINY = 2.0 ** -80
 NARROW_RSTD_MAX = 2.0 ** 96
 
 # The vector width the kernels ask LLVM for, in bits (LLVM's "prefer-vector-width"; None:
-# LLVM's own choice for the host).  LLVM's tuning for Intel's AVX-512 cores prefers 256
+# LLVM's own choice for the host), from the environment variable NUMBA_LN_VECTOR_BITS:
+# 512 (the default), 256 or llvm.  LLVM's tuning for Intel's AVX-512 cores prefers 256
 # bits; 512 there made the compute-bound calls 6-30% faster (16-bit data, the backward,
-# batches in cache) and a (1, 768) float32 call 8-10% slower, the fused forms at 64 MB
-# 6-11% (cpu/_vector_width).  CPUs without AVX-512 compile as with None.
-PREFERRED_VECTOR_BITS = 512
+# batches in cache), and a (1, 768) float32 call 8-10% slower, the Python code that runs
+# right after a small call ~8% (the core's lower AVX-512 clock), the fused forms at 64 MB
+# 6-11% (cpu/_vector_width).  CPUs without AVX-512 compile as with llvm.  (Part of the
+# cache stamp, cpu/_jit.py: kernels cached under one setting are not loaded under another.)
+_VECTOR_BITS = {"512": 512, "256": 256, "llvm": None}
+
+
+def _vector_bits(setting):
+    if setting not in _VECTOR_BITS:
+        raise ValueError(f"NUMBA_LN_VECTOR_BITS must be one of {', '.join(_VECTOR_BITS)}, "
+                         f"not {setting!r}")
+    return _VECTOR_BITS[setting]
+
+
+PREFERRED_VECTOR_BITS = _vector_bits(os.environ.get("NUMBA_LN_VECTOR_BITS", "512"))
 
 # --- per-call settings ------------------------------------------------------------------
 

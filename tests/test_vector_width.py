@@ -1,9 +1,10 @@
 """The kernels ask LLVM for full-width vectors (cpu/_vector_width.py): the preference is on
-their functions, a user's own @njit code is left as Numba compiles it, and on a CPU with
-AVX-512 the float32 loops run in 512-bit registers.
+their functions, NUMBA_LN_VECTOR_BITS chooses it (and keeps kernels cached under another
+setting out), a user's own @njit code is left as Numba compiles it, and on a CPU with
+AVX-512 the float32 loops run in 512-bit registers by default and in 256-bit ones with 256.
 
-The kernel is compiled in a new process with an empty cache: a kernel loaded from the
-cache has no IR or assembly to inspect."""
+Kernels are compiled in new processes with an empty cache: a kernel loaded from the cache
+has no IR or assembly to inspect."""
 import json
 import os
 import subprocess
@@ -15,11 +16,10 @@ import numpy as np
 import pytest
 from numba import njit
 
-from numba_ln import _config
-
 _INSPECT = textwrap.dedent("""
     import json, re
     import numpy as np
+    from numba_ln.cpu import _jit
     from numba_ln.cpu.small import small_moments
     x = np.linspace(-1, 1, 3 * 768, dtype=np.float32).reshape(3, 768)
     stats = np.empty((2, 3), np.float32)
@@ -30,7 +30,7 @@ _INSPECT = textwrap.dedent("""
     kernel = [line for line in ir.splitlines()
               if line.startswith("define") and "small_moments" in line]
     print(json.dumps({
-        "status": int(status), "stats": stats.tolist(),
+        "status": int(status), "stats": stats.tolist(), "stamp": _jit._DEPENDENCIES_STAMP,
         "kernel_attributes": [line + " " + " ".join(groups.get(g, "")
                                                     for g in re.findall(r"#\\d+", line))
                               for line in kernel],
@@ -40,23 +40,53 @@ _INSPECT = textwrap.dedent("""
 """)
 
 
+def _run(tmp_path, setting):
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    env.pop("NUMBA_LN_VECTOR_BITS", None)
+    if setting is not None:
+        env["NUMBA_LN_VECTOR_BITS"] = setting
+    return subprocess.run([sys.executable, "-c", _INSPECT], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory):
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path_factory.mktemp("cache"))}
-    done = subprocess.run([sys.executable, "-c", _INSPECT], capture_output=True, text=True,
-                          env=env, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.splitlines()[-1])
+    """{setting: what the new process saw}: the default (None), 256 and llvm."""
+    seen = {}
+    for setting in (None, "256", "llvm"):
+        done = _run(tmp_path_factory.mktemp("width"), setting)
+        assert done.returncode == 0, done.stderr[-3000:]
+        seen[setting] = json.loads(done.stdout.splitlines()[-1])
+        x = np.linspace(-1, 1, 3 * 768, dtype=np.float32).reshape(3, 768).astype(np.float64)
+        assert seen[setting]["status"] == 0
+        np.testing.assert_allclose(seen[setting]["stats"][0], x.mean(axis=1), atol=1e-6)
+        np.testing.assert_allclose(seen[setting]["stats"][1], x.var(axis=1), rtol=1e-6)
+    return seen
 
 
-def test_kernel_functions_carry_the_width_preference(compiled):
-    x = np.linspace(-1, 1, 3 * 768, dtype=np.float32).reshape(3, 768).astype(np.float64)
-    assert compiled["status"] == 0
-    np.testing.assert_allclose(compiled["stats"][0], x.mean(axis=1), atol=1e-6)
-    np.testing.assert_allclose(compiled["stats"][1], x.var(axis=1), rtol=1e-6)
-    preference = f'"prefer-vector-width"="{_config.PREFERRED_VECTOR_BITS}"'
-    assert compiled["kernel_attributes"]
-    assert all(preference in line for line in compiled["kernel_attributes"])
+@pytest.mark.parametrize("setting, bits", [(None, 512), ("256", 256)])
+def test_kernel_functions_carry_the_width_preference(compiled, setting, bits):
+    attributes = compiled[setting]["kernel_attributes"]
+    assert attributes
+    assert all(f'"prefer-vector-width"="{bits}"' in line for line in attributes)
+
+
+def test_llvm_setting_leaves_the_choice_to_llvm(compiled):
+    assert compiled["llvm"]["kernel_attributes"]
+    assert not any("prefer-vector-width" in line
+                   for line in compiled["llvm"]["kernel_attributes"])
+
+
+def test_each_setting_has_its_own_cache_stamp(compiled):
+    stamps = {compiled[setting]["stamp"] for setting in compiled}
+    assert len(stamps) == len(compiled)
+
+
+def test_a_bad_setting_is_refused_by_name(tmp_path):
+    done = _run(tmp_path, "1024")
+    assert done.returncode != 0
+    assert "ValueError: NUMBA_LN_VECTOR_BITS must be one of 512, 256, llvm, not '1024'" in (
+        done.stderr)
 
 
 def test_user_njit_code_is_left_alone():
@@ -77,5 +107,7 @@ def _host_has_avx512():
 
 
 @pytest.mark.skipif(not _host_has_avx512(), reason="the CPU has no AVX-512")
-def test_float32_loops_use_512_bit_registers(compiled):
-    assert "zmm" in compiled["registers"]
+def test_float32_loops_use_the_chosen_registers(compiled):
+    assert "zmm" in compiled[None]["registers"]
+    assert "zmm" not in compiled["256"]["registers"]
+    assert "ymm" in compiled["256"]["registers"]

@@ -52,6 +52,8 @@ def _dependencies_stamp():
     digest = hashlib.sha256()
     for path in _DEPENDENCIES:
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    # (and the one compile-time setting that comes from the environment)
+    digest.update(f"vector bits {_config.PREFERRED_VECTOR_BITS}".encode())
     return "numba_ln-sha256:" + digest.hexdigest()
 
 

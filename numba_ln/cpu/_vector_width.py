@@ -10,8 +10,9 @@ worked out: _config.CHUNK) for 16 float32 lanes, which LLVM gives AMD's Zen 4 an
 default.
 
 Each function of a kernel's library therefore asks for them: the LLVM function attribute
-``"prefer-vector-width"`` set to _config.PREFERRED_VECTOR_BITS.  A preference only: LLVM
-takes the widest legal vector up to it, so a CPU without AVX-512 compiles as before.
+``"prefer-vector-width"`` set to _config.PREFERRED_VECTOR_BITS (NUMBA_LN_VECTOR_BITS: 512,
+256, or llvm for none).  A preference only: LLVM takes the widest legal vector up to it,
+so a CPU without AVX-512 compiles as before.
 Numba compiles a user's own @njit code as Numba does; the kernels it calls keep theirs.
 
 Measured on a 2-core Sapphire Rapids-class Xeon (LLVM names it rocketlake), 2 threads,
@@ -22,8 +23,10 @@ before memory runs out of bandwidth -- 16-bit ``out=`` 1.06-1.20x (bfloat16 (409
 (bfloat16 and float16 1.16-1.24x), (8, 4096) and channels-first 1.2x, (64, 1024) calls
 1.1-1.3x; float32 at the L3 shapes 1.00-1.07x, and layer_norm and rms_norm at the 64 MB
 ones within the run's noise.  Slower: a (1, 768) float32 call by 0.07-0.1 us (8-10%: the
-kernel alone 520 -> 536-545 ns; its 16-bit calls unchanged), and add_layer_norm at 64 MB,
-which four streams of memory bound, 0.89-0.94x (rerun alone, 4 runs interleaved).
+kernel alone 520 -> 536-545 ns; its 16-bit calls unchanged), most of it the core's lower
+clock after 512-bit arithmetic, which the Python code that follows a call pays (a ~5 us
+pure-Python loop right after a (1, 768) call: 5.07-5.15 -> 5.45-5.51 us); add_layer_norm at
+64 MB, which four streams of memory bound, 0.89-0.94x (rerun alone, 4 runs interleaved).
 """
 from .. import _config
 
