@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+from numba_ln import _config
 from numba_ln.bench import cli, contenders, targets
 from numba_ln.bench.base import Contender
 from numba_ln.bench.cases import CASES
@@ -44,8 +45,9 @@ def test_json_structure(report):
     assert set(data) == {"meta", "results", "extras", "targets"}
     env = data["meta"]["environment"]
     for key in ("numba_ln", "numba", "numpy", "torch", "onnxruntime", "cpu", "threads",
-                "threading_layer"):
+                "threading_layer", "vector_bits"):
         assert key in env
+    assert env["vector_bits"] == _config.PREFERRED_VECTOR_BITS
     assert env["threads"] >= 1
     assert data["meta"]["settings"]["rounds"] == 1
     assert [(r["function"], r["case"]) for r in data["results"]] == [

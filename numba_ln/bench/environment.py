@@ -1,5 +1,5 @@
 """The machine and versions a report was measured with (CPU, threads, threading layer,
-library versions, load average)."""
+the kernels' vector width, library versions, load average)."""
 import os
 import platform
 
@@ -7,6 +7,7 @@ import numba
 import numpy as np
 
 import numba_ln
+from numba_ln import _config
 
 from .base import missing
 from .lines import prange_copy
@@ -63,6 +64,8 @@ def environment(threads):
         "logical_cpus": os.cpu_count(),
         "threads": threads,
         "threading_layer": threading_layer(),
+        # (NUMBA_LN_VECTOR_BITS; None: LLVM's choice for the CPU)
+        "vector_bits": _config.PREFERRED_VECTOR_BITS,
         "platform": platform.platform(),
         "NUMBA_NUM_THREADS": numba.config.NUMBA_NUM_THREADS,
     }

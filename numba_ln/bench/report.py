@@ -50,10 +50,13 @@ def format_case(r):
 def _header(meta):
     s = ["numba_ln benchmark report", f"  command: {meta['command']}"]
     env = meta["environment"]
+    bits = env.get("vector_bits")  # (absent from reports saved before it was recorded)
+    width = f"{bits} bits" if bits else "LLVM's choice"
     s.append(f"  CPU: {env['cpu']} ({env['logical_cpus']} logical CPUs); threads: "
              f"{env['threads']} (numba.set_num_threads; torch.set_num_threads and onnxruntime "
              f"intra_op_num_threads the same, inter_op 1); threading layer: "
-             f"{env['threading_layer']}")
+             f"{env['threading_layer']}; kernels' vector width: {width} "
+             "(NUMBA_LN_VECTOR_BITS)")
     if env.get("load_average"):
         s.append(f"  load average (1, 5, 15 min) at start: "
                  f"{', '.join(map(str, env['load_average']))}; at end: "
