@@ -27,7 +27,7 @@ from numba.core.compiler import CompilerBase, DefaultPassBuilder
 from numba.core.compiler_machinery import LoweringPass, register_pass
 from numba.core.typed_passes import AnnotateTypes
 
-from ._vector_width import prefer_full_width
+from ._vector_width import prefer_vector_width
 
 
 def _bind_copies_locally(library):
@@ -78,7 +78,7 @@ class LocalCopies(LoweringPass):
                 state.func_id.func_qualname)
             state.library.enable_object_caching()
         _bind_copies_locally(state.library)
-        prefer_full_width(state.library)
+        prefer_vector_width(state.library)
         return False
 
 

@@ -33,14 +33,14 @@ from .. import _config
 _ATTRIBUTE = f'"prefer-vector-width"="{_config.PREFERRED_VECTOR_BITS}"'
 
 
-def prefer_full_width(library):
+def prefer_vector_width(library):
     """Give every function a kernel's library compiles the vector width preference (the
     library is Numba's CPUCodeLibrary: its IR modules arrive through add_ir_module)."""
     add_ir_module = getattr(library, "add_ir_module", None)
     if add_ir_module is None or not _config.PREFERRED_VECTOR_BITS:
         return
 
-    def add_ir_module_preferring_width(ir_module):
+    def add_ir_module_with_preference(ir_module):
         for function in ir_module.functions:
             if not function.is_declaration:
                 # (a string attribute: llvmlite's FunctionAttributes.add takes only the
@@ -48,4 +48,4 @@ def prefer_full_width(library):
                 set.add(function.attributes, _ATTRIBUTE)
         add_ir_module(ir_module)
 
-    library.add_ir_module = add_ir_module_preferring_width
+    library.add_ir_module = add_ir_module_with_preference
