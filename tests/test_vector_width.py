@@ -7,6 +7,7 @@ Kernels are compiled in new processes with an empty cache: a kernel loaded from 
 has no IR or assembly to inspect."""
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -36,12 +37,13 @@ _INSPECT = textwrap.dedent("""
                               for line in kernel],
         "registers": sorted(set(re.findall(r"%(zmm|ymm)\\d+",
                                            small_moments.inspect_asm(sig)))),
+        "asm": small_moments.inspect_asm(sig),
     }))
 """)
 
 
-def _run(tmp_path, setting):
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+def _run(tmp_path, setting, **env_vars):
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache"), **env_vars}
     env.pop("NUMBA_LN_VECTOR_BITS", None)
     if setting is not None:
         env["NUMBA_LN_VECTOR_BITS"] = setting
@@ -111,3 +113,18 @@ def test_float32_loops_use_the_chosen_registers(compiled):
     assert "zmm" in compiled[None]["registers"]
     assert "zmm" not in compiled["256"]["registers"]
     assert "ymm" in compiled["256"]["registers"]
+
+
+def test_a_cpu_without_avx512_compiles_as_before(tmp_path):
+    """Compiled for an AVX2 CPU (Haswell), the preference changes no instruction."""
+    haswell = {"NUMBA_CPU_NAME": "haswell",
+               "NUMBA_CPU_FEATURES": "+avx,+avx2,+fma,+f16c,+bmi,+bmi2,+popcnt,+sse4.2,+lzcnt"}
+    asm = {}
+    for setting in ("512", "llvm"):
+        done = _run(tmp_path / setting, setting, **haswell)
+        assert done.returncode == 0, done.stderr[-3000:]
+        asm[setting] = json.loads(done.stdout.splitlines()[-1])["asm"]
+    assert "zmm" not in asm["512"] and "ymm" in asm["512"]
+    # (the same instructions; symbol names carry Numba's per-process function ids)
+    unnamed = {k: re.sub(r"[\w.$]*_ZN[\w.$]*", "SYMBOL", a) for k, a in asm.items()}
+    assert unnamed["512"] == unnamed["llvm"]
