@@ -14,7 +14,6 @@ import textwrap
 
 import llvmlite.binding as llvm
 import numpy as np
-import pytest
 from numba import njit
 
 _INSPECT = textwrap.dedent("""
@@ -42,53 +41,59 @@ _INSPECT = textwrap.dedent("""
 """)
 
 
-def _run(tmp_path, setting, **env_vars):
+def _start(tmp_path, setting, **env_vars):
+    """A new process that compiles small_moments under the setting (None: unset) with an
+    empty cache and prints what it saw (_INSPECT), started, not waited for."""
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache"), **env_vars}
     env.pop("NUMBA_LN_VECTOR_BITS", None)
     if setting is not None:
         env["NUMBA_LN_VECTOR_BITS"] = setting
-    return subprocess.run([sys.executable, "-c", _INSPECT], capture_output=True, text=True,
-                          env=env, timeout=300)
+    return subprocess.Popen([sys.executable, "-c", _INSPECT], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
 
 
-@pytest.fixture(scope="module")
-def compiled(tmp_path_factory):
-    """{setting: what the new process saw}: the default (None), 256 and llvm."""
-    seen = {}
-    for setting in (None, "256", "llvm"):
-        done = _run(tmp_path_factory.mktemp("width"), setting)
-        assert done.returncode == 0, done.stderr[-3000:]
-        seen[setting] = json.loads(done.stdout.splitlines()[-1])
-        x = np.linspace(-1, 1, 3 * 768, dtype=np.float32).reshape(3, 768).astype(np.float64)
+def _seen(processes):
+    """{setting: what its process printed}, once all have finished (they run at once)."""
+    outputs = {setting: p.communicate(timeout=300) for setting, p in processes.items()}
+    for setting, (_, err) in outputs.items():
+        assert processes[setting].returncode == 0, err[-3000:]
+    return {setting: json.loads(out.splitlines()[-1]) for setting, (out, _) in outputs.items()}
+
+
+def _host_has_avx512():
+    llvm.initialize_native_target()
+    return "+avx512f" in llvm.get_host_cpu_features().flatten().split(",")
+
+
+def test_each_setting_compiles_as_chosen(tmp_path):
+    """The default (512) and 256 put their preference on the kernel's functions, llvm none;
+    each setting has its own cache stamp; the results are right under each; on a CPU with
+    AVX-512 the default's loops run in zmm registers and 256's in ymm ones.  (One test, so
+    that the three compilations run once, at once, on any number of xdist workers.)"""
+    seen = _seen({setting: _start(tmp_path / str(setting), setting)
+                  for setting in (None, "256", "llvm")})
+    x = np.linspace(-1, 1, 3 * 768, dtype=np.float32).reshape(3, 768).astype(np.float64)
+    for setting, bits in ((None, 512), ("256", 256), ("llvm", None)):
         assert seen[setting]["status"] == 0
         np.testing.assert_allclose(seen[setting]["stats"][0], x.mean(axis=1), atol=1e-6)
         np.testing.assert_allclose(seen[setting]["stats"][1], x.var(axis=1), rtol=1e-6)
-    return seen
-
-
-@pytest.mark.parametrize("setting, bits", [(None, 512), ("256", 256)])
-def test_kernel_functions_carry_the_width_preference(compiled, setting, bits):
-    attributes = compiled[setting]["kernel_attributes"]
-    assert attributes
-    assert all(f'"prefer-vector-width"="{bits}"' in line for line in attributes)
-
-
-def test_llvm_setting_leaves_the_choice_to_llvm(compiled):
-    assert compiled["llvm"]["kernel_attributes"]
-    assert not any("prefer-vector-width" in line
-                   for line in compiled["llvm"]["kernel_attributes"])
-
-
-def test_each_setting_has_its_own_cache_stamp(compiled):
-    stamps = {compiled[setting]["stamp"] for setting in compiled}
-    assert len(stamps) == len(compiled)
+        attributes = seen[setting]["kernel_attributes"]
+        assert attributes, setting
+        if bits is None:
+            assert not any("prefer-vector-width" in line for line in attributes)
+        else:
+            assert all(f'"prefer-vector-width"="{bits}"' in line for line in attributes)
+    assert len({seen[setting]["stamp"] for setting in seen}) == len(seen)
+    if _host_has_avx512():
+        assert "zmm" in seen[None]["registers"]
+        assert "zmm" not in seen["256"]["registers"] and "ymm" in seen["256"]["registers"]
 
 
 def test_a_bad_setting_is_refused_by_name(tmp_path):
-    done = _run(tmp_path, "1024")
-    assert done.returncode != 0
-    assert "ValueError: NUMBA_LN_VECTOR_BITS must be one of 512, 256, llvm, not '1024'" in (
-        done.stderr)
+    process = _start(tmp_path, "1024")
+    _, err = process.communicate(timeout=300)
+    assert process.returncode != 0
+    assert "ValueError: NUMBA_LN_VECTOR_BITS must be one of 512, 256, llvm, not '1024'" in err
 
 
 def test_user_njit_code_is_left_alone():
@@ -103,27 +108,13 @@ def test_user_njit_code_is_left_alone():
     assert "prefer-vector-width" not in user_sum.inspect_llvm(user_sum.signatures[0])
 
 
-def _host_has_avx512():
-    llvm.initialize_native_target()
-    return "+avx512f" in llvm.get_host_cpu_features().flatten().split(",")
-
-
-@pytest.mark.skipif(not _host_has_avx512(), reason="the CPU has no AVX-512")
-def test_float32_loops_use_the_chosen_registers(compiled):
-    assert "zmm" in compiled[None]["registers"]
-    assert "zmm" not in compiled["256"]["registers"]
-    assert "ymm" in compiled["256"]["registers"]
-
-
 def test_a_cpu_without_avx512_compiles_as_before(tmp_path):
     """Compiled for an AVX2 CPU (Haswell), the preference changes no instruction."""
     haswell = {"NUMBA_CPU_NAME": "haswell",
                "NUMBA_CPU_FEATURES": "+avx,+avx2,+fma,+f16c,+bmi,+bmi2,+popcnt,+sse4.2,+lzcnt"}
-    asm = {}
-    for setting in ("512", "llvm"):
-        done = _run(tmp_path / setting, setting, **haswell)
-        assert done.returncode == 0, done.stderr[-3000:]
-        asm[setting] = json.loads(done.stdout.splitlines()[-1])["asm"]
+    seen = _seen({setting: _start(tmp_path / setting, setting, **haswell)
+                  for setting in ("512", "llvm")})
+    asm = {setting: seen[setting]["asm"] for setting in seen}
     assert "zmm" not in asm["512"] and "ymm" in asm["512"]
     # (the same instructions; symbol names carry Numba's per-process function ids)
     unnamed = {k: re.sub(r"[\w.$]*_ZN[\w.$]*", "SYMBOL", a) for k, a in asm.items()}
