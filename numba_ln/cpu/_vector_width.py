@@ -12,8 +12,8 @@ default.
 Each function of a kernel's library therefore asks for them: the LLVM function attribute
 ``"prefer-vector-width"`` set to _config.PREFERRED_VECTOR_BITS (NUMBA_LN_VECTOR_BITS: 512,
 256, or llvm for none).  A preference only: LLVM takes the widest legal vector up to it,
-so a CPU without AVX-512 compiles as before.
-Numba compiles a user's own @njit code as Numba does; the kernels it calls keep theirs.
+so a CPU without AVX-512 compiles as before.  Numba compiles a user's own @njit code as
+Numba does; the kernels it calls keep their preference.
 
 Measured on a 2-core Sapphire Rapids-class Xeon (LLVM names it rocketlake), 2 threads,
 ``python -m numba_ln.bench`` (and ``--backward``, ``--half``, ``--latency``) with 256-bit
