@@ -208,9 +208,9 @@ def float_result(*float_types):
 
 def emit_float_op(context, builder, name, lhs, lhs_type, rhs, rhs_type):
     """(lhs <op> rhs, its type) for an intrinsic's codegen, as Numba lowers ``lhs * rhs``
-    ("fmul") or ``lhs + rhs`` ("fadd") of two floats: both cast to the wider type, the
-    plain instruction (the kernel's fastmath flags are added to it, as to Numba's own,
-    when its module is finished: numba.core.fastmathpass)."""
+    ("fmul"), ``lhs + rhs`` ("fadd") or ``lhs - rhs`` ("fsub") of two floats: both cast to
+    the wider type, the plain instruction (the kernel's fastmath flags are added to it, as
+    to Numba's own, when its module is finished: numba.core.fastmathpass)."""
     common = float_result(lhs_type, rhs_type)
     lhs = context.cast(builder, lhs, lhs_type, common)
     rhs = context.cast(builder, rhs, rhs_type, common)

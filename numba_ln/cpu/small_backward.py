@@ -77,23 +77,25 @@ def _recomputed(mean, rstd, rows):
 
 
 @kernel(inline="always")
+def _widened(s, rows):
+    """A given statistic as a float64 row."""
+    out = np.empty(rows)
+    flat = s.reshape(-1)
+    for i in range(rows):
+        out[i] = flat[i]
+    return out
+
+
+@kernel(inline="always")
 def _widened_rstd(mean, rstd, rows):
     """(zeros, rstd) as float64 rows: RMSNorm's given statistics (no mean)."""
-    m, r = np.zeros(rows), np.empty(rows)
-    flat_rstd = rstd.reshape(-1)
-    for i in range(rows):
-        r[i] = flat_rstd[i]
-    return (m, r)
+    return (np.zeros(rows), _widened(rstd, rows))
 
 
 @kernel(inline="always")
 def _widened_stats(mean, rstd, rows):
     """(mean, rstd) as float64 rows: LayerNorm's given statistics."""
-    m, r = _widened_rstd(mean, rstd, rows)
-    flat_mean = mean.reshape(-1)
-    for i in range(rows):
-        m[i] = flat_mean[i]
-    return (m, r)
+    return (_widened(mean, rows), _widened(rstd, rows))
 
 
 def _stats_of(mean, rstd):
