@@ -145,27 +145,31 @@ def backward(centered, fname, dy, x, weight, mean, rstd, axis, eps, grad_residua
     stats = None if rstd is None else (_flat_stat(mean), _flat_stat(rstd))
 
     # --- validated: from here on only the output is written ---------------------------
+    grads = None
+    if param_grads:  # (in kernel column order; 16-bit: float32, as torch's autocast)
+        param_dtype = np.float32 if half else dtype
+        grads = (np.empty(plan.cols, param_dtype),
+                 np.empty(plan.cols, param_dtype) if centered else None)
     if direct is not None:  # (_kinds: no out, every array read where it lies)
         dx, dx_view = plan.fresh(dtype, _dtypes.kernel_dtype(dtype) if half else None)
         views = [None if a is None else (a.reshape(-1), *direct) for a in (dy, x, gr)]
         if half:
             views = [kernel_view(v) for v in views]
-        dweight, dbias = run_backward(dx_view, *views[:2], weight, stats, views[2], plan.rows,
-                                      plan.cols, eps, centered, bool(param_grads))
+        run_backward(dx_view, *views[:2], weight, stats, views[2], plan.rows, plan.cols, eps,
+                     centered, grads)
     else:
-        dx, dweight, dbias = _general(plan, dtype, dy, x, gr, weight, stats, out, eps,
-                                      centered, param_grads)
+        dx = _general(plan, dtype, dy, x, gr, weight, stats, out, eps, centered, grads)
     if given_out is not None:
         dx = given_out
-    if not param_grads:
+    if grads is None:
         return dx, None, None
-    param_dtype = np.float32 if half else dtype  # (16-bit: float32, as torch's autocast)
-    return dx, _param_grad(dweight, plan, param_dtype), (
-        None if dbias is None else _param_grad(dbias, plan, param_dtype))
+    dweight, dbias = grads
+    return dx, _param_grad(dweight, plan), None if dbias is None else _param_grad(dbias, plan)
 
 
-def _general(plan, dtype, dy, x, gr, weight, stats, out, eps, centered, param_grads):
-    """dx (in out when given), dweight, dbias: any layout, dtype conversion and overlap."""
+def _general(plan, dtype, dy, x, gr, weight, stats, out, eps, centered, grads):
+    """dx (in out when given; the parameter gradients into grads): any layout, dtype
+    conversion and overlap."""
     if x.dtype != dtype:
         x = x.astype(dtype)
     if dy.dtype != dtype:
@@ -187,8 +191,8 @@ def _general(plan, dtype, dy, x, gr, weight, stats, out, eps, centered, param_gr
             stats = (mean_flat, rstd_flat)
     rows, cols = plan.rows, plan.cols
     if rows == 0:
-        dx = out if out is not None else np.empty(x.shape, dtype)
-        return dx, np.zeros(cols), np.zeros(cols) if centered else None
+        run_backward(None, None, None, None, None, None, 0, cols, eps, centered, grads)
+        return out if out is not None else np.empty(x.shape, dtype)
     dx, dx_view = _output_view(plan, out, dtype)
     dy_view, x_view = plan.kernel_input(dy), plan.kernel_input(x)
     gr_view = None if gr is None else plan.kernel_input(gr)
@@ -196,11 +200,11 @@ def _general(plan, dtype, dy, x, gr, weight, stats, out, eps, centered, param_gr
         dx_view = IN_PLACE
     if _dtypes.is_half(dtype):  # (the kernels read 16-bit floats as their bits)
         dx_view, dy_view, x_view, gr_view = map(kernel_view, (dx_view, dy_view, x_view, gr_view))
-    dweight, dbias = run_backward(dx_view, dy_view, x_view, plan.param(weight), stats,
-                                  gr_view, rows, cols, eps, centered, bool(param_grads))
+    run_backward(dx_view, dy_view, x_view, plan.param(weight), stats, gr_view, rows, cols, eps,
+                 centered, grads)
     if out is not None and dx is not out:
         np.copyto(out, dx)
-    return dx, dweight, dbias
+    return dx
 
 
 def rows_plan(x, axes):
@@ -210,8 +214,8 @@ def rows_plan(x, axes):
     return plan if plan.kind == "rows" else Plan(x.shape, axes, "rows", False, False)
 
 
-def _param_grad(g, plan, dtype):
-    """A float64 parameter gradient in kernel column order -> normalized shape, dtype."""
+def _param_grad(g, plan):
+    """A parameter gradient in kernel column order -> the normalized shape."""
     if plan.flip:
-        g = g[::-1]
-    return g.astype(dtype).reshape(plan.norm_shape)
+        g = g[::-1].copy()
+    return g.reshape(plan.norm_shape)

@@ -75,11 +75,11 @@ def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out):
     # (the parameter gradients allocated here: boxing arrays the kernel allocated costs
     # more; one kernel a form: a None or bool argument costs the dispatcher ~65 ns)
     dweight = _empty(x.shape[-1], work)
-    if x.size > serial_max:  # (dweight and dbias only for the check: run_backward
-        dbias = _empty(x.shape[-1], work) if centered else None  # returns its own)
+    if x.size > serial_max:
+        dbias = _empty(x.shape[-1], work) if centered else None
         if small_backward_fits(dx_k, dy, x, weight, mean, rstd, dweight, dbias, eps):
             return None
-        return _in_threads(centered, dx, dx_k, dy, x, weight, mean, rstd, eps, work)
+        return _in_threads(centered, dx, dx_k, dy, x, weight, mean, rstd, eps, dweight, dbias)
     if centered:
         dbias = _empty(x.shape[-1], work)
         declined = (small_layer_norm_backward(dx_k, dy, x, weight, dweight, dbias, eps,
@@ -98,7 +98,7 @@ def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out):
     return dx, dweight, dbias
 
 
-def _in_threads(centered, dx, dx_k, dy, x, weight, mean, rstd, eps, work):
+def _in_threads(centered, dx, dx_k, dy, x, weight, mean, rstd, eps, dweight, dbias):
     """(dx, dweight, dbias) of a call small_backward_fits passed, which runs in threads:
     the general path's run_backward on the kernels' row views, without the general
     path's planning (~13 us of a (64, 1024) call's ~35).  The same kernels and arguments
@@ -109,9 +109,9 @@ def _in_threads(centered, dx, dx_k, dy, x, weight, mean, rstd, eps, work):
     if rstd is not None:
         stats = (None if mean is None else mean.reshape(-1), rstd.reshape(-1))
     dx_view = dx_k if dx_k is IN_PLACE else (dx_k.reshape(-1), 0, cols)
-    dweight, dbias = run_backward(dx_view, (dy.reshape(-1), 0, cols), (x.reshape(-1), 0, cols),
-                                  weight, stats, None, rows, cols, eps, centered)
-    return dx, dweight.astype(work), (None if dbias is None else dbias.astype(work))
+    run_backward(dx_view, (dy.reshape(-1), 0, cols), (x.reshape(-1), 0, cols), weight, stats,
+                 None, rows, cols, eps, centered, (dweight, dbias))
+    return dx, dweight, dbias
 
 
 def _not_of(a, dtype):

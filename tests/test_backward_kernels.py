@@ -47,9 +47,11 @@ def backward(dy, x, w=None, stats=None, gr=None, *, centered=True, eps=1e-5,
         dx, dx_view = dy_arr, IN_PLACE
     else:
         dx, dx_view = rows_array(np.full_like(x, np.nan), layout)
-    dw, db = bw.run_backward(dx_view, dy_view, x_view, w, stats, gr_view, rows, cols, eps,
-                             centered, param_grads)
-    return np.array(dx), dw, db
+    # (float64 gradients: the kernels' sums, unrounded)
+    dw, db = np.full(cols, np.nan), (np.full(cols, np.nan) if centered else None)
+    bw.run_backward(dx_view, dy_view, x_view, w, stats, gr_view, rows, cols, eps, centered,
+                    (dw, db) if param_grads else None)
+    return (np.array(dx), dw, db) if param_grads else (np.array(dx), None, None)
 
 
 def reference(dy, x, w=None, stats=None, gr=None, *, centered=True, eps=1e-5):
@@ -188,7 +190,7 @@ def test_inputs_not_modified(rng):
     gr = rng.standard_normal(x.shape).astype(np.float32)
     copies = [a.copy() for a in (dy, x, w, gr)]
     bw.run_backward(rows_array(np.empty_like(x))[1], rows_array(dy)[1], rows_array(x)[1], w,
-                    None, rows_array(gr)[1], 9, 64, 1e-5, True)
+                    None, rows_array(gr)[1], 9, 64, 1e-5, True, (np.empty(64), np.empty(64)))
     for a, b in zip((dy, x, w, gr), copies):
         assert np.array_equal(a, b)
 
@@ -203,19 +205,16 @@ def test_parallel_matches_reference_and_serial(rng, dtype):
     dy, x, w = data(rng, PARALLEL_SHAPE, dtype, 1e4)
     got = backward(dy, x, w)
     assert_matches(got, reference(dy, x, w), dtype)
-    # the serial kernel runs the same tasks: the same bits
+    # run in this thread (from Python, as below the serial bound): the same tasks, the
+    # same bits
     rows, cols = x.shape
-    dx = np.empty_like(x)
-    per_task = bw.task_rows(rows, cols)
-    tasks = -(-rows // per_task)
-    partials = (*bw._partial_rows(tasks, cols, 2, np.dtype(np.float64)),
-                *bw._partial_rows(tasks, cols, 2, np.dtype(dtype)))
-    bw.backward_serial(((dx.reshape(-1), 0, cols), (dy.reshape(-1), 0, cols),
-                        (x.reshape(-1), 0, cols), None), (w, 1e-5, True), None, partials,
-                       rows, cols, per_task)
+    dx, grads = np.empty_like(x), (np.empty(cols), np.empty(cols))
+    bw._run_here(((dx.reshape(-1), 0, cols), (dy.reshape(-1), 0, cols),
+                  (x.reshape(-1), 0, cols), None), (w, 1e-5, True), None, grads,
+                 rows, cols, bw.task_rows(rows, cols))
     assert np.array_equal(dx, got[0])
-    assert np.array_equal(bw.reduce_partials(partials[0], tasks, cols), got[1])
-    assert np.array_equal(bw.reduce_partials(partials[1], tasks, cols), got[2])
+    assert np.array_equal(grads[0], got[1])
+    assert np.array_equal(grads[1], got[2])
 
 
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 threads")

@@ -144,17 +144,19 @@ def test_cached_kernels_follow_the_sources_contents(tmp_path):
     only a sibling must not leave the old machine code in use (Numba itself checks only
     the defining file).  And the stamp is the sources' contents, not their mtimes: a cache
     copied elsewhere (an image, another machine: every mtime new) is still used.  Every
-    kernel carries the same stamp, so a small one shows it (reduce_partials, in
-    backward.py: a second to compile, where a row kernel takes ten cold)."""
+    kernel carries the same stamp, so a small one shows it (widen_serial, in convert.py:
+    a second to compile, where a row kernel takes ten cold)."""
     site = tmp_path / "site"
     shutil.copytree(PACKAGE, site / "numba_ln", ignore=shutil.ignore_patterns("__pycache__"))
     env = {**os.environ, "PYTHONPATH": str(site)}
     env.pop("NUMBA_CACHE_DIR", None)
     code = """
         import numpy as np
-        from numba_ln.cpu import backward
-        k = backward.reduce_partials
-        assert list(k((np.arange(6.0), 0, 3), 2, 3)) == [3.0, 5.0, 7.0]
+        from numba_ln.cpu import convert
+        k = convert.widen_serial
+        out = np.zeros(3, np.float32)
+        k(np.array([1.0, -2.0, 0.5], np.float16).view(np.int16), out)
+        assert list(out) == [1.0, -2.0, 0.5]
         print(sum(k._cache_hits.values()), sum(k._cache_misses.values()))
     """
 
@@ -178,9 +180,9 @@ def test_the_first_compile_in_a_process_says_so_once(tmp_path):
     # (two small kernels of two dtypes: any kernel's first compile speaks, once)
     code = """
         import numpy as np
-        from numba_ln.cpu import backward
-        backward.reduce_partials((np.ones(4, np.float32), 0, 2), 2, 2)
-        backward.reduce_partials((np.ones(4), 0, 2), 2, 2)
+        from numba_ln.cpu import convert
+        convert.widen_serial(np.ones(4, np.int16), np.empty(4, np.float32))
+        convert.widen_serial(np.ones(4, np.uint16), np.empty(4, np.float32))
     """
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
     env.pop("NUMBA_LN_QUIET", None)

@@ -27,17 +27,17 @@ from numba import types
 from numba.extending import overload, register_jitable
 
 from .. import _backward_api
-from ..cpu import backward as _bw
+from ..cpu import _partials, backward as _bw
 from ..cpu._elements import IN_PLACE
 from . import _memoized
 from .checks import (_absent, _check_axis, _check_eps, _fail, _flag, _is_view, _output_kind,
                      _param_kind, _x_dtype)
 from .core import (_JIT_OPTIONS, _copy_into, _detach, _detach_any, _flat_copy, _overlaps,
                    _param_copy)
-from .._dtypes import F64
 
 _task_rows = register_jitable(_bw.task_rows)  # the Python path's tasks, in compiled code
 _backward_serial = _bw.backward_serial  # (and its loop over them; jitable itself)
+_partial_rows, _param_grad = _partials.partial_rows, _partials.param_grad
 
 
 @register_jitable(**_JIT_OPTIONS)
@@ -109,9 +109,6 @@ def _make_backward(fname, centered, dy, x, weight, mean, rstd, eps, grad_residua
     gr_view = has_r and _is_view(grad_residual, dtype)
     may_in_place = dx_view and dy_view
     dt = dtype.type
-    # partial rows' element sizes (cpu/backward._partial_rows)
-    item64, item = F64.itemsize, dtype.itemsize
-    nparams = 2 if centered else 1
 
     @register_jitable(**_JIT_OPTIONS)
     def core(dy, x, weight, mean, rstd, eps, grad_residual, out):
@@ -180,17 +177,16 @@ def _make_backward(fname, centered, dy, x, weight, mean, rstd, eps, grad_residua
         per_task = _task_rows(rows, cols)
         tasks = (rows + per_task - 1) // per_task
         if grads:
-            s64 = cols + (2048 - cols * item64) % 4096 // item64
-            sw = cols + (2048 - cols * item) % 4096 // item
-            b64 = np.empty(max(1, tasks * nparams * s64), np.float64)
-            bw = np.empty(max(1, tasks * nparams * sw), dt)
-            p64w, pw = (b64, zero, nparams * s64), (bw, zero, nparams * sw)
+            dweight = np.empty(cols, dt)
             if centered:
-                p64b, pb = (b64, s64, nparams * s64), (bw, sw, nparams * sw)
+                dbias = np.empty(cols, dt)
             else:
-                p64b = pb = None
+                dbias = None
         else:
-            p64w = p64b = pw = pb = None
+            dweight = dbias = None
+        # (the Python path's partial rows and their sum: _partials)
+        p64w, p64b = _partial_rows(tasks, cols, 0.0, dweight, dbias)
+        pw, pb = _partial_rows(tasks, cols, dt(0), dweight, dbias)
         # Absent arrays are None for the kernel (a compile-time fact, as from Python).
         if w_absent:
             w_v = None
@@ -232,11 +228,12 @@ def _make_backward(fname, centered, dy, x, weight, mean, rstd, eps, grad_residua
         if not grads:
             return dx, None, None
         if centered and cols == 1:
-            return dx, np.full(1, dw1, dt), np.full(1, db1, dt)
-        dweight = _bw.reduce_partials(p64w, tasks, cols).astype(dt)
-        if centered:
-            return dx, dweight, _bw.reduce_partials(p64b, tasks, cols).astype(dt)
-        return dx, dweight, None
+            dweight[0] = dw1
+            dbias[0] = db1
+        else:
+            _param_grad(p64w, tasks, cols, dweight)
+            _param_grad(p64b, tasks, cols, dbias)
+        return dx, dweight, dbias
 
     return core
 

@@ -15,8 +15,8 @@ from .._dtypes import half_of_bits
 from ._elements import IN_PLACE
 
 
-def single_column(dx, dy, x, w, stats, grad_residual, rows, eps, param_grads):
-    """dx written; returns (dweight, dbias) as float64 (run_backward's contract)."""
+def single_column(dx, dy, x, w, stats, grad_residual, rows, eps, dweight, dbias):
+    """dx written, dweight and dbias (None: not wanted) as run_backward writes them."""
     def at(view):  # (buffer, positions) of the rows' single elements (any row stride)
         return view[0], view[1] + np.arange(rows) * view[2]
 
@@ -31,14 +31,14 @@ def single_column(dx, dy, x, w, stats, grad_residual, rows, eps, param_grads):
         xhat = (x_v - mean) * rstd
         g = dy_v * (1.0 if w is None else float(w[0]))
         value = rstd * ((g - g) - xhat * (g * xhat))
-        dweight = np.sum(dy_v * xhat)
+        dweight_sum = np.sum(dy_v * xhat)
     if grad_residual is not None:
         value += column(grad_residual)
     buf, positions = at(dy if dx is IN_PLACE else dx)
     buf[positions] = _stored(value, buf.dtype)
-    if not param_grads:
-        return None, None
-    return np.array([dweight]), np.array([np.sum(dy_v)])
+    if dweight is not None:
+        dweight[0] = dweight_sum  # (rounded once to its dtype)
+        dbias[0] = np.sum(dy_v)
 
 
 def _values(elements):

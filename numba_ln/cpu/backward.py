@@ -9,8 +9,7 @@ residual stream, dx in place over dy, and dweight/dbias.
 
 Entry point (the front calls this; everything is in kernel order, rows x cols)::
 
-    dweight, dbias = run_backward(dx, dy, x, w, stats, grad_residual, rows, cols, eps,
-                                  centered, param_grads=True)
+    run_backward(dx, dy, x, w, stats, grad_residual, rows, cols, eps, centered, grads)
 
 ``dx, dy, x, grad_residual``  row views ``(buf, start, stride)`` as in rows.py: row i is
                ``buf[start + i*stride :][:cols]``, buf a flat unit-stride array; all of one
@@ -30,15 +29,16 @@ Entry point (the front calls this; everything is in kernel order, rows x cols)::
                RMSNorm (``(None, rstd)``).
 ``rows, cols, eps, centered``  the shape; eps (unused with given stats); LayerNorm (True)
                or RMSNorm (False).
-``param_grads`` False: no dweight/dbias work at all (returns ``(None, None)``).
-
-Returns ``(dweight, dbias)``: float64 arrays of ``cols`` elements (dbias None for
-RMSNorm), zeros for ``rows == 0``; the front casts them to the result dtype.
+``grads``      ``(dweight, dbias)``: writeable 1-D arrays of ``cols`` elements (float32 or
+               float64; the front passes the result dtype, float32 for 16-bit data) into
+               which the parameter gradients are written (zeros for ``rows == 0``),
+               summed in float64 and rounded once; dbias None for RMSNorm.  None: no
+               dweight/dbias work at all.
 
 The kernels take these grouped in plain tuples, as rows.py's do (which says why not named
 tuples): ``arrays = (dx, dy, x, grad_residual)``, ``norm = (w, eps, centered)``, ``stats``,
 ``partials`` (the tasks' dweight and dbias partial rows in float64, then in the work type;
-``_partial_rows``), then the shape and the task.
+_partials.py), then the shape and the task.
 
 **Passes.**  Each row's sums (module docstring of _backward_rows) are taken while the
 previous row's dx is written: one sweep over a row reads dy and x from memory and writes
@@ -55,8 +55,9 @@ whose rstd leaves float32's range are computed in float64 (``row_wide``).
 **Determinism.**  Rows are cut into tasks by the shape alone (``task_rows``); each task
 sums dy * xhat and dy into partial rows of its own, in row order (work-type rows flushed
 into float64 every PARAM_ROWS rows), and the tasks' partials are added in task order
-(``reduce_partials``).  The serial kernel runs the same tasks one after the other, so
-results are bitwise the same for any thread count and for either kernel.  Kernel
+(_partials.param_grad).  Run in this thread (calls below the serial bound, the small-call
+kernels, a user's @njit code) the same tasks run one after the other, so results are
+bitwise the same for any thread count and on every path.  Kernel
 variants (with or without a weight, grad_residual, IN_PLACE, parameter gradients) may
 differ in the last bits, as the forward's do: LLVM may split the same sums into lanes
 differently.
@@ -74,7 +75,7 @@ import numpy as np
 from numba import prange
 from numba.extending import register_jitable
 
-from .. import _buffers, _config, _stand_ins, _threading
+from .. import _config, _stand_ins, _threading
 from ._backward_elements import clear_rows, flush_rows
 from ._backward_rows import lead, row_dx, row_wide, sweep
 from ._backward_single import single_column
@@ -82,11 +83,11 @@ from ._backward_stats import row_center, row_terms
 from ._elements import is_narrow, smaller, work
 from ._jit import kernel
 from ._moments import PIECE
+from ._partials import numpy_param_grad, numpy_partial_rows, param_grad, partial_rows
 from ._pointers import address, advance, row_address
 from ._rowops import normalizer
 
 RSTD_MAX = _config.NARROW_RSTD_MAX
-_F64, _F32 = np.dtype(np.float64), np.dtype(np.float32)
 
 # At most this many tasks, and at least TASK_MIN_ROWS rows a task: each task has partial
 # rows of dweight/dbias (cols float64 + cols work type per parameter), which the final
@@ -190,11 +191,11 @@ def backward_block(arrays, norm, stats, partials, cols, first, last, t):
 
 @kernel(inline="always")
 def backward_serial(arrays, norm, stats, partials, rows, cols, per_task):
-    """The tasks of backward_parallel, one after the other (the same results), each a call
-    of backward_block: from Python as ``backward_serial.py_func`` (the serial bound allows
-    a few tasks), or inlined by Numba into the small-call kernel (small_backward.py) or a
-    user's @njit code (_njit/backward.py).  Never compiled on its own: as a wrapper kernel
-    or a register_jitable function each of its variants re-optimized and re-emitted all of
+    """The tasks of backward_rows, one after the other (the same results), each a call of
+    backward_block: from Python as ``backward_serial.py_func`` (run_backward below the
+    serial bound), or inlined by Numba into the small-call kernels (small_backward.py)
+    and a user's @njit code (_njit/backward.py).  Never compiled on its own: as a wrapper kernel or a
+    register_jitable function each of its variants re-optimized and re-emitted all of
     backward_block's machine code (~0.35-0.6 s of compiling per argument form, for the
     same bits)."""
     for t in range(-(-rows // per_task)):
@@ -205,48 +206,24 @@ def backward_serial(arrays, norm, stats, partials, rows, cols, per_task):
 
 
 @kernel(parallel=True)
-def backward_parallel(arrays, norm, stats, partials, rows, cols, per_task):
-    """Rows in parallel, per_task consecutive rows per task, each with its partial rows."""
+def backward_rows(arrays, norm, stats, grads, rows, cols, per_task):
+    """All rows in parallel, per_task consecutive rows per task, each task with its partial
+    rows (_partials); then the tasks' partials added in task order into grads = (dweight,
+    dbias), arrays of cols elements (dbias None for RMSNorm; both None: no parameter
+    gradients).  The partial rows are allocated and added up here: from Python, two
+    allocations and a reduction kernel cost ~4 us of a ~30 us (64, 1024) call."""
     # (unpacked outside the loop: Numba's parallel loop cannot take a tuple of row views)
     dx, dy, x, gr = arrays
-    pwv, pbv, swv, sbv = partials
-    for t in prange((rows + per_task - 1) // per_task):
+    dweight, dbias = grads
+    tasks = (rows + per_task - 1) // per_task
+    pw, pb = partial_rows(tasks, cols, 0.0, dweight, dbias)  # (the float64 totals)
+    sw, sb = partial_rows(tasks, cols, work(dy[0], 0.0), dweight, dbias)
+    for t in prange(tasks):
         first = np.int64(t) * per_task  # prange's index is unsigned
-        backward_block((dx, dy, x, gr), norm, stats, (pwv, pbv, swv, sbv), cols, first,
+        backward_block((dx, dy, x, gr), norm, stats, (pw, pb, sw, sb), cols, first,
                        smaller(rows, first + per_task), np.int64(t))
-
-
-@kernel()
-def reduce_partials(view, tasks, cols):
-    """out[j] = sum of row t of the view (buf, start, step) at j, t = 0, 1, ... in that
-    order (float64): the tasks' partial sums, combined in a fixed order."""
-    buf, start, step = view
-    out = np.zeros(cols)
-    for t in range(tasks):
-        row = buf[start + t * step:start + t * step + cols]  # (an index start + j would
-        for j in range(cols):                                 # keep the loop scalar:
-            out[j] += row[j]                                  # Numba's wraparound check)
-    return out
-
-
-@register_jitable
-def partial_stride(cols, itemsize):
-    """Elements from one parameter's partial row to the next's (at least cols): the rows
-    start half a page apart modulo 4 KiB, since dweight's row stored and dbias's loaded at
-    the same page offset would stall every iteration of the sweep (4K aliasing; measured
-    1.6 times as slow at (4096, 1024) with unpadded rows)."""
-    return cols + (2048 - cols * itemsize) % 4096 // itemsize
-
-
-def _partial_rows(tasks, cols, nparams, dtype):
-    """Views (buf, start, step) of tasks rows of cols elements per parameter (dweight's,
-    and dbias's or None), task t's rows side by side, partial_stride apart; dtype an
-    np.dtype."""
-    stride = partial_stride(cols, dtype.itemsize)
-    # From the output pool (_buffers): fresh pages would cost more than the sums.
-    block = nparams * stride
-    buf = _buffers.empty((max(1, tasks * block),), dtype)
-    return (buf, 0, block), ((buf, stride, block) if nparams == 2 else None)
+    param_grad(pw, tasks, cols, dweight)
+    param_grad(pb, tasks, cols, dbias)
 
 
 def task_rows(rows, cols):
@@ -274,52 +251,45 @@ def split_rows(rows, cols, task_elements, serial_max):
     return per_task
 
 
-def run_backward(dx, dy, x, w, stats, grad_residual, rows, cols, eps, centered,
-                 param_grads=True):
-    """dx written; returns (dweight, dbias) as float64 (module docstring)."""
+def run_backward(dx, dy, x, w, stats, grad_residual, rows, cols, eps, centered, grads):
+    """dx written, and the parameter gradients into grads (module docstring)."""
     # Stand-ins (_stand_ins): fewer kernel variants to compile, the same bits
     if stats is not None:  # (RMSNorm's absent mean: zeros, which given_mean also returns)
         mean = (_stand_ins.zeros(rows) if stats[0] is None
                 else stats[0].astype(np.float64, copy=False))
         stats = (mean, stats[1].astype(np.float64, copy=False))
-    if centered and cols == 1 and rows:
-        return single_column(dx, dy, x, w, stats, grad_residual, rows, eps, param_grads)
+    dweight, dbias = (None, None) if grads is None else grads
+    if rows == 0:
+        for g in (dweight, dbias):
+            if g is not None:
+                g[...] = 0.0
+        return
+    if centered and cols == 1:
+        single_column(dx, dy, x, w, stats, grad_residual, rows, eps, dweight, dbias)
+        return
     per_task = task_rows(rows, cols)
+    args = ((dx, dy, x, grad_residual), (w, float(eps), bool(centered)), stats,
+            (dweight, dbias), rows, cols, per_task)
+    # (one task: run in this thread, with the same bits)
+    if _threading.runs_serial(rows * cols, _config.BACKWARD_COST) or per_task >= rows:
+        _run_here(*args)
+    else:
+        _threading.launch(backward_rows, *args)
+
+
+def _run_here(arrays, norm, stats, grads, rows, cols, per_task):
+    """backward_rows' tasks one after the other in this thread, from Python: the same
+    partial rows (NumPy's), the same tasks (backward_serial's py_func), the same sums,
+    so the same bits, with no kernel of its own to compile (backward_rows costs ~2 s a
+    variant on first use, and small or unusual calls alone need only backward_block)."""
+    dweight, dbias = grads
     tasks = -(-rows // per_task)
     partials = (None, None, None, None)
-    if param_grads:
-        nparams = 2 if centered else 1
-        total = _partial_rows(tasks, cols, nparams, _F64)
-        work_dtype = _F64 if x[0].dtype == _F64 else _F32  # (16-bit data: float32)
-        partials = (*total, *_partial_rows(tasks, cols, nparams, work_dtype))
-    if rows:
-        args = ((dx, dy, x, grad_residual), (w, float(eps), bool(centered)), stats, partials,
-                rows, cols, per_task)
-        # (one task: the serial kernel runs it, with the same bits)
-        if _threading.runs_serial(rows * cols, _config.BACKWARD_COST) or tasks == 1:
-            backward_serial.py_func(*args)
-        else:
-            _threading.launch(backward_parallel, *args)
-    if not param_grads:
-        return None, None
-    if not centered or tasks == 1:
-        return (_reduce(partials[0], tasks, cols),
-                None if partials[1] is None else _reduce(partials[1], tasks, cols))
-    # dweight's and dbias's partial rows lie side by side in each task's block: one pass
-    # sums the blocks (each element in task order, as reduce_partials adds any row; the
-    # padding between the rows is summed and dropped), one call instead of two.  (Not
-    # for one task: NumPy's addition there would see the padding, never written, whose
-    # bits may be a signaling NaN -- a RuntimeWarning.)
-    buf, _, block = partials[0]
-    both = reduce_partials((buf, 0, block), tasks, block)
-    bias_start = partials[1][1]
-    return both[:cols], both[bias_start:bias_start + cols]
-
-
-def _reduce(view, tasks, cols):
-    """reduce_partials; one task's row is its sum, formed as the kernel forms it (0.0 + v,
-    which turns -0.0 into 0.0) without a compiled call (most of a small backward's cost)."""
-    if tasks == 1:
-        buf, start, _ = view
-        return buf[start:start + cols] + 0.0
-    return reduce_partials(view, tasks, cols)
+    if dweight is not None:
+        work = np.float64 if arrays[1][0].dtype == np.float64 else np.float32  # (16-bit: 32)
+        partials = (*numpy_partial_rows(tasks, cols, np.float64, dbias is not None),
+                    *numpy_partial_rows(tasks, cols, work, dbias is not None))
+    backward_serial.py_func(arrays, norm, stats, partials, rows, cols, per_task)
+    for view, out in ((partials[0], dweight), (partials[1], dbias)):
+        if out is not None:
+            numpy_param_grad(view, tasks, cols, out)

@@ -25,12 +25,12 @@ of the work dtype.
 import numpy as np
 from numba import types
 from numba.extending import overload
-from numba.np.numpy_support import as_dtype
 
 from ._elements import _absent, work
 from ._jit import kernel
 from ._storage import work_type
-from .backward import backward_serial, partial_stride, split_rows
+from ._partials import param_grad, partial_rows
+from .backward import backward_serial, split_rows
 from .small_args import (CENTERED, NOT_CENTERED, _array_fits, _param_type_fits, apart,
                          length_fits, shape_of, view_of)
 
@@ -107,57 +107,6 @@ def _stats_of(mean, rstd):
     return _widened_rstd if _absent(mean) else _widened_stats
 
 
-def partial_rows(tasks, cols, like, with_bias):
-    """The tasks' partial rows of dweight and dbias in the dtype of the scalar ``like``,
-    as row views, laid out as cpu/backward's _partial_rows lays them out (task t's rows
-    side by side, partial_stride apart); dbias's None when not wanted (RMSNorm)."""
-
-
-@overload(partial_rows, inline="always")
-def _partial_rows(tasks, cols, like, with_bias):
-    dtype = as_dtype(like)
-    item = dtype.itemsize
-    if _absent(with_bias):
-        return lambda tasks, cols, like, with_bias: (
-            (np.empty(tasks * cols, dtype), np.int64(0), np.int64(cols)), None)
-
-    def side_by_side(tasks, cols, like, with_bias):
-        stride = partial_stride(cols, item)
-        buf = np.empty(tasks * 2 * stride, dtype)
-        return (buf, np.int64(0), 2 * stride), (buf, stride, 2 * stride)
-    return side_by_side
-
-
-def param_grad(view, tasks, cols, out):
-    """The tasks' partials added in task order (reduce_partials' order) into out (a
-    parameter gradient, in the work dtype: float32 for 16-bit data); nothing for an absent
-    view."""
-
-
-@overload(param_grad)
-def _param_grad(view, tasks, cols, out):
-    if _absent(view):
-        return lambda view, tasks, cols, out: None
-
-    def total(view, tasks, cols, out):
-        # Added task by task into task 0's row (scratch), one vectorized loop per task:
-        # the additions of 0.0 + row 0 + row 1 + ... in that order, so the same sums,
-        # zeros' signs included once the last 0.0 + has turned a -0.0 into 0.0.  (A
-        # loop over the tasks inside one over the columns does not vectorize: it cost
-        # 0.66 us of a (1, 768) call's 1.76 us in compiled code.)
-        # (rows as slices: an index start + j may be negative to Numba, whose wraparound
-        # check kept these loops scalar)
-        buf, start, step = view
-        first = buf[start:start + cols]
-        for t in range(1, tasks):
-            row = buf[start + t * step:start + t * step + cols]
-            for j in range(cols):
-                first[j] += row[j]
-        for j in range(cols):
-            out[j] = 0.0 + first[j]
-    return total
-
-
 def _grad_fits(g, x):
     """Typing: a parameter gradient output (the front allocates them: a NumPy allocation
     costs less than boxing one allocated here) is a writeable C-contiguous 1-D array of
@@ -228,8 +177,8 @@ def _run_backward_small(dx, dy, x, w, mean, rstd, eps, centered, tasking, dweigh
         task_elements, serial_max = tasking
         per_task = split_rows(rows, cols, task_elements, serial_max)  # (as task_rows)
         tasks = -(-rows // per_task)
-        pw, pb = partial_rows(tasks, cols, 0.0, dbias)
-        sw, sb = partial_rows(tasks, cols, work(x, 0.0), dbias)  # (float32 for 16-bit)
+        pw, pb = partial_rows(tasks, cols, 0.0, dweight, dbias)
+        sw, sb = partial_rows(tasks, cols, work(x, 0.0), dweight, dbias)  # (float32: 16-bit)
         stats = stats_of(mean, rstd, rows)
         dxv, dyv, xv = view_of(dx, cols), view_of(dy, cols), view_of(x, cols)
         backward_serial((dxv, dyv, xv, None), (w, eps, centered), stats, (pw, pb, sw, sb),

@@ -1,0 +1,108 @@
+"""The backward's partial rows of dweight and dbias (backward.py): each task sums its rows'
+dy * xhat and dy into rows of its own, and the tasks' rows are added in task order, so the
+parameter gradients are bitwise the same for any thread count.
+
+The threaded row kernel (backward.backward_rows), the small-call kernels
+(small_backward.py) and a user's @njit code (_njit/backward.py) each allocate their
+partial rows, run the tasks and add the rows into the gradients in compiled code, with
+these helpers: one layout and one order of additions for all.  (Done from Python, the
+two allocations and the addition cost ~4 us of a ~30 us (64, 1024) threaded backward.)
+Calls below the serial bound run their few tasks from Python (backward.run_backward: no
+kernel of its own to compile, ~2 s a variant on first use), with NumPy's twins of the
+two helpers, ``numpy_partial_rows`` and ``numpy_param_grad``: the same rows, the same
+additions, the same bits.
+
+Layout: per task, dweight's row then dbias's, ``partial_stride`` apart, in float64 (the
+totals) and in the work type (a few rows' sums, flushed into the totals: backward.py's
+PARAM_ROWS).
+"""
+import numpy as np
+from numba.extending import overload, register_jitable
+from numba.np.numpy_support import as_dtype
+
+from ._elements import _absent
+
+
+@register_jitable
+def partial_stride(cols, itemsize):
+    """Elements from one parameter's partial row to the next's (at least cols): the rows
+    start half a page apart modulo 4 KiB, since dweight's row stored and dbias's loaded at
+    the same page offset would stall every iteration of the sweep (4K aliasing; measured
+    1.6 times as slow at (4096, 1024) with unpadded rows)."""
+    return cols + (2048 - cols * itemsize) % 4096 // itemsize
+
+
+def partial_rows(tasks, cols, like, dweight, dbias):
+    """The tasks' partial rows of dweight and dbias in the dtype of the scalar ``like``, as
+    row views ``(buf, start, step)`` (task t's row is ``buf[start + t*step:][:cols]``);
+    dbias's None when dbias is absent (RMSNorm), both None when dweight is (no parameter
+    gradients)."""
+
+
+# (compiled on its own, not inline: inlined into backward_rows, Numba's parallel array
+# analysis fails an assertion on the tuple of views -- numba 0.68)
+@overload(partial_rows)
+def _partial_rows(tasks, cols, like, dweight, dbias):
+    if _absent(dweight):
+        return lambda tasks, cols, like, dweight, dbias: (None, None)
+    dtype = as_dtype(like)
+    if _absent(dbias):
+        return lambda tasks, cols, like, dweight, dbias: (
+            (np.empty(tasks * cols, dtype), np.int64(0), np.int64(cols)), None)
+    item = dtype.itemsize
+
+    def side_by_side(tasks, cols, like, dweight, dbias):
+        stride = partial_stride(cols, item)
+        buf = np.empty(tasks * 2 * stride, dtype)
+        return (buf, np.int64(0), 2 * stride), (buf, stride, 2 * stride)
+    return side_by_side
+
+
+def param_grad(view, tasks, cols, out):
+    """The tasks' float64 partial rows added in task order into out (a parameter gradient,
+    cast to its dtype on the store); nothing for an absent view."""
+
+
+@overload(param_grad)
+def _param_grad(view, tasks, cols, out):
+    if _absent(view):
+        return lambda view, tasks, cols, out: None
+
+    def total(view, tasks, cols, out):
+        # Added task by task into task 0's row (scratch), one vectorized loop per task:
+        # the additions of 0.0 + row 0 + row 1 + ... in that order (0.0 + turns a -0.0
+        # sum into 0.0).  (A loop over the tasks inside one over the columns does not
+        # vectorize: it cost 0.66 us of a (1, 768) call's 1.76 us in compiled code.)
+        # (rows as slices: an index start + j may be negative to Numba, whose wraparound
+        # check kept these loops scalar)
+        if tasks == 0:  # (no rows: zeros)
+            for j in range(cols):
+                out[j] = 0.0
+            return
+        buf, start, step = view
+        first = buf[start:start + cols]
+        for t in range(1, tasks):
+            row = buf[start + t * step:start + t * step + cols]
+            for j in range(cols):
+                first[j] += row[j]
+        for j in range(cols):
+            out[j] = 0.0 + first[j]
+    return total
+
+
+def numpy_partial_rows(tasks, cols, dtype, with_bias):
+    """partial_rows' views, from NumPy (backward.run_backward's tasks run from Python)."""
+    stride = partial_stride(cols, np.dtype(dtype).itemsize)
+    if not with_bias:
+        return (np.empty(tasks * cols, dtype), 0, cols), None
+    buf = np.empty(tasks * 2 * stride, dtype)
+    return (buf, 0, 2 * stride), (buf, stride, 2 * stride)
+
+
+def numpy_param_grad(view, tasks, cols, out):
+    """param_grad in NumPy: the same additions in the same order."""
+    buf, start, step = view
+    total = buf[start:start + cols]
+    for t in range(1, tasks):
+        total += buf[start + t * step:start + t * step + cols]
+    np.add(0.0, total, out=out)  # (rounded once to out's dtype)
