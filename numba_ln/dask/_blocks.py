@@ -56,7 +56,7 @@ def split_rows(x, stats, weight, bias, axes, eps, centered, dtype):
         if _threading.runs_serial(rows * cols):
             given_block(*args[:-2], cols, np.int64(0), rows)  # (all rows as one block)
         else:
-            _threading.launch(_given.given_parallel, *args, _threading.rows_per_task(cols))
+            _threading.launch(_given.given_parallel, *args, _threading.rows_per_task(rows, cols))
     return y
 
 
