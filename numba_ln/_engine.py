@@ -3,9 +3,10 @@
 
 ``run`` is the backend's entry point (the registry in _backends.py sends ndarrays and
 anything else NumPy can read here).  A call of a kind planned before (_kinds.py) checks
-only its values (``_with_values``); one whose arrays lie where the kernels read them and
-that writes fresh outputs then runs *direct* (``_run_direct``: views from the planned
-steps, no overlap tests), any other takes ``normalize``'s general steps.  This module owns
+only its values (``_with_values``); one whose arrays lie where the kernels read them --
+outputs given laid out as x and apart from the inputs, or fresh ones -- then runs
+*direct* (``_run_direct``: views from the planned steps), any other takes
+``normalize``'s general steps.  This module owns
 what is NumPy-specific: reading arguments as arrays, dtype conversion, copying inputs an
 output overlaps, the IN_PLACE marker for outputs over their own input, kernel selection
 (serial / parallel rows / split rows / channels, by _threading.runs_serial) and the
@@ -57,6 +58,12 @@ def run(variant, x, residual, weight, bias, axis, eps, out, residual_out, return
     else:
         call = _with_values(kind.typed, x, residual, weight, bias, eps, out, residual_out)
         plan, direct = kind.plan, kind.direct
+    if direct is not None and (out is not None or residual_out is not None) and (
+            _spec.inputs_to_copy({"x": x, "residual": residual, "weight": call.weight,
+                                  "bias": call.bias},
+                                 {"out": out, "residual_out": residual_out},
+                                 _spec.FORWARD_IN_PLACE, np.may_share_memory, same_view)):
+        direct = None  # (an output over an input it does not replace: normalize copies it)
     if direct is not None:
         y, s, mean, second = _run_direct(call, plan, direct)
     else:
@@ -101,22 +108,38 @@ def _with_values(typed, x, residual, weight, bias, eps, out, residual_out):
 
 def _run_direct(call, plan, direct):
     """normalize() for a kind planned direct (_kinds.Kind): x (and a residual laid out as
-    x) read where they lie, fresh outputs, weight/bias as prepared.  The same kernel and
-    views as normalize() would pass, derived without it."""
+    x) read where they lie, outputs given laid out as x written where they lie (apart from
+    the inputs, or exactly over the one they replace: the caller checked), fresh ones
+    otherwise, weight/bias as prepared.  The same kernel and views as normalize() would
+    pass, derived without it."""
     dtype = call.dtype
     bits = _dtypes.kernel_dtype(dtype) if _dtypes.is_half(dtype) else None
     x_view = (_buffer(call.x, bits), *direct)
     r_view = s = s_view = None
     if call.residual is not None:
         r_view = (_buffer(call.residual, bits), *direct)
-        s, s_view = plan.fresh(dtype, bits)
-    y, y_view = plan.fresh(dtype, bits) if call.variant.want_y else (None, None)
+        s, s_view = _direct_output(plan, call.residual_out, call.residual, dtype, bits, direct)
+    y = y_view = None
+    if call.variant.want_y:  # (out=x is IN_PLACE without a residual, as normalize has it)
+        over = call.x if call.residual is None else None
+        y, y_view = _direct_output(plan, call.out, over, dtype, bits, direct)
     stats = (np.empty(plan.rows), np.empty(plan.rows)) if call.want_stats else None
     _pick_kernel(plan, dtype, y_view, s_view, x_view, r_view, call.weight, call.bias, call.eps,
                  call.variant.centered, stats)
     if stats is None:
         return y, s, None, None
     return y, s, plan.stats_to_keepdims(stats[0]), plan.stats_to_keepdims(stats[1])
+
+
+def _direct_output(plan, out, over, dtype, bits, direct):
+    """(output, kernel view) of a direct call: a fresh one, IN_PLACE when out is exactly
+    the input ``over`` (same first element, same strides: out has x's layout) of a rows
+    plan, else out written through x's steps (as normalize's views: _engine, IN_PLACE)."""
+    if out is None:
+        return plan.fresh(dtype, bits)
+    if over is not None and plan.kind == "rows" and same_view(out, over):
+        return out, IN_PLACE  # (the channels kernels read and write through one view)
+    return out, (_buffer(out, bits), *direct)
 
 
 def _buffer(a, bits):

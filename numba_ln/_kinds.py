@@ -4,8 +4,8 @@ A call's *kind* is what its types and shapes decide: the function, the flags, th
 argument, and the dtype, shape and strides of x and of each optional array.  The first
 call of a kind runs the full rules of _spec.build and _layout.make_plan and keeps their
 decisions in a ``Kind``: the normalized axes, the result and parameter dtypes, the layout
-plan, and whether the call can run *direct* -- every array read where it lies, every
-output fresh -- with the steps of x's kernel view.  A later call of that kind checks only
+plan, and whether the call can run *direct* -- every array read and written where it
+lies -- with the steps of x's kernel view.  A later call of that kind checks only
 what can change between calls with the same types and shapes: eps's value, whether out is
 writeable, overlaps, and the parameters' memory (read per call: values change).
 
@@ -30,9 +30,11 @@ class Kind(NamedTuple):
     typed: _spec.Call  # _spec.build's Call over stand-ins (weight/bias: their dtype)
     plan: object       # _layout.Plan of x
     # (start, *steps) of x's kernel view over x.reshape(-1) when the call can run direct:
-    # x in the result dtype and laid out so that the kernels read it where it lies, no
-    # out=/residual_out=, a residual (if any) laid out as x (weight and bias are prepared
-    # per call as always).  None: the general steps (_engine.normalize).
+    # x in the result dtype and laid out so that the kernels read it where it lies, a
+    # residual and out=/residual_out= (if any) laid out as x, so read and written through
+    # views with the same steps (weight and bias are prepared per call as always; the
+    # outputs' overlaps are checked per call).  None: the general steps
+    # (_engine.normalize).
     direct: tuple
 
 
@@ -131,8 +133,9 @@ def _forward_kind(key):
     x_sig = (x_dtype, x_shape, x_strides)
     plan = _plan(*x_sig, typed.axes)
     direct = None
-    if (x_dtype == typed.dtype and out is None and r_out is None
-            and (r is None or (r == x_sig and plan.kind == "rows"))):
+    if (x_dtype == typed.dtype and out in (None, x_sig)
+            and (r is None or (r == x_sig and plan.kind == "rows"))
+            and (r_out is None or r_out == x_sig)):
         direct = _direct_steps(x_sig, plan)
     return Kind(typed, plan, direct)
 

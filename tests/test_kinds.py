@@ -96,8 +96,9 @@ def test_a_bool_axis_is_refused_after_its_integer_was_planned():
 
 
 def _direct_cases(rng):
-    """(name, call(out) -> result) of kinds planned direct (no out): each must give the
-    bits of the general steps, which an out= of the result's layout takes."""
+    """(name, call(out) -> result) of kinds planned direct, without out= and with an out=
+    laid out as x: each must give the bits of the general steps, which an out= of another
+    layout takes."""
     x = rng.standard_normal((6, 5, 8)).astype(np.float32)
     w, b = rng.standard_normal(8).astype(np.float32), rng.standard_normal(8).astype(np.float32)
     xt = np.ascontiguousarray(x.reshape(30, 8).T)  # the normalized axis first
@@ -132,10 +133,34 @@ def test_direct_kinds_give_the_bits_of_the_general_steps(rng, monkeypatch):
         direct = call(None)
         assert len(ran_direct) == 1, name
         y = direct[0] if isinstance(direct, tuple) else direct
-        general = call(np.empty_like(y))
-        assert len(ran_direct) == 1, name
-        assert _same(direct, general), name
+        into_out = call(np.empty_like(y))  # (x's layout: direct too)
+        assert len(ran_direct) == 2, name
+        general = call(np.empty(y.shape[::-1], y.dtype).T)  # (another layout)
+        assert len(ran_direct) == 2, name
+        assert _same(direct, general) and _same(into_out, general), name
         ran_direct.clear()
+
+
+def test_outputs_over_inputs_run_direct_only_in_place(rng, monkeypatch):
+    """out=x and residual_out=residual run direct (in place); an output that overlaps an
+    input it does not replace takes the general steps, which read a copy."""
+    ran_direct = _counting(monkeypatch, _engine, "_run_direct")
+    x = rng.standard_normal((40, 6000)).astype(np.float32)  # (above the small-call bound)
+    r = rng.standard_normal(x.shape).astype(np.float32)
+    expected = numba_ln.layer_norm(x, axis=1)
+    expected_y, expected_s = numba_ln.add_layer_norm(x, r, axis=1)
+    ran_direct.clear()
+    xc = x.copy()
+    assert numba_ln.layer_norm(xc, axis=1, out=xc) is xc and np.array_equal(xc, expected)
+    rc = r.copy()
+    y, s = numba_ln.add_layer_norm(x, rc, axis=1, residual_out=rc)
+    assert s is rc and np.array_equal(s, expected_s) and np.array_equal(y, expected_y)
+    assert len(ran_direct) == 2
+    # out one row past x in one buffer: every row written overlaps the next row read
+    buf = np.concatenate([x.reshape(-1), np.zeros(6000, np.float32)]).reshape(41, 6000)
+    got = numba_ln.layer_norm(buf[:40], axis=1, out=buf[1:])
+    assert len(ran_direct) == 2
+    assert np.array_equal(got, expected)
 
 
 def test_a_broadcast_weight_is_never_read_as_a_flat_one(rng):
