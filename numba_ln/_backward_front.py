@@ -150,11 +150,20 @@ def backward(centered, fname, dy, x, weight, mean, rstd, axis, eps, grad_residua
         param_dtype = np.float32 if half else dtype
         grads = (np.empty(plan.cols, param_dtype),
                  np.empty(plan.cols, param_dtype) if centered else None)
-    if direct is not None:  # (_kinds: no out, every array read where it lies)
-        dx, dx_view = plan.fresh(dtype, _dtypes.kernel_dtype(dtype) if half else None)
-        views = [None if a is None else (a.reshape(-1), *direct) for a in (dy, x, gr)]
+    if direct is not None and out is not None and _spec.inputs_to_copy(
+            {"dy": dy, "x": x, "grad_residual": gr, "weight": weight,
+             "mean": None if stats is None else stats[0],
+             "rstd": None if stats is None else stats[1]},
+            {"out": out}, _spec.BACKWARD_IN_PLACE, np.may_share_memory, same_view):
+        direct = None  # (out over an input it does not replace: _general reads a copy)
+    if direct is not None:  # (_kinds: every array read and written where it lies)
+        views = [None if a is None else (a.reshape(-1), *direct) for a in (dy, x, gr, out)]
         if half:
             views = [kernel_view(v) for v in views]
+        if out is None:
+            dx, dx_view = plan.fresh(dtype, _dtypes.kernel_dtype(dtype) if half else None)
+        else:  # (laid out as dy: exactly over it is in place, as in _general)
+            dx, dx_view = out, IN_PLACE if same_view(out, dy) else views[3]
         run_backward(dx_view, *views[:2], weight, stats, views[2], plan.rows, plan.cols, eps,
                      centered, grads)
     else:

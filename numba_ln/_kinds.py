@@ -167,7 +167,7 @@ def _plan(dtype, shape, strides, axes):
 class BackwardKind(NamedTuple):
     checked: object  # _backward_front.Checked over stand-ins (weight: its dtype)
     plan: object     # x's plan as rows (_backward_front.rows_plan)
-    direct: tuple    # as Kind.direct: dy, x (and grad_residual) laid out alike, no out=
+    direct: tuple    # as Kind.direct: dy, x (and grad_residual, out=) laid out alike
 
 
 def backward_kind(centered, dy, x, weight, mean, rstd, axis, grad_residual, out):
@@ -195,6 +195,6 @@ def _backward_kind(key):
     checked = check(_TYPE_RULES, centered, dy_t, x_t, w_t, mean_t, rstd_t, axis, gr_t, out_t)
     plan = rows_plan(_shadow(x_sig), checked.geometry.axes)
     direct = None
-    if x_dtype == checked.dtype and dy == x_sig and gr in (None, x_sig) and out is None:
+    if x_dtype == checked.dtype and dy == x_sig and gr in (None, x_sig) and out in (None, x_sig):
         direct = _direct_steps(x_sig, plan)
     return BackwardKind(checked, plan, direct)
