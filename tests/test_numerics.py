@@ -8,7 +8,7 @@ its path.  Paths (numba_ln/_engine.py, _small_front.py, thresholds in _config.py
 
 ``small``          C-contiguous, last axis, <= SERIAL_MAX_ELEMENTS: cpu/small.py (with
                    return_stats=True too, and moments())
-``parallel``       rows_parallel, TASK_ELEMENTS // 1024 rows a task, several tasks
+``parallel``       rows_parallel, about TASK_ELEMENTS // 1024 rows a task, several tasks
 ``long-parallel``  rows_parallel over rows longer than PIECE (one row a task, 2 pieces)
 ``split``          fewer than SPLIT_MAX_ROWS rows longer than PIECE: rows_split
 ``channels``       axis=1 of an NCHW array: channels_parallel (channels_serial on 1 thread)
@@ -33,7 +33,7 @@ import pytest
 from _oracle import ATOL, SMALL_KERNELS, assert_close, same_bits
 
 import numba_ln
-from numba_ln import _config, _engine, _small_front
+from numba_ln import _config, _engine, _small_front, _threading
 from numba_ln import reference as ref
 from numba_ln.cpu import channels as _channels
 from numba_ln.cpu import rows as _rows
@@ -401,7 +401,7 @@ def bad_rows(path):
     middle of one (the next row is then summed on its own) and a task's last row."""
     rows, cols = SHAPES[path]
     if path == "parallel":
-        per_task = max(1, _config.TASK_ELEMENTS // cols)
+        per_task = _threading.rows_per_task(rows, cols)
         assert rows >= 4 * per_task
         return [0, 30, per_task, 2 * per_task - 1, 3 * per_task + 7]
     if path == "channels":
