@@ -57,10 +57,9 @@ sums dy * xhat and dy into partial rows of its own, in row order (work-type rows
 into float64 every PARAM_ROWS rows), and the tasks' partials are added in task order
 (_partials.param_grad).  Run in this thread (calls below the serial bound, the small-call
 kernels, a user's @njit code) the same tasks run one after the other, so results are
-bitwise the same for any thread count and on every path.  Kernel
-variants (with or without a weight, grad_residual, IN_PLACE, parameter gradients) may
-differ in the last bits, as the forward's do: LLVM may split the same sums into lanes
-differently.
+bitwise the same for any thread count and on every path.  Kernel variants (with or
+without a weight, grad_residual, IN_PLACE, parameter gradients) may differ in the last
+bits, as the forward's do: LLVM may split the same sums into lanes differently.
 
 **Accuracy**, float32 against the float64 formula, max|err| / max(1, max|ref|), weight,
 recomputed statistics, (4096, 1024) (tests/test_backward_kernels.py; bar 1e-5):
@@ -194,10 +193,10 @@ def backward_serial(arrays, norm, stats, partials, rows, cols, per_task):
     """The tasks of backward_rows, one after the other (the same results), each a call of
     backward_block: from Python as ``backward_serial.py_func`` (run_backward below the
     serial bound), or inlined by Numba into the small-call kernels (small_backward.py)
-    and a user's @njit code (_njit/backward.py).  Never compiled on its own: as a wrapper kernel or a
-    register_jitable function each of its variants re-optimized and re-emitted all of
-    backward_block's machine code (~0.35-0.6 s of compiling per argument form, for the
-    same bits)."""
+    and a user's @njit code (_njit/backward.py).  Never compiled on its own: as a wrapper
+    kernel or a register_jitable function each of its variants re-optimized and re-emitted
+    all of backward_block's machine code (~0.35-0.6 s of compiling per argument form, for
+    the same bits)."""
     for t in range(-(-rows // per_task)):
         first = t * per_task
         last = first + per_task if first + per_task < rows else rows  # (min: see split_rows)
