@@ -274,9 +274,12 @@ def _output_view(plan, out, dtype):
 
 
 def same_view(a, b):
-    """Whether a and b are the same elements (same first address, same strides)."""
-    ai, bi = a.__array_interface__, b.__array_interface__
-    return ai["data"][0] == bi["data"][0] and a.strides == b.strides
+    """Whether a and b are the same elements (same first address, same strides; arrays
+    with no elements never are).  (Arrays apart are told by their bounds first: reading an
+    address through __array_interface__ costs ~0.85 us an array, may_share_memory 0.2.)"""
+    if a.strides != b.strides or not np.may_share_memory(a, b):
+        return False
+    return a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
 
 
 def _same_kernel_view(a, b):
