@@ -20,6 +20,7 @@ import sys
 import threading
 
 import numba
+from numba.extending import register_jitable
 
 from . import _config
 
@@ -81,14 +82,21 @@ def runs_serial(elements, cost=1):
 
 
 def rows_per_task(rows, cols):
-    """Rows per parallel task of the row kernels: about TASK_ELEMENTS elements, in an
-    even number of tasks with the rows spread evenly, so that two threads get equal
-    shares: (256, 768) was cut into tasks of 85, 85, 85 and 1 rows, (400, 1024) into six
-    of 64 and one of 16.  A function of the shape only (each row's output is the same
-    whichever task computes it).  Measured, layer_norm out=, float32, 2 threads, us:
-    (400, 1024) 75.5 -> 54.8, (320, 1024) 52.5 -> 46.4, (1100, 300) 75.4 -> 67.5,
-    (4096, 768) 520 -> 507 (49 tasks -> 50)."""
-    per_task = max(1, _config.TASK_ELEMENTS // cols)
+    """Rows per parallel task of the row kernels: about TASK_ELEMENTS elements, spread
+    evenly (even_tasks).  A function of the shape only (each row's output is the same
+    whichever task computes it, tests/test_task_split.py).  Measured, layer_norm out=,
+    float32, 2 threads, us: (400, 1024) 75.5 -> 54.8, (320, 1024) 52.5 -> 46.4, (1100,
+    300) 75.4 -> 67.5, (4096, 768) 520 -> 507 (49 tasks -> 50)."""
+    return even_tasks(rows, max(1, _config.TASK_ELEMENTS // cols))
+
+
+@register_jitable
+def even_tasks(rows, per_task):
+    """Rows per task for tasks of about per_task rows: an even number of tasks (when more
+    than one) with the rows spread evenly over them, so that two threads get equal shares
+    -- tasks of TASK_ELEMENTS alone cut (256, 768) into 85, 85, 85 and 1 rows and (400,
+    1024) into six of 64 and one of 16.  From Python (the forward) and from compiled code
+    (the backward's cpu/backward.split_rows) alike."""
     tasks = -(-rows // per_task)
     if tasks % 2 and tasks > 1:
         tasks += 1

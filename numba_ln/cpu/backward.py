@@ -75,6 +75,7 @@ from numba import prange
 from numba.extending import register_jitable
 
 from .. import _config, _stand_ins, _threading
+from .._threading import even_tasks
 from ._backward_elements import clear_rows, flush_rows
 from ._backward_rows import lead, row_dx, row_wide, sweep
 from ._backward_single import single_column
@@ -236,32 +237,26 @@ def split_rows(rows, cols, task_elements, serial_max):
     """Rows per task: about task_elements elements (whole rows, at least TASK_MIN_ROWS),
     at most MAX_TASKS tasks; two tasks where that would be one but the call runs in
     parallel (more than serial_max elements: _threading.runs_serial with BACKWARD_COST),
-    so that a (64, 1024) call uses two threads; otherwise an even number of tasks, the
-    rows spread evenly over them.  A function of the shape only; from Python and from
-    compiled code (small_backward.py, _njit) alike.  (max as conditional expressions:
-    Numba's max is an overload, a compilation per kernel on first use.)
+    so that a (64, 1024) call uses two threads; otherwise spread evenly over an even
+    number of tasks (_threading.even_tasks).  A function of the shape only; from Python
+    and from compiled code (small_backward.py, _njit) alike.  (max as conditional
+    expressions: Numba's max is an overload, a compilation per kernel on first use.)
 
-    Even and evenly filled because the tasks are few at mid sizes and two threads take
-    them: (256, 768) was cut into tasks of 85, 85, 85 and 1 rows, (192, 1024) into three,
-    one thread doing two tasks while the other did one.  Measured (2 threads, us, against
-    torch's 63.2 and 61.8): (256, 768) 68.5 as it was, 57.4 in 8 tasks of 32 rows;
-    (192, 1024) 63.3 -> 53.6 in 4 tasks; (4096, 768) 49 -> 50 tasks, 873 -> 846.  More,
-    shorter tasks cost more than they balance: each sums its first row on its own and
-    clears, flushes and adds up partial rows of its own ((64, 1024) in 2 tasks 28.5 us,
-    in 4 32.2, in 8 36.7)."""
+    Measured (2 threads, us, against torch's 63.2 and 61.8): (256, 768) 68.5 in tasks of
+    85, 85, 85 and 1 rows, 57.4 in 8 tasks of 32 rows; (192, 1024) 63.3 in 3 tasks, 53.6
+    in 4; (4096, 768) 49 -> 50 tasks, 873 -> 846.  More, shorter tasks cost more than
+    they balance: each sums its first row on its own and clears, flushes and adds up
+    partial rows of its own ((64, 1024) in 2 tasks 28.5 us, in 4 32.2, in 8 36.7)."""
     per_task = task_elements // cols
     if per_task < TASK_MIN_ROWS:
         per_task = TASK_MIN_ROWS
-    tasks = -(-rows // per_task)
-    if tasks > MAX_TASKS:
+    if rows > per_task * MAX_TASKS:
         return -(-rows // MAX_TASKS)
-    if tasks == 1:
+    if rows <= per_task:  # (one task)
         if rows * cols <= serial_max:
             return per_task
-        tasks = 2
-    elif tasks % 2:
-        tasks += 1
-    per_task = -(-rows // tasks)
+        per_task = -(-rows // 2)
+    per_task = even_tasks(rows, per_task)
     return per_task if per_task > TASK_MIN_ROWS else TASK_MIN_ROWS
 
 
