@@ -150,11 +150,8 @@ def backward(centered, fname, dy, x, weight, mean, rstd, axis, eps, grad_residua
         param_dtype = np.float32 if half else dtype
         grads = (np.empty(plan.cols, param_dtype),
                  np.empty(plan.cols, param_dtype) if centered else None)
-    if direct is not None and out is not None and _spec.inputs_to_copy(
-            {"dy": dy, "x": x, "grad_residual": gr, "weight": weight,
-             "mean": None if stats is None else stats[0],
-             "rstd": None if stats is None else stats[1]},
-            {"out": out}, _spec.BACKWARD_IN_PLACE, np.may_share_memory, same_view):
+    if direct is not None and out is not None and _inputs_to_copy(
+            _inputs(dy, x, gr, weight, stats), out):
         direct = None  # (out over an input it does not replace: _general reads a copy)
     if direct is not None:  # (_kinds: every array read and written where it lies)
         views = [None if a is None else (a.reshape(-1), *direct) for a in (dy, x, gr, out)]
@@ -189,11 +186,8 @@ def _general(plan, dtype, dy, x, gr, weight, stats, out, eps, centered, grads):
     # copies, but dy exactly under it (out=dy: each element of dy is read before dx is
     # written there).
     if out is not None:
-        mean_flat, rstd_flat = (None, None) if stats is None else stats
-        inputs = {"dy": dy, "x": x, "grad_residual": gr, "weight": weight, "mean": mean_flat,
-                  "rstd": rstd_flat}
-        copy = _spec.inputs_to_copy(inputs, {"out": out}, _spec.BACKWARD_IN_PLACE,
-                                    np.may_share_memory, same_view)
+        inputs = _inputs(dy, x, gr, weight, stats)
+        copy = _inputs_to_copy(inputs, out)
         dy, x, gr, weight, mean_flat, rstd_flat = (
             a.copy() if name in copy else a for name, a in inputs.items())
         if stats is not None:
@@ -214,6 +208,20 @@ def _general(plan, dtype, dy, x, gr, weight, stats, out, eps, centered, grads):
     if out is not None and dx is not out:
         np.copyto(out, dx)
     return dx
+
+
+def _inputs(dy, x, gr, weight, stats):
+    """The arrays the kernels read, by name (the statistics as flat rows, or None)."""
+    mean, rstd = (None, None) if stats is None else stats
+    return {"dy": dy, "x": x, "grad_residual": gr, "weight": weight, "mean": mean,
+            "rstd": rstd}
+
+
+def _inputs_to_copy(inputs, out):
+    """The names of the inputs the kernels must read from a copy: _spec's overlap rule
+    (the forward's), with the backward's in-place form, out=dy."""
+    return _spec.inputs_to_copy(inputs, {"out": out}, _spec.BACKWARD_IN_PLACE,
+                                np.may_share_memory, same_view)
 
 
 def rows_plan(x, axes):

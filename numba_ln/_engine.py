@@ -59,10 +59,7 @@ def run(variant, x, residual, weight, bias, axis, eps, out, residual_out, return
         call = _with_values(kind.typed, x, residual, weight, bias, eps, out, residual_out)
         plan, direct = kind.plan, kind.direct
     if direct is not None and (out is not None or residual_out is not None) and (
-            _spec.inputs_to_copy({"x": x, "residual": residual, "weight": call.weight,
-                                  "bias": call.bias},
-                                 {"out": out, "residual_out": residual_out},
-                                 _spec.FORWARD_IN_PLACE, np.may_share_memory, same_view)):
+            _inputs_to_copy(_inputs(x, residual, call), out, residual_out)):
         direct = None  # (an output over an input it does not replace: normalize copies it)
     if direct is not None:
         y, s, mean, second = _run_direct(call, plan, direct)
@@ -164,9 +161,8 @@ def normalize(call, plan=None):
             # row stride 0 in place; one broadcast along the normalized (contiguous) axis
             # has no unit-stride row view, and Plan.kernel_input materializes it.
             residual = np.broadcast_to(residual, x.shape)
-    inputs = {"x": x, "residual": residual, "weight": call.weight, "bias": call.bias}
-    copy = _spec.inputs_to_copy(inputs, {"out": out, "residual_out": residual_out},
-                                _spec.FORWARD_IN_PLACE, np.may_share_memory, same_view)
+    inputs = _inputs(x, residual, call)
+    copy = _inputs_to_copy(inputs, out, residual_out)
     x, residual, weight, bias = (a.copy() if name in copy else a for name, a in inputs.items())
 
     if plan is None or x is not call.x:  # (a converted or copied x: its own layout)
@@ -212,6 +208,18 @@ def normalize(call, plan=None):
     if not want_stats:
         return y, s, None, None
     return y, s, plan.stats_to_keepdims(stats[0]), plan.stats_to_keepdims(stats[1])
+
+
+def _inputs(x, residual, call):
+    """The arrays the kernels read, by name (weight and bias as the call prepared them)."""
+    return {"x": x, "residual": residual, "weight": call.weight, "bias": call.bias}
+
+
+def _inputs_to_copy(inputs, out, residual_out):
+    """The names of the inputs the kernels must read from a copy: _spec's overlap rule,
+    with the forward's in-place forms."""
+    return _spec.inputs_to_copy(inputs, {"out": out, "residual_out": residual_out},
+                                _spec.FORWARD_IN_PLACE, np.may_share_memory, same_view)
 
 
 def run_rows(y, s, x, r, w, b, stats, rows, cols, eps, centered):
