@@ -23,6 +23,7 @@ from ._variants import STATS_MEAN_VAR, STATS_RSTD
 from .cpu import channels as _channels
 from .cpu import narrow as _narrow
 from .cpu import rows as _rows
+from .cpu._stream import streams
 from .cpu.rows import FIRST_ROW, rows_block
 from .cpu._elements import IN_PLACE
 
@@ -231,13 +232,17 @@ def run_rows(y, s, x, r, w, b, stats, rows, cols, eps, centered):
     arrays, norm = (y, s, x, r), (w, b, eps, centered)
     per_task = _threading.row_launch(rows, cols, 1 if r is None else _config.FUSED_COST)
     if per_task is None:
-        return rows_block(arrays, norm, stats, cols, FIRST_ROW, rows)
+        return rows_block(arrays, norm, stats, cols, FIRST_ROW, rows, False)
     if per_task is _threading.SPLIT:
         return _threading.launch(_rows.rows_split, arrays, norm, stats, rows, cols)
     # (narrow rows in blocks: the same bits as rows_parallel, faster)
     narrow = cols <= _config.NARROW_COLS and r is None
-    parallel = _narrow.narrow_parallel if narrow else _rows.rows_parallel
-    return _threading.launch(parallel, arrays, norm, stats, rows, cols, per_task)
+    if narrow:
+        return _threading.launch(_narrow.narrow_parallel, arrays, norm, stats, rows, cols,
+                                 per_task)
+    return _threading.launch(_rows.rows_parallel, arrays, norm, stats, rows, cols, per_task,
+                             streams(y, rows, cols))
+
 
 
 def _run_kernel(plan, dtype, y, s, x, r, w, b, eps, centered, stats):

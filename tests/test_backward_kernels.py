@@ -139,7 +139,8 @@ def test_given_forward_stats_agree_with_recomputed(rng, centered):
     y = np.empty_like(x)
     mean, second = np.empty(16), np.empty(16)
     rows_block(((y.reshape(-1), 0, 384), None, (x.reshape(-1), 0, 384), None),
-               (None, None, 1e-5, centered), (mean, second), 384, FIRST_ROW, 16)  # (engine's)
+               (None, None, 1e-5, centered), (mean, second), 384, FIRST_ROW, 16,
+               False)  # (as the engine calls it)
     stats = (mean if centered else None, 1.0 / np.sqrt(second + 1e-5))
     given = backward(dy, x, w, stats, centered=centered)
     recomputed = backward(dy, x, w, centered=centered)

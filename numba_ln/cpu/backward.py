@@ -86,6 +86,7 @@ from ._moments import PIECE
 from ._partials import numpy_param_grad, numpy_partial_rows, param_grad, partial_rows
 from ._pointers import address, advance, row_address
 from ._rowops import normalizer
+from ._stream import row_buffer, stream_copy, stream_fence, streams
 
 RSTD_MAX = _config.NARROW_RSTD_MAX
 
@@ -146,9 +147,10 @@ def sweep_row(row, sums, w, terms, following, cols, centered):
 # --- the kernels ------------------------------------------------------------------------------
 
 @kernel(_nrt=False)
-def backward_block(arrays, norm, stats, partials, cols, first, last, t):
+def backward_block(arrays, norm, stats, partials, cols, first, last, t, stream):
     """Rows first..last-1 (task t): the first row summed on its own, then one sweep per
-    row (its dx written while the next row is summed), the last row's dx alone."""
+    row (its dx written while the next row is summed), the last row's dx alone.  stream:
+    each row of dx is written to a scratch row, then streamed past the caches (_stream)."""
     dx, dy, x, gr = arrays
     w, eps, centered = norm
     pwv, pbv, swv, sbv = partials
@@ -161,32 +163,39 @@ def backward_block(arrays, norm, stats, partials, cols, first, last, t):
     t1, t2, tg, tgd = lead_row(dyp, xp, wp, k, lo2, cols, centered)
     mean, rstd, c1, c2 = row_terms(stats, first, dyp, xp, wp, cols, eps, centered, k,
                                    t1, t2, tg, tgd)
+    scratch = row_buffer(dx)
     for i in range(first, last):
         dxp, grp = row_address(dx, i, 0), row_address(gr, i, 0)
+        written = scratch if stream else dxp  # (where the kernel writes row i of dx)
         narrow_fits = not is_narrow(xp) or rstd < RSTD_MAX
         hi, lo, scale = normalizer(xp, mean, rstd)
         k1, k2 = work(xp, rstd * c1), work(xp, rstd * c2)
         if i + 1 == last:
             if narrow_fits:
-                row_dx(dxp, dyp, xp, wp, grp, sw, sb, hi, lo, scale, k1, k2, cols, centered)
+                row_dx(written, dyp, xp, wp, grp, sw, sb, hi, lo, scale, k1, k2, cols,
+                       centered)
             else:
-                row_wide(dxp, dyp, xp, wp, grp, sw, sb, mean, rstd, cols, centered)
+                row_wide(written, dyp, xp, wp, grp, sw, sb, mean, rstd, cols, centered)
             flush_rows(pw, sw, pb, sb, cols)
-            break
-        dy2, x2 = row_address(dy, i + 1, 0), row_address(x, i + 1, 0)
-        k, lo2 = row_center(stats, i + 1, x2, cols, centered)
-        if narrow_fits:
-            t1, t2, tg, tgd = sweep_row((dxp, dyp, xp, grp), (sw, sb), wp,
-                                        (hi, lo, scale, k1, k2), (dy2, x2, k, lo2), cols,
-                                        centered)
         else:
-            row_wide(dxp, dyp, xp, wp, grp, sw, sb, mean, rstd, cols, centered)
-            t1, t2, tg, tgd = lead_row(dy2, x2, wp, k, lo2, cols, centered)
-        if (i - first) % PARAM_ROWS == PARAM_ROWS - 1:
-            flush_rows(pw, sw, pb, sb, cols)
-        mean, rstd, c1, c2 = row_terms(stats, i + 1, dy2, x2, wp, cols, eps, centered, k,
-                                       t1, t2, tg, tgd)
-        dyp, xp = dy2, x2
+            dy2, x2 = row_address(dy, i + 1, 0), row_address(x, i + 1, 0)
+            k, lo2 = row_center(stats, i + 1, x2, cols, centered)
+            if narrow_fits:
+                t1, t2, tg, tgd = sweep_row((written, dyp, xp, grp), (sw, sb), wp,
+                                            (hi, lo, scale, k1, k2), (dy2, x2, k, lo2), cols,
+                                            centered)
+            else:
+                row_wide(written, dyp, xp, wp, grp, sw, sb, mean, rstd, cols, centered)
+                t1, t2, tg, tgd = lead_row(dy2, x2, wp, k, lo2, cols, centered)
+            if (i - first) % PARAM_ROWS == PARAM_ROWS - 1:
+                flush_rows(pw, sw, pb, sb, cols)
+            mean, rstd, c1, c2 = row_terms(stats, i + 1, dy2, x2, wp, cols, eps, centered, k,
+                                           t1, t2, tg, tgd)
+            dyp, xp = dy2, x2
+        if stream:
+            stream_copy(dxp, written, cols)
+    if stream:
+        stream_fence()
 
 
 @kernel(inline="always")
@@ -202,12 +211,13 @@ def backward_serial(arrays, norm, stats, partials, rows, cols, per_task):
         first = t * per_task
         last = first + per_task if first + per_task < rows else rows  # (min: see split_rows)
         backward_block(arrays, norm, stats, partials, cols, np.int64(first), np.int64(last),
-                       np.int64(t))
+                       np.int64(t), np.bool_(False))
 
 
 @kernel(parallel=True)
-def backward_rows(arrays, norm, stats, grads, rows, cols, per_task):
-    """All rows in parallel, per_task consecutive rows per task, each task with its partial
+def backward_rows(arrays, norm, stats, grads, rows, cols, per_task, stream):
+    """All rows in parallel, per_task consecutive rows per task (stream: backward_block's),
+    each task with its partial
     rows (_partials); then the tasks' partials added in task order into grads = (dweight,
     dbias), arrays of cols elements (dbias None for RMSNorm; both None: no parameter
     gradients).  The partial rows are allocated and added up here: from Python, two
@@ -221,7 +231,7 @@ def backward_rows(arrays, norm, stats, grads, rows, cols, per_task):
     for t in prange(tasks):
         first = np.int64(t) * per_task  # prange's index is unsigned
         backward_block((dx, dy, x, gr), norm, stats, (pw, pb, sw, sb), cols, first,
-                       smaller(rows, first + per_task), np.int64(t))
+                       smaller(rows, first + per_task), np.int64(t), stream)
     param_grad(pw, tasks, cols, dweight)
     param_grad(pb, tasks, cols, dbias)
 
@@ -283,7 +293,7 @@ def run_backward(dx, dy, x, w, stats, grad_residual, rows, cols, eps, centered, 
     if _threading.runs_serial(rows * cols, _config.BACKWARD_COST) or per_task >= rows:
         _run_here(*args)
     else:
-        _threading.launch(backward_rows, *args)
+        _threading.launch(backward_rows, *args, streams(dx, rows, cols))
 
 
 def _run_here(arrays, norm, stats, grads, rows, cols, per_task):

@@ -46,6 +46,7 @@ from ._moments import (PIECE, finish_row, piece_sums, row_shift, row_sums, rstd_
                        stats_of_totals)
 from ._pointers import address, advance, row_address
 from ._rowops import normalize_into, normalizer, source
+from ._stream import row_buffer, stream_copy, stream_fence
 from ._sweep import sweep
 
 RSTD_MAX = _config.NARROW_RSTD_MAX
@@ -95,37 +96,45 @@ def sweep_row(y, src, terms, w, b, following, cols, k, centered):
 
 
 @kernel(_nrt=False)
-def rows_block(arrays, norm, stats, cols, first, last):
+def rows_block(arrays, norm, stats, cols, first, last, stream):
     """Rows first..last-1, the body of every row kernel: the first row summed on its own,
-    then one fused sweep per row (_sweep: row i normalized while row i+1 is summed)."""
+    then one fused sweep per row (_sweep: row i normalized while row i+1 is summed).
+    stream: each row of y is written to a scratch row, then streamed past the caches
+    (_stream; the caller checks that y exists and its rows fit the scratch row)."""
     y, s, x, r = arrays
     w, b, eps, centered = norm
     wp, bp = address(w, 0), address(b, 0)
     sp, xp, rp = row_address(s, first, 0), row_address(x, first, 0), row_address(r, first, 0)
     mean, second = row_stats(sp, xp, rp, cols, centered)
+    scratch = row_buffer(y)
     for i in range(first, last):
         store_stats(stats, i, mean, second)
         rstd = rstd_of(second, eps)
         yp = row_address(y, i, 0)
+        written = scratch if stream else yp  # (where the kernel writes row i of y)
         src = source(sp, xp, rp)
         if i + 1 == last:
-            row_end(yp, src, cols, mean, rstd, wp, bp)
-            break
-        sp, xp, rp = (row_address(s, i + 1, 0), row_address(x, i + 1, 0),
-                      row_address(r, i + 1, 0))
-        if rstd < RSTD_MAX:
-            k = row_shift(xp, rp, cols, centered)
-            t1, t2 = sweep_row(yp, src, normalizer(src, mean, rstd), wp, bp, (xp, rp, sp), cols,
-                               k, centered)
-            # (the common case inline: the call to row_finish cost a 64-element row ~10%,
-            # an RMSNorm one ~25%, one thread)
-            if settled(source(sp, xp, rp), cols, t1, t2, centered):
-                mean, second = stats_of_totals(cols, k, t1, t2, centered)
-            else:
-                mean, second = row_finish(source(sp, xp, rp), cols, k, t1, t2, centered)
-        else:  # normalized in float64 (see _rowops): the next row is summed on its own
-            row_end(yp, src, cols, mean, rstd, wp, bp)
-            mean, second = row_stats(sp, xp, rp, cols, centered)
+            row_end(written, src, cols, mean, rstd, wp, bp)
+        else:
+            sp, xp, rp = (row_address(s, i + 1, 0), row_address(x, i + 1, 0),
+                          row_address(r, i + 1, 0))
+            if rstd < RSTD_MAX:
+                k = row_shift(xp, rp, cols, centered)
+                t1, t2 = sweep_row(written, src, normalizer(src, mean, rstd), wp, bp,
+                                   (xp, rp, sp), cols, k, centered)
+                # (the common case inline: the call to row_finish cost a 64-element row
+                # ~10%, an RMSNorm one ~25%, one thread)
+                if settled(source(sp, xp, rp), cols, t1, t2, centered):
+                    mean, second = stats_of_totals(cols, k, t1, t2, centered)
+                else:
+                    mean, second = row_finish(source(sp, xp, rp), cols, k, t1, t2, centered)
+            else:  # normalized in float64 (see _rowops): the next row is summed on its own
+                row_end(written, src, cols, mean, rstd, wp, bp)
+                mean, second = row_stats(sp, xp, rp, cols, centered)
+        if stream:
+            stream_copy(yp, written, cols)
+    if stream:
+        stream_fence()
 
 
 # A serial call runs rows_block itself, from Python or a user's @njit code (one block: rows
@@ -137,15 +146,15 @@ FIRST_ROW = np.int64(0)
 
 
 @kernel(parallel=True)
-def rows_parallel(arrays, norm, stats, rows, cols, per_task):
-    """Rows in parallel, per_task consecutive rows per task."""
+def rows_parallel(arrays, norm, stats, rows, cols, per_task, stream):
+    """Rows in parallel, per_task consecutive rows per task (stream: rows_block's)."""
     # (unpacked outside the loop: Numba's parallel loop cannot take a tuple of row views)
     y, s, x, r = arrays
     w, b, eps, centered = norm
     for t in prange((rows + per_task - 1) // per_task):
         first = np.int64(t) * per_task  # prange's index is unsigned
         rows_block((y, s, x, r), (w, b, eps, centered), stats, cols, first,
-                   smaller(rows, first + per_task))
+                   smaller(rows, first + per_task), stream)
 
 
 # --- few, long rows ---------------------------------------------------------------------------

@@ -105,7 +105,7 @@ def _run_norm(y, x, w, b, eps, centered, stats):
         sums = scratch_stats(rows)  # (written always: one rows_block variant)
         wk, bk = params(w, b, x)
         rows_block((yv, None, xv, None), (wk, bk, eps, centered), sums, cols, np.int64(0),
-                   rows)
+                   rows, np.bool_(False))
         finish(sums, stats, eps)
         return 0
     return run
@@ -141,7 +141,7 @@ def _run_add_norm(y, s, x, r, w, b, eps, centered):
         rows = x.size // cols
         wk, bk = params(w, b, x)
         rows_block((yv, view_of(s, cols), xv, view_of(r, cols)), (wk, bk, eps, centered),
-                   scratch_stats(rows), cols, np.int64(0), rows)
+                   scratch_stats(rows), cols, np.int64(0), rows, np.bool_(False))
         return 0
     return run
 
@@ -201,7 +201,7 @@ def _run_moments(x, stats, eps, centered):
             return 1
         sums = scratch_stats(rows)
         rows_block((None, None, view_of(x, cols), None), (None, None, eps, centered), sums,
-                   cols, np.int64(0), rows)
+                   cols, np.int64(0), rows, np.bool_(False))
         for i in range(rows):  # (rounded once, as the general path's astype)
             stats[0, i] = sums[0][i]
             stats[1, i] = sums[1][i]

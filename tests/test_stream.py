@@ -1,0 +1,97 @@
+"""Streamed outputs (cpu/_stream.py) give the bits of ordinary stores.
+
+Large outputs of the threaded row kernels are written row by row into a scratch row and
+streamed past the caches; the decision is a run-time flag (streams), so the same
+calls, made with the size bound lowered to 0, stream rows of every alignment: odd widths
+(rows that start mid-line, short heads and tails), a strided out=, 16-bit data, the widest
+row the scratch holds and one wider (not streamed).
+"""
+import ml_dtypes
+import numpy as np
+import pytest
+
+import numba_ln
+from numba_ln import _config
+from numba_ln.cpu._elements import IN_PLACE
+from numba_ln.cpu._stream import STREAM_MAX_ROW_BYTES, streams
+
+BF16 = np.dtype(ml_dtypes.bfloat16)
+
+
+def _results(x, g, out):
+    return (*numba_ln.layer_norm(x, g, g, return_stats=True),
+            numba_ln.layer_norm(x, g, g, out=out).copy(),
+            *numba_ln.add_layer_norm(x, x, g, g),
+            numba_ln.rms_norm(x, g))
+
+
+def _plain_and_streamed(monkeypatch, dtype, shape, out):
+    rng = np.random.default_rng(0)
+    x = (3 + rng.standard_normal(shape)).astype(dtype)
+    g = rng.standard_normal(shape[1]).astype(np.float32)
+    plain = _results(x, g, out)
+    monkeypatch.setattr(_config, "STREAM_MIN_BYTES", 0)
+    return plain, _results(x, g, out)
+
+
+def _assert_same_bits(plain, streamed):
+    for a, b in zip(plain, streamed):
+        assert a.dtype == b.dtype
+        if a.dtype == BF16:
+            a, b = a.view(np.uint16), b.view(np.uint16)
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, BF16])
+@pytest.mark.parametrize("cols", [1, 7, 100, 1001])
+def test_streamed_rows_have_the_bits_of_stored_ones(monkeypatch, dtype, cols):
+    rows = -(-200_000 // cols)  # (above the serial bound: the threaded kernel)
+    out = np.empty((rows, cols), dtype)
+    plain, streamed = _plain_and_streamed(monkeypatch, dtype, (rows, cols), out)
+    _assert_same_bits(plain, streamed)
+
+
+def test_a_strided_out_is_streamed_row_by_row(monkeypatch):
+    whole = np.full((300, 1024), 7.0, np.float32)
+    out = whole[:, 3:1003]  # (rows 4096 bytes apart, each starting 12 bytes into a line)
+    plain, streamed = _plain_and_streamed(monkeypatch, np.float32, (300, 1000), out)
+    _assert_same_bits(plain, streamed)
+    np.testing.assert_array_equal(whole[:, :3], 7.0)  # (nothing written outside out)
+    np.testing.assert_array_equal(whole[:, 1003:], 7.0)
+
+
+@pytest.mark.parametrize("extra", [0, 1])
+def test_rows_up_to_the_scratch_row_stream_and_wider_ones_do_not(monkeypatch, extra):
+    cols = STREAM_MAX_ROW_BYTES // 4 + extra
+    out = np.empty((24, cols), np.float32)
+    plain, streamed = _plain_and_streamed(monkeypatch, np.float32, (24, cols), out)
+    _assert_same_bits(plain, streamed)
+    view = (out.reshape(-1), 0, cols)
+    assert streams(view, 24, cols) is (extra == 0)
+
+
+def test_what_is_never_streamed():
+    x = np.zeros((16384, 1024), np.float32)
+    view = (x.reshape(-1), 0, 1024)
+    assert streams(view, 16384, 1024)  # (64 MB)
+    assert not streams(view, 16384 * 1024 * 4 // 1024 // 8, 1024)  # (8 MB)
+    assert not streams(None, 16384, 1024)  # (statistics only)
+    assert not streams(IN_PLACE, 16384, 1024)  # (over x: read just before)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, BF16])
+@pytest.mark.parametrize("cols", [100, 1001])
+def test_streamed_gradients_have_the_bits_of_stored_ones(monkeypatch, dtype, cols):
+    rng = np.random.default_rng(1)
+    rows = -(-200_000 // cols)  # (above the backward's serial bound: the threaded kernel)
+    dy, x, gr = ((2 + rng.standard_normal((rows, cols))).astype(dtype) for _ in range(3))
+    w = rng.standard_normal(cols).astype(np.float32)
+
+    def gradients():
+        out = np.empty_like(x)
+        return (*numba_ln.layer_norm_backward(dy, x, w, grad_residual=gr),
+                *numba_ln.rms_norm_backward(dy, x, w),
+                numba_ln.layer_norm_backward(dy, x, w, out=out)[0].copy())
+    plain = gradients()
+    monkeypatch.setattr(_config, "STREAM_MIN_BYTES", 0)
+    _assert_same_bits(plain, gradients())
