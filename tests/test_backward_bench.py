@@ -8,6 +8,7 @@ import pytest
 
 from numba_ln.bench import backward_cases as bc
 from numba_ln.bench import cli, targets
+from numba_ln.bench.lines import LINES
 
 
 def test_backward_option_prints_and_saves_every_case(tmp_path, capsys):
@@ -25,7 +26,7 @@ def test_backward_option_prints_and_saves_every_case(tmp_path, capsys):
             assert entry["check_error"] < 1e-5 and len(entry["times_s"]) == 1
             assert entry["fraction_of_line"] > 0
         assert r["line"]["median_s"] == pytest.approx(bc.LINE_FACTOR * min(
-            r["libraries"][k]["times_s"][0] for k in ("line-copyto", "line-prange")))
+            r["libraries"][k]["times_s"][0] for k in LINES))
         assert f"{r['function']}  {r['case']}" in printed
     assert [t["target"].split()[0] for t in saved["targets"]] == [
         "layer_norm_backward", "layer_norm_backward", "rms_norm_backward",

@@ -15,6 +15,7 @@ from numba_ln import _config
 from numba_ln.bench import cli, contenders, targets
 from numba_ln.bench.base import Contender
 from numba_ln.bench.cases import CASES
+from numba_ln.bench.lines import LINES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--rounds", "1", "--batch-ms", "0.5", "--warmup-ms", "0.1"]
@@ -57,7 +58,7 @@ def test_json_structure(report):
         assert r["bytes"] == (4 if r["function"].startswith("add_") else 2) * 768 * 4
         assert r["line"]["median_s"] > 0 and r["line"]["gbps"] > 0
         libs = r["libraries"]
-        for lib in ("numba_ln-out", "numba_ln-alloc", "numpy", "line-copyto", "line-prange"):
+        for lib in ("numba_ln-out", "numba_ln-alloc", "numpy", *LINES):
             assert lib in libs, (lib, r["skipped"])
         for lib in PEERS:  # present, or skipped with a reason
             assert (lib in libs) != (lib in r["skipped"])
@@ -74,8 +75,8 @@ def test_json_structure(report):
                                                                  "speedup_alloc")):
                 assert e[key] == pytest.approx(e["times_s"][0] / libs[ours]["times_s"][0])
             assert e["check_error"] < 1e-3
-        assert max(libs["line-copyto"]["fraction_of_line"],
-                   libs["line-prange"]["fraction_of_line"]) == pytest.approx(1.0)
+        assert max(libs[k]["fraction_of_line"] for k in LINES) == pytest.approx(1.0)
+        assert sum(r["line"]["fastest"].values()) == 1
     assert data["targets"] == [] and data["extras"] == {}
 
 
@@ -121,8 +122,7 @@ def test_targets_printed_and_saved(tmp_path, capsys, monkeypatch):
     counts = {s: sum(t["status"] == s for t in data["targets"]) for s in ("PASS", "MISS", "SKIP")}
     assert f"{counts['PASS']} PASS, {counts['MISS']} MISS, {counts['SKIP']} SKIP" in out
     for r in data["results"]:  # --libraries: the chosen ones and the speed-line copies
-        assert set(r["libraries"]) == {"numba_ln-out", "numba_ln-alloc", "line-copyto",
-                                       "line-prange"}
+        assert set(r["libraries"]) == {"numba_ln-out", "numba_ln-alloc", *LINES}
 
 
 def test_broken_contender_is_reported(capsys, monkeypatch):

@@ -13,6 +13,7 @@ from numba_ln.bench.cases import CASE_BY_NAME, FUNCTIONS, Case, Function, bytes_
     make_inputs
 from numba_ln.bench.check import check_line
 from numba_ln.bench.contenders import LIBRARIES, build
+from numba_ln.bench.lines import LINES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OPTIONAL = ("torch", "onnx", "onnxruntime", "matplotlib")
@@ -68,7 +69,7 @@ def test_speed_line_copies_any_dtype_and_are_checked():
     for func in ("layer_norm", "add_rms_norm"):
         inp = make_inputs(func, case)
         assert inp.x.dtype == np.float16 and inp.nbytes == bytes_moved(func, (64, 256), "f2")
-        built, skipped = build(inp, 2, ("line-copyto", "line-prange"))
+        built, skipped = build(inp, 2, LINES)
         assert not skipped
         for c in built.values():
             got = c.call()

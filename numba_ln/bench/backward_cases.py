@@ -39,7 +39,7 @@ from numba_ln import reference
 from .base import Contender, Skip
 from .cases import CASE_BY_NAME
 from .half_cases import HALF_CASE_BY_NAME
-from .lines import LINES, prange_copy
+from .lines import LINES, fastest_copies, prange_copy
 from .peers_torch import _import as _import_torch
 from .timing import measure, median, ratio
 
@@ -284,8 +284,7 @@ def run_case(func, case, threads, settings, contenders=BACKWARD_CONTENDERS, smal
         "axis": -1, "rows": int(inp.x.shape[0]), "bytes": nbytes,
         "rounds": settings["rounds"],
         "line": {"median_s": median(line), "gbps": nbytes / median(line) / 1e9 if line else None,
-                 "prange_wins": int(sum(p < c for p, c in zip(times.get("line-prange", []),
-                                                              times.get("line-copyto", []))))},
+                 "fastest": fastest_copies(times)},
         "libraries": {}, "skipped": skipped,
     }
     for name, ts in times.items():

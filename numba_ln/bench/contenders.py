@@ -12,7 +12,7 @@ supported).  Names:
 ``torch``            ``torch.nn.functional.layer_norm`` / ``rms_norm``
 ``onnxruntime``      onnxruntime through an IOBinding (preallocated outputs)
 ``onnxruntime-run``  onnxruntime ``session.run`` (allocates its outputs)
-``line-copyto``, ``line-prange``  the two copies whose faster one is the speed line
+``line-copyto``, ``line-prange``, ``line-stream``  the copies whose fastest is the speed line
 
 A new contender (a dask wrapper, say) is a builder plus a row of ``BUILDERS``; its group
 (``NUMBA_LN`` / ``PEERS`` / ``LINES``) decides how the report and the CLI treat it.
@@ -25,7 +25,7 @@ import numba_ln
 
 from .base import Contender, Skip
 from .cases import cases_for
-from .lines import LINES, line_copyto, line_prange
+from .lines import LINES, line_copyto, line_prange, line_stream
 from .peers_onnx import onnxruntime_iobinding, onnxruntime_run
 from .peers_torch import torch_contender
 
@@ -115,6 +115,7 @@ BUILDERS = {
     "onnxruntime-run": onnxruntime_run,
     "line-copyto": line_copyto,
     "line-prange": line_prange,
+    "line-stream": line_stream,
 }
 LIBRARIES = NUMBA_LN + PEERS + LINES
 assert set(LIBRARIES) == set(BUILDERS)

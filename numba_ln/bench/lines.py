@@ -2,17 +2,22 @@
 
 ``line-copyto`` copies each array the function reads into one it writes with
 ``np.copyto`` (single-threaded); ``line-prange`` does the same with a Numba ``prange`` loop
-(all threads).  The speed line of a round is the faster of the two.  Both copy raw
+(all threads), and ``line-stream`` with streamed stores, past the caches, as the kernels
+write large outputs (numba_ln.cpu._stream; on the development machine 1.2-1.8x the
+prange copy's speed at 64-128 MB, no faster at 32 MB and below).  The speed line of a
+round is the fastest of the three.  Both copy raw
 elements (viewed as unsigned integers of the same width), so they serve any dtype: a
 16-bit case gets a 16-bit copy.
 """
 import numba
 import numpy as np
 
+from ..cpu._pointers import address
+from ..cpu._stream import stream_copy, stream_fence
 from .base import Contender, Skip
 from .check import check_line
 
-LINES = ("line-copyto", "line-prange")
+LINES = ("line-copyto", "line-prange", "line-stream")
 
 _COPY_BLOCK = 16384  # elements per prange task: 64 KiB of float32, large enough to stream
 
@@ -40,6 +45,37 @@ def prange_copy2(y, x, s, r):
             y[i] = x[i]
         for i in range(lo, hi):
             s[i] = r[i]
+
+
+@numba.njit(parallel=True, cache=True)
+def stream_copy1(dst, src):
+    n = src.size
+    for b in numba.prange((n + _COPY_BLOCK - 1) // _COPY_BLOCK):
+        lo = np.int64(b) * _COPY_BLOCK
+        count = min(n - lo, _COPY_BLOCK)
+        stream_copy(address(dst, lo), address(src, lo), count)
+        stream_fence()
+
+
+@numba.njit(parallel=True, cache=True)
+def stream_copy2(y, x, s, r):
+    n = x.size
+    for b in numba.prange((n + _COPY_BLOCK - 1) // _COPY_BLOCK):
+        lo = np.int64(b) * _COPY_BLOCK
+        count = min(n - lo, _COPY_BLOCK)
+        stream_copy(address(y, lo), address(x, lo), count)
+        stream_copy(address(s, lo), address(r, lo), count)
+        stream_fence()
+
+
+def fastest_copies(times):
+    """{copy: rounds in which it was the fastest} of the copies timed ({name: per-round
+    times})."""
+    names = [k for k in LINES if k in times]
+    counts = dict.fromkeys(names, 0)
+    for round_times in zip(*(times[k] for k in names)):
+        counts[names[round_times.index(min(round_times))]] += 1
+    return counts
 
 
 def _raw(a):
@@ -72,13 +108,14 @@ def line_copyto(inp, threads):
 
 
 _PRANGE = {1: prange_copy, 2: prange_copy2}
+_STREAM = {1: stream_copy1, 2: stream_copy2}
 
 
-def line_prange(inp, threads):
+def _threaded_line(name, kernels, what, inp):
     pairs = _pairs(inp)
-    if len(pairs) not in _PRANGE:
-        raise Skip(f"no prange copy of {len(pairs)} arrays")
-    kernel = _PRANGE[len(pairs)]
+    if len(pairs) not in kernels:
+        raise Skip(f"no {what} of {len(pairs)} arrays")
+    kernel = kernels[len(pairs)]
     args = [_raw(a) for src, dst in pairs for a in (dst, src)]
     result = _result([d for _, d in pairs])
 
@@ -86,4 +123,12 @@ def line_prange(inp, threads):
         kernel(*args)
         return result
     text = " and ".join(f"{r} -> {w}" for r, w in zip(inp.spec.reads, inp.spec.writes))
-    return Contender("line-prange", call, f"Numba prange copy of {text}", check=check_line)
+    return Contender(name, call, f"Numba {what} of {text}", check=check_line)
+
+
+def line_prange(inp, threads):
+    return _threaded_line("line-prange", _PRANGE, "prange copy", inp)
+
+
+def line_stream(inp, threads):
+    return _threaded_line("line-stream", _STREAM, "prange copy with streamed stores", inp)

@@ -22,6 +22,10 @@ def _bytes(n):
     return f"{n} B"
 
 
+def _fastest(counts):
+    return ", ".join(f"{name[len('line-'):]} {n}" for name, n in counts.items() if n)
+
+
 def format_case(r):
     head = (f"{r['function']}  {r['case']}  ({'x'.join(map(str, r['shape']))} {r['dtype']}"
             f"{'' if r['axis'] == -1 else ', axis=' + str(r['axis'])})  "
@@ -29,7 +33,7 @@ def format_case(r):
     line = r["line"]
     if line["gbps"]:
         head += (f"   speed line {line['gbps']:.1f} GB/s ({line['median_s'] * 1e6:.1f} us; "
-                 f"prange copy faster in {line['prange_wins']}/{r['rounds']} rounds)")
+                 f"fastest copy per round: {_fastest(line['fastest'])})")
     widths = [len(h) + 2 for _, _, h in SPEEDUP_COLUMNS]
     out = [head, f"  {'library':<16} {'us/call':>10} {'GB/s':>7} {'x line':>7}"
                  + "".join(f"{h:>{w}}" for (_, _, h), w in zip(SPEEDUP_COLUMNS, widths))]
@@ -72,8 +76,9 @@ def _header(meta):
              f"{st['warmup_ms']:g} ms warm-up then a ~{st['batch_ms']:g} ms timed batch, the "
              f"round idling after spinning peers' batches ({settle}); figures are "
              f"medians over rounds of per-round ratios")
-    s.append("  columns: x line = speed-line time / time (speed line = faster of np.copyto and "
-             "a Numba prange copy of the bytes moved); numba_ln-out speedup / numba_ln-alloc "
+    s.append("  columns: x line = speed-line time / time (speed line = the fastest of np.copyto, "
+             "a Numba prange copy and one with streamed stores, of the bytes moved); "
+             "numba_ln-out speedup / numba_ln-alloc "
              "speedup = this library's time / the time of numba_ln with out= / allocating "
              "(> 1: numba_ln is faster)")
     return s

@@ -22,6 +22,7 @@ import numpy as np
 
 from .cases import CASE_BY_NAME, make_inputs
 from .contenders import LIBRARIES, LINES, NUMBA_LN, build
+from .lines import fastest_copies
 
 SCALING_CASE = "1x4194304"
 # (contender-name prefix, seconds idled after its batch: twice the spinning measured)
@@ -151,8 +152,7 @@ def run_case(func, case, threads, settings, libraries=LIBRARIES, small=False, pr
         "line": {
             "median_s": median(line),
             "gbps": nbytes / median(line) / 1e9 if line else None,
-            "prange_wins": int(sum(p < c for p, c in zip(times.get("line-prange", []),
-                                                         times.get("line-copyto", [])))),
+            "fastest": fastest_copies(times),
         },
         "libraries": {},
         "skipped": {**skipped, **{k: f"broken: {v}" for k, v in broken.items()}},
