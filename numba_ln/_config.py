@@ -115,17 +115,14 @@ TASK_ELEMENTS = 65536
 # bytes, no gain or a loss (0.88-1.05x).
 NARROW_COLS = 64
 
-# Threaded row kernels stream y past the caches (cpu/_stream.py) when it is at least this
-# many bytes: an ordinary store reads each line of y into the cache first.  Measured (2
-# threads, float32 layer_norm out=, (rows, 1024), ordinary / streamed time): 16 and 24 MB
-# 0.89-0.93 (the next call finds y in cache), 32 MB 0.98-1.00, 48 MB 1.23-1.35, 64 MB
-# 1.22-1.29.  The backward (reading dy and x, writing dx) gains from much smaller dx: (rows,
-# 1024) layer_norm_backward out= / allocating, ordinary over streamed, 0.5 MB 0.89 / 0.79,
-# 1 MB 0.96 / 0.93, 2 MB 1.01 / 1.06, 4 MB 1.13 / 1.06, 8 MB 1.18 / 1.09, 12 MB 1.28 /
-# 1.18, 32 MB 1.27-1.43 / 1.27-1.41.  It streams from 8 MB: below, the layer that reads dx
-# next would find it in cache, for a gain of a few percent here.
-STREAM_MIN_BYTES = 40 * 2**20
-BACKWARD_STREAM_MIN_BYTES = 8 * 2**20
+# Threaded row kernels stream y (the backward dx) past the caches (cpu/_stream.py) when it
+# is at least this many bytes: an ordinary store reads each line of y into the cache first.
+# Measured (2 threads, (rows, 1024), batches of calls on the same arrays, ordinary over
+# streamed time): float32 layer_norm out= 16-24 MB 0.89-0.93 (the next call finds y in
+# cache), 32 MB 0.98-1.00, 48 MB 1.23-1.35, 64 MB 1.22-1.29; layer_norm_backward out= /
+# allocating 16 MB 0.89 / 0.87, 24 MB 0.96 / 0.91, 32 MB 1.19 / 1.12, 48 MB 1.14 / 1.08
+# (bfloat16, compute-bound: 0.90-0.95 up to 16 MB, 0.94 / 1.07 at 32 MB).
+STREAM_MIN_BYTES = 32 * 2**20
 
 # Arrays of fewer rows than this, with rows longer than PIECE, are split: the pieces of
 # each row are summed and normalized in parallel (cpu/rows.rows_split).

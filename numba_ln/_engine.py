@@ -241,7 +241,7 @@ def run_rows(y, s, x, r, w, b, stats, rows, cols, eps, centered):
         return _threading.launch(_narrow.narrow_parallel, arrays, norm, stats, rows, cols,
                                  per_task)
     return _threading.launch(_rows.rows_parallel, arrays, norm, stats, rows, cols, per_task,
-                             streams(y, rows, cols, _config.STREAM_MIN_BYTES))
+                             streams(y, rows, cols))
 
 
 

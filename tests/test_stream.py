@@ -67,16 +67,16 @@ def test_rows_up_to_the_scratch_row_stream_and_wider_ones_do_not(monkeypatch, ex
     plain, streamed = _plain_and_streamed(monkeypatch, np.float32, (24, cols), out)
     _assert_same_bits(plain, streamed)
     view = (out.reshape(-1), 0, cols)
-    assert streams(view, 24, cols, 0) is (extra == 0)
+    assert streams(view, 24, cols) is (extra == 0)
 
 
 def test_what_is_never_streamed():
     x = np.zeros((16384, 1024), np.float32)
-    view, bound = (x.reshape(-1), 0, 1024), _config.STREAM_MIN_BYTES
-    assert streams(view, 16384, 1024, bound)  # (64 MB)
-    assert not streams(view, 2048, 1024, bound)  # (8 MB)
-    assert not streams(None, 16384, 1024, bound)  # (statistics only)
-    assert not streams(IN_PLACE, 16384, 1024, bound)  # (over x: read just before)
+    view = (x.reshape(-1), 0, 1024)
+    assert streams(view, 16384, 1024)  # (64 MB)
+    assert not streams(view, 4096, 1024)  # (16 MB)
+    assert not streams(None, 16384, 1024)  # (statistics only)
+    assert not streams(IN_PLACE, 16384, 1024)  # (over x: read just before)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, BF16])
@@ -93,5 +93,5 @@ def test_streamed_gradients_have_the_bits_of_stored_ones(monkeypatch, dtype, col
                 *numba_ln.rms_norm_backward(dy, x, w),
                 numba_ln.layer_norm_backward(dy, x, w, out=out)[0].copy())
     plain = gradients()
-    monkeypatch.setattr(_config, "BACKWARD_STREAM_MIN_BYTES", 0)
+    monkeypatch.setattr(_config, "STREAM_MIN_BYTES", 0)
     _assert_same_bits(plain, gradients())

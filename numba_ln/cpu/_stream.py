@@ -8,11 +8,9 @@ threads, float32, medians of 21 calls): a prange copy of 64 MB ran at 29-38 GB/s
 same copy with streamed stores at 45-51, and 128 MB at 26 against 42-49; at 32 MB and
 below no gain (the output stays in the L3 share this VM gets).  ``layer_norm(out=)`` at
 (16384, 1024) and (4096, 4096): 5.3-5.5 ms -> 4.0-4.5 ms; at (4096, 1024), whose 16 MB
-the next call finds in cache, 0.65 -> 0.82 ms.  The backward, which reads two arrays for
-the one it writes, gains from 2-4 MB of dx on (1.1-1.5x from 4 to 64 MB).  So the fronts
-stream outputs of at least ``_config.STREAM_MIN_BYTES`` (forward) and
-``BACKWARD_STREAM_MIN_BYTES`` (``streams``; ``stream`` is a run-time flag of the
-kernels: one compiled kernel either way).
+the next call finds in cache, 0.65 -> 0.82 ms.  So the fronts stream outputs of at least
+``_config.STREAM_MIN_BYTES`` (its comment has the measurements; ``streams``), and
+``stream`` is a run-time flag of the kernels: one compiled kernel either way.
 
 LLVM's loop vectorizer will not vectorize a loop whose stores carry ``!nontemporal``
 unless the target takes unaligned ones (x86 only takes 64-byte aligned vector stores),
@@ -27,6 +25,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from .. import _config
 from ._elements import IN_PLACE, _absent, _in_place
 
 # The longest row streamed, in bytes: the scratch row's size (rows of 8192 float32).
@@ -34,15 +33,15 @@ STREAM_MAX_ROW_BYTES = 32768
 _LINE = 64
 
 
-def streams(view, rows, cols, min_bytes):
+def streams(view, rows, cols):
     """Whether a threaded kernel streams its output view (buf, start, stride) of rows x
-    cols: at least min_bytes (_config.STREAM_MIN_BYTES, BACKWARD_STREAM_MIN_BYTES), rows
-    that fit the scratch row (None and IN_PLACE, never: an output over its input was read
-    just before, and is in cache)."""
+    cols: at least _config.STREAM_MIN_BYTES, rows that fit the scratch row (None and
+    IN_PLACE, never: an output over its input was read just before, and is in cache)."""
     if view is None or view is IN_PLACE:
         return False
     row_bytes = cols * view[0].itemsize
-    return row_bytes <= STREAM_MAX_ROW_BYTES and rows * row_bytes >= min_bytes
+    return (row_bytes <= STREAM_MAX_ROW_BYTES
+            and rows * row_bytes >= _config.STREAM_MIN_BYTES)
 
 
 def _passes(t):

@@ -293,8 +293,7 @@ def run_backward(dx, dy, x, w, stats, grad_residual, rows, cols, eps, centered, 
     if _threading.runs_serial(rows * cols, _config.BACKWARD_COST) or per_task >= rows:
         _run_here(*args)
     else:
-        _threading.launch(backward_rows, *args,
-                          streams(dx, rows, cols, _config.BACKWARD_STREAM_MIN_BYTES))
+        _threading.launch(backward_rows, *args, streams(dx, rows, cols))
 
 
 def _run_here(arrays, norm, stats, grads, rows, cols, per_task):
