@@ -115,14 +115,17 @@ TASK_ELEMENTS = 65536
 # bytes, no gain or a loss (0.88-1.05x).
 NARROW_COLS = 64
 
-# Threaded row kernels stream y (the backward dx) past the caches (cpu/_stream.py) when it
-# is at least this many bytes: an ordinary store reads each line of y into the cache first.
-# Measured (2 threads, (rows, 1024), batches of calls on the same arrays, ordinary over
-# streamed time): float32 layer_norm out= 16-24 MB 0.89-0.93 (the next call finds y in
-# cache), 32 MB 0.98-1.00, 48 MB 1.23-1.35, 64 MB 1.22-1.29; layer_norm_backward out= /
-# allocating 16 MB 0.89 / 0.87, 24 MB 0.96 / 0.91, 32 MB 1.19 / 1.12, 48 MB 1.14 / 1.08
-# (bfloat16, compute-bound: 0.90-0.95 up to 16 MB, 0.94 / 1.07 at 32 MB).
-STREAM_MIN_BYTES = 32 * 2**20
+# Threaded row kernels stream their outputs (y, s, the backward's dx) past the caches
+# (cpu/_stream.py) when the call moves at least this many bytes (its row arrays, read and
+# written): an ordinary store reads each line into the cache first.  Measured (2 threads,
+# (rows, 1024) float32, batches of calls on the same arrays, ordinary over streamed time;
+# bytes moved in brackets): layer_norm out= 16-24 MB (32-48) 0.89-0.93, 32 MB (64)
+# 0.98-1.00, 48 MB (96) 1.23-1.35, 64 MB (128) 1.22-1.29; layer_norm_backward out= /
+# allocating 16 MB (48) 0.89 / 0.87, 24 MB (72) 0.96 / 0.91, 32 MB (96) 1.19 / 1.12, 48 MB
+# (144) 1.14 / 1.08; add_layer_norm out= 8 MB (32) 0.85, 16 MB (64) 0.95, 24 MB (96) 1.24,
+# 32 MB (128) 1.69, 64 MB (256) 1.64.  (bfloat16's backward, compute-bound: 0.90-0.95 up
+# to 48 MB moved, 0.94 / 1.07 at 96.)
+STREAM_MIN_BYTES = 80 * 2**20
 
 # Arrays of fewer rows than this, with rows longer than PIECE, are split: the pieces of
 # each row are summed and normalized in parallel (cpu/rows.rows_split).

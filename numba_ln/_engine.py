@@ -241,7 +241,14 @@ def run_rows(y, s, x, r, w, b, stats, rows, cols, eps, centered):
         return _threading.launch(_narrow.narrow_parallel, arrays, norm, stats, rows, cols,
                                  per_task)
     return _threading.launch(_rows.rows_parallel, arrays, norm, stats, rows, cols, per_task,
-                             streams(y, rows, cols))
+                             _streams(y, s, r, rows, cols))
+
+
+def _streams(y, s, r, rows, cols):
+    """Whether rows_parallel streams y and s (cpu/_stream.py): the call moves x and y,
+    and r and s when fused."""
+    arrays = 2 if r is None else 4
+    return streams(y, rows, cols, arrays) or streams(s, rows, cols, arrays)
 
 
 

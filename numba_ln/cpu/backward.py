@@ -293,7 +293,8 @@ def run_backward(dx, dy, x, w, stats, grad_residual, rows, cols, eps, centered, 
     if _threading.runs_serial(rows * cols, _config.BACKWARD_COST) or per_task >= rows:
         _run_here(*args)
     else:
-        _threading.launch(backward_rows, *args, streams(dx, rows, cols))
+        moved = 3 if grad_residual is None else 4  # (dy, x, dx and grad_residual)
+        _threading.launch(backward_rows, *args, streams(dx, rows, cols, moved))
 
 
 def _run_here(arrays, norm, stats, grads, rows, cols, per_task):

@@ -99,25 +99,35 @@ def sweep_row(y, src, terms, w, b, following, cols, k, centered):
 def rows_block(arrays, norm, stats, cols, first, last, stream):
     """Rows first..last-1, the body of every row kernel: the first row summed on its own,
     then one fused sweep per row (_sweep: row i normalized while row i+1 is summed).
-    stream: each row of y is written to a scratch row, then streamed past the caches
-    (_stream; the caller checks that y exists and its rows fit the scratch row)."""
+    stream: each row of y and of s is written to a scratch row, then streamed past the
+    caches (_stream; the caller checks that the rows fit the scratch rows).  s = x + r is
+    formed while its row is summed and normalized by the next sweep, so s has two scratch
+    rows, used in turn: the one being normalized and the one being formed."""
     y, s, x, r = arrays
     w, b, eps, centered = norm
     wp, bp = address(w, 0), address(b, 0)
-    sp, xp, rp = row_address(s, first, 0), row_address(x, first, 0), row_address(r, first, 0)
+    y_scratch, s_scratch, s_other = row_buffer(y), row_buffer(s), row_buffer(s)
+    s_row = row_address(s, first, 0)
+    sp = s_scratch if stream else s_row  # (where the kernel writes row i of s)
+    xp, rp = row_address(x, first, 0), row_address(r, first, 0)
     mean, second = row_stats(sp, xp, rp, cols, centered)
-    scratch = row_buffer(y)
+    if stream:
+        stream_copy(s_row, sp, cols)
     for i in range(first, last):
         store_stats(stats, i, mean, second)
         rstd = rstd_of(second, eps)
         yp = row_address(y, i, 0)
-        written = scratch if stream else yp  # (where the kernel writes row i of y)
+        written = y_scratch if stream else yp  # (where the kernel writes row i of y)
         src = source(sp, xp, rp)
         if i + 1 == last:
             row_end(written, src, cols, mean, rstd, wp, bp)
         else:
-            sp, xp, rp = (row_address(s, i + 1, 0), row_address(x, i + 1, 0),
-                          row_address(r, i + 1, 0))
+            s_row = row_address(s, i + 1, 0)
+            if stream:
+                sp, s_other = s_other, sp
+            else:
+                sp = s_row
+            xp, rp = row_address(x, i + 1, 0), row_address(r, i + 1, 0)
             if rstd < RSTD_MAX:
                 k = row_shift(xp, rp, cols, centered)
                 t1, t2 = sweep_row(written, src, normalizer(src, mean, rstd), wp, bp,
@@ -131,6 +141,8 @@ def rows_block(arrays, norm, stats, cols, first, last, stream):
             else:  # normalized in float64 (see _rowops): the next row is summed on its own
                 row_end(written, src, cols, mean, rstd, wp, bp)
                 mean, second = row_stats(sp, xp, rp, cols, centered)
+            if stream:
+                stream_copy(s_row, sp, cols)
         if stream:
             stream_copy(yp, written, cols)
     if stream:
