@@ -272,7 +272,8 @@ def _pick_kernel(plan, dtype, y, s, x, r, w, b, eps, centered, stats):
     # (one thread: the serial kernel, as the per-position sums give the same bits)
     if _threading.runs_serial(plan.rows * plan.cols) or numba.get_num_threads() == 1:
         return _channels.channels_serial(*args)
-    return _threading.launch(_channels.channels_parallel, *args)
+    return _threading.launch(_channels.channels_parallel, *args,
+                             streams(y, plan.rows, plan.cols, 2))
 
 
 def kernel_view(view):

@@ -98,3 +98,18 @@ def test_streamed_gradients_have_the_bits_of_stored_ones(monkeypatch, dtype, col
     plain = gradients()
     monkeypatch.setattr(_config, "STREAM_MIN_BYTES", 0)
     _assert_same_bits(plain, gradients())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_streamed_channels_have_the_bits_of_stored_ones(monkeypatch, dtype):
+    rng = np.random.default_rng(2)
+    x = (1 + rng.standard_normal((3, 70, 33, 37))).astype(dtype)  # (odd tiles and offsets)
+    xf = np.asfortranarray((1 + rng.standard_normal((301, 1001))).astype(dtype))
+    g = rng.standard_normal(70).astype(np.float32)
+
+    def results():
+        return (numba_ln.layer_norm(x, g, g, axis=1), numba_ln.layer_norm(xf),
+                numba_ln.rms_norm(x, axis=1))
+    plain = results()
+    monkeypatch.setattr(_config, "STREAM_MIN_BYTES", 0)
+    _assert_same_bits(plain, results())

@@ -52,13 +52,13 @@ def _passes(t):
 @intrinsic
 def row_buffer(typingctx, view):
     """Pointer to a 64-byte aligned scratch row of view's element type, STREAM_MAX_ROW_BYTES
-    long, in the calling kernel's stack frame (view: a row view (buf, start, stride)); None
-    and IN_PLACE stay what they are (nothing is streamed)."""
+    long, in the calling kernel's stack frame (view: a row view (buf, start, *steps), or
+    a flat array); None and IN_PLACE stay what they are (nothing is streamed)."""
     if _passes(view):
         def unchanged(context, builder, sig, args):
             return args[0] if _in_place(view) else context.get_dummy_value()
         return view(view), unchanged
-    dtype = view.types[0].dtype
+    dtype = view.dtype if isinstance(view, types.Array) else view.types[0].dtype
 
     def codegen(context, builder, sig, args):
         element = context.get_value_type(dtype)

@@ -24,7 +24,9 @@ from .. import _config
 from ._elements import affine, exact_sub, is_narrow, smaller, store_stats, work
 from ._jit import kernel
 from ._moments import rstd_of
+from ._pointers import address
 from ._storage import empty_work, load, store
+from ._stream import row_buffer, stream_copy, stream_fence
 
 HEAD = _config.HEAD
 GAIN_MAX = _config.SHIFT_GAIN_MAX
@@ -156,7 +158,9 @@ def tile_moments(x, base, step, chans, width, centered, k, a1, a2, s1, s2, mean,
 
 @kernel(_nrt=False)
 def tile_normalize(y, y_base, y_step, x, base, step, chans, width, mean, rstd, hi, low,
-                   scale, w, b):
+                   scale, w, b, stream):
+    """The tile's positions of every channel normalized into y (stream: each channel's
+    positions written to a scratch row, then streamed past the caches: _stream)."""
     n = np.uint64(width)
     narrow = True
     for p in range(n):
@@ -166,21 +170,27 @@ def tile_normalize(y, y_base, y_step, x, base, step, chans, width, mean, rstd, h
             hi[p] = work(x, mean[p])
             low[p] = work(x, mean[p] - hi[p])
             scale[p] = work(x, rstd[p])
+    scratch = row_buffer(y)
     for c in range(chans):
         src = base + np.uint64(c) * step
-        dst = y_base + np.uint64(c) * y_step
+        to = address(y, y_base + np.uint64(c) * y_step)
+        written = scratch if stream else to
         if narrow:
             for p in range(n):
                 t = exact_sub(exact_sub(load(x, src + p), hi[p]), low[p]) * scale[p]
-                store(y, dst + p, affine(t, w, b, c))
+                store(written, p, affine(t, w, b, c))
         else:
             for p in range(n):
                 t = exact_sub(1.0 * load(x, src + p), mean[p]) * rstd[p]
-                store(y, dst + p, affine(t, w, b, c))
+                store(written, p, affine(t, w, b, c))
+        if stream:
+            stream_copy(to, written, n)
+    if stream:
+        stream_fence()
 
 
 @kernel(_nrt=False)
-def tile_task(y, x, norm, stats, chans, inner, tile, t, buffers):
+def tile_task(y, x, norm, stats, chans, inner, tile, t, buffers, stream):
     """Statistics and normalization of tile t (positions p0:p0+width of outer index o).
     (y an argument of its own: Numba drops the ``y is not None`` branch for an absent y
     only when y is an argument.)"""
@@ -201,19 +211,19 @@ def tile_task(y, x, norm, stats, chans, inner, tile, t, buffers):
         second[p] = rstd_of(second[p], eps)  # second becomes rstd
     if y is not None:
         tile_normalize(y[0], np.uint64(y[1] + o * y[2] + p0), np.uint64(y[3]), x[0], base, step,
-                       chans, width, mean, second, hi, low, scale, w, b)
+                       chans, width, mean, second, hi, low, scale, w, b, stream)
 
 
 @kernel()
 def channels_serial(y, x, norm, stats, outer, chans, inner, tile):
     buffers = (empty_work(x[0], (6, tile)), np.empty((4, tile)))
     for t in range(outer * ((inner + tile - 1) // tile)):
-        tile_task(y, x, norm, stats, chans, inner, tile, t, buffers)
+        tile_task(y, x, norm, stats, chans, inner, tile, t, buffers, np.bool_(False))
 
 
 @kernel(parallel=True)
-def channels_parallel(y, x, norm, stats, outer, chans, inner, tile):
+def channels_parallel(y, x, norm, stats, outer, chans, inner, tile, stream):
     for t in prange(outer * ((inner + tile - 1) // tile)):
         buffers = (empty_work(x[0], (6, tile)), np.empty((4, tile)))
         # prange's index is unsigned; int64 keeps the index arithmetic integral
-        tile_task(y, x, norm, stats, chans, inner, tile, np.int64(t), buffers)
+        tile_task(y, x, norm, stats, chans, inner, tile, np.int64(t), buffers, stream)
