@@ -113,3 +113,16 @@ def test_streamed_channels_have_the_bits_of_stored_ones(monkeypatch, dtype):
     plain = results()
     monkeypatch.setattr(_config, "STREAM_MIN_BYTES", 0)
     _assert_same_bits(plain, results())
+
+
+def test_outputs_off_their_element_size_and_short_rows(monkeypatch):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((300, 1001)).astype(np.float32)
+    raw = np.zeros(x.nbytes + 1, np.uint8)
+    odd = raw[1:].view(np.float32).reshape(x.shape)  # (no whole line can be streamed)
+    tiny = rng.standard_normal((40000, 9)).astype(np.float32)  # (rows shorter than a line)
+    plain = (numba_ln.layer_norm(x), *numba_ln.add_layer_norm(tiny, tiny, None, None))
+    monkeypatch.setattr(_config, "STREAM_MIN_BYTES", 0)
+    numba_ln.layer_norm(x, out=odd)
+    _assert_same_bits(plain, (odd, *numba_ln.add_layer_norm(tiny, tiny, None, None)))
+    assert raw[0] == 0

@@ -13,7 +13,7 @@ import numba
 import numpy as np
 
 from ..cpu._pointers import address
-from ..cpu._stream import stream_copy, stream_fence
+from ..cpu._stream import stream_end, stream_fence, stream_row, stream_state
 from .base import Contender, Skip
 from .check import check_line
 
@@ -53,7 +53,7 @@ def stream_copy1(dst, src):
     for b in numba.prange((n + _COPY_BLOCK - 1) // _COPY_BLOCK):
         lo = np.int64(b) * _COPY_BLOCK
         count = min(n - lo, _COPY_BLOCK)
-        stream_copy(address(dst, lo), address(src, lo), count)
+        stream_end(stream_row(address(dst, lo), address(src, lo), count, stream_state(dst)))
         stream_fence()
 
 
@@ -63,8 +63,8 @@ def stream_copy2(y, x, s, r):
     for b in numba.prange((n + _COPY_BLOCK - 1) // _COPY_BLOCK):
         lo = np.int64(b) * _COPY_BLOCK
         count = min(n - lo, _COPY_BLOCK)
-        stream_copy(address(y, lo), address(x, lo), count)
-        stream_copy(address(s, lo), address(r, lo), count)
+        stream_end(stream_row(address(y, lo), address(x, lo), count, stream_state(y)))
+        stream_end(stream_row(address(s, lo), address(r, lo), count, stream_state(s)))
         stream_fence()
 
 

@@ -86,7 +86,7 @@ from ._moments import PIECE
 from ._partials import numpy_param_grad, numpy_partial_rows, param_grad, partial_rows
 from ._pointers import address, advance, row_address
 from ._rowops import normalizer
-from ._stream import row_buffer, stream_copy, stream_fence, streams
+from ._stream import row_buffer, stream_end, stream_fence, stream_row, stream_state, streams
 
 RSTD_MAX = _config.NARROW_RSTD_MAX
 
@@ -163,7 +163,7 @@ def backward_block(arrays, norm, stats, partials, cols, first, last, t, stream):
     t1, t2, tg, tgd = lead_row(dyp, xp, wp, k, lo2, cols, centered)
     mean, rstd, c1, c2 = row_terms(stats, first, dyp, xp, wp, cols, eps, centered, k,
                                    t1, t2, tg, tgd)
-    scratch = row_buffer(dx)
+    scratch, dx_stream = row_buffer(dx), stream_state(dx)
     for i in range(first, last):
         dxp, grp = row_address(dx, i, 0), row_address(gr, i, 0)
         written = scratch if stream else dxp  # (where the kernel writes row i of dx)
@@ -193,8 +193,9 @@ def backward_block(arrays, norm, stats, partials, cols, first, last, t, stream):
                                            t1, t2, tg, tgd)
             dyp, xp = dy2, x2
         if stream:
-            stream_copy(dxp, written, cols)
+            dx_stream = stream_row(dxp, written, cols, dx_stream)
     if stream:
+        stream_end(dx_stream)
         stream_fence()
 
 

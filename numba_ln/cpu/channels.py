@@ -26,7 +26,7 @@ from ._jit import kernel
 from ._moments import rstd_of
 from ._pointers import address
 from ._storage import empty_work, load, store
-from ._stream import row_buffer, stream_copy, stream_fence
+from ._stream import row_buffer, stream_end, stream_fence, stream_row, stream_state
 
 HEAD = _config.HEAD
 GAIN_MAX = _config.SHIFT_GAIN_MAX
@@ -170,7 +170,7 @@ def tile_normalize(y, y_base, y_step, x, base, step, chans, width, mean, rstd, h
             hi[p] = work(x, mean[p])
             low[p] = work(x, mean[p] - hi[p])
             scale[p] = work(x, rstd[p])
-    scratch = row_buffer(y)
+    scratch, y_stream = row_buffer(y), stream_state(y)
     for c in range(chans):
         src = base + np.uint64(c) * step
         to = address(y, y_base + np.uint64(c) * y_step)
@@ -184,8 +184,9 @@ def tile_normalize(y, y_base, y_step, x, base, step, chans, width, mean, rstd, h
                 t = exact_sub(1.0 * load(x, src + p), mean[p]) * rstd[p]
                 store(written, p, affine(t, w, b, c))
         if stream:
-            stream_copy(to, written, n)
+            y_stream = stream_row(to, written, n, y_stream)
     if stream:
+        stream_end(y_stream)
         stream_fence()
 
 

@@ -46,7 +46,7 @@ from ._moments import (PIECE, finish_row, piece_sums, row_shift, row_sums, rstd_
                        stats_of_totals)
 from ._pointers import address, advance, row_address
 from ._rowops import normalize_into, normalizer, source
-from ._stream import row_buffer, stream_copy, stream_fence
+from ._stream import row_buffer, stream_end, stream_fence, stream_row, stream_state
 from ._sweep import sweep
 
 RSTD_MAX = _config.NARROW_RSTD_MAX
@@ -107,12 +107,13 @@ def rows_block(arrays, norm, stats, cols, first, last, stream):
     w, b, eps, centered = norm
     wp, bp = address(w, 0), address(b, 0)
     y_scratch, s_scratch, s_other = row_buffer(y), row_buffer(s), row_buffer(s)
+    y_stream, s_stream = stream_state(y), stream_state(s)
     s_row = row_address(s, first, 0)
     sp = s_scratch if stream else s_row  # (where the kernel writes row i of s)
     xp, rp = row_address(x, first, 0), row_address(r, first, 0)
     mean, second = row_stats(sp, xp, rp, cols, centered)
     if stream:
-        stream_copy(s_row, sp, cols)
+        s_stream = stream_row(s_row, sp, cols, s_stream)
     for i in range(first, last):
         store_stats(stats, i, mean, second)
         rstd = rstd_of(second, eps)
@@ -142,10 +143,12 @@ def rows_block(arrays, norm, stats, cols, first, last, stream):
                 row_end(written, src, cols, mean, rstd, wp, bp)
                 mean, second = row_stats(sp, xp, rp, cols, centered)
             if stream:
-                stream_copy(s_row, sp, cols)
+                s_stream = stream_row(s_row, sp, cols, s_stream)
         if stream:
-            stream_copy(yp, written, cols)
+            y_stream = stream_row(yp, written, cols, y_stream)
     if stream:
+        stream_end(y_stream)
+        stream_end(s_stream)
         stream_fence()
 
 
