@@ -33,19 +33,36 @@ from .. import _config
 _ATTRIBUTE = f'"prefer-vector-width"="{_config.PREFERRED_VECTOR_BITS}"'
 
 
+# Helpers compiled for size (LLVM's ``optsize``: loops neither vectorized nor unrolled), by
+# the part of their mangled names that names them (optimize_for_size).
+_FOR_SIZE = []
+
+
+def optimize_for_size(qualified_name):
+    """Compile the kernel "package.module.function" for size: for a helper whose loops run
+    a few times a row, whose vectorized and unrolled copies only cost compile time in
+    every kernel that links it (cpu/_stream.py)."""
+    _FOR_SIZE.append("".join(f"{len(part)}{part}" for part in qualified_name.split(".")))
+
+
 def prefer_vector_width(library):
     """Give every function a kernel's library compiles the vector width preference (the
-    library is Numba's CPUCodeLibrary: its IR modules arrive through add_ir_module)."""
+    library is Numba's CPUCodeLibrary: its IR modules arrive through add_ir_module), and
+    the helpers named by optimize_for_size ``optsize``."""
     add_ir_module = getattr(library, "add_ir_module", None)
-    if add_ir_module is None or not _config.PREFERRED_VECTOR_BITS:
+    if add_ir_module is None:
         return
 
     def add_ir_module_with_preference(ir_module):
         for function in ir_module.functions:
-            if not function.is_declaration:
-                # (a string attribute: llvmlite's FunctionAttributes.add takes only the
-                # enum attributes it lists, and prints the set's items as they are)
+            if function.is_declaration:
+                continue
+            # (string attributes: llvmlite's FunctionAttributes.add takes only the enum
+            # attributes it lists, and prints the set's items as they are)
+            if _config.PREFERRED_VECTOR_BITS:
                 set.add(function.attributes, _ATTRIBUTE)
+            if any(name in function.name for name in _FOR_SIZE):
+                set.add(function.attributes, "optsize")
         add_ir_module(ir_module)
 
     library.add_ir_module = add_ir_module_with_preference

@@ -108,13 +108,12 @@ def rows_block(arrays, norm, stats, cols, first, last, stream):
     wp, bp = address(w, 0), address(b, 0)
     y_scratch, s_scratch, s_other = row_buffer(y), row_buffer(s), row_buffer(s)
     y_stream, s_stream = stream_state(y), stream_state(s)
-    s_row = row_address(s, first, 0)
-    sp = s_scratch if stream else s_row  # (where the kernel writes row i of s)
+    sp = s_scratch if stream else row_address(s, first, 0)  # (where row i of s is formed)
     xp, rp = row_address(x, first, 0), row_address(r, first, 0)
     mean, second = row_stats(sp, xp, rp, cols, centered)
-    if stream:
-        s_stream = stream_row(s_row, sp, cols, s_stream)
     for i in range(first, last):
+        if stream:  # (row i of s, formed in the scratch row sp: sent on, and read below)
+            s_stream = stream_row(row_address(s, i, 0), sp, cols, s_stream)
         store_stats(stats, i, mean, second)
         rstd = rstd_of(second, eps)
         yp = row_address(y, i, 0)
@@ -123,11 +122,10 @@ def rows_block(arrays, norm, stats, cols, first, last, stream):
         if i + 1 == last:
             row_end(written, src, cols, mean, rstd, wp, bp)
         else:
-            s_row = row_address(s, i + 1, 0)
             if stream:
                 sp, s_other = s_other, sp
             else:
-                sp = s_row
+                sp = row_address(s, i + 1, 0)
             xp, rp = row_address(x, i + 1, 0), row_address(r, i + 1, 0)
             if rstd < RSTD_MAX:
                 k = row_shift(xp, rp, cols, centered)
@@ -142,8 +140,6 @@ def rows_block(arrays, norm, stats, cols, first, last, stream):
             else:  # normalized in float64 (see _rowops): the next row is summed on its own
                 row_end(written, src, cols, mean, rstd, wp, bp)
                 mean, second = row_stats(sp, xp, rp, cols, centered)
-            if stream:
-                s_stream = stream_row(s_row, sp, cols, s_stream)
         if stream:
             y_stream = stream_row(yp, written, cols, y_stream)
     if stream:
