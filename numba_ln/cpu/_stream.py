@@ -32,9 +32,9 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .. import _config
-from ._elements import IN_PLACE, _absent, _in_place
+from ._elements import IN_PLACE
 from ._jit import kernel
-from ._pointers import advance
+from ._pointers import _passes, _unchanged, advance
 from ._vector_width import optimize_for_size
 
 # The longest row streamed, in bytes: the scratch row's size (rows of 8192 float32).
@@ -54,8 +54,9 @@ def streams(view, rows, cols, arrays):
             and rows * row_bytes * arrays >= _config.STREAM_MIN_BYTES)
 
 
-def _passes(t):
-    return _absent(t) or _in_place(t)
+def _element_type(view):
+    """The element type of a row view (buf, start, *steps) or a flat array."""
+    return view.dtype if isinstance(view, types.Array) else view.types[0].dtype
 
 
 @intrinsic
@@ -64,10 +65,8 @@ def row_buffer(typingctx, view):
     long, in the calling kernel's stack frame (view: a row view (buf, start, *steps), or
     a flat array); None and IN_PLACE stay what they are (nothing is streamed)."""
     if _passes(view):
-        def unchanged(context, builder, sig, args):
-            return args[0] if _in_place(view) else context.get_dummy_value()
-        return view(view), unchanged
-    dtype = view.dtype if isinstance(view, types.Array) else view.types[0].dtype
+        return view(view), _unchanged(view)
+    dtype = _element_type(view)
 
     def codegen(context, builder, sig, args):
         element = context.get_value_type(dtype)
@@ -139,11 +138,8 @@ def stream_state(typingctx, view):
     stack frame for the elements held back, where they go, how many); None and IN_PLACE
     stay what they are (nothing is streamed)."""
     if _passes(view):
-        def unchanged(context, builder, sig, args):
-            return args[0] if _in_place(view) else context.get_dummy_value()
-        return view(view), unchanged
-    pointer = types.CPointer(view.dtype if isinstance(view, types.Array)
-                             else view.types[0].dtype)
+        return view(view), _unchanged(view)
+    pointer = types.CPointer(_element_type(view))
     state = types.Tuple((pointer, pointer, types.intp))
 
     def codegen(context, builder, sig, args):
