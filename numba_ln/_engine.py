@@ -248,8 +248,8 @@ def _streams(y, s, r, rows, cols):
     """Whether rows_parallel streams y and s (cpu/_stream.py): the call moves x and y,
     and r and s when fused."""
     arrays = 2 if r is None else 4
-    return streams(y, rows, cols, arrays) or streams(s, rows, cols, arrays)
-
+    return (streams(y, rows * cols, cols, arrays)
+            or streams(s, rows * cols, cols, arrays))
 
 
 def _run_kernel(plan, dtype, y, s, x, r, w, b, eps, centered, stats):
@@ -273,7 +273,7 @@ def _pick_kernel(plan, dtype, y, s, x, r, w, b, eps, centered, stats):
     if _threading.runs_serial(plan.rows * plan.cols) or numba.get_num_threads() == 1:
         return _channels.channels_serial(*args)
     return _threading.launch(_channels.channels_parallel, *args,
-                             streams(y, plan.rows, plan.cols, 2))
+                             streams(y, plan.rows * plan.cols, tile, 2))
 
 
 def kernel_view(view):

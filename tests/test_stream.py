@@ -69,17 +69,18 @@ def test_rows_up_to_the_scratch_row_stream_and_wider_ones_do_not(monkeypatch, ex
     plain, streamed = _plain_and_streamed(monkeypatch, np.float32, (24, cols), out)
     _assert_same_bits(plain, streamed)
     view = (out.reshape(-1), 0, cols)
-    assert streams(view, 24, cols, 2) is (extra == 0)
+    assert streams(view, 24 * cols, cols, 2) is (extra == 0)
 
 
 def test_what_is_never_streamed():
     x = np.zeros((16384, 1024), np.float32)
     view = (x.reshape(-1), 0, 1024)
-    assert streams(view, 16384, 1024, 2)  # (64 MB read, 64 written)
-    assert not streams(view, 4096, 1024, 2)  # (16 and 16)
-    assert streams(view, 6144, 1024, 4)  # (add_layer_norm: 48 MB read, 48 written)
-    assert not streams(None, 16384, 1024, 2)  # (statistics only)
-    assert not streams(IN_PLACE, 16384, 1024, 2)  # (over x: read just before)
+    assert streams(view, 16384 * 1024, 1024, 2)  # (64 MB read, 64 written)
+    assert not streams(view, 4096 * 1024, 1024, 2)  # (16 and 16)
+    assert streams(view, 6144 * 1024, 1024, 4)  # (add_layer_norm: 48 MB read, 48 written)
+    assert not streams(view, 16384 * 1024, 16384, 2)  # (a row longer than the scratch row)
+    assert not streams(None, 16384 * 1024, 1024, 2)  # (statistics only)
+    assert not streams(IN_PLACE, 16384 * 1024, 1024, 2)  # (over x: read just before)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, BF16])

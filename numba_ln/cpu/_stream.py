@@ -42,16 +42,17 @@ STREAM_MAX_ROW_BYTES = 32768
 _LINE = 64
 
 
-def streams(view, rows, cols, arrays):
-    """Whether a threaded kernel streams its output view (buf, start, stride) of rows x
-    cols, in a call that moves that many bytes in each of `arrays` arrays: at least
-    _config.STREAM_MIN_BYTES in all, rows that fit the scratch row (None and IN_PLACE,
-    never: an output over its input was read just before, and is in cache)."""
+def streams(view, elements, row_elements, arrays):
+    """Whether a threaded kernel streams its output view (buf, start, *steps) of that many
+    elements, written row_elements at a time (what its scratch row must hold), in a call
+    that moves as many in each of `arrays` arrays: at least _config.STREAM_MIN_BYTES in
+    all, and rows that fit the scratch row (None and IN_PLACE, never: an output over its
+    input was read just before, and is in cache)."""
     if view is None or view is IN_PLACE:
         return False
-    row_bytes = cols * view[0].itemsize
-    return (row_bytes <= STREAM_MAX_ROW_BYTES
-            and rows * row_bytes * arrays >= _config.STREAM_MIN_BYTES)
+    size = view[0].itemsize
+    return (row_elements * size <= STREAM_MAX_ROW_BYTES
+            and elements * size * arrays >= _config.STREAM_MIN_BYTES)
 
 
 def _element_type(view):

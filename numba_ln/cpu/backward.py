@@ -218,10 +218,9 @@ def backward_serial(arrays, norm, stats, partials, rows, cols, per_task):
 @kernel(parallel=True)
 def backward_rows(arrays, norm, stats, grads, rows, cols, per_task, stream):
     """All rows in parallel, per_task consecutive rows per task (stream: backward_block's),
-    each task with its partial
-    rows (_partials); then the tasks' partials added in task order into grads = (dweight,
-    dbias), arrays of cols elements (dbias None for RMSNorm; both None: no parameter
-    gradients).  The partial rows are allocated and added up here: from Python, two
+    each task with its partial rows (_partials); then the tasks' partials added in task
+    order into grads = (dweight, dbias), arrays of cols elements (dbias None for RMSNorm;
+    both None: no parameter gradients).  The partial rows are allocated and added up here: from Python, two
     allocations and a reduction kernel cost ~4 us of a ~30 us (64, 1024) call."""
     # (unpacked outside the loop: Numba's parallel loop cannot take a tuple of row views)
     dx, dy, x, gr = arrays
@@ -295,7 +294,7 @@ def run_backward(dx, dy, x, w, stats, grad_residual, rows, cols, eps, centered, 
         _run_here(*args)
     else:
         moved = 3 if grad_residual is None else 4  # (dy, x, dx and grad_residual)
-        _threading.launch(backward_rows, *args, streams(dx, rows, cols, moved))
+        _threading.launch(backward_rows, *args, streams(dx, rows * cols, cols, moved))
 
 
 def _run_here(arrays, norm, stats, grads, rows, cols, per_task):
