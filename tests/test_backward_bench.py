@@ -27,6 +27,8 @@ def test_backward_option_prints_and_saves_every_case(tmp_path, capsys):
             assert entry["fraction_of_line"] > 0
         assert r["line"]["median_s"] == pytest.approx(bc.LINE_FACTOR * min(
             r["libraries"][k]["times_s"][0] for k in LINES))
+        assert "streamed stores" in r["libraries"]["line-stream"]["description"]
+        assert "streamed" not in r["libraries"]["line-prange"]["description"]
         assert f"{r['function']}  {r['case']}" in printed
     assert [t["target"].split()[0] for t in saved["targets"]] == [
         "layer_norm_backward", "layer_norm_backward", "rms_norm_backward",

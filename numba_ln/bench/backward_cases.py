@@ -20,9 +20,9 @@ Contenders (``BACKWARD_CONTENDERS``; each returns ``(dx, dweight[, dbias])``):
                         mean/rstd; rms_norm: autograd of ``F.rms_norm``
                         (``torch.autograd.grad(y, (x, w), dy, retain_graph=True)``: only
                         the backward is timed)
-``line-copyto``, ``line-prange``  copies of x (2 of the 3 arrays a backward moves); the
-                        speed line of a round is **1.5x the faster of the two**, as the
-                        backward reads x and dy and writes dx
+``line-copyto``, ``line-prange``, ``line-stream``  copies of x (2 of the 3 arrays a
+                        backward moves: lines.py); the speed line of a round is **1.5x the
+                        fastest of the three**, as the backward reads x and dy and writes dx
 
 The report and the result dicts have the forward suite's layout (report.format_case,
 targets.BACKWARD_TARGETS read them); figures are medians over interleaved rounds of
@@ -39,7 +39,7 @@ from numba_ln import reference
 from .base import Contender, Skip
 from .cases import CASE_BY_NAME
 from .half_cases import HALF_CASE_BY_NAME
-from .lines import LINES, fastest_copies, prange_copy
+from .lines import LINES, fastest_copies, prange_copy, stream_copy1
 from .peers_torch import _import as _import_torch
 from .timing import measure, median, ratio
 
@@ -230,14 +230,16 @@ def _line(inp, name):
     dst = np.empty_like(inp.x)
     if name == "line-copyto":
         call, text = partial(np.copyto, dst, inp.x), "np.copyto(y, x)"
-    else:
+    else:  # (line-prange, line-stream: the forward's threaded copies, lines.py)
         flat = [a.reshape(-1).view(np.uint32) for a in (dst, inp.x)]
-        call, text = partial(prange_copy, *flat), "Numba prange copy of x -> y"
+        kernel, what = ((stream_copy1, " with streamed stores") if name == "line-stream"
+                        else (prange_copy, ""))
+        call, text = partial(kernel, *flat), f"Numba prange copy{what} of x -> y"
 
     def run():
         call()
         return dst
-    return Contender(name, run, f"{text} (the line: {LINE_FACTOR:g}x the faster copy)",
+    return Contender(name, run, f"{text} (the line: {LINE_FACTOR:g}x the fastest copy)",
                      _check_copy)
 
 

@@ -182,7 +182,7 @@ def _run_backward(args, settings, threads):
             "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
             "elapsed_s": time.perf_counter() - started, "load_average_end": load_average()}
     print(format_report(meta, results, {}, targets))
-    print(f"(took {meta['elapsed_s']:.1f} s; the line is {bc.LINE_FACTOR:g}x the faster copy "
+    print(f"(took {meta['elapsed_s']:.1f} s; the line is {bc.LINE_FACTOR:g}x the fastest copy "
           "of x, and the copies' GB/s count the 2 arrays they move)")
     if args.json:
         with open(args.json, "w") as f:

@@ -5,9 +5,9 @@
 (all threads), and ``line-stream`` with streamed stores, past the caches, as the kernels
 write large outputs (numba_ln.cpu._stream; on the development machine 1.2-1.8x the
 prange copy's speed at 64-128 MB, no faster at 32 MB and below).  The speed line of a
-round is the fastest of the three.  Both copy raw
-elements (viewed as unsigned integers of the same width), so they serve any dtype: a
-16-bit case gets a 16-bit copy.
+round is the fastest of the three.  All copy raw elements (viewed as unsigned integers
+of the same width), so they serve any dtype: a 16-bit case gets a 16-bit copy.  (The
+backward's lines are copies of x by the same kernels: backward_cases._line.)
 """
 import numba
 import numpy as np
