@@ -130,6 +130,20 @@ def test_given_stats_are_used_as_given(rng, dtype, stats_dtype, centered):
     assert_matches(got, reference(dy, x, w, stats, centered=centered), dtype)
 
 
+def test_given_mean_between_float32s_is_used_exactly(rng):
+    """The sums are taken about the given mean rounded to float32 (sums_center): a float64
+    mean between two float32s, with a given rstd above 1 / (its distance to them)."""
+    dy, x, w = data(rng, (12, 200), np.float32)
+    x = (1e5 + 0.01 * rng.standard_normal(x.shape)).astype(np.float32)
+    # means 0.3-0.45 float32 units (1/128) off the nearest float32, rstd 1e3: 2.3-3.5 > 1
+    mean = x.mean(axis=1, dtype=np.float64)
+    mean = np.round(mean * 128) / 128 + rng.uniform(0.3, 0.45, 12) / 128
+    rstd = np.full(12, 1e3)
+    assert np.all(np.abs(mean - mean.astype(np.float32)) * rstd > 1)
+    got = backward(dy, x, w, (mean, rstd))
+    assert_matches(got, reference(dy, x, w, (mean, rstd)), np.float32)
+
+
 @pytest.mark.parametrize("centered", [True, False])
 def test_given_forward_stats_agree_with_recomputed(rng, centered):
     """Statistics from the forward kernel, passed in, give what recomputing gives."""

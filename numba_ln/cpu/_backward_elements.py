@@ -1,11 +1,10 @@
 """Element helpers of the backward row functions (_backward_rows.py): the optional arrays
-(weight, grad_residual, the partial rows) and the statistics mode (given or recomputed) as
-compile-time facts, and the tasks' partial rows of dweight/dbias (clear, flush).
+(weight, grad_residual, the partial rows) as compile-time facts, and the tasks' partial
+rows of dweight/dbias (clear, flush).
 
 The ones used per element (``scaled``, ``minus_k1``, ``put_dx``, ``add_params``,
-``moments_add``) and ``clear`` are intrinsics (below); ``centered_value`` is a compiled
-function (its subtractions are exact_sub's), which LLVM inlines, and ``flush``'s loop is
-inlined by Numba (see _backward_rows.py).
+``moments_add``) and ``clear`` are intrinsics (below), and ``flush``'s loop is inlined by
+Numba (see _backward_rows.py).
 """
 import numpy as np
 from numba import types
@@ -13,20 +12,20 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from . import _alias
-from ._elements import _absent, _in_place, exact_sub
+from ._elements import _absent, _in_place
 from ._jit import kernel
 from ._storage import (emit_float_op, emit_getitem, emit_load, emit_setitem, emit_store,
-                       float_result, load, work_type)
+                       float_result, work_type)
 
 
-# --- elements: optional arrays and the statistics mode as compile-time facts ------------------
+# --- elements: optional arrays as compile-time facts -----------------------------------------
 #
-# Intrinsics, except centered_value (it calls exact_sub, a compiled function) and flush (a
-# loop): each writes the instructions Numba wrote for its expression into the kernel
-# that calls it.  As compiled overloads, each was compiled on its own per argument types
-# and kernel flags (~15-50 ms apiece, ~20 of them on a first backward call); Numba adds
-# the calling kernel's fastmath flags to an intrinsic's instructions, as such an overload
-# inherited them (numba.core.cpu: fastmath is inherited when not set).
+# Intrinsics, except flush (a loop): each writes the instructions Numba wrote for its
+# expression into the kernel that calls it.  As compiled overloads, each was compiled on
+# its own per argument types and kernel flags (~15-50 ms apiece, ~20 of them on a first
+# backward call); Numba adds the calling kernel's fastmath flags to an intrinsic's
+# instructions, as such an overload inherited them (numba.core.cpu: fastmath is
+# inherited when not set).
 
 def _fmul(context, builder, a, a_type, b, b_type):
     return emit_float_op(context, builder, "fmul", a, a_type, b, b_type)
@@ -58,24 +57,9 @@ def minus_k1(typingctx, v, w, j, k1):
     return float_result(product, k1)(v, w, j, k1), codegen
 
 
-def centered_value(x, j, hi, lo):
-    """(x[j] - hi) - lo, each subtraction exact far from zero; x[j] - hi for lo None."""
-
-
-@overload(centered_value)
-def _centered_value(x, j, hi, lo):
-    if _absent(lo):
-        return lambda x, j, hi, lo: exact_sub(load(x, j), hi)
-    return lambda x, j, hi, lo: exact_sub(exact_sub(load(x, j), hi), lo)
-
-
 @intrinsic
-def moments_add(typingctx, a1, a2, d, lo):
-    """(a1 + d, a2 + d*d) when the statistics are recomputed (lo None), else (a1, a2)."""
-    if not _absent(lo):
-        result = types.Tuple((a1, a2))
-        return result(a1, a2, d, lo), lambda context, builder, sig, args: (
-            context.make_tuple(builder, result, args[:2]))
+def moments_add(typingctx, a1, a2, d):
+    """(a1 + d, a2 + d*d)."""
     result = types.Tuple((float_result(a1, d), float_result(a2, d)))
 
     def codegen(context, builder, sig, args):
@@ -83,7 +67,7 @@ def moments_add(typingctx, a1, a2, d, lo):
         square = _fmul(context, builder, args[2], d, args[2], d)[0]
         s2 = emit_float_op(context, builder, "fadd", args[1], a2, square, d)[0]
         return context.make_tuple(builder, result, (s1, s2))
-    return result(a1, a2, d, lo), codegen
+    return result(a1, a2, d), codegen
 
 
 def _plus(context, builder, v, v_type, gr, gr_type, j, j_type):

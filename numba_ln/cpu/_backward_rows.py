@@ -12,14 +12,14 @@ which is rstd * (g - mean(g) - xhat * mean(g * xhat)) with k1 = rstd * mean(g) (
 RMSNorm) and k2 = rstd * mean(g * xhat): each term rounded to its own magnitude, so the
 result keeps a few work-type roundings of the largest term.  The means come from the
 sums of the row, taken while the *previous* row's dx is written (``sweep``; a task's first
-row is summed on its own, ``lead``).  About d = x - hi (- lo),
+row is summed on its own, ``lead``).  About d = x - center,
 
     Sg = sum(g),  Sgd = sum(g * d),  and S1 = sum(d), S2 = sum(d * d)
 
-where (hi, lo) is either the given mean's split, or the forward's shift k with lo None:
-statistics recomputed, and S1, S2 are then _moments' shifted sums (``lo`` None also
-drops the second subtraction).  RMSNorm: d = x, no Sg, no S1, and S2 only when
-recomputing.  backward.py turns these into k1, k2.
+where center is the forward's shift k when the statistics are recomputed (S1, S2 are
+then _moments' shifted sums), or the given mean rounded to the work type (S1 and S2
+unused: _backward_stats.sums_center says why they are taken).  RMSNorm: d = x, no Sg, no
+S1.  backward.py turns these into k1, k2.
 
 Fastmath as in the forward (see _config): the functions that sum (``lead``, ``sweep``,
 ``row_gxhat``) compile with REDUCE_FASTMATH, the others with contract only, and every
@@ -41,8 +41,7 @@ LLVM then vectorizes 8 float32 lanes wide instead of 16).
 import numpy as np
 
 from .. import _config
-from ._backward_elements import (add_params, centered_value, minus_k1, moments_add, put_dx,
-                                 scaled)
+from ._backward_elements import add_params, minus_k1, moments_add, put_dx, scaled
 from ._elements import exact_sub, smaller, work
 from ._jit import kernel
 from ._storage import load
@@ -72,53 +71,53 @@ def rms_dx_at(dx, dy, x, w, gr, sw, sb, scale, k2, j):
 # --- chunk loops (inlined into the functions below, which give them their flags) --------------
 
 @kernel(inline="always")
-def ln_terms(a1, a2, ag, agd, dy, x, w, hi, lo, j):
+def ln_terms(a1, a2, ag, agd, dy, x, w, center, j):
     """The sums of element j (module docstring) added to the accumulators."""
-    d = centered_value(x, j, hi, lo)
+    d = exact_sub(load(x, j), center)
     g = scaled(load(dy, j), w, j)
-    a1, a2 = moments_add(a1, a2, d, lo)
+    a1, a2 = moments_add(a1, a2, d)
     return a1, a2, ag + g, agd + g * d
 
 
 @kernel(inline="always")
-def rms_terms(a2, agd, dy, x, w, lo, j):
+def rms_terms(a2, agd, dy, x, w, j):
     v = load(x, j)
-    a2 = moments_add(a2, a2, v, lo)[1]  # S2 only (when recomputing): RMSNorm has no S1
+    a2 = moments_add(a2, a2, v)[1]  # S2 only: RMSNorm has no S1
     return a2, agd + scaled(load(dy, j), w, j) * v
 
 
 @kernel(inline="always")
-def ln_sums_part(dy, x, w, hi, lo, start, stop):
+def ln_sums_part(dy, x, w, center, start, stop):
     a1 = a2 = ag = agd = work(x, 0.0)
     for j in range(start, stop):
-        a1, a2, ag, agd = ln_terms(a1, a2, ag, agd, dy, x, w, hi, lo, j)
+        a1, a2, ag, agd = ln_terms(a1, a2, ag, agd, dy, x, w, center, j)
     return a1, a2, ag, agd
 
 
 @kernel(inline="always")
-def rms_sums_part(dy, x, w, lo, start, stop):
+def rms_sums_part(dy, x, w, start, stop):
     a2 = agd = work(x, 0.0)
     for j in range(start, stop):
-        a2, agd = rms_terms(a2, agd, dy, x, w, lo, j)
+        a2, agd = rms_terms(a2, agd, dy, x, w, j)
     return work(x, 0.0), a2, work(x, 0.0), agd
 
 
 @kernel(inline="always")
-def ln_sweep_part(dx, dy, x, w, gr, sw, sb, hi, lo, scale, k1, k2, dy2, x2, hi2, lo2,
+def ln_sweep_part(dx, dy, x, w, gr, sw, sb, hi, lo, scale, k1, k2, dy2, x2, center2,
                   start, stop):
     a1 = a2 = ag = agd = work(x, 0.0)
     for j in range(start, stop):
         ln_dx_at(dx, dy, x, w, gr, sw, sb, hi, lo, scale, k1, k2, j)
-        a1, a2, ag, agd = ln_terms(a1, a2, ag, agd, dy2, x2, w, hi2, lo2, j)
+        a1, a2, ag, agd = ln_terms(a1, a2, ag, agd, dy2, x2, w, center2, j)
     return a1, a2, ag, agd
 
 
 @kernel(inline="always")
-def rms_sweep_part(dx, dy, x, w, gr, sw, sb, scale, k2, dy2, x2, lo2, start, stop):
+def rms_sweep_part(dx, dy, x, w, gr, sw, sb, scale, k2, dy2, x2, start, stop):
     a2 = agd = work(x, 0.0)
     for j in range(start, stop):
         rms_dx_at(dx, dy, x, w, gr, sw, sb, scale, k2, j)
-        a2, agd = rms_terms(a2, agd, dy2, x2, w, lo2, j)
+        a2, agd = rms_terms(a2, agd, dy2, x2, w, j)
     return work(x, 0.0), a2, work(x, 0.0), agd
 
 
@@ -126,7 +125,7 @@ def rms_sweep_part(dx, dy, x, w, gr, sw, sb, scale, k2, dy2, x2, lo2, start, sto
 
 # A summing loop (see _config.REDUCE_FASTMATH); n <= PIECE, the caller adds the pieces.
 @kernel(fastmath=REDUCE, _nrt=False)
-def lead(dy, x, w, hi, lo, n, centered):
+def lead(dy, x, w, center, n, centered):
     """(S1, S2, Sg, Sgd) of the piece x[:n], dy[:n] (module docstring): float64 totals of
     work-type chunk sums."""
     t1 = t2 = tg = tgd = 0.0
@@ -135,9 +134,9 @@ def lead(dy, x, w, hi, lo, n, centered):
     while start < end:
         stop = smaller(end, start + np.uint64(CHUNK))
         if centered:
-            a1, a2, ag, agd = ln_sums_part(dy, x, w, hi, lo, start, stop)
+            a1, a2, ag, agd = ln_sums_part(dy, x, w, center, start, stop)
         else:
-            a1, a2, ag, agd = rms_sums_part(dy, x, w, lo, start, stop)
+            a1, a2, ag, agd = rms_sums_part(dy, x, w, start, stop)
         t1 += a1
         t2 += a2
         tg += ag
@@ -151,13 +150,13 @@ def lead(dy, x, w, hi, lo, n, centered):
 def sweep(row, sums, w, terms, following, n, centered):
     """dx (and partials) of the piece dy[:n], x[:n] of row = (dx, dy, x, gr), into the
     partial rows sums = (sw, sb), with terms = (hi, lo, scale, k1, k2), while summing
-    the piece dy2[:n], x2[:n] of the following row, (dy2, x2, hi2, lo2), as ``lead``
+    the piece dy2[:n], x2[:n] of the following row, (dy2, x2, center2), as ``lead``
     does.  Loads of the next row overlap the stores of this one, and this row is read
     from L1 (the previous call summed it)."""
     dx, dy, x, gr = row
     sw, sb = sums
     hi, lo, scale, k1, k2 = terms
-    dy2, x2, hi2, lo2 = following
+    dy2, x2, center2 = following
     t1 = t2 = tg = tgd = 0.0
     start = np.uint64(0)
     end = np.uint64(n)
@@ -165,10 +164,10 @@ def sweep(row, sums, w, terms, following, n, centered):
         stop = smaller(end, start + np.uint64(CHUNK))
         if centered:
             a1, a2, ag, agd = ln_sweep_part(dx, dy, x, w, gr, sw, sb, hi, lo, scale, k1, k2,
-                                            dy2, x2, hi2, lo2, start, stop)
+                                            dy2, x2, center2, start, stop)
         else:
             a1, a2, ag, agd = rms_sweep_part(dx, dy, x, w, gr, sw, sb, scale, k2, dy2, x2,
-                                             lo2, start, stop)
+                                             start, stop)
         t1 += a1
         t2 += a2
         tg += ag

@@ -30,21 +30,25 @@ def _given_mean(stats, i):
     return lambda stats, i: 1.0 * stats[0][i]
 
 
-def row_center(stats, i, x, cols, centered):
-    """(hi, lo) the sums of row i are taken about: the given mean's split (0, 0 for
-    RMSNorm), or the forward's shift k and None (0 and None for RMSNorm)."""
+def sums_center(stats, i, x, cols, centered):
+    """The value the sums of row i are taken about (d = x - center): the given mean rounded
+    to the work type, or the forward's shift k when recomputing (0 for RMSNorm, whose
+    sums take x itself).
+
+    Both take the same sums, S1 and S2 included, which given statistics do not use: one
+    compiled sweep for both, and the faster one.  The sweep given statistics had (no S1
+    and S2, and the mean's low part subtracted from every element) ran
+    layer_norm_backward(out=) at (16384, 1024) in 8.7-9.1 ms against 7.0-7.5 (2 threads;
+    17.0 against 13.4-13.7 on one), and as fast in cache ((4096, 768), (64, 1024)): more
+    arithmetic, yet faster from memory (measured, not explained: the two loops' machine
+    code differs in schedule and register use, not in its loads and stores)."""
 
 
-@overload(row_center, inline="always")
-def _row_center(stats, i, x, cols, centered):
+@overload(sums_center, inline="always")
+def _sums_center(stats, i, x, cols, centered):
     if _absent(stats):
-        return lambda stats, i, x, cols, centered: (shift_of(x, cols, centered), None)
-
-    def given(stats, i, x, cols, centered):
-        mean = given_mean(stats, i)
-        hi = work(x, mean)
-        return hi, work(x, mean - hi)
-    return given
+        return lambda stats, i, x, cols, centered: shift_of(x, cols, centered)
+    return lambda stats, i, x, cols, centered: work(x, given_mean(stats, i))
 
 
 def row_terms(stats, i, dy, x, w, cols, eps, centered, k, t1, t2, tg, tgd):
@@ -59,10 +63,13 @@ def _row_terms(stats, i, dy, x, w, cols, eps, centered, k, t1, t2, tg, tgd):
         return recomputed
 
     def given(stats, i, dy, x, w, cols, eps, centered, k, t1, t2, tg, tgd):
-        # Sgd is about the mean: sum(g * xhat) = rstd * Sgd.  (RMSNorm does not form Sg:
-        # tg is 0, and so is c1.)
-        rstd = 1.0 * stats[1][i]
-        return given_mean(stats, i), rstd, tg / cols, rstd * tgd / cols
+        # Sgd is about k, the given mean rounded to the work type (sums_center).  Every x
+        # lies on the work type's grid, so at least |mean - k| from the mean, and each
+        # x - k is at most twice x - mean: the sum about k keeps the bound of one about
+        # the mean.  (A given rstd above 1 / |mean - k|, larger than the data's own, takes
+        # terms_about's second sum.  RMSNorm: k and the mean are 0.)
+        return terms_about(dy, x, w, cols, centered, given_mean(stats, i),
+                           1.0 * stats[1][i], k, tg, tgd, True)
     return given
 
 
@@ -76,14 +83,19 @@ def shift_of(x, cols, centered):
 def recomputed_terms(dy, x, w, cols, eps, centered, k, t1, t2, tg, tgd):
     """(mean, rstd, c1, c2) of a row from its sums about the shift k (module docstring)."""
     mean, second = finish_row(x, cols, k, t1, t2, centered)
-    rstd = rstd_of(second, eps)
+    squares_fit = not is_narrow(x) or TINY <= t2 < math.inf
+    return terms_about(dy, x, w, cols, centered, mean, rstd_of(second, eps), k, tg, tgd,
+                       squares_fit)
+
+
+@kernel(_nrt=False)
+def terms_about(dy, x, w, cols, centered, mean, rstd, k, tg, tgd, squares_fit):
+    """(mean, rstd, c1, c2) of a row from its sums about k (backward.py's docstring):
+    sum(g * xhat) from Sgd and Sg while that is exact, else summed again about the mean."""
     if is_narrow(x) and not rstd < RSTD_MAX:
         return mean, rstd, 0.0, 0.0  # row_wide sums this row again, in float64
     shift = mean - k
-    exact = abs(shift) * rstd <= 1.0 and abs(tgd) < math.inf
-    if is_narrow(x):
-        exact = exact and TINY <= t2 < math.inf
-    if exact:
+    if squares_fit and abs(shift) * rstd <= 1.0 and abs(tgd) < math.inf:
         gxhat = rstd * (tgd - shift * tg)
     else:
         hi, lo, scale = normalizer(x, mean, rstd)

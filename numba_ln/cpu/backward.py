@@ -42,8 +42,9 @@ _partials.py), then the shape and the task.
 
 **Passes.**  Each row's sums (module docstring of _backward_rows) are taken while the
 previous row's dx is written: one sweep over a row reads dy and x from memory and writes
-dx, and the row it writes was read by the previous sweep, so it comes from L1.  With
-recomputed statistics ``Sgd = sum(g * (x - k))`` is about the shift k, and
+dx, and the row it writes was read by the previous sweep, so it comes from L1.
+``Sgd = sum(g * (x - k))`` is about k -- the shift with recomputed statistics, the
+given mean rounded to the work type otherwise (_backward_stats.sums_center) -- and
 
     sum(g * xhat) = rstd * (Sgd - (mean - k) * Sg)
 
@@ -79,7 +80,7 @@ from .._threading import even_tasks
 from ._backward_elements import clear_rows, flush_rows
 from ._backward_rows import lead, row_dx, row_wide, sweep
 from ._backward_single import single_column
-from ._backward_stats import row_center, row_terms
+from ._backward_stats import row_terms, sums_center
 from ._elements import is_narrow, smaller, work
 from ._jit import kernel
 from ._moments import PIECE
@@ -112,10 +113,10 @@ PARAM_ROWS = 8
 # --- a row's sums, piece by piece (as _moments.row_sums adds them) ----------------------------
 
 @kernel(inline="always")
-def lead_row(dy, x, w, hi, lo, cols, centered):
+def lead_row(dy, x, w, center, cols, centered):
     t1 = t2 = tg = tgd = 0.0
     for p in range(0, cols, PIECE):
-        a1, a2, ag, agd = lead(advance(dy, p), advance(x, p), advance(w, p), hi, lo,
+        a1, a2, ag, agd = lead(advance(dy, p), advance(x, p), advance(w, p), center,
                                smaller(cols, p + PIECE) - p, centered)
         t1 += a1
         t2 += a2
@@ -130,12 +131,12 @@ def sweep_row(row, sums, w, terms, following, cols, centered):
     row, piece by piece, the totals added in order."""
     dx, dy, x, gr = row
     sw, sb = sums
-    dy2, x2, hi2, lo2 = following
+    dy2, x2, center2 = following
     t1 = t2 = tg = tgd = 0.0
     for p in range(0, cols, PIECE):
         a1, a2, ag, agd = sweep((advance(dx, p), advance(dy, p), advance(x, p), advance(gr, p)),
                                 (advance(sw, p), advance(sb, p)), advance(w, p), terms,
-                                (advance(dy2, p), advance(x2, p), hi2, lo2),
+                                (advance(dy2, p), advance(x2, p), center2),
                                 smaller(cols, p + PIECE) - p, centered)
         t1 += a1
         t2 += a2
@@ -159,8 +160,8 @@ def backward_block(arrays, norm, stats, partials, cols, first, last, t, stream):
     sw, sb = row_address(swv, t, 0), row_address(sbv, t, 0)
     clear_rows(pw, pb, sw, sb, cols)
     dyp, xp = row_address(dy, first, 0), row_address(x, first, 0)
-    k, lo2 = row_center(stats, first, xp, cols, centered)
-    t1, t2, tg, tgd = lead_row(dyp, xp, wp, k, lo2, cols, centered)
+    k = sums_center(stats, first, xp, cols, centered)
+    t1, t2, tg, tgd = lead_row(dyp, xp, wp, k, cols, centered)
     mean, rstd, c1, c2 = row_terms(stats, first, dyp, xp, wp, cols, eps, centered, k,
                                    t1, t2, tg, tgd)
     scratch, dx_stream = row_buffer(dx), stream_state(dx)
@@ -179,14 +180,14 @@ def backward_block(arrays, norm, stats, partials, cols, first, last, t, stream):
             flush_rows(pw, sw, pb, sb, cols)
         else:
             dy2, x2 = row_address(dy, i + 1, 0), row_address(x, i + 1, 0)
-            k, lo2 = row_center(stats, i + 1, x2, cols, centered)
+            k = sums_center(stats, i + 1, x2, cols, centered)
             if narrow_fits:
                 t1, t2, tg, tgd = sweep_row((written, dyp, xp, grp), (sw, sb), wp,
-                                            (hi, lo, scale, k1, k2), (dy2, x2, k, lo2), cols,
+                                            (hi, lo, scale, k1, k2), (dy2, x2, k), cols,
                                             centered)
             else:
                 row_wide(written, dyp, xp, wp, grp, sw, sb, mean, rstd, cols, centered)
-                t1, t2, tg, tgd = lead_row(dy2, x2, wp, k, lo2, cols, centered)
+                t1, t2, tg, tgd = lead_row(dy2, x2, wp, k, cols, centered)
             if (i - first) % PARAM_ROWS == PARAM_ROWS - 1:
                 flush_rows(pw, sw, pb, sb, cols)
             mean, rstd, c1, c2 = row_terms(stats, i + 1, dy2, x2, wp, cols, eps, centered, k,
