@@ -87,14 +87,16 @@ PREFERRED_VECTOR_BITS = _vector_bits(os.environ.get("NUMBA_LN_VECTOR_BITS", "512
 # from ~200000 on ((48, 4096) 26.3 against 22.2).
 SERIAL_MAX_ELEMENTS = 131072
 
-# The backward does three to four times the forward's work per element, so its calls run
-# serially up to SERIAL_MAX_ELEMENTS // BACKWARD_COST elements (_threading.runs_serial).
-# Measured (2 threads, float32 LayerNorm with a weight, us): the kernels called from
-# Python, serial against parallel: (32, 1024) 10.0 against 8.5, (64, 1024) 18.3 against
-# 13.4, (128, 1024) 37.9 against 22.0; through the small-call gate, whose compiled launch
-# costs ~1.5 us more, (40, 1024) 12.8 against 13.4 (noise), (64, 768) 15.5 against 15.0,
-# (128, 768) 32 against 23, (1024, 64) 67 against 38.
-BACKWARD_COST = 3
+# The backward does three times the forward's work per element, and its parallel launch
+# costs more (the partial rows, their reduction, and the general path's front): its calls
+# run serially up to SERIAL_MAX_ELEMENTS // BACKWARD_COST elements
+# (_threading.runs_serial).  Measured (2 threads, float32 LayerNorm with a weight, us,
+# serial against parallel; 2026-12-05, the 2-core Intel machine, whose thread wake-ups
+# are slow): (16, 1024) 8.1 against 20.3 (one thread, parallel kernel: 14.6), (48, 1024)
+# 20.5 against 24.5, (64, 1024) 24.3-27.0 against 27.6-30.4, (128, 1024) 43.1-54.0
+# against 36.2-41.7; (64, 768) 19.2 against 25.5, (96, 768) 29.1 against 31.0, (128, 768)
+# 38.7 against 37.2.  (An earlier machine: (64, 1024) 18.3 against 13.4.)
+BACKWARD_COST = 2
 
 # The fused forms (add_layer_norm, add_rms_norm: x and the residual read, s and y written)
 # do about twice a plain call's work per element: serial up to SERIAL_MAX_ELEMENTS //

@@ -24,7 +24,7 @@ FUNCTIONS = ("layer_norm", "rms_norm", "add_layer_norm", "add_rms_norm", "moment
 _SMALL, _LARGE = (2, 768), (512, 1024)  # the small-call/serial kernels; the parallel ones
 # A backward call between its serial bound and the forward's: the small-call gate's check
 # (small_backward_fits), then the parallel kernel the large shape compiles
-_MID = (64, 1024)
+_MID = (96, 1024)
 _WIDE = (2, 200_000)  # split rows (--all)
 _COUNTING = False
 

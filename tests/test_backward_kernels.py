@@ -259,9 +259,8 @@ def test_task_rows_depend_on_shape_only():
     assert bw.task_rows(64, 10**6) == 8
     # one task's rows, split in two where the call runs in parallel (above
     # SERIAL_MAX_ELEMENTS / BACKWARD_COST elements), and kept whole where it runs serially
-    assert bw.task_rows(64, 1024) == 32
-    assert bw.task_rows(43, 1024) == 22
-    assert bw.task_rows(42, 1024) == 64
+    assert bw.task_rows(65, 1024) == 33
+    assert bw.task_rows(64, 1024) == 64
     assert bw.task_rows(8, 8192) == 8  # (two tasks would be shorter than TASK_MIN_ROWS)
 
 

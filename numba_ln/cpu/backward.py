@@ -248,7 +248,7 @@ def split_rows(rows, cols, task_elements, serial_max):
     """Rows per task: about task_elements elements (whole rows, at least TASK_MIN_ROWS),
     at most MAX_TASKS tasks; two tasks where that would be one but the call runs in
     parallel (more than serial_max elements: _threading.runs_serial with BACKWARD_COST),
-    so that a (64, 1024) call uses two threads; otherwise spread evenly over an even
+    so that a (96, 1024) call uses two threads; otherwise spread evenly over an even
     number of tasks (_threading.even_tasks).  A function of the shape only; from Python
     and from compiled code (small_backward.py, _njit) alike.  (max as conditional
     expressions: Numba's max is an overload, a compilation per kernel on first use.)
