@@ -225,7 +225,7 @@ def test_parallel_matches_reference_and_serial(rng, dtype):
     rows, cols = x.shape
     dx, grads = np.empty_like(x), (np.empty(cols), np.empty(cols))
     bw._run_here(((dx.reshape(-1), 0, cols), (dy.reshape(-1), 0, cols),
-                  (x.reshape(-1), 0, cols), None), (w, 1e-5, True), None, grads,
+                  (x.reshape(-1), 0, cols), None), (w, 1e-5, True), bw.RECOMPUTED, grads,
                  rows, cols, bw.task_rows(rows, cols))
     assert np.array_equal(dx, got[0])
     assert np.array_equal(grads[0], got[1])

@@ -48,7 +48,7 @@ def _single_column(dxf, dyf, xf, wf, w_absent, st, grf, has_r, rows, e):
     dweight = dbias = 0.0
     for i in range(rows):
         x_i, dy_i = 1.0 * xf[i], 1.0 * dyf[i]  # (read before dx, which may be dy, is written)
-        if st is None:
+        if not st[2]:
             mean, rstd = x_i, 1.0 / np.sqrt((x_i - x_i) ** 2 + e)
         else:
             mean, rstd = st[0][i], st[1][i]
@@ -196,12 +196,14 @@ def _make_backward(fname, centered, dy, x, weight, mean, rstd, eps, grad_residua
             gr_v = (grf, zero, cols)
         else:
             gr_v = None
+        # (mean, rstd, given), as the Python path forms them (cpu/backward.run_backward;
+        # np.bool_: a literal's type would make a kernel variant of its own)
         if stats_ln:
-            st = (mf, rf)
+            st = (mf, rf, np.bool_(True))
         elif stats_rms:  # (a zero mean, as the Python path passes: _stand_ins)
-            st = (np.zeros(rows), rf)
+            st = (np.zeros(rows), rf, np.bool_(True))
         else:
-            st = None
+            st = (np.empty(np.int64(0)), np.empty(np.int64(0)), np.bool_(False))
         c = np.bool_(centered)
         dy_v, x_v = (dyf, zero, cols), (xf, zero, cols)
         done = False

@@ -16,7 +16,8 @@ from ._elements import IN_PLACE
 
 
 def single_column(dx, dy, x, w, stats, grad_residual, rows, eps, dweight, dbias):
-    """dx written, dweight and dbias (None: not wanted) as run_backward writes them."""
+    """dx written, dweight and dbias (None: not wanted) as run_backward writes them (stats:
+    the kernels' (mean, rstd, given))."""
     def at(view):  # (buffer, positions) of the rows' single elements (any row stride)
         return view[0], view[1] + np.arange(rows) * view[2]
 
@@ -26,8 +27,8 @@ def single_column(dx, dy, x, w, stats, grad_residual, rows, eps, dweight, dbias)
 
     dy_v, x_v = column(dy), column(x)
     with np.errstate(all="ignore"):  # (NaN and inf rows give NaN silently, as the kernels)
-        mean = x_v if stats is None else stats[0]
-        rstd = 1.0 / np.sqrt((x_v - x_v) ** 2 + eps) if stats is None else stats[1]
+        mean = stats[0] if stats[2] else x_v
+        rstd = stats[1] if stats[2] else 1.0 / np.sqrt((x_v - x_v) ** 2 + eps)
         xhat = (x_v - mean) * rstd
         g = dy_v * (1.0 if w is None else float(w[0]))
         value = rstd * ((g - g) - xhat * (g * xhat))

@@ -36,9 +36,11 @@ Entry point (the front calls this; everything is in kernel order, rows x cols)::
                dweight/dbias work at all.
 
 The kernels take these grouped in plain tuples, as rows.py's do (which says why not named
-tuples): ``arrays = (dx, dy, x, grad_residual)``, ``norm = (w, eps, centered)``, ``stats``,
-``partials`` (the tasks' dweight and dbias partial rows in float64, then in the work type;
-_partials.py), then the shape and the task.
+tuples): ``arrays = (dx, dy, x, grad_residual)``, ``norm = (w, eps, centered)``,
+``stats = (mean, rstd, given)`` (run_backward's float64 rows and True, or rows never read
+and False: one kernel variant for both modes, _backward_stats), ``partials`` (the tasks'
+dweight and dbias partial rows in float64, then in the work type; _partials.py), then the
+shape and the task.
 
 **Passes.**  Each row's sums (module docstring of _backward_rows) are taken while the
 previous row's dx is written: one sweep over a row reads dy and x from memory and writes
@@ -90,6 +92,9 @@ from ._rowops import normalizer
 from ._stream import row_buffer, stream_end, stream_fence, stream_row, stream_state, streams
 
 RSTD_MAX = _config.NARROW_RSTD_MAX
+# The kernels' statistics (mean, rstd, given) of a call that recomputes them (the rows are
+# never read)
+RECOMPUTED = (np.zeros(0), np.zeros(0), False)
 
 # At most this many tasks, and at least TASK_MIN_ROWS rows a task: each task has partial
 # rows of dweight/dbias (cols float64 + cols work type per parameter), which the final
@@ -274,10 +279,12 @@ def split_rows(rows, cols, task_elements, serial_max):
 def run_backward(dx, dy, x, w, stats, grad_residual, rows, cols, eps, centered, grads):
     """dx written, and the parameter gradients into grads (module docstring)."""
     # Stand-ins (_stand_ins): fewer kernel variants to compile, the same bits
-    if stats is not None:  # (RMSNorm's absent mean: zeros, which given_mean also returns)
+    if stats is None:
+        stats = RECOMPUTED
+    else:  # (RMSNorm's absent mean: zeros)
         mean = (_stand_ins.zeros(rows) if stats[0] is None
                 else stats[0].astype(np.float64, copy=False))
-        stats = (mean, stats[1].astype(np.float64, copy=False))
+        stats = (mean, stats[1].astype(np.float64, copy=False), True)
     dweight, dbias = (None, None) if grads is None else grads
     if rows == 0:
         for g in (dweight, dbias):

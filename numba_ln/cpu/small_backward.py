@@ -73,7 +73,9 @@ def _stat_check(s):
 
 @kernel(inline="always")
 def _recomputed(mean, rstd, rows):
-    return None
+    # (rows never read, run_backward's form; np.bool_, not a literal, whose type would
+    # make a kernel variant of its own)
+    return (np.empty(np.int64(0)), np.empty(np.int64(0)), np.bool_(False))
 
 
 @kernel(inline="always")
@@ -89,19 +91,19 @@ def _widened(s, rows):
 @kernel(inline="always")
 def _widened_rstd(mean, rstd, rows):
     """(zeros, rstd) as float64 rows: RMSNorm's given statistics (no mean)."""
-    return (np.zeros(rows), _widened(rstd, rows))
+    return (np.zeros(rows), _widened(rstd, rows), np.bool_(True))
 
 
 @kernel(inline="always")
 def _widened_stats(mean, rstd, rows):
     """(mean, rstd) as float64 rows: LayerNorm's given statistics."""
-    return (_widened(mean, rows), _widened(rstd, rows))
+    return (_widened(mean, rows), _widened(rstd, rows), np.bool_(True))
 
 
 def _stats_of(mean, rstd):
-    """Typing: the kernel's statistics from the given ones -- None (recomputed), or float64
-    rows (mean, rstd), widened as cpu/backward.run_backward widens them, zeros for
-    RMSNorm's absent mean."""
+    """Typing: the kernels' statistics (mean, rstd, given) from the given ones, as
+    cpu/backward.run_backward forms them: float64 rows, widened, zeros for RMSNorm's
+    absent mean; empty rows and False when they are recomputed."""
     if _absent(rstd):
         return _recomputed
     return _widened_rstd if _absent(mean) else _widened_stats
