@@ -50,7 +50,8 @@ def row_terms(stats, i, dy, x, w, cols, eps, centered, k, t1, t2, tg, tgd):
     the mean, and each x - k is at most twice x - mean: the sum about k keeps the bound
     of one about the mean.  (A given rstd above 1 / |mean - k|, larger than the data's
     own, takes terms_about's second sum.  RMSNorm: k and the mean are 0.)"""
-    if stats[2]:
+    if stats[2]:  # (its squares_fit is stats[2], True: a literal would be a type, and
+        # terms_about a compilation, of its own)
         return terms_about(dy, x, w, cols, centered, 1.0 * stats[0][i], 1.0 * stats[1][i],
                            k, tg, tgd, stats[2])
     return recomputed_terms(dy, x, w, cols, eps, centered, k, t1, t2, tg, tgd)
