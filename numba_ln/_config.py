@@ -106,6 +106,16 @@ BACKWARD_COST = 2
 # 1024) serial 25.3, parallel 16.4-16.8.
 FUSED_COST = 2
 
+# Rows of at most this many bytes: the row kernels (cpu/rows.py) prefetch every line of
+# the row after next before each sweep.  Out of cache a row's fixed work stalls the
+# loads; the hardware prefetcher does not look that far ahead over short rows.  Measured
+# (2 threads, layer_norm out= with weight and bias, three interleaved pairs, us): bfloat16
+# (16384, 1024) 2009-2105 -> 1838-1975, float16 1739-1887 -> 1548-1649, float32 (65536,
+# 256) 3501-4750 -> 3150-3268; longer rows lost with it (float32 (16384, 1024), 4 KiB
+# rows, streamed: 3365-3541 -> 3611-3709; bfloat16 (4096, 4096), 8 KiB: 1705-1882 ->
+# 1771-1917), and rows of 3-4 KiB in cache were even ((4096, 768), (4096, 1024)).
+PREFETCH_MAX_ROW_BYTES = 2048
+
 # A parallel task covers about this many elements (whole rows; at least one): its first
 # row is summed on its own, the others in fused sweeps (cpu/_sweep.py).  The tasks depend
 # on the shape only, so results do not depend on the thread count.

@@ -8,6 +8,7 @@ with no bounds or wraparound handling, so loops over it vectorize the same.  Poi
 carry no reference count: they are made and used inside kernels while the arrays they
 point into are alive.
 """
+from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
@@ -101,3 +102,23 @@ def stack_of(typingctx, count, dtype):
     if not isinstance(dtype, types.NumberClass):
         return None
     return _on_stack(dtype.instance_type, count, dtype)
+
+
+@intrinsic
+def prefetch_line(typingctx, pointer):
+    """A hint to bring the cache line at pointer towards L1 (LLVM's prefetch: read,
+    temporal); nothing for None and IN_PLACE.  (rows_block points it inside its arrays
+    only.)"""
+    if _passes(pointer):
+        return types.none(pointer), lambda context, builder, sig, args: (
+            context.get_dummy_value())
+
+    def codegen(context, builder, sig, args):
+        i8p = context.get_value_type(types.voidptr)
+        i32 = ir.IntType(32)
+        hint = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+            "llvm.prefetch.p0")
+        builder.call(hint, [builder.bitcast(args[0], i8p), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+    return types.none(pointer), codegen

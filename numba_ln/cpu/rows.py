@@ -44,12 +44,14 @@ from ._elements import smaller, store_stats, work
 from ._jit import kernel
 from ._moments import (PIECE, finish_row, piece_sums, row_shift, row_sums, rstd_of, settled,
                        stats_of_totals)
-from ._pointers import address, advance, row_address
+from ._pointers import address, advance, prefetch_line, row_address
 from ._rowops import normalize_into, normalizer, source
-from ._stream import row_buffer, stream_end, stream_fence, stream_row, stream_state
+from ._stream import (line_lanes, row_buffer, stream_end, stream_fence, stream_row,
+                      stream_state)
 from ._sweep import sweep
 
 RSTD_MAX = _config.NARROW_RSTD_MAX
+PREFETCH_MAX_ROW_BYTES = _config.PREFETCH_MAX_ROW_BYTES
 
 # The steps a row goes through are functions of their own, each compiled once per array
 # types and shared by every kernel variant with those types (inlined into each variant, a
@@ -95,6 +97,15 @@ def sweep_row(y, src, terms, w, b, following, cols, k, centered):
     return t1, t2
 
 
+@kernel(inline="always")
+def fetch_row(xp, rp, cols):
+    """Prefetch hints for every cache line of a row of x (and of r): rows_block asks for
+    the row after next when rows are short (_config.PREFETCH_MAX_ROW_BYTES)."""
+    for c in range(0, cols, line_lanes(xp)):
+        prefetch_line(advance(xp, c))
+        prefetch_line(advance(rp, c))
+
+
 @kernel(_nrt=False)
 def rows_block(arrays, norm, stats, cols, first, last, stream):
     """Rows first..last-1, the body of every row kernel: the first row summed on its own,
@@ -111,6 +122,7 @@ def rows_block(arrays, norm, stats, cols, first, last, stream):
     sp = s_scratch if stream else row_address(s, first, 0)  # (where row i of s is formed)
     xp, rp = row_address(x, first, 0), row_address(r, first, 0)
     mean, second = row_stats(sp, xp, rp, cols, centered)
+    ahead = cols * 64 <= PREFETCH_MAX_ROW_BYTES * line_lanes(xp)
     for i in range(first, last):
         if stream:  # (row i of s, formed in the scratch row sp: sent on, and read below)
             s_stream = stream_row(row_address(s, i, 0), sp, cols, s_stream)
@@ -127,6 +139,8 @@ def rows_block(arrays, norm, stats, cols, first, last, stream):
             else:
                 sp = row_address(s, i + 1, 0)
             xp, rp = row_address(x, i + 1, 0), row_address(r, i + 1, 0)
+            if ahead and i + 2 < last:  # (short rows: the row after next, line by line)
+                fetch_row(row_address(x, i + 2, 0), row_address(r, i + 2, 0), cols)
             if rstd < RSTD_MAX:
                 k = row_shift(xp, rp, cols, centered)
                 t1, t2 = sweep_row(written, src, normalizer(src, mean, rstd), wp, bp,
