@@ -101,8 +101,8 @@ def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out):
 def _in_threads(centered, dx, dx_k, dy, x, weight, mean, rstd, eps, dweight, dbias):
     """(dx, dweight, dbias) of a call small_backward_fits passed, which runs in threads:
     the general path's run_backward on the kernels' row views, without the general
-    path's planning (~13 us of a (64, 1024) call's ~35).  The same kernels and arguments
-    as the general path's, so the same bits."""
+    path's planning (~13 us of a threaded (64, 1024) call's ~35, when that size ran in
+    threads).  The same kernels and arguments as the general path's, so the same bits."""
     cols = x.shape[-1]
     rows = x.size // cols
     stats = None

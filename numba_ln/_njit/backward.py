@@ -196,14 +196,13 @@ def _make_backward(fname, centered, dy, x, weight, mean, rstd, eps, grad_residua
             gr_v = (grf, zero, cols)
         else:
             gr_v = None
-        # (mean, rstd, given), as the Python path forms them (cpu/backward.run_backward;
-        # np.bool_: a literal's type would make a kernel variant of its own)
+        # (mean, rstd, given), as the Python path forms them (cpu/backward.run_backward)
         if stats_ln:
-            st = (mf, rf, np.bool_(True))
+            st = _bw.given_stats(mf, rf)
         elif stats_rms:  # (a zero mean, as the Python path passes: _stand_ins)
-            st = (np.zeros(rows), rf, np.bool_(True))
+            st = _bw.given_stats(np.zeros(rows), rf)
         else:
-            st = (np.empty(np.int64(0)), np.empty(np.int64(0)), np.bool_(False))
+            st = _bw.recomputed_stats()
         c = np.bool_(centered)
         dy_v, x_v = (dyf, zero, cols), (xf, zero, cols)
         done = False

@@ -93,8 +93,21 @@ from ._stream import row_buffer, stream_end, stream_fence, stream_row, stream_st
 
 RSTD_MAX = _config.NARROW_RSTD_MAX
 # The kernels' statistics (mean, rstd, given) of a call that recomputes them (the rows are
-# never read)
+# never read), from Python; from compiled code, recomputed_stats and given_stats.
 RECOMPUTED = (np.zeros(0), np.zeros(0), False)
+
+
+@kernel(inline="always")
+def recomputed_stats():
+    """RECOMPUTED, formed in compiled code (the small kernels, @njit code).  (np.bool_,
+    not a literal: a literal's type would make a kernel variant of its own.)"""
+    return (np.empty(np.int64(0)), np.empty(np.int64(0)), np.bool_(False))
+
+
+@kernel(inline="always")
+def given_stats(mean, rstd):
+    """The kernels' statistics of given rows, formed in compiled code."""
+    return (mean, rstd, np.bool_(True))
 
 # At most this many tasks, and at least TASK_MIN_ROWS rows a task: each task has partial
 # rows of dweight/dbias (cols float64 + cols work type per parameter), which the final

@@ -30,7 +30,7 @@ from ._elements import _absent, work
 from ._jit import kernel
 from ._storage import work_type
 from ._partials import param_grad, partial_rows
-from .backward import backward_serial, split_rows
+from .backward import backward_serial, given_stats, recomputed_stats, split_rows
 from .small_args import (CENTERED, NOT_CENTERED, _array_fits, _param_type_fits, apart,
                          length_fits, shape_of, view_of)
 
@@ -73,9 +73,7 @@ def _stat_check(s):
 
 @kernel(inline="always")
 def _recomputed(mean, rstd, rows):
-    # (rows never read, run_backward's form; np.bool_, not a literal, whose type would
-    # make a kernel variant of its own)
-    return (np.empty(np.int64(0)), np.empty(np.int64(0)), np.bool_(False))
+    return recomputed_stats()
 
 
 @kernel(inline="always")
@@ -91,13 +89,13 @@ def _widened(s, rows):
 @kernel(inline="always")
 def _widened_rstd(mean, rstd, rows):
     """(zeros, rstd) as float64 rows: RMSNorm's given statistics (no mean)."""
-    return (np.zeros(rows), _widened(rstd, rows), np.bool_(True))
+    return given_stats(np.zeros(rows), _widened(rstd, rows))
 
 
 @kernel(inline="always")
 def _widened_stats(mean, rstd, rows):
     """(mean, rstd) as float64 rows: LayerNorm's given statistics."""
-    return (_widened(mean, rows), _widened(rstd, rows), np.bool_(True))
+    return given_stats(_widened(mean, rows), _widened(rstd, rows))
 
 
 def _stats_of(mean, rstd):
