@@ -265,6 +265,33 @@ def test_forms_the_gate_passes_on_give_the_small_calls_bits(rng, small_ran):
     assert same(mean, numba_ln.moments(s, keepdims=True)[0])
 
 
+def test_rows_statistics_and_fused_forms_in_every_output_form(rng, small_ran):
+    """A 2-D float32 call with return_stats (fresh, out=, out=x) or a residual (fresh
+    outputs, residual_out=residual) takes a small kernel whichever way its outputs come,
+    with the general path's bits."""
+    x = (rng.standard_normal((3, 40)) * 2.0 + 50.0).astype(np.float32)
+    r = rng.standard_normal(x.shape).astype(np.float32)
+    w = (1.0 + rng.standard_normal(40)).astype(np.float32)
+    b = rng.standard_normal(40).astype(np.float32)
+    want = numba_ln.layer_norm(x, w, b, axis=(1,), return_stats=True)
+    want_rms = numba_ln.rms_norm(x, w, axis=(1,), return_stats=True)
+    want_fused = numba_ln.add_layer_norm(x, r, w, b, axis=(1,))
+    small_ran.clear()
+    assert same(numba_ln.layer_norm(x, w, b, return_stats=True), want)
+    out = np.full_like(x, np.nan)
+    got = numba_ln.layer_norm(x, w, b, out=out, return_stats=True)
+    assert got[0] is out and same(got, want)
+    over_x = x.copy()
+    got = numba_ln.layer_norm(over_x, w, b, out=over_x, return_stats=True)
+    assert got[0] is over_x and same(got, want)
+    assert same(numba_ln.rms_norm(x, w, return_stats=True), want_rms)
+    assert same(numba_ln.add_layer_norm(x, r, w, b), want_fused)
+    stream = r.copy()
+    got = numba_ln.add_layer_norm(x, stream, w, b, residual_out=stream)
+    assert got[1] is stream and same(got, want_fused)
+    assert small_ran == ["small_norm"] * 4 + ["small_add_norm"] * 2
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_an_axis_followed_by_size_1_axes_takes_the_small_call(rng, small_ran, dtype):
     """A column (n, 1) over axis=0, or (b, c, 1, 1) over axis=1, is the last axis of x
