@@ -15,9 +15,9 @@ from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic, overload
 
 from .. import _config
-from ._elements import _absent, _in_place, affine, exact_sub, work
+from ._elements import _absent, _in_place, affine, exact_sub, store_result, work
 from ._jit import kernel
-from ._storage import load, store, store_out
+from ._storage import load
 from ._sweep import normalize_chunk
 
 RSTD_MAX = _config.NARROW_RSTD_MAX
@@ -58,20 +58,10 @@ def normalize_wide(y, src, n, center, rstd, w, b):
         put_wide(y, src, center, rstd, w, b, j)
 
 
+@kernel(inline="always")
 def put_wide(y, src, center, rstd, w, b, j):
     """y[j] = (src[j] - center) * rstd * w[j] + b[j] in float64 (over src for IN_PLACE)."""
-
-
-@overload(put_wide, inline="always")
-def _put_wide(y, src, center, rstd, w, b, j):
-    if _in_place(y):
-        def over(y, src, center, rstd, w, b, j):
-            store(src, j, affine(exact_sub(1.0 * load(src, j), center) * rstd, w, b, j))
-        return over
-
-    def store_into(y, src, center, rstd, w, b, j):
-        store_out(y, j, affine(exact_sub(1.0 * load(src, j), center) * rstd, w, b, j))
-    return store_into
+    store_result(y, src, j, affine(exact_sub(1.0 * load(src, j), center) * rstd, w, b, j))
 
 
 def normalize_into(y, src, n, center, rstd, w, b):

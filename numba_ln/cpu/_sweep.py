@@ -15,37 +15,23 @@ sweep.  Which rows start a task depends only on the array's shape (_engine), nev
 thread count, so neither do the results.
 """
 import numpy as np
-from numba.extending import overload
 
 from .. import _config
-from ._elements import _absent, _in_place, affine, exact_mul, exact_sub, smaller, work
+from ._elements import affine, exact_mul, exact_sub, smaller, store_result, work
 from ._jit import kernel
 from ._moments import row_value
-from ._storage import load, store, store_out
+from ._storage import load
 
 CHUNK = _config.CHUNK
 REDUCE = _config.REDUCE_FASTMATH
 
 
+@kernel(inline="always")
 def put(y, src, hi, low, scale, w, b, j):
     """y[j] = ((src[j] - hi) - low) * scale * w[j] + b[j]; over src[j] when y is
     IN_PLACE; nothing when y is None."""
-
-
-@overload(put, inline="always")
-def _put(y, src, hi, low, scale, w, b, j):
-    if _absent(y):
-        return lambda y, src, hi, low, scale, w, b, j: None
-    if _in_place(y):
-        def store_over(y, src, hi, low, scale, w, b, j):
-            t = exact_mul(exact_sub(exact_sub(load(src, j), hi), low), scale)
-            store(src, j, affine(t, w, b, j))
-        return store_over
-
-    def store_into(y, src, hi, low, scale, w, b, j):
-        t = exact_mul(exact_sub(exact_sub(load(src, j), hi), low), scale)
-        store_out(y, j, affine(t, w, b, j))
-    return store_into
+    t = exact_mul(exact_sub(exact_sub(load(src, j), hi), low), scale)
+    store_result(y, src, j, affine(t, w, b, j))
 
 
 @kernel()
