@@ -12,7 +12,7 @@ normalized in float64.
 """
 import numpy as np
 from numba.core.imputils import impl_ret_borrowed
-from numba.extending import intrinsic, overload
+from numba.extending import intrinsic
 
 from .. import _config
 from ._elements import _absent, _in_place, affine, exact_sub, store_result, work
@@ -62,14 +62,3 @@ def normalize_wide(y, src, n, center, rstd, w, b):
 def put_wide(y, src, center, rstd, w, b, j):
     """y[j] = (src[j] - center) * rstd * w[j] + b[j] in float64 (over src for IN_PLACE)."""
     store_result(y, src, j, affine(exact_sub(1.0 * load(src, j), center) * rstd, w, b, j))
-
-
-def normalize_into(y, src, n, center, rstd, w, b):
-    """normalize_span, or nothing when y is None (statistics only)."""
-
-
-@overload(normalize_into)
-def _normalize_into(y, src, n, center, rstd, w, b):
-    if _absent(y):
-        return lambda y, src, n, center, rstd, w, b: None
-    return lambda y, src, n, center, rstd, w, b: normalize_span(y, src, n, center, rstd, w, b)

@@ -2,7 +2,7 @@
 is split over several blocks (numba_ln/dask/, when a normalized axis is chunked).
 
 Each block of such a row is normalized with the row's merged mean and rstd, given per row
-as float64 arrays, by the same per-row step as every row kernel (_rowops.normalize_into:
+as float64 arrays, by the same per-row step as every row kernel (_rowops.normalize_span:
 ``((x - mean_hi) - mean_lo) * float32(rstd) * w + b`` in the work type, float64 where rstd
 leaves float32's range).  RMSNorm passes ``center`` = 0, which makes that ``x * rstd * w``
 exactly as in rows.py.
@@ -17,7 +17,7 @@ from numba import prange
 from ._elements import smaller
 from ._jit import kernel
 from ._pointers import address, row_address
-from ._rowops import normalize_into
+from ._rowops import normalize_span
 
 
 @kernel(_nrt=False)
@@ -25,7 +25,7 @@ def given_block(y, x, w, b, center, rstd, cols, first, last):
     """Rows first..last-1 normalized with their given center and rstd."""
     wp, bp = address(w, 0), address(b, 0)
     for i in range(first, last):
-        normalize_into(row_address(y, i, 0), row_address(x, i, 0), cols, center[i], rstd[i],
+        normalize_span(row_address(y, i, 0), row_address(x, i, 0), cols, center[i], rstd[i],
                        wp, bp)
 
 

@@ -45,7 +45,7 @@ from ._jit import kernel
 from ._moments import (PIECE, finish_row, piece_sums, row_shift, row_sums, rstd_of, settled,
                        stats_of_totals)
 from ._pointers import address, advance, prefetch_line, row_address
-from ._rowops import normalize_into, normalizer, source
+from ._rowops import normalize_span, normalizer, source
 from ._stream import (line_lanes, row_buffer, stream_end, stream_fence, stream_row,
                       stream_state)
 from ._sweep import sweep
@@ -80,7 +80,8 @@ def row_finish(src, cols, k, t1, t2, centered):
 @kernel(_nrt=False)
 def row_end(y, src, cols, mean, rstd, w, b):
     """The row src[:cols] normalized into y (row pointers; y None: nothing)."""
-    normalize_into(y, src, cols, mean, rstd, w, b)
+    if y is not None:  # (decided while compiling: Numba prunes the branch for None)
+        normalize_span(y, src, cols, mean, rstd, w, b)
 
 
 @kernel(inline="always")
@@ -214,11 +215,12 @@ def split_finish(s, x, r, partial, shifts, cols, pieces, centered, i):
 
 @kernel(_nrt=False)
 def split_normalize(y, s, x, r, w, b, center, rstd, cols, pieces, t):
-    i, p = divmod(t, pieces)
-    lo = p * PIECE
-    src = source(row_address(s, i, lo), row_address(x, i, lo), row_address(r, i, lo))
-    normalize_into(row_address(y, i, lo), src, smaller(cols, lo + PIECE) - lo, center[i], rstd[i],
-                   address(w, lo), address(b, lo))
+    if y is not None:  # (pruned while compiling for None, as in row_end)
+        i, p = divmod(t, pieces)
+        lo = p * PIECE
+        src = source(row_address(s, i, lo), row_address(x, i, lo), row_address(r, i, lo))
+        normalize_span(row_address(y, i, lo), src, smaller(cols, lo + PIECE) - lo, center[i],
+                       rstd[i], address(w, lo), address(b, lo))
 
 
 @kernel(parallel=True)
