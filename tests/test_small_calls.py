@@ -14,6 +14,7 @@ from _oracle import same_bits as same
 
 import numba_ln
 from numba_ln import _config, _small_backward_front, _small_front
+from numba_ln.cpu.small_args import STACK_ROWS
 
 
 @pytest.fixture
@@ -290,6 +291,20 @@ def test_rows_statistics_and_fused_forms_in_every_output_form(rng, small_ran):
     got = numba_ln.add_layer_norm(x, stream, w, b, residual_out=stream)
     assert got[1] is stream and same(got, want_fused)
     assert small_ran == ["small_norm"] * 4 + ["small_add_norm"] * 2
+
+
+def test_scratch_statistics_on_the_stack_and_beyond_it(rng, small_ran):
+    """A small call keeps its rows' statistics on the stack up to STACK_ROWS rows and
+    allocates them beyond (cpu/small_args.scratch_stats): the general path's bits and
+    statistics either way."""
+    for rows in (STACK_ROWS, STACK_ROWS + 1):
+        x = (rng.standard_normal((rows, 40)) * 3.0 + 1e3).astype(np.float32)
+        small = numba_ln.layer_norm(x, return_stats=True)
+        moments = numba_ln.moments(x)
+        assert small_ran == ["small_norm", "small_moments"], rows
+        assert same(small, numba_ln.layer_norm(x, axis=(1,), return_stats=True)), rows
+        assert same(moments, numba_ln.moments(x, axis=(1,))), rows
+        small_ran.clear()
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
