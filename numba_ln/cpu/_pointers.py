@@ -11,7 +11,9 @@ point into are alive.
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
+from numba.core.imputils import impl_ret_new_ref
 from numba.extending import intrinsic
+from numba.np.arrayobj import populate_array
 
 from ._elements import _absent, _in_place
 
@@ -74,34 +76,69 @@ def advance(typingctx, pointer, count):
     return pointer(pointer, count), codegen
 
 
-def _on_stack(element_type, count, *arg_types):
-    """The signature (count, *arg_types) and codegen of a pointer to `count` (a literal
-    int) elements of element_type in the calling kernel's stack frame, allocated once in
-    its entry block."""
-    if not isinstance(count, types.IntegerLiteral):
-        return None
-    size = count.literal_value
-
-    def codegen(context, builder, signature, args):
-        return cgutils.alloca_once(builder, context.get_value_type(element_type), size=size)
-    return types.CPointer(element_type)(count, *arg_types), codegen
-
-
 @intrinsic(prefer_literal=True)
 def stack_doubles(typingctx, count):
     """Pointer to `count` (a literal int) float64s in the calling kernel's stack frame,
     allocated once in its entry block: scratch a kernel keeps without an allocation (one
     and its release cost ~60 ns).  Valid while that kernel runs, in its own thread."""
-    return _on_stack(types.float64, count)
+    if not isinstance(count, types.IntegerLiteral):
+        return None
+    size = count.literal_value
+
+    def codegen(context, builder, signature, args):
+        return cgutils.alloca_once(builder, context.get_value_type(types.float64), size=size)
+    return types.CPointer(types.float64)(count), codegen
 
 
 @intrinsic(prefer_literal=True)
-def stack_of(typingctx, count, dtype):
-    """stack_doubles for elements of dtype (a Numba number class: np.float32, or a
-    types.float32 closure variable)."""
-    if not isinstance(dtype, types.NumberClass):
+def stack_or_new(typingctx, shape, dtype, max_bytes):
+    """A C-contiguous array of dtype (a Numba number class) and shape (a tuple of
+    integers): in the calling kernel's stack frame when it takes at most max_bytes (a
+    literal int; the frame keeps that much, allocated once in its entry block), else a
+    fresh allocation by NRT, as np.empty's, released with the array.  One type either
+    way.  An intrinsic: carray and np.empty each compile overloads of their own on a
+    kernel's first use (~20-60 ms apiece).  Stack arrays are for serial code only: a
+    frame is its thread's."""
+    if not (isinstance(shape, types.BaseTuple) and isinstance(dtype, types.NumberClass)
+            and isinstance(max_bytes, types.IntegerLiteral)
+            and all(isinstance(t, types.Integer) for t in shape)):
         return None
-    return _on_stack(dtype.instance_type, count, dtype)
+    element = dtype.instance_type
+    result = types.Array(element, len(shape), "C")
+    capacity = max_bytes.literal_value
+
+    def codegen(context, builder, sig, args):
+        intp = context.get_value_type(types.intp)
+        value_type = context.get_value_type(element)
+        itemsize = context.get_abi_sizeof(value_type)
+        dims = [context.cast(builder, d, t, types.intp)
+                for d, t in zip(cgutils.unpack_tuple(builder, args[0]), sig.args[0])]
+        strides = [intp(itemsize)]  # (C order: the last axis's step first, then outwards)
+        for d in reversed(dims[1:]):
+            strides.insert(0, builder.mul(strides[0], d))
+        size = builder.mul(strides[0], dims[0])
+        stack = cgutils.alloca_once(builder, value_type, size=max(1, capacity // itemsize))
+        slot = cgutils.alloca_once(builder, context.get_value_type(result))
+
+        def store_array(data, meminfo):
+            array = context.make_array(result)(context, builder)
+            populate_array(array, data=data, shape=dims, strides=strides,
+                           itemsize=intp(itemsize), meminfo=meminfo)
+            builder.store(array._getvalue(), slot)
+
+        fits = builder.icmp_unsigned("<=", size, intp(capacity))
+        with builder.if_else(fits) as (on_stack, on_heap):
+            with on_stack:
+                store_array(stack, None)
+            with on_heap:
+                meminfo = context.nrt.meminfo_alloc_aligned(builder, size, 64)
+                with builder.if_then(cgutils.is_null(builder, meminfo), likely=False):
+                    context.call_conv.return_user_exc(builder, MemoryError,
+                                                      ("cannot allocate scratch memory",))
+                store_array(builder.bitcast(context.nrt.meminfo_data(builder, meminfo),
+                                            value_type.as_pointer()), meminfo)
+        return impl_ret_new_ref(context, builder, result, builder.load(slot))
+    return result(shape, dtype, max_bytes), codegen
 
 
 @intrinsic

@@ -74,7 +74,7 @@ recomputed statistics, (4096, 1024) (tests/test_backward_kernels.py; bar 1e-5):
 (torch's CPU native_layer_norm_backward: dx 8.5e-6 at offset 1e3, 9.5e-5 at 1e4).
 """
 import numpy as np
-from numba import carray, prange
+from numba import prange
 from numba.extending import register_jitable
 
 from .. import _config, _stand_ins, _threading
@@ -87,7 +87,7 @@ from ._elements import is_narrow, smaller, work
 from ._jit import kernel
 from ._moments import PIECE
 from ._partials import numpy_param_grad, numpy_partial_rows, param_grad, partial_rows
-from ._pointers import address, advance, row_address, stack_doubles
+from ._pointers import address, advance, row_address, stack_or_new
 from ._rowops import normalizer
 from ._stream import row_buffer, stream_end, stream_fence, stream_row, stream_state, streams
 
@@ -103,7 +103,7 @@ def recomputed_stats():
     the stack, of np.empty's type (an allocation each would cost ~40 ns of a ~2.4 us
     (1, 768) call).  (np.bool_, not a literal: a literal's type would make a kernel
     variant of its own.)"""
-    none = carray(stack_doubles(1), (0,))
+    none = stack_or_new((0,), np.float64, 8)
     return (none, none, np.bool_(False))
 
 

@@ -3,15 +3,15 @@ compiled code: whether an argument's type fits (decided while compiling), whethe
 sizes fit and outputs lie apart from inputs (a few integer compares), the flat views the
 row kernels take, parameters in the work type, and scratch statistics rows."""
 import numpy as np
-from numba import carray, types
+from numba import types
 from numba.core import cgutils
-from numba.core.imputils import impl_ret_borrowed, impl_ret_new_ref
+from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic, overload
 from numba.np.arrayobj import populate_array
 
 from ._elements import _absent, _in_place
 from ._jit import kernel
-from ._pointers import stack_of
+from ._pointers import stack_or_new
 from ._storage import load, work_type
 
 
@@ -138,21 +138,11 @@ def _widen_into(out, start, p):
 _STACK_PARAM_BYTES = 32768
 
 
+@kernel(inline="always")
 def cast_buffer(count, dtype):
     """A 1-D C-contiguous array of count elements of dtype (a Numba type), on the stack
     when they fit in _STACK_PARAM_BYTES, else fresh (the same type either way)."""
-
-
-@overload(cast_buffer, inline="always")
-def _cast_buffer(count, dtype):
-    element = dtype.instance_type
-    capacity = _STACK_PARAM_BYTES // (element.bitwidth // 8)
-
-    def buffer(count, dtype):
-        if count <= capacity:
-            return carray(stack_of(capacity, dtype), (count,))
-        return np.empty(count, dtype)
-    return buffer
+    return stack_or_new((count,), dtype, _STACK_PARAM_BYTES)
 
 
 @overload(work_param, inline="always")
@@ -204,45 +194,7 @@ def _work_params(w, b, x):
 # 64 (1 KiB); more rows take a heap allocation (~60 ns with its release, a tenth of a
 # (1, 768) kernel: the whole kernel call measured 580 -> 555 ns).
 STACK_ROWS = 64
-_STACK_DOUBLES = 2 * STACK_ROWS
-
-
-@intrinsic
-def _scratch_rows(typingctx, rows):
-    """A (2, rows) C-contiguous float64 array: in the calling kernel's stack frame for at
-    most STACK_ROWS rows, else a fresh allocation (NRT's, as np.empty's).  An intrinsic:
-    np.empty and carray each compiled overloads of their own on a first call (~80 ms)."""
-    result = types.Array(types.float64, 2, "C")
-
-    def codegen(context, builder, sig, args):
-        intp = context.get_value_type(types.intp)
-        double = context.get_value_type(types.float64)
-        count = context.cast(builder, args[0], sig.args[0], types.intp)
-        itemsize = context.get_abi_sizeof(double)
-        stack = cgutils.alloca_once(builder, double, size=_STACK_DOUBLES)
-        slot = cgutils.alloca_once(builder, context.get_value_type(result))
-        shape, strides = [intp(2), count], [builder.mul(count, intp(itemsize)), intp(itemsize)]
-        small = builder.icmp_signed("<=", count, intp(STACK_ROWS))
-        with builder.if_else(small) as (on_stack, on_heap):
-            with on_stack:
-                array = context.make_array(result)(context, builder)
-                populate_array(array, data=stack, shape=shape, strides=strides,
-                               itemsize=intp(itemsize), meminfo=None)
-                builder.store(array._getvalue(), slot)
-            with on_heap:
-                size = builder.mul(strides[0], intp(2))
-                meminfo = context.nrt.meminfo_alloc_aligned(builder, size, 64)
-                with builder.if_then(cgutils.is_null(builder, meminfo), likely=False):
-                    context.call_conv.return_user_exc(builder, MemoryError,
-                                                      ("scratch statistics",))
-                data = builder.bitcast(context.nrt.meminfo_data(builder, meminfo),
-                                       double.as_pointer())
-                array = context.make_array(result)(context, builder)
-                populate_array(array, data=data, shape=shape, strides=strides,
-                               itemsize=intp(itemsize), meminfo=meminfo)
-                builder.store(array._getvalue(), slot)
-        return impl_ret_new_ref(context, builder, result, builder.load(slot))
-    return result(rows), codegen
+_STACK_BYTES = 2 * 8 * STACK_ROWS
 
 
 @kernel(inline="always")
@@ -251,5 +203,5 @@ def scratch_stats(rows):
     np.empty(rows) (the same type either way: one rows_block variant), on the stack for
     at most STACK_ROWS rows, else both in one allocation.  For serial calls only: a
     stack frame is the calling thread's."""
-    both = _scratch_rows(rows)
+    both = stack_or_new((2, rows), np.float64, _STACK_BYTES)
     return both[0], both[1]
