@@ -123,6 +123,7 @@ def rows_block(arrays, norm, stats, cols, first, last, stream):
     sp = s_scratch if stream else row_address(s, first, 0)  # (where row i of s is formed)
     xp, rp = row_address(x, first, 0), row_address(r, first, 0)
     mean, second = row_stats(sp, xp, rp, cols, centered)
+    # (a row's bytes, cols * itemsize, as cols * 64 / line_lanes: no itemsize helper)
     ahead = cols * 64 <= PREFETCH_MAX_ROW_BYTES * line_lanes(xp)
     for i in range(first, last):
         if stream:  # (row i of s, formed in the scratch row sp: sent on, and read below)
