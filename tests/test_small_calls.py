@@ -293,6 +293,24 @@ def test_rows_statistics_and_fused_forms_in_every_output_form(rng, small_ran):
     assert small_ran == ["small_norm"] * 4 + ["small_add_norm"] * 2
 
 
+def test_bad_fused_calls_with_fresh_outputs_raise_and_change_nothing(rng, small_ran):
+    """The fused forms' short branch (2-D float32, fresh outputs) declines a bad call: the
+    general path raises the error naming the argument, and the inputs are as they were."""
+    x = rng.standard_normal((3, 40)).astype(np.float32)
+    r, w = rng.standard_normal(x.shape).astype(np.float32), np.ones(40, np.float32)
+    inputs = [a.copy() for a in (x, r, w)]
+    errors = [
+        (lambda: numba_ln.add_layer_norm(x, r[:2], w, w), "residual of shape"),
+        (lambda: numba_ln.add_layer_norm(x, r, w[:5], w), "weight of shape"),
+        (lambda: numba_ln.add_rms_norm(x, r, w, eps=-1.0), "eps"),
+    ]
+    for call, match in errors:
+        with pytest.raises(ValueError, match=match):
+            call()
+        assert all(np.array_equal(a, b) for a, b in zip((x, r, w), inputs)), match
+    assert small_ran == []
+
+
 def test_scratch_statistics_on_the_stack_and_beyond_it(rng, small_ran):
     """A small call keeps its rows' statistics on the stack up to STACK_ROWS rows and
     allocates them beyond (cpu/small_args.scratch_stats): the general path's bits and
