@@ -26,6 +26,7 @@ from .cpu import rows as _rows
 from .cpu._stream import streams
 from .cpu.rows import FIRST_ROW, rows_block
 from .cpu._elements import IN_PLACE
+from .cpu._indirect import run_blocks
 
 
 class _NumpyArrays:
@@ -238,10 +239,13 @@ def run_rows(y, s, x, r, w, b, stats, rows, cols, eps, centered):
     # (narrow rows in blocks: the same bits as rows_parallel, faster)
     narrow = cols <= _config.NARROW_COLS and r is None
     if narrow:
-        return _threading.launch(_narrow.narrow_parallel, arrays, norm, stats, rows, cols,
-                                 per_task)
-    return _threading.launch(_rows.rows_parallel, arrays, norm, stats, rows, cols, per_task,
-                             _streams(y, s, r, rows, cols))
+        return run_blocks(_narrow.narrow_parallel, _narrow.narrow_block,
+                          lambda: (arrays, norm, stats, cols, FIRST_ROW, FIRST_ROW),
+                          arrays, norm, stats, rows, cols, per_task)
+    stream = _streams(y, s, r, rows, cols)
+    return run_blocks(_rows.rows_parallel, _rows.rows_block,
+                      lambda: (arrays, norm, stats, cols, FIRST_ROW, FIRST_ROW, stream),
+                      arrays, norm, stats, rows, cols, per_task, stream)
 
 
 def _streams(y, s, r, rows, cols):
@@ -272,8 +276,11 @@ def _pick_kernel(plan, dtype, y, s, x, r, w, b, eps, centered, stats):
     # (one thread: the serial kernel, as the per-position sums give the same bits)
     if _threading.runs_serial(plan.rows * plan.cols) or numba.get_num_threads() == 1:
         return _channels.channels_serial(*args)
-    return _threading.launch(_channels.channels_parallel, *args,
-                             streams(y, plan.rows * plan.cols, tile, 2))
+    stream = streams(y, plan.rows * plan.cols, tile, 2)
+    return run_blocks(_channels.channels_parallel, _channels.tile_task,
+                      lambda: _channels.tile_task_args(y, x, args[2], stats, plan.cols,
+                                                       plan.inner, tile, stream),
+                      *args, stream)
 
 
 def kernel_view(view):

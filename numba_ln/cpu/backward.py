@@ -84,6 +84,7 @@ from ._backward_rows import lead, row_dx, row_wide, sweep
 from ._backward_single import single_column
 from ._backward_stats import row_terms, sums_center
 from ._elements import is_narrow, smaller, work
+from ._indirect import block_key, call_block, run_blocks
 from ._jit import kernel
 from ._moments import PIECE
 from ._partials import numpy_param_grad, numpy_partial_rows, param_grad, partial_rows
@@ -238,24 +239,32 @@ def backward_serial(arrays, norm, stats, partials, rows, cols, per_task):
 
 
 @kernel(parallel=True)
-def backward_rows(arrays, norm, stats, grads, rows, cols, per_task, stream):
+def backward_rows(block, key, arrays, norm, stats, grads, rows, cols, per_task, stream):
     """All rows in parallel, per_task consecutive rows per task (stream: backward_block's),
-    each task with its partial rows (_partials); then the tasks' partials added in task
-    order into grads = (dweight, dbias), arrays of cols elements (dbias None for RMSNorm;
-    both None: no parameter gradients).  The partial rows are allocated and added up here: from Python, two
-    allocations and a reduction kernel cost ~4 us of a ~30 us (64, 1024) call."""
+    each task a call of backward_block's compiled code at address block (_indirect: key
+    names the types it was compiled for) with its partial rows (_partials); then the
+    tasks' partials added in task order into grads = (dweight, dbias), arrays of cols
+    elements (dbias None for RMSNorm; both None: no parameter gradients).  The partial
+    rows are allocated and added up here: from Python, two allocations and a reduction
+    kernel cost ~4 us of a ~30 us (64, 1024) call.  Returns 0, or, having run nothing,
+    the key of the block this kernel calls when key is another."""
     # (unpacked outside the loop: Numba's parallel loop cannot take a tuple of row views)
     dx, dy, x, gr = arrays
     dweight, dbias = grads
     tasks = (rows + per_task - 1) // per_task
     pw, pb = partial_rows(tasks, cols, 0.0, dweight, dbias)  # (the float64 totals)
     sw, sb = partial_rows(tasks, cols, work(dy[0], 0.0), dweight, dbias)
+    own = block_key(((dx, dy, x, gr), norm, stats, (pw, pb, sw, sb), cols, rows, rows, rows,
+                     stream))
+    if key != own:
+        return own
     for t in prange(tasks):
         first = np.int64(t) * per_task  # prange's index is unsigned
-        backward_block((dx, dy, x, gr), norm, stats, (pw, pb, sw, sb), cols, first,
-                       smaller(rows, first + per_task), np.int64(t), stream)
+        call_block(block, ((dx, dy, x, gr), norm, stats, (pw, pb, sw, sb), cols, first,
+                           smaller(rows, first + per_task), np.int64(t), stream))
     param_grad(pw, tasks, cols, dweight)
     param_grad(pb, tasks, cols, dbias)
+    return 0
 
 
 def task_rows(rows, cols):
@@ -318,22 +327,35 @@ def run_backward(dx, dy, x, w, stats, grad_residual, rows, cols, eps, centered, 
         _run_here(*args)
     else:
         moved = 3 if grad_residual is None else 4  # (dy, x, dx and grad_residual)
-        _threading.launch(backward_rows, *args, streams(dx, rows * cols, cols, moved))
+        stream = streams(dx, rows * cols, cols, moved)
+        run_blocks(backward_rows, backward_block,
+                   lambda: args[:3] + (_numpy_partials(args[0], args[3], 1, cols), cols, FIRST,
+                                       FIRST, FIRST, stream),
+                   *args, stream)
 
 
 def _run_here(arrays, norm, stats, grads, rows, cols, per_task):
     """backward_rows' tasks one after the other in this thread, from Python: the same
     partial rows (NumPy's), the same tasks (backward_serial's py_func), the same sums,
-    so the same bits, with no kernel of its own to compile (backward_rows costs ~2 s a
+    so the same bits, with no kernel of its own to compile (backward_rows costs ~0.8 s a
     variant on first use, and small or unusual calls alone need only backward_block)."""
     dweight, dbias = grads
     tasks = -(-rows // per_task)
-    partials = (None, None, None, None)
-    if dweight is not None:
-        work = np.float64 if arrays[1][0].dtype == np.float64 else np.float32  # (16-bit: 32)
-        partials = (*numpy_partial_rows(tasks, cols, np.float64, dbias is not None),
-                    *numpy_partial_rows(tasks, cols, work, dbias is not None))
+    partials = _numpy_partials(arrays, grads, tasks, cols)
     backward_serial.py_func(arrays, norm, stats, partials, rows, cols, per_task)
     for view, out in ((partials[0], dweight), (partials[1], dbias)):
         if out is not None:
             numpy_param_grad(view, tasks, cols, out)
+
+
+def _numpy_partials(arrays, grads, tasks, cols):
+    """backward_rows' partial rows (pw, pb, sw, sb), from NumPy."""
+    dweight, dbias = grads
+    if dweight is None:
+        return (None, None, None, None)
+    work = np.float64 if arrays[1][0].dtype == np.float64 else np.float32  # (16-bit: 32)
+    return (*numpy_partial_rows(tasks, cols, np.float64, dbias is not None),
+            *numpy_partial_rows(tasks, cols, work, dbias is not None))
+
+
+FIRST = np.int64(0)  # (a row or task number's type, for backward_rows' block: int64)

@@ -22,6 +22,7 @@ from numba import prange
 
 from .. import _config
 from ._elements import affine, exact_sub, is_narrow, smaller, store_stats, work
+from ._indirect import block_key, call_block
 from ._jit import kernel
 from ._moments import rstd_of
 from ._pointers import address
@@ -223,8 +224,24 @@ def channels_serial(y, x, norm, stats, outer, chans, inner, tile):
 
 
 @kernel(parallel=True)
-def channels_parallel(y, x, norm, stats, outer, chans, inner, tile, stream):
+def channels_parallel(block, key, y, x, norm, stats, outer, chans, inner, tile, stream):
+    """The tiles in parallel, each task a call of tile_task's compiled code at address
+    block (_indirect).  Returns 0, or, having run nothing, the key of the block this
+    kernel calls when key is another."""
+    own = block_key((y, x, norm, stats, chans, inner, tile, inner,
+                     (empty_work(x[0], (6, 1)), np.empty((4, 1))), stream))
+    if key != own:
+        return own
     for t in prange(outer * ((inner + tile - 1) // tile)):
         buffers = (empty_work(x[0], (6, tile)), np.empty((4, tile)))
         # prange's index is unsigned; int64 keeps the index arithmetic integral
-        tile_task(y, x, norm, stats, chans, inner, tile, np.int64(t), buffers, stream)
+        call_block(block, (y, x, norm, stats, chans, inner, tile, np.int64(t), buffers,
+                           stream))
+    return 0
+
+
+def tile_task_args(y, x, norm, stats, chans, inner, tile, stream):
+    """Python values of the types channels_parallel passes tile_task (_indirect)."""
+    work = np.float64 if x[0].dtype == np.float64 else np.float32  # (16-bit: float32)
+    return (y, x, norm, stats, chans, inner, tile, np.int64(0),
+            (np.empty((6, 1), work), np.empty((4, 1))), stream)

@@ -32,6 +32,7 @@ from numba import prange
 
 from .. import _config
 from ._elements import is_narrow, smaller, store_stats, work
+from ._indirect import block_key, call_block
 from ._jit import kernel
 from ._moments import row_shift, row_sums, rstd_of, settled
 from ._pointers import address, row_address, stack_doubles
@@ -113,11 +114,17 @@ def narrow_block(arrays, norm, stats, cols, first, last):
 
 
 @kernel(parallel=True)
-def narrow_parallel(arrays, norm, stats, rows, cols, per_task):
-    """rows_parallel with narrow_block: per_task consecutive rows per task."""
+def narrow_parallel(block, key, arrays, norm, stats, rows, cols, per_task):
+    """rows_parallel with narrow_block (its compiled code at address block: _indirect):
+    per_task consecutive rows per task.  Returns 0, or, having run nothing, the key of the
+    block this kernel calls when key is another."""
     y, s, x, r = arrays
     w, b, eps, centered = norm
+    own = block_key(((y, s, x, r), (w, b, eps, centered), stats, cols, rows, rows))
+    if key != own:
+        return own
     for t in prange((rows + per_task - 1) // per_task):
         first = np.int64(t) * per_task  # prange's index is unsigned
-        narrow_block((y, s, x, r), (w, b, eps, centered), stats, cols, first,
-                     smaller(rows, first + per_task))
+        call_block(block, ((y, s, x, r), (w, b, eps, centered), stats, cols, first,
+                           smaller(rows, first + per_task)))
+    return 0

@@ -41,6 +41,7 @@ from numba import prange
 
 from .. import _config
 from ._elements import smaller, store_stats, work
+from ._indirect import block_key, call_block
 from ._jit import kernel
 from ._moments import (PIECE, finish_row, piece_sums, row_shift, row_sums, rstd_of, settled,
                        stats_of_totals)
@@ -173,15 +174,22 @@ FIRST_ROW = np.int64(0)
 
 
 @kernel(parallel=True)
-def rows_parallel(arrays, norm, stats, rows, cols, per_task, stream):
-    """Rows in parallel, per_task consecutive rows per task (stream: rows_block's)."""
+def rows_parallel(block, key, arrays, norm, stats, rows, cols, per_task, stream):
+    """Rows in parallel, per_task consecutive rows per task (stream: rows_block's), each
+    task a call of rows_block's compiled code at address block (_indirect: key names the
+    types it was compiled for).  Returns 0, or, having run nothing, the key of the block
+    this kernel calls when key is another."""
     # (unpacked outside the loop: Numba's parallel loop cannot take a tuple of row views)
     y, s, x, r = arrays
     w, b, eps, centered = norm
+    own = block_key(((y, s, x, r), (w, b, eps, centered), stats, cols, rows, rows, stream))
+    if key != own:
+        return own
     for t in prange((rows + per_task - 1) // per_task):
         first = np.int64(t) * per_task  # prange's index is unsigned
-        rows_block((y, s, x, r), (w, b, eps, centered), stats, cols, first,
-                   smaller(rows, first + per_task), stream)
+        call_block(block, ((y, s, x, r), (w, b, eps, centered), stats, cols, first,
+                           smaller(rows, first + per_task), stream))
+    return 0
 
 
 # --- few, long rows ---------------------------------------------------------------------------
