@@ -220,6 +220,22 @@ def small_rms_norm_backward_stats(dx, dy, x, w, rstd, dweight, eps, tasking):
                               None)
 
 
+def fits_status(dx, dy, x, w, mean, rstd, dweight, dbias, eps):
+    """0 when backward_fits, else 1."""
+
+
+# (an overload, not the body of small_backward_fits itself: Numba keys the compiled
+# implementations of an overload such as backward_fits by the compile flags of their
+# caller, and a kernel's flags differ from an overload implementation's, as
+# run_backward_small's is (no CPython wrapper).  Called from here, backward_fits has the
+# caller's flags the small kernels give it, and compiles once for both: 0.14-0.35 s a
+# variant, 3 s of python -m numba_ln.precompile.)
+@overload(fits_status)
+def _fits_status(dx, dy, x, w, mean, rstd, dweight, dbias, eps):
+    return lambda dx, dy, x, w, mean, rstd, dweight, dbias, eps: (
+        0 if backward_fits(dx, dy, x, w, mean, rstd, eps, dweight, dbias) else 1)
+
+
 @kernel()
 def small_backward_fits(dx, dy, x, w, mean, rstd, dweight, dbias, eps):
     """0 when the small kernels would take the call (backward_fits), else 1; computes
@@ -227,4 +243,4 @@ def small_backward_fits(dx, dy, x, w, mean, rstd, dweight, dbias, eps):
     from Python: one dispatcher for every form (a few None arguments are nothing beside
     a launch), whose variants compile in a fraction of a second -- a kernel's own check
     would compile its serial body too, seconds a form on first use."""
-    return 0 if backward_fits(dx, dy, x, w, mean, rstd, eps, dweight, dbias) else 1
+    return fits_status(dx, dy, x, w, mean, rstd, dweight, dbias, eps)
