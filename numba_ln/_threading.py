@@ -96,7 +96,7 @@ def even_tasks(rows, per_task):
     than one) with the rows spread evenly over them, so that two threads get equal shares
     -- tasks of TASK_ELEMENTS alone cut (256, 768) into 85, 85, 85 and 1 rows and (400,
     1024) into six of 64 and one of 16.  From Python (the forward) and from compiled code
-    (the backward's cpu/backward.split_rows) alike."""
+    (the backward's cpu/_backward_tasks.split_rows) alike."""
     tasks = -(-rows // per_task)
     if tasks % 2 and tasks > 1:
         tasks += 1

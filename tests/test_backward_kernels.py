@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from numba_ln import reference as ref
+from numba_ln.cpu import _backward_tasks as tasks
 from numba_ln.cpu import backward as bw
 from numba_ln.cpu._elements import IN_PLACE
 
@@ -226,7 +227,7 @@ def test_parallel_matches_reference_and_serial(rng, dtype):
     dx, grads = np.empty_like(x), (np.empty(cols), np.empty(cols))
     bw._run_here(((dx.reshape(-1), 0, cols), (dy.reshape(-1), 0, cols),
                   (x.reshape(-1), 0, cols), None), (w, 1e-5, True), bw.RECOMPUTED, grads,
-                 rows, cols, bw.task_rows(rows, cols))
+                 rows, cols, tasks.task_rows(rows, cols))
     assert np.array_equal(dx, got[0])
     assert np.array_equal(grads[0], got[1])
     assert np.array_equal(grads[1], got[2])
@@ -252,30 +253,30 @@ def test_one_and_two_threads_bitwise(rng, centered):
 def test_task_rows_depend_on_shape_only():
     for rows, cols in [(1, 10), (4096, 1024), (16384, 1024), (4096, 4096), (10, 100000),
                        (64, 10**6), (65536, 64), (100000, 7)]:
-        per_task = bw.task_rows(rows, cols)
-        assert per_task >= bw.TASK_MIN_ROWS
-        assert -(-rows // per_task) <= bw.MAX_TASKS
-    assert bw.task_rows(4096, 1024) == 64  # TASK_ELEMENTS // cols
-    assert bw.task_rows(64, 10**6) == 8
+        per_task = tasks.task_rows(rows, cols)
+        assert per_task >= tasks.TASK_MIN_ROWS
+        assert -(-rows // per_task) <= tasks.MAX_TASKS
+    assert tasks.task_rows(4096, 1024) == 64  # TASK_ELEMENTS // cols
+    assert tasks.task_rows(64, 10**6) == 8
     # one task's rows, split in two where the call runs in parallel (above
     # SERIAL_MAX_ELEMENTS / BACKWARD_COST elements), and kept whole where it runs serially
-    assert bw.task_rows(65, 1024) == 33
-    assert bw.task_rows(64, 1024) == 64
-    assert bw.task_rows(8, 8192) == 8  # (two tasks would be shorter than TASK_MIN_ROWS)
+    assert tasks.task_rows(65, 1024) == 33
+    assert tasks.task_rows(64, 1024) == 64
+    assert tasks.task_rows(8, 8192) == 8  # (two tasks would be shorter than TASK_MIN_ROWS)
 
 
 def test_capped_tasks(rng, monkeypatch):
     """More rows than MAX_TASKS tasks of TASK_ELEMENTS: longer tasks, same accuracy."""
-    monkeypatch.setattr(bw, "MAX_TASKS", 3)
+    monkeypatch.setattr(tasks, "MAX_TASKS", 3)
     dy, x, w = data(rng, PARALLEL_SHAPE, np.float32, 1e3)
-    assert bw.task_rows(*PARALLEL_SHAPE) == 367
+    assert tasks.task_rows(*PARALLEL_SHAPE) == 367
     assert_matches(backward(dy, x, w), reference(dy, x, w), np.float32)
 
 
 def test_long_rows_in_pieces(rng):
     """Rows longer than PIECE: the sums are added piece by piece, as the forward's (and
     two tasks of TASK_MIN_ROWS rows)."""
-    dy, x, w = data(rng, (2 * bw.TASK_MIN_ROWS, bw.PIECE + 1000), np.float32, 1e3)
+    dy, x, w = data(rng, (2 * tasks.TASK_MIN_ROWS, bw.PIECE + 1000), np.float32, 1e3)
     assert_matches(backward(dy, x, w), reference(dy, x, w), np.float32)
 
 

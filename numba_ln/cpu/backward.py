@@ -75,20 +75,20 @@ recomputed statistics, (4096, 1024) (tests/test_backward_kernels.py; bar 1e-5):
 """
 import numpy as np
 from numba import prange
-from numba.extending import register_jitable
 
 from .. import _config, _stand_ins, _threading
-from .._threading import even_tasks
 from ._backward_elements import clear_rows, flush_rows
 from ._backward_rows import lead, row_dx, row_wide, sweep
 from ._backward_single import single_column
 from ._backward_stats import row_terms, sums_center
+from ._backward_tasks import task_rows
 from ._elements import is_narrow, smaller, work
 from ._indirect import block_key, call_block, run_blocks
 from ._jit import kernel
 from ._moments import PIECE
 from ._partials import numpy_param_grad, numpy_partial_rows, param_grad, partial_rows
 from ._pointers import address, advance, row_address, stack_or_new
+from .rows import FIRST_ROW
 from ._rowops import normalizer
 from ._stream import row_buffer, stream_end, stream_fence, stream_row, stream_state, streams
 
@@ -113,15 +113,6 @@ def given_stats(mean, rstd):
     """The kernels' statistics of given rows, formed in compiled code."""
     return (mean, rstd, np.bool_(True))
 
-# At most this many tasks, and at least TASK_MIN_ROWS rows a task: each task has partial
-# rows of dweight/dbias (cols float64 + cols work type per parameter), which the final
-# reduction reads once.  With TASK_ELEMENTS-sized tasks alone a (4096, 4096) float32 call
-# would write 24 MiB of partials against 192 MiB of data, and rows of a million elements
-# (one row a task) twice the data; 64 tasks keep the first at 2%, 8 rows a task the
-# second at a quarter, and every thread still gets several tasks on the machines we
-# target.  (Few, very long rows thus run on few threads: there is no split kernel.)
-MAX_TASKS = 64
-TASK_MIN_ROWS = 8
 
 # dy * xhat and dy are added up PARAM_ROWS rows at a time in the work type, then into the
 # float64 partials (_backward_rows.flush_rows).  All in float32, the sweep runs 16 float32
@@ -254,6 +245,7 @@ def backward_rows(block, key, arrays, norm, stats, grads, rows, cols, per_task, 
     tasks = (rows + per_task - 1) // per_task
     pw, pb = partial_rows(tasks, cols, 0.0, dweight, dbias)  # (the float64 totals)
     sw, sb = partial_rows(tasks, cols, work(dy[0], 0.0), dweight, dbias)
+    # (the types of the call below: first, last and t are int64, as rows is)
     own = block_key(((dx, dy, x, gr), norm, stats, (pw, pb, sw, sb), cols, rows, rows, rows,
                      stream))
     if key != own:
@@ -265,40 +257,6 @@ def backward_rows(block, key, arrays, norm, stats, grads, rows, cols, per_task, 
     param_grad(pw, tasks, cols, dweight)
     param_grad(pb, tasks, cols, dbias)
     return 0
-
-
-def task_rows(rows, cols):
-    """Rows per task (``split_rows`` with the settings in _config)."""
-    return split_rows(rows, cols, _config.TASK_ELEMENTS,
-                      _config.SERIAL_MAX_ELEMENTS // _config.BACKWARD_COST)
-
-
-@register_jitable
-def split_rows(rows, cols, task_elements, serial_max):
-    """Rows per task: about task_elements elements (whole rows, at least TASK_MIN_ROWS),
-    at most MAX_TASKS tasks; two tasks where that would be one but the call runs in
-    parallel (more than serial_max elements: _threading.runs_serial with BACKWARD_COST),
-    so that a (96, 1024) call uses two threads; otherwise spread evenly over an even
-    number of tasks (_threading.even_tasks).  A function of the shape only; from Python
-    and from compiled code (small_backward.py, _njit) alike.  (max as conditional
-    expressions: Numba's max is an overload, a compilation per kernel on first use.)
-
-    Measured (2 threads, us, against torch's 63.2 and 61.8): (256, 768) 68.5 in tasks of
-    85, 85, 85 and 1 rows, 57.4 in 8 tasks of 32 rows; (192, 1024) 63.3 in 3 tasks, 53.6
-    in 4; (4096, 768) 49 -> 50 tasks, 873 -> 846.  More, shorter tasks cost more than
-    they balance: each sums its first row on its own and clears, flushes and adds up
-    partial rows of its own ((64, 1024) in 2 tasks 28.5 us, in 4 32.2, in 8 36.7)."""
-    per_task = task_elements // cols
-    if per_task < TASK_MIN_ROWS:
-        per_task = TASK_MIN_ROWS
-    if rows > per_task * MAX_TASKS:
-        return -(-rows // MAX_TASKS)
-    if rows <= per_task:  # (one task)
-        if rows * cols <= serial_max:
-            return per_task
-        per_task = -(-rows // 2)
-    per_task = even_tasks(rows, per_task)
-    return per_task if per_task > TASK_MIN_ROWS else TASK_MIN_ROWS
 
 
 def run_backward(dx, dy, x, w, stats, grad_residual, rows, cols, eps, centered, grads):
@@ -329,8 +287,8 @@ def run_backward(dx, dy, x, w, stats, grad_residual, rows, cols, eps, centered, 
         moved = 3 if grad_residual is None else 4  # (dy, x, dx and grad_residual)
         stream = streams(dx, rows * cols, cols, moved)
         run_blocks(backward_rows, backward_block,
-                   lambda: args[:3] + (_numpy_partials(args[0], args[3], 1, cols), cols, FIRST,
-                                       FIRST, FIRST, stream),
+                   lambda: args[:3] + (_numpy_partials(args[0], args[3], 1, cols), cols,
+                                       FIRST_ROW, FIRST_ROW, FIRST_ROW, stream),
                    *args, stream)
 
 
@@ -357,5 +315,3 @@ def _numpy_partials(arrays, grads, tasks, cols):
     return (*numpy_partial_rows(tasks, cols, np.float64, dbias is not None),
             *numpy_partial_rows(tasks, cols, work, dbias is not None))
 
-
-FIRST = np.int64(0)  # (a row or task number's type, for backward_rows' block: int64)

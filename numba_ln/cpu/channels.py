@@ -228,6 +228,7 @@ def channels_parallel(block, key, y, x, norm, stats, outer, chans, inner, tile, 
     """The tiles in parallel, each task a call of tile_task's compiled code at address
     block (_indirect).  Returns 0, or, having run nothing, the key of the block this
     kernel calls when key is another."""
+    # (the types of the call below: t is int64, as inner is; buffers of its types)
     own = block_key((y, x, norm, stats, chans, inner, tile, inner,
                      (empty_work(x[0], (6, 1)), np.empty((4, 1))), stream))
     if key != own:

@@ -120,6 +120,7 @@ def narrow_parallel(block, key, arrays, norm, stats, rows, cols, per_task):
     block this kernel calls when key is another."""
     y, s, x, r = arrays
     w, b, eps, centered = norm
+    # (the types of the call below: first and last are int64, as rows is)
     own = block_key(((y, s, x, r), (w, b, eps, centered), stats, cols, rows, rows))
     if key != own:
         return own

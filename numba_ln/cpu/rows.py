@@ -182,6 +182,7 @@ def rows_parallel(block, key, arrays, norm, stats, rows, cols, per_task, stream)
     # (unpacked outside the loop: Numba's parallel loop cannot take a tuple of row views)
     y, s, x, r = arrays
     w, b, eps, centered = norm
+    # (the types of the call below: first and last are int64, as rows is)
     own = block_key(((y, s, x, r), (w, b, eps, centered), stats, cols, rows, rows, stream))
     if key != own:
         return own

@@ -30,7 +30,8 @@ from ._elements import _absent, work
 from ._jit import kernel
 from ._storage import work_type
 from ._partials import param_grad, partial_rows
-from .backward import backward_serial, given_stats, recomputed_stats, split_rows
+from ._backward_tasks import split_rows
+from .backward import backward_serial, given_stats, recomputed_stats
 from .small_args import (CENTERED, NOT_CENTERED, _array_fits, _param_type_fits, apart,
                          length_fits, shape_of, view_of)
 
