@@ -6,10 +6,9 @@ import pytest
 
 import numba_ln
 from numba_ln import _config
+from numba_ln import reference as ref
 from numba_ln.cpu import _indirect
 from numba_ln.cpu.rows import FIRST_ROW, rows_block, rows_parallel
-
-from numba_ln import reference as ref
 
 ROWS, COLS = 2 * _config.SERIAL_MAX_ELEMENTS // 256, 256  # (parallel)
 

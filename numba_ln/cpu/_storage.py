@@ -53,6 +53,12 @@ def work_type(t):
     return types.float64 if t.dtype == types.float64 else types.float32
 
 
+def work_dtype(dtype):
+    """work_type for the NumPy dtype of an array as a kernel reads it (16-bit data as
+    their bits), from Python: float64 for float64, else float32."""
+    return np.dtype(np.float64 if dtype == np.float64 else np.float32)
+
+
 class _BFloat(ir.types.Type):
     """LLVM's ``bfloat`` (llvmlite's IR builder has no such type)."""
     null = "0.0"

@@ -90,6 +90,7 @@ from ._partials import numpy_param_grad, numpy_partial_rows, param_grad, partial
 from ._pointers import address, advance, row_address, stack_or_new
 from .rows import FIRST_ROW
 from ._rowops import normalizer
+from ._storage import work_dtype
 from ._stream import row_buffer, stream_end, stream_fence, stream_row, stream_state, streams
 
 RSTD_MAX = _config.NARROW_RSTD_MAX
@@ -311,7 +312,6 @@ def _numpy_partials(arrays, grads, tasks, cols):
     dweight, dbias = grads
     if dweight is None:
         return (None, None, None, None)
-    work = np.float64 if arrays[1][0].dtype == np.float64 else np.float32  # (16-bit: 32)
     return (*numpy_partial_rows(tasks, cols, np.float64, dbias is not None),
-            *numpy_partial_rows(tasks, cols, work, dbias is not None))
-
+            *numpy_partial_rows(tasks, cols, work_dtype(arrays[1][0].dtype),
+                                dbias is not None))

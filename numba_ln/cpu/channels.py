@@ -26,7 +26,7 @@ from ._indirect import block_key, call_block
 from ._jit import kernel
 from ._moments import rstd_of
 from ._pointers import address
-from ._storage import empty_work, load, store
+from ._storage import empty_work, load, store, work_dtype
 from ._stream import row_buffer, stream_end, stream_fence, stream_row, stream_state
 
 HEAD = _config.HEAD
@@ -243,6 +243,5 @@ def channels_parallel(block, key, y, x, norm, stats, outer, chans, inner, tile, 
 
 def tile_task_args(y, x, norm, stats, chans, inner, tile, stream):
     """Python values of the types channels_parallel passes tile_task (_indirect)."""
-    work = np.float64 if x[0].dtype == np.float64 else np.float32  # (16-bit: float32)
     return (y, x, norm, stats, chans, inner, tile, np.int64(0),
-            (np.empty((6, 1), work), np.empty((4, 1))), stream)
+            (np.empty((6, 1), work_dtype(x[0].dtype)), np.empty((4, 1))), stream)
