@@ -6,6 +6,7 @@ import numpy as np
 from ._api import layer_norm, rms_norm
 from ._dtypes import F16, F32, F64, is_bfloat16, result_dtype
 from ._small_front import small_call
+from ._spec import check_eps
 from ._validate import as_array
 
 _DTYPES = (F32, F64, F16)  # and ml_dtypes.bfloat16 (is_bfloat16)
@@ -52,6 +53,7 @@ class _Norm:
         if self.dtype not in _DTYPES and not is_bfloat16(self.dtype):
             raise TypeError(f"dtype must be float32, float64, float16 or bfloat16 "
                             f"(ml_dtypes.bfloat16), got {self.dtype}")
+        check_eps(eps)  # (a bad eps is refused here, not at the first call; kept as given)
         self.eps = eps
         # an int for one axis: the form the small-call kernels take (_small_front.small_call)
         self._axis = (-1 if len(self.normalized_shape) == 1

@@ -63,6 +63,14 @@ def test_layer_norm_module_options(rng):
 
 
 @pytest.mark.parametrize("module", [numba_ln.LayerNorm, numba_ln.RMSNorm])
+@pytest.mark.parametrize("eps, error", [(-1e-5, ValueError), (float("nan"), ValueError),
+                                        (None, TypeError), ("1e-5", TypeError)])
+def test_a_module_refuses_a_bad_eps_when_built(module, eps, error):
+    with pytest.raises(error, match="eps"):
+        module(8, eps=eps)
+
+
+@pytest.mark.parametrize("module", [numba_ln.LayerNorm, numba_ln.RMSNorm])
 def test_a_module_checks_x_whatever_its_parameters(rng, module):
     """x's last axis is checked against normalized_shape by the kernels (through the
     parameters' lengths) while the module has a weight or a bias, and by the module once
