@@ -146,12 +146,15 @@ TARGETS = (
 # python -m numba_ln.bench --backward (backward_cases.py): the line is 1.5x the forward's.
 # The speedups are those of the allocating call: torch allocates its gradients too.
 LN_BW, RMS_BW = "layer_norm_backward", "rms_norm_backward"
+# (issue 17's thresholds: out= 0.6 of the line at the 64 MB shapes, allocating 1.5x torch at
+# every case; the older 0.7 of the line at every case and 2x torch were the stretch)
 BACKWARD = named("4096x768", "4096x1024", "16384x1024", "4096x4096")
+BACKWARD_LARGE = named("16384x1024", "4096x4096")
 BACKWARD_TARGETS = (
     Target("layer_norm_backward out= >= {t:g}x its speed line (1.5x the forward's) {cases}",
-           ">=", 0.7, LN_BW, BACKWARD, LineFraction(OUT)),
+           ">=", 0.6, LN_BW, BACKWARD_LARGE, LineFraction(OUT)),
     Target("layer_norm_backward allocating >= {t:g}x torch native_layer_norm_backward "
-           "{cases} (speedup)", ">=", 2.0, LN_BW, BACKWARD, Speedup(ALLOC, "torch")),
+           "{cases} (speedup)", ">=", 1.5, LN_BW, BACKWARD, Speedup(ALLOC, "torch")),
     Target("rms_norm_backward allocating >= {t:g}x torch autograd of F.rms_norm {cases} "
            "(speedup)", ">=", 3.0, RMS_BW, BACKWARD, Speedup(ALLOC, "torch")),
     Target("layer_norm_backward bfloat16 allocating >= {t:g}x torch's bfloat16 "
