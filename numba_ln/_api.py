@@ -54,6 +54,8 @@ def rms_norm(x, weight=None, *, axis=-1, eps=1e-6, out=None, return_stats=False)
 
     Same axis, dtype, ``out=`` and error rules as :func:`layer_norm`.  Returns y, or
     ``(y, rstd)`` with ``rstd = 1 / sqrt(mean(x**2) + eps)`` in keepdims shape.
+    ``eps=None`` is torch's: the machine epsilon of the dtype the call computes in
+    (float32's for float32 and 16-bit data, float64's for float64 and integers).
 
     Examples
     --------
@@ -98,7 +100,8 @@ def add_rms_norm(x, residual, weight=None, *, axis=-1, eps=1e-6, out=None, resid
     """Fused residual add and RMSNorm: ``s = x + residual``, ``y = rms_norm(s)``.
 
     Returns ``(y, s)``, or ``(y, s, rstd)``.  Matches onnxruntime's
-    SkipSimplifiedLayerNormalization.  Same rules as :func:`add_layer_norm`.
+    SkipSimplifiedLayerNormalization.  Same rules as :func:`add_layer_norm`; ``eps=None`` as
+    in :func:`rms_norm`.
     """
     if residual is not None:
         done = small_call(x, weight, None, eps, False, out, return_stats, axis, residual,

@@ -88,7 +88,8 @@ def rms_norm_backward(dy, x, weight=None, *, rstd=None, axis=-1, eps=1e-6,
     ``rstd`` is the forward's (``rms_norm(..., return_stats=True)``, keepdims shape) or,
     when omitted, recomputed from x.  Same axis, dtype, ``grad_residual`` (the backward of
     :func:`add_rms_norm`), ``out=`` and ``param_grads`` rules as
-    :func:`layer_norm_backward`; ``param_grads=False`` returns ``(dx, None)``.
+    :func:`layer_norm_backward`; ``param_grads=False`` returns ``(dx, None)``.  ``eps=None``
+    as in :func:`rms_norm`.
 
     Examples
     --------

@@ -132,13 +132,13 @@ def backward(centered, fname, dy, x, weight, mean, rstd, axis, eps, grad_residua
         gr = grad_residual
         if weight is not None:
             weight = prepare_param(weight, "weight", plan.norm_shape, checked.weight)
+    dtype = checked.dtype
     if not (type(eps) is float and 0.0 <= eps < math.inf):  # (NaN fails the compares)
-        eps = _spec.check_eps(eps)
+        eps = _spec.check_eps(eps, work=None if centered else _dtypes.work_dtype(dtype))
     if out is not None:
         _spec.check_writable(NUMPY, out, "out")
     if not isinstance(param_grads, (bool, np.bool_)):
         raise TypeError(f"param_grads must be True or False, got {param_grads!r}")
-    dtype = checked.dtype
     half = _dtypes.is_half(dtype)  # (16-bit: the kernels read the bits, weight float32)
     if half and weight is not None:
         weight = weight.astype(np.float32, copy=False)

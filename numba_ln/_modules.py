@@ -53,7 +53,9 @@ class _Norm:
         if self.dtype not in _DTYPES and not is_bfloat16(self.dtype):
             raise TypeError(f"dtype must be float32, float64, float16 or bfloat16 "
                             f"(ml_dtypes.bfloat16), got {self.dtype}")
-        check_eps(eps)  # (a bad eps is refused here, not at the first call; kept as given)
+        # (a bad eps is refused here, not at the first call; kept as given.  RMSNorm's None
+        # is torch's: the machine epsilon of the dtype a call computes in, found per call)
+        check_eps(eps, work=None if self._centered else np.float32)
         self.eps = eps
         # an int for one axis: the form the small-call kernels take (_small_front.small_call)
         self._axis = (-1 if len(self.normalized_shape) == 1
@@ -165,7 +167,8 @@ class LayerNorm(_Norm):
 
 class RMSNorm(_Norm):
     """Like ``torch.nn.RMSNorm``: ``x / sqrt(mean(x**2) + eps) * weight`` over the trailing
-    ``len(normalized_shape)`` axes; ``weight`` (ones) is a plain ndarray.
+    ``len(normalized_shape)`` axes; ``weight`` (ones) is a plain ndarray.  ``eps=None`` is
+    torch's default (see :func:`numba_ln.rms_norm`); numba_ln's is 1e-6.
 
     Examples
     --------

@@ -4,7 +4,7 @@ kernels, which check the rest and run what the general path runs, so the same bi
 
 from . import _config
 from ._small_front import (_EPS_TYPES, _F32, _F64, _HALF_BITS, _NDARRAY, _SMALL, _empty,
-                           _half_bits, _same_dtype)
+                           _half_bits, _none_eps, _same_dtype)
 from .cpu._elements import IN_PLACE
 from .cpu.backward import run_backward
 from .cpu.small_backward import (small_backward_fits, small_layer_norm_backward,
@@ -23,9 +23,12 @@ def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out):
     if type(x) is not _NDARRAY or not 0 < x.size <= _SMALL or not x.flags.c_contiguous:
         return None
     if type(eps) is not float:
-        if type(eps) not in _EPS_TYPES:
-            return None
-        eps = float(eps)
+        if type(eps) in _EPS_TYPES:
+            eps = float(eps)
+        else:
+            eps = _none_eps(eps, centered, x.dtype)
+            if eps is None:
+                return None
     # _threading.runs_serial(x.size, BACKWARD_COST), inlined as _SMALL is: above it
     # small_backward_fits checks the call and _in_threads launches the parallel kernel
     # from Python, never compiled code (a cached caller of a parallel kernel can crash a

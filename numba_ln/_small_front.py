@@ -21,6 +21,7 @@ _config.FUSED_COST, BACKWARD_COST); every small-call kernel runs in the calling 
 import numpy as np
 
 from . import _config, _dtypes
+from ._spec import check_eps
 from .cpu._elements import IN_PLACE
 from .cpu.small import (small_add_layer_norm, small_add_rms_norm, small_layer_norm,
                         small_layer_norm_stats, small_moments, small_rms_norm,
@@ -40,12 +41,27 @@ _SMALL = _config.SERIAL_MAX_ELEMENTS
 # eps as users write it: a NumPy scalar from a config or a checkpoint is a float here (the
 # general path reads it with float() too, so the result is the same).  Not bool.
 _EPS_TYPES = frozenset({int, np.float64, np.float32, np.float16, np.int64, np.int32})
+# RMSNorm's eps=None (torch's): the machine epsilon of the dtype a call computes in, by x's
+# dtype (filled on first sight; _spec.check_eps gives the general path the same value)
+_NONE_EPS = {}
 # 16-bit dtypes -> the integer dtype the kernels read them as (bfloat16 added on sight:
 # numba_ln never imports ml_dtypes itself)
 _HALF_BITS = {_F16: np.dtype(np.int16)}
 _LAST_AXIS = -1
 # (module globals: a global name is found in one dict lookup, np.ndarray in two)
 _NDARRAY, _empty = np.ndarray, np.empty
+
+
+def _none_eps(eps, centered, dtype):
+    """RMSNorm's eps=None as the float it stands for, or None for the general path (which
+    raises the proper error for anything else)."""
+    if eps is not None or centered:
+        return None
+    value = _NONE_EPS.get(dtype)
+    if value is None and _dtypes.is_real(dtype):
+        value = _NONE_EPS[dtype] = check_eps(None, work=_dtypes.work_dtype(
+            _dtypes.result_dtype(dtype, backend="numpy")))
+    return value
 
 
 def _half_bits(dtype):
@@ -110,9 +126,12 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
     if type(x) is not _NDARRAY or not 0 < x.size <= _SMALL or not x.flags.c_contiguous:
         return None
     if type(eps) is not float:
-        if type(eps) not in _EPS_TYPES:
-            return None
-        eps = float(eps)
+        if type(eps) in _EPS_TYPES:  # (inlined: a call is ~50 ns of a ~1.2 us call)
+            eps = float(eps)
+        else:
+            eps = _none_eps(eps, centered, x.dtype)
+            if eps is None:
+                return None
     dtype = x.dtype
     if dtype is _F32 or dtype is _F64:
         bits, stats_dtype = None, dtype

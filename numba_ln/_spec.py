@@ -59,8 +59,8 @@ def build(variant, arrays, x, residual, weight, bias, axis, eps, out, residual_o
         dtype = _dtypes.result_dtype(_dtypes.result_type(x.dtype, residual.dtype),
                                      backend=arrays.name)
     axes = normalize_axes(axis, len(x.shape))
-    eps = check_eps(eps)
     work = _dtypes.work_dtype(dtype)
+    eps = check_eps(eps, work=None if variant.centered else work)
     if out is not None:
         out = check_output(arrays, out, "out", x.shape, dtype)
     if residual_out is not None:
@@ -103,7 +103,12 @@ def normalize_axes(axis, ndim, name="axis"):
     return tuple(sorted(axes))
 
 
-def check_eps(eps, name="eps"):
+def check_eps(eps, name="eps", work=None):
+    """eps as a float: a finite number >= 0; or, where work (the dtype an RMSNorm call
+    computes in) is given, None: that dtype's machine epsilon, as torch's ``rms_norm``
+    and ``RMSNorm`` take ``eps=None`` (float32's for float32 and 16-bit data)."""
+    if eps is None and work is not None:
+        return float(np.finfo(work).eps)
     if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, (int, float, np.integer,
                                                                 np.floating)):
         raise TypeError(f"{name} must be a real number, got {type(eps).__name__}")

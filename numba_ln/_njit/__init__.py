@@ -24,8 +24,9 @@ What compiled code supports (anything else is a ``TypingError`` that says what i
 - ``axis``: the last axis only, as a constant (``-1``, ``x.ndim - 1`` or ``(-1,)``).
 - ``weight``/``bias``: None, a number, or an array broadcastable to ``(x.shape[-1],)``.
 - ``residual``: an array broadcastable to x's shape.
-- ``eps``: an int or float; ``out=``/``residual_out=``: writeable arrays of x's shape and
-  the result dtype (any layout; ``out=x`` works in place).
+- ``eps``: an int or float (or None for the RMSNorm functions: the Python rule);
+  ``out=``/``residual_out=``: writeable arrays of x's shape and the result dtype (any
+  layout; ``out=x`` works in place).
 - ``return_stats``/``keepdims``: constants True or False (the result's type depends on
   them).  The keyword-only arguments may also be passed by position in compiled code.
 """

@@ -18,7 +18,8 @@ Supported (anything else is a ``TypingError`` that says what is):
 - ``mean``/``rstd``: None, or float32/float64 arrays of keepdims shape
   (``x.shape[:-1] + (1,)``, as the forward overloads return them); layer_norm_backward
   takes both or neither.
-- ``axis``: the last axis only, as a constant; ``eps``: an int or float.
+- ``axis``: the last axis only, as a constant; ``eps``: an int or float (None for
+  rms_norm_backward: the Python rule).
 - ``out``: a writeable array of x's shape and the result dtype (``out=dy`` in place).
 - ``param_grads``: a constant True or False (the result's type depends on it).
 """
@@ -93,7 +94,8 @@ def _make_backward(fname, centered, dy, x, weight, mean, rstd, eps, grad_residua
     for name, t in (("dy", dy), ("grad_residual", grad_residual)):
         if not _absent(t):
             dtype = np.result_type(dtype, _x_dtype(fname, t, name))
-    _check_eps(fname, eps)
+    none_eps = _check_eps(fname, eps, centered, dtype)  # (RMSNorm's eps=None: a float)
+    eps_given = none_eps is None
     w_kind = _param_kind(fname, "weight", weight, dtype)
     w_absent, w_scalar, w_view = (w_kind == k for k in ("absent", "scalar", "view"))
     m_kind = _stat_kind(fname, "mean", mean, x) if centered else "absent"
@@ -112,7 +114,7 @@ def _make_backward(fname, centered, dy, x, weight, mean, rstd, eps, grad_residua
 
     @register_jitable(**_JIT_OPTIONS)
     def core(dy, x, weight, mean, rstd, eps, grad_residual, out):
-        e = float(eps)
+        e = float(eps) if eps_given else none_eps
         if not (e >= 0.0 and e < np.inf):
             raise ValueError("numba_ln: eps must be a finite number >= 0")
         shape = x.shape

@@ -14,6 +14,7 @@ from numba.core.errors import TypingError
 from numba.np.numpy_support import as_dtype
 
 from .. import _dtypes
+from .._spec import check_eps
 
 SUPPORTED_DTYPES = _dtypes.SUPPORTED["cpu"]
 
@@ -61,8 +62,12 @@ def _check_axis(fname, axis, ndim):
                  "axes.")
 
 
-def _check_eps(fname, eps):
+def _check_eps(fname, eps, centered, dtype):
+    """None, or for RMSNorm's eps=None (torch's) the float the call uses: the machine
+    epsilon of the dtype it computes in (_spec.check_eps's rule); fails for a non-number."""
     known, value = _constant(eps)
+    if not centered and (isinstance(eps, types.NoneType) or (known and value is None)):
+        return check_eps(None, work=_dtypes.work_dtype(dtype))
     if known:
         ok = isinstance(value, (int, float, np.integer, np.floating))
         ok = ok and not isinstance(value, (bool, np.bool_))

@@ -106,7 +106,8 @@ def _make_core(variant, x, residual, weight, bias, eps, out, residual_out, *, re
     if has_r:
         _check_residual(fname, residual, x)
         dtype = _dtypes.result_dtype(np.result_type(dtype, _real_dtype(residual)))
-    _check_eps(fname, eps)
+    none_eps = _check_eps(fname, eps, centered, dtype)  # (RMSNorm's eps=None: a float)
+    eps_given = none_eps is None
     x_view = _is_view(x, dtype)
     r_view = has_r and _is_view(residual, dtype)
     w_kind = _param_kind(fname, "weight", weight, dtype)
@@ -127,7 +128,7 @@ def _make_core(variant, x, residual, weight, bias, eps, out, residual_out, *, re
 
     @register_jitable(**_JIT_OPTIONS)
     def core(x, residual, weight, bias, eps, out, residual_out):
-        e = float(eps)
+        e = float(eps) if eps_given else none_eps
         if not (e >= 0.0 and e < np.inf):
             raise ValueError("numba_ln: eps must be a finite number >= 0")
         shape = x.shape
