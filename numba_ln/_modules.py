@@ -55,7 +55,8 @@ class _Norm:
                             f"(ml_dtypes.bfloat16), got {self.dtype}")
         # (a bad eps is refused here, not at the first call; kept as given.  RMSNorm's None
         # is torch's: the machine epsilon of the dtype a call computes in, found per call)
-        check_eps(eps, work=None if self._centered else np.float32)
+        if eps is not None or self._centered:
+            check_eps(eps)
         self.eps = eps
         # an int for one axis: the form the small-call kernels take (_small_front.small_call)
         self._axis = (-1 if len(self.normalized_shape) == 1
