@@ -88,10 +88,10 @@ from ._jit import kernel
 from ._moments import PIECE
 from ._partials import numpy_param_grad, numpy_partial_rows, param_grad, partial_rows
 from ._pointers import address, advance, row_address, stack_or_new
-from .rows import FIRST_ROW
 from ._rowops import normalizer
 from ._storage import work_dtype
 from ._stream import row_buffer, stream_end, stream_fence, stream_row, stream_state, streams
+from .rows import FIRST_ROW
 
 RSTD_MAX = _config.NARROW_RSTD_MAX
 # The kernels' statistics (mean, rstd, given) of a call that recomputes them (the rows are
