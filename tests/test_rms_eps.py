@@ -76,6 +76,22 @@ def test_in_njit_code(rng):
     np.testing.assert_allclose(normalize(x), ref.rms_norm(x, eps=F32_EPS)[0], rtol=2e-6)
 
 
+@pytest.mark.parametrize("eps, error", [(-1e-6, ValueError), (float("nan"), ValueError),
+                                        ("1e-6", TypeError), ([None], TypeError)])
+def test_rms_gates_still_refuse_bad_eps_and_write_nothing(rng, eps, error):
+    """The small-call gates' new branch for None leaves every other eps to the general
+    path's checks: the same errors, before anything is written."""
+    x, dy = _tiny(rng, (3, 16)), rng.standard_normal((3, 16)).astype(np.float32)
+    x_before, out = x.copy(), np.full_like(x, 7.0)
+    with pytest.raises(error, match="eps"):
+        numba_ln.rms_norm(x, eps=eps, out=out)
+    with pytest.raises(error, match="eps"):
+        numba_ln.add_rms_norm(x, x.copy(), eps=eps, out=out)
+    with pytest.raises(error, match="eps"):
+        numba_ln.rms_norm_backward(dy, x, eps=eps, out=out)
+    assert (out == 7.0).all() and np.array_equal(x, x_before)
+
+
 def test_layer_norm_refuses_none(rng):
     x = _tiny(rng, (2, 8))
     with pytest.raises(TypeError, match="eps must be a real number"):
