@@ -7,17 +7,19 @@ from ._small_front import (_EPS_TYPES, _F32, _F64, _HALF_BITS, _NDARRAY, _SMALL,
                            _half_bits, _none_eps, _same_dtype)
 from .cpu._elements import IN_PLACE
 from .cpu.backward import run_backward
-from .cpu.small_backward import (small_backward_fits, small_layer_norm_backward,
-                                 small_layer_norm_backward_stats, small_rms_norm_backward,
-                                 small_rms_norm_backward_stats)
+from .cpu.small_backward import (small_backward_any, small_backward_fits,
+                                 small_layer_norm_backward, small_layer_norm_backward_stats,
+                                 small_rms_norm_backward, small_rms_norm_backward_stats)
 
 
-def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out):
-    """(dx, dweight, dbias) -- dbias None for RMSNorm -- for the commonest backward calls
-    (the last axis of a small C-contiguous x, dy of x's dtype, statistics None or of the
-    work dtype, no grad_residual, parameter gradients wanted), or None for the general
-    path.  16-bit data go as their bits, with a float32 weight (16-bit ones widened, as
-    the general path widens them), and give float32 dweight/dbias."""
+def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out, grad_residual,
+                        param_grads):
+    """(dx, dweight, dbias) -- dbias None for RMSNorm, both None without param_grads (a
+    bool) -- for the commonest backward calls (the last axis of a small C-contiguous x, dy
+    and grad_residual (or None) of x's dtype, statistics None or of the work dtype), or
+    None for the general path.  16-bit data go as their bits, with a float32 weight
+    (16-bit ones widened, as the general path widens them), and give float32
+    dweight/dbias."""
     # (the tests inlined, as small_call's, and float32 weights of 16-bit data tested before
     # _half_bits: a function call is ~60 ns of a ~2.7 us call)
     if type(x) is not _NDARRAY or not 0 < x.size <= _SMALL or not x.flags.c_contiguous:
@@ -51,6 +53,9 @@ def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out):
             weight = weight.astype(_F32)
     if type(dy) is not _NDARRAY or dy.dtype is not dtype:
         return None
+    gr = grad_residual
+    if gr is not None and (type(gr) is not _NDARRAY or gr.dtype is not dtype):
+        return None
     if rstd is not None and (_not_of(rstd, work) or (mean is not None and _not_of(mean, work))):
         return None
     if mean is not None and rstd is None:
@@ -67,31 +72,42 @@ def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out):
         return None  # (a strided out would only compile a kernel variant that declines it)
     dx_k = IN_PLACE if dx is dy else dx
     if x.ndim != 2:  # as 2-D views: one kernel variant for every rank
-        arrays = _as_rows(x, dy, dx_k, mean, rstd)
+        arrays = _as_rows(x, dy, dx_k, mean, rstd, gr)
         if arrays is None:
             return None
-        x, dy, dx_k, mean, rstd = arrays
+        x, dy, dx_k, mean, rstd, gr = arrays
     if bits is not None:
         x, dy = x.view(bits), dy.view(bits)
         dx_k = dx_k if dx_k is IN_PLACE else dx_k.view(bits)
+        if gr is not None:
+            gr = gr.view(bits)
     tasking = (_config.TASK_ELEMENTS, serial_max)
     # (the parameter gradients allocated here: boxing arrays the kernel allocated costs
     # more; one kernel a form: a None or bool argument costs the dispatcher ~65 ns)
-    dweight = _empty(x.shape[-1], work)
+    cols = x.shape[-1]
+    if param_grads:
+        dweight = _empty(cols, work)
+        dbias = _empty(cols, work) if centered else None
+    else:
+        dweight = dbias = None
     if x.size > serial_max:
-        dbias = _empty(x.shape[-1], work) if centered else None
-        if small_backward_fits(dx_k, dy, x, weight, mean, rstd, dweight, dbias, eps):
+        if small_backward_fits(dx_k, dy, x, gr, weight, mean, rstd, dweight, dbias, eps,
+                               centered):
             return None
-        return _in_threads(centered, dx, dx_k, dy, x, weight, mean, rstd, eps, dweight, dbias)
+        return _in_threads(centered, dx, dx_k, dy, x, gr, weight, mean, rstd, eps, dweight,
+                           dbias)
+    if gr is not None or not param_grads:
+        if small_backward_any(dx_k, dy, x, gr, weight, mean, rstd, dweight, dbias, eps,
+                              centered, tasking):
+            return None
+        return dx, dweight, dbias
     if centered:
-        dbias = _empty(x.shape[-1], work)
         declined = (small_layer_norm_backward(dx_k, dy, x, weight, dweight, dbias, eps,
                                               tasking)
                     if rstd is None else
                     small_layer_norm_backward_stats(dx_k, dy, x, weight, mean, rstd, dweight,
                                                     dbias, eps, tasking))
     else:
-        dbias = None
         declined = (small_rms_norm_backward(dx_k, dy, x, weight, dweight, eps, tasking)
                     if rstd is None else
                     small_rms_norm_backward_stats(dx_k, dy, x, weight, rstd, dweight, eps,
@@ -101,7 +117,7 @@ def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out):
     return dx, dweight, dbias
 
 
-def _in_threads(centered, dx, dx_k, dy, x, weight, mean, rstd, eps, dweight, dbias):
+def _in_threads(centered, dx, dx_k, dy, x, gr, weight, mean, rstd, eps, dweight, dbias):
     """(dx, dweight, dbias) of a call small_backward_fits passed, which runs in threads:
     the general path's run_backward on the kernels' row views, without the general
     path's planning (~13 us of a threaded (64, 1024) call's ~35, when that size ran in
@@ -112,8 +128,10 @@ def _in_threads(centered, dx, dx_k, dy, x, weight, mean, rstd, eps, dweight, dbi
     if rstd is not None:
         stats = (None if mean is None else mean.reshape(-1), rstd.reshape(-1))
     dx_view = dx_k if dx_k is IN_PLACE else (dx_k.reshape(-1), 0, cols)
+    gr_view = None if gr is None else (gr.reshape(-1), 0, cols)
     run_backward(dx_view, (dy.reshape(-1), 0, cols), (x.reshape(-1), 0, cols), weight, stats,
-                 None, rows, cols, eps, centered, (dweight, dbias))
+                 gr_view, rows, cols, eps, centered,
+                 None if dweight is None else (dweight, dbias))
     return dx, dweight, dbias
 
 
@@ -121,13 +139,15 @@ def _not_of(a, dtype):
     return type(a) is not _NDARRAY or a.dtype is not dtype
 
 
-def _as_rows(x, dy, dx, mean, rstd):
-    """x, dy, dx (an array or IN_PLACE) as (rows, cols) views and the statistics as
-    (rows, 1) views, when their shapes agree with x's and the views need no copy; None
-    otherwise (the general path then says what is wrong)."""
+def _as_rows(x, dy, dx, mean, rstd, gr):
+    """x, dy, dx (an array or IN_PLACE), gr (or None) as (rows, cols) views and the
+    statistics as (rows, 1) views, when their shapes agree with x's and the views need no
+    copy; None otherwise (the general path then says what is wrong)."""
     shape, cols = x.shape, x.shape[-1]
     keep = shape[:-1] + (1,)
     if dy.shape != shape or not dy.flags.c_contiguous:
+        return None
+    if gr is not None and (gr.shape != shape or not gr.flags.c_contiguous):
         return None
     if dx is not IN_PLACE and (dx.shape != shape or not dx.flags.c_contiguous):
         return None
@@ -137,4 +157,5 @@ def _as_rows(x, dy, dx, mean, rstd):
     return (x.reshape(-1, cols), dy.reshape(-1, cols),
             dx if dx is IN_PLACE else dx.reshape(-1, cols),
             None if mean is None else mean.reshape(-1, 1),
-            None if rstd is None else rstd.reshape(-1, 1))
+            None if rstd is None else rstd.reshape(-1, 1),
+            None if gr is None else gr.reshape(-1, cols))

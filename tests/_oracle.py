@@ -12,10 +12,27 @@ SMALL_KERNELS = {
     "small_layer_norm_backward_stats": "small_backward",
     "small_rms_norm_backward": "small_backward",
     "small_rms_norm_backward_stats": "small_backward",
+    "small_backward_any": "small_backward",  # (grad_residual, param_grads=False)
     # (the check of a backward call above the serial bound, which the front then runs in
     # threads)
     "small_backward_fits": "small_backward in threads",
 }
+
+
+
+def record_calls(monkeypatch, targets):
+    """Spy on kernels, each (module, name, label): the returned list gets a kernel's label
+    whenever a call of it returns 0 (it ran; 1, or a block key, means it declined)."""
+    calls = []
+    for module, name, label in targets:
+        def spy(*args, kernel=getattr(module, name), label=label):
+            result = kernel(*args)
+            if not result:
+                calls.append(label)
+            return result
+        monkeypatch.setattr(module, name, spy)
+    return calls
+
 
 # Absolute tolerance against the float64 oracle, per result dtype (issue: float32 within
 # 2e-6 at offsets up to 1e5; float64 within 1e-12 relative).

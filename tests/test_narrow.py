@@ -8,7 +8,7 @@ the suite's time.)"""
 import numba
 import numpy as np
 import pytest
-from _oracle import assert_close, same_bits
+from _oracle import assert_close, record_calls, same_bits
 
 import numba_ln
 from numba_ln import _config
@@ -23,15 +23,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:overflow", "ignore:invalid value
 def launched(monkeypatch):
     """The names of the parallel row kernels the engine launched (that ran: a kernel
     handed another block's key runs nothing and returns its own, cpu/_indirect.py)."""
-    calls = []
-    for module, name in ((_narrow, "narrow_parallel"), (_rows, "rows_parallel")):
-        def spy(*args, kernel=getattr(module, name), name=name):
-            declined = kernel(*args)
-            if not declined:
-                calls.append(name)
-            return declined
-        monkeypatch.setattr(module, name, spy)
-    return calls
+    return record_calls(monkeypatch, [(_narrow, "narrow_parallel", "narrow_parallel"),
+                                      (_rows, "rows_parallel", "rows_parallel")])
 
 
 def hard_rows(rows, cols, dtype, seed=0):

@@ -9,29 +9,11 @@ are compiled once for the whole suite."""
 import numba
 import numpy as np
 import pytest
-from _oracle import SMALL_KERNELS
 from _oracle import same_bits as same
 
 import numba_ln
-from numba_ln import _config, _small_backward_front, _small_front
+from numba_ln import _config
 from numba_ln.cpu.small_args import STACK_ROWS
-
-
-@pytest.fixture
-def small_ran(monkeypatch):
-    """The family names of the small-call kernels that took a call (status 0; "small_backward
-    in threads" for a backward call checked for the front's parallel launch)."""
-    calls = []
-    for name, family in SMALL_KERNELS.items():
-        gate = _small_backward_front if family.startswith("small_backward") else _small_front
-
-        def spy(*args, kernel=getattr(gate, name), family=family):
-            result = kernel(*args)
-            if not result:
-                calls.append(family)
-            return result
-        monkeypatch.setattr(gate, name, spy)
-    return calls
 
 
 def general_axis(x):

@@ -89,8 +89,8 @@ def apart(a, b):
 @intrinsic
 def view_of(typingctx, a, cols):
     """The row view (a.reshape(-1), 0, cols) of a C-contiguous array, the starts and the
-    steps int64 (the specialization other calls use); IN_PLACE stays IN_PLACE."""
-    if _in_place(a):
+    steps int64 (the specialization other calls use); IN_PLACE and None stay as they are."""
+    if _in_place(a) or _absent(a):
         return a(a, cols), lambda context, builder, sig, args: args[0]
     if a.layout != "C":
         return None  # (a typing error: only C-contiguous arrays are read as flat)

@@ -16,17 +16,17 @@ error): the front then takes its general path, which raises the proper error.
 The front (_small_backward_front) passes only what it gated already: x a C-contiguous
 float32/float64 ndarray, or the bits of a bfloat16/float16 one (_dtypes.kernel_dtype), of
 at most SERIAL_MAX_ELEMENTS elements (the forward's bound), normalized over its last
-axis; dy an ndarray of x's dtype; eps a float; weight None or an ndarray of x's work
-dtype (float32 for 16-bit data); mean/rstd None or ndarrays of the work dtype; dx an
-ndarray of x's dtype (allocated by the front when out is not given) or IN_PLACE for
-``out is dy``; parameter gradients wanted; no grad_residual; dweight and dbias outputs
-of the work dtype.
+axis; dy, and grad_residual when given, ndarrays of x's dtype; eps a float; weight None
+or an ndarray of x's work dtype (float32 for 16-bit data); mean/rstd None or ndarrays of
+the work dtype; dx an ndarray of x's dtype (allocated by the front when out is not given)
+or IN_PLACE for ``out is dy``; dweight and dbias outputs of the work dtype, or both None
+(``param_grads=False``).
 """
 import numpy as np
 from numba import types
 from numba.extending import overload
 
-from ._elements import _absent, work
+from ._elements import _absent, _in_place, work
 from ._jit import kernel
 from ._storage import work_type
 from ._partials import param_grad, partial_rows
@@ -116,62 +116,100 @@ def _grad_fits(g, x):
             and g.dtype == work_type(x))
 
 
-def backward_fits(dx, dy, x, w, mean, rstd, eps, dweight, dbias):
+def backward_fits(dx, dy, x, gr, w, mean, rstd, eps, centered, dweight, dbias):
     """Whether the small backward kernels take the call: the types (decided while
-    compiling) and the values (shapes, eps, overlaps); dbias absent for RMSNorm."""
+    compiling) and the values (shapes, eps, overlaps, and which arguments the form
+    takes: centered is LayerNorm, a run-time flag as the general path passes it); dbias
+    absent for RMSNorm, both parameter gradients absent without param_grads."""
 
 
-def _types_fit(dx, dy, x, w, mean, rstd, dweight, dbias):
+def _types_fit(dx, dy, x, gr, w, mean, rstd, dweight, dbias):
     """Typing: backward_fits' rules that the types decide."""
-    layer = not _absent(dbias)
     return (_array_fits(dx, x) and _input_fits(dy, x) and _input_fits(x, x)
+            and (_absent(gr) or _input_fits(gr, x))
             and _param_type_fits(w) and (_absent(w) or w.mutable)
             and _stat_fits(mean, x) and _stat_fits(rstd, x)
-            and (_absent(mean) == _absent(rstd) if layer else _absent(mean))
-            and _grad_fits(dweight, x) and (not layer or _grad_fits(dbias, x)))
+            and (_absent(mean) or not _absent(rstd))
+            and (_absent(dweight) or _grad_fits(dweight, x))
+            and (_absent(dbias) or (not _absent(dweight) and _grad_fits(dbias, x))))
+
+
+@kernel(inline="always")
+def _shape_fits(a, x):
+    return a.shape == x.shape
+
+
+def _residual_check(gr):
+    """Typing: the check of grad_residual (none when absent)."""
+    return _no_stat if _absent(gr) else _shape_fits
+
+
+@kernel(inline="always")
+def _dy_itself(dx, dy):
+    return dy
+
+
+@kernel(inline="always")
+def _dx_itself(dx, dy):
+    return dx
+
+
+def _written(dx):
+    """Typing: (dx, dy) -> the array dx is written over (dy for IN_PLACE)."""
+    return _dy_itself if _in_place(dx) else _dx_itself
 
 
 # (compiled on its own, not inline: the small kernels and small_backward_fits call one
 # compiled check; inlined, its IR was copied into each, ~0.5 s more on first use)
 @overload(backward_fits)
-def _backward_fits(dx, dy, x, w, mean, rstd, eps, dweight, dbias):
-    if not _types_fit(dx, dy, x, w, mean, rstd, dweight, dbias):
-        return lambda dx, dy, x, w, mean, rstd, eps, dweight, dbias: False
-    layer = not _absent(dbias)
+def _backward_fits(dx, dy, x, gr, w, mean, rstd, eps, centered, dweight, dbias):
+    if not _types_fit(dx, dy, x, gr, w, mean, rstd, dweight, dbias):
+        return lambda dx, dy, x, gr, w, mean, rstd, eps, centered, dweight, dbias: False
     mean_fits, rstd_fits = _stat_check(mean), _stat_check(rstd)
+    gr_fits, written = _residual_check(gr), _written(dx)
+    # (which arguments a form takes, as constants of the types: the checks below on
+    # `centered` fold to one compare)
+    paired = _absent(mean) == _absent(rstd)
+    grads_fit = _absent(dweight) == _absent(dbias)
+    rms_fits = _absent(mean) and _absent(dbias)
 
-    def values_fit(dx, dy, x, w, mean, rstd, eps, dweight, dbias):
+    def values_fit(dx, dy, x, gr, w, mean, rstd, eps, centered, dweight, dbias):
         cols = x.shape[-1]
         if not (cols > 0 and 0.0 <= eps < np.inf and dy.shape == x.shape
-                and shape_of(dx, x) == x.shape and length_fits(w, cols)
+                and shape_of(dx, x) == x.shape and gr_fits(gr, x) and length_fits(w, cols)
                 and mean_fits(mean, x) and rstd_fits(rstd, x)
-                and dweight.shape[0] == cols and length_fits(dbias, cols)):
+                and length_fits(dweight, cols) and length_fits(dbias, cols)):
             return False
-        if layer and cols == 1:
-            return False  # (run_backward's exact _single_column path)
-        # (out=dy exactly comes as IN_PLACE)
+        if centered:
+            if cols == 1 or not (paired and grads_fit):
+                return False  # (cols 1: run_backward's exact _single_column path)
+        elif not rms_fits:
+            return False
+        # (out=dy exactly comes as IN_PLACE; grad_residual under dx, even exactly, is
+        # read from a copy by the general path: in place its loop would run scalar)
         return (apart(dx, dy) and apart(dx, x) and apart(dx, w) and apart(dx, mean)
-                and apart(dx, rstd))
+                and apart(dx, rstd) and apart(written(dx, dy), gr))
     return values_fit
 
 
-def run_backward_small(dx, dy, x, w, mean, rstd, eps, centered, tasking, dweight, dbias):
+def run_backward_small(dx, dy, x, gr, w, mean, rstd, eps, centered, tasking, dweight, dbias):
     """The body of the small backward kernels: 0, or 1 having written nothing.  centered
     is a run-time flag, as the general path passes it (the same backward_block type);
-    dbias (None or not) whether dbias is summed, a fact of the types; ``tasking`` is
+    gr (grad_residual) None or added to dx; dweight and dbias (None or not) which
+    parameter gradients are summed, a fact of the types; ``tasking`` is
     (task_elements, serial_max): split_rows' settings, as the front reads them from
     _config.  The tasks run in order in this thread (backward_serial: the same tasks as
     the general path's parallel launch, the same bits)."""
 
 
 @overload(run_backward_small)
-def _run_backward_small(dx, dy, x, w, mean, rstd, eps, centered, tasking, dweight, dbias):
-    if not _types_fit(dx, dy, x, w, mean, rstd, dweight, dbias):
-        return lambda dx, dy, x, w, mean, rstd, eps, centered, tasking, dweight, dbias: 1
+def _run_backward_small(dx, dy, x, gr, w, mean, rstd, eps, centered, tasking, dweight, dbias):
+    if not _types_fit(dx, dy, x, gr, w, mean, rstd, dweight, dbias):
+        return lambda dx, dy, x, gr, w, mean, rstd, eps, centered, tasking, dweight, dbias: 1
     stats_of = _stats_of(mean, rstd)
 
-    def run(dx, dy, x, w, mean, rstd, eps, centered, tasking, dweight, dbias):
-        if not backward_fits(dx, dy, x, w, mean, rstd, eps, dweight, dbias):
+    def run(dx, dy, x, gr, w, mean, rstd, eps, centered, tasking, dweight, dbias):
+        if not backward_fits(dx, dy, x, gr, w, mean, rstd, eps, centered, dweight, dbias):
             return 1
         cols = x.shape[-1]
         rows = x.size // cols
@@ -182,8 +220,8 @@ def _run_backward_small(dx, dy, x, w, mean, rstd, eps, centered, tasking, dweigh
         sw, sb = partial_rows(tasks, cols, work(x, 0.0), dweight, dbias)  # (float32: 16-bit)
         stats = stats_of(mean, rstd, rows)
         dxv, dyv, xv = view_of(dx, cols), view_of(dy, cols), view_of(x, cols)
-        backward_serial((dxv, dyv, xv, None), (w, eps, centered), stats, (pw, pb, sw, sb),
-                        rows, cols, per_task)
+        backward_serial((dxv, dyv, xv, view_of(gr, cols)), (w, eps, centered), stats,
+                        (pw, pb, sw, sb), rows, cols, per_task)
         param_grad(pw, tasks, cols, dweight)
         param_grad(pb, tasks, cols, dbias)
         return 0
@@ -196,32 +234,43 @@ def small_layer_norm_backward(dx, dy, x, w, dweight, dbias, eps, tasking):
     """LayerNorm's backward over x's last axis, the statistics recomputed: dx written
     into dx (an array, or IN_PLACE over dy), dweight and dbias into theirs; 0, or 1
     having written nothing."""
-    return run_backward_small(dx, dy, x, w, None, None, eps, CENTERED, tasking, dweight,
-                              dbias)
+    return run_backward_small(dx, dy, x, None, w, None, None, eps, CENTERED, tasking,
+                              dweight, dbias)
 
 
 @kernel()
 def small_layer_norm_backward_stats(dx, dy, x, w, mean, rstd, dweight, dbias, eps, tasking):
     """small_layer_norm_backward with the forward's mean and rstd given."""
-    return run_backward_small(dx, dy, x, w, mean, rstd, eps, CENTERED, tasking, dweight,
-                              dbias)
+    return run_backward_small(dx, dy, x, None, w, mean, rstd, eps, CENTERED, tasking,
+                              dweight, dbias)
 
 
 @kernel()
 def small_rms_norm_backward(dx, dy, x, w, dweight, eps, tasking):
     """RMSNorm's backward (small_layer_norm_backward's rules, no dbias)."""
-    return run_backward_small(dx, dy, x, w, None, None, eps, NOT_CENTERED, tasking, dweight,
-                              None)
+    return run_backward_small(dx, dy, x, None, w, None, None, eps, NOT_CENTERED, tasking,
+                              dweight, None)
 
 
 @kernel()
 def small_rms_norm_backward_stats(dx, dy, x, w, rstd, dweight, eps, tasking):
     """small_rms_norm_backward with the forward's rstd given."""
-    return run_backward_small(dx, dy, x, w, None, rstd, eps, NOT_CENTERED, tasking, dweight,
-                              None)
+    return run_backward_small(dx, dy, x, None, w, None, rstd, eps, NOT_CENTERED, tasking,
+                              dweight, None)
 
 
-def fits_status(dx, dy, x, w, mean, rstd, dweight, dbias, eps):
+@kernel()
+def small_backward_any(dx, dy, x, gr, w, mean, rstd, dweight, dbias, eps, centered, tasking):
+    """Either backward in any form the front takes: the forms above, and grad_residual
+    (gr, the backward of the fused forward) and param_grads=False (dweight and dbias
+    None), with or without statistics (centered: LayerNorm).  One dispatcher for the
+    less common forms: each None argument costs its call ~65 ns (small_args.CENTERED),
+    a small share beside the general path's ~13 us these forms took before."""
+    return run_backward_small(dx, dy, x, gr, w, mean, rstd, eps, centered, tasking, dweight,
+                              dbias)
+
+
+def fits_status(dx, dy, x, gr, w, mean, rstd, dweight, dbias, eps, centered):
     """0 when backward_fits, else 1."""
 
 
@@ -232,16 +281,17 @@ def fits_status(dx, dy, x, w, mean, rstd, dweight, dbias, eps):
 # caller's flags the small kernels give it, and compiles once for both: 0.14-0.35 s a
 # variant, 3 s of python -m numba_ln.precompile.)
 @overload(fits_status)
-def _fits_status(dx, dy, x, w, mean, rstd, dweight, dbias, eps):
-    return lambda dx, dy, x, w, mean, rstd, dweight, dbias, eps: (
-        0 if backward_fits(dx, dy, x, w, mean, rstd, eps, dweight, dbias) else 1)
+def _fits_status(dx, dy, x, gr, w, mean, rstd, dweight, dbias, eps, centered):
+    return lambda dx, dy, x, gr, w, mean, rstd, dweight, dbias, eps, centered: (
+        0 if backward_fits(dx, dy, x, gr, w, mean, rstd, eps, centered, dweight, dbias)
+        else 1)
 
 
 @kernel()
-def small_backward_fits(dx, dy, x, w, mean, rstd, dweight, dbias, eps):
+def small_backward_fits(dx, dy, x, gr, w, mean, rstd, dweight, dbias, eps, centered):
     """0 when the small kernels would take the call (backward_fits), else 1; computes
     nothing.  For calls above the serial bound, which the front then launches in threads
     from Python: one dispatcher for every form (a few None arguments are nothing beside
     a launch), whose variants compile in a fraction of a second -- a kernel's own check
     would compile its serial body too, seconds a form on first use."""
-    return fits_status(dx, dy, x, w, mean, rstd, dweight, dbias, eps)
+    return fits_status(dx, dy, x, gr, w, mean, rstd, dweight, dbias, eps, centered)

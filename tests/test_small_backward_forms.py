@@ -1,0 +1,166 @@
+"""The backward gate's less common forms (numba_ln/_small_backward_front.py,
+cpu/small_backward.small_backward_any): ``grad_residual`` (the backward of the fused
+forward) and ``param_grads=False``, with or without statistics, give the bits of the
+general path, serial and in threads; what the gate must not take (an overlap it cannot
+read in place, a bad shape) reaches the general path, its errors included, with nothing
+written.  (tests/test_small_calls.py has the commonest forms.)"""
+import numba
+import numpy as np
+import pytest
+from _oracle import assert_close
+from _oracle import same_bits as same
+
+import numba_ln
+import numba_ln.reference as ref
+from numba_ln import _config
+
+
+def _forms(rng, x, dy):
+    """{name: call(**kw)} of the forms the gate now takes beyond the commonest ones."""
+    w = (rng.standard_normal(x.shape[-1]) + 1.0).astype(np.float32)
+    gr = rng.standard_normal(x.shape).astype(x.dtype)
+    _, mean, rstd = numba_ln.layer_norm(x, w, return_stats=True)
+    _, rms_rstd = numba_ln.rms_norm(x, w, return_stats=True)
+    ln, rms = numba_ln.layer_norm_backward, numba_ln.rms_norm_backward
+    return {
+        "grad_residual": lambda **kw: ln(dy, x, w, grad_residual=gr, **kw),
+        "grad_residual, statistics": lambda **kw: ln(dy, x, w, mean=mean, rstd=rstd,
+                                                     grad_residual=gr, **kw),
+        "no param grads": lambda **kw: ln(dy, x, w, param_grads=False, **kw),
+        "no param grads, grad_residual, no weight": lambda **kw: ln(
+            dy, x, grad_residual=gr, param_grads=False, **kw),
+        "rms grad_residual": lambda **kw: rms(dy, x, w, grad_residual=gr, **kw),
+        "rms no param grads, statistics": lambda **kw: rms(dy, x, w, rstd=rms_rstd,
+                                                           param_grads=False, **kw),
+    }
+
+
+def _data(rng, shape, dtype=np.float32):
+    x = (rng.standard_normal(shape) * 3.0 + 100.0).astype(dtype)
+    return x, rng.standard_normal(shape).astype(dtype)
+
+
+@pytest.mark.parametrize("task_elements", [_config.TASK_ELEMENTS, 64])
+def test_the_forms_give_the_general_paths_bits(rng, small_ran, monkeypatch, task_elements):
+    # (TASK_ELEMENTS 64: 8 rows a task, so the 30 rows are 4 tasks, their partial rows
+    # added in task order)
+    monkeypatch.setattr(_config, "TASK_ELEMENTS", task_elements)
+    x, dy = _data(rng, (30, 48))
+    for name, form in _forms(rng, x, dy).items():
+        small_ran.clear()
+        small = form()
+        assert small_ran == ["small_backward"], name
+        general = form(axis=(1,))
+        assert small_ran == ["small_backward"], name  # (the general path took the second)
+        assert same(small, general), name
+        if "param grads" in name:
+            assert all(g is None for g in small[1:]), name
+
+
+def test_the_forms_in_threads_give_the_serial_bits(rng, small_ran, monkeypatch):
+    """Above the backward's serial bound (lowered here) the gate checks the call
+    (small_backward_fits) and launches the threads from Python, with the serial bits."""
+    monkeypatch.setattr(_config, "TASK_ELEMENTS", 64)
+    x, dy = _data(rng, (30, 48))
+    forms = _forms(rng, x, dy)
+    serial = {name: form() for name, form in forms.items()}
+    monkeypatch.setattr(_config, "SERIAL_MAX_ELEMENTS", 1024)  # (30 * 48 * 3: above)
+    before = numba.get_num_threads()
+    try:
+        for threads in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
+            numba.set_num_threads(threads)
+            small_ran.clear()
+            for name, form in forms.items():
+                assert same(form(), serial[name]), name
+            assert small_ran == ["small_backward in threads"] * len(forms)
+    finally:
+        numba.set_num_threads(before)
+
+
+def test_other_ranks_and_out(rng, small_ran):
+    """A 3-D x (as rows), out= given, and out=dy in place with grad_residual."""
+    x, dy = _data(rng, (2, 5, 48))
+    gr = rng.standard_normal(x.shape).astype(np.float32)
+    w = np.linspace(0.5, 1.5, 48, dtype=np.float32)
+    want = numba_ln.layer_norm_backward(dy, x, w, grad_residual=gr, axis=(2,))
+    assert same(numba_ln.layer_norm_backward(dy, x, w, grad_residual=gr), want)
+    out = np.full_like(x, np.nan)
+    got = numba_ln.layer_norm_backward(dy, x, w, grad_residual=gr, out=out)
+    assert got[0] is out and same(got, want)
+    grad, general = dy.copy(), dy.copy()
+    got = numba_ln.layer_norm_backward(grad, x, w, grad_residual=gr, out=grad)
+    # (in place is a kernel variant of its own: its last bits may differ from out='s)
+    in_place = numba_ln.layer_norm_backward(general, x, w, grad_residual=gr, axis=(2,),
+                                            out=general)
+    assert got[0] is grad and same(got, in_place)
+    assert small_ran == ["small_backward"] * 3
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_16_bit_grad_residual(rng, small_ran, dtype):
+    if dtype == "bfloat16":
+        dtype = pytest.importorskip("ml_dtypes").bfloat16
+    x, dy = _data(rng, (5, 64), dtype)
+    gr = rng.standard_normal(x.shape).astype(dtype)
+    w = (rng.standard_normal(64) + 1.0).astype(np.float32)
+    small = numba_ln.layer_norm_backward(dy, x, w, grad_residual=gr)
+    assert small_ran == ["small_backward"]
+    assert small[0].dtype == dtype and small[1].dtype == np.float32
+    assert same(small, numba_ln.layer_norm_backward(dy, x, w, grad_residual=gr, axis=(1,)))
+
+
+def test_overlaps_it_cannot_read_in_place_take_the_general_path(rng, small_ran):
+    """dx over grad_residual (out=grad_residual: the general path reads a copy), and out=dy
+    with a grad_residual that overlaps dy shifted by an element: written in place, the
+    kernel would read elements of grad_residual it had already overwritten."""
+    x, dy = _data(rng, (6, 32))
+    gr = rng.standard_normal(x.shape).astype(np.float32)
+    want = numba_ln.layer_norm_backward(dy, x, grad_residual=gr)
+    buffer = np.empty(dy.size + 1, np.float32)
+    shared_dy = buffer[1:].reshape(dy.shape)
+    shared_gr = buffer[:-1].reshape(dy.shape)
+    shared_dy[...] = dy
+    buffer[0] = 0.5
+    gr_now = shared_gr.copy()  # (0.5 and dy's values shifted: what the call must read)
+    want_shared = numba_ln.layer_norm_backward(dy, x, grad_residual=gr_now)
+    small_ran.clear()
+    over_gr = gr.copy()
+    got = numba_ln.layer_norm_backward(dy, x, grad_residual=over_gr, out=over_gr)
+    assert got[0] is over_gr and same(got, want)
+    got = numba_ln.layer_norm_backward(shared_dy, x, grad_residual=shared_gr, out=shared_dy)
+    assert got[0] is shared_dy and same(got, want_shared)
+    assert small_ran == []
+
+
+def test_bad_input_raises_and_writes_nothing(rng, small_ran):
+    x, dy = _data(rng, (6, 32))
+    out = np.zeros_like(x)
+    inputs = (x.copy(), dy.copy())
+    errors = [
+        (lambda: numba_ln.layer_norm_backward(dy, x, grad_residual=dy[:5], out=out),
+         ValueError, "grad_residual"),
+        (lambda: numba_ln.rms_norm_backward(dy, x, np.ones(31, np.float32), out=out,
+                                            param_grads=False), ValueError, "weight"),
+        (lambda: numba_ln.layer_norm_backward(dy, x, out=out, param_grads=False, eps=-1.0),
+         ValueError, "eps"),
+        (lambda: numba_ln.layer_norm_backward(dy, x, out=out, param_grads=1), TypeError,
+         "param_grads"),
+    ]
+    for call, error, match in errors:
+        with pytest.raises(error, match=match):
+            call()
+        assert not out.any(), match
+        assert np.array_equal(x, inputs[0]) and np.array_equal(dy, inputs[1]), match
+    assert small_ran == []
+
+
+def test_a_grad_residual_of_another_dtype_takes_the_general_path(rng, small_ran):
+    """float64 grad_residual on float32 data: a float64 result (np.result_type, as the
+    general path's dtype rule), which the gate leaves to the general path."""
+    x, dy = _data(rng, (4, 40))
+    gr = rng.standard_normal(x.shape)
+    got = numba_ln.layer_norm_backward(dy, x, grad_residual=gr)
+    assert small_ran == []
+    want = ref.layer_norm_backward(dy, x, grad_residual=gr)
+    for g, w in zip(got, want):
+        assert_close(g, w, np.float64, scale=1.0)
