@@ -48,6 +48,11 @@ def forms(shape, rng):
         "float16 x": (lambda xh=x.astype(np.float16): numba_ln.layer_norm(xh), False),
         "layer_norm_backward(dy, x, g)": (lambda: numba_ln.layer_norm_backward(dy, x, g), True),
         "rms_norm_backward(dy, x, g)": (lambda: numba_ln.rms_norm_backward(dy, x, g), True),
+        # (training forms: the backward of add_layer_norm, and a frozen norm's)
+        "grad_residual=r": (
+            lambda: numba_ln.layer_norm_backward(dy, x, g, grad_residual=r), True),
+        "param_grads=False": (
+            lambda: numba_ln.layer_norm_backward(dy, x, g, param_grads=False), True),
     }
     if not missing("ml_dtypes"):
         import ml_dtypes
