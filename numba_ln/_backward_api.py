@@ -69,9 +69,9 @@ def layer_norm_backward(dy, x, weight=None, *, mean=None, rstd=None, axis=-1, ep
     >>> dweight.round(6), dbias
     (array([-1.224745,  0.      ,  0.      ]), array([1., 0., 1.]))
     """
-    if type(axis) is int and axis == -1 and type(param_grads) is bool:
+    if type(axis) is int and type(param_grads) is bool:
         done = small_backward_call(True, dy, x, weight, mean, rstd, eps, out, grad_residual,
-                                   param_grads)
+                                   param_grads, axis)
         if done is not None:
             return done
     return _general_path(True, "layer_norm_backward", dy, x, weight, mean, rstd, axis, eps,
@@ -100,9 +100,9 @@ def rms_norm_backward(dy, x, weight=None, *, rstd=None, axis=-1, eps=1e-6,
     >>> dx.round(4), dweight.round(4)
     (array([ 0.181 , -0.1358]), array([0.8485, 0.    ]))
     """
-    if type(axis) is int and axis == -1 and type(param_grads) is bool:
+    if type(axis) is int and type(param_grads) is bool:
         done = small_backward_call(False, dy, x, weight, None, rstd, eps, out, grad_residual,
-                                   param_grads)
+                                   param_grads, axis)
         if done is not None:
             return done[:2]
     dx, dweight, _ = _general_path(False, "rms_norm_backward", dy, x, weight, None, rstd, axis,
@@ -115,9 +115,9 @@ def _compute(centered, fname, dy, x, weight, mean, rstd, axis, eps, grad_residua
     """(dx, dweight, dbias) of a float32 call that mixed 16-bit data were widened into
     (_half_backward calls back here): the small-call kernels when they take it, as the
     public functions try them first, else the general path."""
-    if type(axis) is int and axis == -1 and type(param_grads) is bool:
+    if type(axis) is int and type(param_grads) is bool:
         done = small_backward_call(centered, dy, x, weight, mean, rstd, eps, out,
-                                   grad_residual, param_grads)
+                                   grad_residual, param_grads, axis)
         if done is not None:
             return done
     return _general_path(centered, fname, dy, x, weight, mean, rstd, axis, eps, grad_residual,

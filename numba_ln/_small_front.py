@@ -23,9 +23,9 @@ import numpy as np
 from . import _config, _dtypes
 from ._spec import check_eps
 from .cpu._elements import IN_PLACE
-from .cpu.small import (small_add_layer_norm, small_add_rms_norm, small_layer_norm,
-                        small_layer_norm_stats, small_moments, small_rms_norm,
-                        small_rms_norm_stats)
+from .cpu.small import (small_add_layer_norm, small_add_layer_norm_stats, small_add_rms_norm,
+                        small_add_rms_norm_stats, small_layer_norm, small_layer_norm_stats,
+                        small_moments, small_rms_norm, small_rms_norm_stats)
 
 _F32, _F64, _F16 = _dtypes.F32, _dtypes.F64, _dtypes.F16
 # The calls the gates take: at most _threading.runs_serial's bound, inlined (a call costs
@@ -108,21 +108,23 @@ def _output(out, shape, dtype):
 
 def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
                residual=None, residual_out=None):
-    """y (or (y, s) with a residual; (y, mean, rstd) or (y, rstd) with return_stats and no
-    residual) for the commonest forward calls, or None to take the general path.  Runs
-    before anything else, even the GPU check, with the public function's arguments as
-    given: axis -1 (another int: see _trailing_axis_call; anything else, a NumPy integer
-    included, the general path), return_stats a bool.  (The callers pass every argument
-    by position, and the gate's tests, the parameter checks and _output are inlined where
-    the commonest calls meet them: a keyword or a function call is ~50 ns of a ~1.2 us
-    call.)"""
+    """y (or (y, s) with a residual), followed by (mean, rstd) or (rstd,) with return_stats,
+    for the commonest forward calls, or None to take the general path.  Runs before
+    anything else, even the GPU check, with the public function's arguments as given:
+    axis -1 or x.ndim - 1 (another int: see _trailing_axis_call; anything else, a NumPy
+    integer or a tuple included, the general path), return_stats a bool.  (The callers
+    pass every argument by position, and the gate's tests, the parameter checks and
+    _output are inlined where the commonest calls meet them: a keyword or a function call
+    is ~50 ns of a ~1.2 us call.)"""
     if axis is not _LAST_AXIS:  # (the int -1 is one object in CPython; else a compare)
-        if type(axis) is not int or out is not None or residual is not None:
+        if type(axis) is not int:
             return None
-        if axis != -1:
+        if axis != -1 and not (type(x) is _NDARRAY and axis == x.ndim - 1):
+            if out is not None or residual is not None:
+                return None
             return _trailing_axis_call(x, weight, bias, eps, centered, axis, return_stats)
-    if return_stats is not False and (return_stats is not True or residual is not None):
-        return None  # (truthy objects, and the fused forms' statistics: the general path)
+    if return_stats is not False and return_stats is not True:
+        return None  # (truthy objects: the general path)
     if type(x) is not _NDARRAY or not 0 < x.size <= _SMALL or not x.flags.c_contiguous:
         return None
     if type(eps) is not float:
@@ -197,7 +199,7 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
                     else small_rms_norm(yk, xk, weight, eps)):
                 return None
             return y
-        # (mean, rstd) or (rstd,): keepdims, in the statistics dtype
+        # (mean, rstd) or (rstd,): keepdims, in the statistics dtype, one allocation
         stats = _empty((2 if centered else 1, xk.shape[0], 1), stats_dtype)
         if (small_layer_norm_stats(yk, xk, weight, bias, eps, stats) if centered
                 else small_rms_norm_stats(yk, xk, weight, eps, stats)):
@@ -218,10 +220,18 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
         return None
     if s is residual:
         sk = IN_PLACE
-    if (small_add_layer_norm(yk, sk, xk, rk, weight, bias, eps) if centered
-            else small_add_rms_norm(yk, sk, xk, rk, weight, eps)):
+    if not return_stats:
+        if (small_add_layer_norm(yk, sk, xk, rk, weight, bias, eps) if centered
+                else small_add_rms_norm(yk, sk, xk, rk, weight, eps)):
+            return None
+        return y, s
+    stats = _empty((2 if centered else 1, xk.shape[0], 1), stats_dtype)  # (as above)
+    if (small_add_layer_norm_stats(yk, sk, xk, rk, weight, bias, eps, stats) if centered
+            else small_add_rms_norm_stats(yk, sk, xk, rk, weight, eps, stats)):
         return None
-    return y, s
+    if x.ndim != 2:
+        stats.shape = stats.shape[:1] + x.shape[:-1] + (1,)
+    return (y, s, stats[0], stats[1]) if centered else (y, s, stats[0])
 
 
 def _trailing_axis_call(x, weight, bias, eps, centered, axis, return_stats):
@@ -264,10 +274,12 @@ def _as_kernel_rows(a, bits):
     return a if bits is None else a.view(bits)
 
 
-def small_moments_call(x, keepdims):
-    """moments(x) over the last axis: (mean, var), rows of one array, or None for the
-    general path."""
+def small_moments_call(x, axis, keepdims):
+    """moments(x) over the last axis (axis an int): (mean, var), rows of one array, or None
+    for the general path."""
     if type(x) is not _NDARRAY or not 0 < x.size <= _SMALL or not x.flags.c_contiguous:
+        return None
+    if axis != -1 and axis != x.ndim - 1:
         return None
     dtype = x.dtype
     if dtype is _F32 or dtype is _F64:

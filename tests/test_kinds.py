@@ -86,7 +86,9 @@ def test_caches_are_bounded_lrus():
 
 
 def test_a_bool_axis_is_refused_after_its_integer_was_planned():
-    x, w = np.ones((3, 4), np.float32), np.ones(4, np.float32)  # (commonly compiled forms)
+    # (x strided, so that the kind table plans axis=1: the small-call gates take the last
+    # axis of a C-contiguous x, whatever int names it)
+    x, w = np.ones((3, 8), np.float32)[:, ::2], np.ones(4, np.float32)
     numba_ln.layer_norm(x, axis=1)
     numba_ln.layer_norm_backward(x, x, w, axis=1)
     with pytest.raises(TypeError, match="axis must be an integer"):
@@ -104,15 +106,17 @@ def _direct_cases(rng):
     xt = np.ascontiguousarray(x.reshape(30, 8).T)  # the normalized axis first
     r = rng.standard_normal(x.shape).astype(np.float32)
     w2 = rng.standard_normal((5, 8))
-    return [  # (axis=2 rather than -1: those calls would take the small-call kernels)
-        ("rows", lambda out: numba_ln.layer_norm(x, w, b, axis=2, out=out, return_stats=True)),
+    return [  # (axis=(2,) rather than -1 or 2: those calls take the small-call kernels)
+        ("rows", lambda out: numba_ln.layer_norm(x, w, b, axis=(2,), out=out,
+                                                 return_stats=True)),
         ("axis=0", lambda out: numba_ln.layer_norm(xt, w[:8], axis=0, out=out)),
         ("channels", lambda out: numba_ln.rms_norm(x, np.ones(5), axis=1, out=out)),
         ("two axes", lambda out: numba_ln.layer_norm(x, w2, axis=(1, 2), out=out)),
-        ("residual", lambda out: numba_ln.add_layer_norm(x, r, w, b, axis=2, out=out)),
-        ("float64", lambda out: numba_ln.layer_norm(x.astype(np.float64), w, axis=2,
+        ("residual", lambda out: numba_ln.add_layer_norm(x, r, w, b, axis=(2,), out=out)),
+        ("float64", lambda out: numba_ln.layer_norm(x.astype(np.float64), w, axis=(2,),
                                                     out=out)),
-        ("float16", lambda out: numba_ln.layer_norm(x.astype(np.float16), axis=2, out=out)),
+        ("float16", lambda out: numba_ln.layer_norm(x.astype(np.float16), axis=(2,),
+                                                    out=out)),
     ]
 
 
