@@ -7,6 +7,7 @@ SMALL_KERNELS = {
     "small_layer_norm": "small_norm", "small_layer_norm_stats": "small_norm",
     "small_rms_norm": "small_norm", "small_rms_norm_stats": "small_norm",
     "small_add_layer_norm": "small_add_norm", "small_add_rms_norm": "small_add_norm",
+    "small_add_layer_norm_stats": "small_add_norm", "small_add_rms_norm_stats": "small_add_norm",
     "small_moments": "small_moments",
     "small_layer_norm_backward": "small_backward",
     "small_layer_norm_backward_stats": "small_backward",

@@ -1,9 +1,11 @@
-"""The backward gate's less common forms (numba_ln/_small_backward_front.py,
-cpu/small_backward.small_backward_any): ``grad_residual`` (the backward of the fused
-forward) and ``param_grads=False``, with or without statistics, give the bits of the
-general path, serial and in threads; what the gate must not take (an overlap it cannot
-read in place, a bad shape) reaches the general path, its errors included, with nothing
-written.  (tests/test_small_calls.py has the commonest forms.)"""
+"""Forms the small-call gates take beyond the commonest ones (tests/test_small_calls.py):
+the backward's ``grad_residual`` (the backward of the fused forward) and
+``param_grads=False``, with or without statistics (numba_ln/_small_backward_front.py,
+cpu/small_backward.small_backward_any), the fused forms' statistics, and the last axis
+written as ``x.ndim - 1``.
+Each gives the bits of the general path, serially and in threads; what the gate must not
+take (an overlap it cannot read in place, a bad shape) reaches the general path, its
+errors included, with nothing written."""
 import numba
 import numpy as np
 import pytest
@@ -164,3 +166,69 @@ def test_a_grad_residual_of_another_dtype_takes_the_general_path(rng, small_ran)
     want = ref.layer_norm_backward(dy, x, grad_residual=gr)
     for g, w in zip(got, want):
         assert_close(g, w, np.float64, scale=1.0)
+
+
+def _less(axis):
+    """axis 1 -> 0, (1,) -> (0,): the last axis of one dimension fewer."""
+    return axis - 1 if type(axis) is int else (axis[0] - 1,)
+
+
+def test_the_last_axis_as_ndim_minus_1_takes_the_small_call(rng, small_ran):
+    """axis=x.ndim - 1 (axis=1 on rows, axis=0 on a vector) is the last axis: the gates
+    take it, forward, fused, moments and backward, with the bits of the general path's
+    tuple form."""
+    x, dy = _data(rng, (6, 40))
+    r = rng.standard_normal(x.shape).astype(np.float32)
+    w = np.linspace(0.5, 1.5, 40, dtype=np.float32)
+    forms = {
+        "layer_norm": lambda axis: numba_ln.layer_norm(x, w, w, axis=axis, return_stats=True),
+        "rms_norm out=": lambda axis: numba_ln.rms_norm(x, w, axis=axis, out=np.empty_like(x)),
+        "vector": lambda axis: numba_ln.layer_norm(x[0], w, axis=_less(axis)),
+        "add_layer_norm": lambda axis: numba_ln.add_layer_norm(x, r, w, axis=axis),
+        "moments": lambda axis: numba_ln.moments(x, axis=axis, keepdims=True),
+        "backward": lambda axis: numba_ln.layer_norm_backward(dy, x, w, axis=axis),
+        "rms backward": lambda axis: numba_ln.rms_norm_backward(dy, x, axis=axis,
+                                                                param_grads=False),
+    }
+    for name, form in forms.items():
+        small_ran.clear()
+        got = form(1)
+        assert len(small_ran) == 1, name
+        assert same(got, form((1,))), name
+        assert len(small_ran) == 1, name  # (the tuple form: the general path)
+    with pytest.raises(ValueError, match="axis"):
+        numba_ln.layer_norm(x, axis=2)
+    with pytest.raises(ValueError, match="axis"):
+        numba_ln.layer_norm_backward(dy, x, axis=2)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, "bfloat16"])
+def test_the_fused_forms_statistics_take_the_small_call(rng, small_ran, dtype):
+    """add_layer_norm / add_rms_norm with return_stats=True: (y, s, mean, rstd) / (y, s,
+    rstd) from the fused small kernels, fresh outputs, out= and residual_out=residual
+    (in place), 3-D and 2-D, with the general path's bits."""
+    if dtype == "bfloat16":
+        dtype = pytest.importorskip("ml_dtypes").bfloat16
+    x, _ = _data(rng, (2, 3, 40), dtype)
+    r = rng.standard_normal(x.shape).astype(dtype)
+    w = np.linspace(0.5, 1.5, 40, dtype=np.float32)
+    cases = {  # name: (function, x, r, params)
+        "layer": (numba_ln.add_layer_norm, x, r, (w, w)),
+        "rms": (numba_ln.add_rms_norm, x, r, (w,)),
+        "rows, no params": (numba_ln.add_layer_norm, x[0], r[0], ()),
+    }
+    for name, (f, xc, rc, params) in cases.items():
+        small_ran.clear()
+        want = f(xc, rc, *params, axis=(xc.ndim - 1,), return_stats=True)
+        assert small_ran == [], name
+        got = f(xc, rc, *params, return_stats=True)
+        assert small_ran == ["small_add_norm"], name
+        assert len(got) == (3 if name == "rms" else 4) and same(got, want), name
+        assert got[-1].shape == want[-1].shape and got[-1].dtype == np.float32, name
+        out = np.empty_like(want[0])
+        got = f(xc, rc, *params, out=out, return_stats=True)
+        assert got[0] is out and same(got, want), name
+        stream = rc.copy()
+        got = f(xc, stream, *params, residual_out=stream, return_stats=True)
+        assert got[1] is stream and same(got, want), name
+        assert small_ran == ["small_add_norm"] * 3, name

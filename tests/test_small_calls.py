@@ -229,8 +229,9 @@ def test_float64_parameters_on_float32_data_are_cast_in_the_kernel(rng, small_ra
 
 def test_forms_the_gate_passes_on_give_the_small_calls_bits(rng, small_ran):
     """The public functions hand small_call their arguments as given: a NumPy-integer
-    axis, a return_stats that is not a bool (truthy or falsy) and a fused form's
-    statistics are the general path's to read, with the small call's results."""
+    axis and a return_stats that is not a bool (truthy or falsy) are the general path's
+    to read, with the small call's results (a fused form's statistics are the small
+    call's since 2026-12-05: tests/test_small_call_forms.py)."""
     x = (rng.standard_normal((3, 40)) + 10.0).astype(np.float32)
     r = rng.standard_normal(x.shape).astype(np.float32)
     w, b = (1.0 + rng.standard_normal(40)).astype(np.float32), np.zeros(40, np.float32)
@@ -242,9 +243,10 @@ def test_forms_the_gate_passes_on_give_the_small_calls_bits(rng, small_ran):
     assert same(numba_ln.layer_norm(x, w, b, return_stats=1), small)
     assert same(numba_ln.layer_norm(x, w, b, return_stats=np.True_), small)
     assert same(numba_ln.layer_norm(x, w, b, return_stats=0), small[0])
+    assert small_ran == []
     y, s, mean, rstd = numba_ln.add_layer_norm(x, r, w, b, return_stats=True)
     assert same((y, s), fused)
-    assert small_ran == []
+    assert small_ran == ["small_add_norm"]
     assert same(mean, numba_ln.moments(s, keepdims=True)[0])
 
 

@@ -111,24 +111,27 @@ def _run_norm(y, x, w, b, eps, centered, stats):
     return run
 
 
-def run_add_norm(y, s, x, r, w, b, eps, centered):
-    """The body of small_add_layer_norm and small_add_rms_norm."""
+def run_add_norm(y, s, x, r, w, b, eps, centered, stats):
+    """The body of small_add_layer_norm and its siblings (stats: as run_norm's)."""
 
 
 @overload(run_add_norm)
-def _run_add_norm(y, s, x, r, w, b, eps, centered):
+def _run_add_norm(y, s, x, r, w, b, eps, centered, stats):
     if not (_array_fits(y, x) and not _in_place(y) and _array_fits(s, x)
             and _array_fits(r, x) and not _in_place(r)
-            and _param_type_fits(w) and _param_type_fits(b)):
-        return lambda y, s, x, r, w, b, eps, centered: 1
+            and _param_type_fits(w) and _param_type_fits(b) and _stats_fit(stats)):
+        return lambda y, s, x, r, w, b, eps, centered, stats: 1
     s_in_place = _in_place(s)
     params = params_for(w, b, x)
+    fit, finish = _stats_helpers(stats)
 
-    def run(y, s, x, r, w, b, eps, centered):
+    def run(y, s, x, r, w, b, eps, centered, stats):
         cols = x.shape[-1]
+        rows = x.size // cols
         if not (cols > 0 and 0.0 <= eps < np.inf and y.shape == x.shape
                 and shape_of(s, x) == x.shape and r.shape == x.shape
-                and length_fits(w, cols) and length_fits(b, cols)):
+                and length_fits(w, cols) and length_fits(b, cols)
+                and fit(stats, rows, centered)):
             return 1
         # y may be x or r itself (each row is read before it is written); s over r comes
         # as IN_PLACE; nothing else may overlap an output.
@@ -138,10 +141,11 @@ def _run_add_norm(y, s, x, r, w, b, eps, centered):
                 and apart(s, b) and (s_in_place or apart(s, r))):
             return 1
         yv, xv = view_of(y, cols), view_of(x, cols)
-        rows = x.size // cols
         wk, bk = params(w, b, x)
+        sums = scratch_stats(rows)
         rows_block((yv, view_of(s, cols), xv, view_of(r, cols)), (wk, bk, eps, centered),
-                   scratch_stats(rows), cols, np.int64(0), rows, np.bool_(False))
+                   sums, cols, np.int64(0), rows, np.bool_(False))
+        finish(sums, stats, eps)
         return 0
     return run
 
@@ -175,13 +179,25 @@ def small_rms_norm_stats(y, x, w, eps, stats):
 def small_add_layer_norm(y, s, x, r, w, b, eps):
     """s = x + r (s an array or IN_PLACE: over r), and its LayerNorm into y, the rows in
     this thread (the front takes calls within the fused serial bound only)."""
-    return run_add_norm(y, s, x, r, w, b, eps, CENTERED)
+    return run_add_norm(y, s, x, r, w, b, eps, CENTERED, None)
+
+
+@kernel()
+def small_add_layer_norm_stats(y, s, x, r, w, b, eps, stats):
+    """small_add_layer_norm, and (mean, rstd) of s along stats' first axis."""
+    return run_add_norm(y, s, x, r, w, b, eps, CENTERED, stats)
 
 
 @kernel()
 def small_add_rms_norm(y, s, x, r, w, eps):
     """small_add_layer_norm's RMSNorm."""
-    return run_add_norm(y, s, x, r, w, None, eps, NOT_CENTERED)
+    return run_add_norm(y, s, x, r, w, None, eps, NOT_CENTERED, None)
+
+
+@kernel()
+def small_add_rms_norm_stats(y, s, x, r, w, eps, stats):
+    """small_add_rms_norm, and rstd of s along stats' first axis."""
+    return run_add_norm(y, s, x, r, w, None, eps, NOT_CENTERED, stats)
 
 
 def run_moments(x, stats, eps, centered):
