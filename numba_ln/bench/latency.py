@@ -45,6 +45,9 @@ def forms(shape, rng):
         "moments(x)": (lambda: numba_ln.moments(x), False),
         "rms_norm(x, g)": (lambda: numba_ln.rms_norm(x, g), False),
         "add_layer_norm(x, r, g, b)": (lambda: numba_ln.add_layer_norm(x, r, g, b), False),
+        "add_layer_norm return_stats": (
+            lambda: numba_ln.add_layer_norm(x, r, g, b, return_stats=True), False),
+        "axis=1": (lambda: numba_ln.layer_norm(x, g, b, axis=1), False),
         "float16 x": (lambda xh=x.astype(np.float16): numba_ln.layer_norm(xh), False),
         "layer_norm_backward(dy, x, g)": (lambda: numba_ln.layer_norm_backward(dy, x, g), True),
         "rms_norm_backward(dy, x, g)": (lambda: numba_ln.rms_norm_backward(dy, x, g), True),
