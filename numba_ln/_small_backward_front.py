@@ -126,6 +126,8 @@ def _in_threads(centered, dx, dx_k, dy, x, gr, weight, mean, rstd, eps, dweight,
     threads).  The same kernels and arguments as the general path's, so the same bits."""
     cols = x.shape[-1]
     rows = x.size // cols
+    if weight is not None and not weight.flags.writeable:
+        weight = weight.copy()  # (as the general path: read-only is a kernel type of its own)
     stats = None
     if rstd is not None:
         stats = (None if mean is None else mean.reshape(-1), rstd.reshape(-1))

@@ -232,3 +232,36 @@ def test_the_fused_forms_statistics_take_the_small_call(rng, small_ran, dtype):
         got = f(xc, stream, *params, residual_out=stream, return_stats=True)
         assert got[1] is stream and same(got, want), name
         assert small_ran == ["small_add_norm"] * 3, name
+
+
+def test_read_only_inputs_take_the_small_call(rng, small_ran, monkeypatch):
+    """Read-only dy, x, weight, grad_residual and statistics (arrays from np.frombuffer,
+    a safetensors checkpoint, a frozen model): the backward kernels only read them, and
+    give the general path's bits, serially and in threads.  A read-only out=dy is an
+    error, with nothing written."""
+    x, dy = _data(rng, (6, 40))
+    gr = rng.standard_normal(x.shape).astype(np.float32)
+    w = np.linspace(0.5, 1.5, 40, dtype=np.float32)
+    _, mean, rstd = numba_ln.layer_norm(x, w, return_stats=True)
+    for a in (x, dy, gr, w, mean, rstd):
+        a.flags.writeable = False
+    forms = {
+        "weight": lambda **kw: numba_ln.layer_norm_backward(dy, x, w, **kw),
+        "everything": lambda **kw: numba_ln.layer_norm_backward(
+            dy, x, w, mean=mean, rstd=rstd, grad_residual=gr, **kw),
+        "rms": lambda **kw: numba_ln.rms_norm_backward(dy, x, w, param_grads=False, **kw),
+    }
+    serial_max = _config.SERIAL_MAX_ELEMENTS
+    for name, form in forms.items():
+        small_ran.clear()
+        want = form(axis=(1,))
+        assert same(form(), want) and small_ran == ["small_backward"], name
+        monkeypatch.setattr(_config, "SERIAL_MAX_ELEMENTS", 64)  # (in threads)
+        assert same(form(), want), name
+        assert small_ran == ["small_backward", "small_backward in threads"], name
+        monkeypatch.setattr(_config, "SERIAL_MAX_ELEMENTS", serial_max)
+    small_ran.clear()
+    before = dy.copy()
+    with pytest.raises(ValueError, match="out"):
+        numba_ln.layer_norm_backward(dy, x, w, out=dy)
+    assert np.array_equal(dy, before) and small_ran == []

@@ -109,6 +109,20 @@ def view_of(typingctx, a, cols):
     return view(a, cols), codegen
 
 
+@intrinsic
+def as_mutable(typingctx, a):
+    """An input array the kernels only read, typed as writeable (None and IN_PLACE as they
+    are): read-only is a Numba array type of its own, and a read-only input would reach
+    the row kernels as a variant of theirs that other calls never compile (seconds each);
+    the machine code, and so the bits, are the same either way."""
+    if _absent(a) or _in_place(a) or a.mutable:
+        return a(a), lambda context, builder, sig, args: impl_ret_borrowed(
+            context, builder, sig.return_type, args[0])
+    writeable = a.copy(readonly=False)
+    return writeable(a), lambda context, builder, sig, args: impl_ret_borrowed(
+        context, builder, writeable, args[0])
+
+
 def work_param(p, x):
     """weight/bias p as the row kernels read it for x: p itself when absent, of x's dtype,
     or a float32/float64 one for 16-bit data (read as it is); else a copy in the work

@@ -33,14 +33,14 @@ from ._partials import param_grad, partial_rows
 from ._backward_tasks import split_rows
 from .backward import backward_serial, given_stats, recomputed_stats
 from .small_args import (CENTERED, NOT_CENTERED, _array_fits, _param_type_fits, apart,
-                         length_fits, shape_of, view_of)
+                         as_mutable, length_fits, shape_of, view_of)
 
 
 def _input_fits(a, like):
-    """Typing: a is a writeable C-contiguous array of like's dtype and rank (read-only
-    inputs are a kernel type of their own: the general path takes them)."""
+    """Typing: a is a C-contiguous array of like's dtype and rank (read-only too: the
+    kernels pass inputs on as writeable types, small_args.as_mutable)."""
     return (isinstance(a, types.Array) and a.layout == "C" and a.ndim == like.ndim
-            and a.dtype == like.dtype and a.mutable)
+            and a.dtype == like.dtype)
 
 
 def _stat_fits(s, x):
@@ -126,8 +126,8 @@ def backward_fits(dx, dy, x, gr, w, mean, rstd, eps, centered, dweight, dbias):
 def _types_fit(dx, dy, x, gr, w, mean, rstd, dweight, dbias):
     """Typing: backward_fits' rules that the types decide."""
     return (_array_fits(dx, x) and _input_fits(dy, x) and _input_fits(x, x)
-            and (_absent(gr) or _input_fits(gr, x))
-            and _param_type_fits(w) and (_absent(w) or w.mutable)
+            and (dy.mutable or not _in_place(dx))  # (out=dy writes over dy)
+            and (_absent(gr) or _input_fits(gr, x)) and _param_type_fits(w)
             and _stat_fits(mean, x) and _stat_fits(rstd, x)
             and (_absent(mean) or not _absent(rstd))
             and (_absent(dweight) or _grad_fits(dweight, x))
@@ -219,8 +219,9 @@ def _run_backward_small(dx, dy, x, gr, w, mean, rstd, eps, centered, tasking, dw
         pw, pb = partial_rows(tasks, cols, 0.0, dweight, dbias)
         sw, sb = partial_rows(tasks, cols, work(x, 0.0), dweight, dbias)  # (float32: 16-bit)
         stats = stats_of(mean, rstd, rows)
-        dxv, dyv, xv = view_of(dx, cols), view_of(dy, cols), view_of(x, cols)
-        backward_serial((dxv, dyv, xv, view_of(gr, cols)), (w, eps, centered), stats,
+        dxv, dyv = view_of(dx, cols), view_of(as_mutable(dy), cols)
+        xv, grv = view_of(as_mutable(x), cols), view_of(as_mutable(gr), cols)
+        backward_serial((dxv, dyv, xv, grv), (as_mutable(w), eps, centered), stats,
                         (pw, pb, sw, sb), rows, cols, per_task)
         param_grad(pw, tasks, cols, dweight)
         param_grad(pb, tasks, cols, dbias)
