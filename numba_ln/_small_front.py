@@ -49,7 +49,7 @@ _NONE_EPS = {}
 _HALF_BITS = {_F16: np.dtype(np.int16)}
 _LAST_AXIS = -1
 # (module globals: a global name is found in one dict lookup, np.ndarray in two)
-_NDARRAY, _empty = np.ndarray, np.empty
+_NDARRAY, _MEMMAP, _empty = np.ndarray, np.memmap, np.empty
 
 
 def _none_eps(eps, centered, dtype):
@@ -72,11 +72,26 @@ def _half_bits(dtype):
     return bits
 
 
+def _unmapped(p):
+    """A memory-mapped weight or bias (``np.load(path, mmap_mode="r")``) as a plain ndarray
+    view of the same memory (~0.1 us; the general path's checks of a memmap cost ~18
+    us); anything else as it is."""
+    return p.view(_NDARRAY) if type(p) is _MEMMAP else p
+
+
+def _float_param(p):
+    """weight/bias of float32/float64 data, not a plain float32/float64 ndarray: a memmap's
+    view (_unmapped) when it is one, else None (the general path takes the call)."""
+    p = _unmapped(p)
+    return p if type(p) is _NDARRAY and (p.dtype is _F32 or p.dtype is _F64) else None
+
+
 def _same_dtype(p, dtype):
     """weight/bias for float32/float64 data (the backward gate's): None, or a 1-D array of
     x's dtype (float32 or float64 parameters are cast, as the general path casts them:
     float64 weights from a checkpoint on float32 data); False when the general path must
     take the call."""
+    p = _unmapped(p)
     if p is None or (type(p) is _NDARRAY and p.dtype is dtype):
         return p
     if type(p) is not _NDARRAY or p.ndim != 1 or (p.dtype is not _F32 and p.dtype is not _F64):
@@ -90,6 +105,7 @@ def _half_param(p):
     for the general path."""
     if p is None:
         return None
+    p = _unmapped(p)
     if type(p) is not _NDARRAY or p.ndim != 1:
         return False
     if p.dtype is _F32 or p.dtype is _F64:
@@ -141,10 +157,14 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
         # in compiled code, cpu/small_args.work_param)
         if weight is not None and (type(weight) is not _NDARRAY
                                    or (weight.dtype is not _F32 and weight.dtype is not _F64)):
-            return None
+            weight = _float_param(weight)
+            if weight is None:
+                return None
         if bias is not None and (type(bias) is not _NDARRAY
                                  or (bias.dtype is not _F32 and bias.dtype is not _F64)):
-            return None
+            bias = _float_param(bias)
+            if bias is None:
+                return None
         if x.ndim == 2 and not return_stats:  # the commonest calls, in few Python steps
             if residual is None:
                 if out is None:

@@ -265,3 +265,31 @@ def test_read_only_inputs_take_the_small_call(rng, small_ran, monkeypatch):
     with pytest.raises(ValueError, match="out"):
         numba_ln.layer_norm_backward(dy, x, w, out=dy)
     assert np.array_equal(dy, before) and small_ran == []
+
+
+def test_memory_mapped_parameters_take_the_small_call(rng, small_ran, tmp_path):
+    """Weights loaded with np.load(path, mmap_mode="r") (np.memmap, read-only) are read
+    where they lie, as the same values in an ndarray are: the same bits, forward, fused,
+    16-bit data and backward."""
+    x, dy = _data(rng, (4, 40))
+    r = rng.standard_normal(x.shape).astype(np.float32)
+    w = np.linspace(0.5, 1.5, 40, dtype=np.float32)
+    b = np.linspace(-1.0, 1.0, 40)  # (float64: cast in the kernel)
+    np.save(tmp_path / "w.npy", w)
+    np.save(tmp_path / "b.npy", b)
+    wm = np.load(tmp_path / "w.npy", mmap_mode="r")
+    bm = np.load(tmp_path / "b.npy", mmap_mode="r")
+    assert type(wm) is np.memmap and not wm.flags.writeable
+    xh = x.astype(np.float16)
+    calls = [
+        lambda w, b: numba_ln.layer_norm(x, w, b),
+        lambda w, b: numba_ln.add_layer_norm(x, r, w, b),
+        lambda w, b: numba_ln.rms_norm(xh, w),
+        lambda w, b: numba_ln.layer_norm_backward(dy, x, w),
+    ]
+    for i, call in enumerate(calls):
+        small_ran.clear()
+        want = call(w, b)
+        got = call(wm, bm)
+        assert len(small_ran) == 2 and small_ran[0] == small_ran[1], i
+        assert same(got, want), i
