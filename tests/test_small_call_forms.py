@@ -293,3 +293,28 @@ def test_memory_mapped_parameters_take_the_small_call(rng, small_ran, tmp_path):
         got = call(wm, bm)
         assert len(small_ran) == 2 and small_ran[0] == small_ran[1], i
         assert same(got, want), i
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_a_vector_goes_to_the_small_kernels_as_it_is(rng, small_ran, dtype):
+    """One token held as a 1-D array (decoders that normalize a token at a time): passed
+    to the small kernels without (1, cols) views, with the bits of the same row in 2-D,
+    fresh, into out= and in place."""
+    x = _data(rng, (1, 48), dtype)[0]
+    w = np.linspace(0.5, 1.5, 48, dtype=np.float32)
+    forms = {
+        "layer": lambda a, **kw: numba_ln.layer_norm(a, w, w, **kw),
+        "rms": lambda a, **kw: numba_ln.rms_norm(a, w, **kw),
+    }
+    for name, form in forms.items():
+        small_ran.clear()
+        want = form(x)[0]
+        got = form(x[0])
+        assert got.shape == (48,) and same(got, want), name
+        out = np.empty_like(x[0])
+        assert form(x[0], out=out) is out and same(out, want), name
+        vector = x[0].copy()
+        assert form(vector, out=vector) is vector and same(vector, want), name
+        assert small_ran == ["small_norm"] * 4, name
+        with pytest.raises(ValueError, match="out"):
+            form(x[0], out=np.empty(47, dtype))
