@@ -9,14 +9,16 @@ status 1 (it wrote nothing): the call then takes the general path, which raises 
 proper error or handles the unusual form.  Every call these gates take runs the kernel
 the general path would run with the same argument types, so the bits are the same.
 
-Taken: the last axis, x float32/float64/float16/bfloat16 (16-bit data as their bits,
-_dtypes.kernel_dtype), eps a float or a NumPy scalar, weight/bias None or 1-D ndarrays
-(of the other float dtype for float32/float64 data: cast to x's dtype in compiled code, as
+Taken: the last axis (an int: -1 or x.ndim - 1), x float32/float64/float16/bfloat16
+(16-bit data as their bits, _dtypes.kernel_dtype) of any rank but 0, eps a float or a
+NumPy scalar, weight/bias None or 1-D ndarrays, read-only or memory-mapped ones too (of
+the other float dtype for float32/float64 data: cast to x's dtype in compiled code, as
 the general path casts them; for 16-bit data float32/float64 ones as they are and 16-bit
 ones as their bits, widened to float32 in compiled code), out/residual_out None or
-ndarrays of the result dtype, at most SERIAL_MAX_ELEMENTS elements (half of that for the
-fused forms, twice the work an element, and a third for the backward, three times:
-_config.FUSED_COST, BACKWARD_COST); every small-call kernel runs in the calling thread.
+ndarrays of the result dtype, statistics or not, at most SERIAL_MAX_ELEMENTS elements
+(half of that for the fused forms, twice the work an element, and a third for the
+backward, three times: _config.FUSED_COST, BACKWARD_COST); every small-call kernel runs
+in the calling thread.
 """
 import numpy as np
 
