@@ -10,7 +10,8 @@ proper error or handles the unusual form.  Every call these gates take runs the 
 the general path would run with the same argument types, so the bits are the same.
 
 Taken: the last axis (an int: -1 or x.ndim - 1), x float32/float64/float16/bfloat16
-(16-bit data as their bits, _dtypes.kernel_dtype) of any rank but 0, eps a float or a
+(16-bit data as their bits, _dtypes.kernel_dtype) of any rank but 0 (C-contiguous, or
+2-D rows a whole number of elements apart with fresh outputs), eps a float or a
 NumPy scalar, weight/bias None or 1-D ndarrays, read-only or memory-mapped ones too (of
 the other float dtype for float32/float64 data: cast to x's dtype in compiled code, as
 the general path casts them; for 16-bit data float32/float64 ones as they are and 16-bit
@@ -143,8 +144,10 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
             return _trailing_axis_call(x, weight, bias, eps, centered, axis, return_stats)
     if return_stats is not False and return_stats is not True:
         return None  # (truthy objects: the general path)
-    if type(x) is not _NDARRAY or not 0 < x.size <= _SMALL or not x.flags.c_contiguous:
+    if type(x) is not _NDARRAY or not 0 < x.size <= _SMALL:
         return None
+    if not x.flags.c_contiguous and (x.ndim != 2 or out is not None or residual is not None):
+        return None  # (strided rows with fresh outputs: the kernels check their strides)
     if type(eps) is not float:
         if type(eps) in _EPS_TYPES:  # (inlined: a call is ~50 ns of a ~1.2 us call)
             eps = float(eps)

@@ -202,13 +202,12 @@ def test_the_last_axis_as_ndim_minus_1_takes_the_small_call(rng, small_ran):
         numba_ln.layer_norm_backward(dy, x, axis=2)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, "bfloat16"])
-def test_the_fused_forms_statistics_take_the_small_call(rng, small_ran, dtype):
+def test_the_fused_forms_statistics_take_the_small_call(rng, small_ran):
     """add_layer_norm / add_rms_norm with return_stats=True: (y, s, mean, rstd) / (y, s,
     rstd) from the fused small kernels, fresh outputs, out= and residual_out=residual
-    (in place), 3-D and 2-D, with the general path's bits."""
-    if dtype == "bfloat16":
-        dtype = pytest.importorskip("ml_dtypes").bfloat16
+    (in place), 3-D and 2-D, with the general path's bits.  (float32: 16-bit data take
+    the same gate branch as the statistics of test_small_calls' 16-bit test.)"""
+    dtype = np.float32
     x, _ = _data(rng, (2, 3, 40), dtype)
     r = rng.standard_normal(x.shape).astype(dtype)
     w = np.linspace(0.5, 1.5, 40, dtype=np.float32)
@@ -237,29 +236,36 @@ def test_the_fused_forms_statistics_take_the_small_call(rng, small_ran, dtype):
 def test_read_only_inputs_take_the_small_call(rng, small_ran, monkeypatch):
     """Read-only dy, x, weight, grad_residual and statistics (arrays from np.frombuffer,
     a safetensors checkpoint, a frozen model): the backward kernels only read them, and
-    give the general path's bits, serially and in threads.  A read-only out=dy is an
-    error, with nothing written."""
+    give the bits of the same values in writeable arrays (the general path's bits: the
+    tests above), serially and, for a read-only weight, in threads.  A read-only out=dy
+    is an error, with nothing written.  (Compared with writeable copies: the general path
+    would compile read-only variants of the row kernels, seconds each.)"""
     x, dy = _data(rng, (6, 40))
     gr = rng.standard_normal(x.shape).astype(np.float32)
     w = np.linspace(0.5, 1.5, 40, dtype=np.float32)
     _, mean, rstd = numba_ln.layer_norm(x, w, return_stats=True)
+    writeable = [a.copy() for a in (x, dy, gr, w, mean, rstd)]
     for a in (x, dy, gr, w, mean, rstd):
         a.flags.writeable = False
-    forms = {
-        "weight": lambda **kw: numba_ln.layer_norm_backward(dy, x, w, **kw),
-        "everything": lambda **kw: numba_ln.layer_norm_backward(
-            dy, x, w, mean=mean, rstd=rstd, grad_residual=gr, **kw),
-        "rms": lambda **kw: numba_ln.rms_norm_backward(dy, x, w, param_grads=False, **kw),
-    }
-    serial_max = _config.SERIAL_MAX_ELEMENTS
-    for name, form in forms.items():
+
+    def forms(x, dy, gr, w, mean, rstd):
+        return {
+            "weight": lambda: numba_ln.layer_norm_backward(dy, x, w),
+            "everything": lambda: numba_ln.layer_norm_backward(
+                dy, x, w, mean=mean, rstd=rstd, grad_residual=gr),
+            "rms": lambda: numba_ln.rms_norm_backward(dy, x, w, param_grads=False),
+        }
+    read_only = forms(x, dy, gr, w, mean, rstd)
+    for name, form in forms(*writeable).items():
         small_ran.clear()
-        want = form(axis=(1,))
-        assert same(form(), want) and small_ran == ["small_backward"], name
-        monkeypatch.setattr(_config, "SERIAL_MAX_ELEMENTS", 64)  # (in threads)
-        assert same(form(), want), name
-        assert small_ran == ["small_backward", "small_backward in threads"], name
-        monkeypatch.setattr(_config, "SERIAL_MAX_ELEMENTS", serial_max)
+        assert same(read_only[name](), form()), name
+        assert small_ran == ["small_backward"] * 2, name
+    monkeypatch.setattr(_config, "SERIAL_MAX_ELEMENTS", 64)  # (in threads)
+    small_ran.clear()
+    x_, dy_, w_ = writeable[0], writeable[1], writeable[3]  # (a read-only weight alone)
+    assert same(numba_ln.layer_norm_backward(dy_, x_, w),
+                numba_ln.layer_norm_backward(dy_, x_, w_))
+    assert small_ran == ["small_backward in threads"] * 2
     small_ran.clear()
     before = dy.copy()
     with pytest.raises(ValueError, match="out"):
@@ -269,10 +275,9 @@ def test_read_only_inputs_take_the_small_call(rng, small_ran, monkeypatch):
 
 def test_memory_mapped_parameters_take_the_small_call(rng, small_ran, tmp_path):
     """Weights loaded with np.load(path, mmap_mode="r") (np.memmap, read-only) are read
-    where they lie, as the same values in an ndarray are: the same bits, forward, fused,
-    16-bit data and backward."""
+    where they lie, as the same values in an ndarray are: the same bits, forward and
+    backward."""
     x, dy = _data(rng, (4, 40))
-    r = rng.standard_normal(x.shape).astype(np.float32)
     w = np.linspace(0.5, 1.5, 40, dtype=np.float32)
     b = np.linspace(-1.0, 1.0, 40)  # (float64: cast in the kernel)
     np.save(tmp_path / "w.npy", w)
@@ -280,11 +285,8 @@ def test_memory_mapped_parameters_take_the_small_call(rng, small_ran, tmp_path):
     wm = np.load(tmp_path / "w.npy", mmap_mode="r")
     bm = np.load(tmp_path / "b.npy", mmap_mode="r")
     assert type(wm) is np.memmap and not wm.flags.writeable
-    xh = x.astype(np.float16)
-    calls = [
+    calls = [  # (the gates' other forms read weight and bias through the same helpers)
         lambda w, b: numba_ln.layer_norm(x, w, b),
-        lambda w, b: numba_ln.add_layer_norm(x, r, w, b),
-        lambda w, b: numba_ln.rms_norm(xh, w),
         lambda w, b: numba_ln.layer_norm_backward(dy, x, w),
     ]
     for i, call in enumerate(calls):
@@ -302,10 +304,9 @@ def test_a_vector_goes_to_the_small_kernels_as_it_is(rng, small_ran, dtype):
     fresh, into out= and in place."""
     x = _data(rng, (1, 48), dtype)[0]
     w = np.linspace(0.5, 1.5, 48, dtype=np.float32)
-    forms = {
-        "layer": lambda a, **kw: numba_ln.layer_norm(a, w, w, **kw),
-        "rms": lambda a, **kw: numba_ln.rms_norm(a, w, **kw),
-    }
+    forms = {"layer": lambda a, **kw: numba_ln.layer_norm(a, w, w, **kw)}
+    if dtype == np.float32:  # (16-bit data: the gate's other branch, once)
+        forms["rms"] = lambda a, **kw: numba_ln.rms_norm(a, w, **kw)
     for name, form in forms.items():
         small_ran.clear()
         want = form(x)[0]
@@ -318,3 +319,66 @@ def test_a_vector_goes_to_the_small_kernels_as_it_is(rng, small_ran, dtype):
         assert small_ran == ["small_norm"] * 4, name
         with pytest.raises(ValueError, match="out"):
             form(x[0], out=np.empty(47, dtype))
+
+
+def test_strided_rows_take_the_small_call(rng, small_ran):
+    """Rows a whole number of elements apart, forwards -- the last token of each sequence,
+    x[:, -1, :], every other row, rows broadcast from one -- are read where they lie by
+    the small kernels (fresh outputs), with the general path's bits; a reversed, a
+    Fortran-ordered or a column-strided x, and out= with strided rows, take the general
+    path."""
+    h = (rng.standard_normal((5, 4, 48)) * 3.0 + 100.0).astype(np.float32)
+    w = np.linspace(0.5, 1.5, 48, dtype=np.float32)
+    taken = {"last token": h[:, -1, :], "every other row": h[::2, 1, :],
+             "broadcast rows": np.broadcast_to(h[0, 0], (3, 48)),
+             "float16": h.astype(np.float16)[:, -1, :]}
+    declined = {"reversed": h[::-1, 0, :], "fortran": np.asfortranarray(h[:, 0, :]),
+                "column-strided": h[:, 0, ::2]}
+    for name, x in {**taken, **declined}.items():
+        wx = w[:x.shape[1]]
+        forms = [lambda **kw: numba_ln.layer_norm(x, wx, wx, **kw)]
+        if name == "last token":  # (the statistics and RMSNorm: the same kernel body)
+            forms += [lambda **kw: numba_ln.layer_norm(x, wx, wx, return_stats=True, **kw),
+                      lambda **kw: numba_ln.rms_norm(x, wx, **kw)]
+        for form in forms:
+            small_ran.clear()
+            got = form()
+            assert small_ran == (["small_norm"] if name in taken else []), name
+            assert same(got, form(axis=(1,))), name
+    x = taken["last token"]
+    small_ran.clear()
+    out = np.empty(x.shape, np.float32)
+    assert same(numba_ln.layer_norm(x, out=out), numba_ln.layer_norm(x, axis=(1,)))
+    assert small_ran == []
+
+
+def test_the_overlap_checks_span_of_a_strided_array_is_numpys_byte_bounds():
+    """small_args.span, which the kernels' overlap checks read, from the lowest to past
+    the highest element's byte of any layout (as NumPy's byte_bounds)."""
+    try:
+        from numpy.lib.array_utils import byte_bounds
+    except ImportError:  # (NumPy < 2)
+        byte_bounds = np.byte_bounds
+    from numba_ln.cpu.small_args import span
+
+    span_of = numba.njit(lambda a: span(a))
+    h = np.zeros((5, 4, 48), np.float32)
+    for a in (h, h[:, -1, :], h[::-1, 0, :], h[:, 0, ::2], np.asfortranarray(h[:, 0, :]),
+              h[:0, 0, :], np.broadcast_to(h[0, 0], (3, 48)), h[:, ::-1, ::-3]):
+        assert span_of(a) == byte_bounds(a), (a.shape, a.strides)
+
+
+def test_out_over_a_read_only_x_is_an_error_that_writes_nothing(rng, small_ran):
+    """out=x over a read-only x (the small kernels once wrote it in place): the general
+    path's ValueError naming out, x as it was, in every dtype and form the gate takes."""
+    for dtype in (np.float32, np.float16):
+        x = _data(rng, (3, 40), dtype)[0]
+        x.flags.writeable = False
+        before = x.copy()
+        for call in (lambda: numba_ln.layer_norm(x, out=x),
+                     lambda: numba_ln.rms_norm(x, out=x, return_stats=True),
+                     lambda: numba_ln.layer_norm(x[0], out=x[0])):
+            with pytest.raises(ValueError, match="out"):
+                call()
+            assert np.array_equal(x, before)
+    assert small_ran == []

@@ -25,7 +25,8 @@ from ._elements import _absent, _in_place
 from ._jit import kernel
 from .rows import rows_block
 from .small_args import (CENTERED, NO_EPS, NOT_CENTERED, _array_fits, _param_type_fits, apart,
-                         length_fits, params_for, scratch_stats, shape_of, view_of)
+                         as_mutable, length_fits, params_for, rows_fit, rows_layout_fits,
+                         scratch_stats, shape_of, view_of)
 
 
 def run_norm(y, x, w, b, eps, centered, stats):
@@ -86,24 +87,27 @@ def _stats_helpers(stats):
 
 @overload(run_norm)
 def _run_norm(y, x, w, b, eps, centered, stats):
-    if not (_array_fits(y, x) and _param_type_fits(w) and _param_type_fits(b)
-            and _stats_fit(stats)):
-        return lambda y, x, w, b, eps, centered, stats: 1  # e.g. a strided out=
+    if not (_array_fits(y, x) and (x.mutable or not _in_place(y)) and rows_layout_fits(x)
+            and _param_type_fits(w) and _param_type_fits(b) and _stats_fit(stats)):
+        # (e.g. a strided out=, or out=x over a read-only x: the general path's error)
+        return lambda y, x, w, b, eps, centered, stats: 1
     fit, finish = _stats_helpers(stats)
     params = params_for(w, b, x)
+    x_rows_fit = rows_fit(x)  # (x may be strided rows: the front gives them a fresh y)
 
     def run(y, x, w, b, eps, centered, stats):
         cols = x.shape[-1]
         rows = x.size // cols
         if not (cols > 0 and 0.0 <= eps < np.inf and shape_of(y, x) == x.shape
-                and length_fits(w, cols) and length_fits(b, cols)
+                and x_rows_fit(x) and length_fits(w, cols) and length_fits(b, cols)
                 and fit(stats, rows, centered)):
             return 1
         if not (apart(y, x) and apart(y, w) and apart(y, b)):
             return 1  # partly overlapping (out is x exactly comes as IN_PLACE)
-        yv, xv = view_of(y, cols), view_of(x, cols)
+        # (read-only inputs as writeable types: small_args.as_mutable)
+        yv, xv = view_of(y, cols), view_of(as_mutable(x), cols)
         sums = scratch_stats(rows)  # (written always: one rows_block variant)
-        wk, bk = params(w, b, x)
+        wk, bk = params(as_mutable(w), as_mutable(b), x)
         rows_block((yv, None, xv, None), (wk, bk, eps, centered), sums, cols, np.int64(0),
                    rows, np.bool_(False))
         finish(sums, stats, eps)
@@ -140,8 +144,8 @@ def _run_add_norm(y, s, x, r, w, b, eps, centered, stats):
                 and apart(y, w) and apart(y, b) and apart(s, x) and apart(s, w)
                 and apart(s, b) and (s_in_place or apart(s, r))):
             return 1
-        yv, xv = view_of(y, cols), view_of(x, cols)
-        wk, bk = params(w, b, x)
+        yv, xv = view_of(y, cols), view_of(as_mutable(x), cols)
+        wk, bk = params(as_mutable(w), as_mutable(b), x)
         sums = scratch_stats(rows)
         rows_block((yv, view_of(s, cols), xv, view_of(r, cols)), (wk, bk, eps, centered),
                    sums, cols, np.int64(0), rows, np.bool_(False))
@@ -216,8 +220,8 @@ def _run_moments(x, stats, eps, centered):
         if not (cols > 0 and stats.shape[0] == 2 and stats.shape[1] == rows):
             return 1
         sums = scratch_stats(rows)
-        rows_block((None, None, view_of(x, cols), None), (None, None, eps, centered), sums,
-                   cols, np.int64(0), rows, np.bool_(False))
+        rows_block((None, None, view_of(as_mutable(x), cols), None),
+                   (None, None, eps, centered), sums, cols, np.int64(0), rows, np.bool_(False))
         for i in range(rows):  # (rounded once, as the general path's astype)
             stats[0, i] = sums[0][i]
             stats[1, i] = sums[1][i]

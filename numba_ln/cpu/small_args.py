@@ -65,15 +65,29 @@ def length_fits(typingctx, p, cols):
 
 @intrinsic
 def span(typingctx, a):
-    """[start, end) byte addresses of an array's elements ((0, 0) for None/IN_PLACE)."""
+    """[start, end) byte addresses of an array's elements ((0, 0) for None/IN_PLACE): of a
+    strided array, from its lowest to past its highest element's."""
     def codegen(context, builder, sig, args):
         intp = context.get_value_type(types.intp)
         if _absent(a) or _in_place(a):
             start = end = intp(0)
-        else:
+        elif a.layout == "C":
             array = context.make_array(a)(context, builder, args[0])
             start = builder.ptrtoint(array.data, intp)
             end = builder.add(start, builder.mul(array.nitems, array.itemsize))
+        else:  # each axis reaches (n - 1) * stride bytes from the first element
+            array = context.make_array(a)(context, builder, args[0])
+            first = builder.ptrtoint(array.data, intp)
+            start, end = first, builder.add(first, array.itemsize)
+            shape = cgutils.unpack_tuple(builder, array.shape, a.ndim)
+            strides = cgutils.unpack_tuple(builder, array.strides, a.ndim)
+            for n, stride in zip(shape, strides):
+                reach = builder.mul(builder.sub(n, intp(1)), stride)
+                below = builder.icmp_signed("<", reach, intp(0))
+                start = builder.add(start, builder.select(below, reach, intp(0)))
+                end = builder.add(end, builder.select(below, intp(0), reach))
+            empty = builder.icmp_signed("==", array.nitems, intp(0))
+            end = builder.select(empty, start, end)
         return context.make_tuple(builder, sig.return_type, (start, end))
     return types.UniTuple(types.intp, 2)(a), codegen
 
@@ -86,25 +100,58 @@ def apart(a, b):
     return a_hi <= b_lo or b_hi <= a_lo
 
 
+def rows_layout_fits(a):
+    """Typing: whether view_of reads a: C-contiguous, or rows of a 2-D array (rows_fit
+    then checks its strides)."""
+    return a.layout == "C" or a.ndim == 2
+
+
+@kernel(inline="always")
+def _strided_rows_fit(a):
+    item = a.itemsize
+    return a.strides[1] == item and a.strides[0] >= 0 and a.strides[0] % item == 0
+
+
+@kernel(inline="always")
+def _contiguous_rows_fit(a):
+    return True
+
+
+def rows_fit(a):
+    """Typing: the check that view_of can read a's rows as a flat view with one row step:
+    none for a C-contiguous array; for another 2-D one, elements adjacent in a row and
+    rows a whole number of elements apart, forwards (x[:, -1, :] of (batch, seq,
+    hidden), x[::2], np.broadcast_to rows)."""
+    return _contiguous_rows_fit if a.layout == "C" else _strided_rows_fit
+
+
 @intrinsic
 def view_of(typingctx, a, cols):
-    """The row view (a.reshape(-1), 0, cols) of a C-contiguous array, the starts and the
-    steps int64 (the specialization other calls use); IN_PLACE and None stay as they are."""
+    """The row view (a.reshape(-1), 0, cols) of a C-contiguous array -- of a 2-D one that
+    rows_fit passed, (its elements from the first row's to the last's, 0, its row step)
+    -- the starts and the steps int64 (the specialization other calls use); IN_PLACE and
+    None stay as they are."""
     if _in_place(a) or _absent(a):
         return a(a, cols), lambda context, builder, sig, args: args[0]
-    if a.layout != "C":
-        return None  # (a typing error: only C-contiguous arrays are read as flat)
-    flat = a.copy(ndim=1)
+    if not rows_layout_fits(a):
+        return None  # (a typing error: read only as flat rows)
+    flat = a.copy(ndim=1, layout="C")
     view = types.Tuple((flat, types.int64, types.int64))
 
     def codegen(context, builder, sig, args):
         array = context.make_array(a)(context, builder, args[0])
         out = context.make_array(flat)(context, builder)
-        populate_array(out, data=array.data, shape=[array.nitems], strides=[array.itemsize],
+        cols_value = context.cast(builder, args[1], cols, types.int64)
+        if a.layout == "C":
+            count, step = array.nitems, cols_value
+        else:  # ((rows - 1) * step + cols elements: the rows and what lies between them)
+            rows = builder.extract_value(array.shape, 0)
+            step = builder.sdiv(builder.extract_value(array.strides, 0), array.itemsize)
+            count = builder.add(builder.mul(builder.sub(rows, rows.type(1)), step), cols_value)
+        populate_array(out, data=array.data, shape=[count], strides=[array.itemsize],
                        itemsize=array.itemsize, meminfo=array.meminfo, parent=array.parent)
         result = context.make_tuple(builder, view, (
-            out._getvalue(), context.get_constant(types.int64, 0),
-            context.cast(builder, args[1], cols, types.int64)))
+            out._getvalue(), context.get_constant(types.int64, 0), step))
         return impl_ret_borrowed(context, builder, view, result)  # (a reference to a's data)
     return view(a, cols), codegen
 
