@@ -29,11 +29,8 @@ def _forms(rng, x, dy):
         "grad_residual, statistics": lambda **kw: ln(dy, x, w, mean=mean, rstd=rstd,
                                                      grad_residual=gr, **kw),
         "no param grads": lambda **kw: ln(dy, x, w, param_grads=False, **kw),
-        "no param grads, grad_residual, no weight": lambda **kw: ln(
-            dy, x, grad_residual=gr, param_grads=False, **kw),
-        "rms grad_residual": lambda **kw: rms(dy, x, w, grad_residual=gr, **kw),
-        "rms no param grads, statistics": lambda **kw: rms(dy, x, w, rstd=rms_rstd,
-                                                           param_grads=False, **kw),
+        "rms grad_residual, statistics": lambda **kw: rms(dy, x, w, rstd=rms_rstd,
+                                                          grad_residual=gr, **kw),
     }
 
 
@@ -98,10 +95,8 @@ def test_other_ranks_and_out(rng, small_ran):
     assert small_ran == ["small_backward"] * 3
 
 
-@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
-def test_16_bit_grad_residual(rng, small_ran, dtype):
-    if dtype == "bfloat16":
-        dtype = pytest.importorskip("ml_dtypes").bfloat16
+def test_16_bit_grad_residual(rng, small_ran):
+    dtype = np.float16  # (bfloat16 takes the same gate branch, as its bits)
     x, dy = _data(rng, (5, 64), dtype)
     gr = rng.standard_normal(x.shape).astype(dtype)
     w = (rng.standard_normal(64) + 1.0).astype(np.float32)
@@ -180,15 +175,12 @@ def test_the_last_axis_as_ndim_minus_1_takes_the_small_call(rng, small_ran):
     x, dy = _data(rng, (6, 40))
     r = rng.standard_normal(x.shape).astype(np.float32)
     w = np.linspace(0.5, 1.5, 40, dtype=np.float32)
-    forms = {
+    forms = {  # (one per gate: each reads the axis the same way)
         "layer_norm": lambda axis: numba_ln.layer_norm(x, w, w, axis=axis, return_stats=True),
-        "rms_norm out=": lambda axis: numba_ln.rms_norm(x, w, axis=axis, out=np.empty_like(x)),
         "vector": lambda axis: numba_ln.layer_norm(x[0], w, axis=_less(axis)),
         "add_layer_norm": lambda axis: numba_ln.add_layer_norm(x, r, w, axis=axis),
         "moments": lambda axis: numba_ln.moments(x, axis=axis, keepdims=True),
         "backward": lambda axis: numba_ln.layer_norm_backward(dy, x, w, axis=axis),
-        "rms backward": lambda axis: numba_ln.rms_norm_backward(dy, x, axis=axis,
-                                                                param_grads=False),
     }
     for name, form in forms.items():
         small_ran.clear()
@@ -213,8 +205,7 @@ def test_the_fused_forms_statistics_take_the_small_call(rng, small_ran):
     w = np.linspace(0.5, 1.5, 40, dtype=np.float32)
     cases = {  # name: (function, x, r, params)
         "layer": (numba_ln.add_layer_norm, x, r, (w, w)),
-        "rms": (numba_ln.add_rms_norm, x, r, (w,)),
-        "rows, no params": (numba_ln.add_layer_norm, x[0], r[0], ()),
+        "rms, rows": (numba_ln.add_rms_norm, x[0], r[0], (w,)),
     }
     for name, (f, xc, rc, params) in cases.items():
         small_ran.clear()
@@ -222,7 +213,7 @@ def test_the_fused_forms_statistics_take_the_small_call(rng, small_ran):
         assert small_ran == [], name
         got = f(xc, rc, *params, return_stats=True)
         assert small_ran == ["small_add_norm"], name
-        assert len(got) == (3 if name == "rms" else 4) and same(got, want), name
+        assert len(got) == (3 if name.startswith("rms") else 4) and same(got, want), name
         assert got[-1].shape == want[-1].shape and got[-1].dtype == np.float32, name
         out = np.empty_like(want[0])
         got = f(xc, rc, *params, out=out, return_stats=True)
@@ -337,9 +328,8 @@ def test_strided_rows_take_the_small_call(rng, small_ran):
     for name, x in {**taken, **declined}.items():
         wx = w[:x.shape[1]]
         forms = [lambda **kw: numba_ln.layer_norm(x, wx, wx, **kw)]
-        if name == "last token":  # (the statistics and RMSNorm: the same kernel body)
-            forms += [lambda **kw: numba_ln.layer_norm(x, wx, wx, return_stats=True, **kw),
-                      lambda **kw: numba_ln.rms_norm(x, wx, **kw)]
+        if name == "last token":  # (with statistics: the same kernel body)
+            forms.append(lambda **kw: numba_ln.layer_norm(x, wx, wx, return_stats=True, **kw))
         for form in forms:
             small_ran.clear()
             got = form()
