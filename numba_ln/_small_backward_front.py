@@ -17,9 +17,9 @@ def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out, grad_resi
     """(dx, dweight, dbias) -- dbias None for RMSNorm, both None without param_grads (a
     bool) -- for the commonest backward calls (the last axis, -1 or x.ndim - 1, of a small
     C-contiguous x, dy and grad_residual (or None) of x's dtype, statistics None or of the
-    work dtype), or None for the general path.  16-bit data go as their bits, with a float32 weight
-    (16-bit ones widened, as the general path widens them), and give float32
-    dweight/dbias."""
+    work dtype), or None for the general path.  16-bit data go as their bits, with a
+    float32 weight (16-bit ones widened, as the general path widens them), and give
+    float32 dweight/dbias."""
     # (the tests inlined, as small_call's, and float32 weights of 16-bit data tested before
     # _half_bits: a function call is ~60 ns of a ~2.7 us call)
     if type(x) is not _NDARRAY or not 0 < x.size <= _SMALL or not x.flags.c_contiguous:
