@@ -84,9 +84,17 @@ def _unmapped(p):
 
 def _float_param(p):
     """weight/bias of float32/float64 data, not a plain float32/float64 ndarray: a memmap's
-    view (_unmapped) when it is one, else None (the general path takes the call)."""
+    view (_unmapped) when it is one, 16-bit ones as their bits (a bfloat16 checkpoint's:
+    widened exactly in compiled code, cpu/small_args.work_param, where the general path
+    widens them in NumPy: the same values), else None (the general path takes the
+    call)."""
     p = _unmapped(p)
-    return p if type(p) is _NDARRAY and (p.dtype is _F32 or p.dtype is _F64) else None
+    if type(p) is not _NDARRAY:
+        return None
+    if p.dtype is _F32 or p.dtype is _F64:
+        return p
+    bits = _half_bits(p.dtype)
+    return None if bits is None else p.view(bits)
 
 
 def _same_dtype(p, dtype):

@@ -372,3 +372,19 @@ def test_out_over_a_read_only_x_is_an_error_that_writes_nothing(rng, small_ran):
                 call()
             assert np.array_equal(x, before)
     assert small_ran == []
+
+
+@pytest.mark.parametrize("wdtype", ["float16", "bfloat16"])
+def test_16_bit_parameters_on_float32_data_take_the_small_call(rng, small_ran, wdtype):
+    """A 16-bit checkpoint's weight and bias on float32 activations: widened exactly in
+    the kernel, where the general path widens them in NumPy (the same values), so the
+    same bits."""
+    if wdtype == "bfloat16":
+        wdtype = pytest.importorskip("ml_dtypes").bfloat16
+    x = _data(rng, (3, 40))[0]
+    w = (1.0 + 0.1 * rng.standard_normal(40)).astype(wdtype)
+    b = (0.1 * rng.standard_normal(40)).astype(wdtype)
+    got = numba_ln.layer_norm(x, w, b)
+    assert small_ran == ["small_norm"] and got.dtype == np.float32
+    assert same(got, numba_ln.layer_norm(x, w, b, axis=(1,)))
+    assert same(got, numba_ln.layer_norm(x, w.astype(np.float32), b.astype(np.float32)))
