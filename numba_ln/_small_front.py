@@ -82,21 +82,6 @@ def _unmapped(p):
     return p.view(_NDARRAY) if type(p) is _MEMMAP else p
 
 
-def _float_param(p):
-    """weight/bias of float32/float64 data, not a plain float32/float64 ndarray: a memmap's
-    view (_unmapped) when it is one, 16-bit ones as their bits (a bfloat16 checkpoint's:
-    widened exactly in compiled code, cpu/small_args.work_param, where the general path
-    widens them in NumPy: the same values), else None (the general path takes the
-    call)."""
-    p = _unmapped(p)
-    if type(p) is not _NDARRAY:
-        return None
-    if p.dtype is _F32 or p.dtype is _F64:
-        return p
-    bits = _half_bits(p.dtype)
-    return None if bits is None else p.view(bits)
-
-
 def _same_dtype(p, dtype):
     """weight/bias for float32/float64 data (the backward gate's): None, or a 1-D array of
     x's dtype (float32 or float64 parameters are cast, as the general path casts them:
@@ -110,10 +95,12 @@ def _same_dtype(p, dtype):
     return p.astype(dtype)
 
 
-def _half_param(p):
-    """weight/bias for 16-bit data: float32/float64 as they are, 16-bit as their bits (the
-    kernels widen them to float32, as the general path does: _dtypes.param_dtype); False
-    for the general path."""
+def _kernel_param(p):
+    """weight/bias as the forward's kernels read them, for data of any dtype they take:
+    None; float32/float64 as they are (a memmap's through _unmapped); 16-bit as their bits
+    (a bfloat16 checkpoint's: the kernels widen them exactly, cpu/small_args.work_param,
+    where the general path widens them in NumPy: the same values); False for the general
+    path."""
     if p is None:
         return None
     p = _unmapped(p)
@@ -170,13 +157,13 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
         # in compiled code, cpu/small_args.work_param)
         if weight is not None and (type(weight) is not _NDARRAY
                                    or (weight.dtype is not _F32 and weight.dtype is not _F64)):
-            weight = _float_param(weight)
-            if weight is None:
+            weight = _kernel_param(weight)
+            if weight is False:
                 return None
         if bias is not None and (type(bias) is not _NDARRAY
                                  or (bias.dtype is not _F32 and bias.dtype is not _F64)):
-            bias = _float_param(bias)
-            if bias is None:
+            bias = _kernel_param(bias)
+            if bias is False:
                 return None
         # the commonest calls, in few Python steps (a vector as it is: _as_kernel_rows)
         if not return_stats and (x.ndim == 2 or (x.ndim == 1 and residual is None)):
@@ -209,9 +196,9 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
             if bits is None:
                 return None
         if weight is not None:
-            weight = _half_param(weight)
+            weight = _kernel_param(weight)
         if bias is not None:
-            bias = _half_param(bias)
+            bias = _kernel_param(bias)
         if weight is False or bias is False:
             return None
     if residual is not None and x.size * _config.FUSED_COST > _config.SERIAL_MAX_ELEMENTS:
