@@ -125,7 +125,7 @@ def moments(x, axis=-1, *, keepdims=False):
     >>> numba_ln.moments(np.array([[1.0, 2.0, 3.0, 4.0]]))
     (array([2.5]), array([1.25]))
     """
-    if type(axis) is int and type(keepdims) is bool:
+    if type(keepdims) is bool:
         done = small_moments_call(x, axis, keepdims)
         if done is not None:
             return done

@@ -69,7 +69,7 @@ def layer_norm_backward(dy, x, weight=None, *, mean=None, rstd=None, axis=-1, ep
     >>> dweight.round(6), dbias
     (array([-1.224745,  0.      ,  0.      ]), array([1., 0., 1.]))
     """
-    if type(axis) is int and type(param_grads) is bool:
+    if type(param_grads) is bool:
         done = small_backward_call(True, dy, x, weight, mean, rstd, eps, out, grad_residual,
                                    param_grads, axis)
         if done is not None:
@@ -100,7 +100,7 @@ def rms_norm_backward(dy, x, weight=None, *, rstd=None, axis=-1, eps=1e-6,
     >>> dx.round(4), dweight.round(4)
     (array([ 0.181 , -0.1358]), array([0.8485, 0.    ]))
     """
-    if type(axis) is int and type(param_grads) is bool:
+    if type(param_grads) is bool:
         done = small_backward_call(False, dy, x, weight, None, rstd, eps, out, grad_residual,
                                    param_grads, axis)
         if done is not None:
@@ -115,7 +115,7 @@ def _compute(centered, fname, dy, x, weight, mean, rstd, axis, eps, grad_residua
     """(dx, dweight, dbias) of a float32 call that mixed 16-bit data were widened into
     (_half_backward calls back here): the small-call kernels when they take it, as the
     public functions try them first, else the general path."""
-    if type(axis) is int and type(param_grads) is bool:
+    if type(param_grads) is bool:
         done = small_backward_call(centered, dy, x, weight, mean, rstd, eps, out,
                                    grad_residual, param_grads, axis)
         if done is not None:

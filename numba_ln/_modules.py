@@ -5,6 +5,7 @@ import numpy as np
 
 from ._api import layer_norm, rms_norm
 from ._dtypes import F16, F32, F64, is_bfloat16, result_dtype
+from ._small_axes import small_axes_call
 from ._small_front import small_call
 from ._spec import check_eps
 from ._validate import as_array
@@ -65,13 +66,15 @@ class _Norm:
         self._cols = self.normalized_shape[0] if self._axis == -1 else None
 
     _weight = _bias = None  # (RMSNorm has no bias; the properties set their own)
-    _params_check_cols = False
+    _params_check_cols = _params_check_axes = False
 
     def _parameters_changed(self):
-        # A one-axis module's weight or bias has normalized_shape, so the small-call
-        # kernels, which check their lengths against x's last axis, check x's too.
-        self._params_check_cols = self._cols is not None and (
-            self._weight is not None or self._bias is not None)
+        # A weight or bias has normalized_shape, so the small calls check x's against it:
+        # a one-axis module's kernels (lengths against x's last axis), a several-axis
+        # module's small_axes_call (shapes against x's trailing axes).
+        params = self._weight is not None or self._bias is not None
+        self._params_check_cols = params and self._cols is not None
+        self._params_check_axes = params and self._cols is None
 
     def __call__(self, x, *, out=None, return_stats=False):
         # The small-call gate straight from the module, for an ndarray whose last axis is
@@ -83,6 +86,13 @@ class _Norm:
                                        and x.shape[-1] == self._cols):
             y = small_call(x, self._weight, self._bias, self.eps, self._centered, out,
                            return_stats)
+            if y is not None:
+                return y
+        elif self._params_check_axes or (self._cols is None and type(x) is np.ndarray and
+                                         x.shape[-len(self._axis):] == self.normalized_shape):
+            # several axes: x's trailing ones as rows, when they are (_small_axes.py)
+            y = small_axes_call(x, self._weight, self._bias, self.eps, self._centered, out,
+                                return_stats, self._axis)
             if y is not None:
                 return y
         self._check_input(x)

@@ -22,9 +22,11 @@ def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out, grad_resi
     float32 dweight/dbias."""
     # (the tests inlined, as small_call's, and float32 weights of 16-bit data tested before
     # _half_bits: a function call is ~60 ns of a ~2.7 us call)
+    if type(axis) is not int or (
+            axis != -1 and not (type(x) is _NDARRAY and axis == x.ndim - 1)):
+        return _small_axes.small_axes_backward_call(centered, dy, x, weight, mean, rstd, eps,
+                                                    out, grad_residual, param_grads, axis)
     if type(x) is not _NDARRAY or not 0 < x.size <= _SMALL or not x.flags.c_contiguous:
-        return None
-    if axis != -1 and axis != x.ndim - 1:
         return None
     if type(eps) is not float:
         if type(eps) in _EPS_TYPES:
@@ -163,3 +165,7 @@ def _as_rows(x, dy, dx, mean, rstd, gr):
             None if mean is None else mean.reshape(-1, 1),
             None if rstd is None else rstd.reshape(-1, 1),
             None if gr is None else gr.reshape(-1, cols))
+
+
+# (imported last: _small_axes calls back into this module's gate for the views it makes)
+from . import _small_axes  # noqa: E402

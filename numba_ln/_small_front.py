@@ -125,18 +125,18 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
     """y (or (y, s) with a residual), followed by (mean, rstd) or (rstd,) with return_stats,
     for the commonest forward calls, or None to take the general path.  Runs before
     anything else, even the GPU check, with the public function's arguments as given:
-    axis -1 or x.ndim - 1 (another int: see _trailing_axis_call; anything else, a NumPy
-    integer or a tuple included, the general path), return_stats a bool.  (The callers
+    axis -1 or x.ndim - 1 (another int or a tuple: _small_axes.py; anything else, a NumPy
+    integer included, the general path), return_stats a bool.  (The callers
     pass every argument by position, and the gate's tests, the parameter checks and
     _output are inlined where the commonest calls meet them: a keyword or a function call
     is ~50 ns of a ~1.2 us call.)"""
     if axis is not _LAST_AXIS:  # (the int -1 is one object in CPython; else a compare)
-        if type(axis) is not int:
-            return None
-        if axis != -1 and not (type(x) is _NDARRAY and axis == x.ndim - 1):
-            if out is not None or residual is not None:
+        if type(axis) is not int or (
+                axis != -1 and not (type(x) is _NDARRAY and axis == x.ndim - 1)):
+            if residual is not None:
                 return None
-            return _trailing_axis_call(x, weight, bias, eps, centered, axis, return_stats)
+            return _small_axes.small_axes_call(x, weight, bias, eps, centered, out,
+                                               return_stats, axis)
     if return_stats is not False and return_stats is not True:
         return None  # (truthy objects: the general path)
     if type(x) is not _NDARRAY or not 0 < x.size <= _SMALL:
@@ -256,31 +256,6 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
     return (y, s, stats[0], stats[1]) if centered else (y, s, stats[0])
 
 
-def _trailing_axis_call(x, weight, bias, eps, centered, axis, return_stats):
-    """layer_norm/rms_norm (no out=, no residual) over one axis followed only by size-1
-    axes -- a column (n, 1) over axis=0 -- of a small C-contiguous ndarray: the last-axis
-    call on x's rows without those axes (a view), its results viewed back in x's shape.  The
-    general path runs the same row kernel there, so the bits are the same.  None for
-    anything else (the general path takes it)."""
-    if type(x) is not _NDARRAY or not x.flags.c_contiguous:
-        return None
-    shape, ndim = x.shape, x.ndim
-    if not -ndim <= axis < ndim - 1:  # (small_call took axis -1 itself)
-        return None
-    kept = axis % ndim + 1
-    tail = shape[kept:]
-    if tail.count(1) != len(tail):
-        return None
-    got = small_call(x.reshape(-1, shape[kept - 1]), weight, bias, eps, centered, None,
-                     return_stats)  # (as rows: the fastest form of small_call)
-    if got is None:
-        return None
-    if not return_stats:
-        return got.reshape(shape)
-    keepdims = shape[:kept - 1] + (1,) * (ndim - kept + 1)
-    return (got[0].reshape(shape),) + tuple(s.reshape(keepdims) for s in got[1:])
-
-
 def _fits_rows(a, x):
     """Whether a (an output, or the residual) can be viewed as x's rows: x has an axis and
     a has x's shape and is C-contiguous (else the general path takes the call)."""
@@ -299,11 +274,12 @@ def _as_kernel_rows(a, bits):
 
 
 def small_moments_call(x, axis, keepdims):
-    """moments(x) over the last axis (axis an int): (mean, var), rows of one array, or None
-    for the general path."""
+    """moments(x) over the last axis (an int; other axes: _small_axes.py): (mean, var),
+    rows of one array, or None for the general path."""
+    if type(axis) is not int or (
+            axis != -1 and not (type(x) is _NDARRAY and axis == x.ndim - 1)):
+        return _small_axes.small_axes_moments_call(x, axis, keepdims)
     if type(x) is not _NDARRAY or not 0 < x.size <= _SMALL or not x.flags.c_contiguous:
-        return None
-    if axis != -1 and axis != x.ndim - 1:
         return None
     dtype = x.dtype
     if dtype is _F32 or dtype is _F64:
@@ -325,3 +301,7 @@ def small_moments_call(x, axis, keepdims):
     if keepdims or x.ndim != 2:
         stats.shape = (2,) + x.shape[:-1] + ((1,) if keepdims else ())
     return stats[0], stats[1]
+
+
+# (imported last: _small_axes calls back into this module's gates for the views it makes)
+from . import _small_axes  # noqa: E402

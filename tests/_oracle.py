@@ -20,6 +20,12 @@ SMALL_KERNELS = {
 }
 
 
+def general_axes(*axes):
+    """The axes as NumPy integers: the same axes in a form that only the general path (the
+    kind table) takes -- the small-call gates take Python ints and tuples of them -- so a
+    test can compare a small call with the general path's bits."""
+    return tuple(np.intp(a) for a in axes)
+
 
 def record_calls(monkeypatch, targets):
     """Spy on kernels, each (module, name, label): the returned list gets a kernel's label

@@ -1,15 +1,15 @@
 """The small-call gates (numba_ln/_small_front.py, _small_backward_front.py) and their
 kernels (cpu/small.py, cpu/small_backward.py): every form they take gives the bits of the
-general path (the same kernel body, reached through the kind table: ``axis=(ndim - 1,)``
-is the same axis, but not the int form the gates take), and a call they decline reaches
-the general path, its errors included, with nothing written.
+general path (the same kernel body, reached through the kind table: the axes as NumPy
+integers, _oracle.general_axes, are the same axes in a form the gates do not take), and a
+call they decline reaches the general path, its errors included, with nothing written.
 
 Shapes are small and the forms are those other tests use, so most kernel variants here
 are compiled once for the whole suite."""
 import numba
 import numpy as np
 import pytest
-from _oracle import same_bits as same
+from _oracle import general_axes, same_bits as same
 
 import numba_ln
 from numba_ln import _config
@@ -17,7 +17,7 @@ from numba_ln.cpu.small_args import STACK_ROWS
 
 
 def general_axis(x):
-    return (x.ndim - 1,)
+    return general_axes(x.ndim - 1)
 
 
 # --- the backward ---------------------------------------------------------------------------
@@ -122,14 +122,14 @@ def test_small_backward_outputs_in_place_and_float64(rng, small_ran):
     x = rng.standard_normal((2, 3, 48)).astype(np.float64)
     dy = rng.standard_normal(x.shape)
     w = rng.standard_normal(48)
-    want = numba_ln.layer_norm_backward(dy, x, w, axis=(2,))
+    want = numba_ln.layer_norm_backward(dy, x, w, axis=general_axes(2))
     assert small_ran == []
     assert same(numba_ln.layer_norm_backward(dy, x, w), want)
     out = np.full_like(x, np.nan)
     got = numba_ln.layer_norm_backward(dy, x, w, out=out)
     assert got[0] is out and same(got, want)
     x32, dy32, w32 = x.astype(np.float32), dy.astype(np.float32), w.astype(np.float32)
-    want32 = numba_ln.layer_norm_backward(dy32, x32, w32, axis=(2,), out=dy32.copy())
+    want32 = numba_ln.layer_norm_backward(dy32, x32, w32, axis=general_axes(2), out=dy32.copy())
     got = numba_ln.layer_norm_backward(dy32, x32, w32, out=dy32)  # in place over dy
     assert got[0] is dy32 and same(got, want32)
     assert small_ran == ["small_backward"] * 3
@@ -155,7 +155,7 @@ def test_declined_backward_calls_take_the_general_path(rng, small_ran):
         assert not out.any()
     assert small_ran == []
     # odd but valid: out over x (read from a copy), a one-element axis (exact zeros)
-    want = numba_ln.layer_norm_backward(dy, x, axis=(1,))
+    want = numba_ln.layer_norm_backward(dy, x, axis=general_axes(1))
     over_x = x.copy()
     assert same(numba_ln.layer_norm_backward(dy, over_x, out=over_x), want)
     dx, dweight, _ = numba_ln.layer_norm_backward(dy[:, :1].copy(), x[:, :1].copy())
@@ -258,9 +258,9 @@ def test_rows_statistics_and_fused_forms_in_every_output_form(rng, small_ran):
     r = rng.standard_normal(x.shape).astype(np.float32)
     w = (1.0 + rng.standard_normal(40)).astype(np.float32)
     b = rng.standard_normal(40).astype(np.float32)
-    want = numba_ln.layer_norm(x, w, b, axis=(1,), return_stats=True)
-    want_rms = numba_ln.rms_norm(x, w, axis=(1,), return_stats=True)
-    want_fused = numba_ln.add_layer_norm(x, r, w, b, axis=(1,))
+    want = numba_ln.layer_norm(x, w, b, axis=general_axes(1), return_stats=True)
+    want_rms = numba_ln.rms_norm(x, w, axis=general_axes(1), return_stats=True)
+    want_fused = numba_ln.add_layer_norm(x, r, w, b, axis=general_axes(1))
     small_ran.clear()
     assert same(numba_ln.layer_norm(x, w, b, return_stats=True), want)
     out = np.full_like(x, np.nan)
@@ -304,28 +304,32 @@ def test_scratch_statistics_on_the_stack_and_beyond_it(rng, small_ran):
         small = numba_ln.layer_norm(x, return_stats=True)
         moments = numba_ln.moments(x)
         assert small_ran == ["small_norm", "small_moments"], rows
-        assert same(small, numba_ln.layer_norm(x, axis=(1,), return_stats=True)), rows
-        assert same(moments, numba_ln.moments(x, axis=(1,))), rows
+        assert same(small, numba_ln.layer_norm(x, axis=general_axes(1), return_stats=True)), rows
+        assert same(moments, numba_ln.moments(x, axis=general_axes(1))), rows
         small_ran.clear()
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_an_axis_followed_by_size_1_axes_takes_the_small_call(rng, small_ran, dtype):
     """A column (n, 1) over axis=0, or (b, c, 1, 1) over axis=1, is the last axis of x
-    without its trailing size-1 axes: the small call, with the general path's bits and
-    shapes (an out= takes the general path)."""
+    without its trailing size-1 axes: the small call (_small_axes.py), with the general
+    path's bits and shapes, out= too."""
     w = (rng.standard_normal(40) + 1.0).astype(dtype)
     b = rng.standard_normal(40).astype(dtype)
     for shape, axis in [((40, 1), 0), ((3, 40, 1, 1), -3)]:
         x = (rng.standard_normal(shape) * 3.0 + 1e3).astype(dtype)
-        forms = [lambda **kw: numba_ln.layer_norm(x, w, b, axis=axis, **kw),
-                 lambda **kw: numba_ln.rms_norm(x, w, axis=axis, return_stats=True, **kw)]
+        forms = [lambda **kw: numba_ln.layer_norm(x, w, b, **kw),
+                 lambda **kw: numba_ln.rms_norm(x, w, return_stats=True, **kw)]
         for form in forms:
-            small = form()
+            small = form(axis=axis)
             assert small_ran == ["small_norm"]
-            general = form(out=np.empty_like(x))
-            assert small_ran == ["small_norm"]
-            assert same(small, general)
+            out = np.empty_like(x)
+            into = form(axis=axis, out=out)
+            assert small_ran == ["small_norm"] * 2
+            general = form(axis=general_axes(axis))
+            assert small_ran == ["small_norm"] * 2
+            assert same(small, general) and same(into, general)
+            assert (into if isinstance(into, np.ndarray) else into[0]) is out
             small_ran.clear()
         with pytest.raises(ValueError, match="weight"):
             numba_ln.layer_norm(x, w[:5], axis=axis)
@@ -340,10 +344,10 @@ def test_small_moments_give_the_general_paths_bits(rng, small_ran, dtype):
         small = numba_ln.moments(x, keepdims=keepdims)
         assert small_ran == ["small_moments"]
         assert small[0].shape == ((2, 3, 1) if keepdims else (2, 3))
-        assert same(small, numba_ln.moments(x, axis=(2,), keepdims=keepdims))
+        assert same(small, numba_ln.moments(x, axis=general_axes(2), keepdims=keepdims))
         small_ran.clear()
     one = numba_ln.moments(x[0, 0])  # a 1-D x: 0-d results, as the general path's
-    assert same(one, numba_ln.moments(x[0, 0], axis=(0,)))
+    assert same(one, numba_ln.moments(x[0, 0], axis=general_axes(0)))
     assert one[0].shape == ()
 
 

@@ -1,0 +1,198 @@
+"""Small calls over other axes than the last one, as rows: when the normalized axes are
+consecutive, in increasing order, and followed only by size-1 axes -- ``axis=(-2, -1)``,
+a module's several-axis ``normalized_shape``, ``axis=(1, 2, 3)`` over (N, C, H, W), a
+column (n, 1) over ``axis=0`` -- the elements of a C-contiguous x are (rows, cols) rows
+in memory, and a weight or bias of the normalized shape is one row.  The call is then
+the last-axis small call (_small_front.small_call, small_moments_call,
+_small_backward_front.small_backward_call, which hand these axes here) on views, its
+results viewed back.
+
+The general path (the kind table) plans the same rows and runs the same row kernel on
+them, so the bits are the same; it costs ~6-7 us of Python a (1, 768) call, these views
+~0.6-1.8 us.  Anything else -- a 1-D weight that broadcasts over two axes, a strided x,
+axes out of order or given as NumPy integers -- returns None for the general path.
+"""
+import math
+
+import numpy as np
+
+from . import _small_backward_front, _small_front
+
+_NDARRAY = np.ndarray
+
+
+def _axes_rows(x, axis):
+    """(first, end, cols): x's normalized axes are first..end - 1 (an int is one axis),
+    followed only by size-1 axes, and cols is the product of their sizes; None for any
+    other form (the general path checks it and raises)."""
+    if type(x) is not _NDARRAY or not x.flags.c_contiguous:
+        return None
+    shape = x.shape
+    ndim = len(shape)
+    if type(axis) is int:  # (one axis, as a column's: settled without the table)
+        if not -ndim <= axis < ndim:
+            return None
+        first = axis % ndim
+        end = first + 1
+    elif type(axis) is tuple:
+        for a in axis:  # (ints only: a NumPy integer or a bool is the general path's)
+            if type(a) is not int:
+                return None
+        key = (ndim, axis)
+        run = _RUNS.get(key)
+        if run is None:
+            if len(_RUNS) >= _MAX_RUNS:
+                _RUNS.clear()
+            run = _RUNS[key] = _run_of(axis, ndim)
+        if not run:
+            return None
+        first, end = run
+    else:
+        return None
+    if end != ndim:
+        tail = shape[end:]
+        if tail.count(1) != len(tail):
+            return None
+    cols = shape[first] if end - first == 1 else math.prod(shape[first:end])
+    return None if cols == 0 else (first, end, cols)
+
+
+# (ndim, axis) -> (first, end) of the run of axes it names, or False: settled once per
+# form (a loop over the axes costs ~0.3 us of a ~2 us call), for a bounded number of forms
+_RUNS = {}
+_MAX_RUNS = 256
+
+
+def _run_of(axis, ndim):
+    """(first, end) when the int axes of the tuple are first..end - 1 in increasing order,
+    within x's ndim axes; False otherwise (out of range, repeated, out of order: the
+    general path's to report or to handle)."""
+    if not axis or not all(-ndim <= a < ndim for a in axis):
+        return False
+    first = axis[0] % ndim
+    end = first + len(axis)
+    return (first, end) if [a % ndim for a in axis] == list(range(first, end)) else False
+
+
+def small_axes_call(x, weight, bias, eps, centered, out, return_stats, axis):
+    """layer_norm/rms_norm (no residual) over axes that are rows in memory, other than an
+    int last axis, or None for the general path."""
+    if (type(axis) is int and out is None and type(x) is _NDARRAY and x.ndim == 2
+            and x.shape[1] == 1 and (axis == 0 or axis == -2) and x.flags.c_contiguous):
+        # a column (n, 1) over axis 0, the commonest form here (the latency table's): its
+        # transpose is the row (1, n), and so are its statistics ((1, 1), keepdims)
+        got = _small_front.small_call(x.T, weight, bias, eps, centered, None, return_stats)
+        if got is None:
+            return None
+        return (got[0].T,) + got[1:] if return_stats else got.T
+    form = _axes_rows(x, axis)
+    if form is None:
+        return None
+    first, end, cols = form
+    shape = x.shape
+    ndim = len(shape)
+    if end - first > 1:  # (one axis: its weight/bias are rows already, checked by the kernel)
+        normalized = shape[first:end]
+        if weight is not None:
+            weight = _as_row(weight, normalized)
+        if bias is not None:
+            bias = _as_row(bias, normalized)
+        if weight is False or bias is False:
+            return None
+    # x and out as rows: as they are (the last axis, as a tuple), transposed (a column (n,
+    # 1) over axis 0 is the row (1, n): ~45 ns against a reshape's ~105), or reshaped
+    column = ndim == 2 and end == 1
+    if first == ndim - 1:
+        xr = x
+    else:
+        xr = x.T if column else x.reshape(-1, cols)
+    if out is None or out is x:
+        yr = None if out is None else xr  # (out=x: in place, as small_call sees it)
+    elif type(out) is _NDARRAY and out.shape == shape and out.flags.c_contiguous:
+        yr = out if xr is x else out.T if column else out.reshape(-1, cols)
+    else:
+        return None  # (a strided out: its reshape would be a copy, written in vain)
+    got = _small_front.small_call(xr, weight, bias, eps, centered, yr, return_stats)
+    if got is None or xr is x:
+        return got
+    if not return_stats:
+        return out if out is not None else got.T if column else got.reshape(shape)
+    y = out if out is not None else got[0].T if column else got[0].reshape(shape)
+    if column:  # (a column's statistics are (1, 1): keepdims already)
+        return (y,) + got[1:]
+    keepdims = shape[:first] + (1,) * (ndim - first)
+    if centered:
+        return y, got[1].reshape(keepdims), got[2].reshape(keepdims)
+    return y, got[1].reshape(keepdims)
+
+
+def _as_row(p, shape):
+    """A weight or bias of the normalized shape as one row (a view when it is
+    C-contiguous); False for the general path (another shape: a broadcast, or an error
+    it reports)."""
+    if not isinstance(p, _NDARRAY) or p.shape != shape:  # (a memmap too: small_call's)
+        return False
+    return p.reshape(-1)
+
+
+def small_axes_moments_call(x, axis, keepdims):
+    """moments over axes that are rows in memory (a tuple, or an int followed by size-1
+    axes), or None for the general path."""
+    if type(keepdims) is not bool:
+        return None
+    form = _axes_rows(x, axis)
+    if form is None:
+        return None
+    first, end, cols = form
+    got = _small_front.small_moments_call(x.reshape(-1, cols), -1, False)
+    if got is None:
+        return None
+    shape = x.shape  # (the size-1 axes after the normalized ones stay)
+    kept = shape[:first] + ((1,) * (end - first) if keepdims else ()) + shape[end:]
+    return got[0].reshape(kept), got[1].reshape(kept)
+
+
+def small_axes_backward_call(centered, dy, x, weight, mean, rstd, eps, out, grad_residual,
+                             param_grads, axis):
+    """layer_norm_backward/rms_norm_backward over axes that are rows in memory, other than
+    an int last axis: the last-axis small call (small_backward_call) on views of x, dy,
+    grad_residual, out and the statistics as rows, dweight/dbias viewed back in the
+    normalized shape; or None for the general path."""
+    form = _axes_rows(x, axis)
+    if form is None:
+        return None
+    first, end, cols = form
+    shape = x.shape
+    if (type(dy) is not _NDARRAY or dy.shape != shape or not dy.flags.c_contiguous
+            or not _rows_like(grad_residual, shape) or not _rows_like(out, shape)):
+        return None
+    normalized = shape[first:end]
+    if weight is not None and end - first > 1:
+        weight = _as_row(weight, normalized)
+        if weight is False:
+            return None
+    gate = _small_backward_front.small_backward_call
+    if first == len(shape) - 1:  # (the last axis as a tuple: the gate's own rows)
+        return gate(centered, dy, x, weight, mean, rstd, eps, out, grad_residual, param_grads,
+                    -1)
+    keepdims = shape[:first] + (1,) * (len(shape) - first)
+    if not (_rows_like(mean, keepdims) and _rows_like(rstd, keepdims)):
+        return None
+    dy_r = dy.reshape(-1, cols)
+    got = gate(
+        centered, dy_r, x.reshape(-1, cols), weight,
+        None if mean is None else mean.reshape(-1, 1),
+        None if rstd is None else rstd.reshape(-1, 1), eps,
+        None if out is None else dy_r if out is dy else out.reshape(-1, cols),
+        None if grad_residual is None else grad_residual.reshape(-1, cols), param_grads, -1)
+    if got is None:
+        return None
+    dx, dweight, dbias = got
+    return (out if out is not None else dx.reshape(shape),
+            None if dweight is None else dweight.reshape(normalized),
+            None if dbias is None else dbias.reshape(normalized))
+
+
+def _rows_like(a, shape):
+    """Whether a is None or an ndarray of that shape whose rows view is no copy."""
+    return a is None or (type(a) is _NDARRAY and a.shape == shape and a.flags.c_contiguous)

@@ -1,0 +1,179 @@
+"""Small calls over axes that are rows in memory (numba_ln/_small_axes.py): consecutive
+axes in increasing order followed only by size-1 axes, of a C-contiguous x -- a module's
+several-axis normalized_shape, axis=(-2, -1), a 1-tuple last axis, a column over axis=0.
+Each takes the small-call kernel on views of x's rows and gives the general path's bits
+and shapes (the general path: the same axes as NumPy integers, _oracle.general_axes);
+every other form, and every error, is the general path's."""
+import numpy as np
+import pytest
+from _oracle import general_axes
+from _oracle import same_bits as same
+
+import numba_ln
+
+
+def _data(rng, shape, dtype=np.float32):
+    return (rng.standard_normal(shape) * 3.0 + 1e3).astype(dtype)
+
+
+# (shape, axis): two trailing axes either sign, three, a 1-tuple last axis, axes followed
+# by a size-1 axis, every axis of a matrix (one row: not a column's transpose)
+_RUNS = [((3, 16, 12), (-2, -1)), ((2, 4, 6), (1, 2)), ((2, 3, 4, 5), (1, 2, 3)),
+         ((5, 24), (-1,)), ((3, 4, 5, 1), (1, 2)), ((3, 4), (0, 1))]
+
+
+def _normalized(shape, axis):
+    first = axis[0] % len(shape)
+    return shape[first:first + len(axis)]
+
+
+@pytest.mark.parametrize("shape, axis", _RUNS)
+def test_runs_of_axes_take_the_small_call_with_the_general_paths_bits(rng, small_ran,
+                                                                      shape, axis):
+    x = _data(rng, shape)
+    w = (rng.standard_normal(_normalized(shape, axis)) + 1.0).astype(np.float32)
+    b = rng.standard_normal(w.shape).astype(np.float32)
+    forms = {
+        "plain": lambda ax: numba_ln.layer_norm(x, w, b, axis=ax),
+        "float64 params": lambda ax: numba_ln.layer_norm(x, w.astype(np.float64), b, axis=ax),
+        "stats": lambda ax: numba_ln.layer_norm(x, w, axis=ax, return_stats=True),
+        "rms stats": lambda ax: numba_ln.rms_norm(x, w, axis=ax, return_stats=True),
+        "no params": lambda ax: numba_ln.rms_norm(x, axis=ax, eps=np.float32(1e-3)),
+    }
+    for name, form in forms.items():
+        small_ran.clear()
+        got = form(axis)
+        assert small_ran == ["small_norm"], name
+        assert same(got, form(general_axes(*axis))), name
+        assert small_ran == ["small_norm"], name  # (the NumPy integers: the general path)
+    for keepdims in (False, True):
+        small_ran.clear()
+        got = numba_ln.moments(x, axis=axis, keepdims=keepdims)
+        assert small_ran == ["small_moments"]
+        assert same(got, numba_ln.moments(x, axis=general_axes(*axis), keepdims=keepdims))
+
+
+def test_out_and_in_place(rng, small_ran):
+    x = _data(rng, (3, 16, 12))
+    w = rng.standard_normal((16, 12)).astype(np.float32)
+    want = numba_ln.layer_norm(x, w, axis=general_axes(1, 2), return_stats=True)
+    out = np.empty_like(x)
+    got = numba_ln.layer_norm(x, w, axis=(1, 2), out=out, return_stats=True)
+    assert got[0] is out and same(got, want)
+    xc = x.copy()
+    assert numba_ln.layer_norm(xc, w, axis=(1, 2), out=xc) is xc and same(xc, want[0])
+    assert small_ran == ["small_norm"] * 2
+    # a column (n, 1) over axis 0, into out and in place (read as its transposed row)
+    col = _data(rng, (40, 1))
+    want = numba_ln.layer_norm(col, axis=general_axes(0), return_stats=True)
+    out = np.empty_like(col)
+    got = numba_ln.layer_norm(col, axis=0, out=out, return_stats=True)
+    assert got[0] is out and same(got, want)
+    assert numba_ln.layer_norm(col, axis=(0,), out=col) is col and same(col, want[0])
+
+
+def test_16_bit_data(rng, small_ran):
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    for dtype in (np.float16, ml_dtypes.bfloat16):
+        x = _data(rng, (3, 8, 12), dtype)
+        w = (rng.standard_normal((8, 12)) + 1.0).astype(dtype)  # (a 16-bit checkpoint)
+        small_ran.clear()
+        got = numba_ln.layer_norm(x, w, w, axis=(-2, -1), return_stats=True)
+        assert small_ran == ["small_norm"]
+        assert same(got, numba_ln.layer_norm(x, w, w, axis=general_axes(1, 2),
+                                             return_stats=True))
+
+
+def test_other_forms_take_the_general_path(rng, small_ran):
+    x = _data(rng, (3, 8, 12))
+    w12 = rng.standard_normal(12).astype(np.float32)
+    declined = [
+        lambda: numba_ln.layer_norm(x, axis=(2, 1)),  # out of order
+        lambda: numba_ln.layer_norm(x, axis=(0, 2)),  # not consecutive
+        lambda: numba_ln.layer_norm(x, axis=(0, 1)),  # followed by a longer axis
+        lambda: numba_ln.layer_norm(x, w12, axis=(1, 2)),  # a weight that broadcasts
+        lambda: numba_ln.layer_norm(x[:, :, ::2], axis=(1, 2)),  # strided x
+        lambda: numba_ln.layer_norm(x, axis=[1, 2]),  # a list
+        lambda: numba_ln.layer_norm(x, axis=(1, 2), out=np.empty((12, 8, 3), np.float32).T),
+        lambda: numba_ln.add_layer_norm(x, x, axis=(1, 2)),  # (fused: the general path)
+    ]
+    for call in declined:
+        call()
+        assert small_ran == []
+    # the broadcast weight, against its full-shape equal
+    assert np.array_equal(numba_ln.layer_norm(x, w12, axis=(1, 2)),
+                          numba_ln.layer_norm(x, np.broadcast_to(w12, (8, 12)).copy(),
+                                              axis=(1, 2)))
+
+
+def test_errors_are_the_general_paths(rng):
+    x = _data(rng, (3, 8, 12))
+    out = np.full_like(x, 7.0)
+    for axis, match in (((1, 1), "axis"), ((1, 3), "axis"), ((True, 2), "axis")):
+        with pytest.raises((ValueError, TypeError), match=match):
+            numba_ln.layer_norm(x, axis=axis, out=out)
+    with pytest.raises(ValueError, match="weight"):
+        numba_ln.layer_norm(x, np.ones((8, 11), np.float32), axis=(1, 2), out=out)
+    with pytest.raises(ValueError, match="eps"):
+        numba_ln.layer_norm(x, axis=(1, 2), eps=-1.0, out=out)
+    with pytest.raises(ValueError, match="out"):
+        numba_ln.layer_norm(x, axis=(1, 2), out=np.empty((3, 8, 11), np.float32))
+    assert (out == 7.0).all()
+
+
+def test_several_axis_modules_take_the_small_call(rng, small_ran):
+    x = _data(rng, (2, 8, 12))
+    ln, rms = numba_ln.LayerNorm((8, 12)), numba_ln.RMSNorm([8, 12])
+    ln.weight = rng.standard_normal((8, 12))
+    ln.bias = rng.standard_normal((8, 12))
+    y, mean, rstd = ln(x, return_stats=True)
+    assert same((y, mean, rstd), numba_ln.layer_norm(x, ln.weight, ln.bias, axis=(1, 2),
+                                                     return_stats=True))
+    assert same(rms(x), numba_ln.rms_norm(x, rms.weight, axis=(1, 2)))
+    assert small_ran == ["small_norm"] * 4
+    ln.weight *= 2.0  # (a training step in place: the next call reads the new values)
+    assert same(ln(x), numba_ln.layer_norm(x, ln.weight, ln.bias, axis=(1, 2)))
+    bare = numba_ln.LayerNorm((8, 12), elementwise_affine=False)
+    assert same(bare(x), numba_ln.layer_norm(x, axis=general_axes(1, 2)))
+    for module in (ln, bare):
+        with pytest.raises(ValueError, match="normalized_shape"):
+            module(_data(rng, (2, 8, 11)))
+
+
+@pytest.mark.parametrize("shape, axis", [((3, 8, 12), (-2, -1)), ((2, 3, 4, 5), (1, 2, 3)),
+                                         ((5, 24), (-1,)), ((40, 1), 0), ((3, 4), (0, 1))])
+def test_the_backward_takes_runs_of_axes(rng, small_ran, shape, axis):
+    x, dy = _data(rng, shape), rng.standard_normal(shape).astype(np.float32)
+    axes = axis if isinstance(axis, tuple) else (axis,)
+    w = (rng.standard_normal(_normalized(shape, axes)) + 1.0).astype(np.float32)
+    _, mean, rstd = numba_ln.layer_norm(x, w, axis=axis, return_stats=True)
+    _, rms_rstd = numba_ln.rms_norm(x, w, axis=axis, return_stats=True)
+    r = rng.standard_normal(shape).astype(np.float32)
+    forms = {
+        "plain": lambda ax: numba_ln.layer_norm_backward(dy, x, w, axis=ax),
+        "statistics": lambda ax: numba_ln.layer_norm_backward(dy, x, w, mean=mean, rstd=rstd,
+                                                              axis=ax),
+        "grad_residual": lambda ax: numba_ln.layer_norm_backward(dy, x, w, axis=ax,
+                                                                 grad_residual=r),
+        "no param grads": lambda ax: numba_ln.layer_norm_backward(dy, x, axis=ax,
+                                                                  param_grads=False),
+        "rms": lambda ax: numba_ln.rms_norm_backward(dy, x, w, rstd=rms_rstd, axis=ax),
+        "out=dy": lambda ax: _in_place(lambda g: numba_ln.rms_norm_backward(g, x, w, axis=ax,
+                                                                           out=g), dy),
+    }
+    for name, form in forms.items():
+        small_ran.clear()
+        got = form(axis)
+        assert small_ran == ["small_backward"], name
+        want = form(general_axes(*axes))
+        assert small_ran == ["small_backward"], name
+        assert same(got, want), name
+
+
+def _in_place(call, dy):
+    """call(g) on a copy g of dy written in place: its results, after checking that dx is
+    g itself."""
+    g = dy.copy()
+    got = call(g)
+    assert got[0] is g
+    return got
