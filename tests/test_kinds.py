@@ -255,13 +255,17 @@ def test_fused_output_placement_changes_no_bit(rng):
 # --- the --latency table ---------------------------------------------------------------------
 
 def test_latency_rows_and_table():
-    names = {"layer_norm(x, g, b)", "moments(x)", "layer_norm_backward(dy, x, g)"}
+    names = {"layer_norm(x, g, b)", "moments(x)", "layer_norm_backward(dy, x, g)",
+             "add_layer_norm(x, r, g, b)", "backward axis=(-2, -1)"}
     rows = latency.measure(rounds=1, batch_ms=0.2, shapes=((1, 16),), names=names)
     assert {r["form"] for r in rows} == names
     for r in rows:
         assert r["us"] > 0 and r["backward"] == ("backward" in r["form"])
+        assert r["peer"] == (latency.FUSED if r["form"].startswith("add") else
+                             latency.BACKWARD if r["backward"] else latency.FORWARD)
     table = latency.format_table(rows)
     assert table.count("\n") == len(rows) + 1 and "`moments(x)` | 1x16 |" in table
+    assert "| x + r, F.layer_norm |" in table
 
 
 def test_latency_verdicts():

@@ -3,9 +3,11 @@ at (1, 768) (a decoded token) and (64, 1024), against torch at the same shape in
 process.
 
 Each form is timed in batches of calls, interleaved with torch's in every round; a row
-reports the median per-call time and the median of the per-round ratios to torch's
-``F.layer_norm`` (forward forms) or ``torch.ops.aten.native_layer_norm_backward``
-(backward forms), float32 (the 16-bit forms too), with the same thread count.
+reports the median per-call time and the median of the per-round ratios to torch doing
+the same work: ``F.layer_norm`` (forward forms), ``x + r`` then ``F.layer_norm`` (the
+fused forms, as the main table's peer for add_layer_norm) or
+``torch.ops.aten.native_layer_norm_backward`` (backward forms), float32 (the 16-bit forms
+too), with the same thread count.
 """
 import time
 
@@ -19,10 +21,15 @@ SHAPES = ((1, 768), (64, 1024))
 # torch at (1, 768); backward at most 0.5x at (1, 768) and 1.0x at (64, 1024).
 FORWARD_TARGET = {(1, 768): 0.5}
 BACKWARD_TARGET = {(1, 768): 0.5, (64, 1024): 1.0}
+# the torch call each form is compared with (torch_peers), and its name in the table
+FORWARD, FUSED, BACKWARD = "forward", "fused", "backward"
+PEER_NAMES = {FORWARD: "F.layer_norm", FUSED: "x + r, F.layer_norm",
+              BACKWARD: "native_layer_norm_backward"}
 
 
 def forms(shape, rng):
-    """{name: (callable, is_backward)} for one shape, float32 data."""
+    """{name: (callable, peer)} for one shape, float32 data (peer: FORWARD, FUSED or
+    BACKWARD)."""
     import numba_ln
 
     x = rng.standard_normal(shape).astype(np.float32)
@@ -35,46 +42,58 @@ def forms(shape, rng):
     dy = rng.standard_normal(shape).astype(np.float32)
     module = numba_ln.LayerNorm(cols)
     eps32 = np.float32(1e-5)  # (made once, as a config's value is: its making is not the call)
+    # the same elements as (rows, 16, cols / 16), normalized over the last two axes (a
+    # torch-style LayerNorm([16, cols / 16])), parameters of that shape
+    x3, dy3 = x.reshape(shape[0], 16, -1), dy.reshape(shape[0], 16, -1)
+    g2, b2 = g.reshape(16, -1), b.reshape(16, -1)
+    module2 = numba_ln.LayerNorm(g2.shape)
     out = {
-        "layer_norm(x, g, b)": (lambda: numba_ln.layer_norm(x, g, b), False),
-        "eps=np.float32(1e-5)": (lambda: numba_ln.layer_norm(x, g, b, eps=eps32), False),
-        "float64 g, b": (lambda: numba_ln.layer_norm(x, g64, b64), False),
-        "return_stats=True": (lambda: numba_ln.layer_norm(x, g, b, return_stats=True), False),
-        "axis=0, transposed": (lambda: numba_ln.layer_norm(xt, g, b, axis=0), False),
-        "LayerNorm(cols)(x)": (lambda: module(x), False),
-        "moments(x)": (lambda: numba_ln.moments(x), False),
-        "rms_norm(x, g)": (lambda: numba_ln.rms_norm(x, g), False),
-        "add_layer_norm(x, r, g, b)": (lambda: numba_ln.add_layer_norm(x, r, g, b), False),
+        "layer_norm(x, g, b)": (lambda: numba_ln.layer_norm(x, g, b), FORWARD),
+        "eps=np.float32(1e-5)": (lambda: numba_ln.layer_norm(x, g, b, eps=eps32), FORWARD),
+        "float64 g, b": (lambda: numba_ln.layer_norm(x, g64, b64), FORWARD),
+        "return_stats=True": (lambda: numba_ln.layer_norm(x, g, b, return_stats=True), FORWARD),
+        "axis=0, transposed": (lambda: numba_ln.layer_norm(xt, g, b, axis=0), FORWARD),
+        "LayerNorm(cols)(x)": (lambda: module(x), FORWARD),
+        "axis=(-2, -1), 16 x cols/16": (lambda: numba_ln.layer_norm(x3, g2, b2, axis=(-2, -1)),
+                                        FORWARD),
+        "LayerNorm((16, cols/16))(x)": (lambda: module2(x3), FORWARD),
+        "moments(x)": (lambda: numba_ln.moments(x), FORWARD),
+        "rms_norm(x, g)": (lambda: numba_ln.rms_norm(x, g), FORWARD),
+        "add_layer_norm(x, r, g, b)": (lambda: numba_ln.add_layer_norm(x, r, g, b), FUSED),
         "add_layer_norm return_stats": (
-            lambda: numba_ln.add_layer_norm(x, r, g, b, return_stats=True), False),
-        "axis=1": (lambda: numba_ln.layer_norm(x, g, b, axis=1), False),
-        "float16 x": (lambda xh=x.astype(np.float16): numba_ln.layer_norm(xh), False),
-        "layer_norm_backward(dy, x, g)": (lambda: numba_ln.layer_norm_backward(dy, x, g), True),
-        "rms_norm_backward(dy, x, g)": (lambda: numba_ln.rms_norm_backward(dy, x, g), True),
+            lambda: numba_ln.add_layer_norm(x, r, g, b, return_stats=True), FUSED),
+        "axis=1": (lambda: numba_ln.layer_norm(x, g, b, axis=1), FORWARD),
+        "float16 x": (lambda xh=x.astype(np.float16): numba_ln.layer_norm(xh), FORWARD),
+        "layer_norm_backward(dy, x, g)": (lambda: numba_ln.layer_norm_backward(dy, x, g),
+                                          BACKWARD),
+        "rms_norm_backward(dy, x, g)": (lambda: numba_ln.rms_norm_backward(dy, x, g),
+                                        BACKWARD),
+        "backward axis=(-2, -1)": (
+            lambda: numba_ln.layer_norm_backward(dy3, x3, g2, axis=(-2, -1)), BACKWARD),
         # (training forms: the backward of add_layer_norm, and a frozen norm's)
         "grad_residual=r": (
-            lambda: numba_ln.layer_norm_backward(dy, x, g, grad_residual=r), True),
+            lambda: numba_ln.layer_norm_backward(dy, x, g, grad_residual=r), BACKWARD),
         "param_grads=False": (
-            lambda: numba_ln.layer_norm_backward(dy, x, g, param_grads=False), True),
+            lambda: numba_ln.layer_norm_backward(dy, x, g, param_grads=False), BACKWARD),
     }
     if not missing("ml_dtypes"):
         import ml_dtypes
 
         xb, dyb = x.astype(ml_dtypes.bfloat16), dy.astype(ml_dtypes.bfloat16)
-        out["bfloat16 x"] = (lambda: numba_ln.layer_norm(xb), False)
+        out["bfloat16 x"] = (lambda: numba_ln.layer_norm(xb), FORWARD)
         out["bfloat16 layer_norm_backward"] = (
-            lambda: numba_ln.layer_norm_backward(dyb, xb, g), True)
-    return out, (x, g, b, dy)
+            lambda: numba_ln.layer_norm_backward(dyb, xb, g), BACKWARD)
+    return out, (x, g, b, dy, r)
 
 
-def torch_peers(x, g, b, dy):
-    """(forward, backward) torch callables at x's shape, or (None, None) without torch."""
+def torch_peers(x, g, b, dy, r):
+    """{FORWARD, FUSED, BACKWARD: torch callable} at x's shape, or {} without torch."""
     if missing("torch"):
-        return None, None
+        return {}
     import torch
     import torch.nn.functional as F
 
-    xt, gt, bt, dyt = (torch.from_numpy(a) for a in (x, g, b, dy))
+    xt, gt, bt, dyt, rt = (torch.from_numpy(a) for a in (x, g, b, dy, r))
     cols = [x.shape[-1]]
     _, mean, rstd = torch.ops.aten.native_layer_norm(xt, cols, gt, bt, 1e-5)
     mask = [True, True, True]
@@ -82,10 +101,14 @@ def torch_peers(x, g, b, dy):
     def forward():
         return F.layer_norm(xt, cols, gt, bt, 1e-5)
 
+    def fused():  # (the sum is returned too, as add_layer_norm returns it)
+        s = xt + rt
+        return F.layer_norm(s, cols, gt, bt, 1e-5), s
+
     def backward():
         return torch.ops.aten.native_layer_norm_backward(dyt, xt, cols, mean, rstd, gt, bt,
                                                          mask)
-    return forward, backward
+    return {FORWARD: forward, FUSED: fused, BACKWARD: backward}
 
 
 def _per_call(f, batch_s):
@@ -101,30 +124,29 @@ def _per_call(f, batch_s):
 
 
 def measure(rounds, batch_ms, shapes=SHAPES, names=None, progress=lambda m: None):
-    """[{shape, form, us, ratio, backward}] with medians over rounds."""
+    """[{shape, form, us, ratio, backward, peer}] with medians over rounds."""
     rng = np.random.default_rng(0)
     rows = []
     for shape in shapes:
         table, arrays = forms(shape, rng)
         if names is not None:
             table = {k: v for k, v in table.items() if k in names}
-        peer_fwd, peer_bwd = torch_peers(*arrays)
+        peers = torch_peers(*arrays)
         for f, _ in table.values():  # compile (or load) every form first
             f()
         times = {k: [] for k in table}
         ratios = {k: [] for k in table}
         for i in range(rounds):
             progress(f"latency {shape}: round {i + 1}/{rounds}")
-            peers = {False: peer_fwd and _per_call(peer_fwd, batch_ms / 1e3),
-                     True: peer_bwd and _per_call(peer_bwd, batch_ms / 1e3)}
+            peer_times = {k: _per_call(f, batch_ms / 1e3) for k, f in peers.items()}
             time.sleep(settle_time("torch"))  # (its threads spin after a call: timing.py)
-            for name, (f, backward) in table.items():
+            for name, (f, peer) in table.items():
                 t = _per_call(f, batch_ms / 1e3)
                 times[name].append(t)
-                if peers[backward]:
-                    ratios[name].append(t / peers[backward])
-        for name, (_, backward) in table.items():
-            rows.append({"shape": shape, "form": name, "backward": backward,
+                if peer in peer_times:
+                    ratios[name].append(t / peer_times[peer])
+        for name, (_, peer) in table.items():
+            rows.append({"shape": shape, "form": name, "backward": peer == BACKWARD, "peer": peer,
                          "us": float(np.median(times[name])) * 1e6,
                          "ratio": float(np.median(ratios[name])) if ratios[name] else None})
     return rows
@@ -139,11 +161,14 @@ def verdict(row):
 
 
 def format_table(rows):
-    lines = ["| form | shape | us per call | x torch | target |", "|---|---|---:|---:|---|"]
+    lines = ["| form | shape | us per call | x torch | torch's call | target |",
+             "|---|---|---:|---:|---|---|"]
     for r in rows:
         ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}x"
         shape = "x".join(map(str, r["shape"]))
-        lines.append(f"| `{r['form']}` | {shape} | {r['us']:.2f} | {ratio} | {verdict(r)} |")
+        peer = PEER_NAMES.get(r.get("peer"), "")
+        lines.append(f"| `{r['form']}` | {shape} | {r['us']:.2f} | {ratio} | {peer} | "
+                     f"{verdict(r)} |")
     return "\n".join(lines)
 
 
@@ -158,7 +183,8 @@ def main(args, settings, threads, progress):
     batch_ms = min(settings["batch_ms"], 20.0)
     rows = measure(rounds, batch_ms, progress=progress)
     print(f"Per-call time, {threads} threads, medians of {rounds} interleaved rounds "
-          "(torch: F.layer_norm / native_layer_norm_backward, float32, same shape)")
+          "(torch: F.layer_norm, x + r then F.layer_norm for the fused forms, "
+          "native_layer_norm_backward; float32, same shape)")
     print(format_table(rows))
     if args.json:
         with open(args.json, "w") as f:
