@@ -138,8 +138,6 @@ def _as_row(p, shape):
 def small_axes_moments_call(x, axis, keepdims):
     """moments over axes that are rows in memory (a tuple, or an int followed by size-1
     axes), or None for the general path."""
-    if type(keepdims) is not bool:
-        return None
     form = _axes_rows(x, axis)
     if form is None:
         return None

@@ -3,8 +3,8 @@ the helpers it shares): the commonest backward calls go straight to cpu/small_ba
 kernels, which check the rest and run what the general path runs, so the same bits."""
 
 from . import _config
-from ._small_front import (_EPS_TYPES, _F32, _F64, _HALF_BITS, _NDARRAY, _SMALL, _empty,
-                           _half_bits, _none_eps, _same_dtype)
+from ._small_front import (_EPS_TYPES, _F32, _F64, _HALF_BITS, _LAST_AXIS, _NDARRAY, _SMALL,
+                           _empty, _half_bits, _none_eps, _same_dtype, not_last_axis)
 from .cpu._elements import IN_PLACE
 from .cpu.backward import run_backward
 from .cpu.small_backward import (small_backward_any, small_backward_fits,
@@ -22,8 +22,7 @@ def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out, grad_resi
     float32 dweight/dbias."""
     # (the tests inlined, as small_call's, and float32 weights of 16-bit data tested before
     # _half_bits: a function call is ~60 ns of a ~2.7 us call)
-    if type(axis) is not int or (
-            axis != -1 and not (type(x) is _NDARRAY and axis == x.ndim - 1)):
+    if axis is not _LAST_AXIS and not_last_axis(x, axis):
         return _small_axes.small_axes_backward_call(centered, dy, x, weight, mean, rstd, eps,
                                                     out, grad_residual, param_grads, axis)
     if type(x) is not _NDARRAY or not 0 < x.size <= _SMALL or not x.flags.c_contiguous:

@@ -55,6 +55,13 @@ _LAST_AXIS = -1
 _NDARRAY, _MEMMAP, _empty = np.ndarray, np.memmap, np.empty
 
 
+def not_last_axis(x, axis):
+    """Whether axis is anything but an int naming x's last axis (-1, or x.ndim - 1 of an
+    ndarray): the gates hand those calls to _small_axes.py."""
+    return type(axis) is not int or (
+        axis != -1 and not (type(x) is _NDARRAY and axis == x.ndim - 1))
+
+
 def _none_eps(eps, centered, dtype):
     """RMSNorm's eps=None as the float it stands for, or None for the general path (which
     raises the proper error for anything else)."""
@@ -130,13 +137,12 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
     pass every argument by position, and the gate's tests, the parameter checks and
     _output are inlined where the commonest calls meet them: a keyword or a function call
     is ~50 ns of a ~1.2 us call.)"""
-    if axis is not _LAST_AXIS:  # (the int -1 is one object in CPython; else a compare)
-        if type(axis) is not int or (
-                axis != -1 and not (type(x) is _NDARRAY and axis == x.ndim - 1)):
-            if residual is not None:
-                return None
-            return _small_axes.small_axes_call(x, weight, bias, eps, centered, out,
-                                               return_stats, axis)
+    # (the int -1 is one object in CPython: one identity test for the commonest calls)
+    if axis is not _LAST_AXIS and not_last_axis(x, axis):
+        if residual is not None:
+            return None
+        return _small_axes.small_axes_call(x, weight, bias, eps, centered, out, return_stats,
+                                           axis)
     if return_stats is not False and return_stats is not True:
         return None  # (truthy objects: the general path)
     if type(x) is not _NDARRAY or not 0 < x.size <= _SMALL:
@@ -276,8 +282,7 @@ def _as_kernel_rows(a, bits):
 def small_moments_call(x, axis, keepdims):
     """moments(x) over the last axis (an int; other axes: _small_axes.py): (mean, var),
     rows of one array, or None for the general path."""
-    if type(axis) is not int or (
-            axis != -1 and not (type(x) is _NDARRAY and axis == x.ndim - 1)):
+    if axis is not _LAST_AXIS and not_last_axis(x, axis):
         return _small_axes.small_axes_moments_call(x, axis, keepdims)
     if type(x) is not _NDARRAY or not 0 < x.size <= _SMALL or not x.flags.c_contiguous:
         return None
