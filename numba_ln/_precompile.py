@@ -33,7 +33,7 @@ _COUNTING = False
 # --all adds, estimated), for the order the workers take them in: longest first, so that
 # no long task starts last and runs alone at the end (in dtype order, the four
 # layer_norm_backward tasks of 13-14 s each came 8th, 15th, 22nd and 28th of 28).
-_SECONDS = {"layer_norm_backward": 14, "all_forms": 10, "rms_norm_backward": 6,
+_SECONDS = {"layer_norm_backward": 14, "all_forms": 25, "rms_norm_backward": 6,
             "layer_norm": 5, "rms_norm": 4, "add_layer_norm": 5, "add_rms_norm": 4,
             "moments": 2}
 
@@ -70,6 +70,7 @@ def _run_task(function, dtype_name):
             numba_ln.add_layer_norm(x, x, w, w, out=x.copy(), residual_out=x.copy())
             numba_ln.layer_norm(np.asfortranarray(x), w, w)  # the channels kernels
             numba_ln.moments(x, axis=0)
+            _other_forms(numba_ln, x, w)
             continue
         f = getattr(numba_ln, function)
         if function == "moments":
@@ -83,6 +84,29 @@ def _run_task(function, dtype_name):
             f(x, x, w) if "rms" in function else f(x, x, w, w)
         else:
             f(x, w) if "rms" in function else f(x, w, w)
+
+
+def _other_forms(numba_ln, x, w):
+    """The forms whose small calls compile kernels of their own (first use ~0.3-3.6 s
+    each, measured with the other tasks compiled): a weight without a bias, a token as a
+    1-D array, strided rows (x[:, -1, :] of a batch), the fused forms' statistics,
+    parameters of another dtype (a checkpoint's) and read-only ones, and the training
+    forms (grad_residual, param_grads=False)."""
+    other = w.astype(np.float64 if w.dtype == np.float32 else np.float32)  # (16-bit: float32)
+    frozen = w.copy()
+    frozen.flags.writeable = False
+    numba_ln.layer_norm(x, w)
+    numba_ln.layer_norm(x[0], w, w)
+    numba_ln.rms_norm(x[0], w)
+    numba_ln.layer_norm(np.concatenate([x, x], axis=1)[:, :x.shape[1]], w, w)
+    numba_ln.add_layer_norm(x, x, w, w, return_stats=True)
+    numba_ln.add_rms_norm(x, x, w, return_stats=True)
+    numba_ln.layer_norm(x, other, other)
+    numba_ln.layer_norm(x, frozen, frozen)
+    for backward in (numba_ln.layer_norm_backward, numba_ln.rms_norm_backward):
+        backward(x, x, w, grad_residual=x)
+        backward(x, x, w, param_grads=False)
+        backward(x, x, frozen)
 
 
 _COMPILED = []  # one entry per kernel compiled in this process (see _count_compiles)
