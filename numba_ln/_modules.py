@@ -1,11 +1,12 @@
 """torch.nn-style callables holding their parameters as plain ndarrays."""
+import math
 import operator
 
 import numpy as np
 
 from ._api import layer_norm, rms_norm
 from ._dtypes import F16, F32, F64, is_bfloat16, result_dtype
-from ._small_axes import small_axes_call
+from ._small_axes import rows_call
 from ._small_front import small_call
 from ._spec import check_eps
 from ._validate import as_array
@@ -64,17 +65,22 @@ class _Norm:
                       else tuple(range(-len(self.normalized_shape), 0)))
         # the row length a one-axis module's small calls check x against (else None)
         self._cols = self.normalized_shape[0] if self._axis == -1 else None
+        # a several-axis module's rows: the first normalized axis from the end, their length
+        self._first, self._row_cols = -len(self.normalized_shape), math.prod(self.normalized_shape)
 
     _weight = _bias = None  # (RMSNorm has no bias; the properties set their own)
-    _params_check_cols = _params_check_axes = False
+    _params_check_cols = False
+    _weight_row = _bias_row = None
 
     def _parameters_changed(self):
-        # A weight or bias has normalized_shape, so the small calls check x's against it:
-        # a one-axis module's kernels (lengths against x's last axis), a several-axis
-        # module's small_axes_call (shapes against x's trailing axes).
-        params = self._weight is not None or self._bias is not None
-        self._params_check_cols = params and self._cols is not None
-        self._params_check_axes = params and self._cols is None
+        # A one-axis module's weight or bias has normalized_shape, so the small-call
+        # kernels, which check their lengths against x's last axis, check x's too.
+        self._params_check_cols = self._cols is not None and (
+            self._weight is not None or self._bias is not None)
+        if self._cols is None:  # several axes: the parameters as rows, made once (views:
+            # an update in place, as a training step makes, is read by the next call)
+            self._weight_row = None if self._weight is None else self._weight.reshape(-1)
+            self._bias_row = None if self._bias is None else self._bias.reshape(-1)
 
     def __call__(self, x, *, out=None, return_stats=False):
         # The small-call gate straight from the module, for an ndarray whose last axis is
@@ -88,11 +94,11 @@ class _Norm:
                            return_stats)
             if y is not None:
                 return y
-        elif self._params_check_axes or (self._cols is None and type(x) is np.ndarray and
-                                         x.shape[-len(self._axis):] == self.normalized_shape):
-            # several axes: x's trailing ones as rows, when they are (_small_axes.py)
-            y = small_axes_call(x, self._weight, self._bias, self.eps, self._centered, out,
-                                return_stats, self._axis)
+        elif (self._cols is None and type(x) is np.ndarray and x.flags.c_contiguous
+              and x.shape[self._first:] == self.normalized_shape):
+            # several axes: x's trailing ones as rows of _row_cols (_small_axes.py)
+            y = rows_call(x, x.ndim + self._first, self._row_cols, self._weight_row,
+                          self._bias_row, self.eps, self._centered, out, return_stats)
             if y is not None:
                 return y
         self._check_input(x)

@@ -89,37 +89,38 @@ def small_axes_call(x, weight, bias, eps, centered, out, return_stats, axis):
     if form is None:
         return None
     first, end, cols = form
-    shape = x.shape
-    ndim = len(shape)
     if end - first > 1:  # (one axis: its weight/bias are rows already, checked by the kernel)
-        normalized = shape[first:end]
+        normalized = x.shape[first:end]
         if weight is not None:
             weight = _as_row(weight, normalized)
         if bias is not None:
             bias = _as_row(bias, normalized)
         if weight is False or bias is False:
             return None
-    # x and out as rows: as they are (the last axis, as a tuple), transposed (a column (n,
-    # 1) over axis 0 is the row (1, n): ~45 ns against a reshape's ~105), or reshaped
-    column = ndim == 2 and end == 1
-    if first == ndim - 1:
-        xr = x
-    else:
-        xr = x.T if column else x.reshape(-1, cols)
+    return rows_call(x, first, cols, weight, bias, eps, centered, out, return_stats)
+
+
+def rows_call(x, first, cols, weight, bias, eps, centered, out, return_stats):
+    """The small call on a C-contiguous x's rows of its axes first.. (cols elements each:
+    those axes followed only by size-1 axes), weight/bias as rows (None, or 1-D: the
+    kernels check their lengths), out None, x itself or a C-contiguous array of x's
+    shape; the results in x's shape (the statistics keepdims), or None for the general
+    path.  (Also the several-axis modules' call, with rows of their parameters made once.)"""
+    shape = x.shape
+    ndim = len(shape)
+    xr = x if first == ndim - 1 else x.reshape(-1, cols)  # (the last axis, as a tuple)
     if out is None or out is x:
         yr = None if out is None else xr  # (out=x: in place, as small_call sees it)
     elif type(out) is _NDARRAY and out.shape == shape and out.flags.c_contiguous:
-        yr = out if xr is x else out.T if column else out.reshape(-1, cols)
+        yr = out if xr is x else out.reshape(-1, cols)
     else:
         return None  # (a strided out: its reshape would be a copy, written in vain)
     got = _small_front.small_call(xr, weight, bias, eps, centered, yr, return_stats)
     if got is None or xr is x:
         return got
     if not return_stats:
-        return out if out is not None else got.T if column else got.reshape(shape)
-    y = out if out is not None else got[0].T if column else got[0].reshape(shape)
-    if column:  # (a column's statistics are (1, 1): keepdims already)
-        return (y,) + got[1:]
+        return got.reshape(shape) if out is None else out
+    y = got[0].reshape(shape) if out is None else out
     keepdims = shape[:first] + (1,) * (ndim - first)
     if centered:
         return y, got[1].reshape(keepdims), got[2].reshape(keepdims)

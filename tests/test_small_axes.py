@@ -135,9 +135,12 @@ def test_several_axis_modules_take_the_small_call(rng, small_ran):
     assert same(ln(x), numba_ln.layer_norm(x, ln.weight, ln.bias, axis=(1, 2)))
     bare = numba_ln.LayerNorm((8, 12), elementwise_affine=False)
     assert same(bare(x), numba_ln.layer_norm(x, axis=general_axes(1, 2)))
-    for module in (ln, bare):
-        with pytest.raises(ValueError, match="normalized_shape"):
-            module(_data(rng, (2, 8, 11)))
+    out = np.empty_like(x)
+    assert ln(x, out=out) is out and same(out, ln(x))
+    for module in (ln, bare):  # (another shape of the same size too: not read as rows)
+        for shape in ((2, 8, 11), (2, 12, 8)):
+            with pytest.raises(ValueError, match="normalized_shape"):
+                module(_data(rng, shape))
 
 
 @pytest.mark.parametrize("shape, axis", [((3, 8, 12), (-2, -1)), ((2, 3, 4, 5), (1, 2, 3)),
