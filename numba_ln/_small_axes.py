@@ -2,15 +2,16 @@
 consecutive, in increasing order, and followed only by size-1 axes -- ``axis=(-2, -1)``,
 a module's several-axis ``normalized_shape``, ``axis=(1, 2, 3)`` over (N, C, H, W), a
 column (n, 1) over ``axis=0`` -- the elements of a C-contiguous x are (rows, cols) rows
-in memory, and a weight or bias of the normalized shape is one row.  The call is then
-the last-axis small call (_small_front.small_call, small_moments_call,
-_small_backward_front.small_backward_call, which hand these axes here) on views, its
-results viewed back.
+in memory, and a weight or bias of the normalized shape is one row.  The call -- forward,
+fused, moments or backward -- is then the last-axis small call (_small_front.small_call,
+small_moments_call, _small_backward_front.small_backward_call, which hand these axes
+here) on views, its results viewed back.
 
 The general path (the kind table) plans the same rows and runs the same row kernel on
 them, so the bits are the same; it costs ~6-7 us of Python a (1, 768) call, these views
 ~0.6-1.8 us.  Anything else -- a 1-D weight that broadcasts over two axes, a strided x,
-axes out of order or given as NumPy integers -- returns None for the general path.
+axes out of order or given as NumPy integers, a residual that broadcasts -- returns None
+for the general path.
 """
 import math
 
@@ -74,11 +75,13 @@ def _run_of(axis, ndim):
     return (first, end) if [a % ndim for a in axis] == list(range(first, end)) else False
 
 
-def small_axes_call(x, weight, bias, eps, centered, out, return_stats, axis):
-    """layer_norm/rms_norm (no residual) over axes that are rows in memory, other than an
-    int last axis, or None for the general path."""
-    if (type(axis) is int and out is None and type(x) is _NDARRAY and x.ndim == 2
-            and x.shape[1] == 1 and (axis == 0 or axis == -2) and x.flags.c_contiguous):
+def small_axes_call(x, weight, bias, eps, centered, out, return_stats, axis, residual=None,
+                    residual_out=None):
+    """layer_norm/rms_norm and their fused forms over axes that are rows in memory, other
+    than an int last axis, or None for the general path."""
+    if (type(axis) is int and out is None and residual is None and type(x) is _NDARRAY
+            and x.ndim == 2 and x.shape[1] == 1 and (axis == 0 or axis == -2)
+            and x.flags.c_contiguous):
         # a column (n, 1) over axis 0, the commonest form here (the latency table's): its
         # transpose is the row (1, n), and so are its statistics ((1, 1), keepdims)
         got = _small_front.small_call(x.T, weight, bias, eps, centered, None, return_stats)
@@ -97,34 +100,62 @@ def small_axes_call(x, weight, bias, eps, centered, out, return_stats, axis):
             bias = _as_row(bias, normalized)
         if weight is False or bias is False:
             return None
-    return rows_call(x, first, cols, weight, bias, eps, centered, out, return_stats)
+    return rows_call(x, first, cols, weight, bias, eps, centered, out, return_stats, residual,
+                     residual_out)
 
 
-def rows_call(x, first, cols, weight, bias, eps, centered, out, return_stats):
+def rows_call(x, first, cols, weight, bias, eps, centered, out, return_stats, residual=None,
+              residual_out=None):
     """The small call on a C-contiguous x's rows of its axes first.. (cols elements each:
     those axes followed only by size-1 axes), weight/bias as rows (None, or 1-D: the
-    kernels check their lengths), out None, x itself or a C-contiguous array of x's
-    shape; the results in x's shape (the statistics keepdims), or None for the general
-    path.  (Also the several-axis modules' call, with rows of their parameters made once.)"""
+    kernels check their lengths), out (and residual, residual_out) None, an array it
+    may be (x; residual) or a C-contiguous array of x's shape; the results in x's shape
+    (the statistics keepdims), or None for the general path.  (Also the several-axis
+    modules' call, with rows of their parameters made once.)"""
     shape = x.shape
     ndim = len(shape)
     xr = x if first == ndim - 1 else x.reshape(-1, cols)  # (the last axis, as a tuple)
-    if out is None or out is x:
-        yr = None if out is None else xr  # (out=x: in place, as small_call sees it)
-    elif type(out) is _NDARRAY and out.shape == shape and out.flags.c_contiguous:
-        yr = out if xr is x else out.reshape(-1, cols)
-    else:
-        return None  # (a strided out: its reshape would be a copy, written in vain)
+    yr = _rows_of(out, x, xr, cols)
+    if yr is False:
+        return None
+    if residual is not None:
+        rr = _rows_of(residual, x, xr, cols)
+        sr = rr if residual_out is residual else _rows_of(residual_out, x, xr, cols)
+        if rr is False or sr is False:
+            return None  # (a residual that broadcasts: the general path's)
+        got = _small_front.small_call(xr, weight, bias, eps, centered, yr, return_stats, -1,
+                                      rr, sr)
+        if got is None or xr is x:
+            return got
+        y = got[0].reshape(shape) if out is None else out
+        s = got[1].reshape(shape) if residual_out is None else residual_out
+        return (y, s) + _keepdims(got[2:], shape, first) if return_stats else (y, s)
     got = _small_front.small_call(xr, weight, bias, eps, centered, yr, return_stats)
     if got is None or xr is x:
         return got
     if not return_stats:
         return got.reshape(shape) if out is None else out
-    y = got[0].reshape(shape) if out is None else out
-    keepdims = shape[:first] + (1,) * (ndim - first)
-    if centered:
-        return y, got[1].reshape(keepdims), got[2].reshape(keepdims)
-    return y, got[1].reshape(keepdims)
+    return (got[0].reshape(shape) if out is None else out,) + _keepdims(got[1:], shape, first)
+
+
+def _rows_of(a, x, xr, cols):
+    """An output, or the residual, as the kernels' rows: None as it is, xr for x itself,
+    a C-contiguous array of x's shape as xr reads x (itself, or a (rows, cols) view);
+    False for anything else (a strided one: its reshape would be a copy, written in vain;
+    a residual that broadcasts)."""
+    if a is None or a is x:
+        return None if a is None else xr
+    if type(a) is not _NDARRAY or a.shape != x.shape or not a.flags.c_contiguous:
+        return False
+    return a if xr is x else a.reshape(-1, cols)
+
+
+def _keepdims(stats, shape, first):
+    """The statistics rows in x's keepdims shape (the normalized axes first.. as 1)."""
+    keepdims = shape[:first] + (1,) * (len(shape) - first)
+    if len(stats) == 2:
+        return stats[0].reshape(keepdims), stats[1].reshape(keepdims)
+    return tuple(s.reshape(keepdims) for s in stats)
 
 
 def _as_row(p, shape):

@@ -1,6 +1,7 @@
 """Small calls over axes that are rows in memory (numba_ln/_small_axes.py): consecutive
 axes in increasing order followed only by size-1 axes, of a C-contiguous x -- a module's
-several-axis normalized_shape, axis=(-2, -1), a 1-tuple last axis, a column over axis=0.
+several-axis normalized_shape, axis=(-2, -1), a 1-tuple last axis, a column over axis=0 --
+forward, fused, moments and backward.
 Each takes the small-call kernel on views of x's rows and gives the general path's bits
 and shapes (the general path: the same axes as NumPy integers, _oracle.general_axes);
 every other form, and every error, is the general path's."""
@@ -72,6 +73,27 @@ def test_out_and_in_place(rng, small_ran):
     assert numba_ln.layer_norm(col, axis=(0,), out=col) is col and same(col, want[0])
 
 
+@pytest.mark.parametrize("shape, axis", [((3, 8, 12), (-2, -1)), ((5, 24), (-1,)),
+                                         ((3, 4, 5, 1), (1, 2))])
+def test_the_fused_forms_take_runs_of_axes(rng, small_ran, shape, axis):
+    """add_layer_norm/add_rms_norm: (y, s) and the statistics, fresh, into out= and
+    residual_out=, over the residual and over x in place, with the general path's bits."""
+    x, r = _data(rng, shape), rng.standard_normal(shape).astype(np.float32)
+    w = (rng.standard_normal(_normalized(shape, axis)) + 1.0).astype(np.float32)
+    for fused, params in ((numba_ln.add_layer_norm, (w, w)), (numba_ln.add_rms_norm, (w,))):
+        want = fused(x, r, *params, axis=general_axes(*axis), return_stats=True)
+        small_ran.clear()
+        assert same(fused(x, r, *params, axis=axis, return_stats=True), want)
+        assert same(fused(x, r, *params, axis=axis), want[:2])
+        y, s = np.empty_like(x), np.empty_like(x)
+        got = fused(x, r, *params, axis=axis, out=y, residual_out=s, return_stats=True)
+        assert got[0] is y and got[1] is s and same(got, want)
+        rc, xc = r.copy(), x.copy()
+        assert fused(x, rc, *params, axis=axis, residual_out=rc)[1] is rc and same(rc, want[1])
+        assert fused(xc, r, *params, axis=axis, out=xc)[0] is xc and same(xc, want[0])
+        assert small_ran == ["small_add_norm"] * 5
+
+
 def test_16_bit_data(rng, small_ran):
     ml_dtypes = pytest.importorskip("ml_dtypes")
     for dtype in (np.float16, ml_dtypes.bfloat16):
@@ -95,7 +117,7 @@ def test_other_forms_take_the_general_path(rng, small_ran):
         lambda: numba_ln.layer_norm(x[:, :, ::2], axis=(1, 2)),  # strided x
         lambda: numba_ln.layer_norm(x, axis=[1, 2]),  # a list
         lambda: numba_ln.layer_norm(x, axis=(1, 2), out=np.empty((12, 8, 3), np.float32).T),
-        lambda: numba_ln.add_layer_norm(x, x, axis=(1, 2)),  # (fused: the general path)
+        lambda: numba_ln.add_layer_norm(x, x[:1], axis=(1, 2)),  # a residual that broadcasts
     ]
     for call in declined:
         call()
