@@ -193,36 +193,35 @@ def small_axes_backward_call(centered, dy, x, weight, mean, rstd, eps, out, grad
         return None
     first, end, cols = form
     shape = x.shape
-    if (type(dy) is not _NDARRAY or dy.shape != shape or not dy.flags.c_contiguous
-            or not _rows_like(grad_residual, shape) or not _rows_like(out, shape)):
+    ndim = len(shape)
+    xr = x if first == ndim - 1 else x.reshape(-1, cols)  # (the last axis, as a tuple)
+    dy_r = _rows_of(dy, x, xr, cols)
+    gr_r = _rows_of(grad_residual, x, xr, cols)
+    out_r = dy_r if out is dy else _rows_of(out, x, xr, cols)
+    if dy_r is None or dy_r is False or gr_r is False or out_r is False:
         return None
     normalized = shape[first:end]
     if weight is not None and end - first > 1:
         weight = _as_row(weight, normalized)
         if weight is False:
             return None
-    gate = _small_backward_front.small_backward_call
-    if first == len(shape) - 1:  # (the last axis as a tuple: the gate's own rows)
-        return gate(centered, dy, x, weight, mean, rstd, eps, out, grad_residual, param_grads,
-                    -1)
-    keepdims = shape[:first] + (1,) * (len(shape) - first)
-    if not (_rows_like(mean, keepdims) and _rows_like(rstd, keepdims)):
-        return None
-    dy_r = dy.reshape(-1, cols)
-    got = gate(
-        centered, dy_r, x.reshape(-1, cols), weight,
-        None if mean is None else mean.reshape(-1, 1),
-        None if rstd is None else rstd.reshape(-1, 1), eps,
-        None if out is None else dy_r if out is dy else out.reshape(-1, cols),
-        None if grad_residual is None else grad_residual.reshape(-1, cols), param_grads, -1)
-    if got is None:
-        return None
+    if xr is not x:  # (the statistics, keepdims, as one per row)
+        keepdims = shape[:first] + (1,) * (ndim - first)
+        if not (_stats_fit(mean, keepdims) and _stats_fit(rstd, keepdims)):
+            return None
+        mean = None if mean is None else mean.reshape(-1, 1)
+        rstd = None if rstd is None else rstd.reshape(-1, 1)
+    got = _small_backward_front.small_backward_call(
+        centered, dy_r, xr, weight, mean, rstd, eps, out_r, gr_r, param_grads, -1)
+    if got is None or xr is x:
+        return got
     dx, dweight, dbias = got
     return (out if out is not None else dx.reshape(shape),
             None if dweight is None else dweight.reshape(normalized),
             None if dbias is None else dbias.reshape(normalized))
 
 
-def _rows_like(a, shape):
-    """Whether a is None or an ndarray of that shape whose rows view is no copy."""
+def _stats_fit(a, shape):
+    """Whether given statistics are None or of x's keepdims shape, read as rows without a
+    copy (a broadcast one, or another shape: the general path's)."""
     return a is None or (type(a) is _NDARRAY and a.shape == shape and a.flags.c_contiguous)
