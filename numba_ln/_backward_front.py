@@ -145,16 +145,11 @@ def backward(centered, fname, dy, x, weight, mean, rstd, axis, eps, grad_residua
     stats = None if rstd is None else (_flat_stat(mean), _flat_stat(rstd))
 
     # --- validated: from here on only the output is written ---------------------------
-    # The parameter gradients (in kernel column order; 16-bit: float32, as torch's
-    # autocast), computed without param_grads too and then dropped: the row sweep without
-    # them gave dx bits that depended on where dx lay in memory (LLVM vectorized its sums
-    # only after a runtime check that dx does not overlap the next row of x and dy, and
-    # the scalar loop sums in another order: float64 rows of 4-10 elements and float32
-    # rows of 10-21 lying within a row of each other, 2026-12-05); with them the same
-    # placements give the same bits, those of the call with param_grads.
-    param_dtype = np.float32 if half else dtype
-    grads = (np.empty(plan.cols, param_dtype),
-             np.empty(plan.cols, param_dtype) if centered else None)
+    grads = None
+    if param_grads:  # (in kernel column order; 16-bit: float32, as torch's autocast)
+        param_dtype = np.float32 if half else dtype
+        grads = (np.empty(plan.cols, param_dtype),
+                 np.empty(plan.cols, param_dtype) if centered else None)
     if direct is not None and out is not None and _inputs_to_copy(
             _inputs(dy, x, gr, weight, stats), out):
         direct = None  # (out over an input it does not replace: _general reads a copy)
@@ -172,7 +167,7 @@ def backward(centered, fname, dy, x, weight, mean, rstd, axis, eps, grad_residua
         dx = _general(plan, dtype, dy, x, gr, weight, stats, out, eps, centered, grads)
     if given_out is not None:
         dx = given_out
-    if not param_grads:
+    if grads is None:
         return dx, None, None
     dweight, dbias = grads
     return dx, _param_grad(dweight, plan), None if dbias is None else _param_grad(dbias, plan)

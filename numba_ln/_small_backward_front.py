@@ -86,22 +86,24 @@ def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out, grad_resi
             gr = gr.view(bits)
     tasking = (_config.TASK_ELEMENTS, serial_max)
     # (the parameter gradients allocated here: boxing arrays the kernel allocated costs
-    # more; one kernel a form: a None or bool argument costs the dispatcher ~65 ns.
-    # Computed without param_grads too, and dropped: _backward_front.backward says why)
+    # more; one kernel a form: a None or bool argument costs the dispatcher ~65 ns)
     cols = x.shape[-1]
-    dweight = _empty(cols, work)
-    dbias = _empty(cols, work) if centered else None
+    if param_grads:
+        dweight = _empty(cols, work)
+        dbias = _empty(cols, work) if centered else None
+    else:
+        dweight = dbias = None
     if x.size > serial_max:
         if small_backward_fits(dx_k, dy, x, gr, weight, mean, rstd, dweight, dbias, eps,
                                centered):
             return None
-        _in_threads(centered, dx, dx_k, dy, x, gr, weight, mean, rstd, eps, dweight, dbias)
-        return (dx, dweight, dbias) if param_grads else (dx, None, None)
-    if gr is not None:
+        return _in_threads(centered, dx, dx_k, dy, x, gr, weight, mean, rstd, eps, dweight,
+                           dbias)
+    if gr is not None or not param_grads:
         if small_backward_any(dx_k, dy, x, gr, weight, mean, rstd, dweight, dbias, eps,
                               centered, tasking):
             return None
-        return (dx, dweight, dbias) if param_grads else (dx, None, None)
+        return dx, dweight, dbias
     if centered:
         declined = (small_layer_norm_backward(dx_k, dy, x, weight, dweight, dbias, eps,
                                               tasking)
@@ -115,7 +117,7 @@ def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out, grad_resi
                                                   tasking))
     if declined:
         return None
-    return (dx, dweight, dbias) if param_grads else (dx, None, None)
+    return dx, dweight, dbias
 
 
 def _in_threads(centered, dx, dx_k, dy, x, gr, weight, mean, rstd, eps, dweight, dbias):

@@ -13,7 +13,7 @@ SMALL_KERNELS = {
     "small_layer_norm_backward_stats": "small_backward",
     "small_rms_norm_backward": "small_backward",
     "small_rms_norm_backward_stats": "small_backward",
-    "small_backward_any": "small_backward",  # (grad_residual)
+    "small_backward_any": "small_backward",  # (grad_residual, param_grads=False)
     # (the check of a backward call above the serial bound, which the front then runs in
     # threads)
     "small_backward_fits": "small_backward in threads",

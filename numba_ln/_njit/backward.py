@@ -178,12 +178,14 @@ def _make_backward(fname, centered, dy, x, weight, mean, rstd, eps, grad_residua
 
         per_task = _task_rows(rows, cols)
         tasks = (rows + per_task - 1) // per_task
-        # (computed without param_grads too, and dropped: _backward_front.backward says why)
-        dweight = np.empty(cols, dt)
-        if centered:
-            dbias = np.empty(cols, dt)
+        if grads:
+            dweight = np.empty(cols, dt)
+            if centered:
+                dbias = np.empty(cols, dt)
+            else:
+                dbias = None
         else:
-            dbias = None
+            dweight = dbias = None
         # (the Python path's partial rows and their sum: _partials)
         p64w, p64b = _partial_rows(tasks, cols, 0.0, dweight, dbias)
         pw, pb = _partial_rows(tasks, cols, dt(0), dweight, dbias)

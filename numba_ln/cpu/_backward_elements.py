@@ -80,14 +80,20 @@ def _plus(context, builder, v, v_type, gr, gr_type, j, j_type):
 
 @intrinsic
 def put_dx(typingctx, dx, dy, gr, j, v):
-    """dx[j] = v + gr[j] (gr None: v), in dy's dtype; over dy[j] when dx is IN_PLACE."""
+    """dx[j] = v + gr[j] (gr None: v), in dy's dtype; over dy[j] when dx is IN_PLACE.  A
+    dx of its own is stored in _alias's output scope, as the forward's y: it overlaps
+    nothing the kernel reads (the fronts read an overlapped input from a copy), and
+    without the scope LLVM vectorized the row sweep's sums only after a run-time overlap
+    test, whose scalar loop sums in another order (dx's bits then depended on where it
+    lay)."""
     target = 1 if _in_place(dx) else 0
+    scoped = None if target else _alias.OUTPUT
 
     def codegen(context, builder, sig, args):
         value, value_type = _plus(context, builder, args[4], v, args[2], gr, args[3], j)
         value = context.cast(builder, value, value_type, work_type(dy))
         emit_store(context, builder, sig.args[target], args[target], j, args[3], value,
-                   work_type(dy))
+                   work_type(dy), scoped)
         return context.get_dummy_value()
     return types.none(dx, dy, gr, j, v), codegen
 

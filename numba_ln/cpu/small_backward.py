@@ -19,9 +19,8 @@ at most SERIAL_MAX_ELEMENTS elements (the forward's bound), normalized over its 
 axis; dy, and grad_residual when given, ndarrays of x's dtype; eps a float; weight None
 or an ndarray of x's work dtype (float32 for 16-bit data); mean/rstd None or ndarrays of
 the work dtype; dx an ndarray of x's dtype (allocated by the front when out is not given)
-or IN_PLACE for ``out is dy``; dweight and dbias outputs of the work dtype (also without
-param_grads, dropped by the front: _backward_front.backward says why; the kernels also
-take both None, which no caller passes since).
+or IN_PLACE for ``out is dy``; dweight and dbias outputs of the work dtype, or both None
+(``param_grads=False``).
 """
 import numpy as np
 from numba import types
@@ -264,10 +263,10 @@ def small_rms_norm_backward_stats(dx, dy, x, w, rstd, dweight, eps, tasking):
 @kernel()
 def small_backward_any(dx, dy, x, gr, w, mean, rstd, dweight, dbias, eps, centered, tasking):
     """Either backward in any form the front takes: the forms above, and grad_residual
-    (gr, the backward of the fused forward), with or without statistics (centered:
-    LayerNorm).  One dispatcher for the less common forms: each None argument costs its
-    call ~65 ns (small_args.CENTERED), a small share beside the general path's ~13 us
-    these forms took before."""
+    (gr, the backward of the fused forward) and param_grads=False (dweight and dbias
+    None), with or without statistics (centered: LayerNorm).  One dispatcher for the
+    less common forms: each None argument costs its call ~65 ns (small_args.CENTERED),
+    a small share beside the general path's ~13 us these forms took before."""
     return run_backward_small(dx, dy, x, gr, w, mean, rstd, eps, centered, tasking, dweight,
                               dbias)
 
