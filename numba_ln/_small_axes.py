@@ -145,7 +145,7 @@ def _rows_of(a, x, xr, cols):
     a residual that broadcasts)."""
     if a is None or a is x:
         return None if a is None else xr
-    if type(a) is not _NDARRAY or a.shape != x.shape or not a.flags.c_contiguous:
+    if not _fits(a, x.shape):
         return False
     return a if xr is x else a.reshape(-1, cols)
 
@@ -207,7 +207,7 @@ def small_axes_backward_call(centered, dy, x, weight, mean, rstd, eps, out, grad
             return None
     if xr is not x:  # (the statistics, keepdims, as one per row)
         keepdims = shape[:first] + (1,) * (ndim - first)
-        if not (_stats_fit(mean, keepdims) and _stats_fit(rstd, keepdims)):
+        if not (_fits(mean, keepdims) and _fits(rstd, keepdims)):
             return None
         mean = None if mean is None else mean.reshape(-1, 1)
         rstd = None if rstd is None else rstd.reshape(-1, 1)
@@ -221,7 +221,7 @@ def small_axes_backward_call(centered, dy, x, weight, mean, rstd, eps, out, grad
             None if dbias is None else dbias.reshape(normalized))
 
 
-def _stats_fit(a, shape):
-    """Whether given statistics are None or of x's keepdims shape, read as rows without a
-    copy (a broadcast one, or another shape: the general path's)."""
+def _fits(a, shape):
+    """Whether a is None or a C-contiguous ndarray of that shape, read as rows without a
+    copy (a broadcast one, a strided one, another shape: the general path's)."""
     return a is None or (type(a) is _NDARRAY and a.shape == shape and a.flags.c_contiguous)

@@ -11,8 +11,11 @@ is IN_PLACE and stored through `store` instead, s over r IN_PLACE through r itse
 the kernels say so, with two scopes (_storage's loads and stores emit them through
 `emit_load` and `emit_store`):
 
-``output``  y's stores (`store_out`, OUTPUT).  y is never read by a kernel, so every load
-            through a row pointer (`load`, GET) carries `!noalias` of it.
+``output``  y's stores (`store_out`, OUTPUT), and the backward's dx stores when dx is not
+            over dy (`_backward_elements.put_dx`: its fronts, @njit's too, read any
+            other input that dx overlaps from a copy; its sweep varied so until
+            2026-12-05).  Neither is read by a kernel, so every load through a row
+            pointer (`load`, GET) carries `!noalias` of it.
 ``sums``    the fused forms' s = x + r stores (`keep`, SUM).  s *is* read back (the next
             sweep normalizes it), so only the loads of arrays a forward kernel never writes
             -- x, a residual r that s is not stored over, weight, bias (`load_input`,
