@@ -15,22 +15,40 @@ sweep.  Which rows start a task depends only on the array's shape (_engine), nev
 thread count, so neither do the results.
 """
 import numpy as np
+from numba.extending import intrinsic
 
 from .. import _config
-from ._elements import affine, exact_mul, exact_sub, smaller, store_result, work
+from . import _alias
+from ._elements import _absent, affine, exact_mul, exact_sub, smaller, store_result, work
 from ._jit import kernel
 from ._moments import row_value
-from ._storage import load
+from ._storage import emit_load, work_type
 
 CHUNK = _config.CHUNK
 REDUCE = _config.REDUCE_FASTMATH
 
 
+@intrinsic
+def load_src(typingctx, src, r, j):
+    """src[j] (in its work type) of the row a sweep normalizes.  With a residual r that
+    row is s (or r, s stored over it), and its loads are in _alias's sums scope: LLVM's
+    loop access analysis puts every pointer that may alias another into one set and
+    checks each of the set's pointers against the set's stores at run time, so a load of
+    src that x's and r's loads might alias drew x and r into the run-time test against
+    s's stores (passed, vectorized, only when s lay 256 bytes or more past them: a short
+    row's bits then depended on where s lay)."""
+    access = _alias.GET if _absent(r) else _alias.GET_SUM
+
+    def codegen(context, builder, sig, args):
+        return emit_load(context, builder, sig.args[0], args[0], sig.args[2], args[2], access)
+    return work_type(src)(src, r, j), codegen
+
+
 @kernel(inline="always")
-def put(y, src, hi, low, scale, w, b, j):
+def put(y, src, hi, low, scale, w, b, j, r=None):
     """y[j] = ((src[j] - hi) - low) * scale * w[j] + b[j]; over src[j] when y is
-    IN_PLACE; nothing when y is None."""
-    t = exact_mul(exact_sub(exact_sub(load(src, j), hi), low), scale)
+    IN_PLACE; nothing when y is None.  r: the residual of the row a sweep sums (load_src)."""
+    t = exact_mul(exact_sub(exact_sub(load_src(src, r, j), hi), low), scale)
     store_result(y, src, j, affine(t, w, b, j))
 
 
@@ -48,7 +66,7 @@ def shifted_part(y, src, hi, low, scale, w, b, x, r, s, k, start, stop):
         d = exact_sub(row_value(x, r, s, j), k)
         a1 += d
         a2 += d * d
-        put(y, src, hi, low, scale, w, b, j)
+        put(y, src, hi, low, scale, w, b, j, r)
     return a1, a2
 
 
@@ -61,7 +79,7 @@ def squares_part(y, src, scale, w, b, x, r, s, start, stop):
     for j in range(start, stop):
         v = row_value(x, r, s, j)
         a2 += v * v
-        put(y, src, zero, zero, scale, w, b, j)
+        put(y, src, zero, zero, scale, w, b, j, r)
     return a2
 
 

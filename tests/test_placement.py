@@ -1,0 +1,88 @@
+"""Bits that do not depend on where the outputs lie.
+
+A kernel's loop that stores one array while it reads others is vectorized by LLVM behind
+a run-time test that they do not overlap, unless the kernel tells LLVM they cannot
+(numba_ln/cpu/_alias.py).  Where such a test fails, the loop's scalar copy runs, whose
+sums add in another order: the same call then gave results differing in the last bit
+depending on where the allocator put an output.  Short rows show it (a vector's reach
+is 64 elements), so these place the outputs 0 to a few rows from the inputs, within one
+buffer, and compare the bits with the same call on fresh arrays, on every path.
+"""
+import numba
+import numpy as np
+import pytest
+
+import numba_ln
+
+
+@pytest.mark.parametrize("dtype, cols", [(np.float64, 4), (np.float32, 8), (np.float32, 19)])
+@pytest.mark.parametrize("centered", [True, False])
+def test_fused_forms_give_the_same_bits_wherever_the_sum_lies(rng, dtype, cols, centered):
+    """residual_out placed 0-2 rows (and a few elements) after x and the residual, or
+    written over the residual placed there, y apart: the bits of the call on fresh arrays,
+    on the small, general and @njit paths.  (The row sweep checked s's stores against x's
+    and the residual's loads at run time until 2026-12-06: residual_out lying within 256
+    bytes after the residual chose the scalar loop.)"""
+    rows = 7
+    x0 = (rng.standard_normal((rows, cols)) * 10 + 100).astype(dtype)
+    r0 = rng.standard_normal((rows, cols)).astype(dtype)
+    n = x0.size
+    fused = numba_ln.add_layer_norm if centered else numba_ln.add_rms_norm
+
+    @numba.njit
+    def in_njit(x, r, out, residual_out):
+        return numba_ln.add_rms_norm(x, r, out=out, residual_out=residual_out)
+
+    calls = {
+        "small": (lambda x, r, o, s: fused(x, r, out=o, residual_out=s), fused(x0, r0)),
+        "general": (lambda x, r, o, s: fused(x, r, axis=np.intp(1), out=o, residual_out=s),
+                    fused(x0, r0)),
+        "njit": (in_njit, numba_ln.add_rms_norm(x0, r0)),
+    }
+    for name, (call, want) in calls.items():
+        want = b"".join(a.tobytes() for a in want)
+        for gap in range(0, 2 * n + 20, 3):
+            buf = np.zeros(6 * n + 40, dtype)
+            x, r = buf[:n].reshape(x0.shape), buf[n + 1:2 * n + 1].reshape(x0.shape)
+            o = buf[5 * n + 30:6 * n + 30].reshape(x0.shape)
+            over_r = gap % 2 == 1  # (residual_out=residual, the residual moved instead)
+            if over_r:
+                r = buf[n + 1 + gap:2 * n + 1 + gap].reshape(x0.shape)
+            s = r if over_r else buf[2 * n + 1 + gap:3 * n + 1 + gap].reshape(x0.shape)
+            x[...], r[...] = x0, r0
+            got = b"".join(a.tobytes() for a in call(x, r, o, s))
+            assert got == want, (name, gap)
+
+
+@pytest.mark.parametrize("dtype, cols", [(np.float64, 6), (np.float32, 12)])
+def test_param_grads_off_gives_the_full_calls_dx_wherever_dx_lies(rng, dtype, cols):
+    """Short rows, dx placed 0-12 elements before or after the inputs in one buffer: the
+    same bits as the call with param_grads, on every path (small, general, @njit).  (The
+    row sweep without parameter gradients summed in another order when dx lay within a
+    row of the next rows of x and dy: LLVM's runtime overlap check chose its scalar loop.)"""
+    x0 = (rng.standard_normal((3, cols)) * 10 + 100).astype(dtype)
+    dy0 = rng.standard_normal((3, cols)).astype(dtype)
+    n = x0.size
+
+    @numba.njit
+    def in_njit(dy, x, out):
+        return numba_ln.rms_norm_backward(dy, x, out=out, param_grads=False)[0]
+
+    calls = {
+        "small": (lambda dy, x, o: numba_ln.layer_norm_backward(dy, x, out=o,
+                                                                param_grads=False)[0],
+                  numba_ln.layer_norm_backward(dy0, x0)[0]),
+        "general": (lambda dy, x, o: numba_ln.layer_norm_backward(
+            dy, x, axis=np.intp(1), out=o, param_grads=False)[0],
+                    numba_ln.layer_norm_backward(dy0, x0)[0]),
+        "njit": (in_njit, numba_ln.rms_norm_backward(dy0, x0)[0]),
+    }
+    for name, (call, want) in calls.items():
+        for gap in range(-12, 13):
+            buf = np.zeros(3 * n + 40, dtype)
+            lo, hi = (0, n + abs(gap)) if gap < 0 else (n + 2 + gap, 0)
+            o = buf[lo:lo + n].reshape(x0.shape)
+            x = buf[hi:hi + n].reshape(x0.shape) if gap < 0 else buf[:n].reshape(x0.shape)
+            dy = buf[2 * n + 20:3 * n + 20].reshape(x0.shape)
+            x[...], dy[...] = x0, dy0
+            assert call(dy, x, o).tobytes() == want.tobytes(), (name, gap)
