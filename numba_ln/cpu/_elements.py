@@ -87,6 +87,19 @@ def work(typingctx, x, value):
     return target(x, value), codegen
 
 
+@intrinsic
+def mul_add(typingctx, a, b, c):
+    """a * b + c with one rounding (llvm.fma), for floats of one type: the fused
+    multiply-add that `contract` lets LLVM form from ``c + a * b`` where it chooses, here
+    fixed, so a chain of them adds in the written order."""
+    if not (isinstance(a, types.Float) and a == b == c):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.fma(*args)
+    return a(a, b, c), codegen
+
+
 def _constant(flag):
     """The codegen of an intrinsic whose value is a compile-time constant."""
     def codegen(context, builder, sig, args):

@@ -8,20 +8,19 @@ across the channels with a large stride, so reading a row at a time would touch 
 element per cache line.  Instead a task takes a tile of ``tile`` neighbouring positions
 and sweeps the channels, updating all the tile's statistics with unit-stride (SIMD) loops.
 The tile (chans x tile elements) is sized to stay in L2, so the sweeps (head, shifted sums,
-normalize) read memory once.  The maths per position is ``_moments``'s: shifted sums in
-the work type over blocks of ``CHUNK_CHANNELS`` channels, added into float64 totals, a
-second sweep about the mean where the head shift was poor, float64 where float32's range
-was exceeded.  No transposed copy.  Other arguments as in rows.py (w, b: one value per
+normalize) read memory once.  The statistics are _channel_stats.py's (``_moments``'s
+maths: shifted sums in the work type over blocks of channels, added into float64 totals,
+a second sweep about the mean where the head shift was poor, float64 where float32's
+range was exceeded).  No transposed copy.  Other arguments as in rows.py (w, b: one value per
 channel; stats: one value per position, in (outer, inner) order), grouped as there:
 ``y, x``, ``norm = (w, b, eps, centered)``, ``stats``, then the shape.
 """
-import math
-
 import numpy as np
 from numba import prange
 
 from .. import _config
-from ._elements import affine, exact_sub, is_narrow, smaller, store_stats, work
+from ._channel_stats import tile_moments
+from ._elements import affine, exact_sub, smaller, store_stats, work
 from ._indirect import block_key, call_block
 from ._jit import kernel
 from ._moments import rstd_of
@@ -29,92 +28,7 @@ from ._pointers import address
 from ._storage import empty_work, load, store, work_dtype
 from ._stream import row_buffer, stream_end, stream_fence, stream_row, stream_state
 
-HEAD = _config.HEAD
-GAIN_MAX = _config.SHIFT_GAIN_MAX
-TINY = _config.NARROW_TINY
 RSTD_MAX = _config.NARROW_RSTD_MAX
-# Channels summed into work-type partial sums before the float64 totals: each position's
-# partial sum is a sequence of this many terms, within _moments.CHUNK's bound.
-CHUNK_CHANNELS = 8
-
-
-@kernel(inline="always")
-def tile_head(x, base, step, chans, width, k):
-    """k[:width] = mean over the first HEAD channels, per position (work type)."""
-    h = smaller(chans, HEAD)
-    n = np.uint64(width)
-    for p in range(n):
-        k[p] = load(x, base + p)
-    for c in range(1, h):
-        row = base + np.uint64(c) * step
-        for p in range(n):
-            k[p] += load(x, row + p)
-    for p in range(n):
-        k[p] = work(x, k[p] / h)
-
-
-@kernel(inline="always")
-def tile_shifted_sums(x, base, step, chans, width, k, a1, a2, s1, s2):
-    """s1[p], s2[p] = float64 sums of (x - k[p]) and its square over the channels."""
-    n = np.uint64(width)
-    for p in range(n):
-        s1[p] = 0.0
-        s2[p] = 0.0
-    c = 0
-    while c < chans:
-        end = smaller(chans, c + CHUNK_CHANNELS)
-        for p in range(n):
-            a1[p] = work(x, 0.0)
-            a2[p] = work(x, 0.0)
-        while c < end:
-            row = base + np.uint64(c) * step
-            for p in range(n):
-                d = exact_sub(load(x, row + p), k[p])
-                a1[p] += d
-                a2[p] += d * d
-            c += 1
-        for p in range(n):
-            s1[p] += a1[p]
-            s2[p] += a2[p]
-
-
-@kernel(inline="always")
-def tile_squares(x, base, step, chans, width, a2, s2):
-    """s2[p] = float64 sum of x**2 over the channels (RMSNorm)."""
-    n = np.uint64(width)
-    for p in range(n):
-        s2[p] = 0.0
-    c = 0
-    while c < chans:
-        end = smaller(chans, c + CHUNK_CHANNELS)
-        for p in range(n):
-            a2[p] = work(x, 0.0)
-        while c < end:
-            row = base + np.uint64(c) * step
-            for p in range(n):
-                v = load(x, row + p)
-                a2[p] += v * v
-            c += 1
-        for p in range(n):
-            s2[p] += a2[p]
-
-
-@kernel(inline="always")
-def tile_wide(x, base, step, chans, width, s1, s2, centered):
-    """float64 sums about channel 0 (centered) or of squares: float64 data's exactness for
-    a tile that left float32's range."""
-    n = np.uint64(width)
-    for p in range(n):
-        s1[p] = 0.0
-        s2[p] = 0.0
-    for c in range(chans):
-        row = base + np.uint64(c) * step
-        for p in range(n):
-            v = 1.0 * load(x, row + p)
-            if centered:
-                v = exact_sub(v, 1.0 * load(x, base + p))
-                s1[p] += v
-            s2[p] += v * v
 
 
 # tile_moments and tile_normalize are compiled on their own (once per x dtype, and per
@@ -122,41 +36,6 @@ def tile_wide(x, base, step, chans, width, s1, s2, centered):
 # y, w, b and stats types, and with both inlined each variant took 2.6-4.4 s to compile
 # (10 in the test suite).  One call per tile of chans x tile elements costs nothing
 # measurable.
-@kernel(_nrt=False)
-def tile_moments(x, base, step, chans, width, centered, k, a1, a2, s1, s2, mean, second):
-    """mean[:width], second[:width] (variance, or mean square) per position."""
-    n = np.uint64(width)
-    if centered:
-        tile_head(x, base, step, chans, width, k)
-        tile_shifted_sums(x, base, step, chans, width, k, a1, a2, s1, s2)
-        poor = False
-        for p in range(n):
-            m2 = s2[p] - s1[p] * (s1[p] / chans)
-            poor |= not s2[p] <= GAIN_MAX * m2
-        if poor:  # some position's head shift was poor: every shift becomes its mean
-            for p in range(n):
-                k[p] = work(x, k[p] + s1[p] / chans)
-            tile_shifted_sums(x, base, step, chans, width, k, a1, a2, s1, s2)
-    else:
-        tile_squares(x, base, step, chans, width, a2, s2)
-    if is_narrow(x):
-        wide = False
-        for p in range(n):
-            wide |= not (TINY <= s2[p] < math.inf)
-        if wide:
-            tile_wide(x, base, step, chans, width, s1, s2, centered)
-            for p in range(n):
-                k[p] = load(x, base + p) if centered else 0.0
-    for p in range(n):
-        if centered:
-            mean[p] = k[p] + s1[p] / chans
-            var = (s2[p] - s1[p] * (s1[p] / chans)) / chans
-            second[p] = var if var >= 0.0 or var != var else 0.0
-        else:
-            mean[p] = 0.0
-            second[p] = s2[p] / chans
-
-
 @kernel(_nrt=False)
 def tile_normalize(y, y_base, y_step, x, base, step, chans, width, mean, rstd, hi, low,
                    scale, w, b, stream):
