@@ -271,7 +271,9 @@ def _pick_kernel(plan, dtype, y, s, x, r, w, b, eps, centered, stats):
     if plan.kind == "rows":
         return run_rows(y, s, x, r, w, b, stats, plan.rows, plan.cols, eps, centered)
     tile = _config.TILE_BYTES // (plan.cols * dtype.itemsize)
-    tile = max(_config.TILE_MIN_POSITIONS, min(_config.TILE_MAX_POSITIONS, tile, plan.inner))
+    tile = max(_config.TILE_MIN_POSITIONS, min(_config.TILE_MAX_POSITIONS, tile))
+    lanes = 64 // dtype.itemsize  # (whole 64-byte lines: the tiles start on y's lines)
+    tile = min(max(lanes, tile - tile % lanes), plan.inner)
     args = (y, x, (w, b, eps, centered), stats, plan.outer, plan.cols, plan.inner, tile)
     # (one thread: the serial kernel, as the per-position sums give the same bits)
     if _threading.runs_serial(plan.rows * plan.cols) or numba.get_num_threads() == 1:

@@ -458,14 +458,12 @@ def test_nan_and_inf_poison_only_their_row(rng, ran, path):
     assert same_bits(per_row(var_d)[good], per_row(var_c)[good])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the channels kernel decides per tile, not per position (cpu/channels.py tile_moments, "
-    "tile_normalize): a NaN position makes its whole tile poor (summed again about each "
-    "mean), wide (float64 sums) and normalized in float64, so the other positions of its "
-    "tile change in the last bits (they stay within the oracle's tolerance)"))
 def test_channels_nan_leaves_other_positions_bits(rng):
     """The channels path's counterpart of the exact equality above, for the other
-    positions of the bad position's own tile."""
+    positions of the bad position's own tile: the channels kernel decides its fallbacks
+    (a poor shift, float64 sums, float64 normalizing) position by position since
+    2026-12-06 (cpu/_channel_stats.tile_moments, channels.tile_normalize); per tile, a NaN
+    position changed the last bits of its tile's others."""
     shape = SHAPES["channels"]
     clean = (1e4 + rng.standard_normal(shape)).astype(F32)  # no fallback in any tile
     w, b = params(rng, shape[1])

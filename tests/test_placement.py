@@ -86,3 +86,39 @@ def test_param_grads_off_gives_the_full_calls_dx_wherever_dx_lies(rng, dtype, co
             dy = buf[2 * n + 20:3 * n + 20].reshape(x0.shape)
             x[...], dy[...] = x0, dy0
             assert call(dy, x, o).tobytes() == want.tobytes(), (name, gap)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_channels_first_gives_the_same_bits_wherever_out_lies(rng, monkeypatch, dtype):
+    """axis=1 of (N, C, P): the tiles start where out's rows cross a 64-byte line
+    (cpu/channels.tile_task), so where out lies moves the tiles' bounds; each position's
+    results are its own (a poor shift, float32's range left, an rstd out of float32's
+    range: decided position by position), so no bit moves.  Positions of each such kind
+    next to where tile bounds fall, small tiles (TILE_BYTES) so that a row holds several;
+    against the float64 formula too."""
+    chans, positions = 40, 300
+    monkeypatch.setattr(numba_ln._config, "TILE_BYTES", chans * 64 * np.dtype(dtype).itemsize)
+    x = rng.standard_normal((2, chans, positions))
+    # next to the bounds the tiles may have (multiples of 64 positions, or 16-31 less):
+    x[:, :16, [60, 250]] += 3e3  # (a poor head shift: the first 16 channels' mean is far)
+    eps = 1e-5
+    if dtype is not np.float16:  # (float32: squares below its range, rstd 1e30 > 2**96)
+        x[:, :, [61, 251]] *= 1e-30 if dtype is np.float32 else 1e-100
+        eps = 0.0
+    x = x.astype(dtype)
+    w = rng.standard_normal(chans).astype(dtype)
+    want = numba_ln.layer_norm(x, w, w, eps=eps, axis=1, return_stats=True)
+    want_bits = b"".join(a.tobytes() for a in want)
+    for shift in range(0, 80, 3):
+        buf = np.zeros(x.size + 200, dtype)
+        out = buf[shift:shift + x.size].reshape(x.shape)
+        got = numba_ln.layer_norm(x, w, w, eps=eps, axis=1, out=out, return_stats=True)
+        assert got[0] is out
+        assert b"".join(a.tobytes() for a in got) == want_bits, shift
+    x64 = x.astype(np.float64)
+    mean = x64.mean(1, keepdims=True)
+    rstd = 1 / np.sqrt(x64.var(1, keepdims=True) + eps)
+    y = (x64 - mean) * rstd * w[:, None] + w[:, None]
+    tol = {np.float32: 1e-5, np.float64: 1e-12, np.float16: 4e-3}[dtype]
+    assert np.max(np.abs(want[0] - y) / (1 + np.abs(y))) <= tol
+    assert np.max(np.abs(want[2] - rstd) / rstd) <= tol

@@ -173,7 +173,9 @@ def tile_wide(x, base, step, chans, width, s1, s2, centered):
 
 @kernel(_nrt=False)
 def tile_moments(x, base, step, chans, width, centered, k, a1, a2, s1, s2, mean, second):
-    """mean[:width], second[:width] (variance, or mean square) per position."""
+    """mean[:width], second[:width] (variance, or mean square) per position.  Every
+    position's figures are its own: a poor shift is replaced, and float32's range left,
+    position by position (the tiles' bounds depend on where y lies: channels.tile_task)."""
     n = np.uint64(width)
     if centered:
         tile_head(x, base, step, chans, width, k)
@@ -181,10 +183,10 @@ def tile_moments(x, base, step, chans, width, centered, k, a1, a2, s1, s2, mean,
         poor = False
         for p in range(n):
             m2 = s2[p] - s1[p] * (s1[p] / chans)
-            poor |= not s2[p] <= GAIN_MAX * m2
-        if poor:  # some position's head shift was poor: every shift becomes its mean
-            for p in range(n):
-                k[p] = work(x, k[p] + s1[p] / chans)
+            bad = not s2[p] <= GAIN_MAX * m2
+            poor |= bad
+            k[p] = work(x, k[p] + s1[p] / chans) if bad else k[p]
+        if poor:  # the positions whose head shift was poor are summed about their means
             tile_shifted_sums(x, base, step, chans, width, k, a1, a2, s1, s2)
     else:
         tile_squares(x, base, step, chans, width, a2, s2)
@@ -192,10 +194,12 @@ def tile_moments(x, base, step, chans, width, centered, k, a1, a2, s1, s2, mean,
         wide = False
         for p in range(n):
             wide |= not (TINY <= s2[p] < math.inf)
-        if wide:
-            tile_wide(x, base, step, chans, width, s1, s2, centered)
+        if wide:  # (mean and second: scratch rows until the end)
+            tile_wide(x, base, step, chans, width, mean, second, centered)
             for p in range(n):
-                k[p] = load(x, base + p) if centered else 0.0
+                if not (TINY <= s2[p] < math.inf):
+                    s1[p], s2[p] = mean[p], second[p]
+                    k[p] = load(x, base + p) if centered else 0.0
     for p in range(n):
         if centered:
             mean[p] = k[p] + s1[p] / chans

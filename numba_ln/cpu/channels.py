@@ -26,7 +26,8 @@ from ._jit import kernel
 from ._moments import rstd_of
 from ._pointers import address
 from ._storage import empty_work, load, store, work_dtype
-from ._stream import row_buffer, stream_end, stream_fence, stream_row, stream_state
+from ._stream import (line_lanes, line_offset, row_buffer, stream_end, stream_fence, stream_row,
+                      stream_state)
 
 RSTD_MAX = _config.NARROW_RSTD_MAX
 
@@ -40,16 +41,16 @@ RSTD_MAX = _config.NARROW_RSTD_MAX
 def tile_normalize(y, y_base, y_step, x, base, step, chans, width, mean, rstd, hi, low,
                    scale, w, b, stream):
     """The tile's positions of every channel normalized into y (stream: each channel's
-    positions written to a scratch row, then streamed past the caches: _stream)."""
+    positions written to a scratch row, then streamed past the caches: _stream), each
+    position as a float32 row is, or in float64 where its rstd leaves float32's range
+    (_rowops), position by position."""
     n = np.uint64(width)
     narrow = True
     for p in range(n):
         narrow &= rstd[p] < RSTD_MAX
-    if narrow:
-        for p in range(n):
-            hi[p] = work(x, mean[p])
-            low[p] = work(x, mean[p] - hi[p])
-            scale[p] = work(x, rstd[p])
+        hi[p] = work(x, mean[p])
+        low[p] = work(x, mean[p] - hi[p])
+        scale[p] = work(x, rstd[p])
     scratch, y_stream = row_buffer(y), stream_state(y)
     for c in range(chans):
         src = base + np.uint64(c) * step
@@ -59,10 +60,14 @@ def tile_normalize(y, y_base, y_step, x, base, step, chans, width, mean, rstd, h
             for p in range(n):
                 t = exact_sub(exact_sub(load(x, src + p), hi[p]), low[p]) * scale[p]
                 store(written, p, affine(t, w, b, c))
-        else:
+        else:  # (some position's rstd is out of float32's range: a branch an element)
             for p in range(n):
-                t = exact_sub(1.0 * load(x, src + p), mean[p]) * rstd[p]
-                store(written, p, affine(t, w, b, c))
+                if rstd[p] < RSTD_MAX:
+                    t = exact_sub(exact_sub(load(x, src + p), hi[p]), low[p]) * scale[p]
+                    store(written, p, affine(t, w, b, c))
+                else:
+                    t = exact_sub(1.0 * load(x, src + p), mean[p]) * rstd[p]
+                    store(written, p, affine(t, w, b, c))
         if stream:
             y_stream = stream_row(to, written, n, y_stream)
     if stream:
@@ -70,17 +75,53 @@ def tile_normalize(y, y_base, y_step, x, base, step, chans, width, mean, rstd, h
         stream_fence()
 
 
+@kernel(inline="always")
+def _lead(v, o, tile):
+    """The positions before the first 64-byte line boundary of view v's rows for outer
+    index o (all its channel rows alike when the channel stride is whole lines); 0 when
+    the tiles are not whole lines, or v's address is not a multiple of its element."""
+    lanes = line_lanes(address(v[0], 0))
+    offset = line_offset(address(v[0], v[1] + o * v[2]))
+    return 0 if tile % lanes != 0 or offset <= 0 else lanes - offset
+
+
+@kernel(inline="always")
+def tile_bounds(lead, lanes, tile, inner, q):
+    """(p0, end) of tile q of a row of inner positions: tiles of `tile` positions from the
+    first line boundary of y (lead positions in), the first one shortened to end there."""
+    first = tile if lead == 0 else lead + tile - lanes
+    p0 = 0 if q == 0 else first + (q - 1) * tile
+    end = first if q == 0 else p0 + tile
+    return p0, smaller(end, inner)
+
+
+@kernel(inline="always")
+def tile_blocks(inner, tile):
+    """Tiles per outer index: one more than whole tiles of inner need, for the shortened
+    first tile (the spare one is empty when there is none)."""
+    return (inner + tile - 1) // tile + 1
+
+
 @kernel(_nrt=False)
 def tile_task(y, x, norm, stats, chans, inner, tile, t, buffers, stream):
-    """Statistics and normalization of tile t (positions p0:p0+width of outer index o).
+    """Statistics and normalization of tile t (positions p0:end of outer index o).  The
+    tiles start where y's rows cross a 64-byte line (x's for statistics only): each
+    channel's segment is whole lines, streamed or stored without a partial line at either
+    end.  NumPy places large arrays 16 bytes past a page, and tiles from position 0 then
+    cost a partial line at both ends of every segment: layer_norm(out=) axis=1 of (32, 256,
+    56, 56) float32, 2 threads, 10.1-11.4 ms into such an out against 7.3-8.0 into one on
+    a line, (16, 1024, 1024) 12.3-15.7 against 5.7-6.4.  Each position's results are its
+    own (tile_moments, tile_normalize), so where the tiles start changes no bit.
     (y an argument of its own: Numba drops the ``y is not None`` branch for an absent y
     only when y is an argument.)"""
     w, b, eps, centered = norm
     scratch, wide_scratch = buffers  # (work type, float64)
-    blocks = (inner + tile - 1) // tile
-    o, q = divmod(t, blocks)
-    p0 = q * tile
-    width = smaller(tile, inner - p0)
+    o, q = divmod(t, tile_blocks(inner, tile))
+    lead = _lead(y, o, tile) if y is not None else _lead(x, o, tile)
+    p0, end = tile_bounds(lead, line_lanes(address(x[0], 0)), tile, inner, q)
+    if p0 >= end:
+        return
+    width = end - p0
     base = np.uint64(x[1] + o * x[2] + p0)
     step = np.uint64(x[3])
     k, a1, a2, hi, low, scale = (scratch[0], scratch[1], scratch[2], scratch[3],
@@ -98,7 +139,7 @@ def tile_task(y, x, norm, stats, chans, inner, tile, t, buffers, stream):
 @kernel()
 def channels_serial(y, x, norm, stats, outer, chans, inner, tile):
     buffers = (empty_work(x[0], (6, tile)), np.empty((4, tile)))
-    for t in range(outer * ((inner + tile - 1) // tile)):
+    for t in range(outer * tile_blocks(inner, tile)):
         tile_task(y, x, norm, stats, chans, inner, tile, t, buffers, np.bool_(False))
 
 
@@ -112,7 +153,7 @@ def channels_parallel(block, key, y, x, norm, stats, outer, chans, inner, tile, 
                      (empty_work(x[0], (6, 1)), np.empty((4, 1))), stream))
     if key != own:
         return own
-    for t in prange(outer * ((inner + tile - 1) // tile)):
+    for t in prange(outer * tile_blocks(inner, tile)):
         buffers = (empty_work(x[0], (6, tile)), np.empty((4, tile)))
         # prange's index is unsigned; int64 keeps the index arithmetic integral
         call_block(block, (y, x, norm, stats, chans, inner, tile, np.int64(t), buffers,
