@@ -19,6 +19,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from . import _buffers
+from .cpu.transpose import swapped
 
 
 def _view(a, shape):
@@ -118,11 +119,27 @@ class Plan(Geometry):
 
     def kernel_input(self, a):
         """The kernel view of an input array, copying it only when its layout needs it."""
+        swap = self._swap(a)
+        if swap:  # (channels-first into rows: a tiled copy, cpu/transpose.py)
+            return flat(swapped(a, swap[0], self.cols, swap[1]).reshape(self.rows, self.cols))
         v = self.arrange(a)
         got = flat(v)
         if got is None:
             got = flat(np.ascontiguousarray(v))
         return got
+
+    def _swap(self, a):
+        """(outer, inner) when a, of x's shape, reaches a rows plan by swapping its block of
+        normalized axes with the `inner` elements of the axes after them (more than one),
+        being C-contiguous with native 2-, 4- or 8-byte elements; else None."""
+        axes = self.axes
+        if not (self.kind == "rows" and not self.flip and not self.trailing
+                and axes[-1] - axes[0] + 1 == len(axes) and self.perm[-len(axes):] == axes
+                and a.flags.c_contiguous and a.dtype.isnative
+                and a.dtype.itemsize in (2, 4, 8) and a.size > 0):
+            return None
+        inner = math.prod(self.shape[axes[-1] + 1:])
+        return (math.prod(self.shape[:axes[0]]), inner) if inner > 1 else None
 
     def kernel_output(self, out):
         """The kernel view writing straight into out, or None when out's layout does not allow it."""
