@@ -24,6 +24,7 @@ from ._layout import Geometry, Plan
 from ._validate import prepare_param
 from .cpu._elements import IN_PLACE
 from .cpu.backward import run_backward
+from .cpu.transpose import swapped
 
 _STATS_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -206,7 +207,11 @@ def _general(plan, dtype, dy, x, gr, weight, stats, out, eps, centered, grads):
     run_backward(dx_view, dy_view, x_view, plan.param(weight), stats, gr_view, rows, cols, eps,
                  centered, grads)
     if out is not None and dx is not out:
-        np.copyto(out, dx)
+        swap = plan.swap(out)
+        if swap and dx.dtype == out.dtype:  # (dx's rows into a channels-first out, tiled)
+            swapped(plan.arrange(dx, copy_ok=False), swap[0], swap[1], cols, out)
+        else:
+            np.copyto(out, dx)
     return dx
 
 

@@ -119,7 +119,7 @@ class Plan(Geometry):
 
     def kernel_input(self, a):
         """The kernel view of an input array, copying it only when its layout needs it."""
-        swap = self._swap(a)
+        swap = self.swap(a)
         if swap:  # (channels-first into rows: a tiled copy, cpu/transpose.py)
             return flat(swapped(a, swap[0], self.cols, swap[1]).reshape(self.rows, self.cols))
         v = self.arrange(a)
@@ -128,7 +128,7 @@ class Plan(Geometry):
             got = flat(np.ascontiguousarray(v))
         return got
 
-    def _swap(self, a):
+    def swap(self, a):
         """(outer, inner) when a, of x's shape, reaches a rows plan by swapping its block of
         normalized axes with the `inner` elements of the axes after them (more than one),
         being C-contiguous with native 2-, 4- or 8-byte elements; else None."""

@@ -34,3 +34,20 @@ def test_channels_first_backward_is_the_rows_backward(rng, axis):
     want = numba_ln.layer_norm_backward(*as_rows, w, axis=tuple(range(4 - len(axes), 4)))
     assert dx.transpose(order).tobytes() == np.ascontiguousarray(want[0]).tobytes()
     assert dw.tobytes() == want[1].tobytes() and db.tobytes() == want[2].tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_channels_first_backward_into_out(rng, dtype):
+    """out= of x's C-contiguous layout: dx's rows transposed into it (swapped with out),
+    the bits of the allocating call; a strided out takes NumPy's copy, the same bits."""
+    x = (rng.standard_normal((3, 40, 7, 30)) + 3).astype(dtype)
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    w = rng.standard_normal(40).astype(np.float32)
+    want = numba_ln.layer_norm_backward(dy, x, w, axis=1)[0]
+    out = np.full_like(x, np.nan)
+    got = numba_ln.layer_norm_backward(dy, x, w, axis=1, out=out)[0]
+    assert got is out and out.tobytes() == np.ascontiguousarray(want).tobytes()
+    strided = np.full((3, 40, 7, 60), np.nan, dtype)[..., ::2]
+    got = numba_ln.layer_norm_backward(dy, x, w, axis=1, out=strided)[0]
+    assert got is strided and np.ascontiguousarray(strided).tobytes() == (
+        np.ascontiguousarray(want).tobytes())

@@ -1,6 +1,7 @@
 """Batched transposes, (outer, C, P) -> (outer, P, C) of C-contiguous arrays: the backward
 functions' copy of a channels-first input (the normalized axes followed by others) into
-rows (_layout.Plan.kernel_input; there is no channels backward kernel).
+rows (_layout.Plan.kernel_input; there is no channels backward kernel), and of dx back
+into a channels-first out= (_backward_front).
 
 NumPy copies such a transposed view along the output, one element a stride apart in the
 input after the other.  These copy tiles of BLOCK x BLOCK elements, whose lines stay in
@@ -55,14 +56,17 @@ def swap_parallel(src, dst):
 _BITS = {2: np.uint16, 4: np.uint32, 8: np.uint64}
 
 
-def swapped(a, outer, chans, inner):
-    """A new C-contiguous (outer, inner, chans) array of a's dtype holding a (C-contiguous,
-    native, of 2, 4 or 8 byte elements) seen as (outer, chans, inner), transposed."""
+def swapped(a, outer, chans, inner, out=None):
+    """a (C-contiguous, native, of 2, 4 or 8 byte elements) seen as (outer, chans, inner),
+    transposed into out (a C-contiguous array of a's dtype and size, written as (outer,
+    inner, chans)), or into a new (outer, inner, chans) array; returns it."""
     bits = _BITS[a.dtype.itemsize]
     src = a.view(bits).reshape(outer, chans, inner)
-    dst = _buffers.empty((outer, inner, chans), bits)  # (pooled: fresh pages cost more)
+    if out is None:
+        out = _buffers.empty((outer, inner, chans), a.dtype)  # (pooled: fresh pages cost more)
+    dst = out.view(bits).reshape(outer, inner, chans)
     if _threading.runs_serial(a.size):
         swap_serial(src, dst)
     else:
         _threading.launch(swap_parallel, src, dst)
-    return dst.view(a.dtype)
+    return out
