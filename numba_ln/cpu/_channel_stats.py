@@ -89,7 +89,7 @@ def chunk_shifted_sums(x, row, step, n, k, s1, s2):
         d2, d3 = _shifted(x, r2, p, kp), _shifted(x, r3, p, kp)
         d4, d5 = _shifted(x, r4, p, kp), _shifted(x, r5, p, kp)
         d6, d7 = _shifted(x, r6, p, kp), _shifted(x, r7, p, kp)
-        s1[p] += zero + d0 + d1 + d2 + d3 + d4 + d5 + d6 + d7
+        s1[p] += zero + d0 + d1 + d2 + d3 + d4 + d5 + d6 + d7  # (from 0, as the loop did)
         s2[p] += _squares(d0, d1, d2, d3, d4, d5, d6, d7)
 
 
@@ -156,7 +156,7 @@ def tile_squares(x, base, step, chans, width, a2, s2):
 @kernel(inline="always")
 def tile_wide(x, base, step, chans, width, s1, s2, centered):
     """float64 sums about channel 0 (centered) or of squares: float64 data's exactness for
-    a tile that left float32's range."""
+    the positions whose float32 sums left float32's range (tile_moments keeps those)."""
     n = np.uint64(width)
     for p in range(n):
         s1[p] = 0.0
