@@ -47,7 +47,10 @@ def tile_head(x, base, step, chans, width, k):
 # 205-241 -> 174-181, (32, 256, 56, 56) 5660-6130 -> 4370-4860; layer_norm out= 99-112 ->
 # 85-90, 418-420 -> 393-408, 12100-13900 -> 10400-10700.  (Two channels a pass in the
 # normalizing sweep, their (hi, low, scale) loaded once, was tried: no faster in cache,
-# 1.4x slower streamed.)
+# 1.4x slower streamed.)  The chunk loops are functions of their own, called once per
+# chunk: inlined (tile_moments sums twice where a shift was poor), a cold first
+# channels-first call compiled 0.9-1.0 s longer than with the loop per channel; as calls,
+# 0.35-0.45 s longer (3.2 -> 3.6-3.7 s).
 
 @kernel(inline="always")
 def _rows_after(row, step):
@@ -67,10 +70,10 @@ def _squares(d0, d1, d2, d3, d4, d5, d6, d7):
     """d0**2 + d1**2 + ... + d7**2 as a loop's ``a += d * d`` from 0 adds them: in order,
     each product fused into its addition (as `contract` fuses that loop's; written as one
     expression, LLVM may fuse an addition with either product)."""
-    a = d0 * d0
-    for d in (d1, d2, d3, d4, d5, d6, d7):
-        a = mul_add(d, d, a)
-    return a
+    a = mul_add(d1, d1, d0 * d0)
+    a = mul_add(d3, d3, mul_add(d2, d2, a))
+    a = mul_add(d5, d5, mul_add(d4, d4, a))
+    return mul_add(d7, d7, mul_add(d6, d6, a))
 
 
 @kernel(inline="always")
@@ -78,7 +81,7 @@ def _shifted(x, row, p, kp):
     return exact_sub(load(x, row + p), kp)
 
 
-@kernel(inline="always")
+@kernel(_nrt=False)
 def chunk_shifted_sums(x, row, step, n, k, s1, s2):
     """s1[p] += sum of d = x - k[p] over the 8 channels from row, s2[p] += sum of d*d."""
     r1, r2, r3, r4, r5, r6, r7 = _rows_after(row, step)
@@ -93,7 +96,7 @@ def chunk_shifted_sums(x, row, step, n, k, s1, s2):
         s2[p] += _squares(d0, d1, d2, d3, d4, d5, d6, d7)
 
 
-@kernel(inline="always")
+@kernel(_nrt=False)
 def chunk_squares(x, row, step, n, s2):
     """s2[p] += sum of x**2 over the 8 channels from row."""
     r1, r2, r3, r4, r5, r6, r7 = _rows_after(row, step)
