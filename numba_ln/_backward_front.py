@@ -208,7 +208,7 @@ def _general(plan, dtype, dy, x, gr, weight, stats, out, eps, centered, grads):
                  centered, grads)
     if out is not None and dx is not out:
         swap = plan.swap(out)
-        if swap and dx.dtype == out.dtype:  # (dx's rows into a channels-first out, tiled)
+        if swap:  # (dx's rows into a channels-first out, tiled; out has dx's dtype)
             swapped(plan.arrange(dx, copy_ok=False), swap[0], swap[1], cols, out)
         else:
             np.copyto(out, dx)

@@ -23,7 +23,7 @@ from ._variants import STATS_MEAN_VAR, STATS_RSTD
 from .cpu import channels as _channels
 from .cpu import narrow as _narrow
 from .cpu import rows as _rows
-from .cpu._stream import streams
+from .cpu._stream import LINE, streams
 from .cpu.rows import FIRST_ROW, rows_block
 from .cpu._elements import IN_PLACE
 from .cpu._indirect import run_blocks
@@ -272,7 +272,7 @@ def _pick_kernel(plan, dtype, y, s, x, r, w, b, eps, centered, stats):
         return run_rows(y, s, x, r, w, b, stats, plan.rows, plan.cols, eps, centered)
     tile = _config.TILE_BYTES // (plan.cols * dtype.itemsize)
     tile = max(_config.TILE_MIN_POSITIONS, min(_config.TILE_MAX_POSITIONS, tile))
-    lanes = 64 // dtype.itemsize  # (whole 64-byte lines: the tiles start on y's lines)
+    lanes = LINE // dtype.itemsize  # (whole cache lines: the tiles start on y's lines)
     tile = min(max(lanes, tile - tile % lanes), plan.inner)
     args = (y, x, (w, b, eps, centered), stats, plan.outer, plan.cols, plan.inner, tile)
     # (one thread: the serial kernel, as the per-position sums give the same bits)

@@ -73,12 +73,6 @@ def _widen(a):
         return a.astype(F32)
     wide = _buffers.empty(a.shape, F32)  # (pooled: fresh pages cost more than the pass)
     bits = a.reshape(-1).view(_dtypes.kernel_dtype(a.dtype))
-    _run(convert.widen_serial, convert.widen_parallel, bits, wide.reshape(-1))
+    _threading.run_kernel(convert.widen_serial, convert.widen_parallel, bits.size, bits,
+                          wide.reshape(-1))
     return wide
-
-
-def _run(serial, parallel, *args):
-    if _threading.runs_serial(args[0].size):
-        serial(*args)
-    else:
-        _threading.launch(parallel, *args)

@@ -69,7 +69,8 @@ def needs_lock():
 
 # --- the one serial/parallel rule of every CPU launch ----------------------------------------
 # Used by the forward (_engine: rows and channels), the backward (cpu/backward.py), dask's
-# blocks (dask/_blocks.py) and, inlined for speed, the small-call gates (_small_front.py).
+# blocks (dask/_blocks.py), the conversions and copies (run_kernel: _half_backward.py,
+# cpu/transpose.py) and, inlined for speed, the small-call gates (_small_front.py).
 
 def runs_serial(elements, cost=1):
     """Whether a launch over this many elements runs serially in the calling thread:
@@ -115,6 +116,16 @@ def row_launch(rows, cols, cost=1):
     if rows < _config.SPLIT_MAX_ROWS and cols > _config.PIECE:
         return SPLIT
     return rows_per_task(rows, cols)
+
+
+def run_kernel(serial, parallel, elements, *args):
+    """serial(*args) in this thread for a call below the serial bound (runs_serial), else
+    the parallel kernel through launch: for kernels over flat elements (conversions,
+    copies), whose results are the same either way."""
+    if runs_serial(elements):
+        serial(*args)
+    else:
+        launch(parallel, *args)
 
 
 def launch(kernel, *args):

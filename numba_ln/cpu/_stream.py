@@ -39,7 +39,7 @@ from ._vector_width import optimize_for_size
 
 # The longest row streamed, in bytes: the scratch row's size (rows of 8192 float32).
 STREAM_MAX_ROW_BYTES = 32768
-_LINE = 64
+LINE = 64  # bytes in a cache line (the channels-first tiles are whole lines too: _engine)
 
 
 def streams(view, elements, row_elements, arrays):
@@ -73,7 +73,7 @@ def row_buffer(typingctx, view):
         element = context.get_value_type(dtype)
         count = STREAM_MAX_ROW_BYTES // context.get_abi_sizeof(element)
         slot = cgutils.alloca_once(builder, element, size=count)
-        slot.align = _LINE
+        slot.align = LINE
         return slot
     return types.CPointer(dtype)(view), codegen
 
@@ -90,7 +90,7 @@ def _address(context, builder, pointer):
 def line_lanes(typingctx, pointer):
     """The elements of pointer's type in one 64-byte line (a constant)."""
     def codegen(context, builder, sig, args):
-        return _constant(context, _LINE // context.get_abi_sizeof(args[0].type.pointee))
+        return _constant(context, LINE // context.get_abi_sizeof(args[0].type.pointee))
     return types.intp(pointer), codegen
 
 
@@ -101,7 +101,7 @@ def line_offset(typingctx, pointer):
     def codegen(context, builder, sig, args):
         size = context.get_abi_sizeof(args[0].type.pointee)
         address = _address(context, builder, args[0])
-        offset = builder.udiv(builder.and_(address, _constant(context, _LINE - 1)),
+        offset = builder.udiv(builder.and_(address, _constant(context, LINE - 1)),
                               _constant(context, size))
         whole = builder.icmp_unsigned("==", builder.and_(address, _constant(context, size - 1)),
                                       _constant(context, 0))
@@ -124,10 +124,10 @@ def stream_line(typingctx, to, source):
     start of a line; source: any address)."""
     def codegen(context, builder, sig, args):
         element = args[0].type.pointee
-        vector = ir.VectorType(element, _LINE // context.get_abi_sizeof(element))
+        vector = ir.VectorType(element, LINE // context.get_abi_sizeof(element))
         value = builder.load(builder.bitcast(args[1], vector.as_pointer()),
                              align=context.get_abi_sizeof(element))
-        put = builder.store(value, builder.bitcast(args[0], vector.as_pointer()), align=_LINE)
+        put = builder.store(value, builder.bitcast(args[0], vector.as_pointer()), align=LINE)
         put.set_metadata("nontemporal", builder.module.add_metadata([ir.IntType(32)(1)]))
         return context.get_dummy_value()
     return types.void(to, source), codegen
@@ -146,8 +146,8 @@ def stream_state(typingctx, view):
     def codegen(context, builder, sig, args):
         element = context.get_value_type(pointer.dtype)
         line = cgutils.alloca_once(builder, element,
-                                   size=_LINE // context.get_abi_sizeof(element))
-        line.align = _LINE
+                                   size=LINE // context.get_abi_sizeof(element))
+        line.align = LINE
         return context.make_tuple(builder, state, (line, line, _constant(context, 0)))
     return state(view), codegen
 

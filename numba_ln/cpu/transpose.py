@@ -65,8 +65,5 @@ def swapped(a, outer, chans, inner, out=None):
     if out is None:
         out = _buffers.empty((outer, inner, chans), a.dtype)  # (pooled: fresh pages cost more)
     dst = out.view(bits).reshape(outer, inner, chans)
-    if _threading.runs_serial(a.size):
-        swap_serial(src, dst)
-    else:
-        _threading.launch(swap_parallel, src, dst)
+    _threading.run_kernel(swap_serial, swap_parallel, a.size, src, dst)
     return out
