@@ -69,6 +69,9 @@ def _run_task(function, dtype_name):
             numba_ln.rms_norm(x, return_stats=True)
             numba_ln.add_layer_norm(x, x, w, w, out=x.copy(), residual_out=x.copy())
             numba_ln.layer_norm(np.asfortranarray(x), w, w)  # the channels kernels
+            # the channels-first backward: x and dy transposed into rows (cpu/transpose.py,
+            # serial at the small shape, threaded at the large one)
+            numba_ln.layer_norm_backward(x, x, np.ones(x.shape[0], dtype), axis=0)
             numba_ln.moments(x, axis=0)
             _other_forms(numba_ln, x, w)
             continue
