@@ -6,7 +6,7 @@ import numpy as np
 
 from ._api import layer_norm, rms_norm
 from ._dtypes import F16, F32, F64, is_bfloat16, result_dtype
-from ._small_axes import rows_call
+from ._small_axes import rows_call, rows_kernel_call
 from ._small_front import small_call
 from ._spec import check_eps
 from ._validate import as_array
@@ -96,9 +96,14 @@ class _Norm:
                 return y
         elif (self._cols is None and type(x) is np.ndarray and x.flags.c_contiguous
               and x.shape[self._first:] == self.normalized_shape):
-            # several axes: x's trailing ones as rows of _row_cols (_small_axes.py)
-            y = rows_call(x, x.ndim + self._first, self._row_cols, self._weight_row,
-                          self._bias_row, self.eps, self._centered, out, return_stats)
+            # several axes: x's trailing ones as rows of _row_cols (_small_axes.py), read
+            # as they are without statistics
+            if return_stats is False:
+                y = rows_kernel_call(x, self._row_cols, self._weight_row, self._bias_row,
+                                     self.eps, self._centered, out)
+            else:
+                y = rows_call(x, x.ndim + self._first, self._row_cols, self._weight_row,
+                              self._bias_row, self.eps, self._centered, out, return_stats)
             if y is not None:
                 return y
         self._check_input(x)

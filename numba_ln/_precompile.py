@@ -93,8 +93,8 @@ def _other_forms(numba_ln, x, w):
     """The forms whose small calls compile kernels of their own (first use ~0.3-3.6 s
     each, measured with the other tasks compiled): a weight without a bias, a token as a
     1-D array, strided rows (x[:, -1, :] of a batch), the fused forms' statistics,
-    parameters of another dtype (a checkpoint's) and read-only ones, and the training
-    forms (grad_residual, param_grads=False)."""
+    parameters of another dtype (a checkpoint's) and read-only ones, several trailing axes,
+    and the training forms (grad_residual, param_grads=False)."""
     other = w.astype(np.float64 if w.dtype == np.float32 else np.float32)  # (16-bit: float32)
     frozen = w.copy()
     frozen.flags.writeable = False
@@ -106,6 +106,11 @@ def _other_forms(numba_ln, x, w):
     numba_ln.add_rms_norm(x, x, w, return_stats=True)
     numba_ln.layer_norm(x, other, other)
     numba_ln.layer_norm(x, frozen, frozen)
+    # several trailing axes (a LayerNorm((2, cols / 2))): x and its parameters read as
+    # rows as they are, a kernel variant for each rank (3-D here)
+    x3, w2 = x.reshape(x.shape[0], 2, -1), w.reshape(2, -1)
+    numba_ln.layer_norm(x3, w2, w2, axis=(-2, -1))
+    numba_ln.rms_norm(x3, w2, axis=(-2, -1))
     for backward in (numba_ln.layer_norm_backward, numba_ln.rms_norm_backward):
         backward(x, x, w, grad_residual=x)
         backward(x, x, w, param_grads=False)

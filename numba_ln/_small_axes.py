@@ -3,9 +3,11 @@ consecutive, in increasing order, and followed only by size-1 axes -- ``axis=(-2
 a module's several-axis ``normalized_shape``, ``axis=(1, 2, 3)`` over (N, C, H, W), a
 column (n, 1) over ``axis=0`` -- the elements of a C-contiguous x are (rows, cols) rows
 in memory, and a weight or bias of the normalized shape is one row.  The call -- forward,
-fused, moments or backward -- is then the last-axis small call (_small_front.small_call,
-small_moments_call, _small_backward_front.small_backward_call, which hand these axes
-here) on views, its results viewed back.
+fused, moments or backward (_small_axes_backward.py) -- is then the last-axis small call
+(_small_front.small_call, small_moments_call, _small_backward_front.small_backward_call,
+which hand these axes here) on views, its results viewed back; without statistics or a
+residual, x, y and the parameters go as they are to kernels that read them as rows
+(rows_kernel_call).
 
 The general path (the kind table) plans the same rows and runs the same row kernel on
 them, so the bits are the same; it costs ~6-7 us of Python a (1, 768) call, these views
@@ -17,9 +19,14 @@ import math
 
 import numpy as np
 
-from . import _small_backward_front, _small_front
+from . import _config, _dtypes, _small_front
+from ._small_front import _EPS_TYPES, _half_bits, _kernel_param, _none_eps
+from .cpu._elements import IN_PLACE
+from .cpu.small import small_layer_norm_rows, small_rms_norm_rows
 
-_NDARRAY = np.ndarray
+_NDARRAY, _empty = np.ndarray, np.empty
+_F32, _F64 = _dtypes.F32, _dtypes.F64
+_SMALL = _config.SERIAL_MAX_ELEMENTS
 
 
 def _axes_rows(x, axis):
@@ -29,33 +36,57 @@ def _axes_rows(x, axis):
     if type(x) is not _NDARRAY or not x.flags.c_contiguous:
         return None
     shape = x.shape
-    ndim = len(shape)
-    if type(axis) is int:  # (one axis, as a column's: settled without the table)
-        if not -ndim <= axis < ndim:
-            return None
-        first = axis % ndim
-        end = first + 1
-    elif type(axis) is tuple:
-        for a in axis:  # (ints only: a NumPy integer or a bool is the general path's)
-            if type(a) is not int:
-                return None
-        key = (ndim, axis)
-        run = _RUNS.get(key)
-        if run is None:
-            if len(_RUNS) >= _MAX_RUNS:
-                _RUNS.clear()
-            run = _RUNS[key] = _run_of(axis, ndim)
-        if not run:
-            return None
-        first, end = run
-    else:
+    if type(axis) is tuple:
+        # (the form of the last tuple call, kept with the tuple itself: a literal axis
+        # is one object call after call, and the same object holds the same ints; one
+        # reference read and written whole, so threads need no lock)
+        last = _last_tuple_form
+        if last[0] is axis and last[1] == shape:
+            return last[2]
+        form = _tuple_form(shape, axis)
+        _remember(axis, shape, form)
+        return form
+    if type(axis) is not int:
         return None
-    if end != ndim:
+    ndim = len(shape)
+    if not -ndim <= axis < ndim:  # (one axis, as a column's: settled without the table)
+        return None
+    first = axis % ndim
+    return _trailing_form(shape, first, first + 1)
+
+
+def _tuple_form(shape, axis):
+    """_axes_rows for a tuple axis."""
+    for a in axis:  # (ints only: a NumPy integer or a bool is the general path's)
+        if type(a) is not int:
+            return None
+    ndim = len(shape)
+    key = (ndim, axis)
+    run = _RUNS.get(key)
+    if run is None:
+        if len(_RUNS) >= _MAX_RUNS:
+            _RUNS.clear()
+        run = _RUNS[key] = _run_of(axis, ndim)
+    return _trailing_form(shape, *run) if run else None
+
+
+def _trailing_form(shape, first, end):
+    """(first, end, cols) when only size-1 axes follow the axes first..end - 1 and they
+    hold elements; else None."""
+    if end != len(shape):
         tail = shape[end:]
         if tail.count(1) != len(tail):
             return None
     cols = shape[first] if end - first == 1 else math.prod(shape[first:end])
     return None if cols == 0 else (first, end, cols)
+
+
+_last_tuple_form = (None, None, None)
+
+
+def _remember(axis, shape, form):
+    global _last_tuple_form
+    _last_tuple_form = (axis, shape, form)
 
 
 # (ndim, axis) -> (first, end) of the run of axes it names, or False: settled once per
@@ -92,6 +123,12 @@ def small_axes_call(x, weight, bias, eps, centered, out, return_stats, axis, res
     if form is None:
         return None
     first, end, cols = form
+    if residual is None and not return_stats and first != x.ndim - 1:
+        # (x's rows as they are, the parameters in the normalized shape: rows_kernel_call)
+        normalized = x.shape[first:end]
+        if _shaped(weight, normalized) and _shaped(bias, normalized):
+            return rows_kernel_call(x, cols, weight, bias, eps, centered, out)
+        return None
     if end - first > 1:  # (one axis: its weight/bias are rows already, checked by the kernel)
         normalized = x.shape[first:end]
         if weight is not None:
@@ -114,6 +151,8 @@ def rows_call(x, first, cols, weight, bias, eps, centered, out, return_stats, re
     modules' call, with rows of their parameters made once.)"""
     shape = x.shape
     ndim = len(shape)
+    if residual is None and not return_stats and first != ndim - 1:
+        return rows_kernel_call(x, cols, weight, bias, eps, centered, out)
     xr = x if first == ndim - 1 else x.reshape(-1, cols)  # (the last axis, as a tuple)
     yr = _rows_of(out, x, xr, cols)
     if yr is False:
@@ -136,6 +175,61 @@ def rows_call(x, first, cols, weight, bias, eps, centered, out, return_stats, re
     if not return_stats:
         return got.reshape(shape) if out is None else out
     return (got[0].reshape(shape) if out is None else out,) + _keepdims(got[1:], shape, first)
+
+
+def rows_kernel_call(x, cols, weight, bias, eps, centered, out):
+    """y of layer_norm/rms_norm without statistics or a residual, x and y as they are
+    (small_layer_norm_rows: the kernel reads them as rows of cols, ~0.3 us of reshapes less
+    than the last-axis small call on views), or None for the general path.  The checks
+    are small_call's (its dtypes, eps, parameters and outputs), written out here, inlined
+    as small_call inlines its own: each function call is ~50 ns of a ~1.5 us call."""
+    if not 0 < x.size <= _SMALL:
+        return None
+    dtype = x.dtype
+    if type(eps) is not float:
+        eps = float(eps) if type(eps) in _EPS_TYPES else _none_eps(eps, centered, dtype)
+        if eps is None:
+            return None
+    if dtype is _F32 or dtype is _F64:
+        bits = None
+    else:
+        bits = _half_bits(dtype)
+        if bits is None:
+            return None
+    # (float32/float64 parameters of any rank as they are: the kernel reads them as a row)
+    if weight is not None and (type(weight) is not _NDARRAY
+                               or (weight.dtype is not _F32 and weight.dtype is not _F64)):
+        weight = _param_row(weight)
+    if bias is not None and (type(bias) is not _NDARRAY
+                             or (bias.dtype is not _F32 and bias.dtype is not _F64)):
+        bias = _param_row(bias)
+    if weight is False or bias is False:
+        return None
+    if out is None:
+        y = _empty(x.shape, dtype)
+    elif type(out) is _NDARRAY and out.dtype is dtype:
+        y = out
+    else:
+        return None
+    if bits is None:
+        yk, xk = (IN_PLACE if y is x else y), x
+    else:
+        yk, xk = (IN_PLACE if y is x else y.view(bits)), x.view(bits)
+    if (small_layer_norm_rows(yk, xk, weight, bias, eps, cols) if centered
+            else small_rms_norm_rows(yk, xk, weight, eps, cols)):
+        return None
+    return y
+
+
+def _param_row(p):
+    """A weight or bias other than a float32/float64 ndarray as _kernel_param gives it,
+    made one row (a memmap's view, 16-bit ones' bits), or False for the general path."""
+    return _kernel_param(p.reshape(-1)) if isinstance(p, _NDARRAY) else False
+
+
+def _shaped(p, shape):
+    """Whether weight/bias p is None or an ndarray (a memmap too) of that shape."""
+    return p is None or (isinstance(p, _NDARRAY) and p.shape == shape)
 
 
 def _rows_of(a, x, xr, cols):
@@ -180,45 +274,6 @@ def small_axes_moments_call(x, axis, keepdims):
     shape = x.shape  # (the size-1 axes after the normalized ones stay)
     kept = shape[:first] + ((1,) * (end - first) if keepdims else ()) + shape[end:]
     return got[0].reshape(kept), got[1].reshape(kept)
-
-
-def small_axes_backward_call(centered, dy, x, weight, mean, rstd, eps, out, grad_residual,
-                             param_grads, axis):
-    """layer_norm_backward/rms_norm_backward over axes that are rows in memory, other than
-    an int last axis: the last-axis small call (small_backward_call) on views of x, dy,
-    grad_residual, out and the statistics as rows, dweight/dbias viewed back in the
-    normalized shape; or None for the general path."""
-    form = _axes_rows(x, axis)
-    if form is None:
-        return None
-    first, end, cols = form
-    shape = x.shape
-    ndim = len(shape)
-    xr = x if first == ndim - 1 else x.reshape(-1, cols)  # (the last axis, as a tuple)
-    dy_r = _rows_of(dy, x, xr, cols)
-    gr_r = _rows_of(grad_residual, x, xr, cols)
-    out_r = dy_r if out is dy else _rows_of(out, x, xr, cols)
-    if dy_r is None or dy_r is False or gr_r is False or out_r is False:
-        return None
-    normalized = shape[first:end]
-    if weight is not None and end - first > 1:
-        weight = _as_row(weight, normalized)
-        if weight is False:
-            return None
-    if xr is not x:  # (the statistics, keepdims, as one per row)
-        keepdims = shape[:first] + (1,) * (ndim - first)
-        if not (_fits(mean, keepdims) and _fits(rstd, keepdims)):
-            return None
-        mean = None if mean is None else mean.reshape(-1, 1)
-        rstd = None if rstd is None else rstd.reshape(-1, 1)
-    got = _small_backward_front.small_backward_call(
-        centered, dy_r, xr, weight, mean, rstd, eps, out_r, gr_r, param_grads, -1)
-    if got is None or xr is x:
-        return got
-    dx, dweight, dbias = got
-    return (out if out is not None else dx.reshape(shape),
-            None if dweight is None else dweight.reshape(normalized),
-            None if dbias is None else dbias.reshape(normalized))
 
 
 def _fits(a, shape):

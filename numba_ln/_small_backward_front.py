@@ -23,7 +23,7 @@ def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out, grad_resi
     # (the tests inlined, as small_call's, and float32 weights of 16-bit data tested before
     # _half_bits: a function call is ~60 ns of a ~2.7 us call)
     if axis is not _LAST_AXIS and not_last_axis(x, axis):
-        return _small_axes.small_axes_backward_call(centered, dy, x, weight, mean, rstd, eps,
+        return _small_axes_backward.small_axes_backward_call(centered, dy, x, weight, mean, rstd, eps,
                                                     out, grad_residual, param_grads, axis)
     if type(x) is not _NDARRAY or not 0 < x.size <= _SMALL or not x.flags.c_contiguous:
         return None
@@ -166,5 +166,6 @@ def _as_rows(x, dy, dx, mean, rstd, gr):
             None if gr is None else gr.reshape(-1, cols))
 
 
-# (imported last: _small_axes calls back into this module's gate for the views it makes)
-from . import _small_axes  # noqa: E402
+# (imported last: _small_axes_backward calls back into this module's gate for the views it
+# makes)
+from . import _small_axes_backward  # noqa: E402

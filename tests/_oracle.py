@@ -6,6 +6,8 @@ import numpy as np
 SMALL_KERNELS = {
     "small_layer_norm": "small_norm", "small_layer_norm_stats": "small_norm",
     "small_rms_norm": "small_norm", "small_rms_norm_stats": "small_norm",
+    # (several trailing axes read as rows, called from _small_axes)
+    "small_layer_norm_rows": "small_norm", "small_rms_norm_rows": "small_norm",
     "small_add_layer_norm": "small_add_norm", "small_add_rms_norm": "small_add_norm",
     "small_add_layer_norm_stats": "small_add_norm", "small_add_rms_norm_stats": "small_add_norm",
     "small_moments": "small_moments",
@@ -18,6 +20,20 @@ SMALL_KERNELS = {
     # threads)
     "small_backward_fits": "small_backward in threads",
 }
+
+
+def small_kernel_callers(families=None):
+    """(module, name, family) of each small-call kernel whose family starts with one of
+    families (all when None), the module being the front that calls it."""
+    from numba_ln import _small_axes, _small_backward_front, _small_front
+
+    def caller(name, family):
+        if family.startswith("small_backward"):
+            return _small_backward_front
+        return _small_axes if name.endswith("_rows") else _small_front
+
+    return [(caller(name, family), name, family) for name, family in SMALL_KERNELS.items()
+            if families is None or family.startswith(families)]
 
 
 def general_axes(*axes):

@@ -21,10 +21,6 @@ def small_ran(monkeypatch):
     """The family names (_oracle.SMALL_KERNELS) of the small-call kernels that took a call
     (status 0; "small_backward in threads" for a backward call checked for the front's
     parallel launch), in order."""
-    from _oracle import SMALL_KERNELS, record_calls
+    from _oracle import record_calls, small_kernel_callers
 
-    from numba_ln import _small_backward_front, _small_front
-
-    return record_calls(monkeypatch, [
-        (_small_backward_front if family.startswith("small_backward") else _small_front,
-         name, family) for name, family in SMALL_KERNELS.items()])
+    return record_calls(monkeypatch, small_kernel_callers())

@@ -73,6 +73,52 @@ def test_out_and_in_place(rng, small_ran):
     assert numba_ln.layer_norm(col, axis=(0,), out=col) is col and same(col, want[0])
 
 
+def test_rows_read_as_they_are_in_every_form(rng, small_ran, tmp_path):
+    """Without statistics or a residual, x, y and the parameters reach the kernel as they
+    are (cpu/small.small_layer_norm_rows reads them as rows): 16-bit data and parameters,
+    memory-mapped and read-only parameters of the normalized shape, a read-only x, out=,
+    in place, several ranks, the same tuple on another shape -- the general path's bits
+    each time."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    x = _data(rng, (3, 8, 12))
+    w = (rng.standard_normal((8, 12)) + 1.0).astype(np.float32)
+    np.save(tmp_path / "w.npy", w)
+    mapped = np.load(tmp_path / "w.npy", mmap_mode="r")
+    frozen = x.copy()
+    frozen.flags.writeable = False
+    axis = (-2, -1)
+    calls = {
+        "mapped weight": lambda x, ax: numba_ln.layer_norm(x, mapped, mapped, axis=ax),
+        "read-only x": lambda x, ax: numba_ln.rms_norm(frozen, w, axis=ax),
+        "float16 weight": lambda x, ax: numba_ln.layer_norm(x, w.astype(np.float16), axis=ax),
+        "float64 data": lambda x, ax: numba_ln.layer_norm(x.astype(np.float64), w, axis=ax),
+        "eps None": lambda x, ax: numba_ln.rms_norm(x, w, axis=ax, eps=None),
+    }
+    for dtype in (np.float16, ml_dtypes.bfloat16):
+        calls[f"{np.dtype(dtype).name} data"] = (
+            lambda x, ax, dtype=dtype: numba_ln.layer_norm(x.astype(dtype), w.astype(dtype),
+                                                           w, axis=ax))
+    for name, call in calls.items():
+        small_ran.clear()
+        got = call(x, axis)
+        assert small_ran == ["small_norm"], name
+        assert same(got, call(x, general_axes(*axis))), name
+    out = np.empty_like(x)
+    assert numba_ln.layer_norm(x, w, w, axis=axis, out=out) is out
+    assert same(out, numba_ln.layer_norm(x, w, w, axis=general_axes(*axis)))
+    x4 = _data(rng, (2, 3, 8, 12))  # (the same tuple object on another rank)
+    assert same(numba_ln.layer_norm(x4, w, axis=axis),
+                numba_ln.layer_norm(x4, w, axis=general_axes(*axis)))
+    assert small_ran[-3:] == ["small_norm"] * 3
+    # a weight of the right size in another shape is the general path's error, the same
+    # tuple now holding NumPy integers the general path's call
+    with pytest.raises(ValueError, match="weight"):
+        numba_ln.layer_norm(x, w.reshape(12, 8), axis=axis)
+    small_ran.clear()
+    numba_ln.layer_norm(x, w, axis=general_axes(*axis))
+    assert small_ran == []
+
+
 @pytest.mark.parametrize("shape, axis", [((3, 8, 12), (-2, -1)), ((5, 24), (-1,)),
                                          ((3, 4, 5, 1), (1, 2))])
 def test_the_fused_forms_take_runs_of_axes(rng, small_ran, shape, axis):

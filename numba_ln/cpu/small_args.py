@@ -35,6 +35,12 @@ def _param_type_fits(p):
     return _absent(p) or (p.layout == "C" and p.ndim == 1)
 
 
+def _param_rows_fit(p):
+    """Typing: weight/bias of a rows call (small_layer_norm_rows): None, or C-contiguous of
+    any rank (the normalized shape: the front checked it; row_of flattens it)."""
+    return _absent(p) or p.layout == "C"
+
+
 # shape_of, length_fits, span and view_of are intrinsics: a few instructions written into
 # the kernel that calls them.  As inline overloads each was also compiled on its own
 # (Numba compiles an overload's implementation to type it, inlined or not): ~20-130 ms a
@@ -154,6 +160,23 @@ def view_of(typingctx, a, cols):
             out._getvalue(), context.get_constant(types.int64, 0), step))
         return impl_ret_borrowed(context, builder, view, result)  # (a reference to a's data)
     return view(a, cols), codegen
+
+
+@intrinsic
+def row_of(typingctx, p):
+    """A C-contiguous weight/bias as one 1-D row of its elements (a view); None as it is."""
+    if _absent(p) or p.ndim == 1:
+        return p(p), lambda context, builder, sig, args: impl_ret_borrowed(
+            context, builder, sig.return_type, args[0])
+    row = p.copy(ndim=1)
+
+    def codegen(context, builder, sig, args):
+        array = context.make_array(p)(context, builder, args[0])
+        out = context.make_array(row)(context, builder)
+        populate_array(out, data=array.data, shape=[array.nitems], strides=[array.itemsize],
+                       itemsize=array.itemsize, meminfo=array.meminfo, parent=array.parent)
+        return impl_ret_borrowed(context, builder, row, out._getvalue())
+    return row(p), codegen
 
 
 @intrinsic
