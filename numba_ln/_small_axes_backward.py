@@ -29,7 +29,7 @@ def small_axes_backward_call(centered, dy, x, weight, mean, rstd, eps, out, grad
         weight = _as_row(weight, normalized)
         if weight is False:
             return None
-    if xr is not x:  # (the statistics, keepdims, as one per row)
+    if xr is not x and (mean is not None or rstd is not None):  # (keepdims, one per row)
         keepdims = shape[:first] + (1,) * (ndim - first)
         if not (_fits(mean, keepdims) and _fits(rstd, keepdims)):
             return None
