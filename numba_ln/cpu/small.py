@@ -206,8 +206,8 @@ def small_layer_norm_rows(y, x, w, b, eps, cols):
     """small_layer_norm over rows of cols elements: a C-contiguous x whose last axes,
     normalized together, hold cols elements each (axis=(-2, -1), a LayerNorm((16, 48))),
     weight/bias of cols elements in the normalized shape (which the front checked) or as
-    one row; y of x's shape.  (Its own dispatcher: x keeps its rank, and
-    the front reshapes nothing, ~0.15 us an array.)"""
+    one row; y of x's shape.  (Its own dispatcher: x keeps its rank, and the front
+    reshapes nothing, ~0.15 us an array; each rank compiles a variant.)"""
     return run_norm(y, x, w, b, eps, CENTERED, None, cols)
 
 
