@@ -111,6 +111,8 @@ def _other_forms(numba_ln, x, w):
     x3, w2 = x.reshape(x.shape[0], 2, -1), w.reshape(2, -1)
     numba_ln.layer_norm(x3, w2, w2, axis=(-2, -1))
     numba_ln.rms_norm(x3, w2, axis=(-2, -1))
+    numba_ln.layer_norm_backward(x3, x3, w2, axis=(-2, -1))
+    numba_ln.rms_norm_backward(x3, x3, w2, axis=(-2, -1))
     for backward in (numba_ln.layer_norm_backward, numba_ln.rms_norm_backward):
         backward(x, x, w, grad_residual=x)
         backward(x, x, w, param_grads=False)

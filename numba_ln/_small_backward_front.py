@@ -67,12 +67,9 @@ def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out, grad_resi
         weight = _same_dtype(weight, work)
         if weight is False:
             return None
-    if out is None:
-        dx = _empty(x.shape, dtype)
-    elif type(out) is _NDARRAY and out.dtype is dtype and out.flags.c_contiguous:
-        dx = out
-    else:
-        return None  # (a strided out would only compile a kernel variant that declines it)
+    dx = dx_of(out, x.shape, dtype)
+    if dx is None:
+        return None
     dx_k = IN_PLACE if dx is dy else dx
     if x.ndim != 2:  # as 2-D views: one kernel variant for every rank
         arrays = _as_rows(x, dy, dx_k, mean, rstd, gr)
@@ -118,6 +115,17 @@ def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out, grad_resi
     if declined:
         return None
     return dx, dweight, dbias
+
+
+def dx_of(out, shape, dtype):
+    """dx: a fresh array, or out when it is a C-contiguous ndarray of dx's dtype; None for
+    the general path (a strided out would only compile a kernel variant that declines
+    it)."""
+    if out is None:
+        return _empty(shape, dtype)
+    if type(out) is _NDARRAY and out.dtype is dtype and out.flags.c_contiguous:
+        return out
+    return None
 
 
 def _in_threads(centered, dx, dx_k, dy, x, gr, weight, mean, rstd, eps, dweight, dbias):

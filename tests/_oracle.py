@@ -16,6 +16,8 @@ SMALL_KERNELS = {
     "small_rms_norm_backward": "small_backward",
     "small_rms_norm_backward_stats": "small_backward",
     "small_backward_any": "small_backward",  # (grad_residual, param_grads=False)
+    "small_layer_norm_backward_rows": "small_backward",  # (several trailing axes)
+    "small_rms_norm_backward_rows": "small_backward",
     # (the check of a backward call above the serial bound, which the front then runs in
     # threads)
     "small_backward_fits": "small_backward in threads",
@@ -25,11 +27,11 @@ SMALL_KERNELS = {
 def small_kernel_callers(families=None):
     """(module, name, family) of each small-call kernel whose family starts with one of
     families (all when None), the module being the front that calls it."""
-    from numba_ln import _small_axes, _small_backward_front, _small_front
+    from numba_ln import _small_axes, _small_axes_backward, _small_backward_front, _small_front
 
     def caller(name, family):
         if family.startswith("small_backward"):
-            return _small_backward_front
+            return _small_axes_backward if name.endswith("_rows") else _small_backward_front
         return _small_axes if name.endswith("_rows") else _small_front
 
     return [(caller(name, family), name, family) for name, family in SMALL_KERNELS.items()

@@ -241,6 +241,53 @@ def test_the_backward_takes_runs_of_axes(rng, small_ran, shape, axis):
         assert same(got, want), name
 
 
+def test_the_backward_reads_rows_as_they_are_in_every_form(rng, small_ran, tmp_path):
+    """Without statistics or grad_residual, with the parameter gradients, x, dy, dx and
+    the parameters reach the kernel as they are (cpu/small_backward's _rows kernels):
+    16-bit data with float32 and 16-bit weights, float64 data, a float64, memory-mapped
+    or read-only weight, none, out= and out=dy, RMSNorm with eps=None, another rank,
+    axes followed by a size-1 axis -- the general path's bits and dweight's shape."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    x, dy = _data(rng, (3, 8, 12)), rng.standard_normal((3, 8, 12)).astype(np.float32)
+    w = (rng.standard_normal((8, 12)) + 1.0).astype(np.float32)
+    np.save(tmp_path / "w.npy", w)
+    mapped = np.load(tmp_path / "w.npy", mmap_mode="r")
+    frozen = w.copy()
+    frozen.flags.writeable = False
+    axis = (-2, -1)
+    backward = numba_ln.layer_norm_backward
+    calls = {
+        "float64 data": lambda ax: backward(dy.astype(np.float64), x.astype(np.float64), w,
+                                            axis=ax),
+        "float64 weight": lambda ax: backward(dy, x, w.astype(np.float64), axis=ax),
+        "mapped weight": lambda ax: backward(dy, x, mapped, axis=ax),
+        "read-only weight": lambda ax: backward(dy, x, frozen, axis=ax),
+        "no weight": lambda ax: backward(dy, x, axis=ax),
+        "rms eps None": lambda ax: numba_ln.rms_norm_backward(dy, x, w, axis=ax, eps=None),
+        "out=": lambda ax: backward(dy, x, w, axis=ax, out=np.empty_like(x)),
+        "out=dy": lambda ax: _in_place(lambda g: backward(g, x, w, axis=ax, out=g), dy),
+        "4-D": lambda ax: backward(dy.reshape(3, 1, 8, 12), x.reshape(3, 1, 8, 12), w,
+                                   axis=ax),
+        "size-1 axis after": lambda ax: backward(dy.reshape(3, 8, 12, 1),
+                                                 x.reshape(3, 8, 12, 1), w,
+                                                 axis=tuple(a - 1 for a in ax)),
+    }
+    for dtype in (np.float16, ml_dtypes.bfloat16):
+        name = np.dtype(dtype).name
+        calls[f"{name} data"] = lambda ax, d=dtype: backward(dy.astype(d), x.astype(d), w,
+                                                             axis=ax)
+        calls[f"{name} weight"] = lambda ax, d=dtype: backward(dy.astype(d), x.astype(d),
+                                                               w.astype(d), axis=ax)
+    for name, call in calls.items():
+        small_ran.clear()
+        got = call(axis)
+        assert small_ran == ["small_backward"], name
+        assert got[1].shape == (8, 12), name
+        assert same(got, call(general_axes(*axis))), name
+    with pytest.raises(ValueError, match="weight"):  # (the right size, another shape)
+        backward(dy, x, w.reshape(12, 8), axis=axis)
+
+
 def _in_place(call, dy):
     """call(g) on a copy g of dy written in place: its results, after checking that dx is
     g itself."""

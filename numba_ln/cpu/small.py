@@ -25,8 +25,9 @@ from ._elements import _absent, _in_place
 from ._jit import kernel
 from .rows import rows_block
 from .small_args import (CENTERED, NO_EPS, NOT_CENTERED, _array_fits, _param_rows_fit,
-                         _param_type_fits, apart, as_mutable, length_fits, params_for, row_of,
-                         rows_fit, rows_layout_fits, scratch_stats, shape_of, view_of)
+                         _param_type_fits, apart, as_mutable, length_fits, params_for,
+                         rows_fit, rows_helpers, rows_layout_fits, scratch_stats, shape_of,
+                         view_of)
 
 
 def run_norm(y, x, w, b, eps, centered, stats, cols):
@@ -87,21 +88,6 @@ def _stats_helpers(stats):
     return stats_fit, finish_stats
 
 
-@kernel(inline="always")
-def _last_axis(x, cols):
-    return x.shape[-1]
-
-
-@kernel(inline="always")
-def _given(x, cols):
-    return cols
-
-
-@kernel(inline="always")
-def _as_given(p):
-    return p
-
-
 @overload(run_norm)
 def _run_norm(y, x, w, b, eps, centered, stats, cols):
     param_fits = _param_type_fits if _absent(cols) else _param_rows_fit
@@ -113,7 +99,7 @@ def _run_norm(y, x, w, b, eps, centered, stats, cols):
     fit, finish = _stats_helpers(stats)
     params = params_for(w, b, x)
     x_rows_fit = rows_fit(x)  # (x may be strided rows: the front gives them a fresh y)
-    row_length, as_row = (_last_axis, _as_given) if _absent(cols) else (_given, row_of)
+    row_length, as_row = rows_helpers(cols)
 
     def run(y, x, w, b, eps, centered, stats, cols):
         cols = row_length(x, cols)

@@ -179,6 +179,34 @@ def row_of(typingctx, p):
     return row(p), codegen
 
 
+@kernel(inline="always")
+def _last_axis(x, cols):
+    return x.shape[-1]
+
+
+@kernel(inline="always")
+def _given(x, cols):
+    return cols
+
+
+@kernel(inline="always")
+def _itself(p):
+    return p
+
+
+def rows_helpers(cols):
+    """Typing: (row_length, as_row) for a small kernel's cols argument: None reads rows
+    along x's last axis (x.shape[-1]) and weight/bias and their gradients as they come; an
+    int is the length of the rows a C-contiguous x holds along its last axes, read with
+    the parameters of the normalized shape flattened (row_of)."""
+    return (_last_axis, _itself) if _absent(cols) else (_given, row_of)
+
+
+def row_type(p):
+    """Typing: the type row_of gives p."""
+    return p if _absent(p) or p.ndim == 1 else p.copy(ndim=1)
+
+
 @intrinsic
 def as_mutable(typingctx, a):
     """An input array the kernels only read, typed as writeable (None and IN_PLACE as they

@@ -30,24 +30,28 @@ from ._jit import kernel
 from ._partials import param_grad, partial_rows
 from ._backward_tasks import split_rows
 from .backward import backward_serial
-from .small_args import CENTERED, NOT_CENTERED, apart, as_mutable, length_fits, shape_of, view_of
+from .small_args import (CENTERED, NOT_CENTERED, apart, as_mutable, length_fits, row_type,
+                         rows_helpers, shape_of, view_of)
 from .small_backward_args import (_residual_check, _stat_check, _stats_of, _types_fit,
                                   _written)
 
 
-def backward_fits(dx, dy, x, gr, w, mean, rstd, eps, centered, dweight, dbias):
+def backward_fits(dx, dy, x, gr, w, mean, rstd, eps, centered, dweight, dbias, cols):
     """Whether the small backward kernels take the call: the types (decided while
     compiling) and the values (shapes, eps, overlaps, and which arguments the form
     takes: centered is LayerNorm, a run-time flag as the general path passes it); dbias
-    absent for RMSNorm, both parameter gradients absent without param_grads."""
+    absent for RMSNorm, both parameter gradients absent without param_grads; cols None
+    (rows along x's last axis) or the length of the rows x holds along its last axes
+    (w, dweight, dbias then as rows: small_args.row_of)."""
 
 
 # (compiled on its own, not inline: the small kernels and small_backward_fits call one
 # compiled check; inlined, its IR was copied into each, ~0.5 s more on first use)
 @overload(backward_fits)
-def _backward_fits(dx, dy, x, gr, w, mean, rstd, eps, centered, dweight, dbias):
+def _backward_fits(dx, dy, x, gr, w, mean, rstd, eps, centered, dweight, dbias, cols):
     if not _types_fit(dx, dy, x, gr, w, mean, rstd, dweight, dbias):
-        return lambda dx, dy, x, gr, w, mean, rstd, eps, centered, dweight, dbias: False
+        return lambda dx, dy, x, gr, w, mean, rstd, eps, centered, dweight, dbias, cols: False
+    row_length = rows_helpers(cols)[0]
     mean_fits, rstd_fits = _stat_check(mean), _stat_check(rstd)
     gr_fits, written = _residual_check(gr), _written(dx)
     # (which arguments a form takes, as constants of the types: the checks below on
@@ -56,9 +60,10 @@ def _backward_fits(dx, dy, x, gr, w, mean, rstd, eps, centered, dweight, dbias):
     grads_fit = _absent(dweight) == _absent(dbias)
     rms_fits = _absent(mean) and _absent(dbias)
 
-    def values_fit(dx, dy, x, gr, w, mean, rstd, eps, centered, dweight, dbias):
-        cols = x.shape[-1]
-        if not (cols > 0 and 0.0 <= eps < np.inf and dy.shape == x.shape
+    def values_fit(dx, dy, x, gr, w, mean, rstd, eps, centered, dweight, dbias, cols):
+        cols = row_length(x, cols)
+        if not (cols > 0 and x.size % cols == 0 and 0.0 <= eps < np.inf
+                and dy.shape == x.shape
                 and shape_of(dx, x) == x.shape and gr_fits(gr, x) and length_fits(w, cols)
                 and mean_fits(mean, x) and rstd_fits(rstd, x)
                 and length_fits(dweight, cols) and length_fits(dbias, cols)):
@@ -75,26 +80,42 @@ def _backward_fits(dx, dy, x, gr, w, mean, rstd, eps, centered, dweight, dbias):
     return values_fit
 
 
-def run_backward_small(dx, dy, x, gr, w, mean, rstd, eps, centered, tasking, dweight, dbias):
+def _rows_fit(p):
+    """Typing: a weight or parameter gradient a rows call reads as a row: None or
+    C-contiguous (row_of flattens it)."""
+    return _absent(p) or p.layout == "C"
+
+
+def run_backward_small(dx, dy, x, gr, w, mean, rstd, eps, centered, tasking, dweight, dbias,
+                       cols):
     """The body of the small backward kernels: 0, or 1 having written nothing.  centered
     is a run-time flag, as the general path passes it (the same backward_block type);
     gr (grad_residual) None or added to dx; dweight and dbias (None or not) which
     parameter gradients are summed, a fact of the types; ``tasking`` is
     (task_elements, serial_max): split_rows' settings, as the front reads them from
     _config.  The tasks run in order in this thread (backward_serial: the same tasks as
-    the general path's parallel launch, the same bits)."""
+    the general path's parallel launch, the same bits).  cols: backward_fits'."""
 
 
 @overload(run_backward_small)
-def _run_backward_small(dx, dy, x, gr, w, mean, rstd, eps, centered, tasking, dweight, dbias):
-    if not _types_fit(dx, dy, x, gr, w, mean, rstd, dweight, dbias):
-        return lambda dx, dy, x, gr, w, mean, rstd, eps, centered, tasking, dweight, dbias: 1
+def _run_backward_small(dx, dy, x, gr, w, mean, rstd, eps, centered, tasking, dweight, dbias,
+                        cols):
+    # (several axes as rows: their parameters flattened, no statistics, no residual)
+    rows_fit = _absent(cols) or (_absent(gr) and _absent(rstd) and _rows_fit(w)
+                                 and _rows_fit(dweight) and _rows_fit(dbias))
+    if not (rows_fit and _types_fit(dx, dy, x, gr, row_type(w), mean, rstd,
+                                    row_type(dweight), row_type(dbias))):
+        return (lambda dx, dy, x, gr, w, mean, rstd, eps, centered, tasking, dweight, dbias,
+                cols: 1)
     stats_of = _stats_of(mean, rstd)
+    row_length, as_row = rows_helpers(cols)
 
-    def run(dx, dy, x, gr, w, mean, rstd, eps, centered, tasking, dweight, dbias):
-        if not backward_fits(dx, dy, x, gr, w, mean, rstd, eps, centered, dweight, dbias):
+    def run(dx, dy, x, gr, w, mean, rstd, eps, centered, tasking, dweight, dbias, cols):
+        w, dweight, dbias = as_row(w), as_row(dweight), as_row(dbias)
+        if not backward_fits(dx, dy, x, gr, w, mean, rstd, eps, centered, dweight, dbias,
+                             cols):
             return 1
-        cols = x.shape[-1]
+        cols = row_length(x, cols)
         rows = x.size // cols
         task_elements, serial_max = tasking
         per_task = split_rows(rows, cols, task_elements, serial_max)  # (as task_rows)
@@ -119,28 +140,28 @@ def small_layer_norm_backward(dx, dy, x, w, dweight, dbias, eps, tasking):
     into dx (an array, or IN_PLACE over dy), dweight and dbias into theirs; 0, or 1
     having written nothing."""
     return run_backward_small(dx, dy, x, None, w, None, None, eps, CENTERED, tasking,
-                              dweight, dbias)
+                              dweight, dbias, None)
 
 
 @kernel()
 def small_layer_norm_backward_stats(dx, dy, x, w, mean, rstd, dweight, dbias, eps, tasking):
     """small_layer_norm_backward with the forward's mean and rstd given."""
     return run_backward_small(dx, dy, x, None, w, mean, rstd, eps, CENTERED, tasking,
-                              dweight, dbias)
+                              dweight, dbias, None)
 
 
 @kernel()
 def small_rms_norm_backward(dx, dy, x, w, dweight, eps, tasking):
     """RMSNorm's backward (small_layer_norm_backward's rules, no dbias)."""
     return run_backward_small(dx, dy, x, None, w, None, None, eps, NOT_CENTERED, tasking,
-                              dweight, None)
+                              dweight, None, None)
 
 
 @kernel()
 def small_rms_norm_backward_stats(dx, dy, x, w, rstd, dweight, eps, tasking):
     """small_rms_norm_backward with the forward's rstd given."""
     return run_backward_small(dx, dy, x, None, w, None, rstd, eps, NOT_CENTERED, tasking,
-                              dweight, None)
+                              dweight, None, None)
 
 
 @kernel()
@@ -151,7 +172,25 @@ def small_backward_any(dx, dy, x, gr, w, mean, rstd, dweight, dbias, eps, center
     less common forms: each None argument costs its call ~65 ns (small_args.CENTERED),
     a small share beside the general path's ~13 us these forms took before."""
     return run_backward_small(dx, dy, x, gr, w, mean, rstd, eps, centered, tasking, dweight,
-                              dbias)
+                              dbias, None)
+
+
+@kernel()
+def small_layer_norm_backward_rows(dx, dy, x, w, dweight, dbias, eps, tasking, cols):
+    """small_layer_norm_backward over rows of cols elements: a C-contiguous x (dy, dx of
+    its shape) whose last axes, normalized together, hold cols elements each; w, dweight
+    and dbias of cols elements in the normalized shape (which the front checked), read
+    as rows.  (Its own dispatcher, as small.small_layer_norm_rows: nothing reshaped in
+    Python; each rank compiles a variant.)"""
+    return run_backward_small(dx, dy, x, None, w, None, None, eps, CENTERED, tasking,
+                              dweight, dbias, cols)
+
+
+@kernel()
+def small_rms_norm_backward_rows(dx, dy, x, w, dweight, eps, tasking, cols):
+    """small_layer_norm_backward_rows's RMSNorm."""
+    return run_backward_small(dx, dy, x, None, w, None, None, eps, NOT_CENTERED, tasking,
+                              dweight, None, cols)
 
 
 def fits_status(dx, dy, x, gr, w, mean, rstd, dweight, dbias, eps, centered):
@@ -167,8 +206,8 @@ def fits_status(dx, dy, x, gr, w, mean, rstd, dweight, dbias, eps, centered):
 @overload(fits_status)
 def _fits_status(dx, dy, x, gr, w, mean, rstd, dweight, dbias, eps, centered):
     return lambda dx, dy, x, gr, w, mean, rstd, dweight, dbias, eps, centered: (
-        0 if backward_fits(dx, dy, x, gr, w, mean, rstd, eps, centered, dweight, dbias)
-        else 1)
+        0 if backward_fits(dx, dy, x, gr, w, mean, rstd, eps, centered, dweight, dbias,
+                           None) else 1)
 
 
 @kernel()
