@@ -23,7 +23,7 @@ def small_axes_backward_call(centered, dy, x, weight, mean, rstd, eps, out, grad
     shape = x.shape
     ndim = len(shape)
     if (first != ndim - 1 and mean is None and rstd is None and grad_residual is None
-            and param_grads is True and x.size <= _SERIAL_MAX):
+            and param_grads is True and 0 < x.size <= _SERIAL_MAX):
         # (x, dy, dx and the parameters as they are: rows_backward_call)
         normalized = shape[first:end]
         if weight is None or (isinstance(weight, _NDARRAY) and weight.shape == normalized):

@@ -286,6 +286,10 @@ def test_the_backward_reads_rows_as_they_are_in_every_form(rng, small_ran, tmp_p
         assert same(got, call(general_axes(*axis))), name
     with pytest.raises(ValueError, match="weight"):  # (the right size, another shape)
         backward(dy, x, w.reshape(12, 8), axis=axis)
+    empty = np.ones((0, 8, 12), np.float32)  # (no rows: zero parameter gradients)
+    got = backward(empty, empty, w, axis=axis)
+    assert got[0].shape == empty.shape and got[1].shape == (8, 12)
+    assert not got[1].any() and not got[2].any()
 
 
 def _in_place(call, dy):
