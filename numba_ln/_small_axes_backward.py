@@ -1,7 +1,9 @@
 """The backward's small calls over axes that are rows in memory (_small_axes.py says
 which): the last-axis small backward call (_small_backward_front.small_backward_call,
 which hands these axes here) on views of x, dy, grad_residual, out and the statistics as
-rows, dweight/dbias viewed back in the normalized shape."""
+rows, dweight/dbias viewed back in the normalized shape; without statistics or
+grad_residual, with the parameter gradients, x, dy, dx and the parameters go as they are
+to kernels that read them as rows (rows_backward_call)."""
 from . import _config, _small_backward_front
 from ._small_axes import _as_row, _axes_rows, _fits, _rows_of
 from ._small_front import (_EPS_TYPES, _F32, _F64, _NDARRAY, _empty, _half_bits, _none_eps,
