@@ -105,7 +105,7 @@ def _same_dtype(p, dtype):
 def _kernel_param(p):
     """weight/bias as the forward's kernels read them, for data of any dtype they take:
     None; float32/float64 as they are (a memmap's through _unmapped); 16-bit as their bits
-    (a bfloat16 checkpoint's: the kernels widen them exactly, cpu/small_args.work_param,
+    (a bfloat16 checkpoint's: the kernels widen them exactly, cpu/small_params.work_param,
     where the general path widens them in NumPy: the same values); False for the general
     path."""
     if p is None:
@@ -160,7 +160,7 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
     if dtype is _F32 or dtype is _F64:
         bits, stats_dtype = None, dtype
         # (weight/bias of either dtype as they are: the kernels cast one of the other dtype
-        # in compiled code, cpu/small_args.work_param)
+        # in compiled code, cpu/small_params.work_param)
         if weight is not None and (type(weight) is not _NDARRAY
                                    or (weight.dtype is not _F32 and weight.dtype is not _F64)):
             weight = _kernel_param(weight)

@@ -204,11 +204,11 @@ def test_modules_take_the_small_call_with_the_functions_bits(rng, small_ran):
 
 
 # 40 columns: both casts on the stack; 4100: weight and bias together over its budget
-# (cpu/small_args.cast_buffer), a weight alone within it
+# (cpu/small_params.cast_buffer), a weight alone within it
 @pytest.mark.parametrize("cols", [40, 4100])
 def test_float64_parameters_on_float32_data_are_cast_in_the_kernel(rng, small_ran, cols):
     """float64 weight and bias from a checkpoint on float32 data: the small-call kernels
-    cast them (cpu/small_args.work_param), as the general path casts them before its kernel:
+    cast them (cpu/small_params.work_param), as the general path casts them before its kernel:
     the same bits.  A value that float32 cannot hold exactly rounds the same either way."""
     x = (rng.standard_normal((3, cols)) + 100.0).astype(np.float32)
     w, b = 1.0 + rng.standard_normal(cols) / 3.0, rng.standard_normal(cols)

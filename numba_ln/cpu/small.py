@@ -25,9 +25,9 @@ from ._elements import _absent, _in_place
 from ._jit import kernel
 from .rows import rows_block
 from .small_args import (CENTERED, NO_EPS, NOT_CENTERED, _array_fits, _param_rows_fit,
-                         _param_type_fits, apart, as_mutable, length_fits, params_for,
-                         rows_fit, rows_helpers, rows_layout_fits, scratch_stats, shape_of,
-                         view_of)
+                         _param_type_fits, apart, as_mutable, length_fits, rows_fit,
+                         rows_helpers, rows_layout_fits, scratch_stats, shape_of, view_of)
+from .small_params import params_for
 
 
 def run_norm(y, x, w, b, eps, centered, stats, cols):
@@ -48,7 +48,7 @@ def _stats_fit(stats):
 
 
 # The statistics helpers and work_params' no-cast case are inline kernels, chosen while
-# typing (_stats_helpers, small_args.params_for): Numba inlines such a kernel without
+# typing (_stats_helpers, small_params.params_for): Numba inlines such a kernel without
 # compiling it on its own, as it compiles every overload's implementation (~20 ms each).
 
 @kernel(inline="always")
