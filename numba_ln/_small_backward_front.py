@@ -8,23 +8,28 @@ from ._small_front import (_EPS_TYPES, _F32, _F64, _HALF_BITS, _LAST_AXIS, _NDAR
 from .cpu._elements import IN_PLACE
 from .cpu.backward import run_backward
 from .cpu.small_backward import (small_backward_any, small_backward_fits,
-                                 small_layer_norm_backward, small_layer_norm_backward_stats,
-                                 small_rms_norm_backward, small_rms_norm_backward_stats)
+                                 small_layer_norm_backward, small_layer_norm_backward_rows,
+                                 small_layer_norm_backward_stats, small_rms_norm_backward,
+                                 small_rms_norm_backward_rows, small_rms_norm_backward_stats)
 
 
 def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out, grad_residual,
-                        param_grads, axis):
+                        param_grads, axis, rows=None):
     """(dx, dweight, dbias) -- dbias None for RMSNorm, both None without param_grads (a
     bool) -- for the commonest backward calls (the last axis, -1 or x.ndim - 1, of a small
     C-contiguous x, dy and grad_residual (or None) of x's dtype, statistics None or of the
     work dtype), or None for the general path.  16-bit data go as their bits, with a
     float32 weight (16-bit ones widened, as the general path widens them), and give
-    float32 dweight/dbias."""
+    float32 dweight/dbias.  rows: None, or (cols, normalized) from _small_axes_backward,
+    whose x holds rows of cols elements along its last axes, normalized together, with a
+    weight of the normalized shape: x, dy, dx and the weight then go as they are to the
+    rows kernels, dweight/dbias made in the normalized shape (only without statistics or
+    grad_residual, with param_grads, within the serial bound: the caller checks)."""
     # (the tests inlined, as small_call's, and float32 weights of 16-bit data tested before
     # _half_bits: a function call is ~60 ns of a ~2.7 us call)
     if axis is not _LAST_AXIS and not_last_axis(x, axis):
-        return _small_axes_backward.small_axes_backward_call(centered, dy, x, weight, mean, rstd, eps,
-                                                    out, grad_residual, param_grads, axis)
+        return _small_axes_backward.small_axes_backward_call(
+            centered, dy, x, weight, mean, rstd, eps, out, grad_residual, param_grads, axis)
     if type(x) is not _NDARRAY or not 0 < x.size <= _SMALL or not x.flags.c_contiguous:
         return None
     if type(eps) is not float:
@@ -64,14 +69,19 @@ def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out, grad_resi
     if mean is not None and rstd is None:
         return None  # (the general path names the error)
     if weight is not None and (type(weight) is not _NDARRAY or weight.dtype is not work):
-        weight = _same_dtype(weight, work)
+        # (a rows call's weight of the normalized shape as a row: _same_dtype takes rows;
+        # a memmap stays one, and _same_dtype unmaps it)
+        weight = _same_dtype(weight if rows is None else weight.reshape(-1), work)
         if weight is False:
             return None
-    dx = dx_of(out, x.shape, dtype)
-    if dx is None:
-        return None
+    if out is None:
+        dx = _empty(x.shape, dtype)
+    elif type(out) is _NDARRAY and out.dtype is dtype and out.flags.c_contiguous:
+        dx = out
+    else:
+        return None  # (a strided out would only compile a kernel variant that declines it)
     dx_k = IN_PLACE if dx is dy else dx
-    if x.ndim != 2:  # as 2-D views: one kernel variant for every rank
+    if x.ndim != 2 and rows is None:  # as 2-D views: one kernel variant for every rank
         arrays = _as_rows(x, dy, dx_k, mean, rstd, gr)
         if arrays is None:
             return None
@@ -84,10 +94,13 @@ def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out, grad_resi
     tasking = (_config.TASK_ELEMENTS, serial_max)
     # (the parameter gradients allocated here: boxing arrays the kernel allocated costs
     # more; one kernel a form: a None or bool argument costs the dispatcher ~65 ns)
-    cols = x.shape[-1]
+    if rows is None:
+        cols = grads_shape = x.shape[-1]
+    else:
+        cols, grads_shape = rows
     if param_grads:
-        dweight = _empty(cols, work)
-        dbias = _empty(cols, work) if centered else None
+        dweight = _empty(grads_shape, work)
+        dbias = _empty(grads_shape, work) if centered else None
     else:
         dweight = dbias = None
     if x.size > serial_max:
@@ -101,7 +114,13 @@ def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out, grad_resi
                               centered, tasking):
             return None
         return dx, dweight, dbias
-    if centered:
+    if rows is not None:
+        declined = (small_layer_norm_backward_rows(dx_k, dy, x, weight, dweight, dbias, eps,
+                                                   tasking, cols)
+                    if centered else
+                    small_rms_norm_backward_rows(dx_k, dy, x, weight, dweight, eps, tasking,
+                                                 cols))
+    elif centered:
         declined = (small_layer_norm_backward(dx_k, dy, x, weight, dweight, dbias, eps,
                                               tasking)
                     if rstd is None else
@@ -115,17 +134,6 @@ def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out, grad_resi
     if declined:
         return None
     return dx, dweight, dbias
-
-
-def dx_of(out, shape, dtype):
-    """dx: a fresh array, or out when it is a C-contiguous ndarray of dx's dtype; None for
-    the general path (a strided out would only compile a kernel variant that declines
-    it)."""
-    if out is None:
-        return _empty(shape, dtype)
-    if type(out) is _NDARRAY and out.dtype is dtype and out.flags.c_contiguous:
-        return out
-    return None
 
 
 def _in_threads(centered, dx, dx_k, dy, x, gr, weight, mean, rstd, eps, dweight, dbias):
