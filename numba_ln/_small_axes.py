@@ -20,11 +20,11 @@ import math
 import numpy as np
 
 from . import _config, _dtypes, _small_front
-from ._small_front import _EPS_TYPES, _half_bits, _kernel_param, _none_eps
+from ._small_front import _EPS_TYPES, _half_bits, _kernel_param, _none_eps, _output
 from .cpu._elements import IN_PLACE
 from .cpu.small import small_layer_norm_rows, small_rms_norm_rows
 
-_NDARRAY, _empty = np.ndarray, np.empty
+_NDARRAY = np.ndarray
 _F32, _F64 = _dtypes.F32, _dtypes.F64
 _SMALL = _config.SERIAL_MAX_ELEMENTS
 
@@ -148,11 +148,10 @@ def rows_call(x, first, cols, weight, bias, eps, centered, out, return_stats, re
     kernels check their lengths), out (and residual, residual_out) None, an array it
     may be (x; residual) or a C-contiguous array of x's shape; the results in x's shape
     (the statistics keepdims), or None for the general path.  (Also the several-axis
-    modules' call, with rows of their parameters made once.)"""
+    modules' call with statistics, with rows of their parameters made once; without,
+    they call rows_kernel_call.)"""
     shape = x.shape
     ndim = len(shape)
-    if residual is None and not return_stats and first != ndim - 1:
-        return rows_kernel_call(x, cols, weight, bias, eps, centered, out)
     xr = x if first == ndim - 1 else x.reshape(-1, cols)  # (the last axis, as a tuple)
     yr = _rows_of(out, x, xr, cols)
     if yr is False:
@@ -181,8 +180,9 @@ def rows_kernel_call(x, cols, weight, bias, eps, centered, out):
     """y of layer_norm/rms_norm without statistics or a residual, x and y as they are
     (small_layer_norm_rows: the kernel reads them as rows of cols, ~0.3 us of reshapes less
     than the last-axis small call on views), or None for the general path.  The checks
-    are small_call's (its dtypes, eps, parameters and outputs), written out here, inlined
-    as small_call inlines its own: each function call is ~50 ns of a ~1.5 us call."""
+    are small_call's general gate (its dtypes, eps, parameters and outputs), written out
+    here because small_call inlines its own: the parameters' tests inlined as there, each
+    function call being ~50 ns of a ~1.5 us call."""
     if not 0 < x.size <= _SMALL:
         return None
     dtype = x.dtype
@@ -205,11 +205,8 @@ def rows_kernel_call(x, cols, weight, bias, eps, centered, out):
         bias = _param_row(bias)
     if weight is False or bias is False:
         return None
-    if out is None:
-        y = _empty(x.shape, dtype)
-    elif type(out) is _NDARRAY and out.dtype is dtype:
-        y = out
-    else:
+    y = _output(out, x.shape, dtype)
+    if y is None:
         return None
     if bits is None:
         yk, xk = (IN_PLACE if y is x else y), x

@@ -36,8 +36,9 @@ def _param_type_fits(p):
 
 
 def _param_rows_fit(p):
-    """Typing: weight/bias of a rows call (small_layer_norm_rows): None, or C-contiguous of
-    any rank (the normalized shape: the front checked it; row_of flattens it)."""
+    """Typing: weight/bias, or a parameter gradient, of a rows call (small_layer_norm_rows,
+    small_layer_norm_backward_rows): None, or C-contiguous of any rank (the normalized
+    shape: the front checked it; row_of flattens it)."""
     return _absent(p) or p.layout == "C"
 
 

@@ -30,8 +30,8 @@ from ._jit import kernel
 from ._partials import param_grad, partial_rows
 from ._backward_tasks import split_rows
 from .backward import backward_serial
-from .small_args import (CENTERED, NOT_CENTERED, apart, as_mutable, length_fits, row_type,
-                         rows_helpers, shape_of, view_of)
+from .small_args import (CENTERED, NOT_CENTERED, _param_rows_fit, apart, as_mutable,
+                         length_fits, row_type, rows_helpers, shape_of, view_of)
 from .small_backward_args import (_residual_check, _stat_check, _stats_of, _types_fit,
                                   _written)
 
@@ -80,12 +80,6 @@ def _backward_fits(dx, dy, x, gr, w, mean, rstd, eps, centered, dweight, dbias, 
     return values_fit
 
 
-def _rows_fit(p):
-    """Typing: a weight or parameter gradient a rows call reads as a row: None or
-    C-contiguous (row_of flattens it)."""
-    return _absent(p) or p.layout == "C"
-
-
 def run_backward_small(dx, dy, x, gr, w, mean, rstd, eps, centered, tasking, dweight, dbias,
                        cols):
     """The body of the small backward kernels: 0, or 1 having written nothing.  centered
@@ -101,8 +95,8 @@ def run_backward_small(dx, dy, x, gr, w, mean, rstd, eps, centered, tasking, dwe
 def _run_backward_small(dx, dy, x, gr, w, mean, rstd, eps, centered, tasking, dweight, dbias,
                         cols):
     # (several axes as rows: their parameters flattened, no statistics, no residual)
-    rows_fit = _absent(cols) or (_absent(gr) and _absent(rstd) and _rows_fit(w)
-                                 and _rows_fit(dweight) and _rows_fit(dbias))
+    rows_fit = _absent(cols) or (_absent(gr) and _absent(rstd) and _param_rows_fit(w)
+                                 and _param_rows_fit(dweight) and _param_rows_fit(dbias))
     if not (rows_fit and _types_fit(dx, dy, x, gr, row_type(w), mean, rstd,
                                     row_type(dweight), row_type(dbias))):
         return (lambda dx, dy, x, gr, w, mean, rstd, eps, centered, tasking, dweight, dbias,
