@@ -189,6 +189,29 @@ def test_errors_are_the_general_paths(rng):
     assert (out == 7.0).all()
 
 
+def test_backward_errors_over_runs_of_axes_are_the_general_paths(rng):
+    """Bad input to the backward over several trailing axes (which the rows kernels
+    decline) gets the general path's error, and leaves dy, x and out as they were."""
+    x, dy = _data(rng, (3, 8, 12)), rng.standard_normal((3, 8, 12)).astype(np.float32)
+    w = np.ones((8, 12), np.float32)
+    out = np.full_like(x, 7.0)
+    x0, dy0 = x.copy(), dy.copy()
+    bad = [
+        (lambda: numba_ln.layer_norm_backward(dy, x, w, axis=(1, 2), eps=-1.0, out=out),
+         "eps"),
+        (lambda: numba_ln.layer_norm_backward(dy[:, :, :11], x, w, axis=(1, 2), out=out),
+         "dy"),
+        (lambda: numba_ln.rms_norm_backward(dy, x, np.ones((8, 11), np.float32),
+                                            axis=(1, 2), out=out), "weight"),
+        (lambda: numba_ln.layer_norm_backward(dy, x, w, axis=(1, 2),
+                                              out=np.empty((3, 8, 11), np.float32)), "out"),
+    ]
+    for call, match in bad:
+        with pytest.raises(ValueError, match=match):
+            call()
+    assert (out == 7.0).all() and same(x, x0) and same(dy, dy0)
+
+
 def test_several_axis_modules_take_the_small_call(rng, small_ran):
     x = _data(rng, (2, 8, 12))
     ln, rms = numba_ln.LayerNorm((8, 12)), numba_ln.RMSNorm([8, 12])
