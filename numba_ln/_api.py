@@ -3,7 +3,8 @@ kernels when it is the commonest kind (_small_front.py; the kernels check the re
 themselves, cpu/small.py), else to the backend its array's type picks (_backends.py),
 which validates it by the call spec (_spec.py) and runs it."""
 from ._backends import backend_for
-from ._small_front import small_call, small_moments_call
+from ._small_front import small_call
+from ._small_moments import small_moments_call
 from ._variants import ADD_LAYER_NORM, ADD_RMS_NORM, LAYER_NORM, MOMENTS, RMS_NORM
 
 

@@ -4,10 +4,10 @@ a module's several-axis ``normalized_shape``, ``axis=(1, 2, 3)`` over (N, C, H, 
 column (n, 1) over ``axis=0`` -- the elements of a C-contiguous x are (rows, cols) rows
 in memory, and a weight or bias of the normalized shape is one row.  The call -- forward,
 fused, moments or backward (_small_axes_backward.py) -- is then the last-axis small call
-(_small_front.small_call, small_moments_call, _small_backward_front.small_backward_call,
-which hand these axes here) on views, its results viewed back; without statistics or a
-residual, x, y and the parameters go as they are to kernels that read them as rows
-(rows_kernel_call).
+(_small_front.small_call, _small_moments.small_moments_call and
+_small_backward_front.small_backward_call, which hand these axes here) on views, its
+results viewed back; without statistics or a residual, x, y and the parameters go as
+they are to kernels that read them as rows (rows_kernel_call).
 
 The general path (the kind table) plans the same rows and runs the same row kernel on
 them, so the bits are the same; it costs ~6-7 us of Python a (1, 768) call, these views
@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from . import _config, _dtypes, _small_front
+from . import _config, _dtypes, _small_front, _small_moments
 from ._small_front import _EPS_TYPES, _half_bits, _kernel_param, _none_eps, _output
 from .cpu._elements import IN_PLACE
 from .cpu.small import small_layer_norm_rows, small_rms_norm_rows
@@ -265,7 +265,7 @@ def small_axes_moments_call(x, axis, keepdims):
     if form is None:
         return None
     first, end, cols = form
-    got = _small_front.small_moments_call(x.reshape(-1, cols), -1, False)
+    got = _small_moments.small_moments_call(x.reshape(-1, cols), -1, False)
     if got is None:
         return None
     shape = x.shape  # (the size-1 axes after the normalized ones stay)

@@ -28,7 +28,7 @@ from ._spec import check_eps
 from .cpu._elements import IN_PLACE
 from .cpu.small import (small_add_layer_norm, small_add_layer_norm_stats, small_add_rms_norm,
                         small_add_rms_norm_stats, small_layer_norm, small_layer_norm_stats,
-                        small_moments, small_rms_norm, small_rms_norm_stats)
+                        small_rms_norm, small_rms_norm_stats)
 
 _F32, _F64, _F16 = _dtypes.F32, _dtypes.F64, _dtypes.F16
 # The calls the gates take: at most _threading.runs_serial's bound, inlined (a call costs
@@ -277,35 +277,6 @@ def _as_kernel_rows(a, bits):
     if a.ndim != 2:
         a = a.reshape(-1, a.shape[-1])
     return a if bits is None else a.view(bits)
-
-
-def small_moments_call(x, axis, keepdims):
-    """moments(x) over the last axis (an int; other axes: _small_axes.py): (mean, var),
-    rows of one array, or None for the general path."""
-    if axis is not _LAST_AXIS and not_last_axis(x, axis):
-        return _small_axes.small_axes_moments_call(x, axis, keepdims)
-    if type(x) is not _NDARRAY or not 0 < x.size <= _SMALL or not x.flags.c_contiguous:
-        return None
-    dtype = x.dtype
-    if dtype is _F32 or dtype is _F64:
-        xk, stats_dtype = x, dtype
-    else:
-        bits = _HALF_BITS.get(dtype)
-        if bits is None:
-            bits = _half_bits(dtype)
-            if bits is None:
-                return None
-        xk, stats_dtype = x.view(bits), _F32
-    cols = x.shape[-1]
-    rows = x.size // cols
-    if xk.ndim != 2:  # (one kernel variant for every rank: each costs seconds to compile)
-        xk = xk.reshape(rows, cols)
-    stats = _empty((2, rows), stats_dtype)
-    if small_moments(xk, stats):
-        return None
-    if keepdims or x.ndim != 2:
-        stats.shape = (2,) + x.shape[:-1] + ((1,) if keepdims else ())
-    return stats[0], stats[1]
 
 
 # (imported last: _small_axes calls back into this module's gates for the views it makes)

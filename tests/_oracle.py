@@ -27,11 +27,13 @@ SMALL_KERNELS = {
 def small_kernel_callers(families=None):
     """(module, name, family) of each small-call kernel whose family starts with one of
     families (all when None), the module being the front that calls it."""
-    from numba_ln import _small_axes, _small_backward_front, _small_front
+    from numba_ln import _small_axes, _small_backward_front, _small_front, _small_moments
 
     def caller(name, family):
         if family.startswith("small_backward"):
             return _small_backward_front
+        if family == "small_moments":
+            return _small_moments
         return _small_axes if name.endswith("_rows") else _small_front
 
     return [(caller(name, family), name, family) for name, family in SMALL_KERNELS.items()
