@@ -187,7 +187,10 @@ def rows_kernel_call(x, cols, weight, bias, eps, centered, out):
         return None
     dtype = x.dtype
     if type(eps) is not float:
-        eps = float(eps) if type(eps) in _EPS_TYPES else _none_eps(eps, centered, dtype)
+        try:
+            eps = float(eps) if type(eps) in _EPS_TYPES else _none_eps(eps, centered, dtype)
+        except OverflowError:  # (an int past float's range: the general path's error)
+            return None
         if eps is None:
             return None
     if dtype is _F32 or dtype is _F64:

@@ -34,7 +34,10 @@ def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out, grad_resi
         return None
     if type(eps) is not float:
         if type(eps) in _EPS_TYPES:
-            eps = float(eps)
+            try:
+                eps = float(eps)
+            except OverflowError:  # (the general path's error)
+                return None
         else:
             eps = _none_eps(eps, centered, x.dtype)
             if eps is None:

@@ -151,7 +151,10 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
         return None  # (strided rows with fresh outputs: the kernels check their strides)
     if type(eps) is not float:
         if type(eps) in _EPS_TYPES:  # (inlined: a call is ~50 ns of a ~1.2 us call)
-            eps = float(eps)
+            try:
+                eps = float(eps)
+            except OverflowError:  # (an int past float's range: the general path's error)
+                return None
         else:
             eps = _none_eps(eps, centered, x.dtype)
             if eps is None:

@@ -109,10 +109,15 @@ def check_eps(eps, name="eps", work=None):
     and ``RMSNorm`` take ``eps=None`` (float32's for float32 and 16-bit data)."""
     if eps is None and work is not None:
         return float(np.finfo(work).eps)
+    if type(eps) is np.ndarray and eps.ndim == 0:
+        eps = eps[()]  # (a 0-d array, as np.load gives a saved scalar: its scalar)
     if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, (int, float, np.integer,
                                                                 np.floating)):
         raise TypeError(f"{name} must be a real number, got {type(eps).__name__}")
-    value = float(eps)
+    try:
+        value = float(eps)
+    except OverflowError:  # (an int past float's range)
+        value = math.inf
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be a finite number >= 0, got {eps!r}")
     return value

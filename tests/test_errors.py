@@ -29,6 +29,8 @@ BAD = [
     (dict(eps=float("inf")), ValueError, "eps"),
     (dict(eps="1e-5"), TypeError, "eps"),
     (dict(eps=None), TypeError, "eps"),
+    (dict(eps=10**400), ValueError, "eps"),  # (an int past float's range)
+    (dict(eps=np.array([1e-5])), TypeError, "eps"),
     (dict(x=X.astype(np.longdouble)), TypeError, "x"),  # (16-bit: tests/test_half.py)
     (dict(x=X.astype(np.complex64)), TypeError, "x"),
     (dict(x=np.array([["a", "b"]])), TypeError, "x"),
@@ -109,3 +111,35 @@ def test_masked_arrays_are_refused(where):
         else:
             numba_ln.layer_norm(masked if where == "x" else x, **kwargs)
     assert np.array_equal(x, before) and masked.data.sum() == 24
+
+
+def test_an_int_eps_past_floats_range_is_a_value_error_on_every_path():
+    """The small-call gates turn an int eps into a float; one past float's range goes to
+    the general path's ValueError naming eps (not float()'s OverflowError), before
+    anything is written."""
+    x = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    out = np.full_like(x, 7.0)
+    calls = [lambda e: numba_ln.layer_norm(x, eps=e, out=out),
+             lambda e: numba_ln.rms_norm(x, axis=(-2, -1), eps=e, out=out),
+             lambda e: numba_ln.add_layer_norm(x, x, eps=e, out=out),
+             lambda e: numba_ln.layer_norm_backward(x, x, eps=e, out=out),
+             lambda e: numba_ln.LayerNorm(4, eps=e)]
+    for call in calls:
+        with pytest.raises(ValueError, match="eps must be a finite number >= 0"):
+            call(10**400)
+    assert (out == 7.0).all()
+
+
+def test_eps_as_a_0d_array_is_its_value():
+    """A 0-d array (np.load of a saved scalar) is taken as the number it holds."""
+    x = np.arange(24, dtype=np.float32).reshape(4, 6)
+    for func in (numba_ln.layer_norm, numba_ln.rms_norm):
+        assert func(x, eps=np.array(0.5)).tobytes() == func(x, eps=0.5).tobytes()
+    got = numba_ln.layer_norm_backward(x, x, eps=np.array(0.5, np.float32))
+    want = numba_ln.layer_norm_backward(x, x, eps=float(np.float32(0.5)))
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(got, want))
+    assert numba_ln.LayerNorm(6, eps=np.array(0.5))(x).tobytes() == \
+        numba_ln.layer_norm(x, np.ones(6, np.float32), np.zeros(6, np.float32),
+                            eps=0.5).tobytes()
+    with pytest.raises(TypeError, match="eps must be a real number"):
+        numba_ln.layer_norm(x, eps=np.array(True))
