@@ -116,8 +116,9 @@ def check_eps(eps, name="eps", work=None):
         raise TypeError(f"{name} must be a real number, got {type(eps).__name__}")
     try:
         value = float(eps)
-    except OverflowError:  # (an int past float's range)
-        value = math.inf
+    except OverflowError:
+        raise ValueError(f"{name} must be a finite number >= 0, got an int past float's "
+                         "range") from None
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be a finite number >= 0, got {eps!r}")
     return value

@@ -125,7 +125,8 @@ def test_an_int_eps_past_floats_range_is_a_value_error_on_every_path():
              lambda e: numba_ln.layer_norm_backward(x, x, eps=e, out=out),
              lambda e: numba_ln.LayerNorm(4, eps=e)]
     for call in calls:
-        with pytest.raises(ValueError, match="eps must be a finite number >= 0"):
+        with pytest.raises(ValueError, match="eps must be a finite number >= 0, got an int "
+                                             "past float's range"):
             call(10**400)
     assert (out == 7.0).all()
 
@@ -138,8 +139,9 @@ def test_eps_as_a_0d_array_is_its_value():
     got = numba_ln.layer_norm_backward(x, x, eps=np.array(0.5, np.float32))
     want = numba_ln.layer_norm_backward(x, x, eps=float(np.float32(0.5)))
     assert all(a.tobytes() == b.tobytes() for a, b in zip(got, want))
-    assert numba_ln.LayerNorm(6, eps=np.array(0.5))(x).tobytes() == \
-        numba_ln.layer_norm(x, np.ones(6, np.float32), np.zeros(6, np.float32),
-                            eps=0.5).tobytes()
+    norm = numba_ln.LayerNorm(6, eps=np.array(0.5))
+    assert type(norm.eps) is np.float64 and norm.eps == 0.5  # (kept as its scalar)
+    assert norm(x).tobytes() == numba_ln.layer_norm(x, np.ones(6, np.float32),
+                                                    np.zeros(6, np.float32), eps=0.5).tobytes()
     with pytest.raises(TypeError, match="eps must be a real number"):
         numba_ln.layer_norm(x, eps=np.array(True))
