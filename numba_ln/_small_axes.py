@@ -20,7 +20,7 @@ import math
 import numpy as np
 
 from . import _config, _dtypes, _small_front, _small_moments
-from ._small_front import _EPS_TYPES, _half_bits, _kernel_param, _none_eps, _output
+from ._small_front import _EPS_TYPES, _half_bits, _kernel_param, _other_eps, _output
 from .cpu._elements import IN_PLACE
 from .cpu.small import small_layer_norm_rows, small_rms_norm_rows
 
@@ -187,10 +187,7 @@ def rows_kernel_call(x, cols, weight, bias, eps, centered, out):
         return None
     dtype = x.dtype
     if type(eps) is not float:
-        try:
-            eps = float(eps) if type(eps) in _EPS_TYPES else _none_eps(eps, centered, dtype)
-        except OverflowError:  # (an int past float's range: the general path's error)
-            return None
+        eps = float(eps) if type(eps) in _EPS_TYPES else _other_eps(eps, centered, dtype)
         if eps is None:
             return None
     if dtype is _F32 or dtype is _F64:

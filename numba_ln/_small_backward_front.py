@@ -4,7 +4,7 @@ kernels, which check the rest and run what the general path runs, so the same bi
 
 from . import _config
 from ._small_front import (_EPS_TYPES, _F32, _F64, _HALF_BITS, _LAST_AXIS, _NDARRAY, _SMALL,
-                           _empty, _half_bits, _none_eps, _same_dtype, not_last_axis)
+                           _empty, _half_bits, _other_eps, _same_dtype, not_last_axis)
 from .cpu._elements import IN_PLACE
 from .cpu.backward import run_backward
 from .cpu.small_backward import (small_backward_any, small_backward_fits,
@@ -34,12 +34,9 @@ def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out, grad_resi
         return None
     if type(eps) is not float:
         if type(eps) in _EPS_TYPES:
-            try:
-                eps = float(eps)
-            except OverflowError:  # (the general path's error)
-                return None
+            eps = float(eps)
         else:
-            eps = _none_eps(eps, centered, x.dtype)
+            eps = _other_eps(eps, centered, x.dtype)
             if eps is None:
                 return None
     # _threading.runs_serial(x.size, BACKWARD_COST), inlined as _SMALL is: above it

@@ -42,8 +42,9 @@ _F32, _F64, _F16 = _dtypes.F32, _dtypes.F64, _dtypes.F16
 # rows, then one of 100 rows in a second process and again in a third).
 _SMALL = _config.SERIAL_MAX_ELEMENTS
 # eps as users write it: a NumPy scalar from a config or a checkpoint is a float here (the
-# general path reads it with float() too, so the result is the same).  Not bool.
-_EPS_TYPES = frozenset({int, np.float64, np.float32, np.float16, np.int64, np.int32})
+# general path reads it with float() too, so the result is the same).  Not bool, and not a
+# Python int, which float() may not take (_other_eps).
+_EPS_TYPES = frozenset({np.float64, np.float32, np.float16, np.int64, np.int32})
 # RMSNorm's eps=None (torch's): the machine epsilon of the dtype a call computes in, by x's
 # dtype (filled on first sight; _spec.check_eps gives the general path the same value)
 _NONE_EPS = {}
@@ -62,9 +63,15 @@ def not_last_axis(x, axis):
         axis != -1 and not (type(x) is _NDARRAY and axis == x.ndim - 1))
 
 
-def _none_eps(eps, centered, dtype):
-    """RMSNorm's eps=None as the float it stands for, or None for the general path (which
-    raises the proper error for anything else)."""
+def _other_eps(eps, centered, dtype):
+    """An eps the gates do not convert inline as a float: a Python int within float's
+    range, or RMSNorm's eps=None as the float it stands for; None for the general path
+    (which raises the proper error for anything else, an int past float's range too)."""
+    if type(eps) is int:
+        try:
+            return float(eps)
+        except OverflowError:
+            return None
     if eps is not None or centered:
         return None
     value = _NONE_EPS.get(dtype)
@@ -151,12 +158,9 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
         return None  # (strided rows with fresh outputs: the kernels check their strides)
     if type(eps) is not float:
         if type(eps) in _EPS_TYPES:  # (inlined: a call is ~50 ns of a ~1.2 us call)
-            try:
-                eps = float(eps)
-            except OverflowError:  # (an int past float's range: the general path's error)
-                return None
+            eps = float(eps)
         else:
-            eps = _none_eps(eps, centered, x.dtype)
+            eps = _other_eps(eps, centered, x.dtype)
             if eps is None:
                 return None
     dtype = x.dtype

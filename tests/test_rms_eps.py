@@ -5,11 +5,13 @@ backward, the modules and @njit code.  LayerNorm keeps refusing None, as torch's
 ``layer_norm`` does.
 
 The data are tiny (mean square ~1e-8), where float32's epsilon (1.2e-7) and numba_ln's
-default (1e-6) give very different results, so a wrong eps cannot pass.
+default (1e-6) give very different results, so a wrong eps cannot pass.  Also: the other
+eps forms the small-call gates take (a Python int, NumPy scalars).
 """
 import numba
 import numpy as np
 import pytest
+from _oracle import same_bits
 
 import numba_ln
 from numba_ln import reference as ref
@@ -113,3 +115,22 @@ def test_against_torch(rng):
     np.testing.assert_allclose(numba_ln.rms_norm(x, w, eps=None), want, rtol=1e-6, atol=1e-6)
     module = torch.nn.RMSNorm(64)
     assert module.eps is None  # (torch's default, which numba_ln.RMSNorm(64, eps=None) is)
+
+
+def test_eps_as_users_write_it_takes_the_small_call(rng, small_ran):
+    """A Python int, a NumPy float or int scalar: each gate (last axis, several axes as
+    rows, backward) takes the call, with the bits of the same eps as a float."""
+    x, dy = rng.standard_normal((2, 6, 40)).astype(np.float32)
+    w = np.linspace(0.5, 1.5, 40, dtype=np.float32)
+    x3, w3 = x.reshape(6, 4, 10), w.reshape(4, 10)
+    forms = {
+        "layer_norm": lambda eps: numba_ln.layer_norm(x, w, w, eps=eps),
+        "rows": lambda eps: numba_ln.rms_norm(x3, w3, axis=(-2, -1), eps=eps),
+        "backward": lambda eps: numba_ln.layer_norm_backward(dy, x, w, eps=eps),
+    }
+    for name, form in forms.items():
+        want = form(1.0)
+        for eps in (1, np.int64(1), np.float32(1.0)):
+            small_ran.clear()
+            assert same_bits(form(eps), want), (name, eps)
+            assert len(small_ran) == 1, (name, eps)
