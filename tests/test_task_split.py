@@ -5,7 +5,8 @@ depend on the thread count either way; but a dask chunk of rows is normalized as
 of its own, its first row then starts a task, so it equals the NumPy call on the whole
 array bit for bit only if a row's result is the same whether it was summed on its own (a
 task's first row: _moments.row_sums) or in a fused sweep (_sweep.sweep).  Checked with
-the same arrays cut into tasks of ~65536 elements and of a few rows.
+the same arrays cut into tasks of ~65536 elements and of a few rows, and a row normalized
+alone against the same row in a batch.
 """
 import ml_dtypes
 import numpy as np
@@ -15,6 +16,8 @@ import numba_ln
 from numba_ln import _config
 
 BF16 = np.dtype(ml_dtypes.bfloat16)
+DTYPES = pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, BF16],
+                                 ids=["float32", "float64", "float16", "bfloat16"])
 
 
 def _bits(a):
@@ -36,20 +39,49 @@ def _split_twice(monkeypatch, dtype, shape):
     return whole, _results(x, g)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+@DTYPES
 def test_rows_do_not_depend_on_the_task_split(monkeypatch, dtype):
     whole, split = _split_twice(monkeypatch, dtype, (400, 1000))
     for a, b in zip(whole, split):
         assert np.array_equal(_bits(a), _bits(b))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bfloat16: LLVM vectorizes a task's first row's sums (_moments.chunk_sums) and a swept "
-    "row's (_sweep.shifted_part) with different lanes at some widths (100, 300, 1000), so "
-    "those rows' rstd, and at 1000 y, differ in the last bit with the task split, and a "
-    "dask chunk's first rows from the NumPy call on the whole array (within the error "
-    "bound); sums in explicit lanes would make it hold (README, Same bits)"))
-def test_bfloat16_rows_do_not_depend_on_the_task_split(monkeypatch):
-    whole, split = _split_twice(monkeypatch, BF16, (400, 1000))
+@pytest.mark.parametrize("cols", [100, 300, 768])
+def test_bfloat16_rows_do_not_depend_on_the_task_split_at_other_widths(monkeypatch, cols):
+    """The widths where LLVM summed a task's first bfloat16 row in other lanes than a
+    swept row (rows.lone_row_stats), and a common one."""
+    whole, split = _split_twice(monkeypatch, BF16, (400, cols))
     for a, b in zip(whole, split):
         assert np.array_equal(_bits(a), _bits(b))
+
+
+@DTYPES
+@pytest.mark.parametrize("cols", [100, 1000])
+def test_a_row_alone_gives_its_bits_in_a_batch(dtype, cols):
+    """A token normalized on its own (a small call: a task's first row) has the bits it
+    has as a row of a batch (a parallel call, where most rows are swept)."""
+    rng = np.random.default_rng(1)
+    x = (5 + rng.standard_normal((200, cols))).astype(dtype)
+    g = rng.standard_normal(cols).astype(np.float32)
+    batch = numba_ln.layer_norm(x, g, g, return_stats=True)
+    for i in (0, 1, 77, 199):
+        alone = numba_ln.layer_norm(x[i:i + 1], g, g, return_stats=True)
+        for a, b in zip(alone, batch):
+            assert np.array_equal(_bits(a[0]), _bits(b[i]))
+
+
+@pytest.mark.parametrize("rows", [3, 16])
+def test_bfloat16_rows_longer_than_the_scratch_row(rows):
+    """Rows past rows.lone_row_stats' scratch row (16384 bfloat16) are summed alone, as
+    before: within one bfloat16 ulp of the float64 result (unweighted), small call and
+    parallel call alike."""
+    rng = np.random.default_rng(2)
+    x = (3 + rng.standard_normal((rows, 20000))).astype(BF16)
+    got = _bits(numba_ln.layer_norm(x)).astype(np.int32)
+    x64 = x.astype(np.float64)
+    mean = x64.mean(axis=1, keepdims=True)
+    want = ((x64 - mean) / np.sqrt(x64.var(axis=1, keepdims=True) + 1e-5)).astype(BF16)
+    want = _bits(want).astype(np.int32)
+    # (bfloat16 bits of one sign are ordered like their values: an ulp is a step of 1,
+    # and values of opposite signs are far apart)
+    assert np.abs(got - want).max() <= 1

@@ -18,7 +18,7 @@ from numba.extending import intrinsic
 from . import _alias
 from ._jit import kernel
 from ._storage import (emit_float_op, emit_load, emit_setitem, emit_store, float_result,
-                       work_type)
+                       storage, work_type)
 
 
 @kernel(fastmath=False)
@@ -129,6 +129,12 @@ def smaller(typingctx, a, b):
 def is_narrow(typingctx, x):
     """True when x's work type is float32 (its partial sums may underflow or overflow)."""
     return types.boolean(x), _constant(work_type(x) == types.float32)
+
+
+@intrinsic
+def is_bfloat16(typingctx, x):
+    """True when x (an array or a row pointer) holds bfloat16 bits (_storage.storage)."""
+    return types.boolean(x), _constant(storage(x) == "bfloat16")
 
 
 # --- optional arrays ----------------------------------------------------------------------------

@@ -56,15 +56,19 @@ def streams(view, elements, row_elements, arrays):
 
 
 def _element_type(view):
-    """The element type of a row view (buf, start, *steps) or a flat array."""
-    return view.dtype if isinstance(view, types.Array) else view.types[0].dtype
+    """The element type of a row view (buf, start, *steps), a flat array or a row
+    pointer."""
+    if isinstance(view, (types.Array, types.CPointer)):
+        return view.dtype
+    return view.types[0].dtype
 
 
 @intrinsic
 def row_buffer(typingctx, view):
     """Pointer to a 64-byte aligned scratch row of view's element type, STREAM_MAX_ROW_BYTES
-    long, in the calling kernel's stack frame (view: a row view (buf, start, *steps), or
-    a flat array); None and IN_PLACE stay what they are (nothing is streamed)."""
+    long, in the calling kernel's stack frame (view: a row view (buf, start, *steps), a
+    flat array or a row pointer); None and IN_PLACE stay what they are (nothing is
+    streamed)."""
     if _passes(view):
         return view(view), _unchanged(view)
     dtype = _element_type(view)

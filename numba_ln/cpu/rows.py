@@ -40,15 +40,16 @@ import numpy as np
 from numba import prange
 
 from .. import _config
-from ._elements import smaller, store_stats, work
+from ._backward_elements import clear
+from ._elements import is_bfloat16, smaller, store_stats, work
 from ._indirect import block_key, call_block
 from ._jit import kernel
 from ._moments import (PIECE, finish_row, piece_sums, row_shift, row_sums, rstd_of, settled,
                        stats_of_totals)
 from ._pointers import address, advance, prefetch_line, row_address
 from ._rowops import normalize_span, normalizer, source
-from ._stream import (line_lanes, row_buffer, stream_end, stream_fence, stream_row,
-                      stream_state)
+from ._stream import (STREAM_MAX_ROW_BYTES, line_lanes, row_buffer, stream_end, stream_fence,
+                      stream_row, stream_state)
 from ._sweep import sweep
 
 RSTD_MAX = _config.NARROW_RSTD_MAX
@@ -83,6 +84,28 @@ def row_end(y, src, cols, mean, rstd, w, b):
     """The row src[:cols] normalized into y (row pointers; y None: nothing)."""
     if y is not None:  # (decided while compiling: Numba prunes the branch for None)
         normalize_span(y, src, cols, mean, rstd, w, b)
+
+
+@kernel(inline="always")
+def lone_row_stats(scratch_y, scratch_src, s, x, r, w, b, cols, centered):
+    """(mean, second) of a row summed without a row before it in the same sweep: a task's
+    first row, or one after a row normalized in float64.  bfloat16 rows that fit the
+    scratch rows are summed by the sweep that sums every other row, while it normalizes
+    a zeroed scratch row into another (scratch_y: y's scratch row, or IN_PLACE or None as
+    y is, so that the sweep is the compiled code the other rows run): LLVM vectorizes
+    row_stats' summing loop and the sweep's with the lanes in another order at some
+    widths for bfloat16 (100, 300 and 1000 seen), so a row's last bit depended on whether
+    a task started there, and a dask chunk's first rows differed from the NumPy call on
+    the whole array (tests/test_task_split.py).  Not for float32, float64 or float16,
+    whose loops LLVM vectorizes alike (that test), nor for longer rows: their rows sum
+    alone, and the caveat stays (README, Same bits)."""
+    if is_bfloat16(x) and cols * 64 <= STREAM_MAX_ROW_BYTES * line_lanes(x):
+        clear(scratch_src, cols)  # (zeros: no subnormal or NaN arithmetic)
+        k = row_shift(x, r, cols, centered)
+        t1, t2 = sweep_row(scratch_y, scratch_src, normalizer(scratch_src, 0.0, 0.0), w, b,
+                           (x, r, s), cols, k, centered)
+        return row_finish(source(s, x, r), cols, k, t1, t2, centered)
+    return row_stats(s, x, r, cols, centered)
 
 
 @kernel(inline="always")
@@ -123,7 +146,8 @@ def rows_block(arrays, norm, stats, cols, first, last, stream):
     y_stream, s_stream = stream_state(y), stream_state(s)
     sp = s_scratch if stream else row_address(s, first, 0)  # (where row i of s is formed)
     xp, rp = row_address(x, first, 0), row_address(r, first, 0)
-    mean, second = row_stats(sp, xp, rp, cols, centered)
+    lone_src = row_buffer(source(sp, xp, rp))  # (lone_row_stats' scratch rows)
+    mean, second = lone_row_stats(y_scratch, lone_src, sp, xp, rp, wp, bp, cols, centered)
     # (a row's bytes, cols * itemsize, as cols * 64 / line_lanes: no itemsize helper)
     ahead = cols * 64 <= PREFETCH_MAX_ROW_BYTES * line_lanes(xp)
     for i in range(first, last):
@@ -156,7 +180,8 @@ def rows_block(arrays, norm, stats, cols, first, last, stream):
                     mean, second = row_finish(source(sp, xp, rp), cols, k, t1, t2, centered)
             else:  # normalized in float64 (see _rowops): the next row is summed on its own
                 row_end(written, src, cols, mean, rstd, wp, bp)
-                mean, second = row_stats(sp, xp, rp, cols, centered)
+                mean, second = lone_row_stats(y_scratch, lone_src, sp, xp, rp, wp, bp, cols,
+                                              centered)
         if stream:
             y_stream = stream_row(yp, written, cols, y_stream)
     if stream:
