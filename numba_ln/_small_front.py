@@ -163,21 +163,22 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
             eps = _other_eps(eps, centered, x.dtype)
             if eps is None:
                 return None
+    # weight/bias: float32/float64 ndarrays as they are, for data of any dtype (the kernels
+    # cast one of the other dtype, or widen it for 16-bit data, in compiled code:
+    # cpu/small_params.work_param); anything else through _kernel_param (a call is ~0.1 us)
+    if weight is not None and (type(weight) is not _NDARRAY
+                               or (weight.dtype is not _F32 and weight.dtype is not _F64)):
+        weight = _kernel_param(weight)
+        if weight is False:
+            return None
+    if bias is not None and (type(bias) is not _NDARRAY
+                             or (bias.dtype is not _F32 and bias.dtype is not _F64)):
+        bias = _kernel_param(bias)
+        if bias is False:
+            return None
     dtype = x.dtype
     if dtype is _F32 or dtype is _F64:
         bits, stats_dtype = None, dtype
-        # (weight/bias of either dtype as they are: the kernels cast one of the other dtype
-        # in compiled code, cpu/small_params.work_param)
-        if weight is not None and (type(weight) is not _NDARRAY
-                                   or (weight.dtype is not _F32 and weight.dtype is not _F64)):
-            weight = _kernel_param(weight)
-            if weight is False:
-                return None
-        if bias is not None and (type(bias) is not _NDARRAY
-                                 or (bias.dtype is not _F32 and bias.dtype is not _F64)):
-            bias = _kernel_param(bias)
-            if bias is False:
-                return None
         # the commonest calls, in few Python steps (a vector as it is: _as_kernel_rows)
         if not return_stats and (x.ndim == 2 or (x.ndim == 1 and residual is None)):
             if residual is None:
@@ -208,16 +209,13 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
             bits = _half_bits(dtype)  # (bfloat16's first call, or not 16-bit)
             if bits is None:
                 return None
-        if weight is not None:
-            weight = _kernel_param(weight)
-        if bias is not None:
-            bias = _kernel_param(bias)
-        if weight is False or bias is False:
-            return None
     if residual is not None and x.size * _config.FUSED_COST > _config.SERIAL_MAX_ELEMENTS:
         return None  # (read here, not frozen as _SMALL: the tests lower the bound)
-    y = _empty(x.shape, dtype) if out is None else _output(out, x.shape, dtype)
-    if y is None:
+    if out is None:
+        y = _empty(x.shape, dtype)
+    elif type(out) is _NDARRAY and out.dtype is dtype:  # (_output inlined)
+        y = out
+    else:
         return None
     # (views of the bits inlined: a call is ~50 ns)
     if x.ndim == 2 or (x.ndim == 1 and residual is None and not return_stats):
