@@ -56,15 +56,17 @@ def test_bfloat16_rows_do_not_depend_on_the_task_split_at_other_widths(monkeypat
 
 
 @DTYPES
-@pytest.mark.parametrize("cols", [100, 1000])
-def test_a_row_alone_gives_its_bits_in_a_batch(dtype, cols):
+@pytest.mark.parametrize("shape", [(200, 100), (200, 1000), (4096, 64)])
+def test_a_row_alone_gives_its_bits_in_a_batch(dtype, shape):
     """A token normalized on its own (a small call: a task's first row) has the bits it
-    has as a row of a batch (a parallel call, where most rows are swept)."""
+    has as a row of a batch: a small call's rows after the first, and a parallel call's,
+    are swept (cpu/_sweep.py), and rows of at most 64 elements run in blocks
+    (cpu/narrow.py)."""
     rng = np.random.default_rng(1)
-    x = (5 + rng.standard_normal((200, cols))).astype(dtype)
-    g = rng.standard_normal(cols).astype(np.float32)
+    x = (5 + rng.standard_normal(shape)).astype(dtype)
+    g = rng.standard_normal(shape[1]).astype(np.float32)
     batch = numba_ln.layer_norm(x, g, g, return_stats=True)
-    for i in (0, 1, 77, 199):
+    for i in (0, 1, 77, shape[0] - 1):
         alone = numba_ln.layer_norm(x[i:i + 1], g, g, return_stats=True)
         for a, b in zip(alone, batch):
             assert np.array_equal(_bits(a[0]), _bits(b[i]))
