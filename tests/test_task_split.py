@@ -87,3 +87,19 @@ def test_bfloat16_rows_longer_than_the_scratch_row(rows):
     # (bfloat16 bits of one sign are ordered like their values: an ulp is a step of 1,
     # and values of opposite signs are far apart)
     assert np.abs(got - want).max() <= 1
+
+
+def test_bfloat16_dask_chunks_give_the_numpy_calls_bits():
+    """A dask chunk of rows is normalized as an array of its own, its first row starting
+    a task: the result is the NumPy call's on the whole array bit for bit (at a width
+    where a task's first bfloat16 row used to differ)."""
+    da = pytest.importorskip("dask.array")
+    import dask
+    rng = np.random.default_rng(3)
+    x = (5 + rng.standard_normal((400, 1000))).astype(BF16)
+    g = rng.standard_normal(1000).astype(np.float32)
+    whole = numba_ln.layer_norm(x, g, g, return_stats=True)
+    lazy = numba_ln.layer_norm(da.from_array(x, chunks=(150, 1000)), g, g,
+                               return_stats=True)
+    for a, b in zip(dask.compute(*lazy, scheduler="synchronous"), whole):
+        assert np.array_equal(_bits(a), _bits(b))
