@@ -10,9 +10,10 @@ time: (4096, 768) 0.58 instead of 0.47 of the speed line, (4096, 1024) 0.65 inst
 0.57, (4096, 4096) 0.88 instead of 0.73; and against the two loops interleaved chunk by
 chunk (separate loops, 2 KiB each): 0.65 instead of 0.46 at (4096, 1024).
 
-The first row of a task is summed on its own (_moments.row_sums), every later row by a
-sweep.  Which rows start a task depends only on the array's shape (_engine), never on the
-thread count, so neither do the results.
+The first row of a task is summed on its own (_moments.row_sums; a bfloat16 one by a
+sweep beside a scratch row, rows.lone_row_stats), every later row by a sweep.  Which rows
+start a task depends only on the array's shape (_engine), never on the thread count, so
+neither do the results.
 """
 import numpy as np
 from numba.extending import intrinsic
