@@ -81,9 +81,7 @@ def test_rows_read_as_they_are_in_every_form(rng, small_ran, tmp_path):
     each time."""
     ml_dtypes = pytest.importorskip("ml_dtypes")
     x = _data(rng, (3, 8, 12))
-    w = (rng.standard_normal((8, 12)) + 1.0).astype(np.float32)
-    np.save(tmp_path / "w.npy", w)
-    mapped = np.load(tmp_path / "w.npy", mmap_mode="r")
+    w, mapped = _weight_and_mapped(rng, tmp_path)
     frozen = x.copy()
     frozen.flags.writeable = False
     axis = (-2, -1)
@@ -272,9 +270,7 @@ def test_the_backward_reads_rows_as_they_are_in_every_form(rng, small_ran, tmp_p
     axes followed by a size-1 axis -- the general path's bits and dweight's shape."""
     ml_dtypes = pytest.importorskip("ml_dtypes")
     x, dy = _data(rng, (3, 8, 12)), rng.standard_normal((3, 8, 12)).astype(np.float32)
-    w = (rng.standard_normal((8, 12)) + 1.0).astype(np.float32)
-    np.save(tmp_path / "w.npy", w)
-    mapped = np.load(tmp_path / "w.npy", mmap_mode="r")
+    w, mapped = _weight_and_mapped(rng, tmp_path)
     frozen = w.copy()
     frozen.flags.writeable = False
     axis = (-2, -1)
@@ -313,6 +309,13 @@ def test_the_backward_reads_rows_as_they_are_in_every_form(rng, small_ran, tmp_p
     got = backward(empty, empty, w, axis=axis)
     assert got[0].shape == empty.shape and got[1].shape == (8, 12)
     assert not got[1].any() and not got[2].any()
+
+
+def _weight_and_mapped(rng, tmp_path):
+    """A (8, 12) float32 weight, and the same weight saved and loaded memory-mapped."""
+    w = (rng.standard_normal((8, 12)) + 1.0).astype(np.float32)
+    np.save(tmp_path / "w.npy", w)
+    return w, np.load(tmp_path / "w.npy", mmap_mode="r")
 
 
 def _in_place(call, dy):
