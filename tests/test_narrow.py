@@ -50,7 +50,7 @@ def in_small_calls(func, x, step, **kw):
     return np.concatenate(parts)
 
 
-@pytest.mark.parametrize("cols, eps", [(64, 1e-5), (64, 0.0), (33, 1e-5)])
+@pytest.mark.parametrize("cols, eps", [(64, 1e-5), (64, 0.0), (33, 1e-5), (12, 1e-5)])
 def test_layer_norm_gives_rows_block_bits(launched, cols, eps):
     rows = _config.SERIAL_MAX_ELEMENTS // cols + 21  # (parallel; a last block of 5 rows)
     x = hard_rows(rows, cols, np.float32)

@@ -130,16 +130,22 @@ def _eights(x, r, j):
             + (_pairs(x, r, j + 4) + _pairs(x, r, j + 6)))
 
 
+@kernel(inline="always")
+def head16(x, r):
+    """Mean of the first 16 elements of the row, as a strict tree; h * (1/16) is h / 16
+    exactly, without a division on the row's critical path."""
+    return work(x, (_eights(x, r, 0) + _eights(x, r, 8)) * 0.0625)
+
+
 @kernel()
 def head_mean(x, r, n):
     """Mean of the first n elements of the row (x + r with a residual), in the work type:
     the shift (its rounding does not matter).  Strict, as a tree for the usual n == 16."""
     if n == 16:
-        h = _eights(x, r, 0) + _eights(x, r, 8)
-    else:
-        h = work(x, 0.0)
-        for j in range(np.uint64(n)):
-            h += head_value(x, r, j)
+        return head16(x, r)
+    h = work(x, 0.0)
+    for j in range(np.uint64(n)):
+        h += head_value(x, r, j)
     return work(x, h / n)
 
 
@@ -235,6 +241,16 @@ def row_shift(x, r, n, centered):
     if centered:
         return head_mean(x, r, np.uint64(smaller(n, HEAD)))
     return work(x, 0.0)
+
+
+@kernel(inline="always")
+def short_row_shift(x, r, n, centered):
+    """row_shift with the usual 16-element tree inline, for the narrow kernel: where a row
+    is a few vectors, the call of head_mean is a sizeable share of its work (inlined into
+    every row kernel it cost 0.5-1.2 s of compilation on a cold first use, README)."""
+    if centered and smaller(n, HEAD) == 16:
+        return head16(x, r)
+    return row_shift(x, r, n, centered)
 
 
 @kernel(inline="always")

@@ -34,7 +34,7 @@ from .. import _config
 from ._elements import is_narrow, smaller, store_stats, work
 from ._indirect import block_key, call_block
 from ._jit import kernel
-from ._moments import row_shift, row_sums, rstd_of, settled
+from ._moments import chunk_stats, rstd_of, settled, short_row_shift
 from ._pointers import address, row_address, stack_doubles
 from ._rowops import normalizer, source
 from ._sweep import put
@@ -44,6 +44,7 @@ BLOCK = 16
 GAIN_MAX = _config.SHIFT_GAIN_MAX
 TINY = _config.NARROW_TINY
 RSTD_MAX = _config.NARROW_RSTD_MAX
+assert _config.NARROW_COLS <= _config.CHUNK  # a narrow row is one chunk (narrow_block)
 
 
 @kernel(inline="always")
@@ -87,9 +88,11 @@ def narrow_block(arrays, norm, stats, cols, first, last):
         for j in range(n):
             sp, xp, rp = (row_address(s, start + j, 0), row_address(x, start + j, 0),
                           row_address(r, start + j, 0))
-            k = row_shift(xp, rp, cols, centered)
+            k = short_row_shift(xp, rp, cols, centered)
             shift[j] = k
-            t1s[j], t2s[j] = row_sums(xp, rp, sp, cols, k, centered)
+            # (row_sums' totals: a row of at most CHUNK elements is one chunk, and its
+            # piece and chunk loops cost more than the sums here)
+            t1s[j], t2s[j] = chunk_stats(xp, rp, sp, k, np.uint64(0), np.uint64(cols), centered)
         if finish_rows(block, n, cols, eps, centered, is_narrow(x)):
             for j in range(n):
                 src = source(row_address(s, start + j, 0), row_address(x, start + j, 0),
