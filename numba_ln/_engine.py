@@ -271,7 +271,7 @@ def _pick_kernel(plan, dtype, y, s, x, r, w, b, eps, centered, stats):
     if plan.kind == "rows":
         return run_rows(y, s, x, r, w, b, stats, plan.rows, plan.cols, eps, centered)
     tile = _config.TILE_BYTES // (plan.cols * dtype.itemsize)
-    tile = max(_config.TILE_MIN_POSITIONS, min(_config.TILE_MAX_POSITIONS, tile))
+    tile = max(_config.TILE_MIN_BYTES // dtype.itemsize, min(_config.TILE_MAX_POSITIONS, tile))
     lanes = LINE // dtype.itemsize  # (whole cache lines: the tiles start on y's lines)
     tile = min(max(lanes, tile - tile % lanes), plan.inner)
     args = (y, x, (w, b, eps, centered), stats, plan.outer, plan.cols, plan.inner, tile)

@@ -126,7 +126,7 @@ def channel_tiles(path):
     rows, cols = SHAPES[path]
     _, h, w = CHANNELS_PATHS[path]
     inner = h * w
-    tile = max(_config.TILE_MIN_POSITIONS,
+    tile = max(_config.TILE_MIN_BYTES // 4,
                min(_config.TILE_MAX_POSITIONS, _config.TILE_BYTES // (cols * 4), inner))
     i = np.arange(rows)
     return (i // inner) * -(-inner // tile) + (i % inner) // tile

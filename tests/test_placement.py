@@ -99,6 +99,7 @@ def test_channels_first_gives_the_same_bits_wherever_out_lies(rng, monkeypatch, 
     against the float64 formula too."""
     chans, positions = 40, 300
     monkeypatch.setattr(numba_ln._config, "TILE_BYTES", chans * 64 * np.dtype(dtype).itemsize)
+    monkeypatch.setattr(numba_ln._config, "TILE_MIN_BYTES", 16 * np.dtype(dtype).itemsize)
     x = rng.standard_normal((2, chans, positions))
     # next to the bounds the tiles may have (multiples of 64 positions, or 16-31 less):
     x[:, :16, [60, 250]] += 3e3  # (a poor head shift: the first 16 channels' mean is far)
