@@ -121,11 +121,19 @@ PREFETCH_MAX_ROW_BYTES = 2048
 # on the shape only, so results do not depend on the thread count.
 TASK_ELEMENTS = 65536
 
-# Rows of at most this many elements, without a residual, run in parallel tasks of blocks
+# Rows of at most this many bytes, without a residual, run in parallel tasks of blocks
 # (cpu/narrow.py: the float64 finish of 16 rows in vector lanes): 1.12-1.4x rows_parallel's
-# speed at 64 and 32 columns; at 128 columns and for the fused forms, which move twice the
-# bytes, no gain or a loss (0.88-1.05x).
-NARROW_COLS = 64
+# speed at 64 and 32 float32 columns; for the fused forms, which move twice the bytes, no
+# gain or a loss (0.88-0.90x).  Until the narrow kernel summed a row as one chunk
+# (2026-12-06) the bound was 64 elements: at 128 float32 columns the blocks gained 1.05x.
+# Since (Zen 4, one process, 9 interleaved rounds, medians of per-round ratios
+# rows_parallel/narrow, 1 / 2 threads): float32 layer_norm (4096, 128) 1.35 / 1.24,
+# (16384, 128) 0.95 / 1.46, (8192, 80) 1.45 / 1.64, (65536, 96) 1.32 / 0.89, (65536, 128)
+# 1.11 / 1.03, rms_norm 1.05-1.72 / 0.99-1.60; bfloat16 (2 threads) 1.38-1.59 at 80-128
+# columns and 1.24-1.27 at 200-256, float16 1.0-1.28; but float64 (65536, 96) 0.97 / 0.80
+# and (16384, 96) 1.00 / 0.98: a bound in bytes keeps float64 at 64 columns.  (The same
+# bits either way.)
+NARROW_ROW_BYTES = 512
 
 # Threaded row kernels stream their outputs (y, s, the backward's dx) past the caches
 # (cpu/_stream.py) when the call moves at least this many bytes (its row arrays, read and

@@ -237,7 +237,7 @@ def run_rows(y, s, x, r, w, b, stats, rows, cols, eps, centered):
     if per_task is _threading.SPLIT:
         return _threading.launch(_rows.rows_split, arrays, norm, stats, rows, cols)
     # (narrow rows in blocks: the same bits as rows_parallel, faster)
-    narrow = cols <= _config.NARROW_COLS and r is None
+    narrow = cols * x[0].itemsize <= _config.NARROW_ROW_BYTES and r is None
     if narrow:
         return run_blocks(_narrow.narrow_parallel, _narrow.narrow_block,
                           lambda: (arrays, norm, stats, cols, FIRST_ROW, FIRST_ROW),

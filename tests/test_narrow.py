@@ -1,4 +1,4 @@
-"""The narrow-row kernel (cpu/narrow.py: rows of at most NARROW_COLS, blocks of 16 rows)
+"""The narrow-row kernel (cpu/narrow.py: rows of at most NARROW_ROW_BYTES, blocks of 16 rows)
 gives the bits of rows_block, which the small calls run: a parallel call is compared with
 the same rows cut into small calls.  The rows include every fallback of the statistics
 (a constant row, a poor shift, float32's range left both ways, rstd beyond float32's
@@ -50,7 +50,8 @@ def in_small_calls(func, x, step, **kw):
     return np.concatenate(parts)
 
 
-@pytest.mark.parametrize("cols, eps", [(64, 1e-5), (64, 0.0), (33, 1e-5), (12, 1e-5)])
+@pytest.mark.parametrize("cols, eps", [(64, 1e-5), (64, 0.0), (33, 1e-5), (12, 1e-5),
+                                       (_config.NARROW_ROW_BYTES // 4, 1e-5)])
 def test_layer_norm_gives_rows_block_bits(launched, cols, eps):
     rows = _config.SERIAL_MAX_ELEMENTS // cols + 21  # (parallel; a last block of 5 rows)
     x = hard_rows(rows, cols, np.float32)
@@ -95,7 +96,7 @@ def test_in_place_gives_rows_block_bits(launched):
 
 
 def test_fused_and_wider_rows_keep_rows_parallel(launched):
-    """add_layer_norm (it loses in blocks) and rows wider than NARROW_COLS."""
+    """add_layer_norm (it loses in blocks) and rows wider than NARROW_ROW_BYTES."""
     x = np.ones((_config.SERIAL_MAX_ELEMENTS // 64 + 1, 64), np.float32)
     numba_ln.add_layer_norm(x, x)
     wide = np.ones((_config.SERIAL_MAX_ELEMENTS // 1024 + 1, 1024), np.float32)

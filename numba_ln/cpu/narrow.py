@@ -1,4 +1,4 @@
-"""Narrow rows (at most NARROW_COLS elements) in blocks: the per-row scalar work of a block's
+"""Narrow rows (at most NARROW_ROW_BYTES) in blocks: the per-row scalar work of a block's
 rows done side by side.
 
 A 64-element row of float32 is 4 vectors of data, yet rows_block spends ~24 ns on it (one
@@ -23,7 +23,13 @@ Measured, float32, one thread, in cache, ns a row (rows_block -> narrow_block): 
 1.39x, (16384, 128) 1.05x; rms_norm (131072, 32) 1.40x, (65536, 64) 1.03x.  The fused forms
 lose here (add_rms_norm (65536, 64) 0.89x: they keep rows_block's sweeps, which overlap
 one row's loads with the previous row's stores), so the engine takes this kernel for rows
-of at most NARROW_COLS without a residual (_engine.run_rows).
+of at most NARROW_ROW_BYTES without a residual (_engine.run_rows).
+
+A row here is one chunk (NARROW_ROW_BYTES of 16-bit data <= CHUNK), summed by one call of _moments' chunk sums
+(row_sums' piece and chunk loops around it, and the call of head_mean, cost more than
+the sums on such a row: short_row_shift takes the tree inline).  On the Zen 4 machine, one
+thread, in cache: (4096, 64) 28.5 -> 24.4 ns a row; that also made 128 columns pay
+(_config.NARROW_ROW_BYTES).
 """
 import math
 
@@ -44,7 +50,7 @@ BLOCK = 16
 GAIN_MAX = _config.SHIFT_GAIN_MAX
 TINY = _config.NARROW_TINY
 RSTD_MAX = _config.NARROW_RSTD_MAX
-assert _config.NARROW_COLS <= _config.CHUNK  # a narrow row is one chunk (narrow_block)
+assert _config.NARROW_ROW_BYTES // 2 <= _config.CHUNK  # a narrow row is one chunk (narrow_block)
 
 
 @kernel(inline="always")
