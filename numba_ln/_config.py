@@ -135,6 +135,15 @@ TASK_ELEMENTS = 65536
 # bits either way.)
 NARROW_ROW_BYTES = 512
 
+# The fused forms (add_layer_norm, add_rms_norm: four arrays) take the narrow kernel only
+# while each array is at most this big.  rows_parallel's sweeps overlap one row's loads
+# with the previous row's stores, which pays where the arrays come from memory; in cache
+# the blocks win (Zen 4, one process, 9 interleaved rounds, medians of per-round ratios
+# rows_parallel/narrow, 2 / 1 threads): add_layer_norm (4096, 64) 1.49, (8192, 80) 1.51,
+# (8192, 128) 1.23 / 1.22, (16384, 64) 1.38 / 1.35, add_rms_norm 1.14-1.65 / 1.02-1.38;
+# past it (16 MiB arrays) 0.88 at (65536, 64), 0.94-0.96 at (16384, 128) (8 MiB).
+NARROW_FUSED_MAX_BYTES = 4 * 2**20
+
 # Threaded row kernels stream their outputs (y, s, the backward's dx) past the caches
 # (cpu/_stream.py) when the call moves at least this many bytes (its row arrays, read and
 # written): an ordinary store reads each line into the cache first.  Measured (2 threads,

@@ -95,9 +95,39 @@ def test_in_place_gives_rows_block_bits(launched):
     assert launched == ["narrow_parallel"]
 
 
-def test_fused_and_wider_rows_keep_rows_parallel(launched):
-    """add_layer_norm (it loses in blocks) and rows wider than NARROW_ROW_BYTES."""
+def test_fused_forms_give_rows_block_bits(launched):
+    """add_layer_norm and add_rms_norm in blocks (arrays of at most NARROW_FUSED_MAX_BYTES):
+    y, s = x + r and the statistics, into fresh arrays and into the residual itself, are
+    the bits of the same rows cut into serial calls."""
+    cols = 64
+    rows = _config.SERIAL_MAX_ELEMENTS // cols + 21
+    step = _config.SERIAL_MAX_ELEMENTS // (cols * _config.FUSED_COST)
+    x = hard_rows(rows, cols, np.float32, seed=5)
+    r = np.random.default_rng(6).standard_normal((rows, cols)).astype(np.float32)
+    r[:12] = 0.0  # (s = x there: hard_rows' fallbacks reach the statistics of s)
+    w = np.linspace(0.5, 2.0, cols, dtype=np.float32)
+    b = np.linspace(-1.0, 1.0, cols, dtype=np.float32)
+
+    def in_serial_calls(func, *params, **kw):
+        parts = [func(x[i:i + step], r[i:i + step], *params, **kw)
+                 for i in range(0, rows, step)]
+        return tuple(np.concatenate(p) for p in zip(*parts))
+
+    for func, params in ((numba_ln.add_layer_norm, (w, b)), (numba_ln.add_rms_norm, (w,))):
+        launched.clear()
+        want = in_serial_calls(func, *params, return_stats=True)
+        assert launched == []
+        assert same_bits(func(x, r, *params, return_stats=True), want)
+        r_in_place = r.copy()
+        got = func(x, r_in_place, *params, residual_out=r_in_place)
+        assert got[1] is r_in_place and same_bits(got, want[:2])
+        assert launched == ["narrow_parallel"] * 2
+
+
+def test_large_fused_and_wider_rows_keep_rows_parallel(launched, monkeypatch):
+    """add_layer_norm past NARROW_FUSED_MAX_BYTES and rows wider than NARROW_ROW_BYTES."""
     x = np.ones((_config.SERIAL_MAX_ELEMENTS // 64 + 1, 64), np.float32)
+    monkeypatch.setattr(_config, "NARROW_FUSED_MAX_BYTES", x.nbytes - 1)
     numba_ln.add_layer_norm(x, x)
     wide = np.ones((_config.SERIAL_MAX_ELEMENTS // 1024 + 1, 1024), np.float32)
     numba_ln.layer_norm(wide)

@@ -21,9 +21,10 @@ Measured, float32, one thread, in cache, ns a row (rows_block -> narrow_block): 
 26.4; RMSNorm (4096, 64) 14.3 -> 11.1; float64 (4096, 64) 25.4 -> 23.0.  Through the front,
 2 threads, medians of interleaved rounds: layer_norm (65536, 64) 1.12-1.18x, (131072, 32)
 1.39x, (16384, 128) 1.05x; rms_norm (131072, 32) 1.40x, (65536, 64) 1.03x.  The fused forms
-lose here (add_rms_norm (65536, 64) 0.89x: they keep rows_block's sweeps, which overlap
-one row's loads with the previous row's stores), so the engine takes this kernel for rows
-of at most NARROW_ROW_BYTES without a residual (_engine.run_rows).
+lose here once their arrays come from memory (add_rms_norm (65536, 64) 0.89x: rows_block's
+sweeps overlap one row's loads with the previous row's stores), so the engine takes this
+kernel for rows of at most NARROW_ROW_BYTES, and for the fused forms only while their
+arrays are at most NARROW_FUSED_MAX_BYTES (_engine.run_rows).
 
 A row here is one chunk (NARROW_ROW_BYTES of 16-bit data <= CHUNK), summed by one call of _moments' chunk sums
 (row_sums' piece and chunk loops around it, and the call of head_mean, cost more than
