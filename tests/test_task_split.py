@@ -72,6 +72,26 @@ def test_a_row_alone_gives_its_bits_in_a_batch(dtype, shape):
             assert np.array_equal(_bits(a[0]), _bits(b[i]))
 
 
+@DTYPES
+@pytest.mark.parametrize("cols", [16, 64])
+def test_a_backward_row_alone_gives_its_bits_in_a_batch(dtype, cols):
+    """A row's dx on its own (a small call) has the bits it has in a batch, for rows of
+    at most 64 elements, which run in blocks (cpu/_backward_blocks.py: every row summed
+    alone and its dx written alone).  (rms_norm_backward's float32 and float64 rows here
+    and at every width, and bfloat16 rows at 16-64, differed in the last bit in about half
+    and a few of the rows before; wider rows still may: README, Same bits.)"""
+    rng = np.random.default_rng(3)
+    shape = (2000, cols)
+    x = (3 + rng.standard_normal(shape)).astype(dtype)
+    dy = rng.standard_normal(shape).astype(dtype)
+    w = rng.standard_normal(cols).astype(np.float64 if dtype == np.float64 else np.float32)
+    for backward in (numba_ln.layer_norm_backward, numba_ln.rms_norm_backward):
+        batch = backward(dy, x, w)[0]
+        for i in range(0, shape[0], 50):
+            alone = backward(dy[i:i + 1], x[i:i + 1], w)[0]
+            assert np.array_equal(_bits(alone[0]), _bits(batch[i])), (backward.__name__, i)
+
+
 @pytest.mark.parametrize("rows", [3, 16])
 def test_bfloat16_rows_longer_than_the_scratch_row(rows):
     """Rows past rows.lone_row_stats' scratch row (16384 bfloat16) are summed alone, as

@@ -52,7 +52,8 @@ given mean rounded to the work type otherwise (_backward_stats.sums_center) -- a
 
 which loses nothing while |mean - k| * rstd <= 1 (the error is at most three times that
 of a sum about the mean); otherwise (a poor shift, float32 squares out of range, inf or
-NaN) the row is summed once more about its mean, in L1 (``row_gxhat``).  float32 rows
+NaN) the row is summed once more about its mean, in L1 (``row_gxhat``).  Rows of at most
+BLOCKED_COLS elements go in blocks instead, sums first, then dx (_backward_blocks.py).  float32 rows
 whose rstd leaves float32's range are computed in float64 (``row_wide``).
 
 **Determinism.**  Rows are cut into tasks by the shape alone (``task_rows``); each task
@@ -77,8 +78,9 @@ import numpy as np
 from numba import prange
 
 from .. import _config, _stand_ins, _threading
-from ._backward_elements import clear_rows, flush_rows
-from ._backward_rows import lead, row_dx, row_wide, sweep
+from ._backward_blocks import BLOCKED_COLS, blocked_rows, lead_row
+from ._backward_elements import PARAM_ROWS, clear_rows, flush_rows
+from ._backward_rows import row_dx, row_wide, sweep
 from ._backward_single import single_column
 from ._backward_stats import row_terms, sums_center
 from ._backward_tasks import task_rows
@@ -115,34 +117,7 @@ def given_stats(mean, rstd):
     return (mean, rstd, np.bool_(True))
 
 
-# dy * xhat and dy are added up PARAM_ROWS rows at a time in the work type, then into the
-# float64 partials (_backward_rows.flush_rows).  All in float32, the sweep runs 16 float32
-# lanes to a vector; with float64 partial rows in the same loop LLVM chose 8 (one thread,
-# (4096, 1024): 0.63 ns/element against 0.54).  Rounding: at most PARAM_ROWS + 1 float32
-# roundings of sum(|dy * xhat|) over those rows; measured errors ~1e-7 (bar 1e-5).  Every
-# 32 rows flushed 10% faster in L1, with a worst-case bound four times as large.  Sums kept
-# in registers instead, a block of PARAM_ROWS rows at a time (each row summed alone, then
-# the block's dx column by column across its rows; the same roundings), measured on a Zen
-# 4, one thread: 0.88-0.90x the time at (256, 768), but 3.6x at (64, 1024) and 2.1x at
-# (64, 4096), likely because the block's 24 row streams, 4 KiB apart, share the sets of
-# the 8-way L1 (README, Training); the row-by-row sweep has 8 streams.
-PARAM_ROWS = 8
-
-
-# --- a row's sums, piece by piece (as _moments.row_sums adds them) ----------------------------
-
-@kernel(inline="always")
-def lead_row(dy, x, w, center, cols, centered):
-    t1 = t2 = tg = tgd = 0.0
-    for p in range(0, cols, PIECE):
-        a1, a2, ag, agd = lead(advance(dy, p), advance(x, p), advance(w, p), center,
-                               smaller(cols, p + PIECE) - p, centered)
-        t1 += a1
-        t2 += a2
-        tg += ag
-        tgd += agd
-    return t1, t2, tg, tgd
-
+# --- a row's sweep, piece by piece (as _moments.row_sums adds them) ---------------------------
 
 @kernel(inline="always")
 def sweep_row(row, sums, w, terms, following, cols, centered):
@@ -178,6 +153,9 @@ def backward_block(arrays, norm, stats, partials, cols, first, last, t, stream):
     pw, pb = row_address(pwv, t, 0), row_address(pbv, t, 0)
     sw, sb = row_address(swv, t, 0), row_address(sbv, t, 0)
     clear_rows(pw, pb, sw, sb, cols)
+    if cols <= BLOCKED_COLS and not stream:  # (short rows: _backward_blocks.py)
+        blocked_rows(arrays, norm, stats, (pw, pb, sw, sb), cols, first, last)
+        return
     dyp, xp = row_address(dy, first, 0), row_address(x, first, 0)
     k = sums_center(stats, first, xp, cols, centered)
     t1, t2, tg, tgd = lead_row(dyp, xp, wp, k, cols, centered)
