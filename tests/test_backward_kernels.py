@@ -9,6 +9,7 @@ import numba
 import numpy as np
 import pytest
 
+from numba_ln import _config
 from numba_ln import reference as ref
 from numba_ln.cpu import _backward_tasks as tasks
 from numba_ln.cpu import backward as bw
@@ -276,7 +277,7 @@ def test_capped_tasks(rng, monkeypatch):
 def test_long_rows_in_pieces(rng):
     """Rows longer than PIECE: the sums are added piece by piece, as the forward's (and
     two tasks of TASK_MIN_ROWS rows)."""
-    dy, x, w = data(rng, (2 * tasks.TASK_MIN_ROWS, bw.PIECE + 1000), np.float32, 1e3)
+    dy, x, w = data(rng, (2 * tasks.TASK_MIN_ROWS, _config.PIECE + 1000), np.float32, 1e3)
     assert_matches(backward(dy, x, w), reference(dy, x, w), np.float32)
 
 

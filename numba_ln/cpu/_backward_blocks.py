@@ -22,32 +22,17 @@ statistics, us): float32 (1024, 64) 93 -> 65, (4096, 64) 203 -> 146, (16384, 64)
 """
 from .. import _config
 from ._backward_elements import PARAM_ROWS, flush_rows
-from ._backward_rows import lead, row_dx, row_wide
+from ._backward_rows import row_dx, row_wide
 from ._backward_stats import row_terms, sums_center
+from ._backward_sums import lead_row
 from ._elements import is_narrow, smaller, work
 from ._jit import kernel
-from ._moments import PIECE
-from ._pointers import address, advance, row_address, stack_doubles
+from ._pointers import address, row_address, stack_doubles
 from ._rowops import normalizer
 
 RSTD_MAX = _config.NARROW_RSTD_MAX
 BLOCK = 16
 BLOCKED_COLS = 64  # (the measurements above)
-
-
-@kernel(inline="always")
-def lead_row(dy, x, w, center, cols, centered):
-    """(S1, S2, Sg, Sgd) of a whole row alone, piece by piece (as _moments.row_sums adds
-    them)."""
-    t1 = t2 = tg = tgd = 0.0
-    for p in range(0, cols, PIECE):
-        a1, a2, ag, agd = lead(advance(dy, p), advance(x, p), advance(w, p), center,
-                               smaller(cols, p + PIECE) - p, centered)
-        t1 += a1
-        t2 += a2
-        tg += ag
-        tgd += agd
-    return t1, t2, tg, tgd
 
 
 @kernel(_nrt=False)

@@ -78,18 +78,18 @@ import numpy as np
 from numba import prange
 
 from .. import _config, _stand_ins, _threading
-from ._backward_blocks import BLOCKED_COLS, blocked_rows, lead_row
+from ._backward_blocks import BLOCKED_COLS, blocked_rows
 from ._backward_elements import PARAM_ROWS, clear_rows, flush_rows
-from ._backward_rows import row_dx, row_wide, sweep
+from ._backward_rows import row_dx, row_wide
 from ._backward_single import single_column
 from ._backward_stats import row_terms, sums_center
+from ._backward_sums import lone_sums, sweep_row
 from ._backward_tasks import task_rows
 from ._elements import is_narrow, smaller, work
 from ._indirect import block_key, call_block, run_blocks
 from ._jit import kernel
-from ._moments import PIECE
 from ._partials import numpy_param_grad, numpy_partial_rows, param_grad, partial_rows
-from ._pointers import address, advance, row_address, stack_or_new
+from ._pointers import address, row_address, stack_or_new
 from ._rowops import normalizer
 from ._storage import work_dtype
 from ._stream import row_buffer, stream_end, stream_fence, stream_row, stream_state, streams
@@ -117,28 +117,6 @@ def given_stats(mean, rstd):
     return (mean, rstd, np.bool_(True))
 
 
-# --- a row's sweep, piece by piece (as _moments.row_sums adds them) ---------------------------
-
-@kernel(inline="always")
-def sweep_row(row, sums, w, terms, following, cols, centered):
-    """_backward_rows.sweep (whose docstring says what the arguments hold) over a whole
-    row, piece by piece, the totals added in order."""
-    dx, dy, x, gr = row
-    sw, sb = sums
-    dy2, x2, center2 = following
-    t1 = t2 = tg = tgd = 0.0
-    for p in range(0, cols, PIECE):
-        a1, a2, ag, agd = sweep((advance(dx, p), advance(dy, p), advance(x, p), advance(gr, p)),
-                                (advance(sw, p), advance(sb, p)), advance(w, p), terms,
-                                (advance(dy2, p), advance(x2, p), center2),
-                                smaller(cols, p + PIECE) - p, centered)
-        t1 += a1
-        t2 += a2
-        tg += ag
-        tgd += agd
-    return t1, t2, tg, tgd
-
-
 # --- the kernels ------------------------------------------------------------------------------
 
 @kernel(_nrt=False)
@@ -153,15 +131,18 @@ def backward_block(arrays, norm, stats, partials, cols, first, last, t, stream):
     pw, pb = row_address(pwv, t, 0), row_address(pbv, t, 0)
     sw, sb = row_address(swv, t, 0), row_address(sbv, t, 0)
     clear_rows(pw, pb, sw, sb, cols)
-    if cols <= BLOCKED_COLS and not stream:  # (short rows: _backward_blocks.py)
+    if cols <= BLOCKED_COLS:  # (short rows: _backward_blocks.py; never streamed, so that a
+        # row's sums are lead_row's wherever it lies)
         blocked_rows(arrays, norm, stats, (pw, pb, sw, sb), cols, first, last)
         return
     dyp, xp = row_address(dy, first, 0), row_address(x, first, 0)
     k = sums_center(stats, first, xp, cols, centered)
-    t1, t2, tg, tgd = lead_row(dyp, xp, wp, k, cols, centered)
+    scratch, dx_stream = row_buffer(dx), stream_state(dx)
+    zeros = (row_buffer(dy), row_buffer(x))
+    t1, t2, tg, tgd = lone_sums(scratch, zeros, row_address(gr, first, 0), (sw, sb), wp,
+                                (dyp, xp, k), cols, centered)
     mean, rstd, c1, c2 = row_terms(stats, first, dyp, xp, wp, cols, eps, centered, k,
                                    t1, t2, tg, tgd)
-    scratch, dx_stream = row_buffer(dx), stream_state(dx)
     for i in range(first, last):
         dxp, grp = row_address(dx, i, 0), row_address(gr, i, 0)
         written = scratch if stream else dxp  # (where the kernel writes row i of dx)
@@ -184,7 +165,8 @@ def backward_block(arrays, norm, stats, partials, cols, first, last, t, stream):
                                             centered)
             else:
                 row_wide(written, dyp, xp, wp, grp, sw, sb, mean, rstd, cols, centered)
-                t1, t2, tg, tgd = lead_row(dy2, x2, wp, k, cols, centered)
+                t1, t2, tg, tgd = lone_sums(scratch, zeros, row_address(gr, i + 1, 0), (sw, sb),
+                                            wp, (dy2, x2, k), cols, centered)
             if (i - first) % PARAM_ROWS == PARAM_ROWS - 1:
                 flush_rows(pw, sw, pb, sb, cols)
             mean, rstd, c1, c2 = row_terms(stats, i + 1, dy2, x2, wp, cols, eps, centered, k,
