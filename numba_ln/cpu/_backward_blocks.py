@@ -10,8 +10,9 @@ last row is (row_dx): the rows' chains are independent, so they overlap.
 
 The sums are a task's first row's, and the dx a task's last row's, for every row: a row
 gives the same bits whether it is alone or in a batch, and wherever a task starts (the
-sweep summed bfloat16 rows of 48 and 64 elements in other lanes than lead_row: such a
-row's dx moved in the last bit with its place, and now does not).  The partial rows are
+sweep summed RMSNorm's float32 and float64 rows, and some bfloat16 rows, in other lanes
+than lead_row: such a row's dx moved in the last bit with its place; wider rows get the
+same property the other way round, _backward_sums.lone_sums).  The partial rows are
 updated row by row and flushed every PARAM_ROWS rows, as backward_block does.
 
 Measured (Zen 4, 2 threads, one process, the two versions interleaved, recomputed
@@ -51,8 +52,8 @@ def blocked_rows(arrays, norm, stats, partials, cols, first, last):
             dyp, xp = row_address(dy, start + j, 0), row_address(x, start + j, 0)
             k = sums_center(stats, start + j, xp, cols, centered)
             t1, t2, tg, tgd = lead_row(dyp, xp, wp, k, cols, centered)
-            means[j], rstds[j], c1s[j], c2s[j] = row_terms(stats, start + j, dyp, xp, wp, cols,
-                                                           eps, centered, k, t1, t2, tg, tgd)
+            means[j], rstds[j], c1s[j], c2s[j] = row_terms(
+                stats, start + j, dyp, xp, wp, cols, eps, centered, k, t1, t2, tg, tgd)
         for j in range(n):
             i = start + j
             dyp, xp = row_address(dy, i, 0), row_address(x, i, 0)

@@ -165,8 +165,8 @@ def backward_block(arrays, norm, stats, partials, cols, first, last, t, stream):
                                             centered)
             else:
                 row_wide(written, dyp, xp, wp, grp, sw, sb, mean, rstd, cols, centered)
-                t1, t2, tg, tgd = lone_sums(scratch, zeros, row_address(gr, i + 1, 0), (sw, sb),
-                                            wp, (dy2, x2, k), cols, centered)
+                t1, t2, tg, tgd = lone_sums(scratch, zeros, row_address(gr, i + 1, 0),
+                                            (sw, sb), wp, (dy2, x2, k), cols, centered)
             if (i - first) % PARAM_ROWS == PARAM_ROWS - 1:
                 flush_rows(pw, sw, pb, sb, cols)
             mean, rstd, c1, c2 = row_terms(stats, i + 1, dy2, x2, wp, cols, eps, centered, k,

@@ -26,11 +26,11 @@ sweeps overlap one row's loads with the previous row's stores), so the engine ta
 kernel for rows of at most NARROW_ROW_BYTES, and for the fused forms only while their
 arrays are at most NARROW_FUSED_MAX_BYTES (_engine.run_rows).
 
-A row here is one chunk (NARROW_ROW_BYTES of 16-bit data <= CHUNK), summed by one call of _moments' chunk sums
-(row_sums' piece and chunk loops around it, and the call of head_mean, cost more than
-the sums on such a row: short_row_shift takes the tree inline).  On the Zen 4 machine, one
-thread, in cache: (4096, 64) 28.5 -> 24.4 ns a row; that also made 128 columns pay
-(_config.NARROW_ROW_BYTES).
+A row here is one chunk (NARROW_ROW_BYTES of 16-bit data <= CHUNK), summed by one call of
+_moments' chunk sums (row_sums' piece and chunk loops around it, and the call of
+head_mean, cost more than the sums on such a row: short_row_shift takes the tree inline).
+On the Zen 4 machine, one thread, in cache: (4096, 64) 28.5 -> 24.4 ns a row; that also
+made 128 columns pay (_config.NARROW_ROW_BYTES).
 """
 import math
 
@@ -51,7 +51,7 @@ BLOCK = 16
 GAIN_MAX = _config.SHIFT_GAIN_MAX
 TINY = _config.NARROW_TINY
 RSTD_MAX = _config.NARROW_RSTD_MAX
-assert _config.NARROW_ROW_BYTES // 2 <= _config.CHUNK  # a narrow row is one chunk (narrow_block)
+assert _config.NARROW_ROW_BYTES // 2 <= _config.CHUNK  # (a narrow row is one chunk)
 
 
 @kernel(inline="always")
@@ -99,7 +99,8 @@ def narrow_block(arrays, norm, stats, cols, first, last):
             shift[j] = k
             # (row_sums' totals: a row of at most CHUNK elements is one chunk, and its
             # piece and chunk loops cost more than the sums here)
-            t1s[j], t2s[j] = chunk_stats(xp, rp, sp, k, np.uint64(0), np.uint64(cols), centered)
+            t1s[j], t2s[j] = chunk_stats(xp, rp, sp, k, np.uint64(0), np.uint64(cols),
+                                         centered)
         if finish_rows(block, n, cols, eps, centered, is_narrow(x)):
             for j in range(n):
                 src = source(row_address(s, start + j, 0), row_address(x, start + j, 0),
