@@ -75,11 +75,10 @@ def test_a_row_alone_gives_its_bits_in_a_batch(dtype, shape):
 @DTYPES
 @pytest.mark.parametrize("cols", [16, 64, 100, 768])
 def test_a_backward_row_alone_gives_its_bits_in_a_batch(dtype, cols):
-    """A row's dx on its own (a small call) has the bits it has in a batch: rows of at
-    most 64 elements run in blocks (cpu/_backward_blocks.py: every row summed alone and
-    its dx written alone), wider rows are all summed by the sweep (_backward_sums.lone_sums
-    for a task's first row).  rms_norm_backward's float32 and float64 rows differed in
-    the last bit in about half the rows at every width before, bfloat16's in a few."""
+    """A row's dx on its own (a small call) has the bits it has in a batch: every row is
+    summed by the sweep (_backward_sums.lone_sums for a task's first row).
+    rms_norm_backward's float32 and float64 rows differed in the last bit in about half
+    the rows at every width before, bfloat16's in a few."""
     rng = np.random.default_rng(3)
     shape = (2000, cols)
     x = (3 + rng.standard_normal(shape)).astype(dtype)

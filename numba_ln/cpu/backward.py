@@ -52,8 +52,7 @@ given mean rounded to the work type otherwise (_backward_stats.sums_center) -- a
 
 which loses nothing while |mean - k| * rstd <= 1 (the error is at most three times that
 of a sum about the mean); otherwise (a poor shift, float32 squares out of range, inf or
-NaN) the row is summed once more about its mean, in L1 (``row_gxhat``).  Rows of at most
-BLOCKED_COLS elements go in blocks instead, sums first, then dx (_backward_blocks.py).  float32 rows
+NaN) the row is summed once more about its mean, in L1 (``row_gxhat``).  float32 rows
 whose rstd leaves float32's range are computed in float64 (``row_wide``).
 
 **Determinism.**  Rows are cut into tasks by the shape alone (``task_rows``); each task
@@ -78,7 +77,6 @@ import numpy as np
 from numba import prange
 
 from .. import _config, _stand_ins, _threading
-from ._backward_blocks import BLOCKED_COLS, blocked_rows
 from ._backward_elements import PARAM_ROWS, clear_rows, flush_rows
 from ._backward_rows import row_dx, row_wide
 from ._backward_single import single_column
@@ -131,10 +129,6 @@ def backward_block(arrays, norm, stats, partials, cols, first, last, t, stream):
     pw, pb = row_address(pwv, t, 0), row_address(pbv, t, 0)
     sw, sb = row_address(swv, t, 0), row_address(sbv, t, 0)
     clear_rows(pw, pb, sw, sb, cols)
-    if cols <= BLOCKED_COLS:  # (short rows: _backward_blocks.py; never streamed, so that a
-        # row's sums are lead_row's wherever it lies)
-        blocked_rows(arrays, norm, stats, (pw, pb, sw, sb), cols, first, last)
-        return
     dyp, xp = row_address(dy, first, 0), row_address(x, first, 0)
     k = sums_center(stats, first, xp, cols, centered)
     scratch, dx_stream = row_buffer(dx), stream_state(dx)
