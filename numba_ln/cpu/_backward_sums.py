@@ -9,7 +9,7 @@ from ._elements import smaller, work
 from ._jit import kernel
 from ._moments import PIECE
 from ._pointers import advance
-from ._stream import STREAM_MAX_ROW_BYTES, line_lanes
+from ._stream import fits_row_buffer
 
 
 @kernel(inline="always")
@@ -60,7 +60,7 @@ def lone_sums(scratch, zeros, gr, sums, w, following, cols, centered):
     partial rows.  Rows longer than the scratch rows are summed alone (README, Same bits)."""
     dy0, x0 = zeros
     dy2, x2, k = following
-    if cols * 64 <= STREAM_MAX_ROW_BYTES * line_lanes(x2):
+    if fits_row_buffer(x2, cols):
         clear(dy0, cols)  # (zeros: no subnormal or NaN arithmetic)
         clear(x0, cols)
         zero = work(x2, 0.0)

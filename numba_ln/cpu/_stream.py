@@ -98,6 +98,13 @@ def line_lanes(typingctx, pointer):
     return types.intp(pointer), codegen
 
 
+@kernel(inline="always")
+def fits_row_buffer(pointer, cols):
+    """Whether a row of cols elements of pointer's type fits a row_buffer (its bytes, cols *
+    itemsize, as cols * 64 / line_lanes)."""
+    return cols * LINE <= STREAM_MAX_ROW_BYTES * line_lanes(pointer)
+
+
 @intrinsic
 def line_offset(typingctx, pointer):
     """How many elements pointer lies past the start of its 64-byte line; -1 if its

@@ -48,7 +48,7 @@ from ._moments import (PIECE, finish_row, piece_sums, row_shift, row_sums, rstd_
                        stats_of_totals)
 from ._pointers import address, advance, prefetch_line, row_address
 from ._rowops import normalize_span, normalizer, source
-from ._stream import (STREAM_MAX_ROW_BYTES, line_lanes, row_buffer, stream_end, stream_fence,
+from ._stream import (fits_row_buffer, line_lanes, row_buffer, stream_end, stream_fence,
                       stream_row, stream_state)
 from ._sweep import sweep
 
@@ -99,7 +99,7 @@ def lone_row_stats(scratch_y, scratch_src, s, x, r, w, b, cols, centered):
     the whole array (tests/test_task_split.py).  Not for float32, float64 or float16,
     whose loops LLVM vectorizes alike (that test), nor for longer rows: their rows sum
     alone, and the caveat stays (README, Same bits)."""
-    if is_bfloat16(x) and cols * 64 <= STREAM_MAX_ROW_BYTES * line_lanes(x):
+    if is_bfloat16(x) and fits_row_buffer(x, cols):
         clear(scratch_src, cols)  # (zeros: no subnormal or NaN arithmetic)
         k = row_shift(x, r, cols, centered)
         t1, t2 = sweep_row(scratch_y, scratch_src, normalizer(scratch_src, 0.0, 0.0), w, b,
