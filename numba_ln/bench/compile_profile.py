@@ -1,0 +1,107 @@
+"""Where a test run's compiling goes: a pytest plugin that records every Numba
+compilation (its ``numba:compile`` events) with the test that caused it, and a report.
+
+    NUMBA_CACHE_DIR=$(mktemp -d) pytest -p numba_ln.bench.compile_profile
+    python -m numba_ln.bench.compile_profile             # the report
+
+Each test process appends to ``compile-profile/<pid>.jsonl`` (git ignores the folder; delete
+it before a new run).  A compilation's own time leaves out the compilations nested in it
+(a kernel compiling the helpers it calls), so the own times add up to the total.  Into an
+empty cache the figures are compiling; into a warm one, mostly cache loads.  The wall times
+of processes that compile side by side share the cores: compare runs with the same
+number of workers.  (README, First use and caching, quotes a run.)
+"""
+import collections
+import glob
+import json
+import os
+import sys
+import time
+
+FOLDER = "compile-profile"
+
+
+class _Recorder:
+    """A Numba event listener writing one line per compilation."""
+
+    def __init__(self, folder):
+        self.folder, self.test, self.starts, self.out = folder, None, [], None
+
+    def on_start(self, event):
+        self.starts.append(time.perf_counter())
+
+    def on_end(self, event):
+        began = self.starts.pop()
+        try:  # (a recorder never fails a compilation)
+            dispatcher = (event.data or {}).get("dispatcher")
+            function = getattr(dispatcher, "py_func", None)
+            name = f"{getattr(function, '__module__', None) or ''}." \
+                   f"{getattr(function, '__qualname__', None) or dispatcher}"
+            if self.out is None:
+                os.makedirs(self.folder, exist_ok=True)
+                self.out = open(os.path.join(self.folder, f"{os.getpid()}.jsonl"), "a")
+            self.out.write(json.dumps({"test": self.test, "kernel": name,
+                                       "seconds": time.perf_counter() - began,
+                                       "depth": len(self.starts)}) + "\n")
+            self.out.flush()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+_RECORDER = _Recorder(FOLDER)
+
+
+def pytest_configure(config):
+    """Start recording (as a plugin only: importing this module records nothing)."""
+    from numba.core import event
+
+    class Listener(event.Listener):
+        def on_start(self, ev):
+            _RECORDER.on_start(ev)
+
+        def on_end(self, ev):
+            _RECORDER.on_end(ev)
+
+    event.register("numba:compile", Listener())
+
+
+def pytest_runtest_setup(item):
+    _RECORDER.test = item.nodeid
+
+
+def own_times(records):
+    """Each record with "own": its seconds less those of the compilations nested in it
+    (records of one process, in the order they ended)."""
+    nested = collections.defaultdict(float)  # depth -> seconds of ended children
+    for r in records:
+        r["own"] = r["seconds"] - nested.pop(r["depth"] + 1, 0.0)
+        nested[r["depth"]] += r["seconds"]
+    return records
+
+
+def report(folder=FOLDER, top=25):
+    """The report's lines: total, by kernel, by test file, by test."""
+    records = []
+    for path in sorted(glob.glob(os.path.join(folder, "*.jsonl"))):
+        with open(path) as f:
+            records += own_times([json.loads(line) for line in f])
+    lines = [f"{len(records)} compilations, {sum(r['own'] for r in records):.1f} s "
+             f"(own times, all processes)"]
+
+    def table(title, key):
+        totals, counts = collections.defaultdict(float), collections.Counter()
+        for r in records:
+            totals[key(r)] += r["own"]
+            counts[key(r)] += 1
+        lines.append(f"--- {title}: seconds, compilations")
+        for name, seconds in sorted(totals.items(), key=lambda kv: -kv[1])[:top]:
+            lines.append(f"{seconds:8.1f} {counts[name]:5d}  {name}")
+
+    table("by kernel", lambda r: r["kernel"])
+    table("by test file", lambda r: (r["test"] or "(outside tests)").split("::")[0])
+    table("by test", lambda r: r["test"] or "(outside tests)")
+    return lines
+
+
+if __name__ == "__main__":
+    print("\n".join(report(*sys.argv[1:2])))

@@ -1,0 +1,31 @@
+"""numba_ln/bench/compile_profile.py: own times of nested compilations, and the report."""
+import json
+
+import pytest
+
+from numba_ln.bench import compile_profile
+
+
+def test_own_times_leave_out_nested_compilations():
+    # a kernel (2.0 s) compiling two helpers (0.5 s, and 0.3 s with one of its own)
+    records = [{"depth": 1, "seconds": 0.5}, {"depth": 2, "seconds": 0.1},
+               {"depth": 1, "seconds": 0.3}, {"depth": 0, "seconds": 2.0},
+               {"depth": 0, "seconds": 1.0}]
+    own = [r["own"] for r in compile_profile.own_times(records)]
+    assert own == pytest.approx([0.5, 0.1, 0.2, 1.2, 1.0])
+    assert sum(own) == pytest.approx(3.0)
+
+
+def test_report_adds_up_processes(tmp_path):
+    for pid, rows in ((1, [("a.k", "t.py::x", 0, 2.0)]),
+                      (2, [("a.h", "t.py::y", 1, 0.5), ("a.k", "u.py::z", 0, 1.5)])):
+        with open(tmp_path / f"{pid}.jsonl", "w") as f:
+            for kernel, test, depth, seconds in rows:
+                f.write(json.dumps({"kernel": kernel, "test": test, "depth": depth,
+                                    "seconds": seconds}) + "\n")
+    lines = compile_profile.report(str(tmp_path))
+    assert lines[0] == "3 compilations, 3.5 s (own times, all processes)"
+    kernels = lines[lines.index("--- by kernel: seconds, compilations") + 1:][:2]
+    assert kernels[0].split() == ["3.0", "2", "a.k"] and kernels[1].split() == ["0.5", "1", "a.h"]
+    # (a.h nested in pid 2's a.k: 0.5 s its own, 1.0 s a.k's)
+    assert "     2.5     2  t.py" in lines and "     1.0     1  u.py" in lines
