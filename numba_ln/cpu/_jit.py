@@ -32,6 +32,11 @@ except ImportError:
 
 _warned = False
 
+# The jit options of an overload implementation that is a thin caller (the small kernels'
+# bodies): the kernels' pipeline, so that its library links what it calls late
+# (_local_copies.link_after_optimizing).  {} on a Numba without that pipeline.
+THIN_CALLER = {} if _PIPELINE is None else {"pipeline_class": _PIPELINE}
+
 # Numba invalidates a cached kernel only when the file that defines it changes, but our
 # kernels inline helpers from their sibling modules and read _config at compile time:
 # with Numba's stamp alone, an edit to _moments.py leaves rows.py's cached kernels running
@@ -216,9 +221,14 @@ def kernel(**options):
     # The same machine code cold and cached (_local_copies)
     if _PIPELINE is not None:
         options.setdefault("pipeline_class", _PIPELINE)
+    # (a thin caller: the kernels it calls are linked after its own optimization,
+    # _local_copies.link_after_optimizing)
+    link_late = options.pop("link_late", False)
 
     def decorate(func):
         global _warned
+        if link_late:
+            func._numba_ln_link_late = True
         try:
             dispatcher = numba.njit(cache=True, **options)(func)
         except RuntimeError as exc:  # "cannot cache function ...: no locator available"

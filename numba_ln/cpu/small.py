@@ -22,7 +22,8 @@ from numba import types
 from numba.extending import overload
 
 from ._elements import _absent, _in_place
-from ._jit import kernel
+from ._jit import THIN_CALLER, kernel
+from ._local_copies import link_after_optimizing
 from .rows import rows_block
 from .small_args import (CENTERED, NO_EPS, NOT_CENTERED, _array_fits, _param_rows_fit,
                          _param_type_fits, apart, as_mutable, length_fits, rows_fit,
@@ -88,7 +89,7 @@ def _stats_helpers(stats):
     return stats_fit, finish_stats
 
 
-@overload(run_norm)
+@overload(run_norm, jit_options=THIN_CALLER)
 def _run_norm(y, x, w, b, eps, centered, stats, cols):
     param_fits = _param_type_fits if _absent(cols) else _param_rows_fit
     if not (_array_fits(y, x) and (x.mutable or not _in_place(y)) and rows_layout_fits(x)
@@ -120,14 +121,14 @@ def _run_norm(y, x, w, b, eps, centered, stats, cols):
                    rows, np.bool_(False))
         finish(sums, stats, eps)
         return 0
-    return run
+    return link_after_optimizing(run)
 
 
 def run_add_norm(y, s, x, r, w, b, eps, centered, stats):
     """The body of small_add_layer_norm and its siblings (stats: as run_norm's)."""
 
 
-@overload(run_add_norm)
+@overload(run_add_norm, jit_options=THIN_CALLER)
 def _run_add_norm(y, s, x, r, w, b, eps, centered, stats):
     if not (_array_fits(y, x) and not _in_place(y) and _array_fits(s, x)
             and _array_fits(r, x) and not _in_place(r)
@@ -159,35 +160,35 @@ def _run_add_norm(y, s, x, r, w, b, eps, centered, stats):
                    sums, cols, np.int64(0), rows, np.bool_(False))
         finish(sums, stats, eps)
         return 0
-    return run
+    return link_after_optimizing(run)
 
 
 # One dispatcher per form, the form's flags fixed inside it (small_args.CENTERED).
-@kernel()
+@kernel(link_late=True)
 def small_layer_norm(y, x, w, b, eps):
     """LayerNorm of x's last axis into y (an array or IN_PLACE)."""
     return run_norm(y, x, w, b, eps, CENTERED, None, None)
 
 
-@kernel()
+@kernel(link_late=True)
 def small_layer_norm_stats(y, x, w, b, eps, stats):
     """small_layer_norm, and (mean, rstd) along stats' first axis."""
     return run_norm(y, x, w, b, eps, CENTERED, stats, None)
 
 
-@kernel()
+@kernel(link_late=True)
 def small_rms_norm(y, x, w, eps):
     """RMSNorm of x's last axis into y (an array or IN_PLACE)."""
     return run_norm(y, x, w, None, eps, NOT_CENTERED, None, None)
 
 
-@kernel()
+@kernel(link_late=True)
 def small_rms_norm_stats(y, x, w, eps, stats):
     """small_rms_norm, and rstd along stats' first axis."""
     return run_norm(y, x, w, None, eps, NOT_CENTERED, stats, None)
 
 
-@kernel()
+@kernel(link_late=True)
 def small_layer_norm_rows(y, x, w, b, eps, cols):
     """small_layer_norm over rows of cols elements: a C-contiguous x whose last axes,
     normalized together, hold cols elements each (axis=(-2, -1), a LayerNorm((16, 48))),
@@ -197,32 +198,32 @@ def small_layer_norm_rows(y, x, w, b, eps, cols):
     return run_norm(y, x, w, b, eps, CENTERED, None, cols)
 
 
-@kernel()
+@kernel(link_late=True)
 def small_rms_norm_rows(y, x, w, eps, cols):
     """small_layer_norm_rows's RMSNorm."""
     return run_norm(y, x, w, None, eps, NOT_CENTERED, None, cols)
 
 
-@kernel()
+@kernel(link_late=True)
 def small_add_layer_norm(y, s, x, r, w, b, eps):
     """s = x + r (s an array or IN_PLACE: over r), and its LayerNorm into y, the rows in
     this thread (the front takes calls within the fused serial bound only)."""
     return run_add_norm(y, s, x, r, w, b, eps, CENTERED, None)
 
 
-@kernel()
+@kernel(link_late=True)
 def small_add_layer_norm_stats(y, s, x, r, w, b, eps, stats):
     """small_add_layer_norm, and (mean, rstd) of s along stats' first axis."""
     return run_add_norm(y, s, x, r, w, b, eps, CENTERED, stats)
 
 
-@kernel()
+@kernel(link_late=True)
 def small_add_rms_norm(y, s, x, r, w, eps):
     """small_add_layer_norm's RMSNorm."""
     return run_add_norm(y, s, x, r, w, None, eps, NOT_CENTERED, None)
 
 
-@kernel()
+@kernel(link_late=True)
 def small_add_rms_norm_stats(y, s, x, r, w, eps, stats):
     """small_add_rms_norm, and rstd of s along stats' first axis."""
     return run_add_norm(y, s, x, r, w, None, eps, NOT_CENTERED, stats)
@@ -232,7 +233,7 @@ def run_moments(x, stats, eps, centered):
     """The body of small_moments: 1 unless the types and sizes are the kernel's."""
 
 
-@overload(run_moments)
+@overload(run_moments, jit_options=THIN_CALLER)
 def _run_moments(x, stats, eps, centered):
     if not (isinstance(stats, types.Array) and stats.layout == "C" and stats.ndim == 2
             and stats.mutable and isinstance(stats.dtype, types.Float)):
@@ -250,10 +251,10 @@ def _run_moments(x, stats, eps, centered):
             stats[0, i] = sums[0][i]
             stats[1, i] = sums[1][i]
         return 0
-    return run
+    return link_after_optimizing(run)
 
 
-@kernel()
+@kernel(link_late=True)
 def small_moments(x, stats):
     """The mean and variance of x's rows into stats' two rows (one output array, one
     allocation in the front).  eps 0.0 and centered True as run-time values: the general

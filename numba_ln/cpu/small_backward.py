@@ -26,7 +26,8 @@ import numpy as np
 from numba.extending import overload
 
 from ._elements import _absent, work
-from ._jit import kernel
+from ._jit import THIN_CALLER, kernel
+from ._local_copies import link_after_optimizing
 from ._partials import param_grad, partial_rows
 from ._backward_tasks import split_rows
 from .backward import backward_serial
@@ -91,7 +92,7 @@ def run_backward_small(dx, dy, x, gr, w, mean, rstd, eps, centered, tasking, dwe
     the general path's parallel launch, the same bits).  cols: backward_fits'."""
 
 
-@overload(run_backward_small)
+@overload(run_backward_small, jit_options=THIN_CALLER)
 def _run_backward_small(dx, dy, x, gr, w, mean, rstd, eps, centered, tasking, dweight, dbias,
                         cols):
     # (several axes as rows: their parameters flattened, no statistics, no residual)
@@ -124,11 +125,11 @@ def _run_backward_small(dx, dy, x, gr, w, mean, rstd, eps, centered, tasking, dw
         param_grad(pw, tasks, cols, dweight)
         param_grad(pb, tasks, cols, dbias)
         return 0
-    return run
+    return link_after_optimizing(run)
 
 
 # One dispatcher per form, the form's flags fixed inside it (small_args.CENTERED).
-@kernel()
+@kernel(link_late=True)
 def small_layer_norm_backward(dx, dy, x, w, dweight, dbias, eps, tasking):
     """LayerNorm's backward over x's last axis, the statistics recomputed: dx written
     into dx (an array, or IN_PLACE over dy), dweight and dbias into theirs; 0, or 1
@@ -137,28 +138,28 @@ def small_layer_norm_backward(dx, dy, x, w, dweight, dbias, eps, tasking):
                               dweight, dbias, None)
 
 
-@kernel()
+@kernel(link_late=True)
 def small_layer_norm_backward_stats(dx, dy, x, w, mean, rstd, dweight, dbias, eps, tasking):
     """small_layer_norm_backward with the forward's mean and rstd given."""
     return run_backward_small(dx, dy, x, None, w, mean, rstd, eps, CENTERED, tasking,
                               dweight, dbias, None)
 
 
-@kernel()
+@kernel(link_late=True)
 def small_rms_norm_backward(dx, dy, x, w, dweight, eps, tasking):
     """RMSNorm's backward (small_layer_norm_backward's rules, no dbias)."""
     return run_backward_small(dx, dy, x, None, w, None, None, eps, NOT_CENTERED, tasking,
                               dweight, None, None)
 
 
-@kernel()
+@kernel(link_late=True)
 def small_rms_norm_backward_stats(dx, dy, x, w, rstd, dweight, eps, tasking):
     """small_rms_norm_backward with the forward's rstd given."""
     return run_backward_small(dx, dy, x, None, w, None, rstd, eps, NOT_CENTERED, tasking,
                               dweight, None, None)
 
 
-@kernel()
+@kernel(link_late=True)
 def small_backward_any(dx, dy, x, gr, w, mean, rstd, dweight, dbias, eps, centered, tasking):
     """Either backward in any form the front takes: the forms above, and grad_residual
     (gr, the backward of the fused forward) and param_grads=False (dweight and dbias
@@ -169,7 +170,7 @@ def small_backward_any(dx, dy, x, gr, w, mean, rstd, dweight, dbias, eps, center
                               dbias, None)
 
 
-@kernel()
+@kernel(link_late=True)
 def small_layer_norm_backward_rows(dx, dy, x, w, dweight, dbias, eps, tasking, cols):
     """small_layer_norm_backward over rows of cols elements: a C-contiguous x (dy, dx of
     its shape) whose last axes, normalized together, hold cols elements each; w, dweight
@@ -180,7 +181,7 @@ def small_layer_norm_backward_rows(dx, dy, x, w, dweight, dbias, eps, tasking, c
                               dweight, dbias, cols)
 
 
-@kernel()
+@kernel(link_late=True)
 def small_rms_norm_backward_rows(dx, dy, x, w, dweight, eps, tasking, cols):
     """small_layer_norm_backward_rows's RMSNorm."""
     return run_backward_small(dx, dy, x, None, w, None, None, eps, NOT_CENTERED, tasking,
@@ -204,7 +205,7 @@ def _fits_status(dx, dy, x, gr, w, mean, rstd, dweight, dbias, eps, centered):
                            None) else 1)
 
 
-@kernel()
+@kernel(link_late=True)
 def small_backward_fits(dx, dy, x, gr, w, mean, rstd, dweight, dbias, eps, centered):
     """0 when the small kernels would take the call (backward_fits), else 1; computes
     nothing.  For calls above the serial bound, which the front then launches in threads
