@@ -102,7 +102,7 @@ def tile_blocks(inner, tile):
     return (inner + tile - 1) // tile + 1
 
 
-@kernel(_nrt=False)
+@kernel(_nrt=False, link_late=True)
 def tile_task(y, x, norm, stats, chans, inner, tile, t, buffers, stream):
     """Statistics and normalization of tile t (positions p0:end of outer index o).  The
     tiles start where y's rows cross a 64-byte line (x's for statistics only): each
@@ -136,7 +136,7 @@ def tile_task(y, x, norm, stats, chans, inner, tile, t, buffers, stream):
                        chans, width, mean, second, hi, low, scale, w, b, stream)
 
 
-@kernel()
+@kernel(link_late=True)
 def channels_serial(y, x, norm, stats, outer, chans, inner, tile):
     buffers = (empty_work(x[0], (6, tile)), np.empty((4, tile)))
     for t in range(outer * tile_blocks(inner, tile)):
