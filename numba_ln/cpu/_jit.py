@@ -26,6 +26,7 @@ except ImportError:  # (not POSIX: Numba's unlocked saves)
 from .. import _config
 
 try:  # (Numba internals: on a Numba without them, kernels link as Numba links them)
+    from ._local_copies import LINK_LATE as _LINK_LATE
     from ._local_copies import Pipeline as _PIPELINE
 except ImportError:
     _PIPELINE = None
@@ -36,6 +37,15 @@ _warned = False
 # bodies): the kernels' pipeline, so that its library links what it calls late
 # (_local_copies.link_after_optimizing).  {} on a Numba without that pipeline.
 THIN_CALLER = {} if _PIPELINE is None else {"pipeline_class": _PIPELINE}
+
+
+def link_after_optimizing(func):
+    """Mark func (a kernel's or an overload implementation's Python function) as a thin
+    caller: the kernels it calls are linked into its library after its own module is
+    optimized (_local_copies).  Returns func; nothing on a Numba without that pipeline."""
+    if _PIPELINE is not None:
+        setattr(func, _LINK_LATE, True)
+    return func
 
 # Numba invalidates a cached kernel only when the file that defines it changes, but our
 # kernels inline helpers from their sibling modules and read _config at compile time:
@@ -228,7 +238,7 @@ def kernel(**options):
     def decorate(func):
         global _warned
         if link_late:
-            func._numba_ln_link_late = True
+            link_after_optimizing(func)
         try:
             dispatcher = numba.njit(cache=True, **options)(func)
         except RuntimeError as exc:  # "cannot cache function ...: no locator available"

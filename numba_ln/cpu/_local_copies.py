@@ -18,11 +18,11 @@ one), and the calls bind to them in both processes.  The originals keep their ex
 names, for their own callers from Python, and the IR a library gives its callers to link
 keeps the copies weak, so that a caller still merges the copies its kernels bring.
 
-Thin callers (link_after_optimizing: the small kernels and their bodies, which call
-rows_block or backward_block once a call; the channels kernels' tile task and serial loop,
-which call their helpers once a tile) link what they call after their own module is
-optimized: the linked IR is optimized already, and LLVM's full module passes over it were
-most of such a caller's compile (cold small-call forms 18% faster to compile, cold
+Thin callers (_jit.link_after_optimizing: the small kernels and their bodies, which
+call rows_block or backward_block once a call; the channels kernels' tile task and serial
+loop, which call their helpers once a tile) link what they call after their own module
+is optimized: the linked IR is optimized already, and LLVM's full module passes over it
+were most of such a caller's compile (cold small-call forms 18% faster to compile, cold
 channels-first calls 20%, the same bits and speed: README, First use and caching).
 
 This touches Numba internals (a pass that creates the library, as NativeLowering would,
@@ -68,12 +68,8 @@ def _bind_copies_locally(library):
     library._get_module_for_linking = module_for_linking
 
 
-def link_after_optimizing(func):
-    """Mark func (a kernel's or an overload implementation's Python function) as a thin
-    caller: the kernels it calls are linked into its library after its own module is
-    optimized, not before (_link_after_optimizing).  Returns func."""
-    func._numba_ln_link_late = True
-    return func
+# The attribute that marks a thin caller's Python function (_jit.link_after_optimizing)
+LINK_LATE = "_numba_ln_link_late"
 
 
 def _link_after_optimizing(library):
@@ -84,7 +80,8 @@ def _link_after_optimizing(library):
     kernels call rows_block or backward_block) does not need."""
     optimize = getattr(library, "_optimize_final_module", None)
     finalize = getattr(library, "finalize", None)
-    if optimize is None or finalize is None or not hasattr(library, "_linking_libraries"):
+    if optimize is None or finalize is None or not all(
+            hasattr(library, name) for name in ("_linking_libraries", "_reload_init")):
         return
     late = []
 
@@ -125,7 +122,7 @@ class LocalCopies(LoweringPass):
             state.library.enable_object_caching()
         _bind_copies_locally(state.library)
         prefer_vector_width(state.library)
-        if getattr(state.func_id.func, "_numba_ln_link_late", False):
+        if getattr(state.func_id.func, LINK_LATE, False):
             _link_after_optimizing(state.library)
         return False
 

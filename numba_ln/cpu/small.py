@@ -22,8 +22,7 @@ from numba import types
 from numba.extending import overload
 
 from ._elements import _absent, _in_place
-from ._jit import THIN_CALLER, kernel
-from ._local_copies import link_after_optimizing
+from ._jit import THIN_CALLER, kernel, link_after_optimizing
 from .rows import rows_block
 from .small_args import (CENTERED, NO_EPS, NOT_CENTERED, _array_fits, _param_rows_fit,
                          _param_type_fits, apart, as_mutable, length_fits, rows_fit,

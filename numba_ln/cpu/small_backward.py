@@ -26,8 +26,7 @@ import numpy as np
 from numba.extending import overload
 
 from ._elements import _absent, work
-from ._jit import THIN_CALLER, kernel
-from ._local_copies import link_after_optimizing
+from ._jit import THIN_CALLER, kernel, link_after_optimizing
 from ._partials import param_grad, partial_rows
 from ._backward_tasks import split_rows
 from .backward import backward_serial
