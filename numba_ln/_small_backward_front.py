@@ -163,8 +163,11 @@ def _not_of(a, dtype):
 def _as_rows(x, dy, dx, mean, rstd, gr):
     """x, dy, dx (an array or IN_PLACE), gr (or None) as (rows, cols) views and the
     statistics as (rows, 1) views, when their shapes agree with x's and the views need no
-    copy; None otherwise (the general path then says what is wrong)."""
-    shape, cols = x.shape, x.shape[-1]
+    copy; None otherwise (the general path then says what is wrong: a 0-d x too)."""
+    shape = x.shape
+    if not shape:
+        return None
+    cols = shape[-1]
     keep = shape[:-1] + (1,)
     if dy.shape != shape or not dy.flags.c_contiguous:
         return None

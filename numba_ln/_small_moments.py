@@ -23,7 +23,10 @@ def small_moments_call(x, axis, keepdims):
             if bits is None:
                 return None
         xk, stats_dtype = x.view(bits), _F32
-    cols = x.shape[-1]
+    shape = x.shape
+    if not shape:
+        return None  # (a 0-d array: the general path names the axis error)
+    cols = shape[-1]
     rows = x.size // cols
     if xk.ndim != 2:  # (one kernel variant for every rank: each costs seconds to compile)
         xk = xk.reshape(rows, cols)
@@ -31,5 +34,5 @@ def small_moments_call(x, axis, keepdims):
     if small_moments(xk, stats):
         return None
     if keepdims or x.ndim != 2:
-        stats.shape = (2,) + x.shape[:-1] + ((1,) if keepdims else ())
+        stats.shape = (2,) + shape[:-1] + ((1,) if keepdims else ())
     return stats[0], stats[1]

@@ -37,6 +37,7 @@ BAD = [
     (dict(x=np.array([[1.0, None]], dtype=object)), TypeError, "x"),
     (dict(x=[[1.0, 2.0], [3.0]]), ValueError, "x"),
     (dict(x=np.float32(3.0)), ValueError, "axis"),
+    (dict(x=np.zeros((), np.float32)), ValueError, "axis"),
 ]
 
 
@@ -68,6 +69,21 @@ def test_bad_input_after_valid_out_leaves_out_untouched():
     with pytest.raises(ValueError, match="weight"):
         numba_ln.layer_norm(X, np.ones(3), out=out)
     assert (out == 7.0).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_0d_arrays_are_an_axis_error_in_every_function(dtype):
+    """A 0-d ndarray has no axis -1: the small-call gates index x.shape[-1] only after
+    checking for one (moments and the backward raised IndexError)."""
+    z = np.zeros((), dtype)
+    calls = [numba_ln.layer_norm, numba_ln.rms_norm, numba_ln.moments,
+             lambda a: numba_ln.moments(a, keepdims=True),
+             lambda a: numba_ln.add_layer_norm(a, a), lambda a: numba_ln.add_rms_norm(a, a),
+             lambda a: numba_ln.layer_norm_backward(a, a),
+             lambda a: numba_ln.rms_norm_backward(a, a, param_grads=False)]
+    for call in calls:
+        with pytest.raises(ValueError, match="axis -1 is out of bounds"):
+            call(z)
 
 
 @pytest.mark.parametrize("func", [numba_ln.moments, numba_ln.rms_norm])
