@@ -5,6 +5,7 @@ which validates it by the call spec (_spec.py) and runs it."""
 from ._backends import backend_for
 from ._small_front import small_call
 from ._small_moments import small_moments_call
+from ._validate import flag
 from ._variants import ADD_LAYER_NORM, ADD_RMS_NORM, LAYER_NORM, MOMENTS, RMS_NORM
 
 
@@ -47,7 +48,7 @@ def layer_norm(x, weight=None, bias=None, *, axis=-1, eps=1e-5, out=None, return
     if y is not None:
         return y
     return backend_for(x).run(LAYER_NORM, x, None, weight, bias, axis, eps, out, None,
-                              return_stats)
+                              flag(return_stats, "return_stats"))
 
 
 def rms_norm(x, weight=None, *, axis=-1, eps=1e-6, out=None, return_stats=False):
@@ -68,7 +69,7 @@ def rms_norm(x, weight=None, *, axis=-1, eps=1e-6, out=None, return_stats=False)
     if y is not None:
         return y
     return backend_for(x).run(RMS_NORM, x, None, weight, None, axis, eps, out, None,
-                              return_stats)
+                              flag(return_stats, "return_stats"))
 
 
 def add_layer_norm(x, residual, weight=None, bias=None, *, axis=-1, eps=1e-5, out=None,
@@ -93,7 +94,7 @@ def add_layer_norm(x, residual, weight=None, bias=None, *, axis=-1, eps=1e-5, ou
         if done is not None:
             return done
     return backend_for(x).run(ADD_LAYER_NORM, x, residual, weight, bias, axis, eps, out,
-                              residual_out, return_stats)
+                              residual_out, flag(return_stats, "return_stats"))
 
 
 def add_rms_norm(x, residual, weight=None, *, axis=-1, eps=1e-6, out=None, residual_out=None,
@@ -110,7 +111,7 @@ def add_rms_norm(x, residual, weight=None, *, axis=-1, eps=1e-6, out=None, resid
         if done is not None:
             return done
     return backend_for(x).run(ADD_RMS_NORM, x, residual, weight, None, axis, eps, out,
-                              residual_out, return_stats)
+                              residual_out, flag(return_stats, "return_stats"))
 
 
 def moments(x, axis=-1, *, keepdims=False):
@@ -131,4 +132,4 @@ def moments(x, axis=-1, *, keepdims=False):
         if done is not None:
             return done
     return backend_for(x).run(MOMENTS, x, None, None, None, axis, 0.0, None, None, True,
-                              keepdims)
+                              flag(keepdims, "keepdims"))

@@ -56,3 +56,14 @@ def output_array(out, name):
     if isinstance(out, np.ma.MaskedArray):
         raise TypeError(f"{name} is a masked array, which numba_ln does not support")
     return out if type(out) is np.ndarray else out.view(np.ndarray)
+
+
+def flag(value, name):
+    """A bool argument (return_stats, keepdims) as a bool: True/False, NumPy's bools, or
+    the integers 0 and 1; TypeError for anything else (a string, None, an array), which
+    truthiness would read silently -- "no" as True."""
+    if type(value) is bool:
+        return value
+    if isinstance(value, (int, np.integer, np.bool_)) and value in (0, 1):
+        return bool(value)
+    raise TypeError(f"{name} must be True or False, got {value!r}")

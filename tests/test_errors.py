@@ -38,6 +38,11 @@ BAD = [
     (dict(x=[[1.0, 2.0], [3.0]]), ValueError, "x"),
     (dict(x=np.float32(3.0)), ValueError, "axis"),
     (dict(x=np.zeros((), np.float32)), ValueError, "axis"),
+    (dict(return_stats="no"), TypeError, "return_stats"),  # (truthy: it read as True)
+    (dict(return_stats=None), TypeError, "return_stats"),
+    (dict(return_stats=2), TypeError, "return_stats"),
+    (dict(return_stats=np.array([True])), TypeError, "return_stats"),
+    (dict(return_stats="no", out=np.full((4, 6), 7.0, np.float32)), TypeError, "return_stats"),
 ]
 
 
@@ -69,6 +74,35 @@ def test_bad_input_after_valid_out_leaves_out_untouched():
     with pytest.raises(ValueError, match="weight"):
         numba_ln.layer_norm(X, np.ones(3), out=out)
     assert (out == 7.0).all()
+
+
+_FLAG_CALLS = {
+    "rms_norm": lambda x, v: numba_ln.rms_norm(x, return_stats=v),
+    "add_layer_norm": lambda x, v: numba_ln.add_layer_norm(x, x, return_stats=v),
+    "add_rms_norm": lambda x, v: numba_ln.add_rms_norm(x, x, return_stats=v),
+    "LayerNorm": lambda x, v: numba_ln.LayerNorm(x.shape[-1])(x, return_stats=v),
+    "moments": lambda x, v: numba_ln.moments(x, keepdims=v),
+}
+
+
+@pytest.mark.parametrize("call", sorted(_FLAG_CALLS))
+def test_flags_are_bools(call):
+    """return_stats and keepdims take True/False (NumPy's bools, 0 and 1 too), and refuse
+    anything else by name: truthiness read keepdims="no" as True."""
+    x = X.copy()
+    name = "keepdims" if call == "moments" else "return_stats"
+    for value in ("no", None, 2, 1.5, [True]):
+        with pytest.raises(TypeError, match=f"{name} must be True or False"):
+            _FLAG_CALLS[call](x, value)
+    for true, false in ((np.True_, np.False_), (1, 0)):
+        with_flag, without = _FLAG_CALLS[call](x, true), _FLAG_CALLS[call](x, false)
+        expected_with, expected_without = _FLAG_CALLS[call](x, True), _FLAG_CALLS[call](x, False)
+        for got, expected in ((with_flag, expected_with), (without, expected_without)):
+            got = got if isinstance(got, tuple) else (got,)
+            expected = expected if isinstance(expected, tuple) else (expected,)
+            assert [a.shape for a in got] == [a.shape for a in expected]
+            assert all(np.array_equal(a, b) for a, b in zip(got, expected))
+    assert np.array_equal(x, X)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
