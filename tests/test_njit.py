@@ -61,6 +61,13 @@ def fused_adds(x, r, g, b, w, y_out):
 
 
 @njit
+def odd_broadcasts(x, column, one):
+    # a residual column with as many rows as x has columns; parameters of length 1
+    return (add_layer_norm(x, column), add_rms_norm(x, column), layer_norm(x, one, one),
+            rms_norm(x, one))
+
+
+@njit
 def moment_calls(x, v):
     return moments(x), moments(x, -1, keepdims=True), moments(v)
 
@@ -129,6 +136,22 @@ def test_fused_adds(rng):
     assert y is y_out and s is r                  # out= and residual_out= are the results
     assert_close(ln[0], ref.layer_norm(x + r0, g, b)[0], scale=8)
     assert_close(y, ref.rms_norm(x + r0, w)[0], scale=8)
+
+
+def test_odd_broadcasts_read_as_numpy_broadcasts(rng):
+    """A (rows, 1) residual with rows == cols is a column broadcast along the rows (it was
+    read as a row: its size equals a row's), and C-contiguous length-1 weight and bias of
+    the result dtype broadcast along the row (they raised)."""
+    x = rng.standard_normal((5, 5)).astype(np.float32)
+    column = (10.0 * np.arange(5.0)).astype(np.float32).reshape(5, 1)
+    one = np.full(1, 2.0, np.float32)
+    got = odd_broadcasts(x, column, one)
+    expected = (numba_ln.add_layer_norm(x, column), numba_ln.add_rms_norm(x, column),
+                numba_ln.layer_norm(x, one, one), numba_ln.rms_norm(x, one))
+    assert_same(got, expected)
+    assert np.array_equal(got[0][1], x + column)  # s = x + residual, broadcast as NumPy does
+    assert_close(got[0][0], ref.layer_norm(x + column)[0], scale=8)
+    assert_close(got[2], ref.layer_norm(x, np.full(5, 2.0), np.full(5, 2.0))[0], scale=8)
 
 
 def test_moments_and_integer_input(rng):

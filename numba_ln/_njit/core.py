@@ -152,8 +152,10 @@ def _make_core(variant, x, residual, weight, bias, eps, out, residual_out, *, re
                 n = residual.shape[k]
                 if n != 1 and n != shape[lead + k]:
                     raise ValueError("numba_ln: residual does not broadcast to x's shape")
-            if residual.size == x.size or residual.size == cols:
-                # x's shape, or one row read again for every row (row stride 0)
+            if residual.size == x.size or (residual.size == cols
+                                           and residual.shape[-1] == cols):
+                # x's shape, or one row read again for every row (row stride 0; a column
+                # of as many elements, (rows, 1) with rows == cols, is broadcast below)
                 r_stride = cols if residual.size == x.size else zero
                 if r_view:
                     rf = residual.reshape(-1)
@@ -166,22 +168,16 @@ def _make_core(variant, x, residual, weight, bias, eps, out, residual_out, *, re
             wf = empty
         elif w_scalar:
             wf = np.full(cols, weight, dt)
-        elif w_view:
-            if weight.shape[0] != cols:
-                raise ValueError("numba_ln: weight/bias does not broadcast to the normalized "
-                                 "shape (x.shape[-1],)")
-            wf = weight
+        elif w_view:  # (a length-1 one is broadcast by _param_copy)
+            wf = weight if weight.shape[0] == cols else _param_copy(weight, cols, dt)
         else:
             wf = _param_copy(weight, cols, dt)
         if b_absent:
             bf = empty
         elif b_scalar:
             bf = np.full(cols, bias, dt)
-        elif b_view:
-            if bias.shape[0] != cols:
-                raise ValueError("numba_ln: weight/bias does not broadcast to the normalized "
-                                 "shape (x.shape[-1],)")
-            bf = bias
+        elif b_view:  # (a length-1 one is broadcast by _param_copy)
+            bf = bias if bias.shape[0] == cols else _param_copy(bias, cols, dt)
         else:
             bf = _param_copy(bias, cols, dt)
 
