@@ -84,6 +84,19 @@ class _Norm:
             self._weight_row = None if self._weight is None else self._weight.reshape(-1)
             self._bias_row = None if self._bias is None else self._bias.reshape(-1)
 
+    def __getstate__(self):
+        # (the parameters' row views are made again from the copied parameters: a deep
+        # copy or a pickle made them arrays of their own, which an update of the weight
+        # in place left stale)
+        state = dict(self.__dict__)
+        state.pop("_weight_row", None)
+        state.pop("_bias_row", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._parameters_changed()
+
     def __call__(self, x, *, out=None, return_stats=False):
         # The small-call gate straight from the module, for an ndarray whose last axis is
         # the normalized one: skips _check_input's and the public function's Python (~0.4 us
