@@ -5,6 +5,7 @@ _backward_front.py and computed by the row kernels of cpu/backward.py (one sweep
 dweight/dbias summed in a fixed order)."""
 from . import _half_backward
 from ._backward_front import backward
+from ._canonical import backward_again
 from ._small_backward_front import small_backward_call
 
 
@@ -70,8 +71,10 @@ def layer_norm_backward(dy, x, weight=None, *, mean=None, rstd=None, axis=-1, ep
     (array([-1.224745,  0.      ,  0.      ]), array([1., 0., 1.]))
     """
     if type(param_grads) is bool:
-        done = small_backward_call(True, dy, x, weight, mean, rstd, eps, out, grad_residual,
-                                   param_grads, axis)
+        done = (small_backward_call(True, dy, x, weight, mean, rstd, eps, out, grad_residual,
+                                    param_grads, axis)
+                or backward_again(small_backward_call, True, dy, x, weight, mean, rstd, eps,
+                                  out, grad_residual, param_grads, axis))
         if done is not None:
             return done
     return _general_path(True, "layer_norm_backward", dy, x, weight, mean, rstd, axis, eps,
@@ -101,8 +104,10 @@ def rms_norm_backward(dy, x, weight=None, *, rstd=None, axis=-1, eps=1e-6,
     (array([ 0.181 , -0.1358]), array([0.8485, 0.    ]))
     """
     if type(param_grads) is bool:
-        done = small_backward_call(False, dy, x, weight, None, rstd, eps, out, grad_residual,
-                                   param_grads, axis)
+        done = (small_backward_call(False, dy, x, weight, None, rstd, eps, out, grad_residual,
+                                    param_grads, axis)
+                or backward_again(small_backward_call, False, dy, x, weight, None, rstd, eps,
+                                  out, grad_residual, param_grads, axis))
         if done is not None:
             return done[:2]
     dx, dweight, _ = _general_path(False, "rms_norm_backward", dy, x, weight, None, rstd, axis,
