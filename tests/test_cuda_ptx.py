@@ -141,6 +141,10 @@ def test_float32_kernel_ptx(mode, path):
     assert "shfl.sync.bfly.b32" in ptx
     if path == "narrow":
         assert "bar.sync" not in ptx and "barrier" not in ptx, "warp-per-row needs no barrier"
+    # the fused LayerNorm: every thread of a row reads the shift before s (which may lie
+    # over x or r) is written -- a warp barrier for a row in one warp, else a block one
+    if v.centered and v.has_r:
+        assert ("bar.warp.sync" if path == "narrow" else "bar.sync") in ptx
 
 
 @pytest.mark.parametrize("path", ["narrow", "wide"])

@@ -133,8 +133,10 @@ def _launch(call, stream, x, out, residual_out, stats):
     yo = _Output(out, od, rows, dtype, stream, x) if want_y else None
     so = _Output(residual_out, sd, rows, dtype, stream, x) if rd is not None else None
     x2 = _detach(x2, (yo, so), stream)
-    if r2 is not None:
-        r2 = _detach(r2, (yo, so), stream)
+    r2 = _detach(r2, (yo, so), stream)
+    # (a weight or bias inside an output, say a row of out: read from a copy, as on the CPU)
+    w, b = _detach(w, (yo, so), stream, in_place=False), _detach(b, (yo, so), stream,
+                                                                 in_place=False)
 
     st1 = st2 = st1d = st2d = None
     if stats:

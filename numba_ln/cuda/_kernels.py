@@ -83,6 +83,7 @@ def _held_rows(v):
     WANT_Y, STATS = v.want_y, v.stats
     PHASES = 2 if CENTERED else 1
     SHUFFLE, WARPS, SH = v.shuffle, G // 32, _shared_size(v)
+    ROW_IN_WARP = SHUFFLE and G <= 32  # (the simulator, without shuffles, has no syncwarp)
     load_x, load_r, load_p, store_y, get_x, get_r, put_st = _io(v)
 
     def held_rows(y, y_rs, s, s_rs, x, x_rs, r, r_rs, w, b, st1, st2, rows, cols, eps):
@@ -104,6 +105,12 @@ def _held_rows(v):
             if CENTERED:
                 if HAS_R:
                     shift = ACC(OUT(ACC(get_x(x, x_rs, row, 0)) + ACC(get_r(r, r_rs, row, 0))))
+                    # (s may be written over x or r: every thread reads the shift first;
+                    # a row within one warp meets at a warp barrier, no block barrier)
+                    if ROW_IN_WARP:
+                        cuda.syncwarp(FULL_MASK)
+                    else:
+                        cuda.syncthreads()
                 else:
                     shift = ACC(get_x(x, x_rs, row, 0))
             else:
@@ -204,6 +211,7 @@ def _streamed_rows(v):
     WANT_Y, STATS = v.want_y, v.stats
     PHASES = 2 if CENTERED else 1
     SHUFFLE, WARPS, SH = v.shuffle, G // 32, _shared_size(v)
+    ROW_IN_WARP = SHUFFLE and G <= 32  # (the simulator, without shuffles, has no syncwarp)
     load_x, load_r, load_p, store_y, get_x, get_r, put_st = _io(v)
     load_y = row_io(v.out, VEC)[0]
 
@@ -220,6 +228,10 @@ def _streamed_rows(v):
             if CENTERED:
                 if HAS_R:
                     shift = ACC(OUT(ACC(get_x(x, x_rs, row, 0)) + ACC(get_r(r, r_rs, row, 0))))
+                    if ROW_IN_WARP:  # (as in _held_rows: s may be written over x or r)
+                        cuda.syncwarp(FULL_MASK)
+                    else:
+                        cuda.syncthreads()
                 else:
                     shift = ACC(get_x(x, x_rs, row, 0))
             else:

@@ -178,17 +178,20 @@ def _row_stride(d):
     return 0 if d is None else d.strides[0]
 
 
-def _detach(v, writers, stream):
+def _detach(v, writers, stream, in_place=True):
     """Kernel input view v as it is, unless an output the kernel writes in place overlaps it
-    other than element for element (then a contiguous copy, made before the kernel runs).
+    other than element for element (then a contiguous copy, made before the kernel runs);
+    in_place False (weight and bias, read by every row): unless one overlaps it at all.
     Outputs written through a scatter are written after the kernel: no hazard."""
+    if v is None:
+        return None
     for w in writers:
         if w is None or w.d is None or w.scatter is not None:
             continue
         kv = w.kernel
         if not _arrays.overlap(v, kv):
             continue
-        if kv.ptr == v.ptr and kv.strides == v.strides and kv.shape == v.shape:
+        if in_place and kv.ptr == v.ptr and kv.strides == v.strides and kv.shape == v.shape:
             continue  # same elements: each is read before it is written, by the same thread
         _, dense = _arrays.empty(v.shape, v.dtype, stream)
         sh, base = _arrays.shadow(v)
