@@ -23,8 +23,8 @@ The held kernels read each element from global memory once: one warp per row for
 rows (the row in 32 lanes' registers, reductions by ``shfl.bfly``), one block per row for
 wide rows (shuffles, then one shared-memory exchange between warps).  Rows too wide to hold
 are streamed three times with Kahan-compensated per-thread sums.  A constant row gives
-``d == 0`` exactly, so ``y == b`` exactly; with ``eps == 0`` its ``rstd`` is inf and the
-kernel scales by 0 instead (0 * inf would be NaN).  A NaN or inf in a row makes
+``d == 0`` exactly, so ``y == b`` exactly; with ``eps == 0`` its ``rstd`` is inf and y is
+NaN (0 * inf), as on the CPU, in NumPy's formula and in torch.  A NaN or inf in a row makes
 ``mean_d`` non-finite and with it every ``y`` of that row, and no other row.
 """
 import math
@@ -171,7 +171,7 @@ def _held_rows(v):
             second = total / n  # variance (LayerNorm) or mean square (RMSNorm)
             denom = ACC(math.sqrt(second + eps))
             rstd = ACC(1) / denom
-            scale = ACC(0) if denom == ACC(0) else rstd
+            scale = rstd  # (inf for a constant row with eps 0: y NaN, as on the CPU)
             if valid and lane == 0:
                 if STATS == STATS_MEAN_RSTD:
                     put_st(st1, row, shift + mean_d)
@@ -301,7 +301,7 @@ def _streamed_rows(v):
             second = total / n
             denom = ACC(math.sqrt(second + eps))
             rstd = ACC(1) / denom
-            scale = ACC(0) if denom == ACC(0) else rstd
+            scale = rstd  # (inf for a constant row with eps 0: y NaN, as on the CPU)
             if tid == 0:
                 if STATS == STATS_MEAN_RSTD:
                     put_st(st1, row, shift + mean_d)
