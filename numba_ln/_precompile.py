@@ -18,6 +18,8 @@ from multiprocessing import get_context
 
 import numpy as np
 
+from ._validate import flag
+
 COMMON_DTYPES = ("float32", "float64", "float16", "bfloat16")
 FUNCTIONS = ("layer_norm", "rms_norm", "add_layer_norm", "add_rms_norm", "moments",
              "layer_norm_backward", "rms_norm_backward")
@@ -171,7 +173,19 @@ def precompile(dtypes=COMMON_DTYPES, functions=FUNCTIONS, everything=False, proc
     ``everything`` adds the other argument forms (return_stats, out=, other axes, split
     rows); processes: worker processes (default: the CPU count, at most the tasks);
     progress: a callable taking one line per finished task (default: none).  Returns
-    ``{"tasks": n, "kernels": compiled, "seconds": s, "cache": folder}``."""
+    ``{"tasks": n, "kernels": compiled, "seconds": s, "cache": folder}``.  dtypes and
+    functions may also be one comma-separated string, as the command line takes them;
+    anything else is refused before any work starts."""
+    dtypes = _names(dtypes, "dtypes", COMMON_DTYPES)
+    functions = _names(functions, "functions", FUNCTIONS)
+    everything = flag(everything, "everything")
+    if processes is not None and (type(processes) is bool or not isinstance(
+            processes, (int, np.integer))):
+        raise TypeError(f"processes must be None or an int, got {processes!r}")
+    if processes is not None and processes < 1:
+        raise ValueError(f"processes must be at least 1, got {processes}")
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be None or a callable, got {progress!r}")
     if "bfloat16" in dtypes:
         try:
             import ml_dtypes  # noqa: F401
@@ -194,6 +208,24 @@ def precompile(dtypes=COMMON_DTYPES, functions=FUNCTIONS, everything=False, proc
             say(f"(again here: {dtype} {function}, {count} kernels)")
     return {"tasks": len(todo), "kernels": kernels, "seconds": time.perf_counter() - start,
             "cache": cache_folder()}
+
+
+def _names(names, argument, known):
+    """names (a sequence of strings, or one comma-separated string) as a tuple, each one of
+    known; TypeError/ValueError naming the argument otherwise."""
+    if isinstance(names, str):
+        names = [n for n in names.split(",") if n]
+    try:
+        names = tuple(names)
+    except TypeError:
+        raise TypeError(f"{argument} must be a sequence of names, got {names!r}") from None
+    if not all(isinstance(n, str) for n in names):
+        raise TypeError(f"{argument} must be names (strings), got {names!r}")
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"{argument}: unknown {', '.join(map(repr, unknown))}; choose from "
+                         f"{', '.join(known)}")
+    return names
 
 
 def main(argv=None):

@@ -17,7 +17,8 @@ def precompile(*args, **kwargs):
 
 precompile.__doc__ = """Compile the kernels of the common calls into the on-disk cache:
 ``numba_ln.precompile(dtypes=..., functions=..., everything=False, processes=None,
-progress=print)``; see numba_ln/_precompile.py."""
+progress=None)`` (``progress=print`` prints a line per finished task); see
+numba_ln/_precompile.py."""
 
 
 class _CallableModule(types.ModuleType):

@@ -7,6 +7,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 
 import numba_ln
 from numba_ln import _precompile
@@ -44,6 +45,30 @@ def test_bad_arguments_are_refused_first(tmp_path):
         done = _python(["-m", "numba_ln.precompile", *args], dict(os.environ), tmp_path)
         assert done.returncode == 2 and "unknown or invalid" in done.stderr
         assert "Traceback" not in done.stderr
+
+
+def test_bad_arguments_to_the_function_are_refused_before_any_work(monkeypatch):
+    """numba_ln.precompile() checks what the command line checks, naming the argument,
+    before a worker starts (a string was read letter by letter; unknown names failed
+    inside the workers)."""
+    started = []
+    monkeypatch.setattr(_precompile, "ProcessPoolExecutor",
+                        lambda *a, **k: started.append(a) or pytest.fail("a worker started"))
+    for kwargs, error, message in [
+            (dict(dtypes=("float8",)), ValueError, "dtypes: unknown 'float8'"),
+            (dict(dtypes=("int32",)), ValueError, "dtypes: unknown 'int32'"),
+            (dict(functions="moments,foo"), ValueError, "functions: unknown 'foo'"),
+            (dict(functions=3), TypeError, "functions must be a sequence"),
+            (dict(dtypes=[np.float32]), TypeError, "dtypes must be names"),
+            (dict(processes=0), ValueError, "processes must be at least 1"),
+            (dict(processes="2"), TypeError, "processes must be None or an int"),
+            (dict(progress="print"), TypeError, "progress must be None or a callable"),
+            (dict(everything="yes"), TypeError, "everything must be True or False")]:
+        with pytest.raises(error, match=message):
+            numba_ln.precompile(**kwargs)
+    assert not started
+    assert _precompile._names("float32,float16", "dtypes", _precompile.COMMON_DTYPES) == (
+        "float32", "float16")  # (one string as the command line takes it)
 
 
 def test_tasks_and_the_callable_module():
