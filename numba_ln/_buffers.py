@@ -43,6 +43,8 @@ class _Pool:
 
     def take(self, nbytes):
         """A free buffer of nbytes (a fresh one if none), or None when not pooled."""
+        if self.total > self.max_bytes:  # (the limit was lowered while buffers were in use)
+            self._make_room(0)
         for i, entry in enumerate(self.buffers):
             if entry[0] == nbytes and _free(entry):
                 self.buffers.append(self.buffers.pop(i))
@@ -92,6 +94,9 @@ def empty(shape, dtype):
         count *= n
     nbytes = count * dtype.itemsize
     if nbytes < _POOL.min_bytes or _POOL.max_bytes == 0:
+        if _POOL.buffers and _POOL.max_bytes == 0:  # (pooling turned off while buffers were
+            with _LOCK:                             # in use: drop them once they are free)
+                _POOL._make_room(0)
         return np.empty(shape, dtype)
     with _LOCK:
         base = _POOL.take(nbytes)
@@ -119,8 +124,10 @@ def release_buffers():
 def set_buffer_pool(max_bytes=None, min_bytes=None):
     """Set the output-buffer pool's limits; returns the previous ``(max_bytes, min_bytes)``.
 
-    ``max_bytes``: the most the pool keeps (0 turns pooling off and frees what is free);
-    ``min_bytes``: the smallest output that is pooled.  None leaves a limit as it is.
+    ``max_bytes``: the most the pool keeps (0 turns pooling off and frees what is free;
+    buffers in use when the limit drops are freed once no array uses them, at the next
+    large allocating call or ``release_buffers()``); ``min_bytes``: the smallest output that is
+    pooled.  None leaves a limit as it is.  Each an int (NumPy's too) >= 0.
 
     Examples
     --------
@@ -129,9 +136,14 @@ def set_buffer_pool(max_bytes=None, min_bytes=None):
     >>> _ = numba_ln.set_buffer_pool(*old)
     """
     for name, value in (("max_bytes", max_bytes), ("min_bytes", min_bytes)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or value < 0):
+        if value is None:
+            continue
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{name} must be an int >= 0 or None, got {value!r}")
+        if value < 0:
             raise ValueError(f"{name} must be an int >= 0 or None, got {value!r}")
+    max_bytes = None if max_bytes is None else int(max_bytes)
+    min_bytes = None if min_bytes is None else int(min_bytes)
     with _LOCK:
         old = (_POOL.max_bytes, _POOL.min_bytes)
         if max_bytes is not None:

@@ -82,13 +82,39 @@ def test_pooling_off_and_small_outputs(x):
     assert _buffers.pooled_bytes() == (0, 0)
 
 
-@pytest.mark.parametrize("kwargs", [dict(max_bytes=-1), dict(min_bytes=1.5),
-                                    dict(max_bytes=True), dict(min_bytes="1")])
-def test_bad_pool_settings(kwargs):
+def test_a_lowered_limit_drops_buffers_in_use_once_free(x):
+    """Buffers in use when the limit drops (to 0: pooling off) leave the pool once no array
+    uses them, at the next large allocating call: they stayed, and were reused, past the
+    limit."""
+    y = numba_ln.layer_norm(x)
+    numba_ln.set_buffer_pool(max_bytes=0)
+    assert _buffers.pooled_bytes() == (x.nbytes, x.nbytes)  # (in use: kept for now)
+    del y
+    numba_ln.layer_norm(x)
+    assert _buffers.pooled_bytes() == (0, 0)
+    numba_ln.set_buffer_pool(max_bytes=1 << 30)
+    y = numba_ln.layer_norm(x)
+    numba_ln.set_buffer_pool(max_bytes=x.nbytes // 2)
+    del y
+    numba_ln.layer_norm(x)  # (larger than the limit: a plain array, and the old one dropped)
+    assert _buffers.pooled_bytes() == (0, 0)
+
+
+@pytest.mark.parametrize("kwargs,error", [
+    (dict(max_bytes=-1), ValueError), (dict(min_bytes=np.int64(-2)), ValueError),
+    (dict(min_bytes=1.5), TypeError), (dict(max_bytes=True), TypeError),
+    (dict(min_bytes="1"), TypeError)])
+def test_bad_pool_settings(kwargs, error):
     before = numba_ln.set_buffer_pool()
-    with pytest.raises(ValueError, match=next(iter(kwargs))):
+    with pytest.raises(error, match=next(iter(kwargs))):
         numba_ln.set_buffer_pool(**kwargs)
     assert numba_ln.set_buffer_pool() == before
+
+
+def test_numpy_integers_are_pool_settings():
+    before = numba_ln.set_buffer_pool(max_bytes=np.int64(1 << 20), min_bytes=np.uint32(4096))
+    assert numba_ln.set_buffer_pool() == (1 << 20, 4096)
+    assert type(numba_ln.set_buffer_pool(*before)[0]) is int
 
 
 def test_threads_allocating_at_once(x):
