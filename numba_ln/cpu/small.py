@@ -26,7 +26,8 @@ from ._jit import THIN_CALLER, kernel, link_after_optimizing
 from .rows import rows_block
 from .small_args import (CENTERED, NO_EPS, NOT_CENTERED, _array_fits, _param_rows_fit,
                          _param_type_fits, apart, as_mutable, length_fits, rows_fit,
-                         rows_helpers, rows_layout_fits, scratch_stats, shape_of, view_of)
+                         rows_helpers, rows_layout_fits, scratch_stats, shape_of, view_of,
+                         written_over)
 from .small_params import params_for
 
 
@@ -100,6 +101,7 @@ def _run_norm(y, x, w, b, eps, centered, stats, cols):
     params = params_for(w, b, x)
     x_rows_fit = rows_fit(x)  # (x may be strided rows: the front gives them a fresh y)
     row_length, as_row = rows_helpers(cols)
+    y_over = written_over(y)
 
     def run(y, x, w, b, eps, centered, stats, cols):
         cols = row_length(x, cols)
@@ -110,8 +112,9 @@ def _run_norm(y, x, w, b, eps, centered, stats, cols):
                 and x_rows_fit(x) and length_fits(w, cols) and length_fits(b, cols)
                 and fit(stats, rows, centered)):
             return 1
-        if not (apart(y, x) and apart(y, w) and apart(y, b)):
-            return 1  # partly overlapping (out is x exactly comes as IN_PLACE)
+        # (out is x exactly comes as IN_PLACE: then w and b must not lie in x)
+        if not (apart(y, x) and apart(y_over(y, x), w) and apart(y_over(y, x), b)):
+            return 1  # partly overlapping
         # (read-only inputs as writeable types: small_args.as_mutable)
         yv, xv = view_of(y, cols), view_of(as_mutable(x), cols)
         sums = scratch_stats(rows)  # (written always: one rows_block variant)
@@ -134,6 +137,7 @@ def _run_add_norm(y, s, x, r, w, b, eps, centered, stats):
             and _param_type_fits(w) and _param_type_fits(b) and _stats_fit(stats)):
         return lambda y, s, x, r, w, b, eps, centered, stats: 1
     s_in_place = _in_place(s)
+    s_over = written_over(s)
     params = params_for(w, b, x)
     fit, finish = _stats_helpers(stats)
 
@@ -147,10 +151,14 @@ def _run_add_norm(y, s, x, r, w, b, eps, centered, stats):
             return 1
         # y may be x or r itself (each row is read before it is written); s over r comes
         # as IN_PLACE; nothing else may overlap an output.
+        # (s over r: residual_out=residual, IN_PLACE; then x -- unless it is r itself --,
+        # w and b must not lie in r)
         y_is_input = y.ctypes.data == x.ctypes.data or y.ctypes.data == r.ctypes.data
+        s_r = s_over(s, r)
         if not ((y_is_input or (apart(y, x) and apart(y, r))) and apart(y, s)
-                and apart(y, w) and apart(y, b) and apart(s, x) and apart(s, w)
-                and apart(s, b) and (s_in_place or apart(s, r))):
+                and apart(y, w) and apart(y, b) and apart(s_r, w) and apart(s_r, b)
+                and (apart(s_r, x) or (s_in_place and x.ctypes.data == r.ctypes.data))
+                and (s_in_place or apart(s, r))):
             return 1
         yv, xv = view_of(y, cols), view_of(as_mutable(x), cols)
         wk, bk = params(as_mutable(w), as_mutable(b), x)

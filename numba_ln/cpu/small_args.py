@@ -107,6 +107,24 @@ def apart(a, b):
     return a_hi <= b_lo or b_hi <= a_lo
 
 
+@kernel(inline="always")
+def _the_input(output, input_):
+    return input_
+
+
+@kernel(inline="always")
+def _the_output(output, input_):
+    return output
+
+
+def written_over(output):
+    """Typing: (output, input) -> the array an output is written over: the input when the
+    output is IN_PLACE (out=x, out=dy, residual_out=residual), else the output itself.
+    What the parameters and statistics must not overlap (apart: IN_PLACE overlaps
+    nothing)."""
+    return _the_input if _in_place(output) else _the_output
+
+
 def rows_layout_fits(a):
     """Typing: whether view_of reads a: C-contiguous, or rows of a 2-D array (rows_fit
     then checks its strides)."""

@@ -31,9 +31,8 @@ from ._partials import param_grad, partial_rows
 from ._backward_tasks import split_rows
 from .backward import backward_serial
 from .small_args import (CENTERED, NOT_CENTERED, _param_rows_fit, apart, as_mutable,
-                         length_fits, row_type, rows_helpers, shape_of, view_of)
-from .small_backward_args import (_residual_check, _stat_check, _stats_of, _types_fit,
-                                  _written)
+                         length_fits, row_type, rows_helpers, shape_of, view_of, written_over)
+from .small_backward_args import _residual_check, _stat_check, _stats_of, _types_fit
 
 
 def backward_fits(dx, dy, x, gr, w, mean, rstd, eps, centered, dweight, dbias, cols):
@@ -53,7 +52,7 @@ def _backward_fits(dx, dy, x, gr, w, mean, rstd, eps, centered, dweight, dbias, 
         return lambda dx, dy, x, gr, w, mean, rstd, eps, centered, dweight, dbias, cols: False
     row_length = rows_helpers(cols)[0]
     mean_fits, rstd_fits = _stat_check(mean), _stat_check(rstd)
-    gr_fits, written = _residual_check(gr), _written(dx)
+    gr_fits, written = _residual_check(gr), written_over(dx)
     # (which arguments a form takes, as constants of the types: the checks below on
     # `centered` fold to one compare)
     paired = _absent(mean) == _absent(rstd)
@@ -73,10 +72,12 @@ def _backward_fits(dx, dy, x, gr, w, mean, rstd, eps, centered, dweight, dbias, 
                 return False  # (cols 1: run_backward's exact _single_column path)
         elif not rms_fits:
             return False
-        # (out=dy exactly comes as IN_PLACE; grad_residual under dx, even exactly, is
+        # (out=dy exactly comes as IN_PLACE, and then the weight and the statistics must
+        # not lie in dy, which dx overwrites; grad_residual under dx, even exactly, is
         # read from a copy by the general path: in place its loop would run scalar)
-        return (apart(dx, dy) and apart(dx, x) and apart(dx, w) and apart(dx, mean)
-                and apart(dx, rstd) and apart(written(dx, dy), gr))
+        dx_over = written(dx, dy)
+        return (apart(dx, dy) and apart(dx, x) and apart(dx_over, w)
+                and apart(dx_over, mean) and apart(dx_over, rstd) and apart(dx_over, gr))
     return values_fit
 
 

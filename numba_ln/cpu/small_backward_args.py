@@ -110,18 +110,3 @@ def _shape_fits(a, x):
 def _residual_check(gr):
     """Typing: the check of grad_residual (none when absent)."""
     return _no_stat if _absent(gr) else _shape_fits
-
-
-@kernel(inline="always")
-def _dy_itself(dx, dy):
-    return dy
-
-
-@kernel(inline="always")
-def _dx_itself(dx, dy):
-    return dx
-
-
-def _written(dx):
-    """Typing: (dx, dy) -> the array dx is written over (dy for IN_PLACE)."""
-    return _dy_itself if _in_place(dx) else _dx_itself
