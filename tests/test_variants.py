@@ -104,6 +104,21 @@ def test_mixed_dtypes_promote(rng):
     assert_close(y, ref.layer_norm(x.astype(np.float64) + r)[0])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64])
+def test_a_python_number_residual_keeps_x_dtype(dtype):
+    """A Python number is NumPy's weak scalar: x + 0.5 keeps x's dtype, and so do s and y
+    (it became a float64 array: float64 results for float32 x).  A NumPy float64 scalar
+    promotes, as in NumPy."""
+    x = (np.arange(32).reshape(4, 8) * 1.3).astype(dtype)
+    for number in (0.5, 3, True):
+        for fused in (numba_ln.add_layer_norm, numba_ln.add_rms_norm):
+            y, s = fused(x, number)
+            assert y.dtype == s.dtype == dtype and np.array_equal(s, x + number)
+            assert np.array_equal(y, fused(x, np.full(x.shape, number, dtype))[0])
+    y, s = numba_ln.add_layer_norm(x, np.float64(0.5))
+    assert s.dtype == np.result_type(x, np.float64(0.5))
+
+
 @pytest.mark.parametrize(
     "kwargs,error,name",
     [
