@@ -96,7 +96,8 @@ def _data(arrays, a, name, shape):
 def _stat(arrays, s, name, geometry):
     """mean / rstd: float32 or float64, in the keepdims shape."""
     s = arrays.input(s, name)
-    if s.dtype not in _STATS_DTYPES:
+    if s.dtype not in _STATS_DTYPES and s.dtype.newbyteorder("=") not in _STATS_DTYPES:
+        # (byte-swapped ones too, as x and dy may be: _flat_stat reads them natively)
         raise TypeError(f"{name} has dtype {s.dtype}; it must be float32 or float64 (as "
                         "returned by the forward with return_stats=True)")
     keep = geometry.stats_shape()
@@ -111,9 +112,9 @@ def _flat_stat(s):
     axes in C order: the kernels' row order), in their own dtype."""
     if s is None:
         return None
-    if s.ndim == 1 and s.flags.c_contiguous and s.flags.writeable:
+    if s.ndim == 1 and s.flags.c_contiguous and s.flags.writeable and s.dtype.isnative:
         return s
-    flat = np.ascontiguousarray(s).reshape(-1)
+    flat = np.ascontiguousarray(s, dtype=s.dtype.newbyteorder("=")).reshape(-1)
     return flat if flat.flags.writeable else flat.copy()  # read-only: another kernel type
 
 
