@@ -1,5 +1,6 @@
 """The output-buffer pool (numba_ln/_buffers.py): large outputs reuse buffers that no array
 references any more, and never one that an array still sees."""
+import gc
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -21,6 +22,9 @@ def x(rng):
 @pytest.fixture(autouse=True)
 def fresh_pool():
     old = numba_ln.set_buffer_pool()
+    # (arrays an earlier test left in reference cycles -- dask's graphs -- hold pooled
+    # buffers until the collector runs, which it may do during a test: collect them first)
+    gc.collect()
     numba_ln.release_buffers()
     yield
     numba_ln.set_buffer_pool(*old)
