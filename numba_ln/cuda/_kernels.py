@@ -170,8 +170,7 @@ def _held_rows(v):
                     mean_d = total / n
             second = total / n  # variance (LayerNorm) or mean square (RMSNorm)
             denom = ACC(math.sqrt(second + eps))
-            rstd = ACC(1) / denom
-            scale = rstd  # (inf for a constant row with eps 0: y NaN, as on the CPU)
+            rstd = ACC(1) / denom  # (inf for a constant row with eps 0: y NaN, as on the CPU)
             if valid and lane == 0:
                 if STATS == STATS_MEAN_RSTD:
                     put_st(st1, row, shift + mean_d)
@@ -190,7 +189,7 @@ def _held_rows(v):
                         if HAS_B:
                             load_p(b, 0, 0, c, bt, 0)
                         for e in range(VEC):
-                            t = (vals[j * VEC + e] - mean_d) * scale
+                            t = (vals[j * VEC + e] - mean_d) * rstd
                             if HAS_W:
                                 t = t * wt[e]
                             if HAS_B:
@@ -300,8 +299,7 @@ def _streamed_rows(v):
                     mean_d = total / n
             second = total / n
             denom = ACC(math.sqrt(second + eps))
-            rstd = ACC(1) / denom
-            scale = rstd  # (inf for a constant row with eps 0: y NaN, as on the CPU)
+            rstd = ACC(1) / denom  # (inf for a constant row with eps 0: y NaN, as on the CPU)
             if tid == 0:
                 if STATS == STATS_MEAN_RSTD:
                     put_st(st1, row, shift + mean_d)
@@ -321,7 +319,7 @@ def _streamed_rows(v):
                     if HAS_W:
                         load_p(w, 0, 0, c, tmp2, 0)
                     for e in range(VEC):
-                        t = ((tmp[e] - shift) - mean_d) * scale
+                        t = ((tmp[e] - shift) - mean_d) * rstd
                         if HAS_W:
                             t = t * tmp2[e]
                         tmp[e] = t
