@@ -19,7 +19,8 @@ _NDARRAY = np.ndarray
 _CANONICAL = {F32: F32, F64: F64}
 
 
-def _canonical_of(dtype):
+def canonical_dtype(dtype):
+    """NumPy's own dtype object equal to dtype (dtype itself when it has none)."""
     canonical = _CANONICAL.get(dtype)
     if canonical is None:
         own = np.dtype(dtype.type)  # (the registered object: float16, bfloat16, ...)
@@ -35,7 +36,7 @@ def recast(a):
     dtype = a.dtype
     if dtype is F32 or dtype is F64:
         return a
-    canonical = _canonical_of(dtype)
+    canonical = canonical_dtype(dtype)
     return a if canonical is dtype else a.view(canonical)
 
 

@@ -5,7 +5,7 @@ import operator
 import numpy as np
 
 from ._api import layer_norm, rms_norm
-from ._canonical import recast
+from ._canonical import canonical_dtype, recast
 from ._dtypes import F16, F32, F64, is_bfloat16, result_dtype
 from ._small_axes import rows_call, rows_kernel_call
 from ._small_front import small_call
@@ -98,7 +98,7 @@ class _Norm:
         self.__dict__.update(state)
         # unpickled arrays' dtypes are equal copies of NumPy's objects, which the
         # small-call gates do not know (_canonical.py): the module's own, viewed under them
-        self.dtype = np.dtype(self.dtype.type)
+        self.dtype = canonical_dtype(self.dtype)
         for name in ("_weight", "_bias"):
             if getattr(self, name, None) is not None:
                 setattr(self, name, recast(getattr(self, name)))
