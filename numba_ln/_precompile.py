@@ -244,12 +244,13 @@ def main(argv=None):
     parser.add_argument("--processes", type=int, default=None,
                         help="worker processes (default: the CPU count)")
     args = parser.parse_args(argv)
-    dtypes = tuple(d for d in args.dtypes.split(",") if d)
-    functions = tuple(f for f in args.functions.split(",") if f)
-    bad = [d for d in dtypes if d not in COMMON_DTYPES] + [
-        f for f in functions if f not in FUNCTIONS]
-    if bad or (args.processes is not None and args.processes < 1):
-        parser.error(f"unknown or invalid: {', '.join(bad) or args.processes}")
+    try:  # (precompile's own rules: the names, once)
+        dtypes = _names(args.dtypes, "dtypes", COMMON_DTYPES)
+        functions = _names(args.functions, "functions", FUNCTIONS)
+    except ValueError as bad:
+        parser.error(f"unknown or invalid: {bad}")
+    if args.processes is not None and args.processes < 1:
+        parser.error(f"unknown or invalid: --processes {args.processes}")
     os.environ.setdefault("NUMBA_LN_QUIET", "1")  # (the workers say it in the progress)
     print(f"numba_ln: compiling the kernels of {len(tasks(dtypes, functions, args.all))} "
           "tasks...", file=sys.stderr)
