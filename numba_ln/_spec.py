@@ -56,13 +56,16 @@ def build(variant, arrays, x, residual, weight, bias, axis, eps, out, residual_o
     if residual is not None:
         # a Python number is NumPy's weak scalar: x + 0.5 keeps float32 x's dtype (as an
         # array it would be float64), and it is added as a value of the result dtype
-        number = residual if type(residual) in (int, float, bool) else None
+        number = type(residual) in (int, float, bool)
+        if number:
+            dtype = _dtypes.result_dtype(_dtypes.result_type(x.dtype, residual),
+                                         backend=arrays.name)
+            residual = np.asarray(residual, dtype=dtype)
         residual = arrays.input(residual, "residual")
         check_residual(residual.shape, residual.dtype, x.shape)
-        dtype = _dtypes.result_dtype(_dtypes.result_type(
-            x.dtype, residual.dtype if number is None else number), backend=arrays.name)
-        if number is not None:
-            residual = arrays.input(np.asarray(number, dtype=dtype), "residual")
+        if not number:
+            dtype = _dtypes.result_dtype(_dtypes.result_type(x.dtype, residual.dtype),
+                                         backend=arrays.name)
     axes = normalize_axes(axis, len(x.shape))
     work = _dtypes.work_dtype(dtype)
     eps = check_eps(eps, work=None if variant.centered else work)
