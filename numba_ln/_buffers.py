@@ -26,6 +26,8 @@ import threading
 
 import numpy as np
 
+from ._validate import count_or_none
+
 _LOCK = threading.Lock()
 _ALIGN = 64  # (the page offset below is a multiple of it)
 _OFFSET = 1024  # bytes past a page boundary (see the module docstring)
@@ -135,15 +137,8 @@ def set_buffer_pool(max_bytes=None, min_bytes=None):
     >>> old = numba_ln.set_buffer_pool(max_bytes=0)   # plain np.empty from now on
     >>> _ = numba_ln.set_buffer_pool(*old)
     """
-    for name, value in (("max_bytes", max_bytes), ("min_bytes", min_bytes)):
-        if value is None:
-            continue
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-            raise TypeError(f"{name} must be an int >= 0 or None, got {value!r}")
-        if value < 0:
-            raise ValueError(f"{name} must be an int >= 0 or None, got {value!r}")
-    max_bytes = None if max_bytes is None else int(max_bytes)
-    min_bytes = None if min_bytes is None else int(min_bytes)
+    max_bytes = count_or_none(max_bytes, "max_bytes", 0)
+    min_bytes = count_or_none(min_bytes, "min_bytes", 0)
     with _LOCK:
         old = (_POOL.max_bytes, _POOL.min_bytes)
         if max_bytes is not None:

@@ -18,7 +18,7 @@ from multiprocessing import get_context
 
 import numpy as np
 
-from ._validate import flag
+from ._validate import count_or_none, flag
 
 COMMON_DTYPES = ("float32", "float64", "float16", "bfloat16")
 FUNCTIONS = ("layer_norm", "rms_norm", "add_layer_norm", "add_rms_norm", "moments",
@@ -179,11 +179,7 @@ def precompile(dtypes=COMMON_DTYPES, functions=FUNCTIONS, everything=False, proc
     dtypes = _names(dtypes, "dtypes", COMMON_DTYPES)
     functions = _names(functions, "functions", FUNCTIONS)
     everything = flag(everything, "everything")
-    if processes is not None and (type(processes) is bool or not isinstance(
-            processes, (int, np.integer))):
-        raise TypeError(f"processes must be None or an int, got {processes!r}")
-    if processes is not None and processes < 1:
-        raise ValueError(f"processes must be at least 1, got {processes}")
+    processes = count_or_none(processes, "processes", 1)
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be None or a callable, got {progress!r}")
     if "bfloat16" in dtypes:

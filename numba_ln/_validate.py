@@ -67,3 +67,16 @@ def flag(value, name):
     if isinstance(value, (int, np.integer, np.bool_)) and value in (0, 1):
         return bool(value)
     raise TypeError(f"{name} must be True or False, got {value!r}")
+
+
+def count_or_none(value, name, minimum):
+    """A setting that is None or an integer >= minimum (NumPy's integers too, not bools),
+    as an int; TypeError for another type, ValueError below minimum, naming the setting."""
+    if value is None:
+        return None
+    message = f"{name} must be an int >= {minimum} or None, got {value!r}"
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(message)
+    if value < minimum:
+        raise ValueError(message)
+    return int(value)

@@ -60,8 +60,8 @@ def test_bad_arguments_to_the_function_are_refused_before_any_work(monkeypatch):
             (dict(functions="moments,foo"), ValueError, "functions: unknown 'foo'"),
             (dict(functions=3), TypeError, "functions must be a sequence"),
             (dict(dtypes=[np.float32]), TypeError, "dtypes must be names"),
-            (dict(processes=0), ValueError, "processes must be at least 1"),
-            (dict(processes="2"), TypeError, "processes must be None or an int"),
+            (dict(processes=0), ValueError, "processes must be an int >= 1 or None"),
+            (dict(processes="2"), TypeError, "processes must be an int >= 1 or None"),
             (dict(progress="print"), TypeError, "progress must be None or a callable"),
             (dict(everything="yes"), TypeError, "everything must be True or False")]:
         with pytest.raises(error, match=message):
