@@ -113,7 +113,8 @@ def _run_norm(y, x, w, b, eps, centered, stats, cols):
                 and fit(stats, rows, centered)):
             return 1
         # (out is x exactly comes as IN_PLACE: then w and b must not lie in x)
-        if not (apart(y, x) and apart(y_over(y, x), w) and apart(y_over(y, x), b)):
+        written = y_over(y, x)
+        if not (apart(y, x) and apart(written, w) and apart(written, b)):
             return 1  # partly overlapping
         # (read-only inputs as writeable types: small_args.as_mutable)
         yv, xv = view_of(y, cols), view_of(as_mutable(x), cols)
