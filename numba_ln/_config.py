@@ -55,8 +55,11 @@ SHIFT_GAIN_MAX = 2.0
 
 # float32 partial sums of squares outside [NARROW_TINY, inf) may have underflowed or
 # overflowed (|x - k| beyond ~1e-19 .. 1e19, or a constant row): such a row is reduced
-# again in float64.  float32 normalizing is used while rstd < NARROW_RSTD_MAX.
+# again in float64.  float32 normalizing is used while NARROW_RSTD_MIN <= rstd <
+# NARROW_RSTD_MAX: a smaller rstd (a spread beyond ~1e29) could make x - mean overflow
+# float32 (3.4e38 - (-3.4e38)) or float32(rstd) subnormal, a larger one the product.
 NARROW_TINY = 2.0 ** -80
+NARROW_RSTD_MIN = 2.0 ** -96
 NARROW_RSTD_MAX = 2.0 ** 96
 
 # The vector width the kernels ask LLVM for, in bits (LLVM's "prefer-vector-width"; None:

@@ -292,12 +292,14 @@ def test_no_rows():
 
 @pytest.mark.parametrize("centered", [True, False])
 def test_rows_beyond_float32_range_run_in_float64(rng, centered):
-    """rstd >= NARROW_RSTD_MAX (spread ~1e-30, eps 0): such rows are computed in float64,
-    between ordinary rows (a sweep, then a float64 row, then a lead)."""
+    """rstd >= NARROW_RSTD_MAX (spread ~1e-30, eps 0) or < NARROW_RSTD_MIN (+-3e38, where
+    x - mean overflows float32): such rows are computed in float64, between ordinary rows
+    (a sweep, then a float64 row, then a lead)."""
     dy, x, w = data(rng, (12, 96), np.float32)
     x[3:5] *= np.float32(1e-31)
     x[9] *= np.float32(1e-31)
     x[9] += np.float32(1e-29) * centered
+    x[6] = np.where(np.arange(96) % 8 == 0, 3e38, -3e38)
     got = backward(dy, x, w, centered=centered, eps=0.0)
     want = reference(dy, x, w, centered=centered, eps=0.0)
     for i in range(12):  # rows of very different scales: each against its own scale

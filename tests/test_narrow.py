@@ -38,6 +38,7 @@ def hard_rows(rows, cols, dtype, seed=0):
     x[8, 2] = np.nan
     x[9, 1] = np.inf
     x[10] = 1e-30 * rng.standard_normal(cols)  # rstd beyond float32: float64 normalize
+    x[11] = np.where(np.arange(cols) % 8 == 0, 3e38, -3e38)  # x - mean past float32: too
     return x.astype(dtype)
 
 

@@ -167,7 +167,7 @@ def hard_rows(rng, shape, offset=0.0, scale=1.0, dtype=F32, first_kind=0):
     return (offset + scale * data).astype(dtype)
 
 
-def range_rows(rng, shape, first_kind=0, kinds=range(10)):
+def range_rows(rng, shape, first_kind=0, kinds=range(11)):
     """float32 rows that leave float32's range in the sums or in rstd (for eps=0), cycling
     through kinds (from kinds[first_kind]):
 
@@ -182,6 +182,8 @@ def range_rows(rng, shape, first_kind=0, kinds=range(10)):
     7  1e-40 * N(0,1)          float32 subnormals: squares underflow to 0
     8  [-1e-30]*(cols/2) + [1e-30]*(cols/2)
     9  N(0,1)
+    10 +-3e38, a tenth positive: x - mean (up to 5.7e38) overflows float32, and rstd (6e-39)
+       is a float32 subnormal: normalized in float64 (rstd < 2**-96)
     """
     rows, cols = shape
     data = np.empty(shape)
@@ -206,6 +208,8 @@ def range_rows(rng, shape, first_kind=0, kinds=range(10)):
             v *= 1e-40
         elif kind == 8:
             v = np.where(np.arange(cols) < cols // 2, -1e-30, 1e-30)
+        elif kind == 10:
+            v = np.where(rng.random(cols) < 0.1, 3e38, -3e38) * (1 - 0.01 * rng.random(cols))
         data[i] = v
     return data.astype(F32)
 
@@ -322,12 +326,12 @@ def test_poor_head_shift_is_summed_again(rng, ran, path, offset, scale):
 @pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")  # rstd 1e40
 @pytest.mark.parametrize("path", ALL_PATHS)
 def test_rows_beyond_float32_range(rng, ran, path):
-    """Huge (1e20), tiny (1e-30), subnormal and 1e19-spiked rows, eps=0, mixed with normal
-    rows (on the parallel path a row normalized in float64 is followed by one summed on its
-    own): layer_norm, rms_norm and moments against the oracle."""
+    """Huge (1e20, +-3e38), tiny (1e-30), subnormal and 1e19-spiked rows, eps=0, mixed
+    with normal rows (on the parallel path a row normalized in float64 is followed by one
+    summed on its own): layer_norm, rms_norm and moments against the oracle."""
     shape = SHAPES[path]
     w, b = params(rng, shape[1])
-    for first_kind in (0, 5) if shape[0] < 10 else (0,):  # few rows: every kind in 2 calls
+    for first_kind in range(0, 11, shape[0]):  # few rows: every kind in 2 or 3 calls
         rows = range_rows(rng, shape, first_kind)
         if first_kind == 0 and shape[0] > 7:
             subnormal = rows[7]

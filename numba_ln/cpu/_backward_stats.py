@@ -9,9 +9,8 @@ from ._backward_rows import row_gxhat
 from ._elements import is_narrow, work
 from ._jit import kernel
 from ._moments import finish_row, row_shift, rstd_of
-from ._rowops import normalizer
+from ._rowops import fits_float32, normalizer
 
-RSTD_MAX = _config.NARROW_RSTD_MAX
 TINY = _config.NARROW_TINY
 
 
@@ -76,7 +75,7 @@ def recomputed_terms(dy, x, w, cols, eps, centered, k, t1, t2, tg, tgd):
 def terms_about(dy, x, w, cols, centered, mean, rstd, k, tg, tgd, squares_fit):
     """(mean, rstd, c1, c2) of a row from its sums about k (backward.py's docstring):
     sum(g * xhat) from Sgd and Sg while that is exact, else summed again about the mean."""
-    if is_narrow(x) and not rstd < RSTD_MAX:
+    if is_narrow(x) and not fits_float32(rstd):
         return mean, rstd, 0.0, 0.0  # row_wide sums this row again, in float64
     shift = mean - k
     if squares_fit and abs(shift) * rstd <= 1.0 and abs(tgd) < math.inf:

@@ -7,8 +7,8 @@ Rows are normalized in the work type (float32 for float32 data):
 
 with ``mean_hi = float32(mean)`` and ``mean_lo = float32(mean - mean_hi)``.  The first
 difference is exact far from zero (Sterbenz), so the float64 mean survives; what remains
-is ~4 float32 roundings of the result.  A row whose rstd leaves float32's range is
-normalized in float64.
+is ~4 float32 roundings of the result.  A row whose rstd leaves [2**-96, 2**96) is
+normalized in float64 (fits_float32).
 """
 import numpy as np
 from numba.core.imputils import impl_ret_borrowed
@@ -21,7 +21,15 @@ from ._vector_width import optimize_for_size
 from ._storage import load
 from ._sweep import normalize_chunk
 
-RSTD_MAX = _config.NARROW_RSTD_MAX
+RSTD_MIN, RSTD_MAX = _config.NARROW_RSTD_MIN, _config.NARROW_RSTD_MAX
+
+
+@kernel(inline="always")
+def fits_float32(rstd):
+    """Whether a row of this rstd is normalized in float32: float32(rstd) a normal number,
+    and neither x - mean (a spread near float32's maximum: 3.4e38 - (-3.4e38) is inf)
+    nor (x - mean) * rstd overflows.  False for NaN: such rows go to float64 too."""
+    return RSTD_MIN <= rstd < RSTD_MAX
 
 
 @intrinsic
@@ -46,7 +54,7 @@ def normalizer(src, center, rstd):
 @kernel(inline="always")
 def normalize_span(y, src, n, center, rstd, w, b):
     """y[:n] = (src[:n] - center) * rstd * w[:n] + b[:n] (y IN_PLACE: over src)."""
-    if rstd < RSTD_MAX:
+    if fits_float32(rstd):
         hi, low, scale = normalizer(src, center, rstd)
         normalize_chunk(y, src, hi, low, scale, w, b, np.uint64(0), np.uint64(n))
     else:  # float32 would overflow: (x - mean) * rstd in float64 (NaN rows too)

@@ -88,12 +88,11 @@ from ._indirect import block_key, call_block, run_blocks
 from ._jit import kernel
 from ._partials import numpy_param_grad, numpy_partial_rows, param_grad, partial_rows
 from ._pointers import address, row_address, stack_or_new
-from ._rowops import normalizer
+from ._rowops import fits_float32, normalizer
 from ._storage import work_dtype
 from ._stream import row_buffer, stream_end, stream_fence, stream_row, stream_state, streams
 from .rows import FIRST_ROW
 
-RSTD_MAX = _config.NARROW_RSTD_MAX
 # The kernels' statistics (mean, rstd, given) of a call that recomputes them (the rows are
 # never read), from Python; from compiled code, recomputed_stats and given_stats.
 RECOMPUTED = (np.zeros(0), np.zeros(0), False)
@@ -154,7 +153,7 @@ def backward_block(arrays, norm, stats, partials, cols, first, last, t, stream):
     for i in range(first, last):
         dxp, grp = row_address(dx, i, 0), row_address(gr, i, 0)
         written = scratch if stream else dxp  # (where the kernel writes row i of dx)
-        narrow_fits = not is_narrow(xp) or rstd < RSTD_MAX
+        narrow_fits = not is_narrow(xp) or fits_float32(rstd)
         hi, lo, scale = normalizer(xp, mean, rstd)
         k1, k2 = work(xp, rstd * c1), work(xp, rstd * c2)
         if i + 1 == last:

@@ -18,18 +18,17 @@ channel; stats: one value per position, in (outer, inner) order), grouped as the
 import numpy as np
 from numba import prange
 
-from .. import _config
 from ._channel_stats import tile_moments
 from ._elements import affine, exact_sub, smaller, store_stats, work
 from ._indirect import block_key, call_block
 from ._jit import kernel
 from ._moments import rstd_of
 from ._pointers import address
+from ._rowops import fits_float32
 from ._storage import empty_work, load, store, work_dtype
 from ._stream import (line_lanes, line_offset, row_buffer, stream_end, stream_fence, stream_row,
                       stream_state)
 
-RSTD_MAX = _config.NARROW_RSTD_MAX
 
 
 # tile_moments and tile_normalize are compiled on their own (once per x dtype, and per
@@ -47,7 +46,7 @@ def tile_normalize(y, y_base, y_step, x, base, step, chans, width, mean, rstd, h
     n = np.uint64(width)
     narrow = True
     for p in range(n):
-        narrow &= rstd[p] < RSTD_MAX
+        narrow &= fits_float32(rstd[p])
         hi[p] = work(x, mean[p])
         low[p] = work(x, mean[p] - hi[p])
         scale[p] = work(x, rstd[p])
@@ -62,7 +61,7 @@ def tile_normalize(y, y_base, y_step, x, base, step, chans, width, mean, rstd, h
                 store(written, p, affine(t, w, b, c))
         else:  # (some position's rstd is out of float32's range: a branch an element)
             for p in range(n):
-                if rstd[p] < RSTD_MAX:
+                if fits_float32(rstd[p]):
                     t = exact_sub(exact_sub(load(x, src + p), hi[p]), low[p]) * scale[p]
                     store(written, p, affine(t, w, b, c))
                 else:

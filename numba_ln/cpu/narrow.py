@@ -43,14 +43,13 @@ from ._indirect import block_key, call_block
 from ._jit import kernel
 from ._moments import chunk_stats, rstd_of, settled, short_row_shift
 from ._pointers import address, row_address, stack_doubles
-from ._rowops import normalizer, source
+from ._rowops import fits_float32, normalizer, source
 from ._sweep import put
 from .rows import row_end, row_finish
 
 BLOCK = 16
 GAIN_MAX = _config.SHIFT_GAIN_MAX
 TINY = _config.NARROW_TINY
-RSTD_MAX = _config.NARROW_RSTD_MAX
 assert _config.NARROW_ROW_BYTES // 2 <= _config.CHUNK  # (a narrow row is one chunk)
 
 
@@ -116,7 +115,7 @@ def narrow_block(arrays, norm, stats, cols, first, last):
             src = source(row_address(s, i, 0), row_address(x, i, 0), row_address(r, i, 0))
             # (_rowops.normalize_span's float32 branch with its loop inline: its call of
             # normalize_chunk cost 2-9% here, one thread, (4096, 32)-(4096, 64))
-            if rstds[j] < RSTD_MAX:
+            if fits_float32(rstds[j]):
                 hi, low, scale = normalizer(src, means[j], rstds[j])
                 for c in range(np.uint64(cols)):
                     put(yp, src, hi, low, scale, wp, bp, c)

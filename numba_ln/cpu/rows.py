@@ -47,12 +47,11 @@ from ._jit import kernel
 from ._moments import (PIECE, finish_row, piece_sums, row_shift, row_sums, rstd_of, settled,
                        stats_of_totals)
 from ._pointers import address, advance, prefetch_line, row_address
-from ._rowops import normalize_span, normalizer, source
+from ._rowops import fits_float32, normalize_span, normalizer, source
 from ._stream import (fits_row_buffer, line_lanes, row_buffer, stream_end, stream_fence,
                       stream_row, stream_state)
 from ._sweep import sweep
 
-RSTD_MAX = _config.NARROW_RSTD_MAX
 PREFETCH_MAX_ROW_BYTES = _config.PREFETCH_MAX_ROW_BYTES
 
 # The steps a row goes through are functions of their own, each compiled once per array
@@ -168,7 +167,7 @@ def rows_block(arrays, norm, stats, cols, first, last, stream):
             xp, rp = row_address(x, i + 1, 0), row_address(r, i + 1, 0)
             if ahead and i + 2 < last:  # (short rows: the row after next, line by line)
                 fetch_row(row_address(x, i + 2, 0), row_address(r, i + 2, 0), cols)
-            if rstd < RSTD_MAX:
+            if fits_float32(rstd):
                 k = row_shift(xp, rp, cols, centered)
                 t1, t2 = sweep_row(written, src, normalizer(src, mean, rstd), wp, bp,
                                    (xp, rp, sp), cols, k, centered)
