@@ -91,6 +91,11 @@ def ln_any(x, weight, out, eps):
     return layer_norm(x, weight, eps=eps, out=out)
 
 
+@njit
+def add_into(x, r, out, residual_out):
+    return add_layer_norm(x, r, out=out, residual_out=residual_out)
+
+
 # --- tests -------------------------------------------------------------------------------------
 
 def test_pre_ln_block(rng):
@@ -203,6 +208,38 @@ def test_layouts_out_and_in_place(rng):
     expected = numba_ln.layer_norm(xs.copy(), 2.0)
     ln_any(xs, 2.0, outs, 1e-5)
     assert_same(outs, expected)
+
+
+def strided(a):
+    """a's values in an array of 'A' layout (every second element of a wider one)."""
+    wide = np.zeros(a.shape[:-1] + (2 * a.shape[-1],), a.dtype)
+    wide[..., ::2] = a
+    return wide[..., ::2]
+
+
+def test_outputs_written_through_a_copy_are_checked_as_from_python(rng):
+    """Outputs of 'A' layout are written from a copy after the kernel: out and
+    residual_out that share memory, or one with a zero stride (a broadcast view), raise
+    the Python call's errors before anything is written (they returned one output's
+    values in the other's place)."""
+    x, r = rng.standard_normal((2, 2, 4))
+    buf = strided(np.zeros((3, 4)))
+    zero_stride = np.lib.stride_tricks.as_strided(buf[0], (2, 4), (0, buf.strides[1]),
+                                                  writeable=True)
+    cases = [(buf[0:2], buf[2:0:-1], "out and residual_out must not overlap"),  # row 1
+             (buf[1::-1], buf[2:0:-1], "out and residual_out must not overlap"),
+             (zero_stride, buf[1:3], "out has a zero stride"),
+             (buf[1:3], zero_stride, "residual_out has a zero stride")]
+    for out, residual_out, message in cases:
+        with pytest.raises(ValueError, match=message):
+            numba_ln.add_layer_norm(x, r, out=out, residual_out=residual_out)
+        with pytest.raises(ValueError, match=message):
+            add_into(x, r, out, residual_out)
+        assert not buf.any()
+    out, residual_out = strided(np.zeros((2, 4))), buf[2:0:-1]
+    y, s = add_into(x, r, out, residual_out)
+    assert y is out and s is residual_out
+    assert_same((y, s), numba_ln.add_layer_norm(x, r))
 
 
 def test_global_parameters_are_read_only_arrays(rng):

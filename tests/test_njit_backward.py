@@ -53,6 +53,11 @@ def rms_without_param_grads(dy, x, rstd):
     return rms_norm_backward(dy, x, 2.0, rstd=rstd, eps=1e-5, param_grads=False)
 
 
+@njit
+def rms_into(dy, x, out):
+    return rms_norm_backward(dy, x, out=out, param_grads=False)
+
+
 def data(rng, shape, dtype=np.float32, offset=1e3):
     x = (rng.standard_normal(shape) * 2 + offset).astype(dtype)
     dy = rng.standard_normal(shape).astype(dtype)
@@ -119,6 +124,23 @@ def test_runtime_errors(dy_shape, rstd_shape, message):
     with pytest.raises(ValueError, match=message):
         rms_without_param_grads(np.ones(dy_shape), np.ones((6, 50)),
                                 np.ones(rstd_shape, np.float32))
+
+
+def test_out_written_through_a_copy(rng):
+    """An out of 'A' layout is written from a copy: one with a zero stride (a broadcast
+    view) is refused, as from Python, before anything is written."""
+    dy, x, _ = data(rng, (3, 8), np.float64)
+    wide = np.zeros((3, 16))
+    zero_stride = np.lib.stride_tricks.as_strided(wide[0, ::2], (3, 8), (0, 16),
+                                                  writeable=True)
+    for call in (lambda: numba_ln.rms_norm_backward(dy, x, out=zero_stride, param_grads=False),
+                 lambda: rms_into(dy, x, zero_stride)):
+        with pytest.raises(ValueError, match="out has a zero stride"):
+            call()
+        assert not wide.any()
+    got = rms_into(dy, x, wide[:, ::2])
+    assert got[0] is not None and np.shares_memory(got[0], wide)
+    assert_identical(got, numba_ln.rms_norm_backward(dy, x, param_grads=False))
 
 
 def test_weight_broadcast_or_refused(rng):

@@ -34,7 +34,7 @@ from . import _memoized
 from .checks import (_absent, _check_axis, _check_eps, _fail, _flag, _is_view, _output_kind,
                      _param_kind, _x_dtype)
 from .core import (_JIT_OPTIONS, _copy_into, _detach, _detach_any, _flat_copy, _overlaps,
-                   _param_copy)
+                   _param_copy, _repeats_elements)
 
 _task_rows = register_jitable(_bw.task_rows)  # the Python path's tasks, in compiled code
 _backward_serial = _bw.backward_serial  # (and its loop over them; jitable itself)
@@ -159,6 +159,10 @@ def _make_backward(fname, centered, dy, x, weight, mean, rstd, eps, grad_residua
         if dx_view or dx_temp:
             if out.shape != shape:
                 raise ValueError("numba_ln: out must have x's shape")
+        if dx_temp:  # (a C-contiguous one has no zero stride)
+            if _repeats_elements(out):
+                raise ValueError("numba_ln: out has a zero stride (a broadcast view): several "
+                                 "of its elements are one memory location")
         if dx_view:
             dxf = out.reshape(-1)
         else:

@@ -69,6 +69,40 @@ def _overlaps(a, b):
 
 
 @register_jitable
+def _extent(a):
+    """The bytes [lo, hi) that a's elements lie within, whatever its strides (the bounds
+    np.may_share_memory compares)."""
+    lo = hi = a.ctypes.data
+    for k in range(a.ndim):
+        reach = a.strides[k] * (a.shape[k] - 1)
+        if reach < 0:
+            lo += reach
+        else:
+            hi += reach
+    return lo, hi + a.itemsize
+
+
+@register_jitable
+def _may_overlap(a, b):
+    """Whether arrays a and b (any layouts) may share memory, as the Python call's
+    np.may_share_memory says."""
+    if a.size == 0 or b.size == 0:
+        return False
+    (a_lo, a_hi), (b_lo, b_hi) = _extent(a), _extent(b)
+    return a_lo < b_hi and b_lo < a_hi
+
+
+@register_jitable
+def _repeats_elements(a):
+    """Whether a has a zero stride along an axis of more than one element (a broadcast
+    view: several elements are one memory location, so it cannot hold a result)."""
+    for k in range(a.ndim):
+        if a.strides[k] == 0 and a.shape[k] > 1:
+            return True
+    return False
+
+
+@register_jitable
 def _detach_any(a, o):
     """a, or a copy of it when output o shares any memory with it (weight, bias and
     statistics: never written in place)."""
@@ -184,6 +218,10 @@ def _make_core(variant, x, residual, weight, bias, eps, out, residual_out, *, re
         if y_view or y_temp:
             if out.shape != shape:
                 raise ValueError("numba_ln: out/residual_out must have x's shape")
+        if y_temp:  # (a C-contiguous one has no zero stride)
+            if _repeats_elements(out):
+                raise ValueError("numba_ln: out has a zero stride (a broadcast view): several "
+                                 "of its elements are one memory location")
         if y_view:
             y = out
             yf = out.reshape(-1)
@@ -195,6 +233,13 @@ def _make_core(variant, x, residual, weight, bias, eps, out, residual_out, *, re
         if s_view or s_temp:
             if residual_out.shape != shape:
                 raise ValueError("numba_ln: out/residual_out must have x's shape")
+        if s_temp:
+            if _repeats_elements(residual_out):
+                raise ValueError("numba_ln: residual_out has a zero stride (a broadcast view): "
+                                 "several of its elements are one memory location")
+        if y_user and s_user:  # (the arrays as given: a strided one is written from a copy)
+            if _may_overlap(out, residual_out):
+                raise ValueError("numba_ln: out and residual_out must not overlap")
         if s_view:
             s = residual_out
             sf = residual_out.reshape(-1)
@@ -214,9 +259,6 @@ def _make_core(variant, x, residual, weight, bias, eps, out, residual_out, *, re
             rf = _detach(rf, sf)
             wf = _detach_any(wf, sf)
             bf = _detach_any(bf, sf)
-        if y_user and s_user:
-            if _overlaps(yf, sf):
-                raise ValueError("numba_ln: out and residual_out must not overlap")
 
         # Statistics are always written (scratch rows when not returned), as from Python:
         # one kernel variant fewer (_stand_ins)
