@@ -3,18 +3,25 @@ the common calls into Numba's on-disk cache ahead of their first use (Dockerfile
 images, a cluster's shared environment), in parallel processes, with progress.
 
 A *task* is one public call on small and large arrays of one dtype (the small-call, serial
-and parallel kernels it reaches).  Tasks run in worker processes (spawned: each starts with
-nothing compiled); each process writes what it compiled into the cache, its saves locked
-per cache folder (cpu/_jit.py).  A last pass in the calling process runs every task again,
+and parallel kernels it reaches).  Tasks run in worker processes (fresh interpreters: each
+starts with nothing compiled); each process writes what it compiled into the cache, its
+saves locked per cache folder (cpu/_jit.py).  The workers are started as
+``python -c "...serve()"``, not by multiprocessing, whose spawned children import the
+caller's script again: a script calling ``numba_ln.precompile()`` without an
+``if __name__ == "__main__":`` guard failed ("An attempt has been made to start a new
+process before the current process has finished its bootstrapping phase").  A last pass in the calling process runs every task again,
 loading what is cached and compiling anything missing (measured once: a run whose workers'
 entries were not all found afterwards), so that nothing is missing at the end.
 """
 import argparse
+import json
 import os
+import queue
+import subprocess
 import sys
+import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_context
+import traceback
 
 import numpy as np
 
@@ -191,19 +198,97 @@ def precompile(dtypes=COMMON_DTYPES, functions=FUNCTIONS, everything=False, proc
     processes = max(1, min(processes or os.cpu_count() or 1, len(todo)))
     say = progress or (lambda line: None)
     start, kernels = time.perf_counter(), 0
-    with ProcessPoolExecutor(processes, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(_worker, [task]) for task in todo]  # (a worker keeps what
-        for finished, future in enumerate(as_completed(futures), 1):  # it compiled)
-            for (function, dtype), count, seconds in future.result():
-                kernels += count
-                say(f"[{finished}/{len(todo)}] {dtype} {function}: {count} kernels compiled "
-                    f"in {seconds:.1f} s")
+    for finished, ((function, dtype), count, seconds) in enumerate(
+            _in_workers(todo, processes), 1):
+        kernels += count
+        say(f"[{finished}/{len(todo)}] {dtype} {function}: {count} kernels compiled "
+            f"in {seconds:.1f} s")
     for (function, dtype), count, _ in _worker(todo):  # load all; compile what was dropped
         kernels += count
         if count:
             say(f"(again here: {dtype} {function}, {count} kernels)")
     return {"tasks": len(todo), "kernels": kernels, "seconds": time.perf_counter() - start,
             "cache": cache_folder()}
+
+
+def _in_workers(todo, processes):
+    """Run the tasks in `processes` worker processes, each taking the next task when done
+    with one (a worker keeps what it compiled); yields (task, kernels, seconds) as tasks
+    finish, in this thread (progress is called here)."""
+    waiting, finished = list(reversed(todo)), queue.Queue()
+    lock = threading.Lock()
+
+    def next_task():
+        with lock:
+            return waiting.pop() if waiting else None
+
+    def serve_tasks():
+        try:
+            with _start_worker() as worker:
+                task = next_task()
+                while task is not None:
+                    finished.put((task, *_ask(worker, task)))
+                    task = next_task()
+                worker.stdin.close()
+        except BaseException as error:  # (raised in the calling thread, below)
+            with lock:
+                waiting.clear()
+            finished.put(error)
+
+    threads = [threading.Thread(target=serve_tasks, daemon=True) for _ in range(processes)]
+    for thread in threads:
+        thread.start()
+    try:
+        for _ in todo:
+            result = finished.get()
+            if isinstance(result, BaseException):
+                raise result
+            yield result
+    finally:  # (on an error, or a progress callable's: the workers start no more tasks)
+        with lock:
+            waiting.clear()
+        for thread in threads:
+            thread.join()
+
+
+def _start_worker():
+    """A worker process: this interpreter, with numba_ln importable as it is here."""
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent,
+                                                      env.get("PYTHONPATH")]))
+    return subprocess.Popen(
+        [sys.executable, "-c", "from numba_ln._precompile import serve; serve()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+
+
+def _ask(worker, task):
+    """(kernels, seconds) of one task run by the worker process."""
+    worker.stdin.write(" ".join(task) + "\n")
+    worker.stdin.flush()
+    answer = worker.stdout.readline()
+    if not answer:
+        raise RuntimeError(f"numba_ln.precompile: a worker process ended (exit code "
+                           f"{worker.wait()}) during the task {task}")
+    answer = json.loads(answer)
+    if "error" in answer:
+        raise RuntimeError(f"numba_ln.precompile: the task {task} failed in a worker "
+                           f"process:\n{answer['error']}")
+    return answer["kernels"], answer["seconds"]
+
+
+def serve():
+    """A worker process's loop: a task per line of stdin ("function dtype"), its answer
+    a JSON line on stdout; anything else printed goes to stderr."""
+    answers, sys.stdout = sys.stdout, sys.stderr
+    for line in sys.stdin:
+        try:
+            [(_, count, seconds)] = _worker([tuple(line.split())])
+            answer = {"kernels": count, "seconds": seconds}
+        except Exception:
+            answer = {"error": traceback.format_exc()}
+        answers.write(json.dumps(answer) + "\n")
+        answers.flush()
 
 
 def _names(names, argument, known):

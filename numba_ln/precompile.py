@@ -1,24 +1,17 @@
 """``python -m numba_ln.precompile`` and ``numba_ln.precompile()``: compile the kernels of
 the common calls into Numba's on-disk cache ahead of their first use (numba_ln/
-_precompile.py does the work; imported only when used).
+_precompile.py does the work; the package imports this module only when used).
 
 The module itself is callable, so that ``numba_ln.precompile(...)`` works whether the name
 was reached as the package's attribute or by ``import numba_ln.precompile``.
 """
+import inspect
 import sys
 import types
 
-
-def precompile(*args, **kwargs):
-    from ._precompile import precompile as run
-
-    return run(*args, **kwargs)
-
-
-precompile.__doc__ = """Compile the kernels of the common calls into the on-disk cache:
-``numba_ln.precompile(dtypes=..., functions=..., everything=False, processes=None,
-progress=None)`` (``progress=print`` prints a line per finished task); see
-numba_ln/_precompile.py."""
+# (the function itself, so that help() and inspect.signature show its parameters;
+# _precompile imports nothing of the kernels)
+from ._precompile import precompile
 
 
 class _CallableModule(types.ModuleType):
@@ -27,6 +20,7 @@ class _CallableModule(types.ModuleType):
 
 
 sys.modules[__name__].__class__ = _CallableModule
+__signature__ = inspect.signature(precompile)  # (the module's, as a callable's: help())
 
 if __name__ == "__main__":
     from ._precompile import main

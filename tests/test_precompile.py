@@ -1,6 +1,7 @@
 """``python -m numba_ln.precompile`` / ``numba_ln.precompile()``: the kernels of the chosen
 calls are in the cache afterwards (a new process compiles none of them), with progress
 and a summary; bad arguments are refused before anything compiles."""
+import inspect
 import os
 import subprocess
 import sys
@@ -38,6 +39,15 @@ def test_precompiled_kernels_load_in_a_new_process(tmp_path):
     done = _python(["-c", check], env, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split() == ["0"]
+    # numba_ln.precompile() from a script without an `if __name__ == "__main__":` guard
+    # (multiprocessing's workers imported the script again, and failed)
+    script = tmp_path / "build_image.py"
+    script.write_text("import numba_ln\n"
+                      "summary = numba_ln.precompile(dtypes='float64', functions='moments')\n"
+                      "print('tasks', summary['tasks'])\n")
+    done = _python([str(script)], env, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["tasks", "1"]
 
 
 def test_bad_arguments_are_refused_first(tmp_path):
@@ -52,8 +62,8 @@ def test_bad_arguments_to_the_function_are_refused_before_any_work(monkeypatch):
     before a worker starts (a string was read letter by letter; unknown names failed
     inside the workers)."""
     started = []
-    monkeypatch.setattr(_precompile, "ProcessPoolExecutor",
-                        lambda *a, **k: started.append(a) or pytest.fail("a worker started"))
+    monkeypatch.setattr(_precompile, "_start_worker",
+                        lambda: started.append(1) or pytest.fail("a worker started"))
     for kwargs, error, message in [
             (dict(dtypes=("float8",)), ValueError, "dtypes: unknown 'float8'"),
             (dict(dtypes=("int32",)), ValueError, "dtypes: unknown 'int32'"),
@@ -86,6 +96,10 @@ def test_tasks_and_the_callable_module():
     import numba_ln.precompile as module  # the module is what numba_ln.precompile calls
 
     assert callable(numba_ln.precompile) and callable(module)
+    # help() and IDEs see the parameters (they saw (*args, **kwargs))
+    for f in (numba_ln.precompile, module, module.precompile):
+        assert list(inspect.signature(f).parameters) == [
+            "dtypes", "functions", "everything", "processes", "progress"]
 
 
 def test_all_forms_make_the_small_calls_of_the_other_forms(small_ran):
