@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from numba_ln.bench import backward_cases as bc
-from numba_ln.bench import cli, targets
+from numba_ln.bench import arguments, cli, targets
 from numba_ln.bench.lines import LINES
 
 
@@ -34,7 +34,7 @@ def test_backward_option_prints_and_saves_every_case(tmp_path, capsys):
         "layer_norm_backward", "layer_norm_backward", "rms_norm_backward",
         "layer_norm_backward"]  # (the last: bfloat16, not selected here: SKIP)
     assert saved["targets"][-1]["status"] == "SKIP"
-    assert "--backward" in cli.parser().format_help()
+    assert "--backward" in arguments.parser().format_help()
 
 
 @pytest.mark.parametrize("func", list(bc.BACKWARD_FUNCTIONS))

@@ -7,7 +7,7 @@ import pytest
 pytest.importorskip("dask.array")
 pytest.importorskip("distributed")
 
-from numba_ln.bench import cli, dask_cases  # noqa: E402
+from numba_ln.bench import arguments, cli, dask_cases  # noqa: E402
 
 
 def test_dask_option_prints_and_saves_every_case(tmp_path, capsys):
@@ -22,4 +22,4 @@ def test_dask_option_prints_and_saves_every_case(tmp_path, capsys):
         for name, entry in r["libraries"].items():
             assert entry["check_error"] < 1e-4 and len(entry["times_s"]) == 1
             assert f"{r['case']:<18}" in printed and name in printed
-    assert "--dask" in cli.parser().format_help()
+    assert "--dask" in arguments.parser().format_help()
