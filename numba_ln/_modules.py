@@ -10,7 +10,7 @@ from ._dtypes import F16, F32, F64, is_bfloat16, result_dtype
 from ._small_axes import rows_call, rows_kernel_call
 from ._small_front import small_call
 from ._spec import check_eps
-from ._validate import as_array
+from ._validate import as_array, flag
 
 _DTYPES = (F32, F64, F16)  # and ml_dtypes.bfloat16 (is_bfloat16)
 
@@ -191,9 +191,12 @@ class LayerNorm(_Norm):
 
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True,
                  dtype=np.float32):
+        # (bools: "False" read by truthiness was True)
+        elementwise_affine = flag(elementwise_affine, "elementwise_affine")
+        bias = flag(bias, "bias")
         super().__init__(normalized_shape, eps, dtype)
-        self.elementwise_affine = bool(elementwise_affine)
-        self.has_bias = bool(bias) and self.elementwise_affine
+        self.elementwise_affine = elementwise_affine
+        self.has_bias = bias and elementwise_affine
         self.weight = np.ones(self.normalized_shape, self.dtype) if self.elementwise_affine else None
         self.bias = np.zeros(self.normalized_shape, self.dtype) if self.has_bias else None
 
@@ -224,8 +227,9 @@ class RMSNorm(_Norm):
     weight = _param_property("weight")
 
     def __init__(self, normalized_shape, eps=1e-6, elementwise_affine=True, dtype=np.float32):
+        elementwise_affine = flag(elementwise_affine, "elementwise_affine")
         super().__init__(normalized_shape, eps, dtype)
-        self.elementwise_affine = bool(elementwise_affine)
+        self.elementwise_affine = elementwise_affine
         self.weight = np.ones(self.normalized_shape, self.dtype) if self.elementwise_affine else None
 
     _centered = False

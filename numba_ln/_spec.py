@@ -20,6 +20,7 @@ Adapter protocol (``arrays``):
 ``overlap(a, b)``                  whether two of the backend's arrays share memory
 """
 import math
+import numbers
 import operator
 from typing import NamedTuple
 
@@ -119,8 +120,11 @@ def check_eps(eps, name="eps", work=None):
         return float(np.finfo(work).eps)
     if type(eps) is np.ndarray and eps.ndim == 0:
         eps = eps[()]  # (a 0-d array, as np.load gives a saved scalar: its scalar)
-    if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, (int, float, np.integer,
-                                                                np.floating)):
+    # (a real number: Python's, Fraction, NumPy's, and bfloat16 scalars, which ml_dtypes
+    # does not register as numbers.Real; not a bool)
+    if isinstance(eps, (bool, np.bool_)) or not (
+            isinstance(eps, numbers.Real) or (isinstance(eps, np.generic)
+                                              and _dtypes.is_real(eps.dtype))):
         raise TypeError(f"{name} must be a real number, got {type(eps).__name__}")
     try:
         value = float(eps)

@@ -1,4 +1,6 @@
 """Bad input: a ValueError/TypeError naming the argument, and nothing written."""
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
@@ -179,6 +181,41 @@ def test_an_int_eps_past_floats_range_is_a_value_error_on_every_path():
                                              "past float's range"):
             call(10**400)
     assert (out == 7.0).all()
+
+
+def test_eps_of_any_real_scalar_type_is_its_value():
+    """A bfloat16 scalar (a bfloat16 checkpoint's eps), a 0-d bfloat16 array and a Fraction
+    are real numbers too (they were refused: "eps must be a real number, got bfloat16")."""
+    import ml_dtypes
+
+    x = np.arange(24, dtype=np.float32).reshape(4, 6)
+    half = ml_dtypes.bfloat16(0.5)
+    for eps in (half, np.array(half), Fraction(1, 2), np.float16(0.5)):
+        for func in (numba_ln.layer_norm, numba_ln.rms_norm):
+            assert func(x, eps=eps).tobytes() == func(x, eps=0.5).tobytes()
+        assert numba_ln.LayerNorm(6, eps=eps)(x).tobytes() == numba_ln.layer_norm(
+            x, np.ones(6, np.float32), np.zeros(6, np.float32), eps=0.5).tobytes()
+        got = numba_ln.layer_norm_backward(x, x, eps=eps)
+        assert all(a.tobytes() == b.tobytes()
+                   for a, b in zip(got, numba_ln.layer_norm_backward(x, x, eps=0.5)))
+    for eps in (np.True_, np.complex64(0.5), "0.5"):
+        with pytest.raises(TypeError, match="eps must be a real number"):
+            numba_ln.layer_norm(x, eps=eps)
+
+
+def test_module_flags_are_bools():
+    """elementwise_affine and bias take True/False (NumPy's bools, 0 and 1 too): truthiness
+    read LayerNorm(8, elementwise_affine="False") as an affine module."""
+    for make in (lambda v: numba_ln.LayerNorm(8, elementwise_affine=v),
+                 lambda v: numba_ln.LayerNorm(8, bias=v),
+                 lambda v: numba_ln.RMSNorm(8, elementwise_affine=v)):
+        for value in ("False", None, [], 2):
+            with pytest.raises(TypeError, match="must be True or False"):
+                make(value)
+    plain = numba_ln.LayerNorm(8, elementwise_affine=np.False_, bias=0)
+    assert plain.weight is None and plain.bias is None
+    assert numba_ln.LayerNorm(8, bias=np.False_).bias is None
+    assert numba_ln.RMSNorm(8, elementwise_affine=0).weight is None
 
 
 def test_eps_as_a_0d_array_is_its_value():
