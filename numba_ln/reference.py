@@ -2,12 +2,30 @@
 
 Slow and obviously right: statistics by ``np.mean``/``np.var`` (pairwise summation) in
 float64, then the formula as written.  Results stay float64; callers round if they wish.
+Bad input is refused as numba_ln refuses it (an oracle that guessed could hide a test's
+mistake): arrays must be real, axes within x's dimensions and distinct.
 """
 import numpy as np
 
+from ._dtypes import is_bfloat16
+
 
 def _f64(a):
-    return None if a is None else np.asarray(a, dtype=np.float64)
+    """a as a float64 array (None as None); TypeError for complex, object or string data,
+    whose float64 value would drop or invent something."""
+    if a is None:
+        return None
+    a = np.asarray(a)
+    if not (a.dtype.kind in "fiub" or is_bfloat16(a.dtype)):
+        raise TypeError(f"numba_ln.reference takes real arrays, got dtype {a.dtype}")
+    return a.astype(np.float64)
+
+
+def _data(a, name):
+    """x or dy as a float64 array (_f64); TypeError for None."""
+    if a is None:
+        raise TypeError(f"{name} must be an array, got None")
+    return _f64(a)
 
 
 def _param_shape(x, axes):
@@ -16,8 +34,16 @@ def _param_shape(x, axes):
 
 
 def _axes(axis, ndim):
+    """The normalized axes as sorted non-negative ints; ValueError for an axis outside
+    -ndim..ndim-1 (it was wrapped: axis=5 of a 2-D x read as axis 1) or a repeated one."""
     axis = (axis,) if np.isscalar(axis) else tuple(axis)
-    return tuple(sorted(a % ndim for a in axis))
+    for a in axis:
+        if not -ndim <= a < ndim:
+            raise ValueError(f"axis {a} is out of bounds for an array of dimension {ndim}")
+    axes = tuple(sorted(a % ndim for a in axis))
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"repeated axis in {axis}")
+    return axes
 
 
 def _affine(y, x, weight, bias, axes):
@@ -32,7 +58,7 @@ def _affine(y, x, weight, bias, axes):
 
 def layer_norm(x, weight=None, bias=None, axis=-1, eps=1e-5):
     """(y, mean, rstd), all float64, mean/rstd in keepdims shape."""
-    x = _f64(x)
+    x = _data(x, "x")
     axes = _axes(axis, x.ndim)
     mean = x.mean(axis=axes, keepdims=True)
     var = x.var(axis=axes, keepdims=True)
@@ -42,21 +68,22 @@ def layer_norm(x, weight=None, bias=None, axis=-1, eps=1e-5):
 
 def rms_norm(x, weight=None, axis=-1, eps=1e-6):
     """(y, rstd), float64, rstd in keepdims shape."""
-    x = _f64(x)
+    x = _data(x, "x")
     axes = _axes(axis, x.ndim)
     rstd = 1.0 / np.sqrt(np.mean(x * x, axis=axes, keepdims=True) + eps)
     return _affine(x * rstd, x, weight, None, axes), rstd
 
 
 def moments(x, axis=-1):
-    x = _f64(x)
+    """(mean, var), float64, the axes dropped; var is the biased (population) variance."""
+    x = _data(x, "x")
     axes = _axes(axis, x.ndim)
     return x.mean(axis=axes), x.var(axis=axes)
 
 
 def _backward(dy, x, weight, xhat, rstd, axes, grad_residual, centered):
     """dx, dweight, dbias from xhat and rstd (float64, keepdims rstd)."""
-    dy = _f64(dy)
+    dy = _data(dy, "dy")
     shape = _param_shape(x, axes)
     norm_shape = tuple(x.shape[a] for a in axes)
     g = dy if weight is None else dy * np.broadcast_to(_f64(weight), norm_shape).reshape(shape)
@@ -78,9 +105,11 @@ def layer_norm_backward(dy, x, weight=None, mean=None, rstd=None, axis=-1, eps=1
     """(dx, dweight, dbias), float64: the gradients of layer_norm(x, weight, bias) given
     the output gradient dy.  mean/rstd (keepdims) are used as given (rounded values
     included); when omitted they are computed from x in float64."""
-    x = _f64(x)
+    x = _data(x, "x")
     axes = _axes(axis, x.ndim)
-    if mean is None or rstd is None:
+    if (mean is None) != (rstd is None):
+        raise ValueError("mean and rstd must be given together (or neither)")
+    if mean is None:
         _, mean, rstd = layer_norm(x, axis=axes, eps=eps)
     mean, rstd = _f64(mean), _f64(rstd)
     return _backward(dy, x, weight, (x - mean) * rstd, rstd, axes, grad_residual, True)
@@ -88,7 +117,7 @@ def layer_norm_backward(dy, x, weight=None, mean=None, rstd=None, axis=-1, eps=1
 
 def rms_norm_backward(dy, x, weight=None, rstd=None, axis=-1, eps=1e-6, grad_residual=None):
     """(dx, dweight), float64: the gradients of rms_norm(x, weight) given dy."""
-    x = _f64(x)
+    x = _data(x, "x")
     axes = _axes(axis, x.ndim)
     if rstd is None:
         _, rstd = rms_norm(x, axis=axes, eps=eps)
@@ -101,8 +130,10 @@ def round_to(y, dtype):
     """A float64 result rounded once, to nearest even, to dtype: the reference a 16-bit
     result is compared with.  bfloat16 goes through float32 rounded to odd, which makes
     the two roundings one (float32 keeps more than two bits beyond bfloat16's)."""
-    y = np.asarray(y, dtype=np.float64)
+    y = _f64(y)
     dtype = np.dtype(dtype)
+    if not (dtype.kind == "f" or is_bfloat16(dtype)):
+        raise TypeError(f"round_to rounds to a float dtype, got {dtype}")
     if dtype.kind == "f":  # NumPy's float64 -> float16 is one correct rounding
         with np.errstate(over="ignore"):  # overflow rounds to inf
             return y.astype(dtype)
@@ -119,7 +150,10 @@ def ulp_distance(a, b):
     between a and b: 0 for equal values (+0 and -0 too) and for NaN against NaN, 2**16
     for NaN against a number."""
     a, b = np.asarray(a), np.asarray(b)
-    assert a.dtype == b.dtype and a.itemsize == 2, (a.dtype, b.dtype)
+    if a.dtype != b.dtype or a.itemsize != 2 or not (a.dtype == np.float16
+                                                     or is_bfloat16(a.dtype)):
+        raise TypeError(f"ulp_distance takes two arrays of one 16-bit float dtype, got "
+                        f"{a.dtype} and {b.dtype}")
 
     def ordered(v):
         bits = v.view(np.uint16).astype(np.int64)
