@@ -31,7 +31,10 @@ def same(got, expected):
 def test_unpickled_arrays_take_the_small_calls(rng, small_ran, dtype):
     x = (3.0 + rng.standard_normal((4, 40))).astype(dtype)
     r = rng.standard_normal(x.shape).astype(dtype)
-    w, b = (1.0 + rng.standard_normal((2, 40))).astype(np.float32)
+    # (parameters as a checkpoint holds them: in the data's dtype, float32 for 16-bit data;
+    # other mixes compile kernels of their own, tested in test_small_calls.py)
+    w, b = (1.0 + rng.standard_normal((2, 40))).astype(
+        np.float32 if dtype == np.float16 else dtype)
     xp, rp, wp, bp = (unpickled(a) for a in (x, r, w, b))
     calls = [
         (lambda x, r, w, b: numba_ln.layer_norm(x, w, b), "small_norm"),
@@ -53,8 +56,9 @@ def test_unpickled_arrays_take_the_small_calls(rng, small_ran, dtype):
 def test_unpickled_outputs_are_returned_as_given(rng, small_ran):
     x = rng.standard_normal((3, 16)).astype(np.float32)
     r = rng.standard_normal(x.shape).astype(np.float32)
+    w = np.linspace(0.5, 1.5, 16, dtype=np.float32)
     expected = (numba_ln.add_layer_norm(x, r), numba_ln.layer_norm(x),
-                numba_ln.layer_norm_backward(r, x)[0])
+                numba_ln.layer_norm_backward(r, x, w)[0])
     small_ran.clear()
     out, residual = unpickled(np.zeros_like(x)), unpickled(r.copy())
     y, s = numba_ln.add_layer_norm(unpickled(x), residual, out=out, residual_out=residual)
@@ -64,7 +68,7 @@ def test_unpickled_outputs_are_returned_as_given(rng, small_ran):
     assert numba_ln.layer_norm(x_in_place, out=x_in_place) is x_in_place
     same(x_in_place, expected[1])
     dy = unpickled(r)
-    dx, _, _ = numba_ln.layer_norm_backward(dy, x, out=dy)
+    dx, _, _ = numba_ln.layer_norm_backward(dy, x, w, out=dy)
     assert dx is dy
     same(dx, expected[2])
     assert small_ran == ["small_add_norm", "small_norm", "small_backward"]
