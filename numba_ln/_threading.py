@@ -8,10 +8,14 @@ when two Python threads launch parallel work at once.  TBB is safe for both, but
 loader does not search, so Numba reports TBB unavailable.  We load that library by path
 (RTLD_GLOBAL) before the first parallel launch and select TBB.
 
-If the user chose a layer (``NUMBA_THREADING_LAYER``), or a parallel region already ran
-before numba_ln was imported, we leave the choice alone.  When the layer in use is not
-TBB, ``PARALLEL_LOCK`` serializes numba_ln's own parallel launches across Python threads
-(workqueue would otherwise abort).
+If the user chose a layer (``NUMBA_THREADING_LAYER``, or ``numba.config.THREADING_LAYER``
+set before the import), or a parallel region already ran
+before numba_ln was imported, we leave the choice alone (but still load the library, so
+that a choice of tbb, or of safe/threadsafe/forksafe, which prefer it, finds it).  Until
+Numba's threads have started, and afterwards when the layer they run is not TBB,
+``PARALLEL_LOCK`` serializes numba_ln's own parallel launches across Python threads
+(workqueue would otherwise abort): the layer is read where it is known, at the first
+launch, not at import, since code may still set ``numba.config.THREADING_LAYER``.
 """
 import ctypes
 import glob
@@ -25,7 +29,9 @@ from numba.extending import register_jitable
 from . import _config
 
 PARALLEL_LOCK = threading.Lock()
-_tbb_selected = False
+_serialized = None  # whether launches need PARALLEL_LOCK: known once Numba's threads run
+# the layers that take TBB when it loads (Numba's "safe", "threadsafe", "forksafe")
+_TBB_CHOICES = ("tbb", "safe", "threadsafe", "forksafe")
 
 
 def _load_tbb_library():
@@ -52,19 +58,27 @@ def _parallel_already_started():
 
 def configure():
     """Select TBB unless the user (or an earlier parallel launch) decided already."""
-    global _tbb_selected
-    user_choice = os.environ.get("NUMBA_THREADING_LAYER")
-    if user_choice or _parallel_already_started():
-        _tbb_selected = str(numba.config.THREADING_LAYER).lower() in ("tbb", "safe")
+    if _parallel_already_started():
         return
-    if _load_tbb_library():
+    # (NUMBA_THREADING_LAYER, or numba.config.THREADING_LAYER set in code before this
+    # import: Numba's own setting, "default" unless chosen)
+    choice = str(numba.config.THREADING_LAYER).strip().lower()
+    if choice != "default" and choice not in _TBB_CHOICES:
+        return
+    if _load_tbb_library() and choice == "default":
         numba.config.THREADING_LAYER = "tbb"
-        _tbb_selected = True
 
 
 def needs_lock():
-    """True when concurrent parallel launches must be serialized (layer is not TBB)."""
-    return not _tbb_selected
+    """True when concurrent parallel launches must be serialized: before Numba's threads
+    start (the first launch: whichever layer it starts), and when the layer they run is
+    not TBB."""
+    global _serialized
+    if _serialized is None:
+        if not _parallel_already_started():
+            return True
+        _serialized = numba.threading_layer() != "tbb"
+    return _serialized
 
 
 # --- the one serial/parallel rule of every CPU launch ----------------------------------------

@@ -118,6 +118,45 @@ def _run_python(code, env=None, **kw):
                           text=True, timeout=300, env=env, **kw)
 
 
+_THREADS_AT_ONCE = """
+    import sys, threading
+    import numba, numpy as np
+    if sys.argv[1] == "before":
+        numba.config.THREADING_LAYER = "workqueue"
+    import numba_ln
+    if sys.argv[1] == "after":
+        numba.config.THREADING_LAYER = "workqueue"
+    x = np.arange(256 * 1024, dtype=np.float32).reshape(256, 1024) % 7
+    want = numba_ln.layer_norm(x).tobytes()  # (a parallel launch: > 131072 elements)
+    results = []
+    def work():
+        results.extend(numba_ln.layer_norm(x).tobytes() == want for _ in range(20))
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    print(numba.threading_layer(), all(results), len(results))
+"""
+
+
+@pytest.mark.parametrize("env_layer, when, layer", [
+    ("tbb", "", "tbb"), ("forksafe", "", "tbb"),  # (the tbb wheel's library, found by path)
+    ("", "before", "workqueue"), ("", "after", "workqueue")])
+def test_the_users_threading_layer(env_layer, when, layer):
+    """A layer chosen with NUMBA_THREADING_LAYER (tbb was not found: the wheel's library
+    was loaded only for numba_ln's own choice) or with numba.config.THREADING_LAYER in
+    code, before the import (it was replaced by tbb) or after it (numba_ln's launches were
+    not serialized, and workqueue aborted the process on concurrent calls)."""
+    if layer == "tbb" and not _tbb_wheel_installed():
+        pytest.skip("the tbb wheel is not installed")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    if env_layer:
+        env["NUMBA_THREADING_LAYER"] = env_layer
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(_THREADS_AT_ONCE),
+                           when or "-"], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == [layer, "True", "80"]
+
+
 def test_cached_kernels_load_in_a_new_process():
     """Second process: every kernel it needs comes from the on-disk cache, none compiles."""
     code = """
