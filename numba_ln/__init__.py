@@ -4,12 +4,22 @@ CPU kernels are compiled with Numba (parallel over rows, at the data's SIMD widt
 exact statistics); GPU arrays (CuPy, torch CUDA tensors, Numba device arrays) go to
 numba.cuda kernels, imported lazily.
 """
-from . import _threading  # noqa: F401  (selects a fork- and thread-safe layer first)
-from ._api import add_layer_norm, add_rms_norm, layer_norm, moments, rms_norm
-from ._backward_api import layer_norm_backward, rms_norm_backward
-from ._buffers import release_buffers, set_buffer_pool
+import numba as _numba
+
+if _numba.config.DISABLE_JIT:
+    # (the kernels' loads, stores and launches are Numba intrinsics, which have no Python
+    # form: run as Python, calls returned uninitialized memory, without an error)
+    raise ImportError("numba_ln needs Numba's compiler: it cannot run with "
+                      "NUMBA_DISABLE_JIT=1 (its kernels exist only as compiled code); unset "
+                      "NUMBA_DISABLE_JIT")
+del _numba
+
+from . import _threading  # noqa: F401,E402  (selects a fork- and thread-safe layer first)
+from ._api import add_layer_norm, add_rms_norm, layer_norm, moments, rms_norm  # noqa: E402
+from ._backward_api import layer_norm_backward, rms_norm_backward  # noqa: E402
+from ._buffers import release_buffers, set_buffer_pool  # noqa: E402
 from . import _njit  # noqa: F401,E402  (makes them callable inside users' @njit code)
-from ._modules import LayerNorm, RMSNorm
+from ._modules import LayerNorm, RMSNorm  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -138,6 +138,15 @@ _THREADS_AT_ONCE = """
 """
 
 
+def test_disabled_jit_is_refused_on_import():
+    """NUMBA_DISABLE_JIT=1 ran the kernels' intrinsics as Python: calls returned
+    uninitialized memory without an error."""
+    done = _run_python("import numba_ln", env={**os.environ, "NUMBA_DISABLE_JIT": "1"})
+    assert done.returncode == 1
+    assert "ImportError: numba_ln needs Numba's compiler: it cannot run with " \
+           "NUMBA_DISABLE_JIT=1" in done.stderr
+
+
 @pytest.mark.parametrize("env_layer, when, layer", [
     ("tbb", "", "tbb"), ("forksafe", "", "tbb"),  # (the tbb wheel's library, found by path)
     ("", "before", "workqueue"), ("", "after", "workqueue")])
