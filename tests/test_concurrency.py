@@ -224,6 +224,39 @@ def test_cached_kernels_follow_the_sources_contents(tmp_path):
     assert hits_and_misses() == (0, 1)
 
 
+def test_damaged_cache_files_are_compiled_again(tmp_path):
+    """A cache file cut short (a full disk, a copy killed half way) made every call that
+    needs it raise Numba's reading error (EOFError, UnpicklingError), in every new
+    process: now it is a miss, said once, and its entry is written anew.  A damaged data
+    file (.nbc) fails the load; a damaged index (.nbi) the load and the save, which reads
+    the index first."""
+    code = """
+        import numpy as np
+        from numba_ln.cpu import convert
+        k = convert.widen_serial
+        out = np.zeros(3, np.float32)
+        k(np.array([1.0, -2.0, 0.5], np.float16).view(np.int16), out)
+        assert list(out) == [1.0, -2.0, 0.5]
+        print(sum(k._cache_hits.values()), sum(k._cache_misses.values()))
+    """
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    env.pop("NUMBA_LN_QUIET", None)
+
+    def run():
+        result = _run_python(code, env=env, cwd=str(tmp_path))
+        assert result.returncode == 0, result.stderr
+        return tuple(map(int, result.stdout.split())), result.stderr
+
+    assert run()[0] == (0, 1)  # compiled and cached
+    for pattern in ("convert.widen_serial-*.nbc", "convert.widen_serial-*.nbi"):
+        [damaged] = (tmp_path / "cache").rglob(pattern)
+        damaged.write_bytes(damaged.read_bytes()[:20])
+        counts, said = run()
+        assert counts == (0, 1), said
+        assert "the cached code of numba_ln.cpu.convert.widen_serial could not be read" in said
+        assert run()[0] == (1, 0)  # (written anew)
+
+
 def test_the_first_compile_in_a_process_says_so_once(tmp_path):
     # (two small kernels of two dtypes: any kernel's first compile speaks, once)
     code = """

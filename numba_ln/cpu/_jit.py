@@ -24,6 +24,7 @@ except ImportError:  # (not POSIX: Numba's unlocked saves)
     fcntl = None
 
 from .. import _config
+from ._damaged_cache import repairing_save, tolerant_load
 
 try:  # (Numba internals: on a Numba without them, kernels link as Numba links them)
     from ._local_copies import LINK_LATE as _LINK_LATE
@@ -73,18 +74,21 @@ def _dependencies_stamp():
 
 
 def _prepare_cache(dispatcher):
-    """Replace the dispatcher's cache stamp, and lock its saves (Numba internals, hence the
-    guards: on a Numba without them its own stamp and saves stay)."""
+    """Replace the dispatcher's cache stamp, lock its saves, and read a damaged entry as a
+    miss (_damaged_cache; Numba internals, hence the guards: on a Numba without them its
+    own stamp, loads and saves stay)."""
     cache_file = getattr(getattr(dispatcher, "_cache", None), "_cache_file", None)
     if cache_file is not None and hasattr(cache_file, "_source_stamp"):
         cache_file._source_stamp = _DEPENDENCIES_STAMP
     if fcntl is not None and hasattr(cache_file, "save") and hasattr(cache_file, "_cache_path"):
+        name = f"{dispatcher.py_func.__module__}.{dispatcher.py_func.__qualname__}"
+        if hasattr(cache_file, "_load_index") and hasattr(cache_file, "_index_path"):
+            cache_file.save = repairing_save(cache_file.save, cache_file, name)
         cache_file.save = _locked(cache_file.save, cache_file._cache_path)
         cache = dispatcher._cache
         if hasattr(cache, "load_overload") and hasattr(dispatcher, "compile"):
-            name = f"{dispatcher.py_func.__module__}.{dispatcher.py_func.__qualname__}"
-            cache.load_overload = _waiting_load(cache.load_overload, cache_file._cache_path,
-                                                name)
+            load = tolerant_load(cache.load_overload, name)  # (damaged files: a miss)
+            cache.load_overload = _waiting_load(load, cache_file._cache_path, name)
             dispatcher.compile = _releasing(dispatcher.compile)
 
 
