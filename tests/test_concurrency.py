@@ -187,6 +187,19 @@ def test_cached_kernels_load_in_a_new_process():
     assert hits >= 3 and misses == 0
 
 
+# A small kernel's call (a second to compile, where a row kernel takes ten cold), printing
+# its cache hits and misses
+_WIDEN_ONE_KERNEL = """
+    import numpy as np
+    from numba_ln.cpu import convert
+    k = convert.widen_serial
+    out = np.zeros(3, np.float32)
+    k(np.array([1.0, -2.0, 0.5], np.float16).view(np.int16), out)
+    assert list(out) == [1.0, -2.0, 0.5]
+    print(sum(k._cache_hits.values()), sum(k._cache_misses.values()))
+"""
+
+
 def test_cached_kernels_follow_the_sources_contents(tmp_path):
     """Kernels inline their sibling modules' code (rows.py inlines _moments.py): editing
     only a sibling must not leave the old machine code in use (Numba itself checks only
@@ -198,15 +211,7 @@ def test_cached_kernels_follow_the_sources_contents(tmp_path):
     shutil.copytree(PACKAGE, site / "numba_ln", ignore=shutil.ignore_patterns("__pycache__"))
     env = {**os.environ, "PYTHONPATH": str(site)}
     env.pop("NUMBA_CACHE_DIR", None)
-    code = """
-        import numpy as np
-        from numba_ln.cpu import convert
-        k = convert.widen_serial
-        out = np.zeros(3, np.float32)
-        k(np.array([1.0, -2.0, 0.5], np.float16).view(np.int16), out)
-        assert list(out) == [1.0, -2.0, 0.5]
-        print(sum(k._cache_hits.values()), sum(k._cache_misses.values()))
-    """
+    code = _WIDEN_ONE_KERNEL
 
     def hits_and_misses():
         result = _run_python(code, env=env, cwd=str(tmp_path))
@@ -230,15 +235,7 @@ def test_damaged_cache_files_are_compiled_again(tmp_path):
     process: now it is a miss, said once, and its entry is written anew.  A damaged data
     file (.nbc) fails the load; a damaged index (.nbi) the load and the save, which reads
     the index first."""
-    code = """
-        import numpy as np
-        from numba_ln.cpu import convert
-        k = convert.widen_serial
-        out = np.zeros(3, np.float32)
-        k(np.array([1.0, -2.0, 0.5], np.float16).view(np.int16), out)
-        assert list(out) == [1.0, -2.0, 0.5]
-        print(sum(k._cache_hits.values()), sum(k._cache_misses.values()))
-    """
+    code = _WIDEN_ONE_KERNEL
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
     env.pop("NUMBA_LN_QUIET", None)
 
