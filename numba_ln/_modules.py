@@ -48,8 +48,8 @@ class _Norm:
 
     def __init__(self, normalized_shape, eps, dtype):
         self.normalized_shape = _shape(normalized_shape)
-        try:
-            self.dtype = np.dtype(dtype)
+        try:  # (None: torch's default, float32; np.dtype(None) is float64)
+            self.dtype = np.dtype(np.float32 if dtype is None else dtype)
         except TypeError:
             raise TypeError(f"dtype must be float32, float64, float16 or bfloat16, got "
                             f"{dtype!r}") from None
@@ -132,15 +132,25 @@ class _Norm:
         return self._checked_call(x, out, return_stats)
 
     def _check_param(self, name, value):
+        """weight/bias as the module holds them: a C-contiguous copy in its dtype (its rows
+        are views, _parameters_changed), or the array it holds when given back unchanged in
+        shape and dtype: ``m.weight -= lr * g`` updates it in place and assigns it, and it
+        stays the object an optimizer or a shallow copy holds, as torch's parameter does."""
         if value is None:
             return None
-        arr = np.asarray(value)
+        held = getattr(self, "_" + name)
+        if (value is held and value.shape == self.normalized_shape
+                and value.dtype == self.dtype and value.flags.c_contiguous):
+            return held
+        arr = as_array(value, name)  # (a masked array refused, as by the functions)
         result_dtype(arr.dtype, name, backend="numpy")
         if arr.shape != self.normalized_shape:
             raise ValueError(
                 f"{name} must have shape {self.normalized_shape}, got {arr.shape}"
             )
-        return np.array(arr, dtype=self.dtype, copy=True)
+        # (C order: a Fortran-ordered copy's rows, made by reshape, were copies, so an
+        # update in place of the weight was not read by a module of several axes)
+        return np.array(arr, dtype=self.dtype, order="C", copy=True)
 
     def _check_input(self, x):
         if not hasattr(x, "shape"):  # lists, and non-arrays refused naming x

@@ -24,8 +24,14 @@ def as_array(a, name):
         return a.view(np.ndarray)
     try:
         arr = np.asarray(a)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"{name} is not a regular array (ragged nested sequence?): {exc}") from None
+    except (ValueError, TypeError, RuntimeError) as exc:
+        if isinstance(a, (list, tuple)):
+            raise ValueError(f"{name} is not a regular array (ragged nested sequence?): "
+                             f"{exc}") from None
+        # (another library's object that refuses NumPy: a torch tensor that requires grad
+        # raised torch's RuntimeError, a bfloat16 one was called ragged)
+        raise TypeError(f"{name} could not be read as a NumPy array ({type(a).__name__}: "
+                        f"{exc})") from None
     if arr.dtype.kind in "OSU":  # None, strings, bytes, dicts, objects: not numbers at all
         got = type(a).__name__
         if isinstance(a, (list, tuple)):

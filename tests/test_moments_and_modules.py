@@ -113,3 +113,54 @@ def test_matches_torch_when_installed(rng):
     assert np.abs(rstd / t_rstd.numpy() - 1).max() < 1e-5
     rms = torch.nn.functional.rms_norm(torch.from_numpy(x), (32,), torch.from_numpy(w), eps=1e-6)
     assert np.abs(numba_ln.rms_norm(x, w) - rms.numpy()).max() < 1e-5
+
+
+@pytest.mark.parametrize("make", [lambda: numba_ln.LayerNorm((3, 4), dtype=np.float64),
+                                  lambda: numba_ln.RMSNorm((3, 4), dtype=np.float64)])
+def test_parameters_assigned_in_any_order_are_updated_in_place(rng, make):
+    """A Fortran-ordered weight was copied in Fortran order, and a module of several axes
+    read a stale copy of it after an update in place; and ``m.weight -= d`` (NumPy updates
+    the array in place, then assigns it) replaced the array, so that a reference an
+    optimizer or a shallow copy held got one step and then fell behind, as torch's
+    parameters do not."""
+    import copy
+
+    x = rng.standard_normal((5, 3, 4))
+    module = make()
+    module.weight = np.ones((4, 3)).T  # (Fortran order)
+    module.weight[...] = 2.0
+    centered = isinstance(module, numba_ln.LayerNorm)
+    plain = (ref.layer_norm(x, axis=(1, 2))[0] if centered
+             else ref.rms_norm(x, axis=(1, 2))[0])
+    assert_close(module(x), 2.0 * plain)
+    held, twin = module.weight, copy.copy(module)
+    for _ in range(2):
+        module.weight -= 0.5
+    assert module.weight is held and twin.weight is held and (held == 1.0).all()
+    assert_close(module(x), plain)
+    module.weight = np.asfortranarray(held)  # (the same values, a new array)
+    assert module.weight is not held and module.weight.flags.c_contiguous
+
+
+def test_module_parameters_refuse_what_the_functions_refuse():
+    module = numba_ln.LayerNorm(4)
+    with pytest.raises(TypeError, match="weight is a masked array"):
+        module.weight = np.ma.masked_array(np.ones(4), mask=[0, 1, 0, 0])
+    with pytest.raises(TypeError, match="bias could not be read as a NumPy array"):
+        module.bias = _Unreadable()
+    assert (module.weight == 1).all() and (module.bias == 0).all()
+    assert numba_ln.LayerNorm(4, dtype=None).dtype == np.float32  # (torch's default)
+
+
+class _Unreadable:
+    """An array-like that refuses NumPy, as a torch tensor that requires grad does."""
+
+    def __array__(self, dtype=None, copy=None):
+        raise RuntimeError("Can't call numpy() on Tensor that requires grad")
+
+
+def test_an_array_like_that_refuses_numpy_is_a_type_error_naming_it():
+    with pytest.raises(TypeError, match="x could not be read as a NumPy array"):
+        numba_ln.layer_norm(_Unreadable())
+    with pytest.raises(TypeError, match="weight could not be read as a NumPy array"):
+        numba_ln.layer_norm(np.ones((2, 4)), _Unreadable())
