@@ -246,6 +246,33 @@ def test_nan_rows_propagate_when_split(client):
     assert np.isnan(y[2]).all() and not np.isnan(np.delete(y, 2, 0)).any()
 
 
+def test_rows_holding_inf_when_split(client):
+    """A row holding +inf has mean inf (NaN with -inf too), as NumPy's: the split plan's
+    merge of partial statistics (Chan's form) gave NaN, and warned."""
+    import warnings
+
+    x = _data((4, 16))
+    x[0, 3] = x[3, 3] = x[3, 5] = np.inf
+    x[1, 3], x[1, 12], x[2, 3] = np.inf, -np.inf, np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mean, var = numba_ln.moments(da.from_array(x, chunks=(4, 8)))
+        mean, var = mean.compute(), var.compute()
+    assert mean[0] == mean[3] == np.inf and np.isnan(mean[1:3]).all()
+    assert np.isnan(var).all()
+
+
+@pytest.mark.parametrize("chunks", [(4, 24), (4, 5)])  # whole rows; split rows
+def test_numpy_parameters_are_read_at_the_call(client, chunks):
+    """A NumPy weight updated in place after the call (a training step) is not read by
+    the lazy result: one plan read the caller's array at compute time, the other a copy."""
+    x = _data((8, 24))
+    w = np.ones(24, np.float32)
+    y = numba_ln.rms_norm(da.from_array(x, chunks=chunks), w)
+    w[:] = 5.0
+    assert_close(y.compute(), reference.rms_norm(x)[0])
+
+
 @pytest.mark.parametrize("name", ["out", "residual_out"])
 def test_out_arguments_are_refused_with_advice(name):
     xd = da.ones((4, 8), chunks=2)

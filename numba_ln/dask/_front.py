@@ -68,12 +68,15 @@ class _DaskArrays:
     @staticmethod
     def param(p, name, norm_shape, dtype):
         """weight/bias of the normalized shape in the kernels' dtype: NumPy ones as the CPU
-        prepares them, dask ones broadcast and cast lazily."""
+        prepares them, copied (the graph computes with their values at the call, whatever
+        the chunks: the caller's own array was read at compute time by one plan and not
+        by the other), dask ones broadcast and cast lazily."""
         if is_dask_array(p):
             import dask.array as da
 
             return da.broadcast_to(p, norm_shape).astype(dtype)
-        return _validate.prepare_param(p, name, norm_shape, dtype).reshape(norm_shape)
+        prepared = _validate.prepare_param(p, name, norm_shape, dtype).reshape(norm_shape)
+        return prepared.copy() if np.may_share_memory(prepared, p) else prepared
 
 
 DASK = _DaskArrays()

@@ -58,9 +58,17 @@ def _merge(a, b):
     n = a["n"] + b["n"]
     if "ss" in a:
         return {"n": n, "ss": a["ss"] + b["ss"]}
-    delta = b["mean"] - a["mean"]
-    mean = a["mean"] + delta * (b["n"] / n)
-    m2 = a["m2"] + b["m2"] + delta * delta * (a["n"] * (b["n"] / n))
+    with np.errstate(invalid="ignore", over="ignore"):  # (rows holding inf or NaN)
+        delta = b["mean"] - a["mean"]
+        mean = a["mean"] + delta * (b["n"] / n)
+        m2 = a["m2"] + b["m2"] + delta * delta * (a["n"] * (b["n"] / n))
+        # A row holding inf: Chan's form gave inf + (-inf) * k = NaN; NumPy's sum gives
+        # inf (NaN with +inf and -inf), as the weighted mean does.  (m2 is NaN there, as
+        # the variance of such a row is.)
+        finite = np.isfinite(a["mean"]) & np.isfinite(b["mean"])
+        if not np.all(finite):
+            weighted = (a["mean"] * a["n"] + b["mean"] * b["n"]) / n
+            mean = np.where(finite, mean, weighted)
     return {"n": n, "mean": mean, "m2": m2}
 
 
