@@ -9,13 +9,13 @@ loader does not search, so Numba reports TBB unavailable.  We load that library 
 (RTLD_GLOBAL) before the first parallel launch and select TBB.
 
 If the user chose a layer (``NUMBA_THREADING_LAYER``, or ``numba.config.THREADING_LAYER``
-set before the import), or a parallel region already ran
-before numba_ln was imported, we leave the choice alone (but still load the library, so
-that a choice of tbb, or of safe/threadsafe/forksafe, which prefer it, finds it).  Until
-Numba's threads have started, and afterwards when the layer they run is not TBB,
-``PARALLEL_LOCK`` serializes numba_ln's own parallel launches across Python threads
-(workqueue would otherwise abort): the layer is read where it is known, at the first
-launch, not at import, since code may still set ``numba.config.THREADING_LAYER``.
+set before the import), or a parallel region ran before numba_ln was imported, we leave
+the choice alone (but still load the library, so that a choice of tbb, or of safe,
+threadsafe or forksafe, which prefer it, finds it).  Until Numba's threads have started,
+and afterwards when the layer they run is not TBB, ``PARALLEL_LOCK`` serializes
+numba_ln's own parallel launches across Python threads (workqueue would otherwise
+abort): the layer is read where it is known, at the first launch, not at import, since
+code may still set ``numba.config.THREADING_LAYER``.
 """
 import ctypes
 import glob
