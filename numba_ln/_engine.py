@@ -185,7 +185,7 @@ def normalize(call, plan=None):
         np.add(x, residual, out=s)
         x, residual = s, None
     elif residual is not None:
-        s, s_view = _output_view(plan, residual_out, dtype)
+        s, s_view = _output_view(plan, residual_out, dtype, read_back=True)
         r_view = plan.kernel_input(residual)
     y, y_view = _output_view(plan, out, dtype) if want_y else (None, None)
     x_view = plan.kernel_input(x)
@@ -296,11 +296,16 @@ def kernel_view(view):
     return (view[0].view(_dtypes.kernel_dtype(view[0].dtype)),) + tuple(view[1:])
 
 
-def _output_view(plan, out, dtype):
-    """(array written by the kernel, its view); a fresh array when out's layout is unfit."""
+def _output_view(plan, out, dtype, read_back=False):
+    """(array written by the kernel, its view); a fresh array when out's layout is unfit.
+    read_back: the fused forms' s, which the row sweep reads back as it stores the next
+    row: its rows must follow one another forwards (a negative row step, reversed rows,
+    put the stored row before the one read, and LLVM's run-time overlap test chose the
+    scalar loop for rows under its vector reach: y's last bits changed, _alias)."""
     if out is not None:
         got = plan.kernel_output(out)
-        if got is not None:
+        if got is not None and not (read_back and plan.kind == "rows" and len(got) > 2
+                                    and got[2] < 0):
             return out, got
     fresh = plan.empty(dtype)
     return fresh, plan.kernel_output(fresh)

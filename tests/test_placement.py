@@ -89,6 +89,26 @@ def test_param_grads_off_gives_the_full_calls_dx_wherever_dx_lies(rng, dtype, co
             assert call(dy, x, o).tobytes() == want.tobytes(), (name, gap)
 
 
+@pytest.mark.parametrize("centered", [True, False])
+def test_reversed_rows_of_residual_out_keep_the_bits(rng, centered):
+    """residual_out with its rows reversed (a negative row stride): the row sweep, which
+    reads the row of s it normalizes while it stores the next one, then stored before the
+    row it read, and LLVM's overlap test chose the scalar loop for rows under its vector
+    reach (y differed in the last bits at 20 and 37 columns): s is computed into a fresh
+    array and copied."""
+    fused = numba_ln.add_layer_norm if centered else numba_ln.add_rms_norm
+    for rows, cols in ((3, 37), (2, 20), (4, 64)):
+        x, r = rng.standard_normal((2, rows, cols)).astype(np.float32)
+        want = fused(x, r)
+        for kwargs in ({"residual_out": np.zeros((rows, cols), np.float32)[::-1]},
+                       {"residual_out": np.zeros((rows, cols), np.float32)[::-1],
+                        "out": np.zeros((rows, cols), np.float32)[::-1]}):
+            got = fused(x, r, **kwargs)
+            assert got[1] is kwargs["residual_out"]
+            assert all(np.array_equal(g.view(np.int32), w.view(np.int32))
+                       for g, w in zip(got, want)), (rows, cols, list(kwargs))
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
 def test_channels_first_gives_the_same_bits_wherever_out_lies(rng, monkeypatch, dtype):
     """axis=1 of (N, C, P): the tiles start where out's rows cross a 64-byte line
