@@ -32,9 +32,12 @@ Error bound, float32 data (u = 2**-24):
 * The cancellation in ``S2 - S1**2/n`` amplifies that by G = S2/M2 = 1 + (k - mean)**2/var.
   A row whose shift gave G > ``SHIFT_GAIN_MAX`` (2) is summed once more about k = its
   mean, which gives G = 1 + O(u**2); so G <= 2 always, var is within 30 u = 1.8e-6
-  (relative) of its exact value and rstd within 0.9e-6.  With the normalization (_rowops:
-  ~4 u of |y|) y is within ~1.2e-6 * |y| + 4 u * |(x - mean) * rstd * w| worst case.
-  Measured errors are ~10 times smaller (README, Accuracy).
+  (relative) of its exact value and rstd within 0.9e-6.  The mean errs by at most 15 u of
+  mean(|x - k|) <= sqrt(G * var), so by 21 u of the standard deviation, which y (in units
+  of it) carries as 21 u * |w| = 1.3e-6 * |w| whatever y is (y near 0 included).  With
+  the normalization (_rowops: ~4 u of |y|) y is within ~1.2e-6 * |y| + 4 u * |(x - mean)
+  * rstd * w| + 1.3e-6 * |w| worst case.  Measured errors are ~10 times smaller (README,
+  Accuracy).
 * A row whose float32 sum of squares leaves [NARROW_TINY, inf) -- data so large or so
   small that (x - k)**2 overflows or underflows float32, or a constant row, whose S2 is
   exactly 0 -- is summed again in float64 about its first element, as float64 data are.
