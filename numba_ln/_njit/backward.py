@@ -33,7 +33,7 @@ from ..cpu._elements import IN_PLACE
 from . import _memoized
 from .checks import (_absent, _check_axis, _check_eps, _fail, _flag, _is_view, _output_kind,
                      _param_kind, _x_dtype)
-from .core import (_JIT_OPTIONS, _copy_into, _detach, _detach_any, _flat_copy, _overlaps,
+from .core import (_JIT_OPTIONS, _copy_into, _detach, _detach_any, _flat_copy, _may_overlap,
                    _param_copy, _repeats_elements)
 
 _task_rows = register_jitable(_bw.task_rows)  # the Python path's tasks, in compiled code
@@ -169,9 +169,9 @@ def _make_backward(fname, centered, dy, x, weight, mean, rstd, eps, grad_residua
             dxf = np.empty(x.size, dt)
         if dx_view or dx_temp:
             # Inputs under out are read from copies, but dy exactly under it (in place).
-            if _overlaps(xf, dxf):
+            if _may_overlap(xf, dxf):
                 xf = xf.copy()
-            if _overlaps(grf, dxf):
+            if _may_overlap(grf, dxf):
                 grf = grf.copy()
             dyf = _detach(dyf, dxf)
             wf = _detach_any(wf, dxf)

@@ -60,15 +60,6 @@ def _param_copy(p, cols, dt):
 
 
 @register_jitable
-def _overlaps(a, b):
-    """Whether flat contiguous arrays a and b share memory."""
-    if a.size == 0 or b.size == 0:
-        return False
-    a_lo, b_lo = a.ctypes.data, b.ctypes.data
-    return a_lo < b_lo + b.size * b.itemsize and b_lo < a_lo + a.size * a.itemsize
-
-
-@register_jitable
 def _extent(a):
     """The bytes [lo, hi) that a's elements lie within, whatever its strides (the bounds
     np.may_share_memory compares)."""
@@ -84,8 +75,8 @@ def _extent(a):
 
 @register_jitable
 def _may_overlap(a, b):
-    """Whether arrays a and b (any layouts) may share memory, as the Python call's
-    np.may_share_memory says."""
+    """Whether arrays a and b (any layouts: flat contiguous ones, or outputs as given) may
+    share memory, as the Python call's np.may_share_memory says."""
     if a.size == 0 or b.size == 0:
         return False
     (a_lo, a_hi), (b_lo, b_hi) = _extent(a), _extent(b)
@@ -106,7 +97,7 @@ def _repeats_elements(a):
 def _detach_any(a, o):
     """a, or a copy of it when output o shares any memory with it (weight, bias and
     statistics: never written in place)."""
-    if _overlaps(a, o):
+    if _may_overlap(a, o):
         return a.copy()
     return a
 
@@ -115,7 +106,7 @@ def _detach_any(a, o):
 def _detach(a, o):
     """a, or a copy of it when output o overlaps it other than element for element (as
     _engine._detach_inputs does)."""
-    if _overlaps(a, o) and not (a.ctypes.data == o.ctypes.data and a.size == o.size):
+    if _may_overlap(a, o) and not (a.ctypes.data == o.ctypes.data and a.size == o.size):
         return a.copy()
     return a
 
