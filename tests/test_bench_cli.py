@@ -182,6 +182,9 @@ def _usage_error(capsys, args):
     (["--cases", ""], "--cases: no name given"),
     (["--functions", " , "], "--functions: no name given"),
     (["--libraries", ""], "--libraries: no name given"),
+    # the speed-line copies always run: naming one selects no library at all
+    (["--libraries", "line-stream"], "--libraries: unknown librar(ies) line-stream; choose from "
+                                     "numba_ln-out"),
     (["--functions", "rms_norm", "--cases", "65536x64"], "no (function, case) pair selected"),
 ])
 def test_bad_values_are_usage_errors(capsys, no_run, args, message):

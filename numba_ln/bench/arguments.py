@@ -256,7 +256,7 @@ def selection(p, args):
     """(work: [(function, Case)], libraries) of the forward suite."""
     names = known_names(p, "--cases", args.cases, CASE_BY_NAME, "case(s)")
     funcs = known_names(p, "--functions", args.functions, FUNCTIONS, "function(s)") or list(FUNCTIONS)
-    libs = known_names(p, "--libraries", args.libraries, LIBRARIES, "librar(ies)", CHOOSABLE)
+    libs = known_names(p, "--libraries", args.libraries, CHOOSABLE, "librar(ies)")
     if libs:
         libs = tuple(lib for lib in LIBRARIES if lib in libs or lib in LINES)
     else:
