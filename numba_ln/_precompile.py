@@ -293,7 +293,8 @@ def serve():
 
 def _names(names, argument, known):
     """names (a sequence of strings, or one comma-separated string) as a tuple, each one of
-    known; TypeError/ValueError naming the argument otherwise."""
+    known, each once (a name given twice ran its tasks twice); TypeError/ValueError naming
+    the argument otherwise, also for no name at all (which compiled nothing, quietly)."""
     if isinstance(names, str):
         names = [n for n in names.split(",") if n]
     try:
@@ -306,7 +307,9 @@ def _names(names, argument, known):
     if unknown:
         raise ValueError(f"{argument}: unknown {', '.join(map(repr, unknown))}; choose from "
                          f"{', '.join(known)}")
-    return names
+    if not names:
+        raise ValueError(f"{argument}: no name given; choose from {', '.join(known)}")
+    return tuple(dict.fromkeys(names))
 
 
 def main(argv=None):

@@ -73,12 +73,16 @@ def test_bad_arguments_to_the_function_are_refused_before_any_work(monkeypatch):
             (dict(processes=0), ValueError, "processes must be an int >= 1 or None"),
             (dict(processes="2"), TypeError, "processes must be an int >= 1 or None"),
             (dict(progress="print"), TypeError, "progress must be None or a callable"),
-            (dict(everything="yes"), TypeError, "everything must be True or False")]:
+            (dict(everything="yes"), TypeError, "everything must be True or False"),
+            (dict(dtypes=","), ValueError, "dtypes: no name given"),
+            (dict(functions=()), ValueError, "functions: no name given")]:
         with pytest.raises(error, match=message):
             numba_ln.precompile(**kwargs)
     assert not started
     assert _precompile._names("float32,float16", "dtypes", _precompile.COMMON_DTYPES) == (
         "float32", "float16")  # (one string as the command line takes it)
+    assert _precompile._names(["moments", "rms_norm", "moments"], "functions",
+                              _precompile.FUNCTIONS) == ("moments", "rms_norm")  # (each once)
 
 
 def test_tasks_and_the_callable_module():
