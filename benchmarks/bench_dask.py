@@ -16,6 +16,7 @@ pytest.importorskip("distributed")
 from numba_ln.bench import dask_cases  # noqa: E402
 
 _x_cache = {}
+_CASE_BY_NAME = {c.name: c for c in dask_cases.DASK_CASES}
 
 
 @pytest.fixture(scope="module")
@@ -27,9 +28,11 @@ def client():
     cluster.close()
 
 
-@pytest.mark.parametrize("case", dask_cases.DASK_CASES, ids=lambda c: c.name)
+@pytest.mark.parametrize("case", [c.name for c in dask_cases.DASK_CASES])
 @pytest.mark.parametrize("library", dask_cases.DASK_CONTENDERS)
 def test_dask(benchmark, client, case, library):
+    # (a name as the parameter: pytest-benchmark saves a Case object as "UNSERIALIZABLE")
+    case = _CASE_BY_NAME[case]
     small = benchmark.disabled
     key = (case.name, small)
     if key not in _x_cache:
@@ -38,9 +41,12 @@ def test_dask(benchmark, client, case, library):
     x = _x_cache[key]
     call = dask_cases.timed_call(client, library, x)
     benchmark.group = f"dask|{case.name}"
-    benchmark.extra_info.update(library=library, shape=list(x.shape),
+    benchmark.extra_info.update(library=library, shape=list(x.shape), dtype=str(x.dtype),
                                 chunks=list(x.chunksize), bytes=2 * x.nbytes)
     if not benchmark.disabled:
         call()  # compile/load the kernels, warm the worker
     y = benchmark(call)
     dask_cases.check(y, x)
+    if not benchmark.disabled:
+        median = benchmark.stats.stats.median
+        benchmark.extra_info["GB/s"] = round(2 * x.nbytes / median / 1e9, 3)

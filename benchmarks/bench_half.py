@@ -13,6 +13,7 @@ from numba_ln.bench.half_cases import HALF_CASES
 
 
 @pytest.mark.parametrize("case, library", [
-    pytest.param(case, lib, id=f"{case.name}-{lib}") for case in HALF_CASES for lib in LIBRARIES])
+    pytest.param(case.name, lib, id=f"{case.name}-{lib}") for case in HALF_CASES
+    for lib in LIBRARIES])
 def test_layer_norm_half(run_contender, case, library):
     run_contender("layer_norm", case, library)

@@ -15,6 +15,7 @@ import pytest
 
 from numba_ln.bench.cases import make_inputs
 from numba_ln.bench.contenders import build
+from numba_ln.bench.half_cases import CASE_OR_HALF_BY_NAME
 
 _inputs_cache = {}
 
@@ -36,7 +37,8 @@ def threads():
 
 @pytest.fixture
 def run_contender(benchmark, threads):
-    def run(func, case, library):
+    def run(func, case_name, library):
+        case = CASE_OR_HALF_BY_NAME[case_name]
         small = benchmark.disabled
         inputs = _inputs(func, case, small)
         built, skipped = build(inputs, threads, (library,))

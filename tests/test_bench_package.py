@@ -1,6 +1,7 @@
 """The ``numba_ln.bench`` package piece by piece: lazy imports of the optional peers, skips
 with reasons, the onnxruntime contenders, the speed-line copies, the case table's
 arithmetic, and the target table's judgement on made-up results (no timing asserted)."""
+import json
 import os
 import subprocess
 import sys
@@ -197,3 +198,26 @@ def test_extra_measurement_targets():
                            "import_numba_s": 0.3, "repeats": 3}}
     t = _judge([], "new process", startup)
     assert t["status"] == "MISS" and t["measured"].startswith("+1.20 s")
+
+
+def test_benchmark_parameters_are_saved_as_names():
+    """Every pytest-benchmark test's parameters are plain values, which pytest-benchmark's
+    saved files (--benchmark-autosave/--benchmark-json) hold as they are: a Case object was
+    saved as "UNSERIALIZABLE[Case(...)]".  Collected in a subprocess (dask's files import
+    distributed)."""
+    code = ("import json, pytest\n"
+            "class Params:\n"
+            "    def pytest_collection_modifyitems(self, items):\n"
+            "        self.params = [item.callspec.params for item in items\n"
+            "                       if hasattr(item, 'callspec')]\n"
+            "p = Params()\n"
+            "pytest.main(['--collect-only', '-q', '-p', 'no:cacheprovider', '-n', '0',\n"
+            "             'benchmarks'], plugins=[p])\n"
+            "print('PARAMS', json.dumps(p.params))\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    line = [s for s in done.stdout.splitlines() if s.startswith("PARAMS ")]
+    assert line, done.stdout + done.stderr
+    params = json.loads(line[0][len("PARAMS "):])  # (json.dumps failed on a Case)
+    cases = {p["case"] for p in params if "case" in p}
+    assert "4096x1024" in cases and "4096x1024-bf16" in cases, cases

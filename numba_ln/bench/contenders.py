@@ -133,9 +133,9 @@ def build(inputs, threads, libraries=LIBRARIES):
 
 
 def benchmark_params(func):
-    """``pytest.param(case, library)`` for ``func``'s pytest-benchmark tests, a case's
+    """``pytest.param(case name, library)`` for ``func``'s pytest-benchmark tests, a case's
     contenders next to each other (they share one set of inputs)."""
     import pytest
 
-    return [pytest.param(case, lib, id=f"{case.name}-{lib}")
+    return [pytest.param(case.name, lib, id=f"{case.name}-{lib}")
             for case in cases_for(func) for lib in LIBRARIES]

@@ -22,6 +22,9 @@ TAGS = {"bfloat16": "bf16", "float16": "f16"}
 HALF_CASES = tuple(Case(f"{r}x{c}-{tag}", (r, c), small, dtype=dtype)
                    for dtype, tag in TAGS.items() for (r, c), small in SHAPES.items())
 HALF_CASE_BY_NAME = {c.name: c for c in HALF_CASES}
+# every forward and 16-bit case by name (the pytest-benchmark files take names as parameters:
+# pytest-benchmark saves a Case object as "UNSERIALIZABLE[...]")
+CASE_OR_HALF_BY_NAME = {**CASE_BY_NAME, **HALF_CASE_BY_NAME}
 # The float32 shapes of 64 MB (the elements-per-second target) and the cases they pair with.
 FLOAT32_CASES = ("16384x1024", "4096x4096")
 
