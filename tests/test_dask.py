@@ -262,6 +262,24 @@ def test_rows_holding_inf_when_split(client):
     assert np.isnan(var).all()
 
 
+@pytest.mark.parametrize("chunks", [(2, 12), (2, 5)])  # whole rows; split rows
+def test_eps_zero_constant_rows_are_silent(client, chunks):
+    """A constant row with eps=0 has rstd inf and y NaN (README), without the division
+    warning the NumPy path never gave (the dask blocks computed rstd in NumPy)."""
+    import warnings
+
+    x = np.ones((4, 12), np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for func in ("layer_norm", "rms_norm"):
+            got = getattr(numba_ln, func)(da.from_array(x * (func == "layer_norm"), chunks=chunks),
+                                          eps=0.0, return_stats=True)
+            y, rstd = (v.compute() for v in (got[0], got[-1]))
+            assert np.isnan(y).all() and (rstd == np.inf).all()
+        # the NumPy path's general path (other axes) too
+        assert (numba_ln.layer_norm(x, axis=0, eps=0.0, return_stats=True)[2] == np.inf).all()
+
+
 @pytest.mark.parametrize("chunks", [(4, 24), (4, 5)])  # whole rows; split rows
 def test_numpy_parameters_are_read_at_the_call(client, chunks):
     """A NumPy weight updated in place after the call (a training step) is not read by
