@@ -248,11 +248,12 @@ def test_nan_rows_propagate_when_split(client):
 
 def test_rows_holding_inf_when_split(client):
     """A row holding +inf has mean inf (NaN with -inf too), as NumPy's: the split plan's
-    merge of partial statistics (Chan's form) gave NaN, and warned."""
+    merge of partial statistics (Chan's form) gave NaN, and warned; and so did a chunk
+    whose first element was the inf (its partial's shift)."""
     import warnings
 
     x = _data((4, 16))
-    x[0, 3] = x[3, 3] = x[3, 5] = np.inf
+    x[0, 8] = x[3, 3] = x[3, 5] = np.inf  # (x[0, 8]: the second chunk's first element)
     x[1, 3], x[1, 12], x[2, 3] = np.inf, -np.inf, np.nan
     with warnings.catch_warnings():
         warnings.simplefilter("error")

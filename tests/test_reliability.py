@@ -189,6 +189,27 @@ def test_non_finite_rows(shape, axis, dtype):
     assert_close(y, y_ref, scale=4)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows,cols", [(4, 8), (4, 64), (4, 1000), (200, 1000)])
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+def test_mean_of_a_row_holding_inf_is_numpys(dtype, rows, cols):
+    """The mean of a row holding +inf (and no -inf or NaN) is inf, -inf alone -inf, both
+    NaN, as np.mean's, on every path (small calls, threaded rows, narrow blocks, channels):
+    summed about a shift that was inf (an inf among a row's first elements; a float64 row's
+    inf anywhere, once the re-sum took the mean as its shift) every difference was inf - inf
+    or -inf, and the mean NaN."""
+    x = np.tile(np.arange(cols, dtype=dtype) % 7, (rows, 1))
+    x[0::4, 0] = np.inf
+    x[1::4, cols // 2] = np.inf
+    x[2::4, 0] = -np.inf
+    x[3::4, 0], x[3::4, -1] = np.inf, -np.inf
+    want = np.mean(x.astype(np.float64), axis=-1).astype(dtype)
+    assert np.isinf(want[:3]).all() and np.isnan(want[3])
+    for mean in (numba_ln.moments(x)[0], numba_ln.layer_norm(x, return_stats=True)[1][:, 0],
+                 numba_ln.moments(np.ascontiguousarray(x.T), axis=0)[0]):
+        np.testing.assert_array_equal(mean, want)
+
+
 def test_eps_zero_and_a_constant_row_is_nan_as_documented():
     x = np.array([[2.0, 2.0, 2.0], [1.0, 2.0, 3.0]])
     y = numba_ln.layer_norm(x, eps=0.0)

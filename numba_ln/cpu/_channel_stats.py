@@ -12,6 +12,7 @@ import numpy as np
 from .. import _config
 from ._elements import exact_sub, is_narrow, mul_add, smaller, work
 from ._jit import kernel
+from ._moments import finite_or_zero
 from ._storage import load
 
 HEAD = _config.HEAD
@@ -169,7 +170,7 @@ def tile_wide(x, base, step, chans, width, s1, s2, centered):
         for p in range(n):
             v = 1.0 * load(x, row + p)
             if centered:
-                v = exact_sub(v, 1.0 * load(x, base + p))
+                v = exact_sub(v, finite_or_zero(1.0 * load(x, base + p)))
                 s1[p] += v
             s2[p] += v * v
 
@@ -188,7 +189,7 @@ def tile_moments(x, base, step, chans, width, centered, k, a1, a2, s1, s2, mean,
             m2 = s2[p] - s1[p] * (s1[p] / chans)
             bad = not s2[p] <= GAIN_MAX * m2
             poor |= bad
-            k[p] = work(x, k[p] + s1[p] / chans) if bad else k[p]
+            k[p] = work(x, finite_or_zero(k[p] + s1[p] / chans)) if bad else k[p]
         if poor:  # the positions whose head shift was poor are summed about their means
             tile_shifted_sums(x, base, step, chans, width, k, a1, a2, s1, s2)
     else:
@@ -202,7 +203,7 @@ def tile_moments(x, base, step, chans, width, centered, k, a1, a2, s1, s2, mean,
             for p in range(n):
                 if not (TINY <= s2[p] < math.inf):
                     s1[p], s2[p] = mean[p], second[p]
-                    k[p] = load(x, base + p) if centered else 0.0
+                    k[p] = finite_or_zero(1.0 * load(x, base + p)) if centered else 0.0
     for p in range(n):
         if centered:
             mean[p] = k[p] + s1[p] / chans

@@ -228,7 +228,7 @@ def row_sums(x, r, s, n, k, centered):
 @kernel(inline="always")
 def wide_row_sums(src, n, centered):
     """float64 totals about src[0] (or of squares), piece by piece."""
-    shift = 1.0 * load(src, 0)
+    shift = finite_or_zero(1.0 * load(src, 0))
     t1 = t2 = 0.0
     for lo in range(0, n, PIECE):
         a1, a2 = wide_chunk_sums(src, shift, np.uint64(lo), np.uint64(smaller(n, lo + PIECE)),
@@ -257,13 +257,21 @@ def short_row_shift(x, r, n, centered):
 
 
 @kernel(inline="always")
+def finite_or_zero(shift):
+    """A shift, or 0 in place of inf or NaN: a row holding +inf (and no -inf or NaN) then
+    sums to inf and has mean inf, as NumPy's mean; about an infinite shift (an inf among
+    the head elements, or the first) every difference was inf - inf or -inf: mean NaN."""
+    return shift if abs(shift) < math.inf else 0.0
+
+
+@kernel(inline="always")
 def finish_row(src, n, k, t1, t2, centered):
     """(mean, second) of a row from its totals about k: summed again about the mean when k
     was a poor shift (or the sums are NaN), in float64 when float32's range was left."""
     if centered:
         m2 = t2 - t1 * (t1 / n)
         if not t2 <= GAIN_MAX * m2:
-            k = work(src, k + t1 / n)
+            k = work(src, finite_or_zero(k + t1 / n))
             t1, t2 = row_sums(src, None, None, n, k, True)
         shift = 1.0 * k
         if is_narrow(src) and not (TINY <= t2 < math.inf):
