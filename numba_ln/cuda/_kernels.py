@@ -25,7 +25,9 @@ wide rows (shuffles, then one shared-memory exchange between warps).  Rows too w
 are streamed three times with Kahan-compensated per-thread sums.  A constant row gives
 ``d == 0`` exactly, so ``y == b`` exactly; with ``eps == 0`` its ``rstd`` is inf and y is
 NaN (0 * inf), as on the CPU, in NumPy's formula and in torch.  A NaN or inf in a row makes
-``mean_d`` non-finite and with it every ``y`` of that row, and no other row.
+``mean_d`` non-finite and with it every ``y`` of that row, and no other row.  A shift
+that is inf or NaN is replaced by 0: about it every difference was
+inf - inf or -inf, and a row holding +inf had mean NaN where NumPy's is inf.
 """
 import math
 
@@ -113,6 +115,8 @@ def _held_rows(v):
                         cuda.syncthreads()
                 else:
                     shift = ACC(get_x(x, x_rs, row, 0))
+                if shift - shift != ACC(0):  # inf or NaN: about 0 (module docstring)
+                    shift = ACC(0)
             else:
                 shift = ACC(0)
             for j in range(CHUNKS):
@@ -233,6 +237,8 @@ def _streamed_rows(v):
                         cuda.syncthreads()
                 else:
                     shift = ACC(get_x(x, x_rs, row, 0))
+                if shift - shift != ACC(0):  # inf or NaN: about 0 (see above)
+                    shift = ACC(0)
             else:
                 shift = ACC(0)
             # Phase 0 reads x (and r, writing s): sum(d) or sum(d*d); phase 1 re-reads:
@@ -264,6 +270,8 @@ def _streamed_rows(v):
                             term = d * d - comp
                         t = total + term
                         comp = (t - total) - term
+                        if comp != comp:  # inf - inf: the row holds an inf (or a NaN), and
+                            comp = ACC(0)  # total keeps it (RMSNorm's rstd 0, NumPy's mean)
                         total = t
                     c += STEP
                 total = total - comp

@@ -260,6 +260,15 @@ def test_nan_and_inf_poison_only_their_row(rng, path):
     y, s = numba_ln.add_rms_norm(dev(x), dev(np.zeros_like(x)))
     y = to_host(y)
     assert np.isnan(y[1]).all() and np.isfinite(y[0]).all()
+    # RMSNorm of a row holding +-inf and no NaN: NaN at the inf, 0 elsewhere (rstd 0), as
+    # on the CPU (the streamed kernel's compensated sum made the whole row NaN); the mean
+    # of such a row is NumPy's, +-inf
+    y, rstd = numba_ln.rms_norm(dev(x), return_stats=True)
+    want, want_rstd = numba_ln.rms_norm(x, return_stats=True)
+    np.testing.assert_array_equal(to_host(y)[1:], want[1:])
+    np.testing.assert_array_equal(to_host(rstd)[1:], want_rstd[1:])
+    mean = to_host(numba_ln.moments(dev(x))[0])
+    assert np.isnan(mean[1]) and mean[2] == np.inf and mean[3] == -np.inf
 
 
 def test_empty_batch():
