@@ -75,6 +75,7 @@ def as_dev(a, name):
             raise TypeError(f"{name} must be a simulator device array (numba.cuda.to_device) "
                             f"under NUMBA_ENABLE_CUDASIM=1, got {type(a).__name__}")
         h = a._ary
+        _native(h.dtype, name)
         return Dev(h.__array_interface__["data"][0], tuple(h.shape), tuple(h.strides), h.dtype,
                    not h.flags.writeable, h)
     try:
@@ -84,12 +85,22 @@ def as_dev(a, name):
     if desc.get("mask") is not None:
         raise TypeError(f"{name} is a masked array; numba_ln does not support masks")
     shape = tuple(desc["shape"])
-    dtype = _dtype(desc["typestr"])
+    dtype = _native(_dtype(desc["typestr"]), name)
     strides = desc.get("strides")
     contiguous = strides is None or None
     strides = c_strides(shape, dtype.itemsize) if strides is None else tuple(strides)
     ptr, readonly = desc["data"]
     return Dev(ptr or 0, shape, strides, dtype, bool(readonly), a, contiguous)
+
+
+def _native(dtype, name):
+    """dtype, if its byte order is the machine's: the kernels load native numbers, and a
+    byte-swapped device array read as one gave garbage (its PTX was the same loads)."""
+    if not dtype.isnative:
+        raise TypeError(f"{name} is a GPU array of non-native byte order ({dtype.str}): the "
+                        f"GPU kernels read native numbers; byte-swap it on the device first "
+                        f"(e.g. cupy's a.astype(a.dtype.newbyteorder('=')))")
+    return dtype
 
 
 _DTYPES = {}
@@ -215,6 +226,8 @@ def empty(shape, dtype, stream, like=None):
 def to_device(a, stream):
     """(Numba device array, Dev) holding a copy of host array a."""
     a = np.asarray(a, order="C")  # (ascontiguousarray would make a 0-d array 1-d)
+    if not a.dtype.isnative:  # (a byte-swapped host residual: the kernels read native ones)
+        a = a.astype(a.dtype.newbyteorder("="))
     obj = cuda.to_device(a) if SIMULATOR else cuda.to_device(a, stream=stream)
     return obj, as_dev(obj, "copy")
 

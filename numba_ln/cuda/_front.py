@@ -158,7 +158,7 @@ def _launch(call, stream, x, out, residual_out, stats):
     kernel[blocks, threads * groups, stream](
         arg(yk), _row_stride(yk), arg(sk), _row_stride(sk), arg(x2), _row_stride(x2),
         arg(r2), _row_stride(r2), arg(w), arg(b), arg(st1d), arg(st2d),
-        rows.rows, rows.cols, work.type(call.eps))
+        rows.rows, rows.cols, _work_eps(call.eps, work))
 
     y = yo.result() if yo else None
     s = so.result() if so else None
@@ -166,3 +166,13 @@ def _launch(call, stream, x, out, residual_out, stats):
     st1 = st1.reshape(keep) if st1 is not None else None
     st2 = st2.reshape(keep) if st2 is not None else None
     return y, s, st1, st2
+
+
+def _work_eps(eps, work):
+    """eps in the kernels' work type, a positive one at least the type's smallest subnormal:
+    rounded to 0 (eps < 1.4e-45 for float32 work), a constant row's rstd became inf and its
+    y NaN, where the CPU gives 0 for any eps > 0 (docs/gpu.md)."""
+    value = work.type(eps)
+    if eps > 0 and value == 0:
+        value = np.nextafter(work.type(0), work.type(1))
+    return value

@@ -55,6 +55,9 @@ def _bad_cases():
         (dict(x=d(X.astype(np.complex64))), TypeError, "x"),
         (dict(x=d(np.zeros((4, 0), np.float32))), ValueError, "normalized shape"),
         (dict(x=d(np.float32(3.0).reshape(()))), ValueError, "axis"),
+        # (the kernels load native numbers: a GPU read a byte-swapped array as garbage)
+        (dict(x=d(X.astype(">f4"))), TypeError, "x is a GPU array of non-native byte order"),
+        (dict(weight=d(np.ones(6, ">f4"))), TypeError, "weight is a GPU array of non-native"),
     ]
 
 
@@ -72,6 +75,15 @@ def test_bad_input_raises_and_writes_nothing():
         assert np.array_equal(to_host(x), before)
         if out_before is not None:
             assert np.array_equal(to_host(out), out_before, equal_nan=True)
+
+
+def test_byte_swapped_host_arrays_are_copied_native():
+    """Host residual, weight and bias of another byte order are copied to the device as
+    native numbers (the residual's copy kept its byte order, which the kernels misread)."""
+    r = X[::-1].astype(">f4")
+    y, s = numba_ln.add_layer_norm(dev(X), r, np.full(6, 2.0, ">f8"), np.ones(6, ">f4"))
+    assert_close(y, ref.layer_norm(X + X[::-1], np.full(6, 2.0), np.ones(6))[0])
+    assert np.array_equal(to_host(s), X + X[::-1])
 
 
 def test_residual_errors():

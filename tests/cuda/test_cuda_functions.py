@@ -244,6 +244,11 @@ def test_constant_rows_give_exactly_zero_plus_bias(rng):
     assert np.isnan(cpu).all()
     y = numba_ln.rms_norm(dev(x[2:]), eps=0.0)
     assert np.isnan(to_host(y)).all() and np.isnan(numba_ln.rms_norm(x[2:], eps=0.0)).all()
+    # a positive eps below float32's range (it rounded to 0: rstd inf, y NaN): still 0 + b
+    y, mean, rstd = numba_ln.layer_norm(dev(x), None, b, eps=1e-50, return_stats=True)
+    assert np.array_equal(to_host(y), np.broadcast_to(b, x.shape))
+    assert np.isfinite(to_host(rstd)).all()
+    assert not np.isnan(to_host(numba_ln.rms_norm(dev(x[2:]), eps=1e-50))).any()
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the simulator's NumPy scalars: inf - inf
