@@ -221,3 +221,20 @@ def test_benchmark_parameters_are_saved_as_names():
     params = json.loads(line[0][len("PARAMS "):])  # (json.dumps failed on a Case)
     cases = {p["case"] for p in params if "case" in p}
     assert "4096x1024" in cases and "4096x1024-bf16" in cases, cases
+
+
+def test_case_table_columns_line_up_with_long_names():
+    """Every row of a case's table has its numbers in the same columns, whatever the names'
+    lengths ("numba_ln-recompute", 18 characters, pushed its row out)."""
+    from numba_ln.bench.report import format_case
+
+    entry = {"per_call_us": 12.5, "gbps": 3.25, "fraction_of_line": 0.5,
+             "speedup_out": 1.0, "speedup_alloc": 1.1}
+    r = {"function": "layer_norm_backward", "case": "4096x768", "shape": [4096, 768],
+         "dtype": "float32", "axis": -1, "bytes": 1 << 20,
+         "line": {"gbps": None, "median_s": None, "fastest": {}},
+         "libraries": {"numba_ln-alloc": entry, "numba_ln-recompute": entry, "torch": entry},
+         "skipped": {}}
+    rows = format_case(r).splitlines()[2:]
+    assert len({row.index("12.50") for row in rows}) == 1, rows
+

@@ -277,3 +277,5 @@ def test_latency_verdicts():
     assert latency.verdict({**row, "shape": (64, 1024), "backward": True,
                             "ratio": 0.9}) == "PASS (<= 1.0x)"
     assert latency.verdict({**row, "ratio": None}) == ""
+    # ratios: two decimals, three significant digits below 0.1 (it printed "0.00x")
+    assert latency._ratio(0.4567) == "0.46x" and latency._ratio(0.00412) == "0.00412x"

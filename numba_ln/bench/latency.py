@@ -160,11 +160,16 @@ def verdict(row):
     return f"{'PASS' if row['ratio'] <= limit else 'MISS'} (<= {limit}x)"
 
 
+def _ratio(value):
+    """x.xx, or three significant digits below 0.1 ("0.00x" said nothing)."""
+    return f"{value:.2f}x" if value >= 0.1 else f"{value:.3g}x"
+
+
 def format_table(rows):
     lines = ["| form | shape | us per call | x torch | torch's call | target |",
              "|---|---|---:|---:|---|---|"]
     for r in rows:
-        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}x"
+        ratio = "-" if r["ratio"] is None else _ratio(r["ratio"])
         shape = "x".join(map(str, r["shape"]))
         peer = PEER_NAMES.get(r.get("peer"), "")
         lines.append(f"| `{r['form']}` | {shape} | {r['us']:.2f} | {ratio} | {peer} | "

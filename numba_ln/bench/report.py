@@ -35,19 +35,21 @@ def format_case(r):
         head += (f"   speed line {line['gbps']:.1f} GB/s ({line['median_s'] * 1e6:.1f} us; "
                  f"fastest copy per round: {_fastest(line['fastest'])})")
     widths = [len(h) + 2 for _, _, h in SPEEDUP_COLUMNS]
-    out = [head, f"  {'library':<16} {'us/call':>10} {'GB/s':>7} {'x line':>7}"
+    # (the names' column as wide as the longest: "numba_ln-recompute" pushed its row out)
+    n = max([16] + [len(lib) for lib in list(r["libraries"]) + list(r["skipped"])])
+    out = [head, f"  {'library':<{n}} {'us/call':>10} {'GB/s':>7} {'x line':>7}"
                  + "".join(f"{h:>{w}}" for (_, _, h), w in zip(SPEEDUP_COLUMNS, widths))]
     for lib, e in r["libraries"].items():
         cells = ["" if lib == ours or lib in LINES else _fmt(e.get(key), ".2f")
                  for ours, key, _ in SPEEDUP_COLUMNS]
-        out.append(f"  {lib:<16} {e['per_call_us']:>10.2f} {e['gbps']:>7.2f} "
+        out.append(f"  {lib:<{n}} {e['per_call_us']:>10.2f} {e['gbps']:>7.2f} "
                    f"{_fmt(e['fraction_of_line'], '.2f'):>7}"
                    + "".join(f"{c:>{w}}" for c, w in zip(cells, widths)))
     for lib, why in r["skipped"].items():
         if why.startswith("broken: "):
-            out.append(f"  {lib:<16} NOT TIMED, its result failed the check: {why[8:]}")
+            out.append(f"  {lib:<{n}} NOT TIMED, its result failed the check: {why[8:]}")
         else:
-            out.append(f"  {lib:<16} skipped: {why}")
+            out.append(f"  {lib:<{n}} skipped: {why}")
     return "\n".join(out)
 
 
