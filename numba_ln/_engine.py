@@ -77,12 +77,15 @@ def run(variant, x, residual, weight, bias, axis, eps, out, residual_out, return
         if not keepdims:
             mean, second = mean.reshape(plan.reduced_shape), second.reshape(plan.reduced_shape)
         return mean.astype(dtype, copy=False), second.astype(dtype, copy=False)
-    # rstd = 1 / sqrt(second + eps) in float64, rounded once (in place: second is ours); a
-    # constant row with eps=0 has rstd inf, as the kernels give it, silently as they do
+    # rstd = 1 / sqrt(second + eps) in float64, rounded once (in place: second is ours)
     np.add(second, call.eps, out=second)
     np.sqrt(second, out=second)
-    with np.errstate(divide="ignore"):
-        rstd = np.divide(1.0, second, out=second).astype(dtype, copy=False)
+    if call.eps == 0:  # a constant row's rstd is inf, silently, as the kernels give it
+        with np.errstate(divide="ignore"):  # (~1 us: only where it can divide by 0)
+            np.divide(1.0, second, out=second)
+    else:
+        np.divide(1.0, second, out=second)
+    rstd = second.astype(dtype, copy=False)
     if variant.stats == STATS_RSTD:
         return variant.results(y, s, rstd, None, True)
     return variant.results(y, s, mean.astype(dtype, copy=False), rstd, True)

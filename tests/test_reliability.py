@@ -190,11 +190,13 @@ def test_non_finite_rows(shape, axis, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("rows,cols", [(4, 8), (4, 64), (4, 1000), (200, 1000)])
+@pytest.mark.parametrize("rows,cols", [(4, 8), (4, 64), (4, 1000), (200, 1000), (4096, 64),
+                                       (4, 70000)])
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
 def test_mean_of_a_row_holding_inf_is_numpys(dtype, rows, cols):
     """The mean of a row holding +inf (and no -inf or NaN) is inf, -inf alone -inf, both
-    NaN, as np.mean's, on every path (small calls, threaded rows, narrow blocks, channels):
+    NaN, as np.mean's, on every path (small calls, threaded rows, narrow blocks, split rows,
+    channels):
     summed about a shift that was inf (an inf among a row's first elements; a float64 row's
     inf anywhere, once the re-sum took the mean as its shift) every difference was inf - inf
     or -inf, and the mean NaN."""

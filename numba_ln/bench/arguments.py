@@ -219,14 +219,14 @@ def split_names(p, option, text):
     return names
 
 
-def known_names(p, option, text, valid, what, choices=None):
-    """split_names, and an error naming the unknown ones and listing ``choices`` (default:
-    ``valid``) when a name is not in ``valid``."""
+def known_names(p, option, text, valid, what):
+    """split_names, and an error naming the unknown ones and listing ``valid`` when a name
+    is not in ``valid``."""
     names = split_names(p, option, text)
     unknown = [n for n in names or () if n not in valid]
     if unknown:
         p.error(f"{option}: unknown {what} {', '.join(unknown)}; choose from "
-                f"{', '.join(choices or valid)}")
+                f"{', '.join(valid)}")
     return names
 
 

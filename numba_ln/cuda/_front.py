@@ -170,8 +170,8 @@ def _launch(call, stream, x, out, residual_out, stats):
 
 def _work_eps(eps, work):
     """eps in the kernels' work type, a positive one at least the type's smallest subnormal:
-    rounded to 0 (eps < 1.4e-45 for float32 work), a constant row's rstd became inf and its
-    y NaN, where the CPU gives 0 for any eps > 0 (docs/gpu.md)."""
+    rounded to 0 (eps below ~7e-46 for float32 work), a constant row's rstd became inf and
+    its y NaN, where the CPU gives 0 for any eps > 0 (docs/gpu.md)."""
     value = work.type(eps)
     if eps > 0 and value == 0:
         value = np.nextafter(work.type(0), work.type(1))

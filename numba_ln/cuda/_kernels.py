@@ -270,8 +270,8 @@ def _streamed_rows(v):
                             term = d * d - comp
                         t = total + term
                         comp = (t - total) - term
-                        if comp != comp:  # inf - inf: the row holds an inf (or a NaN), and
-                            comp = ACC(0)  # total keeps it (RMSNorm's rstd 0, NumPy's mean)
+                        if comp - comp != ACC(0):  # inf or NaN: the row holds an inf (or
+                            comp = ACC(0)  # a NaN), or its sum overflowed: total keeps it
                         total = t
                     c += STEP
                 total = total - comp

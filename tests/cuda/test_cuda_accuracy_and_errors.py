@@ -79,7 +79,11 @@ def test_bad_input_raises_and_writes_nothing():
 
 def test_byte_swapped_host_arrays_are_copied_native():
     """Host residual, weight and bias of another byte order are copied to the device as
-    native numbers (the residual's copy kept its byte order, which the kernels misread)."""
+    native numbers (the residual's copy kept its byte order, which a GPU's kernels misread;
+    the simulator's NumPy loads read it right, so the copy's dtype is what is checked)."""
+    from numba_ln.cuda import _arrays
+
+    assert _arrays.to_device(np.ones(3, ">f4"), None)[1].dtype.isnative
     r = X[::-1].astype(">f4")
     y, s = numba_ln.add_layer_norm(dev(X), r, np.full(6, 2.0, ">f8"), np.ones(6, ">f4"))
     assert_close(y, ref.layer_norm(X + X[::-1], np.full(6, 2.0), np.ones(6))[0])

@@ -274,6 +274,12 @@ def test_nan_and_inf_poison_only_their_row(rng, path):
     np.testing.assert_array_equal(to_host(rstd)[1:], want_rstd[1:])
     mean = to_host(numba_ln.moments(dev(x))[0])
     assert np.isnan(mean[1]) and mean[2] == np.inf and mean[3] == -np.inf
+    # a finite row whose float32 sum of squares overflows (the GPU's float32 limit,
+    # docs/gpu.md): rstd 0 and y 0 on every kernel, as the held ones give (the streamed
+    # kernel's compensation went inf, then NaN)
+    big = np.full((2, x.shape[1]), 1e19, np.float32)
+    y, rstd = numba_ln.rms_norm(dev(big), return_stats=True)
+    assert not to_host(y).any() and not to_host(rstd).any()
 
 
 def test_empty_batch():
