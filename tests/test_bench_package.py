@@ -238,3 +238,24 @@ def test_case_table_columns_line_up_with_long_names():
     rows = format_case(r).splitlines()[2:]
     assert len({row.index("12.50") for row in rows}) == 1, rows
 
+
+
+def test_plot_draws_only_measured_libraries(tmp_path, monkeypatch):
+    """--plot's bars: the libraries measured (one not measured was drawn as bars at 0,
+    which read as a measured value near 0)."""
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    from matplotlib.axes import Axes
+
+    from numba_ln.bench.plot import plot
+
+    labels = []
+    real_bar = Axes.bar
+    monkeypatch.setattr(Axes, "bar", lambda self, *a, **k: labels.append(k.get("label"))
+                        or real_bar(self, *a, **k))
+    entry = {"fraction_of_line": 0.5}
+    results = [{"function": "layer_norm", "case": c,
+                "libraries": {"numba_ln-out": entry, "torch": entry}} for c in ("1x768", "8x4096")]
+    meta = {"environment": {"numba_ln": "0", "cpu": "cpu", "threads": 2}}
+    plot(results, tmp_path / "b.png", meta)
+    assert set(labels) == {"numba_ln-out", "torch"} and (tmp_path / "b.png").stat().st_size
