@@ -77,18 +77,24 @@ def run(variant, x, residual, weight, bias, axis, eps, out, residual_out, return
         if not keepdims:
             mean, second = mean.reshape(plan.reduced_shape), second.reshape(plan.reduced_shape)
         return mean.astype(dtype, copy=False), second.astype(dtype, copy=False)
-    # rstd = 1 / sqrt(second + eps) in float64, rounded once (in place: second is ours)
-    np.add(second, call.eps, out=second)
-    np.sqrt(second, out=second)
-    if call.eps == 0:  # a constant row's rstd is inf, silently, as the kernels give it
-        with np.errstate(divide="ignore"):  # (~1 us: only where it can divide by 0)
-            np.divide(1.0, second, out=second)
-    else:
-        np.divide(1.0, second, out=second)
-    rstd = second.astype(dtype, copy=False)
+    # rstd in float64, rounded once (in place: second is ours)
+    rstd = rstd_of_second(second, call.eps, out=second).astype(dtype, copy=False)
     if variant.stats == STATS_RSTD:
         return variant.results(y, s, rstd, None, True)
     return variant.results(y, s, mean.astype(dtype, copy=False), rstd, True)
+
+
+def rstd_of_second(second, eps, out=None):
+    """rstd = 1 / sqrt(second + eps) of float64 statistics, into out (second itself when
+    the caller owns it; a new array by default).  A constant row with eps=0 has rstd inf,
+    silently, as the kernels give it (np.errstate costs ~1 us: only where the division
+    can be by 0).  The dask blocks' statistics take it too."""
+    rstd = np.add(second, eps, out=out)
+    np.sqrt(rstd, out=rstd)
+    if eps == 0:
+        with np.errstate(divide="ignore"):
+            return np.divide(1.0, rstd, out=rstd)
+    return np.divide(1.0, rstd, out=rstd)
 
 
 def _with_values(typed, x, residual, weight, bias, eps, out, residual_out):

@@ -43,7 +43,7 @@ def split_rows(x, stats, weight, bias, axes, eps, centered, dtype):
         return np.empty(x.shape, dtype)
     rows, cols = plan.rows, plan.cols
     second = np.ascontiguousarray(stats["second"], dtype=np.float64).reshape(rows)
-    rstd = _rstd(second, eps)
+    rstd = _engine.rstd_of_second(second, eps)
     center = (np.ascontiguousarray(stats["mean"], dtype=np.float64).reshape(rows) if centered
               else np.zeros(rows))
     # (in the kernels' dtype: _dtypes.param_dtype)
@@ -65,19 +65,12 @@ def pick(result, index):
     return result[index]
 
 
-def _rstd(second, eps):
-    """1 / sqrt(second + eps) in float64: inf for a constant row with eps=0, silently, as
-    the kernels give it (NumPy warned of a division by zero, the NumPy path does not)."""
-    with np.errstate(divide="ignore"):
-        return 1.0 / np.sqrt(np.asarray(second, dtype=np.float64) + eps)
-
-
 def statistic(stats, field, eps, dtype, axes):
     """A per-row statistic of a block of merged stats, in the result dtype: ``mean``,
     ``second`` (the variance, or the mean square) or ``rstd``; a size-1 axis is inserted
     at each of ``axes`` (keepdims shapes)."""
     if field == "rstd":
-        value = _rstd(stats["second"], eps)
+        value = _engine.rstd_of_second(np.asarray(stats["second"], dtype=np.float64), eps)
     else:
         value = np.array(stats[field], dtype=np.float64)
     return np.expand_dims(value.astype(dtype, copy=False), axes) if axes else value.astype(dtype)
