@@ -123,7 +123,8 @@ def small_axes_call(x, weight, bias, eps, centered, out, return_stats, axis, res
     if form is None:
         return None
     first, end, cols = form
-    if residual is None and not return_stats and first != x.ndim - 1:
+    # (return_stats is False, not falsy: None or [] is the general path's TypeError)
+    if residual is None and return_stats is False and first != x.ndim - 1:
         # (x's rows as they are, the parameters in the normalized shape: rows_kernel_call)
         normalized = x.shape[first:end]
         if _shaped(weight, normalized) and _shaped(bias, normalized):

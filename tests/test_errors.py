@@ -84,6 +84,12 @@ _FLAG_CALLS = {
     "add_rms_norm": lambda x, v: numba_ln.add_rms_norm(x, x, return_stats=v),
     "LayerNorm": lambda x, v: numba_ln.LayerNorm(x.shape[-1])(x, return_stats=v),
     "moments": lambda x, v: numba_ln.moments(x, keepdims=v),
+    # several axes that are rows in memory (_small_axes.py read a falsy flag as False)
+    "layer_norm axes": lambda x, v: numba_ln.layer_norm(x.reshape(4, 2, 3), axis=(-2, -1),
+                                                        return_stats=v),
+    "rms_norm axes": lambda x, v: numba_ln.rms_norm(x, axis=(0, 1), return_stats=v),
+    "LayerNorm axes": lambda x, v: numba_ln.LayerNorm((2, 3))(x.reshape(4, 2, 3),
+                                                              return_stats=v),
 }
 
 
@@ -93,7 +99,7 @@ def test_flags_are_bools(call):
     anything else by name: truthiness read keepdims="no" as True."""
     x = X.copy()
     name = "keepdims" if call == "moments" else "return_stats"
-    for value in ("no", None, 2, 1.5, [True]):
+    for value in ("no", None, 2, 1.5, [True], [], 0.0):
         with pytest.raises(TypeError, match=f"{name} must be True or False"):
             _FLAG_CALLS[call](x, value)
     for true, false in ((np.True_, np.False_), (1, 0)):
