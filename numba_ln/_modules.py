@@ -37,6 +37,9 @@ def _shape(normalized_shape):
                         f"{normalized_shape!r}") from None
     if not shape or any(n <= 0 for n in shape):
         raise ValueError(f"normalized_shape must hold positive sizes, got {normalized_shape!r}")
+    if math.prod(shape) > np.iinfo(np.intp).max:  # (NumPy's own error did not name it)
+        raise ValueError(f"normalized_shape holds more elements than an array can, got "
+                         f"{normalized_shape!r}")
     return shape
 
 
