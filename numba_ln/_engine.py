@@ -36,7 +36,7 @@ class _NumpyArrays:
     input = staticmethod(as_array)
     output = staticmethod(output_array)
     param = staticmethod(prepare_param)
-    overlap = staticmethod(np.may_share_memory)
+    overlap = staticmethod(_spec.numpy_overlap)
 
     @staticmethod
     def readonly(a):

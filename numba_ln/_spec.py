@@ -183,6 +183,23 @@ def check_output(arrays, out, name, shape, dtype):
     return out
 
 
+# np.shares_memory's effort bound for out against residual_out (its max_work): strided
+# views of one buffer settle in a few steps; a problem past it is taken as an overlap
+_OVERLAP_WORK = 10000
+
+
+def numpy_overlap(a, b):
+    """The NumPy backend's overlap: whether ndarrays a and b have an element in common,
+    by NumPy's exact test where their address ranges overlap (two halves, or the even and
+    odd rows, of one buffer do not), and True where that test would take too long."""
+    if not np.may_share_memory(a, b):
+        return False
+    try:
+        return np.shares_memory(a, b, max_work=_OVERLAP_WORK)
+    except np.exceptions.TooHardError:
+        return True
+
+
 def check_outputs_apart(arrays, out, residual_out):
     if out is not None and arrays.overlap(out, residual_out):
         raise ValueError("out and residual_out must not overlap")

@@ -69,6 +69,28 @@ def test_values_are_checked_on_every_call_of_a_planned_kind():
         numba_ln.add_layer_norm(x, r, axis=(1,), out=both[0], residual_out=both[0])
 
 
+@pytest.mark.parametrize("rows", [4, 600])  # (the small-call gate and the threaded path)
+@pytest.mark.parametrize("fused", [numba_ln.add_layer_norm, numba_ln.add_rms_norm])
+def test_outputs_in_one_buffer_without_a_common_element(rows, fused):
+    """out and residual_out may be two halves, or the even and odd rows, of one buffer:
+    their address ranges overlap, their elements do not (np.may_share_memory refused
+    them).  One element in common is still refused, before anything is written."""
+    rng = np.random.default_rng(rows)
+    x, r = rng.standard_normal((2, rows, 512)).astype(np.float32)
+    expected = fused(x, r)
+    halves = np.zeros((rows, 1024), np.float32)
+    interleaved = np.zeros((2 * rows, 512), np.float32)
+    for out, residual_out in ((halves[:, :512], halves[:, 512:]),
+                              (interleaved[0::2], interleaved[1::2])):
+        y, s = fused(x, r, out=out, residual_out=residual_out)
+        assert y is out and s is residual_out
+        assert np.array_equal(y, expected[0]) and np.array_equal(s, expected[1])
+    buf = np.zeros((rows + 1, 512), np.float32)
+    with pytest.raises(ValueError, match="out and residual_out must not overlap"):
+        fused(x, r, out=buf[:rows], residual_out=buf[1:])
+    assert not buf.any()
+
+
 def test_parameters_are_read_on_every_call():
     x = np.arange(12.0).reshape(3, 4)
     w = np.ones(4)
