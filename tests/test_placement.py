@@ -144,3 +144,33 @@ def test_channels_first_gives_the_same_bits_wherever_out_lies(rng, monkeypatch, 
     tol = {np.float32: 1e-5, np.float64: 1e-12, np.float16: 4e-3}[dtype]
     assert np.max(np.abs(want[0] - y) / (1 + np.abs(y))) <= tol
     assert np.max(np.abs(want[2] - rstd) / rstd) <= tol
+
+
+@pytest.mark.parametrize("rows", [3, 300])  # (the small-call kernel; the threaded path)
+def test_an_input_under_an_output_that_is_not_its_own(rng, rows):
+    """Only out=x and residual_out=residual are written over their own input in place.
+    x that *is* the residual, with residual_out over it, and out over the residual are
+    read from a copy: the bits of fresh outputs (the small kernel took the first row's
+    shift from the residual after s was stored over it, and @njit code too; y differed
+    in the last bits).  out and residual_out both over the residual are refused, on every
+    path, before anything is written (the small kernel returned y as both, s lost)."""
+    x0 = (rng.standard_normal((rows, 200)) * 3 + 10).astype(np.float32)
+    r0 = rng.standard_normal((rows, 200)).astype(np.float32)
+    calls = [lambda x, r, **kw: numba_ln.add_layer_norm(x, r, **kw),
+             lambda x, r, **kw: numba_ln.add_rms_norm(x, r, **kw),
+             lambda x, r, **kw: _add_rms_norm_in_njit(x, r, kw.get("out"),
+                                                      kw.get("residual_out"))]
+    for k, call in enumerate(calls):
+        fused = numba_ln.add_layer_norm if k == 0 else numba_ln.add_rms_norm
+        xr = x0.copy()  # x is the residual, s over it
+        assert_bits(call(xr, xr, residual_out=xr), fused(x0, x0))
+        r = r0.copy()  # out over the residual
+        assert_bits(call(x0, r, out=r), fused(x0, r0))
+        r = r0.copy()
+        with pytest.raises(ValueError, match="out and residual_out must not overlap"):
+            call(x0, r, out=r, residual_out=r)
+        assert np.array_equal(r, r0)
+
+
+def assert_bits(got, expected):
+    assert all(np.array_equal(a, b) for a, b in zip(got, expected, strict=True))

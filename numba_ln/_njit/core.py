@@ -240,13 +240,16 @@ def _make_core(variant, x, residual, weight, bias, eps, out, residual_out, *, re
         else:
             s = sf = empty
 
+        # (an output may be its own input only, as from Python (_spec.FORWARD_IN_PLACE):
+        # out=x and residual_out=residual; out=residual or x that is the residual with
+        # residual_out over it read from a copy, or the kernel reads x after s is stored)
         if y_user:
             xf = _detach(xf, yf)
-            rf = _detach(rf, yf)
+            rf = _detach_any(rf, yf)
             wf = _detach_any(wf, yf)
             bf = _detach_any(bf, yf)
         if s_user:
-            xf = _detach(xf, sf)
+            xf = _detach_any(xf, sf)
             rf = _detach(rf, sf)
             wf = _detach_any(wf, sf)
             bf = _detach_any(bf, sf)

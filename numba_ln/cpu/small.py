@@ -152,14 +152,15 @@ def _run_add_norm(y, s, x, r, w, b, eps, centered, stats):
             return 1
         # y may be x or r itself (each row is read before it is written); s over r comes
         # as IN_PLACE; nothing else may overlap an output.
-        # (s over r: residual_out=residual, IN_PLACE; then x -- unless it is r itself --,
-        # w and b must not lie in r)
+        # (s over r: residual_out=residual, IN_PLACE; then neither y nor x, w and b may
+        # lie in r.  x that is r itself, with s over it, is the general path's, which
+        # reads x from a copy: here the first row's shift was taken from r once s had
+        # been stored over it, and y differed from fresh outputs' in the last bits)
         y_is_input = y.ctypes.data == x.ctypes.data or y.ctypes.data == r.ctypes.data
         s_r = s_over(s, r)
-        if not ((y_is_input or (apart(y, x) and apart(y, r))) and apart(y, s)
+        if not ((y_is_input or (apart(y, x) and apart(y, r))) and apart(y, s_r)
                 and apart(y, w) and apart(y, b) and apart(s_r, w) and apart(s_r, b)
-                and (apart(s_r, x) or (s_in_place and x.ctypes.data == r.ctypes.data))
-                and (s_in_place or apart(s, r))):
+                and apart(s_r, x) and (s_in_place or apart(s, r))):
             return 1
         yv, xv = view_of(y, cols), view_of(as_mutable(x), cols)
         wk, bk = params(as_mutable(w), as_mutable(b), x)
