@@ -338,3 +338,23 @@ def test_cache_true_user_function_reloads(tmp_path):
     first, second = run(), run()
     assert first == {"hits": 0, "misses": 1}
     assert second == {"hits": 1, "misses": 0}
+
+
+def test_zero_rows_write_nothing(rng):
+    """x with no rows (the empty last block of a prange loop over blocks): empty results,
+    as from Python, and nothing written.  rows_block sums its first row before its loop:
+    compiled code read one row past x, and the fused forms wrote x + r one row past s
+    (into the caller's buffer, or past a fresh one: glibc aborted)."""
+    x, r = rng.standard_normal((2, 4, 8))
+    y_buf, s_buf = np.zeros((4, 8)), np.zeros((4, 8))
+    y, s = add_into(x[2:2], r[2:2], y_buf[2:2], s_buf[2:2])
+    assert y.shape == s.shape == (0, 8) and not y_buf.any() and not s_buf.any()
+    g, b, w = (rng.standard_normal(768).astype(np.float32) for _ in range(3))
+    for x in np.zeros((0, 5, 768), np.float32), np.zeros((3, 0, 768), np.float32):
+        got = norms_with_stats(x, g, b, w)
+        assert_same(got, (numba_ln.layer_norm(x, g, b, return_stats=True),
+                          numba_ln.rms_norm(x, w, eps=1e-5, return_stats=True)))
+    x = np.zeros((0, 4, 33))
+    assert_same(moment_calls(x, np.arange(17)),
+                (numba_ln.moments(x), numba_ln.moments(x, keepdims=True),
+                 numba_ln.moments(np.arange(17))))

@@ -280,14 +280,16 @@ def _make_core(variant, x, residual, weight, bias, eps, out, residual_out, *, re
         unstreamed = np.bool_(False)  # (one serial block: cpu/_stream is for threaded calls)
         # An output over its own input goes as IN_PLACE, as from Python (cpu/_elements):
         # the same kernel variant, hence the same bits.  Only where the types allow it.
-        done = False
+        # (no rows: nothing to write.  rows_block sums its first row before its loop: it
+        # read one row past x, and a fused call wrote one past s)
+        done = rows == 0
         if may_y_in_place:
-            if yf.ctypes.data == xf.ctypes.data:
+            if not done and yf.ctypes.data == xf.ctypes.data:
                 rows_block((IN_PLACE, s_v, x_v, r_v), (w_v, b_v, e, c), st, cols, zero, rows,
                            unstreamed)
                 done = True
         if may_s_in_place:
-            if sf.ctypes.data == rf.ctypes.data:
+            if not done and sf.ctypes.data == rf.ctypes.data:
                 rows_block((y_v, IN_PLACE, x_v, r_v), (w_v, b_v, e, c), st, cols, zero, rows,
                            unstreamed)
                 done = True
