@@ -122,15 +122,12 @@ def kernel_dtype(dtype):
 
 
 def param_dtype(param, result, backend):
-    """The dtype weight/bias reach the kernels in: the work dtype, except a float64
-    parameter of 16-bit data on the CPU, which is read as it is (the affine step then runs
-    in float64, as for float64 weights from a checkpoint).  16-bit parameters are widened
-    to float32 once per call, exactly: read as 16-bit in every row, they cost 11-14% of a
-    (4096, 1024) pass."""
-    param, result = np.dtype(param), np.dtype(result)
-    if (is_half(result) and backend in ("numpy", "dask") and param.kind == "f"
-            and param.itemsize == 8):
-        return np.dtype(np.float64)
+    """The dtype weight/bias reach the kernels in: the work dtype (float32 for 16-bit
+    data), on every backend.  16-bit parameters are widened to float32 once per call,
+    exactly: read as 16-bit in every row, they cost 11-14% of a (4096, 1024) pass.  A
+    float64 one is rounded to float32 once per call, as for float32 data: read as it was
+    (until 2026-12-06), its kernel variant summed a batch's rows in other vector lanes
+    than a row alone, so a row's statistics depended on the batch around it."""
     return work_dtype(result)
 
 

@@ -14,8 +14,9 @@ Taken: the last axis (an int: -1 or x.ndim - 1), x float32/float64/float16/bfloa
 2-D rows a whole number of elements apart with fresh outputs), eps a float or a
 NumPy scalar, weight/bias None or 1-D ndarrays, read-only or memory-mapped ones too (of
 the other float dtype for float32/float64 data: cast to x's dtype in compiled code, as
-the general path casts them; for 16-bit data float32/float64 ones as they are and 16-bit
-ones as their bits, widened to float32 in compiled code), out/residual_out None or
+the general path casts them; for 16-bit data float32 ones as they are, float64 ones
+rounded and 16-bit ones, as their bits, widened to float32 in compiled code),
+out/residual_out None or
 ndarrays of the result dtype, statistics or not, at most SERIAL_MAX_ELEMENTS elements
 (half of that for the fused forms, twice the work an element, and a third for the
 backward, three times: _config.FUSED_COST, BACKWARD_COST); every small-call kernel runs
@@ -168,8 +169,8 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
             if eps is None:
                 return None
     # weight/bias: float32/float64 ndarrays as they are, for data of any dtype (the kernels
-    # cast one of the other dtype, or widen it for 16-bit data, in compiled code:
-    # cpu/small_params.work_param); anything else through _kernel_param (a call is ~0.1 us)
+    # cast one not of the work dtype, in compiled code: cpu/small_params.work_param);
+    # anything else through _kernel_param (a call is ~0.1 us)
     if weight is not None and (type(weight) is not _NDARRAY
                                or (weight.dtype is not _F32 and weight.dtype is not _F64)):
         weight = _kernel_param(weight)

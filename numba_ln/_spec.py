@@ -41,8 +41,8 @@ class Call(NamedTuple):
     norm_shape: tuple
     eps: float
     dtype: np.dtype   # the result dtype
-    work: np.dtype    # the kernels' precision (and the parameters' dtype, but for 16-bit
-                      # data on the CPU: see _dtypes.param_dtype)
+    work: np.dtype    # the kernels' precision (and the parameters' dtype:
+                      # _dtypes.param_dtype)
     want_stats: bool
 
 

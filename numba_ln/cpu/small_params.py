@@ -1,6 +1,5 @@
 """weight/bias in the work type for the small-call kernels (small.py): as they come, or
 cast in compiled code into a stack buffer, as the general path casts them in NumPy."""
-from numba import types
 from numba.extending import overload
 
 from ._elements import _absent
@@ -10,19 +9,17 @@ from ._storage import load, work_type
 
 
 def work_param(p, x):
-    """weight/bias p as the row kernels read it for x: p itself when absent, of x's dtype,
-    or a float32/float64 one for 16-bit data (read as it is); else a copy in the work
-    type, the general path's cast made here in ~50 ns instead of a NumPy cast in the
-    front (~0.5-1 us): float64 weights on float32 data and float32 ones on float64 (IEEE
-    rounding either way: the same values, so the same kernel and bits), and 16-bit
-    parameters of 16-bit data, widened exactly to float32 (read as bits in the row loop,
-    they cost 11-14% of a (4096, 1024) pass)."""
+    """weight/bias p as the row kernels read it for x: p itself when absent or of x's work
+    type; else a copy in the work type, the general path's cast made here in ~50 ns
+    instead of a NumPy cast in the front (~0.5-1 us): float64 weights on float32 or
+    16-bit data and float32 ones on float64 (IEEE rounding either way: the same values,
+    so the same kernel and bits), and 16-bit parameters of 16-bit data, widened exactly
+    to float32 (read as bits in the row loop, they cost 11-14% of a (4096, 1024) pass)."""
 
 
 def _casts(p, x):
     """Typing: whether work_param copies p."""
-    return not (_absent(p) or (isinstance(p.dtype, types.Float) and (
-        p.dtype == x.dtype or not isinstance(x.dtype, types.Float))))
+    return not (_absent(p) or p.dtype == work_type(x))
 
 
 @kernel(inline="always")
