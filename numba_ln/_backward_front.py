@@ -29,7 +29,7 @@ from .cpu.transpose import swapped
 _STATS_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def _refuse_other_backends(fname, arrays):
+def refuse_other_backends(fname, arrays):
     for name, a in arrays.items():
         if a is not None and (is_dask_array(a) or is_gpu_array(a)):
             kind = "a dask array" if is_dask_array(a) else "a GPU array"
@@ -124,7 +124,7 @@ def backward(centered, fname, dy, x, weight, mean, rstd, axis, eps, grad_residua
     kind = backward_kind(centered, dy, x, weight, mean, rstd, axis, grad_residual, out)
     given_out = out  # returned as given (an np.matrix stays one)
     if kind is None:
-        _refuse_other_backends(fname, {"dy": dy, "x": x, "grad_residual": grad_residual,
+        refuse_other_backends(fname, {"dy": dy, "x": x, "grad_residual": grad_residual,
                                        "out": out})
         checked = check(NUMPY, centered, dy, x, weight, mean, rstd, axis, grad_residual, out)
         dy, x, gr, weight, mean, rstd, out = checked[:7]

@@ -21,7 +21,7 @@ data): bfloat16 layer_norm_backward at (4096, 1024), allocating, went from 6.9 m
 import numpy as np
 
 from . import _buffers, _dtypes, _threading
-from ._backward_front import backward
+from ._backward_front import backward, refuse_other_backends
 from ._validate import as_array
 from .cpu import convert
 
@@ -38,6 +38,9 @@ def half_backward(compute, centered, fname, dy, x, weight, mean, rstd, axis, eps
                   grad_residual, out, param_grads):
     """(dx, dweight, dbias) of a call with 16-bit data (module docstring); compute(centered,
     fname, dy, x, ...) runs a float32 call."""
+    # (before as_array, which would compute a dask array: refused as every backward call)
+    refuse_other_backends(fname, {"dy": dy, "x": x, "grad_residual": grad_residual,
+                                  "out": out})
     x, dy = as_array(x, "x"), as_array(dy, "dy")
     grad_residual = None if grad_residual is None else as_array(grad_residual,
                                                                 "grad_residual")

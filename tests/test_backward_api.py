@@ -400,3 +400,9 @@ def test_dask_arrays_are_refused():
         numba_ln.layer_norm_backward(x, np.ones((4, 6)))
     with pytest.raises(TypeError, match="x is a dask array"):
         numba_ln.rms_norm_backward(np.ones((4, 6)), x)
+    # beside 16-bit NumPy data too (their route converted the dask array, computing it)
+    half = np.ones((4, 6), np.float16)
+    with pytest.raises(TypeError, match="dy is a dask array"):
+        numba_ln.layer_norm_backward(x.astype(np.float16), half)
+    with pytest.raises(TypeError, match="grad_residual is a dask array"):
+        numba_ln.rms_norm_backward(half, half, grad_residual=x)
