@@ -135,7 +135,8 @@ TASK_ELEMENTS = 65536
 # 1.11 / 1.03, rms_norm 1.05-1.72 / 0.99-1.60; bfloat16 (2 threads) 1.38-1.59 at 80-128
 # columns and 1.24-1.27 at 200-256, float16 1.0-1.28; but float64 (65536, 96) 0.97 / 0.80
 # and (16384, 96) 1.00 / 0.98: a bound in bytes keeps float64 at 64 columns.  (The same
-# bits either way.)
+# bits either way, but for bfloat16 layer_norm/rms_norm at most widths: LLVM vectorizes
+# their sums in other lanes in the two kernels; README, Same bits.)
 NARROW_ROW_BYTES = 512
 
 # The fused forms (add_layer_norm, add_rms_norm: four arrays) take the narrow kernel only

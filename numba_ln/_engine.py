@@ -247,8 +247,8 @@ def run_rows(y, s, x, r, w, b, stats, rows, cols, eps, centered):
         return rows_block(arrays, norm, stats, cols, FIRST_ROW, rows, False)
     if per_task is _threading.SPLIT:
         return _threading.launch(_rows.rows_split, arrays, norm, stats, rows, cols)
-    # (narrow rows in blocks: the same bits as rows_parallel, faster; the fused forms only
-    # while their arrays are small, _config.NARROW_FUSED_MAX_BYTES)
+    # (narrow rows in blocks: rows_parallel's bits but bfloat16's (README), faster; the
+    # fused forms only while their arrays are small, _config.NARROW_FUSED_MAX_BYTES)
     row_bytes = cols * x[0].itemsize
     narrow = row_bytes <= _config.NARROW_ROW_BYTES and (
         r is None or rows * row_bytes <= _config.NARROW_FUSED_MAX_BYTES)
