@@ -150,15 +150,18 @@ def _run_add_norm(y, s, x, r, w, b, eps, centered, stats):
                 and length_fits(w, cols) and length_fits(b, cols)
                 and fit(stats, rows, centered)):
             return 1
-        # y may be x or r itself (each row is read before it is written); s over r comes
-        # as IN_PLACE; nothing else may overlap an output.
-        # (s over r: residual_out=residual, IN_PLACE; then neither y nor x, w and b may
-        # lie in r.  x that is r itself, with s over it, is the general path's, which
-        # reads x from a copy: here the first row's shift was taken from r once s had
-        # been stored over it, and y differed from fresh outputs' in the last bits)
-        y_is_input = y.ctypes.data == x.ctypes.data or y.ctypes.data == r.ctypes.data
+        # y may be x or r itself (each row is read before it is written), and must lie
+        # apart from the other input unless that is the same array (rows_block writes
+        # row i of y while it sums row i + 1: rows of it two or more on were overwritten
+        # before they were read); s over r comes as IN_PLACE; nothing else may overlap
+        # an output.  (s over r: residual_out=residual, IN_PLACE; then neither y nor x,
+        # w and b may lie in r.  x that is r itself, with s over it, is the general
+        # path's, which reads x from a copy: here the first row's shift was taken from r
+        # once s had been stored over it, and y differed from fresh outputs' in the last
+        # bits)
         s_r = s_over(s, r)
-        if not ((y_is_input or (apart(y, x) and apart(y, r))) and apart(y, s_r)
+        if not ((y.ctypes.data == x.ctypes.data or apart(y, x))
+                and (y.ctypes.data == r.ctypes.data or apart(y, r)) and apart(y, s_r)
                 and apart(y, w) and apart(y, b) and apart(s_r, w) and apart(s_r, b)
                 and apart(s_r, x) and (s_in_place or apart(s, r))):
             return 1

@@ -72,11 +72,12 @@ def _backward_fits(dx, dy, x, gr, w, mean, rstd, eps, centered, dweight, dbias, 
                 return False  # (cols 1: run_backward's exact _single_column path)
         elif not rms_fits:
             return False
-        # (out=dy exactly comes as IN_PLACE, and then the weight and the statistics must
-        # not lie in dy, which dx overwrites; grad_residual under dx, even exactly, is
-        # read from a copy by the general path: in place its loop would run scalar)
+        # (out=dy exactly comes as IN_PLACE, and then x, the weight and the statistics
+        # must not lie in dy, which dx overwrites -- x two rows on was overwritten before
+        # it was read; grad_residual under dx, even exactly, is read from a copy by the
+        # general path: in place its loop would run scalar)
         dx_over = written(dx, dy)
-        return (apart(dx, dy) and apart(dx, x) and apart(dx_over, w)
+        return (apart(dx, dy) and apart(dx_over, x) and apart(dx_over, w)
                 and apart(dx_over, mean) and apart(dx_over, rstd) and apart(dx_over, gr))
     return values_fit
 
