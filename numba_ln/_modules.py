@@ -37,9 +37,6 @@ def _shape(normalized_shape):
                         f"{normalized_shape!r}") from None
     if not shape or any(n <= 0 for n in shape):
         raise ValueError(f"normalized_shape must hold positive sizes, got {normalized_shape!r}")
-    if math.prod(shape) > np.iinfo(np.intp).max:  # (NumPy's own error did not name it)
-        raise ValueError(f"normalized_shape holds more elements than an array can, got "
-                         f"{normalized_shape!r}")
     return shape
 
 
@@ -59,6 +56,10 @@ class _Norm:
         if self.dtype not in _DTYPES and not is_bfloat16(self.dtype):
             raise TypeError(f"dtype must be float32, float64, float16 or bfloat16 "
                             f"(ml_dtypes.bfloat16), got {self.dtype}")
+        # (NumPy's own error for a parameter too big for any array did not name it)
+        if math.prod(self.normalized_shape) * self.dtype.itemsize > np.iinfo(np.intp).max:
+            raise ValueError(f"normalized_shape holds more bytes of {self.dtype} than an "
+                             f"array can, got {normalized_shape!r}")
         # (a bad eps is refused here, not at the first call; kept as given.  RMSNorm's None
         # is torch's: the machine epsilon of the dtype a call computes in, found per call)
         if eps is not None or self._centered:

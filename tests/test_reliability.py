@@ -255,7 +255,8 @@ def test_module_normalized_shape(module):
     for bad in ("12", "a", (2.7,), 2.0, True, (2, None), None):
         with pytest.raises(TypeError, match="^normalized_shape must be an int or a sequence"):
             module(bad)
-    for bad in (0, (2, -1), (), 2**70, (2**32, 2**32), np.uint64(2**63)):
+    for bad in (0, (2, -1), (), 2**70, (2**32, 2**32), np.uint64(2**63), 2**62,
+                (2**31, 2**31), (3, 2**61), 2**61):
         with pytest.raises(ValueError, match="normalized_shape"):
             module(bad)
 
