@@ -117,3 +117,17 @@ def test_simulator_rejects_foreign_out():
 
     with pytest.raises(TypeError, match="out"):
         numba_ln.layer_norm(dev(X), out=NotOurs())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_backward_refuses_gpu_arrays(dtype):
+    """The backward functions take NumPy arrays only: a GPU dy, x or grad_residual is a
+    TypeError naming it, beside 16-bit NumPy data too (their route converted the inputs
+    first, copying a device array to the host)."""
+    host = X.astype(dtype)
+    for kwargs, name in ((dict(dy=dev(host), x=host), "dy"), (dict(dy=host, x=dev(host)), "x"),
+                         (dict(dy=host, x=host, grad_residual=dev(host)), "grad_residual")):
+        with pytest.raises(TypeError, match=f"NumPy arrays only.*{name} is a GPU array"):
+            numba_ln.layer_norm_backward(**kwargs)
+        with pytest.raises(TypeError, match=f"{name} is a GPU array"):
+            numba_ln.rms_norm_backward(**kwargs)
