@@ -121,16 +121,6 @@ def kernel_dtype(dtype):
     return np.dtype(dtype) if storage is None else storage.kernel
 
 
-def param_dtype(param, result, backend):
-    """The dtype weight/bias reach the kernels in: the work dtype (float32 for 16-bit
-    data), on every backend.  16-bit parameters are widened to float32 once per call,
-    exactly: read as 16-bit in every row, they cost 11-14% of a (4096, 1024) pass.  A
-    float64 one is rounded to float32 once per call, as for float32 data: read as it was
-    (until 2026-12-06), its kernel variant summed a batch's rows in other vector lanes
-    than a row alone, so a row's statistics depended on the batch around it."""
-    return work_dtype(result)
-
-
 def result_type(x, residual):
     """np.result_type of x's and residual's dtypes; a TypeError naming residual when NumPy
     has no common dtype (bfloat16 with float16 or with 64-bit integers)."""

@@ -16,7 +16,7 @@ Adapter protocol (``arrays``):
 ``readonly(a)``                    whether the backend's array a may not be written
 ``param(p, name, shape, dtype)``   weight/bias ready for the kernels (flat, contiguous, in
                                    ``dtype``, broadcast to ``shape``), after the checks here;
-                                   ``dtype`` is _dtypes.param_dtype's
+                                   ``dtype`` is the work dtype (check_param)
 ``overlap(a, b)``                  whether two of the backend's arrays share memory
 """
 import math
@@ -41,8 +41,7 @@ class Call(NamedTuple):
     norm_shape: tuple
     eps: float
     dtype: np.dtype   # the result dtype
-    work: np.dtype    # the kernels' precision (and the parameters' dtype:
-                      # _dtypes.param_dtype)
+    work: np.dtype    # the kernels' precision, and the parameters' dtype
     want_stats: bool
 
 
@@ -167,8 +166,12 @@ def check_param(arrays, p, name, norm_shape, result):
         except ValueError:
             raise ValueError(f"{name} of shape {tuple(arr.shape)} does not broadcast to the "
                              f"normalized shape {norm_shape}") from None
-    return arrays.param(arr, name, norm_shape,
-                        _dtypes.param_dtype(arr.dtype, result, arrays.name))
+    # In the work dtype, float32 for 16-bit data: 16-bit parameters widened once per call,
+    # exactly (read as 16-bit in every row, they cost 11-14% of a (4096, 1024) pass), and
+    # float64 ones rounded once, as for float32 data (read as float64 until 2026-12-06,
+    # their kernel variant summed a batch's rows in other vector lanes than a row alone,
+    # so a row's statistics depended on the batch around it).
+    return arrays.param(arr, name, norm_shape, _dtypes.work_dtype(result))
 
 
 def check_output(arrays, out, name, shape, dtype):

@@ -118,7 +118,7 @@ def test_layer_norm_within_one_ulp(dtype, layout, params, seed, kind):
 @pytest.mark.parametrize("layout", ["rows", "channels"])  # the small-call and general paths
 def test_16_bit_parameters_are_their_float32_values(dtype, layout, rng):
     """16-bit weight and bias are widened to float32 before the rows are normalized
-    (_dtypes.param_dtype, cpu/small_params.work_params): exactly, so the results are bit for bit
+    (_spec.check_param, cpu/small_params.work_params): exactly, so the results are bit for bit
     those of the float32 parameters."""
     shape, axis, _ = LAYOUTS[layout]
     x = _data(rng, shape, dtype, "normal")

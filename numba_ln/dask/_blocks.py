@@ -46,9 +46,10 @@ def split_rows(x, stats, weight, bias, axes, eps, centered, dtype):
     rstd = _engine.rstd_of_second(second, eps)
     center = (np.ascontiguousarray(stats["mean"], dtype=np.float64).reshape(rows) if centered
               else np.zeros(rows))
-    # (in the kernels' dtype: _dtypes.param_dtype)
-    w, b = (None if p is None else np.ascontiguousarray(p, dtype=_dtypes.param_dtype(
-        p.dtype, dtype, "dask")).reshape(cols) for p in (weight, bias))
+    # (in the work dtype, as _spec.check_param prepares them)
+    work = _dtypes.work_dtype(dtype)
+    w, b = (None if p is None else np.ascontiguousarray(p, dtype=work).reshape(cols)
+            for p in (weight, bias))
     y = plan.empty(dtype)
     args = (_engine.kernel_view(plan.kernel_output(y)), _engine.kernel_view(plan.kernel_input(x)),
             w, b, center, rstd, rows, cols)
