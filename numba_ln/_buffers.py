@@ -71,11 +71,17 @@ class _Pool:
                 i += 1
 
     def release(self):
-        self._make_room(self.max_bytes + 1)  # everything that is free
-        freed = [e for e in self.buffers if _free(e)]
-        for entry in freed:
-            self.buffers.remove(entry)
-            self.total -= entry[0]
+        # One pass, deciding each entry once: another thread may free a buffer (drop its
+        # last view, no lock needed) at any moment, and entries are lists holding arrays,
+        # so they must never be looked up by == (list.remove compared raw arrays
+        # elementwise and raised ValueError).
+        kept = []
+        for entry in self.buffers:
+            if _free(entry):
+                self.total -= entry[0]
+            else:
+                kept.append(entry)
+        self.buffers = kept
 
 
 def _free(entry):

@@ -77,6 +77,31 @@ def test_pool_is_bounded_and_releases(x):
     assert _buffers.pooled_bytes() == (0, 0)
 
 
+def test_release_with_a_buffer_freed_meanwhile(x, monkeypatch):
+    """Another thread may drop a result's last reference (no lock guards that) while
+    release_buffers() runs: here the third buffer is in use when first looked at and free
+    from then on.  It was then removed with list.remove, which compared the entries' arrays
+    elementwise and raised ValueError at the in-use buffers of the same size."""
+    held = [numba_ln.layer_norm(x) for _ in range(2)]
+    numba_ln.layer_norm(x + 1)  # a third buffer of the same size, free again at once
+    third = _buffers._POOL.buffers[2]
+    looks, real_free = [], _buffers._free
+
+    def freed_after_first_look(entry):
+        if entry is third:
+            looks.append(entry)
+            return len(looks) > 1
+        return real_free(entry)
+
+    monkeypatch.setattr(_buffers, "_free", freed_after_first_look)
+    numba_ln.release_buffers()
+    monkeypatch.undo()
+    assert _buffers.pooled_bytes() == (3 * x.nbytes, 2 * x.nbytes)  # kept: seen in use
+    numba_ln.release_buffers()
+    assert _buffers.pooled_bytes() == (2 * x.nbytes, 2 * x.nbytes)
+    assert_close(held[1], ref.layer_norm(x)[0])
+
+
 def test_pooling_off_and_small_outputs(x):
     numba_ln.set_buffer_pool(max_bytes=0)
     numba_ln.layer_norm(x)
