@@ -24,6 +24,27 @@ def test_float32_within_2e6_of_the_oracle_far_from_zero(rng, path, offset):
     assert np.all(np.abs(to_host(var) / ref.moments(x)[1] - 1) < 2e-6)
 
 
+@pytest.mark.parametrize("path", ["narrow", "wide", "stream"])
+def test_an_outlier_first_in_the_row(rng, path):
+    """The shift is the row's first element: far from the mean, x - shift was rounded to its
+    precision for every element, and y was wrong by ~1e-3 of itself (4e-6 absolute at
+    (1, 4096) on the simulator; the CPU's is right to 5e-9).  Now within the CPU's bound,
+    for the fused form and moments too."""
+    cols = PATH_COLS[path][0]
+    x = (0.01 * rng.standard_normal((3, cols))).astype(np.float32)
+    x[:, 0] = [1e4, -3e3, 7e2]
+    y_ref, mean_ref, rstd_ref = ref.layer_norm(x)
+    y, mean, rstd = numba_ln.layer_norm(dev(x), return_stats=True)
+    assert_close(y, y_ref, atol=2e-7)  # 2e-7 * max(1, |y|), where |y| ~ 0.02-0.1
+    assert_close(mean, mean_ref, atol=2e-7)
+    assert np.all(np.abs(to_host(rstd) / rstd_ref - 1) < 2e-6)
+    r = (0.001 * rng.standard_normal((3, cols))).astype(np.float32)
+    y, s = numba_ln.add_layer_norm(dev(x), dev(r))
+    assert_close(y, ref.layer_norm(to_host(s))[0], atol=2e-7)
+    _, var = numba_ln.moments(dev(x))
+    assert np.all(np.abs(to_host(var) / ref.moments(x)[1] - 1) < 2e-6)
+
+
 @pytest.mark.parametrize("offset", [1e4, 1e5])
 def test_residual_add_far_from_zero(rng, offset):
     x = (offset + rng.standard_normal((3, 48))).astype(np.float32)
