@@ -124,8 +124,8 @@ def backward(centered, fname, dy, x, weight, mean, rstd, axis, eps, grad_residua
     kind = backward_kind(centered, dy, x, weight, mean, rstd, axis, grad_residual, out)
     given_out = out  # returned as given (an np.matrix stays one)
     if kind is None:
-        refuse_other_backends(fname, {"dy": dy, "x": x, "grad_residual": grad_residual,
-                                       "out": out})
+        refuse_other_backends(fname, {"dy": dy, "x": x, "weight": weight, "mean": mean,
+                                      "rstd": rstd, "grad_residual": grad_residual, "out": out})
         checked = check(NUMPY, centered, dy, x, weight, mean, rstd, axis, grad_residual, out)
         dy, x, gr, weight, mean, rstd, out = checked[:7]
         plan, direct = rows_plan(x, checked.geometry.axes), None

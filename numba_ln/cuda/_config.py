@@ -12,8 +12,11 @@ Row shapes (see numba_ln/cuda/_kernels.py):
   rows per block, the row held in registers, reductions by warp shuffles;
 - wide rows: one block per row, the row held in registers, reductions by warp shuffles then
   shared memory;
-- rows too wide to hold in registers: one block per row, streamed from global memory three
-  times (the repeat reads mostly hit L2).
+- rows too wide to hold in registers: one block per row, streamed from global memory four
+  times for LayerNorm, twice for RMSNorm (the repeat reads mostly hit L2).
+
+The thread counts per row are powers of two (the row reductions halve them; a call with
+another one is refused).
 """
 
 # Threads per row for narrow rows.  32 = one warp, so reductions need no shared memory or

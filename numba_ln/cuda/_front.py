@@ -35,7 +35,12 @@ class _DeviceArrays:
             self.stream = _arrays.producer_stream(a)
             return d
         if _arrays.is_gpu_array(a):
-            return _arrays.as_dev(a, name)
+            d = _arrays.as_dev(a, name)
+            # refused as x is (only the simulator's arrays can be bfloat16: a real GPU
+            # array's interface has no bfloat16 typestr)
+            if _dtypes.is_bfloat16(d.dtype):
+                _dtypes.result_dtype(d.dtype, name, "cuda")
+            return d
         host = _validate.as_array(a, name)
         if name in ("weight", "bias"):
             return host  # converted on the host (param): bfloat16 ones too
@@ -171,7 +176,11 @@ def _launch(call, stream, x, out, residual_out, stats):
 def _work_eps(eps, work):
     """eps in the kernels' work type, a positive one at least the type's smallest subnormal:
     rounded to 0 (eps below ~7e-46 for float32 work), a constant row's rstd became inf and
-    its y NaN, where the CPU gives 0 for any eps > 0 (docs/gpu.md)."""
+    its y NaN, where the CPU gives 0 for any eps > 0 (docs/gpu.md); one beyond the type's
+    range is its largest value (rounded to inf, every rstd was 0)."""
+    largest = np.finfo(work).max
+    if float(eps) > float(largest):  # (finite: checked) the largest, not inf with a warning
+        return largest
     value = work.type(eps)
     if eps > 0 and value == 0:
         value = np.nextafter(work.type(0), work.type(1))

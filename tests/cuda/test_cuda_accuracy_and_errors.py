@@ -142,13 +142,53 @@ def test_simulator_rejects_foreign_out():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
 def test_backward_refuses_gpu_arrays(dtype):
-    """The backward functions take NumPy arrays only: a GPU dy, x or grad_residual is a
-    TypeError naming it, beside 16-bit NumPy data too (their route converted the inputs
-    first, copying a device array to the host)."""
-    host = X.astype(dtype)
+    """The backward functions take NumPy arrays only: a GPU dy, x, grad_residual, weight or
+    statistic is a TypeError naming it, beside 16-bit NumPy data too (their route converted
+    the inputs first, copying a device array to the host; a GPU weight or statistic was
+    copied on every path until 2026-12-06)."""
+    host, w = X.astype(dtype), np.ones(X.shape[1], np.float32)
+    _, mean, rstd = numba_ln.layer_norm(X, return_stats=True)
     for kwargs, name in ((dict(dy=dev(host), x=host), "dy"), (dict(dy=host, x=dev(host)), "x"),
-                         (dict(dy=host, x=host, grad_residual=dev(host)), "grad_residual")):
+                         (dict(dy=host, x=host, grad_residual=dev(host)), "grad_residual"),
+                         (dict(dy=host, x=host, weight=dev(w)), "weight"),
+                         (dict(dy=host, x=host, rstd=dev(rstd)), "rstd")):
         with pytest.raises(TypeError, match=f"NumPy arrays only.*{name} is a GPU array"):
             numba_ln.layer_norm_backward(**kwargs)
         with pytest.raises(TypeError, match=f"{name} is a GPU array"):
             numba_ln.rms_norm_backward(**kwargs)
+    with pytest.raises(TypeError, match="mean is a GPU array"):
+        numba_ln.layer_norm_backward(host, host, mean=dev(mean), rstd=rstd)
+
+
+@pytest.mark.skipif(not SIMULATOR, reason="simulator only: no bfloat16 GPU arrays otherwise")
+def test_bfloat16_device_partners_are_refused():
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    half = X.astype(ml_dtypes.bfloat16)
+    for kwargs, name in ((dict(weight=dev(half[0])), "weight"), (dict(bias=dev(half[0])), "bias"),
+                         (dict(residual=dev(half)), "residual")):
+        function = numba_ln.add_layer_norm if name == "residual" else numba_ln.layer_norm
+        with pytest.raises(TypeError, match=f"{name} has dtype bfloat16"):
+            function(dev(X), **kwargs)
+
+
+@pytest.mark.parametrize("setting", ["NARROW_THREADS", "STREAM_THREADS", "MAX_ROW_THREADS"])
+def test_launch_settings_must_be_powers_of_two(monkeypatch, setting):
+    """Another thread count lost partial sums in the row reduction (wrong by O(1))."""
+    from numba_ln.cuda import _config
+
+    monkeypatch.setattr(_config, setting, 48)
+    with pytest.raises(ValueError, match=f"{setting} must be a power of two, got 48"):
+        numba_ln.layer_norm(dev(X))
+
+
+def test_eps_beyond_float32_is_its_largest():
+    """eps in float32 work: one beyond the range was inf (with NumPy's overflow warning),
+    and every rstd 0."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _, _, rstd = numba_ln.layer_norm(dev(X), eps=1e39, return_stats=True)
+    largest = np.float64(np.finfo(np.float32).max)
+    expected = 1 / np.sqrt(ref.moments(X)[1] + largest)
+    assert np.all(np.abs(to_host(rstd) / expected - 1) < 2e-6)
