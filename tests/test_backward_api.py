@@ -406,3 +406,12 @@ def test_dask_arrays_are_refused():
         numba_ln.layer_norm_backward(x.astype(np.float16), half)
     with pytest.raises(TypeError, match="grad_residual is a dask array"):
         numba_ln.rms_norm_backward(half, half, grad_residual=x)
+    # and in the other arguments (computed silently until 2026-12-06)
+    plain, row = np.ones((4, 6)), da.ones(6, chunks=3)
+    with pytest.raises(TypeError, match="weight is a dask array"):
+        numba_ln.layer_norm_backward(plain, plain, row)
+    with pytest.raises(TypeError, match="weight is a dask array"):
+        numba_ln.rms_norm_backward(half, half, row)
+    with pytest.raises(TypeError, match="rstd is a dask array"):
+        numba_ln.layer_norm_backward(plain, plain, mean=np.ones((4, 1)),
+                                     rstd=da.ones((4, 1), chunks=2))
