@@ -239,6 +239,43 @@ def test_mixed_dtypes_and_integers(client):
         assert np.array_equal(s.compute(), numba_ln.add_layer_norm(r, x)[1])
 
 
+@pytest.mark.parametrize("chunks", [((0, 1), (8,)), ((0, 1), (3, 5))])
+def test_one_row_in_several_chunks(client, chunks):
+    """A length-1 axis in several chunks, as compute_chunk_sizes() leaves a filter that
+    kept one row: dask's chunk unification made it one chunk broadcast over the others,
+    and y came back with two rows (the declared shape one), or the graph lost a
+    dependency (statistics, the fused forms, moments)."""
+    xn = _data((1, 8))
+    x = da.from_array(xn, chunks=chunks)
+    for func in FUNCS:
+        r = x if func.startswith("add_") else None
+        results = dask.compute(*_as_tuple(_call(func, x, r, None, None, -1, return_stats=True)))
+        expected = _call(func, xn, None if r is None else xn, None, None, -1, return_stats=True)
+        for got, want in zip(results, expected):
+            assert got.shape == want.shape
+            assert_close(got, want)
+    mean, var = dask.compute(*numba_ln.moments(x))
+    assert_close(mean, xn.astype(np.float64).mean(-1))
+    assert_close(var, xn.astype(np.float64).var(-1))
+
+
+@pytest.mark.parametrize("func", FUNCS)
+def test_statistics_of_every_axis_when_split(client, func):
+    """Every axis normalized and split over chunks: the statistics are 0-d per block, and
+    rstd raised a TypeError at compute time (NumPy's ufuncs give scalars there)."""
+    xn = _data((2, 6), offset=3.0)
+    for x, axis in ((da.from_array(xn[0], chunks=2), -1),
+                    (da.from_array(xn, chunks=(1, 3)), (0, 1))):
+        results = _call(func, x, x if func.startswith("add_") else None, None, None, axis,
+                        return_stats=True)
+        host = x.compute()
+        expected = _call(func, host, host if func.startswith("add_") else None, None, None,
+                         axis, return_stats=True)
+        for got, want in zip(dask.compute(*results), expected):
+            assert got.shape == want.shape
+            assert_close(got, want)
+
+
 def test_nan_rows_propagate_when_split(client):
     x = _data((6, 90))
     x[2, 70] = np.nan

@@ -71,7 +71,10 @@ def statistic(stats, field, eps, dtype, axes):
     ``second`` (the variance, or the mean square) or ``rstd``; a size-1 axis is inserted
     at each of ``axes`` (keepdims shapes)."""
     if field == "rstd":
-        value = _engine.rstd_of_second(np.asarray(stats["second"], dtype=np.float64), eps)
+        # into its own copy: with every axis normalized it is 0-d, and NumPy's ufuncs give
+        # a scalar for a 0-d array without out=, which rstd_of_second's next step refused
+        second = np.array(stats["second"], dtype=np.float64)
+        value = _engine.rstd_of_second(second, eps, out=second)
     else:
         value = np.array(stats[field], dtype=np.float64)
     return np.expand_dims(value.astype(dtype, copy=False), axes) if axes else value.astype(dtype)

@@ -102,6 +102,17 @@ def run(variant, x, residual, weight, bias, axis, eps, out, residual_out, return
     return variant.results(y, s, first, second, want_stats)
 
 
+def _blockwise(*args, **kwargs):
+    """da.blockwise over arrays whose chunks already agree (_like_x, _param_arg and the
+    reduction make them so), without dask's chunk unification: that rechunks an axis of
+    length 1 split into several chunks (``((0, 1), ...)``, as ``compute_chunk_sizes()``
+    leaves a filter that kept one row) into one chunk and broadcasts it, and the result
+    had other chunks than declared (a row twice) or a missing dependency."""
+    import dask.array as da
+
+    return da.blockwise(*args, align_arrays=False, **kwargs)
+
+
 def _meta(ndim, dtype):
     return np.empty((0,) * ndim, dtype)
 
@@ -138,8 +149,6 @@ def _param_arg(p, x, axes, ind, literal_ok):
 
 def _whole(call, x, r):
     """Normalized axes in one chunk: one CPU-path task per block."""
-    import dask.array as da
-
     variant, axes, dtype = call.variant, call.axes, call.dtype
     ind = tuple(range(x.ndim))
     w, w_ind = _param_arg(call.weight, x, axes, ind, literal_ok=True)
@@ -151,15 +160,15 @@ def _whole(call, x, r):
             call.eps, None, call.want_stats, None, True, None)
     token = f"numba_ln-{variant.name}"
     if kinds == ["y"]:
-        return None, None, da.blockwise(task, ind, *args, token=token, dtype=dtype,
+        return None, None, _blockwise(task, ind, *args, token=token, dtype=dtype,
                                         meta=_meta(x.ndim, dtype)), None
-    both = da.blockwise(task, ind, *args, token=token + "-block", dtype=dtype,
+    both = _blockwise(task, ind, *args, token=token + "-block", dtype=dtype,
                         meta=_meta(x.ndim, dtype))
     picked = []
     for i, kind in enumerate(kinds):
         adjust = {a: 1 for a in axes} if kind == "stat" else None
         kind_dtype = _dtypes.stats_dtype(dtype) if kind == "stat" else dtype
-        picked.append(da.blockwise(_blocks.pick, ind, both, ind, i, None, token=f"{token}-{kind}",
+        picked.append(_blockwise(_blocks.pick, ind, both, ind, i, None, token=f"{token}-{kind}",
                                    dtype=kind_dtype, adjust_chunks=adjust,
                                    meta=_meta(x.ndim, kind_dtype)))
     outs = dict(zip(kinds, picked))  # y and s by name; the statistics in order
@@ -178,7 +187,7 @@ def _split(call, x, r, keepdims):
     token = f"numba_ln-{variant.name}"
     src = x
     if r is not None:
-        src = da.blockwise(_blocks.add, ind, x, ind, r, ind, dtype, None, token=token + "-add",
+        src = _blockwise(_blocks.add, ind, x, ind, r, ind, dtype, None, token=token + "-add",
                            dtype=dtype, meta=_meta(x.ndim, dtype))
     stats = da.reduction(src, partial(_partials.chunk, centered=centered), _partials.aggregate,
                          combine=_partials.combine, axis=axes, keepdims=False,
@@ -188,7 +197,7 @@ def _split(call, x, r, keepdims):
     if variant.want_y:
         w, w_ind = _param_arg(call.weight, x, axes, ind, literal_ok=False)
         b, b_ind = _param_arg(call.bias, x, axes, ind, literal_ok=False)
-        y = da.blockwise(_blocks.split_rows, ind, src, ind, stats, batch, w, w_ind, b, b_ind,
+        y = _blockwise(_blocks.split_rows, ind, src, ind, stats, batch, w, w_ind, b, b_ind,
                          axes, None, eps, None, centered, None, dtype, None, token=token,
                          dtype=dtype, meta=_meta(x.ndim, dtype))
     first = second = None
@@ -198,7 +207,7 @@ def _split(call, x, r, keepdims):
         out_ind = ind if keepdims else batch
         new_axes = {a: 1 for a in axes} if keepdims else None
         stats_dtype = _dtypes.stats_dtype(dtype)
-        picked = [da.blockwise(_blocks.statistic, out_ind, stats, batch, field, None, eps,
+        picked = [_blockwise(_blocks.statistic, out_ind, stats, batch, field, None, eps,
                                None, stats_dtype, None, axes if keepdims else (), None,
                                token=f"{token}-{field}", new_axes=new_axes, dtype=stats_dtype,
                                meta=_meta(len(out_ind), stats_dtype))
