@@ -161,16 +161,16 @@ def _whole(call, x, r):
     token = f"numba_ln-{variant.name}"
     if kinds == ["y"]:
         return None, None, _blockwise(task, ind, *args, token=token, dtype=dtype,
-                                        meta=_meta(x.ndim, dtype)), None
+                                     meta=_meta(x.ndim, dtype)), None
     both = _blockwise(task, ind, *args, token=token + "-block", dtype=dtype,
-                        meta=_meta(x.ndim, dtype))
+                     meta=_meta(x.ndim, dtype))
     picked = []
     for i, kind in enumerate(kinds):
         adjust = {a: 1 for a in axes} if kind == "stat" else None
         kind_dtype = _dtypes.stats_dtype(dtype) if kind == "stat" else dtype
         picked.append(_blockwise(_blocks.pick, ind, both, ind, i, None, token=f"{token}-{kind}",
-                                   dtype=kind_dtype, adjust_chunks=adjust,
-                                   meta=_meta(x.ndim, kind_dtype)))
+                                dtype=kind_dtype, adjust_chunks=adjust,
+                                meta=_meta(x.ndim, kind_dtype)))
     outs = dict(zip(kinds, picked))  # y and s by name; the statistics in order
     stats = picked[len(kinds) - kinds.count("stat"):] + [None, None]
     return stats[0], stats[1], outs.get("y"), outs.get("s")
@@ -188,7 +188,7 @@ def _split(call, x, r, keepdims):
     src = x
     if r is not None:
         src = _blockwise(_blocks.add, ind, x, ind, r, ind, dtype, None, token=token + "-add",
-                           dtype=dtype, meta=_meta(x.ndim, dtype))
+                        dtype=dtype, meta=_meta(x.ndim, dtype))
     stats = da.reduction(src, partial(_partials.chunk, centered=centered), _partials.aggregate,
                          combine=_partials.combine, axis=axes, keepdims=False,
                          dtype=_partials.STATS, concatenate=False,
@@ -198,8 +198,8 @@ def _split(call, x, r, keepdims):
         w, w_ind = _param_arg(call.weight, x, axes, ind, literal_ok=False)
         b, b_ind = _param_arg(call.bias, x, axes, ind, literal_ok=False)
         y = _blockwise(_blocks.split_rows, ind, src, ind, stats, batch, w, w_ind, b, b_ind,
-                         axes, None, eps, None, centered, None, dtype, None, token=token,
-                         dtype=dtype, meta=_meta(x.ndim, dtype))
+                      axes, None, eps, None, centered, None, dtype, None, token=token,
+                      dtype=dtype, meta=_meta(x.ndim, dtype))
     first = second = None
     if call.want_stats:
         fields = {STATS_MEAN_RSTD: ("mean", "rstd"), STATS_RSTD: ("rstd",),
@@ -208,9 +208,9 @@ def _split(call, x, r, keepdims):
         new_axes = {a: 1 for a in axes} if keepdims else None
         stats_dtype = _dtypes.stats_dtype(dtype)
         picked = [_blockwise(_blocks.statistic, out_ind, stats, batch, field, None, eps,
-                               None, stats_dtype, None, axes if keepdims else (), None,
-                               token=f"{token}-{field}", new_axes=new_axes, dtype=stats_dtype,
-                               meta=_meta(len(out_ind), stats_dtype))
+                            None, stats_dtype, None, axes if keepdims else (), None,
+                            token=f"{token}-{field}", new_axes=new_axes, dtype=stats_dtype,
+                            meta=_meta(len(out_ind), stats_dtype))
                   for field in fields] + [None]
         first, second = picked[0], picked[1]
     return first, second, y, (src if r is not None else None)
