@@ -12,7 +12,8 @@ The result dtype is the common dtype of x, dy and grad_residual (NumPy's promoti
 - **16-bit with float32** gives float32: the float32 call (``compute``: the public
   functions' own route), with the 16-bit arrays widened first (cpu/convert.py, at memory
   speed; NumPy's own cast runs per element).
-- bfloat16 with float16 has no common dtype: a TypeError.
+- bfloat16 with float16 gives float32 with ml_dtypes >= 0.7 (its promotion; a float32
+  call as above), and is a TypeError before it, which had no common dtype.
 
 The fused form replaced a widen-compute-round one (three passes of their own over the
 data): bfloat16 layer_norm_backward at (4096, 1024), allocating, went from 6.9 ms
