@@ -259,6 +259,18 @@ def test_one_row_in_several_chunks(client, chunks):
     assert_close(var, xn.astype(np.float64).var(-1))
 
 
+def test_a_parameter_of_one_element_in_several_chunks(client):
+    """A dask weight of shape (1,) in chunks ((0, 1),) (compute_chunk_sizes() after a
+    filter) broadcast to the normalized shape: da.broadcast_to refused it with NumPy's
+    "could not be broadcast" at the call."""
+    xn = _data((4, 6))
+    w = da.from_array(np.array([3.0], np.float32), chunks=((0, 1),))
+    for chunks in ((2, 6), (2, 3)):  # the whole and the split plans
+        x = da.from_array(xn, chunks=chunks)
+        assert_close(numba_ln.layer_norm(x, w, w).compute(),
+                     numba_ln.layer_norm(xn, np.float32([3.0]), np.float32([3.0])))
+
+
 @pytest.mark.parametrize("func", FUNCS)
 def test_statistics_of_every_axis_when_split(client, func):
     """Every axis normalized and split over chunks: the statistics are 0-d per block, and

@@ -74,7 +74,10 @@ class _DaskArrays:
         if is_dask_array(p):
             import dask.array as da
 
-            return da.broadcast_to(p, norm_shape).astype(dtype)
+            # a length-1 axis in several chunks (compute_chunk_sizes() after a filter):
+            # one chunk first, which broadcast_to requires
+            ones = {i: 1 for i, n in enumerate(p.shape) if n == 1 and len(p.chunks[i]) > 1}
+            return da.broadcast_to(p.rechunk(ones) if ones else p, norm_shape).astype(dtype)
         prepared = _validate.prepare_param(p, name, norm_shape, dtype).reshape(norm_shape)
         return prepared.copy() if np.may_share_memory(prepared, p) else prepared
 
