@@ -14,7 +14,7 @@ from ._kernels import make_row_kernel
 class KernelConfig:
     """Compile-time constants of one row kernel (``row_kernel`` caches kernels by them).
 
-    held      the row stays in registers (else: streamed from global memory three times)
+    held      the row stays in registers (else: streamed from global memory, four passes)
     threads   threads per row (G); groups: rows per block (W), 1 unless threads == a warp
     chunks    segments of ``vec`` elements per thread (held kernels; a power of two)
     vec       elements per load/store (16 bytes when aligned, else 1)

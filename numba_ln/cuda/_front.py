@@ -177,10 +177,9 @@ def _work_eps(eps, work):
     """eps in the kernels' work type, a positive one at least the type's smallest subnormal:
     rounded to 0 (eps below ~7e-46 for float32 work), a constant row's rstd became inf and
     its y NaN, where the CPU gives 0 for any eps > 0 (docs/gpu.md); one beyond the type's
-    range is its largest value (rounded to inf, every rstd was 0)."""
-    largest = np.finfo(work).max
-    if float(eps) > float(largest):  # (finite: checked) the largest, not inf with a warning
-        return largest
+    range is inf, silently (every rstd 0, as the CPU's becomes for ever larger eps)."""
+    if float(eps) > float(np.finfo(work).max):  # (without NumPy's overflow warning)
+        return work.type(np.inf)
     value = work.type(eps)
     if eps > 0 and value == 0:
         value = np.nextafter(work.type(0), work.type(1))

@@ -6,10 +6,11 @@ from .._variants import STATS_MEAN_RSTD, STATS_MEAN_VAR, STATS_RSTD
 from ._compat import cuda
 from ._row_parts import FULL_MASK, kernel_io, shared_size
 
-# The row reduction appears inline in both kernels below (device functions would compile
-# through a dispatcher that asks the driver for the device, and compile_ptx must work
-# without one).  It sums ``total`` over the G threads of a row and leaves the same value in
-# all of them; every thread of the block runs it (it may hold barriers):
+# The row reduction appears inline in held_rows below and in _streamed.py's kernel (device
+# functions would compile through a dispatcher that asks the driver for the device, and
+# compile_ptx must work without one).  It sums ``total`` over the G threads of a row and
+# leaves the same value in all of them; every thread of the block runs it (it may hold
+# barriers):
 #
 # - shuffle path: an xor butterfly within each warp (the partial sums are bitwise equal in
 #   all lanes, float addition commuting), then for rows of several warps one value per warp

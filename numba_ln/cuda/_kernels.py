@@ -8,7 +8,8 @@ numba_ln/cuda/_compile.py, which compiles and caches the kernels), so each confi
 compiles only the code it runs.
 
 Statistics, exact in the working precision (float32 for float16/float32 data, float64
-for float64), with no ``E[x**2] - E[x]**2``, in three reductions over the row:
+for float64), with no ``E[x**2] - E[x]**2``, in three reductions over the row (RMSNorm: one,
+sum(x**2)):
 
     k = x[row, 0]                  the shift: one of the data, read by every thread
     hi, lo = k + sum(x - k) / n    the mean as a pair (TwoSum): x - k is exact (Sterbenz)

@@ -160,7 +160,8 @@ def _shape_kernel(rows, cols, vec, work):
     """(held, threads, groups, chunks, blocks) for a (rows, cols) problem."""
     for name in ("NARROW_THREADS", "MIN_ROW_THREADS", "MAX_ROW_THREADS", "STREAM_THREADS"):
         n = getattr(_config, name)
-        if not (type(n) is int and n > 0 and n & (n - 1) == 0):
+        if not (isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n > 0
+                and n & (n - 1) == 0):
             # (the row reductions halve the thread count: another one lost partial sums)
             raise ValueError(f"numba_ln.cuda._config.{name} must be a power of two, got {n!r}")
     words = work.itemsize // 4

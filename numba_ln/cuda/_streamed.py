@@ -8,6 +8,7 @@ from ._compat import cuda
 from ._row_parts import FULL_MASK, kernel_io, shared_size
 from ._vector import row_io
 
+
 def streamed_rows(v):
     G, VEC = v.threads, v.vec
     STEP = G * VEC
