@@ -53,6 +53,7 @@ _NONE_EPS = {}
 # numba_ln never imports ml_dtypes itself)
 _HALF_BITS = {_F16: np.dtype(np.int16)}
 _LAST_AXIS = -1
+MAX_DIMS = 64  # NumPy's most dimensions (2.x): a keepdims statistics view of such an x has 65
 # (module globals: a global name is found in one dict lookup, np.ndarray in two)
 _NDARRAY, _MEMMAP, _empty = np.ndarray, np.memmap, np.empty
 
@@ -238,6 +239,8 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
                 return None
             return y
         # (mean, rstd) or (rstd,): keepdims, in the statistics dtype, one allocation
+        if x.ndim == MAX_DIMS:  # (the general path's statistics take no such view)
+            return None
         stats = _empty((2 if centered else 1, xk.shape[0], 1), stats_dtype)
         if (small_layer_norm_stats(yk, xk, weight, bias, eps, stats) if centered
                 else small_rms_norm_stats(yk, xk, weight, eps, stats)):
@@ -263,6 +266,8 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
                 else small_add_rms_norm(yk, sk, xk, rk, weight, eps)):
             return None
         return y, s
+    if x.ndim == MAX_DIMS:
+        return None
     stats = _empty((2 if centered else 1, xk.shape[0], 1), stats_dtype)  # (as above)
     if (small_add_layer_norm_stats(yk, sk, xk, rk, weight, bias, eps, stats) if centered
             else small_add_rms_norm_stats(yk, sk, xk, rk, weight, eps, stats)):

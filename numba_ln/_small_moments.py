@@ -1,8 +1,8 @@
 """The small-call gate of moments over the last axis (_small_front.py has the normalizing
 functions' gates and says what a gate settles; other axes: _small_axes.py)."""
 from . import _small_axes
-from ._small_front import (_F32, _F64, _HALF_BITS, _LAST_AXIS, _NDARRAY, _SMALL, _empty,
-                           _half_bits, not_last_axis)
+from ._small_front import (_F32, _F64, _HALF_BITS, _LAST_AXIS, _NDARRAY, _SMALL, MAX_DIMS,
+                           _empty, _half_bits, not_last_axis)
 from .cpu.small import small_moments
 
 
@@ -30,6 +30,8 @@ def small_moments_call(x, axis, keepdims):
     rows = x.size // cols
     if xk.ndim != 2:  # (one kernel variant for every rank: each costs seconds to compile)
         xk = xk.reshape(rows, cols)
+    if keepdims and x.ndim == MAX_DIMS:  # (the view below would have 65 axes)
+        return None
     stats = _empty((2, rows), stats_dtype)
     if small_moments(xk, stats):
         return None

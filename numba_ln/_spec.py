@@ -140,14 +140,19 @@ def _other_real(eps):
                                              and _dtypes.is_real(eps.dtype))
 
 
+def broadcasts_to(shape, target):
+    """Whether an array of ``shape`` broadcasts to exactly ``target`` (NumPy's rule; written
+    out because np.broadcast_shapes takes at most 32 dimensions, and NumPy arrays 64)."""
+    shape, target = tuple(shape), tuple(target)
+    if len(shape) > len(target):
+        return False
+    return all(n == 1 or n == t for n, t in zip(shape, target[len(target) - len(shape):]))
+
+
 def check_residual(shape, dtype, x_shape):
     if not _dtypes.is_real(dtype):
         raise TypeError(f"residual has dtype {dtype}, which numba_ln does not support")
-    try:
-        ok = np.broadcast_shapes(tuple(shape), tuple(x_shape)) == tuple(x_shape)
-    except ValueError:
-        ok = False
-    if not ok:
+    if not broadcasts_to(shape, x_shape):
         raise ValueError(f"residual of shape {tuple(shape)} does not broadcast to x's shape "
                          f"{tuple(x_shape)}")
 
@@ -159,13 +164,9 @@ def check_param(arrays, p, name, norm_shape, result):
     arr = arrays.input(p, name)
     if not _dtypes.is_real(arr.dtype):
         raise TypeError(f"{name} has dtype {arr.dtype}; it must be real (float, int or bool)")
-    if tuple(arr.shape) != norm_shape:
-        try:
-            if np.broadcast_shapes(tuple(arr.shape), norm_shape) != norm_shape:
-                raise ValueError
-        except ValueError:
-            raise ValueError(f"{name} of shape {tuple(arr.shape)} does not broadcast to the "
-                             f"normalized shape {norm_shape}") from None
+    if tuple(arr.shape) != norm_shape and not broadcasts_to(arr.shape, norm_shape):
+        raise ValueError(f"{name} of shape {tuple(arr.shape)} does not broadcast to the "
+                         f"normalized shape {norm_shape}")
     # In the work dtype, float32 for 16-bit data: 16-bit parameters widened once per call,
     # exactly (read as 16-bit in every row, they cost 11-14% of a (4096, 1024) pass), and
     # float64 ones rounded once, as for float32 data (read as float64 until 2026-12-06,
