@@ -134,7 +134,11 @@ def result_type(x, residual):
 
 def is_real(dtype):
     """Whether an array of this dtype may serve as weight, bias or residual: a float, an
-    integer or a bool NumPy knows, or bfloat16 (complex, objects, strings, long double
-    are not)."""
+    integer or a bool NumPy knows, or bfloat16, in either byte order (complex, objects,
+    strings, long double are not, nor a float viewed with fields, which compares equal to
+    its float)."""
     dtype = np.dtype(dtype)
-    return (dtype.kind in "fiub" and dtype.itemsize <= 8) or is_bfloat16(dtype)
+    if dtype.fields is not None:
+        return False
+    return (dtype.kind in "fiub" and dtype.itemsize <= 8) or is_bfloat16(
+        dtype if dtype.isnative else dtype.newbyteorder("="))

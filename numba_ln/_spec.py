@@ -60,7 +60,10 @@ def build(variant, arrays, x, residual, weight, bias, axis, eps, out, residual_o
         if number:
             dtype = _dtypes.result_dtype(_dtypes.result_type(x.dtype, residual),
                                          backend=arrays.name)
-            residual = np.asarray(residual, dtype=dtype)
+            try:
+                residual = np.asarray(residual, dtype=dtype)
+            except OverflowError:  # (NumPy's own x + 10**400 raises it too, naming nothing)
+                raise ValueError(f"residual is an int past {dtype}'s range") from None
         residual = arrays.input(residual, "residual")
         check_residual(residual.shape, residual.dtype, x.shape)
         if not number:
@@ -119,7 +122,8 @@ def check_eps(eps, name="eps", work=None):
         return float(np.finfo(work).eps)
     if type(eps) is np.ndarray and eps.ndim == 0:
         eps = eps[()]  # (a 0-d array, as np.load gives a saved scalar: its scalar)
-    if isinstance(eps, (bool, np.bool_)) or not (
+    # (np.timedelta64 is an np.signedinteger: a duration, not a number)
+    if isinstance(eps, (bool, np.bool_, np.timedelta64)) or not (
             isinstance(eps, (int, float, np.integer, np.floating)) or _other_real(eps)):
         raise TypeError(f"{name} must be a real number, got {type(eps).__name__}")
     try:

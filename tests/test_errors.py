@@ -189,6 +189,43 @@ def test_an_int_eps_past_floats_range_is_a_value_error_on_every_path():
     assert (out == 7.0).all()
 
 
+def test_odd_scalars_name_their_argument():
+    """An int residual past the dtype's range raised NumPy's OverflowError (as x + 10**400
+    does), naming nothing; a timedelta64 eps (an np.signedinteger) was taken as its count
+    of units, or raised float()'s TypeError."""
+    x = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    out = np.full_like(x, 7.0)
+    for function in (numba_ln.add_layer_norm, numba_ln.add_rms_norm):
+        with pytest.raises(ValueError, match="residual is an int past float32's range"):
+            function(x, 10**400, out=out)
+    for eps in (np.timedelta64(1, "ns"), np.timedelta64(1, "s"), np.array(1, "m8[h]")):
+        with pytest.raises(TypeError, match="eps must be a real number, got timedelta64"):
+            numba_ln.layer_norm(x, eps=eps, out=out)
+        with pytest.raises(TypeError, match="eps must be a real number"):
+            numba_ln.rms_norm(x, eps=eps)
+    assert (out == 7.0).all()
+
+
+def test_byte_swapped_bfloat16_and_float_views_with_fields_as_parameters(rng):
+    """A big-endian bfloat16 residual, weight or bias was refused (as x it was taken);
+    a float32 weight viewed with a field leaked llvmlite's error on the general path."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    bf16 = np.dtype(ml_dtypes.bfloat16)
+    x = rng.standard_normal((300, 1024)).astype(bf16)
+    w = (1 + rng.standard_normal(1024)).astype(bf16)
+    swapped = bf16.newbyteorder(">")
+    assert np.array_equal(numba_ln.layer_norm(x, w.astype(swapped), w.astype(swapped)),
+                          numba_ln.layer_norm(x, w, w))
+    assert np.array_equal(numba_ln.add_layer_norm(x, x.astype(swapped))[0],
+                          numba_ln.add_layer_norm(x, x)[0])
+    field = np.dtype(("f4", [("x", "f4")]))
+    x32 = x.astype(np.float32)
+    with pytest.raises(TypeError, match="weight has dtype"):
+        numba_ln.layer_norm(x32, w.astype(np.float32).view(field))
+    with pytest.raises(TypeError, match="residual has dtype"):
+        numba_ln.add_layer_norm(x32, x32.view(field))
+
+
 def test_eps_of_any_real_scalar_type_is_its_value():
     """A bfloat16 scalar (a bfloat16 checkpoint's eps), a 0-d bfloat16 array and a Fraction
     are real numbers too (they were refused: "eps must be a real number, got bfloat16")."""
