@@ -64,7 +64,7 @@ def run(variant, x, residual, weight, bias, axis, eps, out, residual_out, return
             _inputs_to_copy(_inputs(x, residual, call), out, residual_out)):
         direct = None  # (an output over an input it does not replace: normalize copies it)
     if direct is not None:
-        y, s, mean, second = _run_direct(call, plan, direct)
+        y, s, mean, second = _run_direct(call, plan, direct, kind.residual_steps)
     else:
         y, s, mean, second = normalize(call, plan)
     # The caller's own out=/residual_out= objects are returned (a memmap stays a memmap).
@@ -116,9 +116,10 @@ def _with_values(typed, x, residual, weight, bias, eps, out, residual_out):
                       norm_shape, eps, typed.dtype, typed.work, typed.want_stats)
 
 
-def _run_direct(call, plan, direct):
+def _run_direct(call, plan, direct, residual_steps):
     """normalize() for a kind planned direct (_kinds.Kind): x (and a residual laid out as
-    x) read where they lie, outputs given laid out as x written where they lie (apart from
+    x, or one row broadcast over x's rows: residual_steps) read where they lie, outputs
+    given laid out as x written where they lie (apart from
     the inputs, or exactly over the one they replace: the caller checked), fresh ones
     otherwise, weight/bias as prepared.  The same kernel and views as normalize() would
     pass, derived without it."""
@@ -127,7 +128,7 @@ def _run_direct(call, plan, direct):
     x_view = (_buffer(call.x, bits), *direct)
     r_view = s = s_view = None
     if call.residual is not None:
-        r_view = (_buffer(call.residual, bits), *direct)
+        r_view = (_buffer(call.residual, bits), *residual_steps)
         s, s_view = _direct_output(plan, call.residual_out, call.residual, dtype, bits, direct)
     y = y_view = None
     if call.variant.want_y:  # (out=x is IN_PLACE without a residual, as normalize has it)

@@ -36,6 +36,10 @@ class Kind(NamedTuple):
     # outputs' overlaps are checked per call).  None: the general steps
     # (_engine.normalize).
     direct: tuple
+    # (start, *steps) of the residual's kernel view over residual.reshape(-1) for a direct
+    # call: direct itself for a residual laid out as x, a row step of 0 for one row
+    # broadcast over x's rows; None without a residual.
+    residual_steps: tuple = None
 
 
 class _Types:
@@ -132,12 +136,14 @@ def _forward_kind(key):
                         want_stats)
     x_sig = (x_dtype, x_shape, x_strides)
     plan = _plan(*x_sig, typed.axes)
-    direct = None
-    if (x_dtype == typed.dtype and out in (None, x_sig)
-            and (r is None or (r == x_sig and plan.kind == "rows"))
-            and (r_out is None or r_out == x_sig)):
-        direct = _direct_steps(x_sig, plan)
-    return Kind(typed, plan, direct)
+    direct = r_steps = None
+    if (x_dtype == typed.dtype and out in (None, x_sig) and (r_out is None or r_out == x_sig)
+            and (r is None or plan.kind == "rows")):
+        direct = r_steps = _direct_steps(x_sig, plan)
+        if direct is not None and r is not None and r != x_sig:
+            r_steps = _broadcast_steps(r, x_shape, plan) if r[0] == x_dtype else None
+            direct = None if r_steps is None else direct
+    return Kind(typed, plan, direct, r_steps if direct is not None and r is not None else None)
 
 
 def _direct_steps(x_sig, plan):
@@ -151,6 +157,20 @@ def _direct_steps(x_sig, plan):
     got = None if view is None else flat(view)
     # Strides all >= 0 (no flip): the lowest address flat() starts from is x's first element.
     return None if got is None else tuple(got[1:])
+
+
+def _broadcast_steps(r_sig, x_shape, plan):
+    """(start, *steps) of the kernel view of a C-contiguous residual broadcast to x's
+    shape, over residual.reshape(-1), when the kernels can walk it in place (a row read
+    again for each row: row step 0); None when it would need a copy (e.g. broadcast along
+    the normalized axis, or over some batch axes and not others)."""
+    shadow = _shadow(r_sig)
+    if not shadow.flags.c_contiguous or plan.flip:
+        return None
+    view = plan.arrange(np.broadcast_to(shadow, x_shape), copy_ok=False)
+    got = None if view is None else flat(view)
+    # (flat's buffer starts at the residual's first element: no step is negative)
+    return None if got is None or got[1] != 0 else tuple(got[1:])
 
 
 def plan_for(x, axes):
