@@ -324,10 +324,11 @@ def _output_view(plan, out, dtype, read_back=False):
 
 
 def same_view(a, b):
-    """Whether a and b are the same elements (same first address, same strides; arrays
-    with no elements never are).  (Arrays apart are told by their bounds first: reading an
+    """Whether a and b are the same elements (same first address, shape and strides; arrays
+    with no elements never are: a residual broadcast over x's rows is never its output,
+    which starts where it does).  (Arrays apart are told by their bounds first: reading an
     address through __array_interface__ costs ~0.85 us an array, may_share_memory 0.2.)"""
-    if a.strides != b.strides or not np.may_share_memory(a, b):
+    if a.strides != b.strides or a.shape != b.shape or not np.may_share_memory(a, b):
         return False
     return a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
 

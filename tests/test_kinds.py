@@ -199,6 +199,14 @@ def test_broadcast_residuals_give_the_bits_of_a_full_one(rng, monkeypatch):
             got = fused(x, r, axis=(2,), residual_out=s_out, return_stats=True)
             assert len(ran_direct) == direct and got[1] is s_out
             assert _same(got, fused(x, full, axis=(2,), return_stats=True))
+    # residual_out whose first row is the residual: it starts where the output does, with
+    # its strides, and was taken for the output's own input (written in place, row 0 only)
+    x2 = x.reshape(30, 8)
+    s_out = np.zeros_like(x2)
+    s_out[0] = rng.standard_normal(8)
+    expected = numba_ln.add_layer_norm(x2, np.broadcast_to(s_out[:1], x2.shape).copy())
+    got = numba_ln.add_layer_norm(x2, s_out[:1], residual_out=s_out)
+    assert got[1] is s_out and _same(got, expected)
 
 
 def test_outputs_over_inputs_run_direct_only_in_place(rng, monkeypatch):
