@@ -119,10 +119,9 @@ def _with_values(typed, x, residual, weight, bias, eps, out, residual_out):
 def _run_direct(call, plan, direct, residual_steps):
     """normalize() for a kind planned direct (_kinds.Kind): x (and a residual laid out as
     x, or one row broadcast over x's rows: residual_steps) read where they lie, outputs
-    given laid out as x written where they lie (apart from
-    the inputs, or exactly over the one they replace: the caller checked), fresh ones
-    otherwise, weight/bias as prepared.  The same kernel and views as normalize() would
-    pass, derived without it."""
+    given laid out as x written where they lie (apart from the inputs, or exactly over the
+    one they replace: the caller checked), fresh ones otherwise, weight/bias as prepared.
+    The same kernel and views as normalize() would pass, derived without it."""
     dtype = call.dtype
     bits = _dtypes.kernel_dtype(dtype) if _dtypes.is_half(dtype) else None
     x_view = (_buffer(call.x, bits), *direct)
