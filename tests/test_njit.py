@@ -70,6 +70,11 @@ def odd_broadcasts(x, column, one):
 
 
 @njit
+def mixed_add(x, r):
+    return numba_ln.add_rms_norm(x, r)
+
+
+@njit
 def moment_calls(x, v):
     return moments(x), moments(x, -1, keepdims=True), moments(v)
 
@@ -170,6 +175,16 @@ def test_moments_and_integer_input(rng):
     assert got[2][0].shape == () and got[2][0].dtype == np.float64  # 1-D in: 0-d out
     for a, e in zip(got[0], ref.moments(x)):
         assert_close(a, e, scale=100)
+
+
+def test_integer_x_with_a_float32_residual_gives_pythons_dtype(rng):
+    """int16 x + float32 residual is float32, np.result_type of the raw dtypes, as from
+    Python; @njit code took x's result dtype (float64) first and returned float64."""
+    xi = rng.integers(-50, 50, (3, 16)).astype(np.int16)
+    r = rng.standard_normal((3, 16)).astype(np.float32)
+    got = mixed_add(xi, r)
+    assert_same(got, numba_ln.add_rms_norm(xi, r))
+    assert got[0].dtype == np.float32 and np.array_equal(got[1], xi + r)
 
 
 def test_prange_loop_over_rows(rng):

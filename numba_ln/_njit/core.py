@@ -130,7 +130,9 @@ def _make_core(variant, x, residual, weight, bias, eps, out, residual_out, *, re
     has_r = residual is not None
     if has_r:
         _check_residual(fname, residual, x)
-        dtype = _dtypes.result_dtype(np.result_type(dtype, _real_dtype(residual)))
+        # (of the raw dtypes, as from Python: int16 x + float32 residual is float32; x's
+        # result dtype first made it float64)
+        dtype = _dtypes.result_dtype(np.result_type(_real_dtype(x), _real_dtype(residual)))
     none_eps = _check_eps(fname, eps, centered, dtype)  # (RMSNorm's eps=None: a float)
     eps_given = none_eps is None
     x_view = _is_view(x, dtype)
