@@ -31,14 +31,14 @@ class Kind(NamedTuple):
     plan: object       # _layout.Plan of x
     # (start, *steps) of x's kernel view over x.reshape(-1) when the call can run direct:
     # x in the result dtype and laid out so that the kernels read it where it lies, a
-    # residual and out=/residual_out= (if any) laid out as x, so read and written through
-    # views with the same steps (weight and bias are prepared per call as always; the
-    # outputs' overlaps are checked per call).  None: the general steps
-    # (_engine.normalize).
+    # residual laid out as x or one row broadcast over its rows (residual_steps), and
+    # out=/residual_out= (if any) laid out as x, so read and written through views with
+    # the same steps (weight and bias are prepared per call as always; the outputs'
+    # overlaps are checked per call).  None: the general steps (_engine.normalize).
     direct: tuple
     # (start, *steps) of the residual's kernel view over residual.reshape(-1) for a direct
     # call: direct itself for a residual laid out as x, a row step of 0 for one row
-    # broadcast over x's rows; None without a residual.
+    # broadcast over x's rows; None without a residual or a direct call.
     residual_steps: tuple = None
 
 
@@ -139,37 +139,30 @@ def _forward_kind(key):
     direct = r_steps = None
     if (x_dtype == typed.dtype and out in (None, x_sig) and (r_out is None or r_out == x_sig)
             and (r is None or plan.kind == "rows")):
-        direct = r_steps = _direct_steps(x_sig, plan)
-        if direct is not None and r is not None and r != x_sig:
-            r_steps = _broadcast_steps(r, x_shape, plan) if r[0] == x_dtype else None
+        direct = _direct_steps(x_sig, plan)
+        if direct is not None and r is not None:
+            r_steps = (direct if r == x_sig
+                       else _direct_steps(r, plan, x_shape) if r[0] == x_dtype else None)
             direct = None if r_steps is None else direct
-    return Kind(typed, plan, direct, r_steps if direct is not None and r is not None else None)
+    return Kind(typed, plan, direct, r_steps)
 
 
-def _direct_steps(x_sig, plan):
-    """(start, *steps) of the kernel view of a C-contiguous x over x.reshape(-1), or None
-    when x must be copied, is read through another base (not C-contiguous, or a reversed
-    axis), or has no rows."""
-    shadow = _shadow(x_sig)
+def _direct_steps(sig, plan, x_shape=None):
+    """(start, *steps) of the kernel view over a.reshape(-1) of a C-contiguous array a of
+    this signature: x itself, or (x_shape given) a residual broadcast to x's shape, which
+    the kernels walk in place when it is one row read again for each row (row step 0).
+    None when it must be copied (a broadcast along the normalized axis, or over some batch
+    axes and not others), is read through another base (not C-contiguous, or a reversed
+    axis), or the plan has no rows."""
+    shadow = _shadow(sig)
     if not shadow.flags.c_contiguous or plan.flip or plan.rows == 0:
         return None
+    if x_shape is not None:
+        shadow = np.broadcast_to(shadow, x_shape)
     view = plan.arrange(shadow, copy_ok=False)
     got = None if view is None else flat(view)
-    # Strides all >= 0 (no flip): the lowest address flat() starts from is x's first element.
-    return None if got is None else tuple(got[1:])
-
-
-def _broadcast_steps(r_sig, x_shape, plan):
-    """(start, *steps) of the kernel view of a C-contiguous residual broadcast to x's
-    shape, over residual.reshape(-1), when the kernels can walk it in place (a row read
-    again for each row: row step 0); None when it would need a copy (e.g. broadcast along
-    the normalized axis, or over some batch axes and not others)."""
-    shadow = _shadow(r_sig)
-    if not shadow.flags.c_contiguous or plan.flip:
-        return None
-    view = plan.arrange(np.broadcast_to(shadow, x_shape), copy_ok=False)
-    got = None if view is None else flat(view)
-    # (flat's buffer starts at the residual's first element: no step is negative)
+    # Strides all >= 0 (no flip): the lowest address flat() starts from is a's first
+    # element, so start is 0 (checked: the kernels read a.reshape(-1) from there).
     return None if got is None or got[1] != 0 else tuple(got[1:])
 
 
