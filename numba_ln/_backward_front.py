@@ -29,8 +29,13 @@ from .cpu.transpose import swapped
 _STATS_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def refuse_other_backends(fname, arrays):
-    for name, a in arrays.items():
+_ARRAY_ARGUMENTS = ("dy", "x", "weight", "mean", "rstd", "grad_residual", "out")
+
+
+def refuse_other_backends(fname, *arrays):
+    """A TypeError naming the first dask or GPU array among a backward call's array
+    arguments (dy, x, weight, mean, rstd, grad_residual, out, in that order)."""
+    for name, a in zip(_ARRAY_ARGUMENTS, arrays):
         if a is not None and (is_dask_array(a) or is_gpu_array(a)):
             kind = "a dask array" if is_dask_array(a) else "a GPU array"
             raise TypeError(f"numba_ln.{fname} runs on the CPU with NumPy arrays only for now; "
@@ -124,8 +129,7 @@ def backward(centered, fname, dy, x, weight, mean, rstd, axis, eps, grad_residua
     kind = backward_kind(centered, dy, x, weight, mean, rstd, axis, grad_residual, out)
     given_out = out  # returned as given (an np.matrix stays one)
     if kind is None:
-        refuse_other_backends(fname, {"dy": dy, "x": x, "weight": weight, "mean": mean,
-                                      "rstd": rstd, "grad_residual": grad_residual, "out": out})
+        refuse_other_backends(fname, dy, x, weight, mean, rstd, grad_residual, out)
         checked = check(NUMPY, centered, dy, x, weight, mean, rstd, axis, grad_residual, out)
         dy, x, gr, weight, mean, rstd, out = checked[:7]
         plan, direct = rows_plan(x, checked.geometry.axes), None

@@ -40,8 +40,7 @@ def half_backward(compute, centered, fname, dy, x, weight, mean, rstd, axis, eps
     """(dx, dweight, dbias) of a call with 16-bit data (module docstring); compute(centered,
     fname, dy, x, ...) runs a float32 call."""
     # (before as_array, which would compute a dask array: refused as every backward call)
-    refuse_other_backends(fname, {"dy": dy, "x": x, "weight": weight, "mean": mean,
-                                  "rstd": rstd, "grad_residual": grad_residual, "out": out})
+    refuse_other_backends(fname, dy, x, weight, mean, rstd, grad_residual, out)
     x, dy = as_array(x, "x"), as_array(dy, "dy")
     grad_residual = None if grad_residual is None else as_array(grad_residual,
                                                                 "grad_residual")
