@@ -101,8 +101,10 @@ def _data(arrays, a, name, shape):
 def _stat(arrays, s, name, geometry):
     """mean / rstd: float32 or float64, in the keepdims shape."""
     s = arrays.input(s, name)
-    if s.dtype not in _STATS_DTYPES and s.dtype.newbyteorder("=") not in _STATS_DTYPES:
-        # (byte-swapped ones too, as x and dy may be: _flat_stat reads them natively)
+    if s.dtype.fields is not None or (s.dtype not in _STATS_DTYPES
+                                      and s.dtype.newbyteorder("=") not in _STATS_DTYPES):
+        # (byte-swapped ones too, as x and dy may be: _flat_stat reads them natively; not
+        # a float viewed with fields, which compares equal to its float)
         raise TypeError(f"{name} has dtype {s.dtype}; it must be float32 or float64 (as "
                         "returned by the forward with return_stats=True)")
     keep = geometry.stats_shape()

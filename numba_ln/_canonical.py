@@ -24,7 +24,10 @@ def canonical_dtype(dtype):
     canonical = _CANONICAL.get(dtype)
     if canonical is None:
         own = np.dtype(dtype.type)  # (the registered object: float16, bfloat16, ...)
-        canonical = _CANONICAL[dtype] = own if own == dtype else dtype
+        # (a float viewed with fields compares equal to its float: it stays as it is, and
+        # the general path refuses it, as it refuses it as a parameter)
+        same = own == dtype and dtype.fields is None
+        canonical = _CANONICAL[dtype] = own if same else dtype
     return canonical
 
 

@@ -185,8 +185,8 @@ def check_output(arrays, out, name, shape, dtype):
     out = arrays.output(out, name)
     if tuple(out.shape) != tuple(shape):
         raise ValueError(f"{name} has shape {tuple(out.shape)}, expected {tuple(shape)}")
-    if out.dtype != dtype:
-        raise TypeError(f"{name} has dtype {out.dtype}, expected {dtype}")
+    if out.dtype != dtype or out.dtype.fields is not None:  # (a float viewed with fields
+        raise TypeError(f"{name} has dtype {out.dtype}, expected {dtype}")  # equals it)
     check_writable(arrays, out, name)
     return out
 

@@ -226,6 +226,35 @@ def test_byte_swapped_bfloat16_and_float_views_with_fields_as_parameters(rng):
         numba_ln.add_layer_norm(x32, x32.view(field))
 
 
+def test_float_views_with_fields_are_refused_as_data_outputs_and_statistics(rng):
+    """A float32 array viewed with a field compares equal to float32: the small calls took
+    it as x (the general path refused it), and as out=, residual_out= or a given mean/rstd
+    it reached the compiler (LLVM's "invalid vector element type")."""
+    field = np.dtype(("f4", [("x", "f4")]))
+    x = rng.standard_normal((2, 8)).astype(np.float32)
+    _, mean, rstd = numba_ln.layer_norm(x, return_stats=True)
+    calls = {
+        "x": [lambda: numba_ln.layer_norm(x.view(field)),
+              lambda: numba_ln.rms_norm(x.view(field)),
+              lambda: numba_ln.add_layer_norm(x.view(field), x),
+              lambda: numba_ln.moments(x.view(field)),
+              lambda: numba_ln.LayerNorm(8)(x.view(field))],
+        "out": [lambda: numba_ln.layer_norm(x, out=out),
+                lambda: numba_ln.layer_norm(x, axis=0, out=out),
+                lambda: numba_ln.layer_norm_backward(x, x, out=out),
+                lambda: numba_ln.rms_norm_backward(x, x, out=out)],
+        "residual_out": [lambda: numba_ln.add_layer_norm(x, x, residual_out=out)],
+        "mean": [lambda: numba_ln.layer_norm_backward(x, x, mean=mean.view(field), rstd=rstd)],
+        "rstd": [lambda: numba_ln.layer_norm_backward(x, x, mean=mean, rstd=rstd.view(field))],
+    }
+    for name, tries in calls.items():
+        for call in tries:
+            out = np.full(x.shape, 7.0, np.float32).view(field)
+            with pytest.raises(TypeError, match=f"^{name} has dtype"):
+                call()
+            assert (out.view(np.float32) == 7.0).all()
+
+
 def test_eps_of_any_real_scalar_type_is_its_value():
     """A bfloat16 scalar (a bfloat16 checkpoint's eps), a 0-d bfloat16 array and a Fraction
     are real numbers too (they were refused: "eps must be a real number, got bfloat16")."""
