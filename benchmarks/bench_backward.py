@@ -19,7 +19,10 @@ _inputs_cache = {}
 def _inputs(func, case, small):
     key = (func, case.name, small)
     if key not in _inputs_cache:
-        _inputs_cache.clear()  # one case at a time: the large ones are 100+ MB
+        # One case at a time (the large ones are 100+ MB), both functions' inputs kept:
+        # pytest runs a case's tests with the function varying fastest.
+        if any(k[1:] != key[1:] for k in _inputs_cache):
+            _inputs_cache.clear()
         _inputs_cache[key] = bc.make_inputs(func, case, small=small)
     return _inputs_cache[key]
 

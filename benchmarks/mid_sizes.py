@@ -41,6 +41,11 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=9)
     args = parser.parse_args()
+    if not 1 <= args.threads <= numba.config.NUMBA_NUM_THREADS:
+        parser.error(f"--threads must be between 1 and NUMBA_NUM_THREADS="
+                     f"{numba.config.NUMBA_NUM_THREADS}")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     import torch
 
     numba.set_num_threads(args.threads)

@@ -243,6 +243,11 @@ def test_output_files_are_checked_before_the_run(capsys, no_run, tmp_path):
     assert "is a folder" in _usage_error(capsys, ["--json", str(tmp_path)])
     assert "does not exist" in _usage_error(capsys, ["--dask", "--json", str(missing)])
     assert "does not exist" in _usage_error(capsys, ["--plot", str(tmp_path / "no" / "b.png")])
+    # a missing folder named with a trailing separator passed (its parent was checked),
+    # and an empty name was skipped: the run ended in IsADirectoryError, or wrote nothing
+    assert "is a folder" in _usage_error(capsys, ["--json", f"{tmp_path}/no_such_folder/"])
+    assert "--json: no file name given" in _usage_error(capsys, ["--json", ""])
+    assert "--plot: no file name given" in _usage_error(capsys, ["--plot", ""])
 
 
 def test_plot_format_is_checked_before_the_run(capsys, no_run, monkeypatch, tmp_path):
@@ -254,6 +259,10 @@ def test_plot_format_is_checked_before_the_run(capsys, no_run, monkeypatch, tmp_
         p = arguments.parser()
         for name in ("b.png", "b.PDF", "b.svg"):  # accepted (the run is not started here)
             arguments.check_outputs(p, p.parse_args(["--plot", str(tmp_path / name)]))
+        # pgf is written by running LaTeX: refused before the run where there is none
+        monkeypatch.setattr(arguments.shutil, "which", lambda name: None)
+        message = _usage_error(capsys, ["--plot", str(tmp_path / "b.pgf")])
+        assert "matplotlib cannot write .pgf" in message
     monkeypatch.setattr(arguments, "missing", lambda module: module == "matplotlib")
     assert "--plot needs matplotlib" in _usage_error(capsys, ["--plot", str(tmp_path / "b.png")])
 

@@ -2,6 +2,7 @@
 gives the same bits and the same errors as its first call, values are still checked on
 every call, the caches are bounded, and they serve concurrent threads.  Also the
 ``--latency`` table's pieces (numba_ln/bench/latency.py)."""
+import argparse
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -332,3 +333,16 @@ def test_latency_verdicts():
     assert latency.verdict({**row, "ratio": None}) == ""
     # ratios: two decimals, three significant digits below 0.1 (it printed "0.00x")
     assert latency._ratio(0.4567) == "0.46x" and latency._ratio(0.00412) == "0.00412x"
+
+
+def test_latency_honours_a_given_batch_length(monkeypatch, capsys):
+    """The table's batches are 20 ms at most by default; --batch-ms 100 was cut to 20
+    silently, though --help says --latency honours it."""
+    seen = []
+    monkeypatch.setattr(latency, "measure", lambda rounds, batch_ms, **kw: seen.append(batch_ms)
+                        or [])
+    for given, settings_ms, used in ((100.0, 100.0, 100.0), (None, 25.0, 20.0)):
+        args = argparse.Namespace(batch_ms=given, json=None)
+        latency.main(args, {"rounds": 1, "batch_ms": settings_ms}, 1, lambda m: None)
+        assert seen.pop() == used
+    capsys.readouterr()

@@ -4,6 +4,7 @@ usage line, exit status 2)."""
 import argparse
 import os
 import re
+import shutil
 import textwrap
 
 import numba
@@ -178,16 +179,26 @@ def plot_formats(p):
     """The file extensions matplotlib can save to (what ``--plot``'s name must end with)."""
     if missing("matplotlib"):
         p.error("--plot needs matplotlib (pip install 'numba_ln[bench]')")
+    import matplotlib
     from matplotlib.backend_bases import FigureCanvasBase
 
-    return sorted(FigureCanvasBase.get_supported_filetypes())
+    formats = set(FigureCanvasBase.get_supported_filetypes())
+    # pgf is LaTeX source that matplotlib writes by running LaTeX: offered only where the
+    # LaTeX it runs is installed (else the plot failed after the whole run)
+    if shutil.which(matplotlib.rcParams["pgf.texsystem"]) is None:
+        formats.discard("pgf")
+    return sorted(formats)
 
 
 def check_output(p, option, path):
     """``path`` can be written: an error (before the run, not after it) when its folder is
     missing or read-only, or when it is a folder itself."""
+    if not path:
+        p.error(f"{option}: no file name given")
     folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
+    # (a name ending in a separator names a folder, existing or not: abspath drops the
+    # separator, and the check below would look at its parent)
+    if os.path.isdir(path) or path.endswith((os.sep, "/")):
         p.error(f"{option} {path}: is a folder; give a file name")
     if not os.path.isdir(folder):
         p.error(f"{option} {path}: the folder {folder} does not exist")
@@ -196,9 +207,9 @@ def check_output(p, option, path):
 
 
 def check_outputs(p, args):
-    if args.json:
+    if args.json is not None:
         check_output(p, "--json", args.json)
-    if args.plot:
+    if args.plot is not None:
         check_output(p, "--plot", args.plot)
         extension = os.path.splitext(args.plot)[1][1:].lower()
         formats = plot_formats(p)
