@@ -7,11 +7,14 @@ Cases and contenders come from ``numba_ln.bench.backward_cases`` (shared with
 ``library`` parameter names the contender.  In the normal test run (benchmarks disabled)
 each runs once on the case's reduced shape and is checked.
 """
+import time
+
 import numba
 import pytest
 
 from numba_ln.bench import backward_cases as bc
 from numba_ln.bench.half_cases import CASE_OR_HALF_BY_NAME
+from numba_ln.bench.timing import SETTLE_MAX_S
 
 _inputs_cache = {}
 
@@ -51,6 +54,7 @@ def test_backward(benchmark, func, case, library):
                                 dtype=case.dtype, threads=threads, bytes=moved,
                                 contender=contender.description)
     if not benchmark.disabled:
+        time.sleep(SETTLE_MAX_S)  # (the previous benchmark's spinning threads: conftest.py)
         contender.call()  # compile/load, fault in the outputs
     got = benchmark(contender.call)
     contender.check(inputs, got)

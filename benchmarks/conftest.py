@@ -1,7 +1,7 @@
 """Shared fixtures for the pytest-benchmark suite.
 
 Every benchmark builds one contender (numba_ln with ``out=`` or allocating, NumPy, torch,
-onnxruntime with an IOBinding or through ``session.run``, or one of the two speed-line
+onnxruntime with an IOBinding or through ``session.run``, or one of the three speed-line
 copies) from ``numba_ln.bench.contenders`` -- the same builders ``python -m numba_ln.bench``
 uses -- times it, and checks its result (against ``numba_ln.reference`` with a loose
 tolerance; the copies bit for bit), so a broken contender fails.
@@ -10,12 +10,15 @@ In the normal test run (``--benchmark-disable`` in the pyproject addopts) each b
 runs once on the case's reduced shape (same kernel path, a fraction of the bytes): the
 files execute and are checked without costing the test suite time.
 """
+import time
+
 import numba
 import pytest
 
 from numba_ln.bench.cases import make_inputs
 from numba_ln.bench.contenders import build
 from numba_ln.bench.half_cases import CASE_OR_HALF_BY_NAME
+from numba_ln.bench.timing import SETTLE_MAX_S
 
 _inputs_cache = {}
 
@@ -52,8 +55,10 @@ def run_contender(benchmark, threads):
             bytes=inputs.nbytes, contender=contender.description,
         )
         if not benchmark.disabled:
-            # Compile/load, fault in the outputs, and let other libraries' spinning
-            # worker threads (torch's OpenMP pool) go idle before timing.
+            # Let the previous benchmark's spinning worker threads (torch's OpenMP pool,
+            # onnxruntime's) go idle -- the bench's rounds idle as long after them -- then
+            # compile/load and fault in the outputs before timing.
+            time.sleep(SETTLE_MAX_S)
             contender.call()
         got = benchmark(contender.call)
         contender.check(inputs, got)

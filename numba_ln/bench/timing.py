@@ -27,6 +27,7 @@ from .lines import fastest_copies
 SCALING_CASE = "1x4194304"
 # (contender-name prefix, seconds idled after its batch: twice the spinning measured)
 SETTLE_S = (("torch", 0.015), ("onnxruntime", 0.08))
+SETTLE_MAX_S = max(seconds for _, seconds in SETTLE_S)  # (after an unknown contender)
 
 
 def settle_time(name):
