@@ -29,3 +29,17 @@ def test_report_adds_up_processes(tmp_path):
     assert kernels[0].split() == ["3.0", "2", "a.k"] and kernels[1].split() == ["0.5", "1", "a.h"]
     # (a.h nested in pid 2's a.k: 0.5 s its own, 1.0 s a.k's)
     assert "     2.5     2  t.py" in lines and "     1.0     1  u.py" in lines
+
+
+def test_the_report_command_checks_its_folder(tmp_path, capsys):
+    """`python -m numba_ln.bench.compile_profile --help` (or a folder without records)
+    printed an empty report."""
+    with pytest.raises(SystemExit) as stop:
+        compile_profile.main(["--help"])
+    assert stop.value.code == 0 and "the folder of the run's records" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as stop:
+        compile_profile.main([str(tmp_path)])
+    assert stop.value.code == 2 and "no records in" in capsys.readouterr().err
+    test_report_adds_up_processes(tmp_path)
+    assert compile_profile.main([str(tmp_path), "--top", "1"]) == 0
+    assert capsys.readouterr().out.startswith("3 compilations, 3.5 s")

@@ -103,5 +103,25 @@ def report(folder=FOLDER, top=25):
     return lines
 
 
+def main(argv=None):
+    import argparse
+
+    p = argparse.ArgumentParser(
+        prog="python -m numba_ln.bench.compile_profile",
+        description="Report where a test run's compiling went (run the tests with "
+                    "-p numba_ln.bench.compile_profile first).")
+    p.add_argument("folder", nargs="?", default=FOLDER,
+                   help=f"the folder of the run's records (default: {FOLDER})")
+    p.add_argument("--top", type=int, default=25, help="rows per table (default: 25)")
+    args = p.parse_args(argv)
+    if not glob.glob(os.path.join(args.folder, "*.jsonl")):
+        p.error(f"no records in {args.folder}: run the tests with "
+                "-p numba_ln.bench.compile_profile first")
+    if args.top < 1:
+        p.error("--top must be at least 1")
+    print("\n".join(report(args.folder, args.top)))
+    return 0
+
+
 if __name__ == "__main__":
-    print("\n".join(report(*sys.argv[1:2])))
+    sys.exit(main())
