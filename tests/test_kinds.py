@@ -3,6 +3,7 @@ gives the same bits and the same errors as its first call, values are still chec
 every call, the caches are bounded, and they serve concurrent threads.  Also the
 ``--latency`` table's pieces (numba_ln/bench/latency.py)."""
 import argparse
+import json
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -345,4 +346,15 @@ def test_latency_honours_a_given_batch_length(monkeypatch, capsys):
         args = argparse.Namespace(batch_ms=given, json=None)
         latency.main(args, {"rounds": 1, "batch_ms": settings_ms}, 1, lambda m: None)
         assert seen.pop() == used
+    capsys.readouterr()
+
+
+def test_latency_json_has_the_other_modes_meta(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(latency, "measure", lambda rounds, batch_ms, **kw: [])
+    path = tmp_path / "latency.json"
+    args = argparse.Namespace(batch_ms=None, json=str(path))
+    latency.main(args, {"rounds": 1, "batch_ms": 4.0}, 1, lambda m: None)
+    saved = json.loads(path.read_text())
+    assert saved["latency"] == [] and saved["meta"]["batch_ms"] == 4.0
+    assert {"command", "environment", "settings", "date"} <= set(saved["meta"])
     capsys.readouterr()

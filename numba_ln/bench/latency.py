@@ -195,6 +195,16 @@ def main(args, settings, threads, progress):
           "native_layer_norm_backward; float32, same shape)")
     print(format_table(rows))
     if args.json:
+        import sys
+
+        from .environment import environment, load_average
+
+        # (the other modes' meta block: what ran, where, when)
+        meta = {"command": " ".join(["python -m numba_ln.bench", *sys.argv[1:]]),
+                "environment": environment(threads), "settings": settings,
+                "batch_ms": batch_ms, "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+                "load_average_end": load_average()}
         with open(args.json, "w") as f:
-            json.dump({"latency": rows, "threads": threads, "rounds": rounds}, f, indent=1)
+            json.dump({"meta": meta, "latency": rows, "threads": threads, "rounds": rounds}, f,
+                      indent=1)
     return 0
