@@ -192,6 +192,22 @@ def test_shared_memory_reduction_compiles(path):
     assert "__local_depot" not in ptx
 
 
+@pytest.mark.parametrize("path", list(PATHS))
+def test_launch_settings_as_numpy_integers_compile(monkeypatch, path):
+    """Launch settings of NumPy integers passed the power-of-two check, then sized the
+    shared and local arrays as np.int64, which cuda.shared.array does not type (the
+    simulator never types kernels)."""
+    from numba_ln.cuda import _config
+
+    for name in ("NARROW_THREADS", "MAX_ROW_THREADS", "STREAM_THREADS", "ROWS_PER_BLOCK"):
+        monkeypatch.setattr(_config, name, np.int64(getattr(_config, name)))
+    v = _kernel_config("layer_norm", path)
+    assert all(type(n) is int for n in (v.threads, v.groups, v.chunks))
+    ptx, _ = cuda.compile_ptx(make_row_kernel(v), _signature(v), cc=CC,
+                              **_launch_options(v.block))
+    assert "__local_depot" not in ptx
+
+
 @pytest.mark.parametrize("ndim", [1, 3])
 @pytest.mark.parametrize("scatter", [False, True])
 def test_copy_kernels(ndim, scatter):

@@ -157,7 +157,14 @@ def _vector_width(arrays, cols):
 
 
 def _shape_kernel(rows, cols, vec, work):
-    """(held, threads, groups, chunks, blocks) for a (rows, cols) problem."""
+    """(held, threads, groups, chunks, blocks) for a (rows, cols) problem, Python ints
+    (settings may be NumPy integers: a shared or local array sized by one does not
+    compile)."""
+    held, threads, groups, chunks, blocks = _shape(rows, cols, vec, work)
+    return held, int(threads), int(groups), int(chunks), int(blocks)
+
+
+def _shape(rows, cols, vec, work):
     for name in ("NARROW_THREADS", "MIN_ROW_THREADS", "MAX_ROW_THREADS", "STREAM_THREADS"):
         n = getattr(_config, name)
         if not (isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n > 0

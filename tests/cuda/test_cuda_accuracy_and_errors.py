@@ -172,6 +172,16 @@ def test_bfloat16_device_partners_are_refused():
             function(dev(X), **kwargs)
 
 
+def test_bfloat16_host_residual_is_refused_in_either_byte_order():
+    """A byte-swapped bfloat16 residual from the host was copied to the GPU as bfloat16
+    (the check read its host dtype) and failed inside the kernel."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    bf16 = np.dtype(ml_dtypes.bfloat16)
+    for dtype in (bf16, bf16.newbyteorder(">")):
+        with pytest.raises(TypeError, match="residual has dtype bfloat16"):
+            numba_ln.add_layer_norm(dev(X), X[0].astype(dtype))
+
+
 @pytest.mark.parametrize("setting", ["NARROW_THREADS", "STREAM_THREADS", "MAX_ROW_THREADS"])
 def test_launch_settings_must_be_powers_of_two(monkeypatch, setting):
     """Another thread count lost partial sums in the row reduction (wrong by O(1))."""
