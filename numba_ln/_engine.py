@@ -74,9 +74,12 @@ def run(variant, x, residual, weight, bias, axis, eps, out, residual_out, return
         return variant.results(y, s, None, None, False)
     dtype = _dtypes.stats_dtype(call.dtype)
     if variant.stats == STATS_MEAN_VAR:
-        if not keepdims:
+        mean, second = mean.astype(dtype, copy=False), second.astype(dtype, copy=False)
+        if not keepdims:  # (every axis reduced: NumPy scalars, as x.mean() and the small
             mean, second = mean.reshape(plan.reduced_shape), second.reshape(plan.reduced_shape)
-        return mean.astype(dtype, copy=False), second.astype(dtype, copy=False)
+            if mean.ndim == 0:                                          # calls give them)
+                return mean[()], second[()]
+        return mean, second
     # rstd in float64, rounded once (in place: second is ours)
     rstd = rstd_of_second(second, call.eps, out=second).astype(dtype, copy=False)
     if variant.stats == STATS_RSTD:

@@ -271,6 +271,8 @@ def small_axes_moments_call(x, axis, keepdims):
         return None
     shape = x.shape  # (the size-1 axes after the normalized ones stay)
     kept = shape[:first] + ((1,) * (end - first) if keepdims else ()) + shape[end:]
+    if not kept:  # (every axis reduced: NumPy scalars, as x.mean() gives)
+        return got[0][0], got[1][0]
     return got[0].reshape(kept), got[1].reshape(kept)
 
 

@@ -30,6 +30,25 @@ def test_moments_dtypes_and_exactness():
         numba_ln.moments(np.empty((3, 0)))
 
 
+def test_moments_of_every_axis_are_numpy_scalars_on_every_path():
+    """A full reduction returns NumPy scalars, as x.mean() does (README; the small calls
+    gave them): the general path (a strided, integer or list x, keepdims=0) and the
+    several-axis calls gave 0-d arrays."""
+    x = np.arange(6, dtype=np.float32)
+    for got, data in ((numba_ln.moments(x), x), (numba_ln.moments(x, keepdims=0), x),
+                      (numba_ln.moments(x, keepdims=np.False_), x),
+                      (numba_ln.moments(x[::2]), x[::2]),
+                      (numba_ln.moments(x.astype(np.int64)), x.astype(np.float64)),
+                      (numba_ln.moments(x.tolist()), x.astype(np.float64)),
+                      (numba_ln.moments(x.reshape(2, 3), axis=(0, 1)), x),
+                      (numba_ln.moments(x.reshape(3, 2), axis=(1, 0)), x),
+                      (numba_ln.moments(x.reshape(2, 3)[::-1], axis=(0, 1)), x)):
+        for value, want in zip(got, (data.mean(), data.var())):
+            assert type(value) is type(want) and value == want
+    kept = numba_ln.moments(x.reshape(2, 3), axis=(0, 1), keepdims=True)
+    assert all(type(k) is np.ndarray and k.shape == (1, 1) for k in kept)
+
+
 def test_layer_norm_module(rng):
     ln = numba_ln.LayerNorm((4, 5))
     assert ln.weight.shape == (4, 5) and ln.weight.dtype == np.float32 and (ln.weight == 1).all()
