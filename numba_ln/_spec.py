@@ -165,6 +165,14 @@ def check_param(arrays, p, name, norm_shape, result):
     """weight/bias: None, or real and broadcastable to the normalized shape."""
     if p is None:
         return None
+    if type(p) is int and not -2**63 <= p < 2**63:
+        # (np.asarray makes an object array of it: taken as the weak scalar it is, in the
+        # work dtype, as NumPy's x * p takes it, and as a residual's)
+        work = _dtypes.work_dtype(result)
+        try:
+            p = np.asarray(p, dtype=work)
+        except OverflowError:
+            raise ValueError(f"{name} is an int past {work}'s range") from None
     arr = arrays.input(p, name)
     if not _dtypes.is_real(arr.dtype):
         raise TypeError(f"{name} has dtype {arr.dtype}; it must be real (float, int or bool)")

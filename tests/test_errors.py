@@ -206,6 +206,26 @@ def test_odd_scalars_name_their_argument():
     assert (out == 7.0).all()
 
 
+def test_python_ints_past_int64_as_weight_or_bias_are_their_value(rng):
+    """A weight or bias of 2**70 was "must be an array of real numbers, got int" (an object
+    array), though smaller ints and a residual of 2**70 are taken, and NumPy's x * 2**70
+    is float32: now the value in the work dtype; one past float's range names it."""
+    x = rng.standard_normal((2, 8)).astype(np.float32)
+    big = np.float32(2**70)
+    assert np.array_equal(numba_ln.layer_norm(x, 2**70, -2**70),
+                          numba_ln.layer_norm(x, np.full(8, big), np.full(8, -big)))
+    assert np.array_equal(numba_ln.rms_norm(x, 2**64), numba_ln.rms_norm(x, np.float32(2**64)))
+    got = numba_ln.layer_norm_backward(x, x, 2**70)
+    want = numba_ln.layer_norm_backward(x, x, np.full(8, big))
+    assert all(np.array_equal(g, w) for g, w in zip(got, want))
+    for call in (lambda: numba_ln.layer_norm(x, 10**400), lambda: numba_ln.rms_norm(x, -10**400),
+                 lambda: numba_ln.layer_norm_backward(x, x, 10**400)):
+        with pytest.raises(ValueError, match="weight is an int past float32's range"):
+            call()
+    with pytest.raises(ValueError, match="bias is an int past float64's range"):
+        numba_ln.layer_norm(x.astype(np.float64), None, 10**400)
+
+
 def test_byte_swapped_bfloat16_and_float_views_with_fields_as_parameters(rng):
     """A big-endian bfloat16 residual, weight or bias was refused (as x it was taken);
     a float32 weight viewed with a field leaked llvmlite's error on the general path."""
