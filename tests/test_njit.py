@@ -295,6 +295,7 @@ def test_no_rows():
     ("rms_norm(x, axis=n)", "only the last axis is supported, as a constant"),
     ("layer_norm(x, return_stats=flag)", "return_stats must be a constant True or False"),
     ("moments(x, keepdims=flag)", "keepdims must be a constant True or False"),
+    ("layer_norm(x, return_stats=2)", "return_stats must be a constant True or False"),
     ("layer_norm(x.astype(np.complex64))", "dtype complex64.*supported: float32, float64"),
     ("layer_norm(x[0, 0, 0])", "x must be a NumPy array of 1 or more dimensions"),
     ("layer_norm(x, out=np.empty((2, 3, 4)))", "out must be a writeable float32 array"),
@@ -308,6 +309,18 @@ def test_typing_errors_say_what_is_supported(call, message):
     exec(f"@njit\ndef f(x, flag, n):\n    return {call}\n", namespace)
     with pytest.raises(TypingError, match=message):
         namespace["f"](np.ones((2, 3, 4), np.float32), True, -1)
+
+
+def test_flags_may_be_the_integers_0_and_1_as_from_python(rng):
+    """README: flags are True or False, NumPy's bools, and 0 and 1; @njit refused 1."""
+    @njit
+    def both(x):
+        return moments(x, keepdims=1), layer_norm(x, return_stats=1)
+
+    x = rng.standard_normal((3, 8)).astype(np.float32)
+    got_moments, got_norm = both(x)
+    assert_same(got_moments, numba_ln.moments(x, keepdims=True))
+    assert_same(got_norm, numba_ln.layer_norm(x, return_stats=True))
 
 
 _CACHED_MODULE = """

@@ -40,8 +40,10 @@ def _constant(t):
 
 
 def _flag(fname, name, t):
+    """A constant flag: True/False, or the integers 0 and 1 (as from Python: flag())."""
     known, value = _constant(t)
-    if not known or not isinstance(value, (bool, np.bool_)):
+    if not known or not (isinstance(value, (bool, np.bool_)) or (
+            isinstance(value, (int, np.integer)) and value in (0, 1))):
         _fail(fname, f"{name} must be a constant True or False (the type of the result "
                      f"depends on it), got {t}")
     return bool(value)
