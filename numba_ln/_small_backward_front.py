@@ -4,7 +4,8 @@ kernels, which check the rest and run what the general path runs, so the same bi
 
 from . import _config
 from ._small_front import (_EPS_TYPES, _F32, _F64, _HALF_BITS, _LAST_AXIS, _NDARRAY, _SMALL,
-                           _empty, _half_bits, _other_eps, _same_dtype, not_last_axis)
+                           _empty, _half_bits, _number_row, _other_eps, _same_dtype,
+                           not_last_axis)
 from .cpu._elements import IN_PLACE
 from .cpu.backward import run_backward
 from .cpu.small_backward import (small_backward_any, small_backward_fits,
@@ -71,7 +72,8 @@ def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out, grad_resi
     if weight is not None and (type(weight) is not _NDARRAY or weight.dtype is not work):
         # (a rows call's weight of the normalized shape as a row: _same_dtype takes rows;
         # a memmap stays one, and _same_dtype unmaps it)
-        weight = _same_dtype(weight if rows is None else weight.reshape(-1), work)
+        weight = (_number_row(weight, x, work) if type(weight) is not _NDARRAY  # (a number)
+                  else _same_dtype(weight if rows is None else weight.reshape(-1), work))
         if weight is False:
             return None
     if out is None:

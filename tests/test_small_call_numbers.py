@@ -1,0 +1,59 @@
+"""A Python number as weight or bias (``layer_norm(x, 2.0)``: broadcastable to the
+normalized shape) takes the small call, as a row of it in the work dtype
+(numba_ln/_small_front._number_row), with the general path's bits.  It took the uncached
+general rules before: 15-31x the array form's time at (1, 768)."""
+import numpy as np
+import pytest
+from _oracle import general_axes
+from _oracle import same_bits as same
+
+import numba_ln
+
+
+def _general(x):
+    return general_axes(x.ndim - 1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_numbers_as_parameters_give_the_general_paths_bits(rng, small_ran, dtype):
+    x = (rng.standard_normal((3, 40)) * 2.0 + 5.0).astype(dtype)
+    forms = {
+        "float weight, zero bias": lambda axis: numba_ln.layer_norm(x, 2.5, 0.0, axis=axis),
+        "int weight, negative-zero bias": lambda axis: numba_ln.layer_norm(x, 3, -0.0,
+                                                                            axis=axis),
+        "array weight, float bias": lambda axis: numba_ln.layer_norm(
+            x, np.full(40, 0.5, np.float32), 1.0 / 3.0, axis=axis),
+        "float weight, statistics": lambda axis: numba_ln.layer_norm(
+            x, 0.1, axis=axis, return_stats=True),
+        "rms": lambda axis: numba_ln.rms_norm(x, 2.0**-30, axis=axis),
+    }
+    for name, form in forms.items():
+        small = form(-1)
+        assert small_ran == ["small_norm"], name
+        assert same(small, form(_general(x))), name
+        small_ran.clear()
+
+
+def test_numbers_in_the_backward_give_the_general_paths_bits(rng, small_ran):
+    x = rng.standard_normal((6, 32)).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    for weight in (2.0, -3, 1e-3):
+        for function in (numba_ln.layer_norm_backward, numba_ln.rms_norm_backward):
+            small = function(dy, x, weight)
+            assert small_ran == ["small_backward"], (function, weight)
+            assert same(small, function(dy, x, weight, axis=_general(x)))
+            assert same(small, function(dy, x, np.full(32, weight, np.float32)))
+            small_ran.clear()
+
+
+def test_numbers_the_small_call_does_not_take(rng, small_ran):
+    """bool, an int float64 cannot hold exactly, NaN: the general path's rules (the same
+    values: NaN stays in every row)."""
+    x = rng.standard_normal((2, 8)).astype(np.float32)
+    assert same(numba_ln.layer_norm(x, True), numba_ln.layer_norm(x, np.ones(8, np.float32)))
+    assert small_ran == ["small_norm"]  # (the array form)
+    small_ran.clear()
+    big = 2**60 + 1
+    assert same(numba_ln.layer_norm(x, big), numba_ln.layer_norm(x, np.full(8, np.float32(big))))
+    assert small_ran == ["small_norm"]
+    assert np.isnan(numba_ln.layer_norm(x, None, float("nan"))).all()
