@@ -17,7 +17,7 @@ import math
 import numba
 import numpy as np
 
-from . import _config, _dtypes, _kinds, _spec, _stand_ins, _threading
+from . import _config, _dtypes, _kinds, _rstd, _spec, _stand_ins, _threading
 from ._validate import as_array, output_array, prepare_param
 from ._variants import STATS_MEAN_VAR, STATS_RSTD
 from .cpu import channels as _channels
@@ -81,23 +81,10 @@ def run(variant, x, residual, weight, bias, axis, eps, out, residual_out, return
                 return mean[()], second[()]
         return mean, second
     # rstd in float64, rounded once (in place: second is ours)
-    rstd = rstd_of_second(second, call.eps, out=second).astype(dtype, copy=False)
+    rstd = _rstd.rounded(_rstd.of_second(second, call.eps, out=second), dtype, call.eps)
     if variant.stats == STATS_RSTD:
         return variant.results(y, s, rstd, None, True)
     return variant.results(y, s, mean.astype(dtype, copy=False), rstd, True)
-
-
-def rstd_of_second(second, eps, out=None):
-    """rstd = 1 / sqrt(second + eps) of float64 statistics, into out (second itself when
-    the caller owns it; a new array by default).  A constant row with eps=0 has rstd inf,
-    silently, as the kernels give it (np.errstate costs ~1 us: only where the division
-    can be by 0).  The dask blocks' statistics take it too."""
-    rstd = np.add(second, eps, out=out)
-    np.sqrt(rstd, out=rstd)
-    if eps == 0:
-        with np.errstate(divide="ignore"):
-            return np.divide(1.0, rstd, out=rstd)
-    return np.divide(1.0, rstd, out=rstd)
 
 
 def _with_values(typed, x, residual, weight, bias, eps, out, residual_out):

@@ -134,3 +134,26 @@ def test_eps_as_users_write_it_takes_the_small_call(rng, small_ran):
             small_ran.clear()
             assert same_bits(form(eps), want), (name, eps)
             assert len(small_ran) == 1, (name, eps)
+
+
+@pytest.mark.filterwarnings("error")
+def test_an_rstd_past_float32s_range_is_inf_silently_on_every_path():
+    """A constant row with eps=1e-300 has rstd 1e150: inf in float32, which the small
+    calls gave silently while the general path and dask warned (NumPy's cast)."""
+    x = np.full((4, 300), 3.0, np.float32)
+    calls = [lambda: numba_ln.layer_norm(x, eps=1e-300, return_stats=True)[2],
+             lambda: numba_ln.layer_norm(x, axis=(0, 1), eps=1e-300, return_stats=True)[2],
+             lambda: numba_ln.layer_norm(x.T, axis=0, eps=1e-300, return_stats=True)[2],
+             lambda: numba_ln.rms_norm(x * 0, axis=np.intp(1), eps=1e-300,
+                                       return_stats=True)[1]]
+    try:
+        import dask.array as da
+    except ImportError:
+        da = None
+    if da is not None:
+        dx = da.from_array(x, chunks=(2, 150))
+        calls.append(lambda: numba_ln.layer_norm(dx, eps=1e-300, return_stats=True)[2]
+                     .compute(scheduler="synchronous"))
+    for call in calls:
+        rstd = call()
+        assert rstd.dtype == np.float32 and np.isposinf(rstd).all()

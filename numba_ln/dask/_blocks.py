@@ -7,7 +7,7 @@ Each task runs under the thread budget of _budget.py.
 """
 import numpy as np
 
-from .. import _dtypes, _engine, _threading
+from .. import _dtypes, _engine, _rstd, _threading
 from .._layout import Plan
 from ..cpu import given_stats as _given
 from ..cpu.given_stats import given_block
@@ -43,7 +43,7 @@ def split_rows(x, stats, weight, bias, axes, eps, centered, dtype):
         return np.empty(x.shape, dtype)
     rows, cols = plan.rows, plan.cols
     second = np.ascontiguousarray(stats["second"], dtype=np.float64).reshape(rows)
-    rstd = _engine.rstd_of_second(second, eps)
+    rstd = _rstd.of_second(second, eps)
     center = (np.ascontiguousarray(stats["mean"], dtype=np.float64).reshape(rows) if centered
               else np.zeros(rows))
     # (in the work dtype, as _spec.check_param prepares them)
@@ -72,9 +72,9 @@ def statistic(stats, field, eps, dtype, axes):
     at each of ``axes`` (keepdims shapes)."""
     if field == "rstd":
         # into its own copy: with every axis normalized it is 0-d, and NumPy's ufuncs give
-        # a scalar for a 0-d array without out=, which rstd_of_second's next step refused
+        # a scalar for a 0-d array without out=, which of_second's next step refused
         second = np.array(stats["second"], dtype=np.float64)
-        value = _engine.rstd_of_second(second, eps, out=second)
+        value = _rstd.rounded(_rstd.of_second(second, eps, out=second), dtype, eps)
     else:
         value = np.array(stats[field], dtype=np.float64)
     return np.expand_dims(value.astype(dtype, copy=False), axes) if axes else value.astype(dtype)

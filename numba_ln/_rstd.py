@@ -1,0 +1,31 @@
+"""rstd from float64 second moments (the variance, or RMSNorm's mean square), as the CPU
+front (_engine) and the dask blocks return it: 1 / sqrt(second + eps) in float64, rounded
+once to the statistics dtype."""
+import numpy as np
+
+# Below this eps a constant row's rstd, 1 / sqrt(eps), passes float32's largest value
+# (1 / 3.4e38**2 ~ 8.6e-78): only then can rounding it to float32 overflow
+_OVERFLOW_EPS = 1e-76
+
+
+def of_second(second, eps, out=None):
+    """rstd = 1 / sqrt(second + eps) of float64 statistics, into out (second itself when
+    the caller owns it; a new array by default).  A constant row with eps=0 has rstd inf,
+    silently, as the kernels give it (np.errstate costs ~1 us: only where the division
+    can be by 0)."""
+    rstd = np.add(second, eps, out=out)
+    np.sqrt(rstd, out=rstd)
+    if eps == 0:
+        with np.errstate(divide="ignore"):
+            return np.divide(1.0, rstd, out=rstd)
+    return np.divide(1.0, rstd, out=rstd)
+
+
+def rounded(rstd, dtype, eps):
+    """float64 rstd in the statistics dtype: inf where it passes float32's range (a constant
+    row with an eps under 1e-76), silently, as the small calls' float32 rstd is (NumPy's
+    cast warned, from the general path and dask only)."""
+    if eps >= _OVERFLOW_EPS:
+        return rstd.astype(dtype, copy=False)
+    with np.errstate(over="ignore"):
+        return rstd.astype(dtype, copy=False)
