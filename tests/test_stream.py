@@ -131,3 +131,30 @@ def test_outputs_off_their_element_size_and_short_rows(monkeypatch):
     numba_ln.layer_norm(x, out=odd)
     _assert_same_bits(plain, (odd, *numba_ln.add_layer_norm(tiny, tiny, None, None)))
     assert raw[0] == 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, BF16])
+def test_rows_computed_in_float64_stream_their_own_results(monkeypatch, dtype):
+    """A row whose rstd leaves float32's range (a NaN in it, or a spread of 1e30) is
+    computed in float64 into the scratch row; the next row's lone sums then wrote a dummy
+    row there before it was streamed: such rows came out as the bias (forward, bfloat16)
+    or 0 (backward), NaN lost, unless last in their task.  (The other tests' forms: no
+    kernel variant of its own.)"""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((600, 256)).astype(np.float32)  # (threaded: above both bounds)
+    x[10, 7] = np.nan
+    x[20] = 1e30 * rng.standard_normal(256)
+    x, dy, gr = x.astype(dtype), *(rng.standard_normal(x.shape).astype(dtype) for _ in "ab")
+    g = rng.standard_normal(256).astype(np.float32)
+
+    def results():
+        return (numba_ln.layer_norm(x, g, g), numba_ln.rms_norm(x, g),
+                *numba_ln.layer_norm_backward(dy, x, g, grad_residual=gr),
+                *numba_ln.rms_norm_backward(dy, x, g))
+
+    plain = results()
+    monkeypatch.setattr(_config, "STREAM_MIN_BYTES", 0)
+    _assert_same_bits(plain, results())
+    assert np.isnan(plain[0][10].astype(np.float32)).all()  # (the NaN row: NaN throughout)
+    dx = plain[2].astype(np.float32)
+    assert np.isnan(dx[10]).all() and np.isfinite(dx[20]).all() and dx[20].any()

@@ -153,6 +153,7 @@ def backward_block(arrays, norm, stats, partials, cols, first, last, t, stream):
     for i in range(first, last):
         dxp, grp = row_address(dx, i, 0), row_address(gr, i, 0)
         written = scratch if stream else dxp  # (where the kernel writes row i of dx)
+        sent = False  # (whether row i of dx was streamed already)
         narrow_fits = not is_narrow(xp) or fits_float32(rstd)
         hi, lo, scale = normalizer(xp, mean, rstd)
         k1, k2 = work(xp, rstd * c1), work(xp, rstd * c2)
@@ -172,6 +173,9 @@ def backward_block(arrays, norm, stats, partials, cols, first, last, t, stream):
                                             centered)
             else:
                 row_wide(written, dyp, xp, wp, grp, sw, sb, mean, rstd, cols, centered)
+                if stream:  # (sent on first: lone_sums writes a dummy row's dx into the
+                    dx_stream = stream_row(dxp, written, cols, dx_stream)  # scratch row)
+                    sent = True
                 t1, t2, tg, tgd = lone_sums(scratch, zeros, row_address(gr, i + 1, 0),
                                             (sw, sb), wp, (dy2, x2, k), cols, centered)
             if (i - first) % PARAM_ROWS == PARAM_ROWS - 1:
@@ -179,7 +183,7 @@ def backward_block(arrays, norm, stats, partials, cols, first, last, t, stream):
             mean, rstd, c1, c2 = row_terms(stats, i + 1, dy2, x2, wp, cols, eps, centered, k,
                                            t1, t2, tg, tgd)
             dyp, xp = dy2, x2
-        if stream:
+        if stream and not sent:
             dx_stream = stream_row(dxp, written, cols, dx_stream)
     if stream:
         stream_end(dx_stream)

@@ -179,8 +179,11 @@ def rows_block(arrays, norm, stats, cols, first, last, stream):
                     mean, second = row_finish(source(sp, xp, rp), cols, k, t1, t2, centered)
             else:  # normalized in float64 (see _rowops): the next row is summed on its own
                 row_end(written, src, cols, mean, rstd, wp, bp)
+                if stream:  # (sent on first: lone_row_stats normalizes a dummy row into
+                    y_stream = stream_row(yp, written, cols, y_stream)  # the scratch row)
                 mean, second = lone_row_stats(y_scratch, lone_src, sp, xp, rp, wp, bp, cols,
                                               centered)
+                continue
         if stream:
             y_stream = stream_row(yp, written, cols, y_stream)
     if stream:
