@@ -21,7 +21,7 @@ from ._backends import is_dask_array, is_gpu_array
 from ._engine import NUMPY, _output_view, _same_kernel_view, kernel_view, same_view
 from ._kinds import backward_kind, plan_for
 from ._layout import Geometry, Plan
-from ._validate import prepare_param
+from ._validate import converted, prepare_param
 from .cpu._elements import IN_PLACE
 from .cpu.backward import run_backward
 from .cpu.transpose import swapped
@@ -185,11 +185,11 @@ def _general(plan, dtype, dy, x, gr, weight, stats, out, eps, centered, grads):
     """dx (in out when given; the parameter gradients into grads): any layout, dtype
     conversion and overlap."""
     if x.dtype != dtype:
-        x = x.astype(dtype)
+        x = converted(x, dtype)
     if dy.dtype != dtype:
-        dy = dy.astype(dtype)
+        dy = converted(dy, dtype)
     if gr is not None and gr.dtype != dtype:
-        gr = gr.astype(dtype)
+        gr = converted(gr, dtype)
     # The forward's overlap rule (_spec.inputs_to_copy): inputs under out are read from
     # copies, but dy exactly under it (out=dy: each element of dy is read before dx is
     # written there).

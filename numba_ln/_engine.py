@@ -18,7 +18,7 @@ import numba
 import numpy as np
 
 from . import _config, _dtypes, _kinds, _rstd, _spec, _stand_ins, _threading
-from ._validate import as_array, output_array, prepare_param
+from ._validate import as_array, converted, output_array, prepare_param
 from ._variants import STATS_MEAN_VAR, STATS_RSTD
 from .cpu import channels as _channels
 from .cpu import narrow as _narrow
@@ -155,10 +155,10 @@ def normalize(call, plan=None):
     dtype, axes = call.dtype, call.axes
     x, residual, out, residual_out = call.x, call.residual, call.out, call.residual_out
     if x.dtype != dtype:
-        x = x.astype(dtype)
+        x = converted(x, dtype)
     if residual is not None:
         if residual.dtype != dtype:
-            residual = residual.astype(dtype)
+            residual = converted(residual, dtype)
         if residual.shape != x.shape:
             # Read through a broadcast view: a residual broadcast along rows is walked with
             # row stride 0 in place; one broadcast along the normalized (contiguous) axis

@@ -86,3 +86,15 @@ def count_or_none(value, name, minimum):
     if value < minimum:
         raise ValueError(message)
     return int(value)
+
+
+def converted(a, dtype):
+    """a in dtype (an input the kernels read in another dtype: integers, a byte-swapped or
+    16-bit array of float32 results).  A broadcast view (a zero stride) is converted over
+    its distinct elements only and broadcast again: the kernels read it where it lies, as
+    they read a broadcast view of the result dtype, without a copy of its logical size
+    (np.broadcast_to(row, (2**16, 2**16)) as int8 took 32 GiB in float64)."""
+    if 0 not in a.strides or a.size == 0:
+        return a.astype(dtype)
+    distinct = a[tuple(slice(0, 1) if step == 0 else slice(None) for step in a.strides)]
+    return np.broadcast_to(distinct.astype(dtype), a.shape)
