@@ -1,7 +1,10 @@
-"""A Python number as weight or bias (``layer_norm(x, 2.0)``: broadcastable to the
-normalized shape) takes the small call, as a row of it in the work dtype
-(numba_ln/_small_front._number_row), with the general path's bits.  It took the uncached
-general rules before: 15-31x the array form's time at (1, 768)."""
+"""Parameters of other types take the small calls with the general path's bits: a Python
+number as weight or bias (``layer_norm(x, 2.0)``: broadcastable to the normalized shape),
+as a row of it in the work dtype (numba_ln/_small_front._number_row), and a 16-bit,
+integer or bool weight of the backward on float32/float64 data, cast as a float64 one is
+(_small_front._same_dtype).  They took the general rules before: 12-31x the array form's
+time at (1, 768)."""
+import ml_dtypes
 import numpy as np
 import pytest
 from _oracle import general_axes
@@ -57,3 +60,16 @@ def test_numbers_the_small_call_does_not_take(rng, small_ran):
     assert same(numba_ln.layer_norm(x, big), numba_ln.layer_norm(x, np.full(8, np.float32(big))))
     assert small_ran == ["small_norm"]
     assert np.isnan(numba_ln.layer_norm(x, None, float("nan"))).all()
+
+
+@pytest.mark.parametrize("wdtype", [np.float16, ml_dtypes.bfloat16, np.int8, np.bool_])
+def test_backward_weights_of_other_dtypes_give_the_general_paths_bits(rng, small_ran, wdtype):
+    x = rng.standard_normal((6, 32)).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    w = (rng.standard_normal(32) * 3).astype(wdtype)
+    for function in (numba_ln.layer_norm_backward, numba_ln.rms_norm_backward):
+        small = function(dy, x, w)
+        assert small_ran == ["small_backward"], function
+        assert same(small, function(dy, x, w, axis=_general(x)))
+        assert same(small, function(dy, x, w.astype(np.float32)))
+        small_ran.clear()
