@@ -23,18 +23,12 @@ import threading
 import time
 import traceback
 
-import numpy as np
-
+from ._precompile_calls import run_task
 from ._validate import count_or_none, flag
 
 COMMON_DTYPES = ("float32", "float64", "float16", "bfloat16")
 FUNCTIONS = ("layer_norm", "rms_norm", "add_layer_norm", "add_rms_norm", "moments",
              "layer_norm_backward", "rms_norm_backward")
-_SMALL, _LARGE = (2, 768), (512, 1024)  # the small-call/serial kernels; the parallel ones
-# A backward call between its serial bound and the forward's: the small-call gate's check
-# (small_backward_fits), then the parallel kernel the large shape compiles
-_MID = (96, 1024)
-_WIDE = (2, 200_000)  # split rows (--all)
 _COUNTING = False
 
 
@@ -47,85 +41,26 @@ _SECONDS = {"layer_norm_backward": 14, "all_forms": 25, "rms_norm_backward": 6,
             "moments": 2}
 
 
+def available(dtypes):
+    """dtypes without bfloat16 where ml_dtypes is missing (numba_ln never needs it
+    otherwise); ValueError when that leaves none (the run would compile nothing,
+    quietly)."""
+    if "bfloat16" not in dtypes:
+        return dtypes
+    try:
+        import ml_dtypes  # noqa: F401
+    except ImportError:
+        dtypes = tuple(d for d in dtypes if d != "bfloat16")
+        if not dtypes:
+            raise ValueError("dtypes: bfloat16 needs ml_dtypes (pip install ml_dtypes)")
+    return dtypes
+
+
 def tasks(dtypes=COMMON_DTYPES, functions=FUNCTIONS, everything=False):
     """The (function, dtype) tasks to run, in order: the longest first."""
     todo = [(f, d) for d in dtypes for f in functions] + (
         [("all_forms", d) for d in dtypes] if everything else [])
     return sorted(todo, key=lambda task: -_SECONDS.get(task[0], 0))  # (stable)
-
-
-def _dtype(name):
-    if name == "bfloat16":
-        import ml_dtypes
-
-        return np.dtype(ml_dtypes.bfloat16)
-    return np.dtype(name)
-
-
-def _run_task(function, dtype_name):
-    """Make the calls of one task (weights as checkpoints hold them: in the data's dtype)."""
-    import numba_ln
-
-    dtype = _dtype(dtype_name)
-    shapes = (_SMALL, _LARGE) + ((_WIDE,) if function == "all_forms" else ()) + (
-        (_MID,) if function.endswith("_backward") else ())
-    for shape in shapes:
-        x = np.linspace(-1, 1, shape[0] * shape[1]).reshape(shape).astype(dtype)
-        w = np.ones(shape[-1], dtype)
-        if function == "all_forms":  # the other argument forms, on every function
-            numba_ln.layer_norm(x)
-            numba_ln.layer_norm(x, w, w, return_stats=True)
-            numba_ln.rms_norm(x, return_stats=True)
-            numba_ln.add_layer_norm(x, x, w, w, out=x.copy(), residual_out=x.copy())
-            numba_ln.layer_norm(np.asfortranarray(x), w, w)  # the channels kernels
-            # the channels-first backward: x and dy transposed into rows (cpu/transpose.py,
-            # serial at the small shape, threaded at the large one)
-            numba_ln.layer_norm_backward(x, x, np.ones(x.shape[0], dtype), axis=0)
-            numba_ln.moments(x, axis=0)
-            _other_forms(numba_ln, x, w)
-            continue
-        f = getattr(numba_ln, function)
-        if function == "moments":
-            f(x)
-        elif function.endswith("_backward"):
-            f(x, x, w)
-            if function == "layer_norm_backward":
-                _, mean, rstd = numba_ln.layer_norm(x, w, return_stats=True)
-                f(x, x, w, mean=mean, rstd=rstd)
-        elif function.startswith("add_"):
-            f(x, x, w) if "rms" in function else f(x, x, w, w)
-        else:
-            f(x, w) if "rms" in function else f(x, w, w)
-
-
-def _other_forms(numba_ln, x, w):
-    """The forms whose small calls compile kernels of their own (first use ~0.3-3.6 s
-    each, measured with the other tasks compiled): a weight without a bias, a token as a
-    1-D array, strided rows (x[:, -1, :] of a batch), the fused forms' statistics,
-    parameters of another dtype (a checkpoint's) and read-only ones, several trailing axes,
-    and the training forms (grad_residual, param_grads=False)."""
-    other = w.astype(np.float64 if w.dtype == np.float32 else np.float32)  # (16-bit: float32)
-    frozen = w.copy()
-    frozen.flags.writeable = False
-    numba_ln.layer_norm(x, w)
-    numba_ln.layer_norm(x[0], w, w)
-    numba_ln.rms_norm(x[0], w)
-    numba_ln.layer_norm(np.concatenate([x, x], axis=1)[:, :x.shape[1]], w, w)
-    numba_ln.add_layer_norm(x, x, w, w, return_stats=True)
-    numba_ln.add_rms_norm(x, x, w, return_stats=True)
-    numba_ln.layer_norm(x, other, other)
-    numba_ln.layer_norm(x, frozen, frozen)
-    # several trailing axes (a LayerNorm((2, cols / 2))): x and its parameters read as
-    # rows as they are, a kernel variant for each rank (3-D here)
-    x3, w2 = x.reshape(x.shape[0], 2, -1), w.reshape(2, -1)
-    numba_ln.layer_norm(x3, w2, w2, axis=(-2, -1))
-    numba_ln.rms_norm(x3, w2, axis=(-2, -1))
-    numba_ln.layer_norm_backward(x3, x3, w2, axis=(-2, -1))
-    numba_ln.rms_norm_backward(x3, x3, w2, axis=(-2, -1))
-    for backward in (numba_ln.layer_norm_backward, numba_ln.rms_norm_backward):
-        backward(x, x, w, grad_residual=x)
-        backward(x, x, w, param_grads=False)
-        backward(x, x, frozen)
 
 
 _COMPILED = []  # one entry per kernel compiled in this process (see _count_compiles)
@@ -158,7 +93,7 @@ def _worker(batch):
     done = []
     for task in batch:
         start, before = time.perf_counter(), len(compiled)
-        _run_task(*task)
+        run_task(*task)
         done.append((task, len(compiled) - before, time.perf_counter() - start))
     return done
 
@@ -189,11 +124,7 @@ def precompile(dtypes=COMMON_DTYPES, functions=FUNCTIONS, everything=False, proc
     processes = count_or_none(processes, "processes", 1)
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be None or a callable, got {progress!r}")
-    if "bfloat16" in dtypes:
-        try:
-            import ml_dtypes  # noqa: F401
-        except ImportError:
-            dtypes = tuple(d for d in dtypes if d != "bfloat16")
+    dtypes = available(dtypes)
     todo = tasks(dtypes, functions, everything)
     processes = max(1, min(processes or os.cpu_count() or 1, len(todo)))
     say = progress or (lambda line: None)
@@ -255,6 +186,7 @@ def _start_worker():
     """A worker process: this interpreter, with numba_ln importable as it is here."""
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ)
+    env.setdefault("NUMBA_LN_QUIET", "1")  # (no first-use notice: they say it in the progress)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent,
                                                       env.get("PYTHONPATH")]))
     return subprocess.Popen(
@@ -329,7 +261,7 @@ def main(argv=None):
                         help="worker processes (default: the CPU count)")
     args = parser.parse_args(argv)
     try:  # (precompile's own rules: the names, once)
-        dtypes = _names(args.dtypes, "dtypes", COMMON_DTYPES)
+        dtypes = available(_names(args.dtypes, "dtypes", COMMON_DTYPES))
         functions = _names(args.functions, "functions", FUNCTIONS)
     except ValueError as bad:
         parser.error(f"unknown or invalid: {bad}")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import numba_ln
-from numba_ln import _precompile
+from numba_ln import _precompile, _precompile_calls
 
 
 def _python(args, env, cwd):
@@ -94,7 +94,7 @@ def test_tasks_and_the_callable_module():
     # in threads (small_backward_fits): between the backward's serial bound and the
     # forward's
     from numba_ln import _config
-    mid = _precompile._MID[0] * _precompile._MID[1]
+    mid = _precompile_calls._MID[0] * _precompile_calls._MID[1]
     assert (_config.SERIAL_MAX_ELEMENTS // _config.BACKWARD_COST < mid
             <= _config.SERIAL_MAX_ELEMENTS)
     import numba_ln.precompile as module  # the module is what numba_ln.precompile calls
@@ -108,10 +108,45 @@ def test_tasks_and_the_callable_module():
 
 def test_all_forms_make_the_small_calls_of_the_other_forms(small_ran):
     """--all's other forms (weight without bias, a 1-D token, strided rows, fused
-    statistics, parameters of another dtype or read-only, several trailing axes,
-    grad_residual and param_grads=False) are small calls: what they compile is what those
-    calls need."""
+    statistics, parameters of another dtype or read-only, several trailing axes, a
+    residual stream in place, grad_residual, param_grads=False and a given RMS rstd) are
+    small calls: what they compile is what those calls need."""
     x = np.linspace(-1.0, 1.0, 32, dtype=np.float32).reshape(2, 16)
-    _precompile._other_forms(numba_ln, x, np.ones(16, np.float32))
-    assert small_ran.count("small_norm") == 8 and small_ran.count("small_add_norm") == 2
-    assert small_ran.count("small_backward") == 8
+    _precompile_calls._other_forms(numba_ln, x, np.ones(16, np.float32))
+    assert small_ran.count("small_norm") == 9 and small_ran.count("small_add_norm") == 4
+    assert small_ran.count("small_backward") == 9
+
+
+def test_bfloat16_without_ml_dtypes_is_dropped_or_refused(monkeypatch, capsys):
+    """--dtypes bfloat16 without ml_dtypes ran no task and said nothing ("0 kernels
+    compiled for 0 tasks")."""
+    monkeypatch.setitem(sys.modules, "ml_dtypes", None)  # (its import fails)
+    assert _precompile.available(("float32", "bfloat16")) == ("float32",)
+    with pytest.raises(ValueError, match="bfloat16 needs ml_dtypes"):
+        numba_ln.precompile(dtypes="bfloat16")
+    with pytest.raises(SystemExit) as stop:
+        _precompile.main(["--dtypes", "bfloat16"])
+    assert stop.value.code == 2 and "bfloat16 needs ml_dtypes" in capsys.readouterr().err
+
+
+def test_workers_start_quiet(monkeypatch):
+    """numba_ln.precompile() from Python: each worker logged the first-use notice, which
+    tells the user to precompile."""
+    monkeypatch.delenv("NUMBA_LN_QUIET", raising=False)
+    started = []
+    monkeypatch.setattr(_precompile.subprocess, "Popen",
+                        lambda args, **kw: started.append(kw["env"]))
+    _precompile._start_worker()
+    assert started[0]["NUMBA_LN_QUIET"] == "1"
+
+
+def test_a_cache_lock_file_that_cannot_be_opened_does_not_fail_the_save(tmp_path):
+    """A shared cache folder whose numba_ln.lock another user owns: the save raised
+    PermissionError out of the user's call; plain Numba saves there (unlocked)."""
+    from numba_ln.cpu import _jit
+
+    (tmp_path / "numba_ln.lock").mkdir()  # (opening it to append fails, as unwritable)
+    saved = []
+    assert _jit._locked(lambda key, data: saved.append((key, data)) or "ok",
+                        str(tmp_path))("k", b"d") == "ok"
+    assert saved == [("k", b"d")]

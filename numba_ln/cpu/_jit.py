@@ -102,7 +102,11 @@ def _prepare_cache(dispatcher):
 def _locked(save, folder):
     def locked_save(key, data):
         os.makedirs(folder, exist_ok=True)
-        with open(os.path.join(folder, "numba_ln.lock"), "a") as lock:
+        try:
+            lock = open(os.path.join(folder, "numba_ln.lock"), "a")
+        except OSError:  # (a shared folder whose lock file another user owns: saved as
+            return save(key, data)  # Numba saves, unlocked, rather than failing the call)
+        with lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # (released when the file closes)
             return save(key, data)
     return locked_save
