@@ -36,3 +36,23 @@ def test_a_broadcast_residual_and_backward_inputs_give_the_copies_bits(rng):
                     numba_ln.add_layer_norm(x, np.ascontiguousarray(residual), w, w))
         assert same(numba_ln.layer_norm_backward(residual, x, w),
                     numba_ln.layer_norm_backward(np.ascontiguousarray(residual), x, w))
+
+
+def test_a_dask_block_of_a_broadcast_is_read_where_it_lies():
+    """Each block whose rows were not C-contiguous was copied whole first (a 512 MiB
+    copy for a 512 MiB chunk of one broadcast row); the same bits as the NumPy call."""
+    da = pytest.importorskip("dask.array")
+    row = np.linspace(-1, 1, 2048, dtype=np.float32)
+    x = da.broadcast_to(row, (4096, 2048), chunks=(2048, 2048))  # (16 MiB a block)
+    want = numba_ln.moments(np.broadcast_to(row, x.shape))
+
+    def compute():
+        return [g.compute(scheduler="synchronous") for g in numba_ln.moments(x)]
+
+    compute()  # (dask's first compute allocates ~11 MiB of its own)
+    tracemalloc.start()
+    got = compute()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert same(tuple(got), want)
+    assert peak < 4 << 20, peak

@@ -20,12 +20,23 @@ def whole_rows(variant, x, residual, weight, bias, axes, eps, want_stats, keepdi
     result is the NumPy path's, bit for bit.  A non-contiguous block (a view dask sliced
     from a NumPy array) is copied first: for a channels-first block the CPU path would
     otherwise copy it into rows order, and the rows kernel's last bits differ from the
-    channels kernel's that a contiguous array gets."""
-    if x.size and not x.flags.c_contiguous:
+    channels kernel's that a contiguous array gets.  Not a block whose normalized axes are
+    its last ones, contiguous: its rows are read where they lie, with a C copy's bits (a
+    block of a broadcast, 512 MiB copied for a 512 MiB chunk of one row before)."""
+    if x.size and not x.flags.c_contiguous and not _rows_where_they_lie(x, axes):
         x = np.ascontiguousarray(x)
     with budget():
         return _engine.run(variant, x, residual, weight, bias, axes, eps, None, None,
                            want_stats, keepdims)
+
+
+def _rows_where_they_lie(x, axes):
+    """Whether x's normalized axes are its last ones and one row of them is C-contiguous
+    (the batch axes may have any strides, zero too)."""
+    n = len(axes)
+    if sorted(a % x.ndim for a in axes) != list(range(x.ndim - n, x.ndim)):
+        return False
+    return x[(0,) * (x.ndim - n)].flags.c_contiguous
 
 
 def add(x, residual, dtype):
