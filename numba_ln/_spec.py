@@ -62,8 +62,9 @@ def build(variant, arrays, x, residual, weight, bias, axis, eps, out, residual_o
                                          backend=arrays.name)
             try:
                 residual = np.asarray(residual, dtype=dtype)
-            except OverflowError:  # (NumPy's own x + 10**400 raises it too, naming nothing)
-                raise ValueError(f"residual is an int past {dtype}'s range") from None
+            except OverflowError:  # (NumPy's own x + 10**400 raises it too, naming nothing;
+                # past a Python float's range: one past float32's only is inf, as NumPy's)
+                raise ValueError("residual is an int past float64's range") from None
         residual = arrays.input(residual, "residual")
         check_residual(residual.shape, residual.dtype, x.shape)
         if not number:
@@ -171,8 +172,8 @@ def check_param(arrays, p, name, norm_shape, result):
         work = _dtypes.work_dtype(result)
         try:
             p = np.asarray(p, dtype=work)
-        except OverflowError:
-            raise ValueError(f"{name} is an int past {work}'s range") from None
+        except OverflowError:  # (past a Python float's: one past float32's only is inf)
+            raise ValueError(f"{name} is an int past float64's range") from None
     arr = arrays.input(p, name)
     if not _dtypes.is_real(arr.dtype):
         raise TypeError(f"{name} has dtype {arr.dtype}; it must be real (float, int or bool)")

@@ -154,6 +154,9 @@ def test_weight_broadcast_or_refused(rng):
 @pytest.mark.parametrize("call, message", [
     ("layer_norm_backward(x, x, axis=0)", "only the last axis is supported.*got axis=0"),
     ("rms_norm_backward(x, x, param_grads=flag)", "param_grads must be a constant True"),
+    # (bools only, as from Python: return_stats and keepdims take 0 and 1 too)
+    ("layer_norm_backward(x, x, param_grads=0)", "param_grads must be a constant True or "
+                                                 "False .the type"),
     ("layer_norm_backward(x, x, mean=x[..., :1])", "pass mean and rstd together"),
     ("layer_norm_backward(x, x.astype(np.complex64))", "dtype complex64.*supported"),
     ("layer_norm_backward(x[0], x)", "dy must be an array with x's 3 dimension"),

@@ -150,3 +150,13 @@ def test_a_cache_lock_file_that_cannot_be_opened_does_not_fail_the_save(tmp_path
     assert _jit._locked(lambda key, data: saved.append((key, data)) or "ok",
                         str(tmp_path))("k", b"d") == "ok"
     assert saved == [("k", b"d")]
+
+
+def test_a_file_system_without_locks_does_not_fail_the_save(tmp_path, monkeypatch):
+    from numba_ln.cpu import _jit
+
+    def no_locks(fd, operation):
+        raise OSError(37, "No locks available")
+
+    monkeypatch.setattr(_jit.fcntl, "flock", no_locks)
+    assert _jit._locked(lambda key, data: "saved", str(tmp_path))("k", b"d") == "saved"

@@ -86,7 +86,7 @@ def _make_backward(fname, centered, dy, x, weight, mean, rstd, eps, grad_residua
     """Check a call's types; return the jitted
     ``core(dy, x, weight, mean, rstd, eps, grad_residual, out) -> (dx, dweight, dbias)``
     (dweight, dbias None when not asked for; dbias None for RMSNorm)."""
-    grads = _flag(fname, "param_grads", param_grads)
+    grads = _flag(fname, "param_grads", param_grads, ints=False)
     dtype = _x_dtype(fname, x)
     _same_ndim(fname, "dy", dy, x)
     _same_ndim(fname, "grad_residual", grad_residual, x)

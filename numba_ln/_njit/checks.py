@@ -39,13 +39,14 @@ def _constant(t):
     return True, t
 
 
-def _flag(fname, name, t):
-    """A constant flag: True/False, or the integers 0 and 1 (as from Python: flag())."""
+def _flag(fname, name, t, ints=True):
+    """A constant flag: True/False, or the integers 0 and 1 (as from Python: flag()), or
+    bools only (ints=False: param_grads, as from Python)."""
     known, value = _constant(t)
     if not known or not (isinstance(value, (bool, np.bool_)) or (
-            isinstance(value, (int, np.integer)) and value in (0, 1))):
-        _fail(fname, f"{name} must be a constant True or False (the type of the result "
-                     f"depends on it), got {t}")
+            ints and isinstance(value, (int, np.integer)) and value in (0, 1))):
+        _fail(fname, f"{name} must be a constant True or False{' (or 0 or 1)' if ints else ''}"
+                     f" (the type of the result depends on it), got {t}")
     return bool(value)
 
 

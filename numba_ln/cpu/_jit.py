@@ -101,13 +101,19 @@ def _prepare_cache(dispatcher):
 # entries.  Loads need none (they read whole files).
 def _locked(save, folder):
     def locked_save(key, data):
-        os.makedirs(folder, exist_ok=True)
+        # A lock file that cannot be made, opened or locked (a shared folder whose lock
+        # file another user owns, a file system without locks): saved as Numba saves,
+        # unlocked, rather than failing the user's call.
         try:
+            os.makedirs(folder, exist_ok=True)
             lock = open(os.path.join(folder, "numba_ln.lock"), "a")
-        except OSError:  # (a shared folder whose lock file another user owns: saved as
-            return save(key, data)  # Numba saves, unlocked, rather than failing the call)
+        except OSError:
+            return save(key, data)
         with lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # (released when the file closes)
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # (released when the file closes)
+            except OSError:
+                pass
             return save(key, data)
     return locked_save
 
