@@ -72,8 +72,8 @@ def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out, grad_resi
     if weight is not None and (type(weight) is not _NDARRAY or weight.dtype is not work):
         # (a rows call's weight of the normalized shape as a row: _same_dtype takes rows;
         # a memmap stays one, and _same_dtype unmaps it)
-        weight = (_number_row(weight, x, work) if type(weight) is not _NDARRAY  # (a number)
-                  else _same_dtype(weight if rows is None else weight.reshape(-1), work))
+        weight = (_same_dtype(weight if rows is None else weight.reshape(-1), work)
+                  if isinstance(weight, _NDARRAY) else _number_row(weight, x, work))
         if weight is False:
             return None
     if out is None:
