@@ -86,7 +86,8 @@ def add_layer_norm(x, residual, weight=None, bias=None, *, axis=-1, eps=1e-5, ou
     One pass over memory.  ``residual`` has x's shape or broadcasts to it.  Returns
     ``(y, s)``, or ``(y, s, mean, rstd)``.  ``residual_out=residual`` updates a residual
     stream in place and ``out=x`` overwrites the input.  Matches onnxruntime's
-    SkipLayerNormalization (output and input+skip sum).
+    SkipLayerNormalization (output and input+skip sum); for 16-bit data y normalizes the
+    rounded s, where onnxruntime normalizes the float32 sum (docs/half.md).
 
     Examples
     --------
@@ -113,7 +114,7 @@ def add_rms_norm(x, residual, weight=None, *, axis=-1, eps=1e-6, out=None, resid
     """Fused residual add and RMSNorm: ``s = x + residual``, ``y = rms_norm(s)``.
 
     Returns ``(y, s)``, or ``(y, s, rstd)``.  Matches onnxruntime's
-    SkipSimplifiedLayerNormalization.  Same rules as :func:`add_layer_norm`; ``eps=None`` as
+    SkipSimplifiedLayerNormalization (16-bit data: as :func:`add_layer_norm`).  Same rules as :func:`add_layer_norm`; ``eps=None`` as
     in :func:`rms_norm`.
     """
     if residual is not None:
