@@ -114,8 +114,8 @@ def add_rms_norm(x, residual, weight=None, *, axis=-1, eps=1e-6, out=None, resid
     """Fused residual add and RMSNorm: ``s = x + residual``, ``y = rms_norm(s)``.
 
     Returns ``(y, s)``, or ``(y, s, rstd)``.  Matches onnxruntime's
-    SkipSimplifiedLayerNormalization (16-bit data: as :func:`add_layer_norm`).  Same rules as :func:`add_layer_norm`; ``eps=None`` as
-    in :func:`rms_norm`.
+    SkipSimplifiedLayerNormalization (16-bit data: as :func:`add_layer_norm`).  Same rules
+    as :func:`add_layer_norm`; ``eps=None`` as in :func:`rms_norm`.
     """
     if residual is not None:
         done = small_call(x, weight, None, eps, False, out, return_stats, axis, residual,

@@ -67,8 +67,13 @@ def is_half(dtype):
     return dtype == F16 or is_bfloat16(dtype)
 
 
+def native(dtype):
+    """dtype in this machine's byte order (a byte-swapped array's values' dtype)."""
+    return dtype if dtype.isnative else dtype.newbyteorder("=")
+
+
 def _storage(dtype):
-    dtype = dtype if dtype.isnative else dtype.newbyteorder("=")
+    dtype = native(dtype)
     storage = TABLE.get(dtype)
     if storage is None and is_bfloat16(dtype):
         storage = TABLE[dtype] = Storage(dtype, F32, F32, np.dtype(np.uint16), _BF16_BACKENDS)
@@ -140,5 +145,4 @@ def is_real(dtype):
     dtype = np.dtype(dtype)
     if dtype.fields is not None:
         return False
-    return (dtype.kind in "fiub" and dtype.itemsize <= 8) or is_bfloat16(
-        dtype if dtype.isnative else dtype.newbyteorder("="))
+    return (dtype.kind in "fiub" and dtype.itemsize <= 8) or is_bfloat16(native(dtype))

@@ -44,9 +44,9 @@ class _DeviceArrays:
         host = _validate.as_array(a, name)
         if name in ("weight", "bias"):
             return host  # converted on the host (param): bfloat16 ones too
-        native = host.dtype if host.dtype.isnative else host.dtype.newbyteorder("=")
-        if _dtypes.is_bfloat16(native):  # no bfloat16 loads in the GPU kernels (a
-            _dtypes.result_dtype(native, name, "cuda")  # byte-swapped one: to_device swaps)
+        native = _dtypes.native(host.dtype)  # (a byte-swapped one: to_device swaps it)
+        if _dtypes.is_bfloat16(native):  # no bfloat16 loads in the GPU kernels
+            _dtypes.result_dtype(native, name, "cuda")
         return _arrays.to_device(host, self.stream)[1]
 
     @staticmethod
