@@ -105,12 +105,30 @@ def empty(shape, dtype):
         if _POOL.buffers and _POOL.max_bytes == 0:  # (pooling turned off while buffers were
             with _LOCK:                             # in use: drop them once they are free)
                 _POOL._make_room(0)
-        return np.empty(shape, dtype)
+        return _fresh(shape, dtype)
     with _LOCK:
-        base = _POOL.take(nbytes)
-        if base is None:
-            return np.empty(shape, dtype)
-        return base.view(dtype).reshape(shape)
+        try:
+            base = _POOL.take(nbytes)
+        except MemoryError:  # (a fresh buffer did not fit: _fresh frees the pool's first)
+            base = None
+        if base is not None:
+            return base.view(dtype).reshape(shape)
+    return _fresh(shape, dtype)
+
+
+def _fresh(shape, dtype):
+    """np.empty(shape, dtype); when that runs out of memory while the pool keeps free
+    buffers, they are given back and the allocation tried once more (as torch's caching
+    allocator frees its cache): pooling never turns a call that fits into a MemoryError."""
+    try:
+        return np.empty(shape, dtype)
+    except MemoryError:
+        with _LOCK:
+            before = _POOL.total
+            _POOL.release()
+            if _POOL.total == before:  # (nothing was free: the error stands)
+                raise
+        return np.empty(shape, dtype)
 
 
 def release_buffers():

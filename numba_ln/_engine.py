@@ -179,6 +179,10 @@ def normalize(call, plan=None):
         empty_stats = np.empty(plan.stats_shape()) if want_stats else None
         return y, s, empty_stats, empty_stats
 
+    # Every output is allocated before anything is written: a MemoryError leaves the
+    # caller's arrays as they were (an in-place residual stream is not added to twice).
+    y, y_view = _output_view(plan, out, dtype) if want_y else (None, None)
+    stats = (np.empty(plan.rows), np.empty(plan.rows)) if want_stats else None
     s = s_view = r_view = None
     if residual is not None and plan.kind == "channels":
         # The fused add kernel reads rows; for other layouts form s in one NumPy pass.
@@ -188,7 +192,6 @@ def normalize(call, plan=None):
     elif residual is not None:
         s, s_view = _output_view(plan, residual_out, dtype, read_back=True)
         r_view = plan.kernel_input(residual)
-    y, y_view = _output_view(plan, out, dtype) if want_y else (None, None)
     x_view = plan.kernel_input(x)
     if plan.kind == "rows":  # outputs over their own input go as IN_PLACE (cpu/_elements)
         # (a fresh output is never its input: the address test only for a given one)
@@ -197,7 +200,6 @@ def normalize(call, plan=None):
         if (r_view is not None and residual_out is not None
                 and _same_kernel_view(s_view, r_view)):
             s_view = IN_PLACE
-    stats = (np.empty(plan.rows), np.empty(plan.rows)) if want_stats else None
 
     _run_kernel(plan, dtype, y_view, s_view if r_view is not None else None, x_view, r_view,
                 plan.param(weight), plan.param(bias), call.eps, call.variant.centered, stats)
