@@ -1,7 +1,7 @@
 """Plain float64 NumPy oracles: the definitions every kernel is tested against.
 
-Slow and obviously right: statistics by ``np.mean``/``np.var`` (pairwise summation) in
-float64, then the formula as written.  Results stay float64; callers round if they wish.
+Slow and obviously right: statistics by ``np.mean`` (pairwise summation) in float64, the
+mean corrected once by the mean of its residuals (_mean), then the formula as written.  Results stay float64; callers round if they wish.
 Bad input is refused as numba_ln refuses it (an oracle that guessed could hide a test's
 mistake): arrays must be real, axes within x's dimensions and distinct.
 """
@@ -56,13 +56,32 @@ def _affine(y, x, weight, bias, axes):
     return y
 
 
+def _mean(x, axes):
+    """The mean over axes (keepdims), corrected by the mean of x - mean: np.mean alone errs
+    by ulps of |mean|, which far from zero are much of the spread (a float64 row of three
+    0.1s had var 1.9e-34 and y = -1 at eps=0, where the formula gives NaN); corrected, a
+    constant row's mean is exact."""
+    mean = x.mean(axis=axes, keepdims=True)
+    return mean + (x - mean).mean(axis=axes, keepdims=True)
+
+
+def _variance(x, mean, axes):
+    d = x - mean
+    return (d * d).mean(axis=axes, keepdims=True)
+
+
+def _eps(eps):
+    """eps as a float (a Fraction or a NumPy scalar, as numba_ln takes it)."""
+    return float(eps)
+
+
 def layer_norm(x, weight=None, bias=None, axis=-1, eps=1e-5):
     """(y, mean, rstd), all float64, mean/rstd in keepdims shape."""
     x = _data(x, "x")
     axes = _axes(axis, x.ndim)
-    mean = x.mean(axis=axes, keepdims=True)
-    var = x.var(axis=axes, keepdims=True)
-    rstd = 1.0 / np.sqrt(var + eps)
+    mean = _mean(x, axes)
+    var = _variance(x, mean, axes)
+    rstd = 1.0 / np.sqrt(var + _eps(eps))
     return _affine((x - mean) * rstd, x, weight, bias, axes), mean, rstd
 
 
@@ -70,7 +89,7 @@ def rms_norm(x, weight=None, axis=-1, eps=1e-6):
     """(y, rstd), float64, rstd in keepdims shape."""
     x = _data(x, "x")
     axes = _axes(axis, x.ndim)
-    rstd = 1.0 / np.sqrt(np.mean(x * x, axis=axes, keepdims=True) + eps)
+    rstd = 1.0 / np.sqrt(np.mean(x * x, axis=axes, keepdims=True) + _eps(eps))
     return _affine(x * rstd, x, weight, None, axes), rstd
 
 
@@ -78,7 +97,8 @@ def moments(x, axis=-1):
     """(mean, var), float64, the axes dropped; var is the biased (population) variance."""
     x = _data(x, "x")
     axes = _axes(axis, x.ndim)
-    return x.mean(axis=axes), x.var(axis=axes)
+    mean = _mean(x, axes)
+    return mean.squeeze(axis=axes), _variance(x, mean, axes).squeeze(axis=axes)
 
 
 def _backward(dy, x, weight, xhat, rstd, axes, grad_residual, centered):
