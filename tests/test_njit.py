@@ -225,6 +225,11 @@ def test_layouts_out_and_in_place(rng):
     expected = numba_ln.layer_norm(xs.copy(), 2.0)
     ln_any(xs, 2.0, outs, 1e-5)
     assert_same(outs, expected)
+    # a 0-d weight broadcasts as from Python (README: an array broadcastable to
+    # (x.shape[-1],)); it was a TypingError
+    y = np.empty_like(x)
+    ln_any(x, np.array(2.0), y, 1e-5)
+    assert_same(y, numba_ln.layer_norm(x, np.array(2.0)))
 
 
 def strided(a):

@@ -147,6 +147,8 @@ def test_weight_broadcast_or_refused(rng):
     dy, x, _ = data(rng, (5, 32), np.float64)
     got = rms_weighted(dy, x, np.full(1, 3.0))
     assert_identical(got, numba_ln.rms_norm_backward(dy, x, np.full(1, 3.0)))
+    got = rms_weighted(dy, x, np.array(3.0))  # 0-d (a TypingError)
+    assert_identical(got, numba_ln.rms_norm_backward(dy, x, np.array(3.0)))
     with pytest.raises(ValueError, match="weight/bias does not broadcast"):
         rms_weighted(dy, x, np.ones(31))
 

@@ -121,7 +121,7 @@ def _param_kind(fname, name, t, dtype):
     if isinstance(t, (types.Number, types.Boolean)) and not isinstance(t, types.Complex):
         return "scalar"
     _no_half(fname, name, t)
-    if isinstance(t, types.Array) and t.ndim >= 1 and _real_dtype(t) is not None:
+    if isinstance(t, types.Array) and _real_dtype(t) is not None:  # (0-d too: broadcast)
         return "view" if t.ndim == 1 and _is_view(t, dtype) else "copy"
     _fail(fname, f"{name} must be None, a real number or a real (float, int or bool) array "
                  f"broadcastable to (x.shape[-1],), got {t}")

@@ -46,6 +46,8 @@ def _copy_into(out, flat):
 
 @register_jitable
 def _param_copy(p, cols, dt):
+    if p.ndim == 0:  # (a 0-d array broadcasts to any length; the branch is pruned by ndim)
+        return np.full(cols, _flat_copy(p, dt)[0], dt)
     for k in range(p.ndim - 1):
         if p.shape[k] != 1:
             raise ValueError("numba_ln: weight/bias does not broadcast to the normalized "
