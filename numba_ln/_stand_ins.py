@@ -15,8 +15,9 @@ more loads per element cost 5-21% in the forward and 9-18% in the backward (meas
 2 threads, float32 (64, 768) to (4096, 1024), 16-bit included), so calls without them
 keep kernels of their own.
 
-Stand-ins are cached per row count (a few per process) up to SCRATCH_MAX_ROWS rows; the
-zeros are only read.
+Stand-ins are cached per row count (a few per process; at most _KEPT row counts, each up
+to SCRATCH_MAX_ROWS rows: 1 MiB of scratch and 0.5 MiB of zeros) until
+numba_ln.release_buffers(); the zeros are only read.
 """
 import numpy as np
 
@@ -37,6 +38,13 @@ def stats(rows):
 def zeros(rows):
     """A mean of zeros (the backward's stand-in for RMSNorm's absent mean)."""
     return _cached(_ZEROS, rows, lambda: np.zeros(rows))
+
+
+def release():
+    """Drop the cached stand-ins (numba_ln.release_buffers): a kernel running now keeps
+    the ones it holds."""
+    _SCRATCH.clear()
+    _ZEROS.clear()
 
 
 def _cached(cache, rows, make):
