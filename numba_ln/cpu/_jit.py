@@ -25,6 +25,7 @@ except ImportError:  # (not POSIX: Numba's unlocked saves)
 
 from .. import _config
 from ._damaged_cache import repairing_save, tolerant_load
+from ._interrupts import held_off
 
 try:  # (Numba internals: on a Numba without them, kernels link as Numba links them)
     from ._local_copies import LINK_LATE as _LINK_LATE
@@ -161,7 +162,8 @@ def _releasing(compile_):
         held = _LOCKS.held
         depth = len(held)
         try:
-            return compile_(sig)
+            with held_off():  # (Ctrl-C between kernels, not inside Numba: _interrupts)
+                return compile_(sig)
         finally:
             while len(held) > depth:
                 lock = held.pop()

@@ -1,0 +1,68 @@
+"""Ctrl-C held off while the main thread compiles or loads a kernel.
+
+A KeyboardInterrupt raised in the middle of Numba's compiler -- typing, an llvmlite object's
+__del__, a cached kernel half registered -- left the process crashing ("double free", a
+segfault) or with every later call failing ("generator raised StopIteration"): a helper
+sending SIGINT every ~10 ms through a fresh process's first calls broke 2 to 6 of 8 of
+them (a single Ctrl-C at a bad moment breaks plain Numba too, ~1-2% of moments; our first
+calls load dozens of kernels).  So while one of our kernels compiles or loads (cpu/_jit.py
+wraps Dispatcher.compile), a SIGINT is only noted, and delivered to the handler that was
+there once the outermost compilation has finished: Ctrl-C still interrupts the call, a
+kernel (a few seconds cold, milliseconds cached) later.  Only in the main thread, where
+Python runs signal handlers; elsewhere, and where the handler is not Python's, nothing
+changes.
+"""
+import contextlib
+import os
+import signal
+import threading
+
+
+class _State:
+    depth = 0          # nested compilations in progress (the main thread's)
+    previous = None    # the SIGINT handler to restore
+    caught = None      # (signum, frame) of a SIGINT held off
+
+
+def _note(signum, frame):
+    _State.caught = (signum, frame)
+
+
+@contextlib.contextmanager
+def held_off():
+    """Run the block with SIGINT held off (see the module docstring)."""
+    if _State.depth == 0:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        try:
+            previous = signal.getsignal(signal.SIGINT)
+            if previous is None:  # (a handler not set from Python: left alone)
+                yield
+                return
+            signal.signal(signal.SIGINT, _note)
+        except (ValueError, TypeError, OSError):  # (no signals here, e.g. a subinterpreter)
+            yield
+            return
+        _State.previous, _State.caught = previous, None
+    elif threading.current_thread() is not threading.main_thread():
+        yield  # (another thread compiles while the main thread holds SIGINT off)
+        return
+    _State.depth += 1
+    try:
+        yield
+    finally:
+        _State.depth -= 1
+        if _State.depth == 0:
+            previous, caught = _State.previous, _State.caught
+            _State.previous = _State.caught = None
+            signal.signal(signal.SIGINT, previous)
+            if caught is not None:
+                _deliver(previous, caught)
+
+
+def _deliver(handler, caught):
+    if callable(handler):
+        handler(*caught)  # (Python's default_int_handler raises KeyboardInterrupt)
+    elif handler == signal.SIG_DFL:
+        os.kill(os.getpid(), signal.SIGINT)  # (the default action, now restored)
