@@ -30,6 +30,11 @@ from . import _stand_ins
 from ._validate import count_or_none
 
 _LOCK = threading.Lock()
+# An allocation waits at most this long for the pool, then takes a fresh array: the lock is
+# held for microseconds, but a call from a signal handler that interrupted this thread inside
+# the pool would wait for itself forever (a helper's SIGALRM handler calling layer_norm hung
+# within a few hundred calls).  Not an RLock: the interrupted take may be half done.
+_WAIT_S = 0.1
 _ALIGN = 64  # (the page offset below is a multiple of it)
 _OFFSET = 1024  # bytes past a page boundary (see the module docstring)
 _PAGE = 4096
@@ -103,17 +108,22 @@ def empty(shape, dtype):
         count *= n
     nbytes = count * dtype.itemsize
     if nbytes < _POOL.min_bytes or _POOL.max_bytes == 0:
-        if _POOL.buffers and _POOL.max_bytes == 0:  # (pooling turned off while buffers were
-            with _LOCK:                             # in use: drop them once they are free)
+        if _POOL.buffers and _POOL.max_bytes == 0 and _LOCK.acquire(timeout=_WAIT_S):
+            try:  # (pooling turned off while buffers were in use: drop them once free)
                 _POOL._make_room(0)
+            finally:
+                _LOCK.release()
         return _fresh(shape, dtype)
-    with _LOCK:
+    if _LOCK.acquire(timeout=_WAIT_S):
         try:
-            base = _POOL.take(nbytes)
-        except MemoryError:  # (a fresh buffer did not fit: _fresh frees the pool's first)
-            base = None
-        if base is not None:
-            return base.view(dtype).reshape(shape)
+            try:
+                base = _POOL.take(nbytes)
+            except MemoryError:  # (a fresh buffer did not fit: _fresh frees the pool's first)
+                base = None
+            if base is not None:
+                return base.view(dtype).reshape(shape)
+        finally:
+            _LOCK.release()
     return _fresh(shape, dtype)
 
 
@@ -124,11 +134,16 @@ def _fresh(shape, dtype):
     try:
         return np.empty(shape, dtype)
     except MemoryError:
-        with _LOCK:
+        if not _LOCK.acquire(timeout=_WAIT_S):
+            raise
+        try:
             before = _POOL.total
             _POOL.release()
-            if _POOL.total == before:  # (nothing was free: the error stands)
-                raise
+            freed = _POOL.total != before
+        finally:
+            _LOCK.release()
+        if not freed:  # (nothing was free: the error stands)
+            raise
         return np.empty(shape, dtype)
 
 

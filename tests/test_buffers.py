@@ -169,3 +169,20 @@ def test_threads_allocating_at_once(x):
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(work, range(32)))
+
+
+def test_an_allocation_never_waits_on_a_pool_held_for_long():
+    """A call from a signal handler that interrupted this thread inside the pool waited
+    for the pool's lock, held by the thread it interrupted: forever.  Held here by the test
+    (as the interrupted call holds it), an allocation takes a fresh array instead."""
+    import threading
+
+    got = []
+    with _buffers._LOCK:
+        worker = threading.Thread(target=lambda: got.append(
+            _buffers.empty((1 << 20,), np.float32)))
+        worker.start()
+        worker.join(timeout=20)
+        waited = worker.is_alive()
+    worker.join()
+    assert not waited and got[0].shape == (1 << 20,) and got[0].dtype == np.float32
