@@ -307,6 +307,9 @@ def test_no_rows():
     ("add_rms_norm(x, 1.0)", "residual must be a real"),
     ("layer_norm(x, 'a')", "weight must be None, a real number or a real"),
     ("layer_norm(x, eps=True)", "eps must be a real number"),
+    # (a float16 scalar: Numba's traceback about float(float16), a NotImplementedError)
+    ("layer_norm(x, eps=np.float16(1e-3))", "eps is a float16 scalar"),
+    ("rms_norm(x, np.float16(2.0))", "weight is a float16 scalar"),
 ])
 def test_typing_errors_say_what_is_supported(call, message):
     namespace = {"np": np, "njit": njit, "layer_norm": layer_norm, "rms_norm": rms_norm,

@@ -76,6 +76,9 @@ def _check_eps(fname, eps, centered, dtype):
         ok = ok and not isinstance(value, (bool, np.bool_))
     else:
         ok = isinstance(eps, (types.Integer, types.Float)) and not isinstance(eps, types.Boolean)
+    if eps == types.float16:  # (Numba's CPU backend cannot even convert one: a traceback)
+        _fail(fname, "eps is a float16 scalar, which Numba's CPU backend cannot compute "
+                     "with; pass a float or np.float32")
     if not ok:
         _fail(fname, f"eps must be a real number (int or float), got {eps}")
 
@@ -118,6 +121,9 @@ def _is_view(t, dtype):
 def _param_kind(fname, name, t, dtype):
     if _absent(t):
         return "absent"
+    if t == types.float16:  # (Numba's CPU backend has no float16 arithmetic)
+        _fail(fname, f"{name} is a float16 scalar, which Numba's CPU backend cannot "
+                     f"compute with; pass a float or np.float32")
     if isinstance(t, (types.Number, types.Boolean)) and not isinstance(t, types.Complex):
         return "scalar"
     _no_half(fname, name, t)
