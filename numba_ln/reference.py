@@ -62,7 +62,10 @@ def _mean(x, axes):
     0.1s had var 1.9e-34 and y = -1 at eps=0, where the formula gives NaN); corrected, a
     constant row's mean is exact."""
     mean = x.mean(axis=axes, keepdims=True)
-    return mean + (x - mean).mean(axis=axes, keepdims=True)
+    with np.errstate(invalid="ignore", over="ignore"):
+        correction = (x - mean).mean(axis=axes, keepdims=True)
+    # (an inf mean, or residuals that overflow: NumPy's mean, as numba_ln's)
+    return np.where(np.isfinite(mean) & np.isfinite(correction), mean + correction, mean)
 
 
 def _variance(x, mean, axes):
@@ -98,7 +101,8 @@ def moments(x, axis=-1):
     x = _data(x, "x")
     axes = _axes(axis, x.ndim)
     mean = _mean(x, axes)
-    return mean.squeeze(axis=axes), _variance(x, mean, axes).squeeze(axis=axes)
+    # ([()]: NumPy scalars over every axis, as np.mean gives and numba_ln.moments)
+    return mean.squeeze(axis=axes)[()], _variance(x, mean, axes).squeeze(axis=axes)[()]
 
 
 def _backward(dy, x, weight, xhat, rstd, axes, grad_residual, centered):

@@ -51,6 +51,16 @@ def test_far_from_zero_the_mean_is_nearly_exact():
         assert abs(float((Fraction(float(v)) - exact_var) / exact_var)) < 1e-9
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_infinite_means_are_numpys():
+    """The correction must not turn an inf mean into NaN (inf - inf), nor a finite one
+    into inf where x - mean overflows (README: the mean is NumPy's, as numba_ln's)."""
+    x = np.array([[1.0, np.inf, 2.0], [1.7e308, 1.7e308, 1.0], [1.7e308, -1.7e308, 1.7e308]])
+    mean, _ = ref.moments(x)
+    assert np.array_equal(mean, np.mean(x, axis=-1))
+    assert isinstance(ref.moments(x, axis=(0, 1))[0], np.float64)  # (a scalar, as np.mean)
+
+
 def test_eps_as_numba_ln_takes_it():
     """A Fraction eps (README: any real number) raised NumPy's TypeError in every oracle."""
     from fractions import Fraction
