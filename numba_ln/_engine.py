@@ -182,7 +182,8 @@ def normalize(call, plan=None):
     # Every output is allocated before anything is written: a MemoryError leaves the
     # caller's arrays as they were (an in-place residual stream is not added to twice).
     y, y_view = _output_view(plan, out, dtype) if want_y else (None, None)
-    stats = (np.empty(plan.rows), np.empty(plan.rows)) if want_stats else None
+    stats = (np.empty(plan.rows), np.empty(plan.rows)) if want_stats else _stand_ins.stats(
+        plan.rows)  # (the scratch rows too: fresh beyond 65536 rows or after a release)
     s = s_view = r_view = None
     if residual is not None and plan.kind == "channels":
         # The fused add kernel reads rows; for other layouts form s in one NumPy pass.
