@@ -21,7 +21,7 @@ Tolerances: float32 results within ATOL (2e-6) x max(|w| * (1 + |t|), |y_ref|) p
 element, t = (x - mean) * rstd from the oracle -- the bound of cpu/_moments.py for these
 rows, whose shift gives G near 1 (rstd within 0.7e-6 relative, the mean within 21 u of the
 row's spread, ~4 u of rounding in the normalization; the worst case, G near 2, allows
-2.3e-6 |t w| + 1.3e-6 |w|); variances within 2e-6 relative (1.4e-6 near G = 1), means
+2.5e-6 |t w| + 1.3e-6 |w| for rows of whole vectors); variances within 2e-6 relative (1.4e-6 near G = 1), means
 within 2e-6 of the row's standard deviation.
 """
 import os

@@ -28,22 +28,27 @@ Error bound, float32 data (u = 2**-24):
   Every error below is therefore relative to the spread of the data, never to its offset.
 * A float32 partial sum of a chunk is a tree of depth CHUNK/64 + 6 (64 vector lanes), so
   with the rounding of d*d it errs by at most (CHUNK/64 + 7) u = 15 u of the sum of its
-  terms.  The float64 totals add nothing measurable.
-* S1's sum errs by at most 14 u of A = sum(|x - k|) <= n * sqrt(G * var) (Cauchy-Schwarz),
-  G = S2/M2 = 1 + d**2/var, d = mean - k, S1 = n * d.
+  terms; in a chunk whose length is not a multiple of 16, LLVM's remainder loop adds the
+  last elements (up to 15) one at a time onto the reduced sum: up to 15 u more (a
+  255-element row's S2 was 17.2 u off).  The float64 totals add nothing measurable.
+* S1's sum errs by at most 14 u (29 u with a remainder) of A = sum(|x - k|) <=
+  n * sqrt(G * var) (Cauchy-Schwarz), G = S2/M2 = 1 + d**2/var, d = mean - k, S1 = n * d.
 * In ``M2 = S2 - S1**2/n`` S2's error is amplified by G, and S1's (2 |S1| * 14 u * A / n)
-  by 2 * sqrt(G * (G - 1)) (relative to M2 = n * var).  A row whose shift gave G >
-  ``SHIFT_GAIN_MAX`` (2) is summed once more about k = its mean, which gives G = 1 +
-  O(u**2); so G <= 2 always, and var is within 15 u * 2 + 28 u * sqrt(2) = 70 u = 4.2e-6
-  (relative) of its exact value, rstd within 2.1e-6 (near G = 1: 1.4e-6 and 0.7e-6).  The
-  mean errs by at most 14 u of mean(|x - k|) <= sqrt(G * var), so by 21 u of the standard
-  deviation, which y (in units of it) carries as 21 u * |w| = 1.3e-6 * |w| whatever y is
-  (y near 0 included).  rstd's error and the normalization's (_rowops: ~4 u) fall on
-  xhat * w, not on y (a bias may cancel it): y is within ~2.3e-6 * |(x - mean) * rstd * w|
-  + 1.3e-6 * |w| + u * |y| worst case.  (Until 2026-12-07 this left out S1's error and
-  put rstd's on |y|: var 1.8e-6, rstd 0.9e-6; a lone outlier of 1101.13 first among 254
-  values of 1000, G just under 2, gives var 2.2e-6 and rstd 1.1e-6 off.)  Measured errors
-  on ordinary rows are ~10 times smaller (README, Accuracy).
+  by 2 * sqrt(G * (G - 1)) (relative to M2 = n * var); x - k's rounding adds ~2 sqrt(G) u.
+  A row whose shift gave G > ``SHIFT_GAIN_MAX`` (2) is summed once more about k = its
+  mean, which gives G = 1 + O(u**2); so G <= 2 always, and var is within 15 u * 2 +
+  28 u * sqrt(2) + 3 u ~ 73 u = 4.4e-6 (relative) of its exact value, rstd within 2.2e-6
+  (near G = 1: 1.4e-6 and 0.7e-6); with a remainder 30 u * 2 + 58 u * sqrt(2) + 3 u ~
+  145 u = 8.6e-6 and 4.3e-6.  The mean errs by at most 14 u (29 u) of mean(|x - k|) <=
+  sqrt(G * var), so by 21 u (43 u) of the standard deviation, which y (in units of it)
+  carries as 21 u * |w| = 1.3e-6 * |w| (2.6e-6 * |w|) whatever y is (y near 0
+  included).  rstd's error and the normalization's (_rowops: ~4 u) fall on xhat * w, not
+  on y (a bias may cancel it): y is within ~2.5e-6 (4.6e-6) * |(x - mean) * rstd * w| +
+  1.3e-6 (2.6e-6) * |w| + u * |y| worst case.  (Until 2026-12-07 this left out S1's
+  error and the remainder's and put rstd's on |y|: var 1.8e-6, rstd 0.9e-6; a lone
+  outlier of 1101.13 first among 254 values of 1000, G just under 2, gives var 2.2e-6 and
+  rstd 1.1e-6 off; searches near G = 2 reached 52 u.)  Measured errors on ordinary rows
+  are ~10 times smaller (README, Accuracy).
 * A row whose float32 sum of squares leaves [NARROW_TINY, inf) -- data so large or so
   small that (x - k)**2 overflows or underflows float32, or a constant row, whose S2 is
   exactly 0 -- is summed again in float64 about its first element, as float64 data are.
