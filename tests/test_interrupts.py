@@ -35,8 +35,54 @@ _CHILD = """
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to oneself")
-def test_ctrl_c_while_a_kernel_loads_waits_for_it():
+def test_ctrl_c_while_a_kernel_loads_waits_for_it(tmp_path):
+    import os
+
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "NUMBA_LN_QUIET": "1"}
+    # (cached first: a miss would wait for the compile lock, where Ctrl-C is taken at once)
+    warm = "import numpy as np; from numba_ln.cpu import transpose; " \
+           "transpose.swap_serial(np.zeros((1, 3, 4), np.uint32), np.zeros((1, 4, 3), np.uint32))"
+    subprocess.run([sys.executable, "-c", warm], env=env, check=True, timeout=300)
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(_CHILD)], capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split() == ["interrupted", "1", "ok"], (done.stdout, done.stderr[-3000:])
+
+
+_WAITING_CHILD = """
+    import fcntl, os, signal, threading, time
+    import numpy as np
+    from numba_ln.cpu import transpose
+
+    kernel = transpose.swap_serial
+    folder = kernel._cache._cache_file._cache_path
+    os.makedirs(folder, exist_ok=True)
+    held = open(os.path.join(folder, "numba_ln.lock"), "a")  # (as another process saving)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    sent = []
+
+    def ctrl_c():  # once the kernel is compiled and its save waits for the lock
+        time.sleep(1.0)
+        sent.append(time.perf_counter())
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=ctrl_c, daemon=True).start()
+    a = np.arange(12, dtype=np.uint32).reshape(1, 3, 4)
+    try:
+        kernel(a, np.zeros((1, 4, 3), np.uint32))
+        print("not interrupted")
+    except KeyboardInterrupt:
+        print("interrupted", time.perf_counter() - sent[0] < 5)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to oneself, flock")
+def test_ctrl_c_while_waiting_for_another_process_is_at_once(tmp_path):
+    """A wait for a lock another process holds (it compiles or saves; it may be suspended)
+    is where Ctrl-C is delivered at once: held off there, it waited as long as the lock."""
+    import os
+
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "NUMBA_LN_QUIET": "1"}
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(_WAITING_CHILD)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.stdout.split() == ["interrupted", "True"], (done.stdout, done.stderr[-3000:])

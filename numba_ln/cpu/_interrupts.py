@@ -61,6 +61,24 @@ def held_off():
                 _deliver(previous, caught)
 
 
+@contextlib.contextmanager
+def interruptible():
+    """Inside held_off, a block that only waits -- for a lock another process holds while
+    it compiles or saves (cpu/_jit.py), which may take long or forever (a suspended
+    process) -- where Ctrl-C is delivered at once: nothing of Numba's is half done."""
+    if _State.depth == 0 or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signal.signal(signal.SIGINT, _State.previous)
+    try:
+        caught, _State.caught = _State.caught, None
+        if caught is not None:  # (noted before the wait)
+            _deliver(_State.previous, caught)
+        yield
+    finally:
+        signal.signal(signal.SIGINT, _note)
+
+
 def _deliver(handler, caught):
     if callable(handler):
         handler(*caught)  # (Python's default_int_handler raises KeyboardInterrupt)

@@ -25,7 +25,7 @@ except ImportError:  # (not POSIX: Numba's unlocked saves)
 
 from .. import _config
 from ._damaged_cache import repairing_save, tolerant_load
-from ._interrupts import held_off
+from ._interrupts import held_off, interruptible
 
 try:  # (Numba internals: on a Numba without them, kernels link as Numba links them)
     from ._local_copies import LINK_LATE as _LINK_LATE
@@ -112,7 +112,8 @@ def _locked(save, folder):
             return save(key, data)
         with lock:
             try:
-                fcntl.flock(lock, fcntl.LOCK_EX)  # (released when the file closes)
+                with interruptible():  # (Ctrl-C while another process saves: _interrupts)
+                    fcntl.flock(lock, fcntl.LOCK_EX)  # (released when the file closes)
             except OSError:
                 pass
             return save(key, data)
@@ -144,7 +145,8 @@ def _waiting_load(load, folder, name):
         try:
             os.makedirs(folder, exist_ok=True)
             lock = open(os.path.join(folder, f"numba_ln-compiling-{key}.lock"), "a")
-            fcntl.flock(lock, fcntl.LOCK_EX)  # (waits while another process compiles it)
+            with interruptible():  # (Ctrl-C while waiting: _interrupts)
+                fcntl.flock(lock, fcntl.LOCK_EX)  # (waits while another process compiles it)
         except OSError:  # (a file system without locks: compile without waiting)
             return None
         found = load(sig, target_context)
@@ -157,13 +159,19 @@ def _waiting_load(load, folder, name):
     return waiting_load
 
 
+def _holding_interrupts(compile_):
+    def holding_compile(sig):
+        with held_off():  # (_interrupts; outside _releasing: the locks' release too)
+            return compile_(sig)
+    return holding_compile
+
+
 def _releasing(compile_):
     def releasing_compile(sig):
         held = _LOCKS.held
         depth = len(held)
         try:
-            with held_off():  # (Ctrl-C between kernels, not inside Numba: _interrupts)
-                return compile_(sig)
+            return compile_(sig)
         finally:
             while len(held) > depth:
                 lock = held.pop()
@@ -266,8 +274,11 @@ def kernel(**options):
                     RuntimeWarning,
                     stacklevel=2,
                 )
-            return numba.njit(cache=False, **options)(func)
-        _prepare_cache(dispatcher)
+            dispatcher = numba.njit(cache=False, **options)(func)
+        else:
+            _prepare_cache(dispatcher)
+        if hasattr(dispatcher, "compile"):  # (Ctrl-C between kernels, not inside Numba)
+            dispatcher.compile = _holding_interrupts(dispatcher.compile)
         return dispatcher
 
     return decorate
