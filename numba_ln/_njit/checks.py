@@ -76,9 +76,7 @@ def _check_eps(fname, eps, centered, dtype):
         ok = ok and not isinstance(value, (bool, np.bool_))
     else:
         ok = isinstance(eps, (types.Integer, types.Float)) and not isinstance(eps, types.Boolean)
-    if eps == types.float16:  # (Numba's CPU backend cannot even convert one: a traceback)
-        _fail(fname, "eps is a float16 scalar, which Numba's CPU backend cannot compute "
-                     "with; pass a float or np.float32")
+    _no_half(fname, "eps", eps)
     if not ok:
         _fail(fname, f"eps must be a real number (int or float), got {eps}")
 
@@ -93,7 +91,11 @@ def _real_dtype(t):
 
 def _no_half(fname, name, t):
     """16-bit float arrays are taken from Python only.  (Numba cannot type a bfloat16
-    array at all: such a call fails in Numba's dispatcher, before any check here.)"""
+    array at all: such a call fails in Numba's dispatcher, before any check here.)  A
+    float16 scalar cannot even be converted (a Numba traceback, a NotImplementedError)."""
+    if t == types.float16:
+        _fail(fname, f"{name} is a float16 scalar, which Numba's CPU backend cannot "
+                     f"compute with; pass a float or np.float32")
     if isinstance(t, types.Array) and t.dtype == types.float16:
         _fail(fname, f"{name} is a float16 array; 16-bit arrays (float16, bfloat16) are "
                      f"supported when numba_ln.{fname} is called from Python, not in @njit "
@@ -121,12 +123,9 @@ def _is_view(t, dtype):
 def _param_kind(fname, name, t, dtype):
     if _absent(t):
         return "absent"
-    if t == types.float16:  # (Numba's CPU backend has no float16 arithmetic)
-        _fail(fname, f"{name} is a float16 scalar, which Numba's CPU backend cannot "
-                     f"compute with; pass a float or np.float32")
+    _no_half(fname, name, t)
     if isinstance(t, (types.Number, types.Boolean)) and not isinstance(t, types.Complex):
         return "scalar"
-    _no_half(fname, name, t)
     if isinstance(t, types.Array) and _real_dtype(t) is not None:  # (0-d too: broadcast)
         return "view" if t.ndim == 1 and _is_view(t, dtype) else "copy"
     _fail(fname, f"{name} must be None, a real number or a real (float, int or bool) array "
