@@ -21,6 +21,7 @@ off.  Buffers start on a 64-byte boundary and 1 KiB past a page boundary: vector
 do not straddle cache lines, and the output's rows do not alias the input's at 4 KiB
 distances (NumPy's large arrays start 16 bytes past a page).
 """
+import contextlib
 import sys
 import threading
 
@@ -108,23 +109,31 @@ def empty(shape, dtype):
         count *= n
     nbytes = count * dtype.itemsize
     if nbytes < _POOL.min_bytes or _POOL.max_bytes == 0:
-        if _POOL.buffers and _POOL.max_bytes == 0 and _LOCK.acquire(timeout=_WAIT_S):
-            try:  # (pooling turned off while buffers were in use: drop them once free)
-                _POOL._make_room(0)
-            finally:
-                _LOCK.release()
+        if _POOL.buffers and _POOL.max_bytes == 0:  # (pooling turned off while buffers
+            with _briefly_locked() as locked:      # were in use: drop them once free)
+                if locked:
+                    _POOL._make_room(0)
         return _fresh(shape, dtype)
-    if _LOCK.acquire(timeout=_WAIT_S):
-        try:
+    with _briefly_locked() as locked:
+        if locked:
             try:
                 base = _POOL.take(nbytes)
             except MemoryError:  # (a fresh buffer did not fit: _fresh frees the pool's first)
                 base = None
             if base is not None:
                 return base.view(dtype).reshape(shape)
-        finally:
-            _LOCK.release()
     return _fresh(shape, dtype)
+
+
+@contextlib.contextmanager
+def _briefly_locked():
+    """The pool's lock, waited on for at most _WAIT_S; yields whether it is held."""
+    locked = _LOCK.acquire(timeout=_WAIT_S)
+    try:
+        yield locked
+    finally:
+        if locked:
+            _LOCK.release()
 
 
 def _fresh(shape, dtype):
@@ -134,15 +143,12 @@ def _fresh(shape, dtype):
     try:
         return np.empty(shape, dtype)
     except MemoryError:
-        if not _LOCK.acquire(timeout=_WAIT_S):
-            raise
-        try:
+        with _briefly_locked() as locked:
             before = _POOL.total
-            _POOL.release()
+            if locked:
+                _POOL.release()
             freed = _POOL.total != before
-        finally:
-            _LOCK.release()
-        if not freed:  # (nothing was free: the error stands)
+        if not freed:  # (nothing was free, or the pool busy: the error stands)
             raise
         return np.empty(shape, dtype)
 

@@ -31,10 +31,10 @@ def _note(signum, frame):
 @contextlib.contextmanager
 def held_off():
     """Run the block with SIGINT held off (see the module docstring)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # (Python runs handlers in the main thread only: nothing to hold off)
+        return
     if _State.depth == 0:
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
         try:
             previous = signal.getsignal(signal.SIGINT)
             if previous is None:  # (a handler not set from Python: left alone)
@@ -45,9 +45,6 @@ def held_off():
             yield
             return
         _State.previous, _State.caught = previous, None
-    elif threading.current_thread() is not threading.main_thread():
-        yield  # (another thread compiles while the main thread holds SIGINT off)
-        return
     _State.depth += 1
     try:
         yield
