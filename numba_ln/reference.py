@@ -1,7 +1,9 @@
 """Plain float64 NumPy oracles: the definitions every kernel is tested against.
 
 Slow and obviously right: statistics by ``np.mean`` (pairwise summation) in float64, the
-mean corrected once by the mean of its residuals (_mean), then the formula as written.  Results stay float64; callers round if they wish.
+mean corrected once by the mean of its residuals (_mean), then the formula as written.
+Results stay float64; callers round if they wish.  eps is read with float() (a Fraction
+or a NumPy scalar, as numba_ln takes it).
 Bad input is refused as numba_ln refuses it (an oracle that guessed could hide a test's
 mistake): arrays must be real, axes within x's dimensions and distinct.
 """
@@ -73,18 +75,13 @@ def _variance(x, mean, axes):
     return (d * d).mean(axis=axes, keepdims=True)
 
 
-def _eps(eps):
-    """eps as a float (a Fraction or a NumPy scalar, as numba_ln takes it)."""
-    return float(eps)
-
-
 def layer_norm(x, weight=None, bias=None, axis=-1, eps=1e-5):
     """(y, mean, rstd), all float64, mean/rstd in keepdims shape."""
     x = _data(x, "x")
     axes = _axes(axis, x.ndim)
     mean = _mean(x, axes)
     var = _variance(x, mean, axes)
-    rstd = 1.0 / np.sqrt(var + _eps(eps))
+    rstd = 1.0 / np.sqrt(var + float(eps))
     return _affine((x - mean) * rstd, x, weight, bias, axes), mean, rstd
 
 
@@ -92,7 +89,7 @@ def rms_norm(x, weight=None, axis=-1, eps=1e-6):
     """(y, rstd), float64, rstd in keepdims shape."""
     x = _data(x, "x")
     axes = _axes(axis, x.ndim)
-    rstd = 1.0 / np.sqrt(np.mean(x * x, axis=axes, keepdims=True) + _eps(eps))
+    rstd = 1.0 / np.sqrt(np.mean(x * x, axis=axes, keepdims=True) + float(eps))
     return _affine(x * rstd, x, weight, None, axes), rstd
 
 
