@@ -76,8 +76,8 @@ def as_dev(a, name):
                             f"under NUMBA_ENABLE_CUDASIM=1, got {type(a).__name__}")
         h = a._ary
         _native(h.dtype, name)
-        return Dev(h.__array_interface__["data"][0], tuple(h.shape), tuple(h.strides), h.dtype,
-                   not h.flags.writeable, h)
+        ptr = _aligned(h.__array_interface__["data"][0], h.shape, h.strides, h.dtype, name)
+        return Dev(ptr, tuple(h.shape), tuple(h.strides), h.dtype, not h.flags.writeable, h)
     try:
         desc = a.__cuda_array_interface__
     except Exception as exc:  # e.g. torch: "Can't export tensors that require gradient"
@@ -90,7 +90,23 @@ def as_dev(a, name):
     contiguous = strides is None or None
     strides = c_strides(shape, dtype.itemsize) if strides is None else tuple(strides)
     ptr, readonly = desc["data"]
-    return Dev(ptr or 0, shape, strides, dtype, bool(readonly), a, contiguous)
+    ptr = _aligned(ptr or 0, shape, strides, dtype, name)
+    return Dev(ptr, shape, strides, dtype, bool(readonly), a, contiguous)
+
+
+def _aligned(ptr, shape, strides, dtype, name):
+    """ptr, if the elements of the GPU array it starts lie on multiples of the item size:
+    the kernels load whole aligned elements (a misaligned load faults on the GPU), and a
+    stride of odd bytes was refused only after the launch, when another output had been
+    written (cupy and the interface allow both)."""
+    size = dtype.itemsize
+    if 0 not in shape and (ptr % size or any(
+            s % size for n, s in zip(shape, strides) if n > 1)):
+        raise ValueError(f"{name} is a GPU array whose data pointer or strides (bytes: "
+                         f"{tuple(strides)}) are not multiples of its item size ({size}): "
+                         f"the GPU kernels load aligned elements; copy it into an aligned "
+                         f"array first")
+    return ptr
 
 
 def _native(dtype, name):

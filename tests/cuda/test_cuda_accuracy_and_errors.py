@@ -112,6 +112,31 @@ def test_byte_swapped_host_arrays_are_copied_native():
     assert np.array_equal(to_host(s), X + X[::-1])
 
 
+def _misaligned(fill):
+    """A float32 (4, 6) host array one byte into its buffer, rows 25 bytes apart (NumPy
+    and __cuda_array_interface__ allow both)."""
+    a = np.ndarray((4, 6), np.float32, buffer=np.zeros(4 * 25 + 8, np.uint8), offset=1,
+                   strides=(25, 4))
+    a[...] = fill
+    return a
+
+
+@pytest.mark.skipif(not SIMULATOR, reason="a misaligned device array: the simulator's")
+def test_misaligned_gpu_arrays_are_refused_before_any_write():
+    """A GPU out whose strides are not whole elements was refused only after the launch,
+    in words naming nothing, with residual_out already written (a GPU's aligned loads
+    would fault on such arrays): now a ValueError naming it, before anything runs."""
+    from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
+
+    residual_out = dev(np.full((4, 6), 7.0, np.float32))
+    out = FakeCUDAArray(_misaligned(7.0))
+    with pytest.raises(ValueError, match="out is a GPU array whose data pointer or strides"):
+        numba_ln.add_layer_norm(dev(X), dev(X), out=out, residual_out=residual_out)
+    assert np.all(to_host(residual_out) == 7.0) and np.all(out._ary == 7.0)
+    with pytest.raises(ValueError, match="x is a GPU array whose data pointer"):
+        numba_ln.layer_norm(FakeCUDAArray(_misaligned(X)))
+
+
 def test_residual_errors():
     x = dev(X)
     with pytest.raises(ValueError, match="residual"):
