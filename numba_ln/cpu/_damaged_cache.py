@@ -6,12 +6,15 @@ copying a cache into an image) or damaged otherwise made every call that needs i
 Numba's raw error (EOFError, UnpicklingError, "LLVM bitcode parsing error") in every new
 process, until the user found and deleted the cache by hand.  Here a load that fails is
 logged once and treated as a miss: the kernel compiles and its entry is written anew; a
-save that cannot read the damaged index starts a new one.  (Damage that still reads as a
-valid file, bytes changed inside the machine code, is not detected: Numba keeps no
-checksum.)
+save that cannot read the damaged index starts a new one.  An entry holding another
+signature's code is a miss too, and a save the file system refuses is skipped: the
+cache only ever saves compiling.  (Damage that still reads as a valid file, bytes changed
+inside the machine code, is not detected: Numba keeps no checksum.)
 """
 import logging
 import os
+
+from numba.core.typing.templates import Signature
 
 _LOG = logging.getLogger("numba_ln")
 _said = set()  # the kernels whose damaged entries were reported (once each)
@@ -35,19 +38,71 @@ def tolerant_load(load, name):
     return load_or_miss
 
 
+def checked_load(load, name):
+    """Numba's IndexDataCacheFile.load(key), an entry whose data hold another signature's
+    code being a miss (None): an index naming another kernel's data file (the race of
+    numba/numba#4807 where saves go unlocked, a cache copied over an older one and cut
+    short) ran that code on these arrays, silently wrong (bfloat16 data through the
+    float16 kernel) or raising Numba's unboxing error, in every process.  Numba's data
+    carry the signature they were compiled for; key[0] is the one asked for.  The miss
+    compiles and saves, which writes the right code into the data file the key names."""
+    def load_checked(key):
+        data = load(key)
+        held, asked = _signature_of(data), key[0]
+        asked = tuple(asked.args if isinstance(asked, Signature) else asked)
+        if held is not None and tuple(held.args) != asked:
+            _say(name, LookupError(f"its entry for {asked} held the code of "
+                                   f"{tuple(held.args)}"))
+            return None
+        return data
+    return load_checked
+
+
+def _signature_of(data):
+    """The Signature in a cached CompileResult's data (Numba's _reduce: the fourth item),
+    or None when the data have another form."""
+    if isinstance(data, tuple) and len(data) > 3 and isinstance(data[3], Signature):
+        return data[3]
+    return None
+
+
 def repairing_save(save, cache_file, name):
     """Numba's IndexDataCacheFile.save, which reads the index first: when that index
-    cannot be read, it is removed and the save tried once more, with a new index."""
+    cannot be read, it is removed and the save tried once more, with a new index; a
+    save the file system refuses is skipped (unsaved)."""
     def save_anew(key, data):
         try:
             return save(key, data)
         except Exception as error:
             if not _index_damaged(cache_file):
-                raise  # (another failure: a full disk, permissions)
+                return unsaved(error, name, cache_file)
             _say(name, error)
-            os.remove(cache_file._index_path)
-            return save(key, data)
+            try:
+                os.remove(cache_file._index_path)
+                return save(key, data)
+            except OSError as again:
+                return unsaved(again, name, cache_file)
     return save_anew
+
+
+def unsaved(error, name, cache_file):
+    """A save the file system refused (a full disk, a quota, a file-size limit, lost
+    permissions): the kernel is compiled and runs, only not cached, so the call goes on
+    (it raised Numba's OSError, in every process, while the disk stayed full); logged once
+    a process.  Anything but an OSError is raised."""
+    if not isinstance(error, OSError):
+        raise error
+    global _unsaved_said
+    if not _unsaved_said:
+        _unsaved_said = True
+        folder = getattr(cache_file, "_cache_path", "?")
+        _LOG.warning("numba_ln: the compiled code of %s could not be saved in the cache "
+                     "folder %s (%s: %s); it runs, and compiles again in each new process "
+                     "until the folder takes it", name, folder, type(error).__name__, error)
+    return None
+
+
+_unsaved_said = False
 
 
 def _index_damaged(cache_file):

@@ -24,7 +24,7 @@ except ImportError:  # (not POSIX: Numba's unlocked saves)
     fcntl = None
 
 from .. import _config
-from ._damaged_cache import repairing_save, tolerant_load
+from ._damaged_cache import checked_load, repairing_save, tolerant_load
 from ._interrupts import held_off, interruptible
 
 try:  # (Numba internals: on a Numba without them, kernels link as Numba links them)
@@ -85,6 +85,7 @@ def _prepare_cache(dispatcher):
         name = f"{dispatcher.py_func.__module__}.{dispatcher.py_func.__qualname__}"
         if hasattr(cache_file, "_load_index") and hasattr(cache_file, "_index_path"):
             cache_file.save = repairing_save(cache_file.save, cache_file, name)
+            cache_file.load = checked_load(cache_file.load, name)
         cache_file.save = _locked(cache_file.save, cache_file._cache_path)
         cache = dispatcher._cache
         if hasattr(cache, "load_overload") and hasattr(dispatcher, "compile"):

@@ -1,0 +1,78 @@
+"""The kernel cache as a file system gives it: a save the disk refuses, and an index entry
+that names another signature's code.  Each case in a fresh process with a cache folder of
+its own, on the smallest kernel there is (convert.widen_serial: a second to compile, where
+a row kernel takes ten cold).  (Damaged and unreadable files: test_concurrency.py.)"""
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+# 16-bit bits widened to float32: int16 bits are float16 (1.0 is 0x3c00), uint16 bits
+# bfloat16 (1.0 is 0x3f80).  Prints the cache hits and misses.
+_WIDEN = """
+    import sys
+    import numpy as np
+    from numba_ln.cpu import convert
+    k = convert.widen_serial
+    for kind in sys.argv[1].split(","):
+        out = np.zeros(2, np.float32)
+        if kind == "float16":
+            k(np.array([1.0, -2.5], np.float16).view(np.int16), out)
+        else:
+            k(np.array([0x3F80, 0xC020], np.uint16), out)
+        assert list(out) == [1.0, -2.5], (kind, out)
+    print(sum(k._cache_hits.values()), sum(k._cache_misses.values()))
+"""
+
+
+def _run(tmp_path, kinds, limit_bytes=None):
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    env.pop("NUMBA_LN_QUIET", None)
+
+    def limited():  # (the file-size limit a full disk or a quota puts on a write)
+        import resource
+        import signal
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # (EFBIG instead of a kill)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(_WIDEN), kinds],
+                            capture_output=True, text=True, timeout=300, env=env,
+                            cwd=str(tmp_path), preexec_fn=limited if limit_bytes else None)
+    assert result.returncode == 0, result.stderr
+    return tuple(map(int, result.stdout.split())), result.stderr
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX")
+def test_a_save_the_disk_refuses_leaves_the_call_working(tmp_path):
+    """A full disk (here a file-size limit: EFBIG, as ENOSPC) made every first call raise
+    Numba's OSError from the cache save, in every process, though the kernel had
+    compiled: now the call returns, the save is skipped and said once, and a later
+    process with room compiles and saves."""
+    counts, said = _run(tmp_path, "float16,bfloat16", limit_bytes=64)
+    assert counts == (0, 2)
+    assert said.count("could not be saved in the cache folder") == 1, said
+    assert "numba_ln.cpu.convert.widen_serial" in said
+    assert _run(tmp_path, "float16")[0] == (0, 1)  # (nothing was cached)
+    assert _run(tmp_path, "float16")[0] == (1, 0)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="the cache's file locks are POSIX")
+def test_an_entry_holding_another_signatures_code_is_a_miss(tmp_path):
+    """An index naming another kernel's data file (numba/numba#4807's race where saves go
+    unlocked, a cache copied over an older one and cut short) ran that code: bfloat16
+    bits widened as float16, silently wrong, in every process.  Now such an entry is a
+    miss, said once, and compiled and saved anew."""
+    assert _run(tmp_path, "float16,bfloat16")[0] == (0, 2)
+    [one] = (tmp_path / "cache").rglob("convert.widen_serial-*.1.nbc")
+    two = one.with_name(one.name.replace(".1.nbc", ".2.nbc"))
+    one_bytes = one.read_bytes()
+    one.write_bytes(two.read_bytes())
+    two.write_bytes(one_bytes)
+    counts, said = _run(tmp_path, "bfloat16")
+    assert counts == (0, 1), said
+    assert "the cached code of numba_ln.cpu.convert.widen_serial could not be read" in said
+    assert "held the code of" in said
+    assert _run(tmp_path, "float16,bfloat16")[0] == (1, 1)  # (its partner's turn)
+    assert _run(tmp_path, "float16,bfloat16")[0] == (2, 0)
