@@ -148,6 +148,7 @@ def _in_workers(todo, processes):
     finish, in this thread (progress is called here)."""
     waiting, finished = list(reversed(todo)), queue.Queue()
     lock = threading.Lock()
+    workers = []  # (their processes, ended early when this generator is left early)
 
     def next_task():
         with lock:
@@ -156,6 +157,8 @@ def _in_workers(todo, processes):
     def serve_tasks():
         try:
             with _start_worker() as worker:
+                with lock:
+                    workers.append(worker)
                 task = next_task()
                 while task is not None:
                     finished.put((task, *_ask(worker, task)))
@@ -169,29 +172,35 @@ def _in_workers(todo, processes):
     threads = [threading.Thread(target=serve_tasks, daemon=True) for _ in range(processes)]
     for thread in threads:
         thread.start()
+    done = False
     try:
         for _ in todo:
             result = finished.get()
             if isinstance(result, BaseException):
                 raise result
             yield result
-    finally:  # (on an error, or a progress callable's: the workers start no more tasks)
+        done = True
+    finally:  # (on an error, a progress callable's, or Ctrl-C: no more tasks)
         with lock:
             waiting.clear()
+            if not done:  # (their current tasks too: a KeyboardInterrupt waited ~30 s
+                for worker in workers:  # for them in the joins below)
+                    worker.kill()
         for thread in threads:
             thread.join()
 
 
 def _start_worker():
-    """A worker process: this interpreter, with numba_ln importable as it is here."""
+    """A worker process: this interpreter, with numba_ln importable as it is here (its
+    folder first on sys.path: through PYTHONPATH, a folder whose name holds the path
+    separator made the workers import another numba_ln)."""
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ)
     env.setdefault("NUMBA_LN_QUIET", "1")  # (no first-use notice: they say it in the progress)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent,
-                                                      env.get("PYTHONPATH")]))
-    return subprocess.Popen(
-        [sys.executable, "-c", "from numba_ln._precompile import serve; serve()"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    code = (f"import sys; sys.path.insert(0, {package_parent!r}); "
+            f"from numba_ln._precompile import serve; serve({os.getpid()})")
+    return subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env=env)
 
 
 def _ask(worker, task):
@@ -209,18 +218,32 @@ def _ask(worker, task):
     return answer["kernels"], answer["seconds"]
 
 
-def serve():
+def serve(caller=None):
     """A worker process's loop: a task per line of stdin ("function dtype"), its answer
-    a JSON line on stdout; anything else printed goes to stderr."""
+    a JSON line on stdout; anything else printed goes to stderr.  caller: the pid of the
+    process that started it (the worker ends once that one has gone)."""
     answers, sys.stdout = sys.stdout, sys.stderr
+    threading.Thread(target=_end_with, args=(caller or os.getppid(),), daemon=True).start()
     for line in sys.stdin:
         try:
             [(_, count, seconds)] = _worker([tuple(line.split())])
             answer = {"kernels": count, "seconds": seconds}
         except Exception:
             answer = {"error": traceback.format_exc()}
-        answers.write(json.dumps(answer) + "\n")
-        answers.flush()
+        try:
+            answers.write(json.dumps(answer) + "\n")
+            answers.flush()
+        except OSError:  # (the caller has gone: a BrokenPipeError traceback said so)
+            os._exit(1)
+
+
+def _end_with(caller):
+    """End this worker once its caller has gone (killed, or SIGTERM, which runs no
+    cleanup: an orphan went on compiling its task for ~30 s), also when it went while
+    this worker was still importing."""
+    while os.getppid() == caller:
+        time.sleep(0.2)
+    os._exit(1)
 
 
 def _names(names, argument, known):
