@@ -1,13 +1,16 @@
 """The kernel cache as a file system gives it: a save the disk refuses, and an index entry
-that names another signature's code.  Each case in a fresh process with a cache folder of
-its own, on the smallest kernel there is (convert.widen_serial: a second to compile, where
-a row kernel takes ten cold).  (Damaged and unreadable files: test_concurrency.py.)"""
+that names another signature's code, each in a fresh process with a cache folder of its
+own, on the smallest kernel there is (convert.widen_serial: a second to compile, where a
+row kernel takes ten cold); and the files the cache's stamp covers.  (Damaged and
+unreadable files: test_concurrency.py.)"""
 import os
 import subprocess
 import sys
 import textwrap
 
 import pytest
+
+import numba_ln
 
 # 16-bit bits widened to float32: int16 bits are float16 (1.0 is 0x3c00), uint16 bits
 # bfloat16 (1.0 is 0x3f80).  Prints the cache hits and misses.
@@ -76,3 +79,22 @@ def test_an_entry_holding_another_signatures_code_is_a_miss(tmp_path):
     assert "held the code of" in said
     assert _run(tmp_path, "float16,bfloat16")[0] == (1, 1)  # (its partner's turn)
     assert _run(tmp_path, "float16,bfloat16")[0] == (2, 0)
+
+
+def test_every_module_compiled_into_the_kernels_is_in_their_cache_stamp():
+    """The kernels' cache stamp is the contents of the files their code comes from
+    (cpu/_jit.py): _threading.even_tasks, compiled into the small backward kernels, was
+    left out, so an edit to it kept the old task split in cached kernels while Python
+    calls took the new one.  Every package module outside cpu/ that defines compiled
+    functions must be stamped (_njit's overloads compile into users' functions, whose
+    caches Numba stamps with the user's file: README, "Compilation and caching")."""
+    import re
+    from pathlib import Path
+
+    from numba_ln.cpu import _jit
+
+    package = Path(numba_ln.__file__).parent
+    compiled = re.compile(r"^@(register_jitable|overload|intrinsic|kernel)\b", re.M)
+    defining = {path for path in package.glob("*.py") if compiled.search(path.read_text())}
+    assert package / "_threading.py" in defining
+    assert defining <= set(_jit._DEPENDENCIES)

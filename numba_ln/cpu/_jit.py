@@ -60,8 +60,10 @@ def link_after_optimizing(func):
 # 0.68.1 by tests/test_concurrency.py::test_cached_kernels_follow_the_sources_contents,
 # which fails without it; on a Numba whose internals differ the guard below leaves Numba's
 # own stamp, which is only less strict.
+# (_threading.py too: its even_tasks is compiled into the small backward kernels' task
+# split, tests/test_cache_files.py checks that no other module outside cpu/ is)
 _DEPENDENCIES = sorted(Path(__file__).parent.glob("*.py")) + [
-    Path(__file__).parent.parent / "_config.py"
+    Path(__file__).parent.parent / "_config.py", Path(__file__).parent.parent / "_threading.py"
 ]
 
 
