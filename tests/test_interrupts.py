@@ -86,3 +86,44 @@ def test_ctrl_c_while_waiting_for_another_process_is_at_once(tmp_path):
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(_WAITING_CHILD)], env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.stdout.split() == ["interrupted", "True"], (done.stdout, done.stderr[-3000:])
+
+
+_OTHER_THREAD_COMPILING = """
+    import os, signal, threading
+    import numpy as np
+    from numba.core.compiler_lock import global_compiler_lock
+    from numba_ln.cpu import transpose
+
+    held, release, released = threading.Event(), threading.Event(), threading.Event()
+
+    def other_thread_compiling():  # (as a thread compiling a kernel for long)
+        with global_compiler_lock:
+            held.set()
+            release.wait(20)  # (at most: without the fix the call waits this long)
+        released.set()
+
+    threading.Thread(target=other_thread_compiling, daemon=True).start()
+    held.wait()
+    threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+    try:
+        transpose.swap_serial(np.zeros((1, 3, 4), np.uint32), np.zeros((1, 4, 3), np.uint32))
+        print("not interrupted")
+    except KeyboardInterrupt:
+        print("interrupted", "after" if released.is_set() else "while-held")
+    release.set()
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to oneself")
+def test_ctrl_c_while_another_thread_compiles_is_at_once(tmp_path):
+    """The wait for Numba's compiler lock, which another thread holds while it compiles,
+    is before SIGINT is held off: a Ctrl-C waited for every other thread's compiles
+    (10-40 s with four threads making first calls), where plain Numba is interrupted at
+    once; nothing is half done there."""
+    import os
+
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "NUMBA_LN_QUIET": "1"}
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(_OTHER_THREAD_COMPILING)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.stdout.split() == ["interrupted", "while-held"], (done.stdout,
+                                                                  done.stderr[-3000:])

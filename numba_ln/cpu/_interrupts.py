@@ -8,7 +8,8 @@ them (a single Ctrl-C at a bad moment breaks plain Numba too, ~1-2% of moments; 
 calls load dozens of kernels).  So while one of our kernels compiles or loads (cpu/_jit.py
 wraps Dispatcher.compile), a SIGINT is only noted, and delivered to the handler that was
 there once the outermost compilation has finished: Ctrl-C still interrupts the call, a
-kernel (a few seconds cold, milliseconds cached) later.  Only in the main thread, where
+kernel (a few seconds cold, milliseconds cached) later (the wait for Numba's compiler
+lock, while other threads compile, comes before: cpu/_jit.py).  Only in the main thread, where
 Python runs signal handlers; elsewhere, and where the handler is not Python's, nothing
 changes.
 """

@@ -8,6 +8,7 @@ without a cache rather than fail at import.  Processes sharing a cache cooperate
 kernel signature is compiled by one of them while the others wait and load it (locks
 below).
 """
+import contextlib
 import hashlib
 import logging
 import os
@@ -26,6 +27,11 @@ except ImportError:  # (not POSIX: Numba's unlocked saves)
 from .. import _config
 from ._damaged_cache import checked_load, repairing_save, tolerant_load
 from ._interrupts import held_off, interruptible
+
+try:  # (Numba's reentrant lock around every compilation; a Numba without it: none here)
+    from numba.core.compiler_lock import global_compiler_lock as _COMPILER_LOCK
+except ImportError:
+    _COMPILER_LOCK = contextlib.nullcontext()
 
 try:  # (Numba internals: on a Numba without them, kernels link as Numba links them)
     from ._local_copies import LINK_LATE as _LINK_LATE
@@ -163,9 +169,12 @@ def _waiting_load(load, folder, name):
 
 
 def _holding_interrupts(compile_):
+    # (Numba's compiler lock, which Dispatcher.compile takes first, is waited for before
+    # SIGINT is held off: while other threads compile, a Ctrl-C waited for all of them,
+    # 10-40 s; that wait leaves nothing half done, and plain Numba is interrupted there)
     def holding_compile(sig):
-        with held_off():  # (_interrupts; outside _releasing: the locks' release too)
-            return compile_(sig)
+        with _COMPILER_LOCK, held_off():  # (_interrupts; outside _releasing: the locks'
+            return compile_(sig)          # release too)
     return holding_compile
 
 
