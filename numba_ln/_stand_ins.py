@@ -23,8 +23,9 @@ import numpy as np
 
 SCRATCH_MAX_ROWS = 65536  # beyond it an allocation is negligible next to the kernel
 
-# Shared safely: the kernels hold the GIL while they run (none is compiled with
-# nogil=True), so two calls never write one scratch at once.
+# Shared by every thread: two calls may write one scratch at once (the parallel kernels
+# release the GIL while their threads run), which is harmless, since nothing reads it;
+# the zeros are only read.
 _SCRATCH = {}
 _ZEROS = {}
 _KEPT = 64  # distinct row counts kept per cache
