@@ -74,7 +74,7 @@ def run(variant, x, residual, weight, bias, axis, eps, out, residual_out, return
         return variant.results(y, s, None, None, False)
     dtype = _dtypes.stats_dtype(call.dtype)
     if variant.stats == STATS_MEAN_VAR:
-        mean, second = mean.astype(dtype, copy=False), second.astype(dtype, copy=False)
+        mean, second = mean.astype(dtype, copy=False), _rstd.narrowed(second, dtype)
         if not keepdims:  # (every axis reduced: NumPy scalars, as x.mean() and the small
             mean, second = mean.reshape(plan.reduced_shape), second.reshape(plan.reduced_shape)
             if mean.ndim == 0:                                          # calls give them)
@@ -98,10 +98,12 @@ def _with_values(typed, x, residual, weight, bias, eps, out, residual_out):
         _spec.check_writable(NUMPY, residual_out, "residual_out")
         _spec.check_outputs_apart(NUMPY, out, residual_out)
     norm_shape = typed.norm_shape
-    if weight is not None:
-        weight = prepare_param(weight, "weight", norm_shape, typed.weight)
-    if bias is not None:
-        bias = prepare_param(bias, "bias", norm_shape, typed.bias)
+    work = typed.weight if typed.weight is not None else typed.bias
+    with _rstd.narrowing((weight, bias), work):  # (as the small calls round them)
+        if weight is not None:
+            weight = prepare_param(weight, "weight", norm_shape, typed.weight)
+        if bias is not None:
+            bias = prepare_param(bias, "bias", norm_shape, typed.bias)
     return _spec.Call(typed.variant, x, residual, weight, bias, out, residual_out, typed.axes,
                       norm_shape, eps, typed.dtype, typed.work, typed.want_stats)
 

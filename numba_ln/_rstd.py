@@ -1,6 +1,9 @@
 """rstd from float64 second moments (the variance, or RMSNorm's mean square), as the CPU
 front (_engine) and the dask blocks return it: 1 / sqrt(second + eps) in float64, rounded
-once to the statistics dtype."""
+once to the statistics dtype; and other float64 values rounded as the kernels round them
+(narrowed)."""
+import contextlib
+
 import numpy as np
 
 # Below this eps a constant row's rstd, 1 / sqrt(eps), passes float32's largest value
@@ -29,3 +32,27 @@ def rounded(rstd, dtype, eps):
         return rstd.astype(dtype, copy=False)
     with np.errstate(over="ignore"):
         return rstd.astype(dtype, copy=False)
+
+
+def narrowed(a, dtype):
+    """a (float64 statistics, or a float64 weight/bias for float32 work) in dtype, inf
+    where it passes dtype's range, silently, as the small calls' kernels round them in
+    compiled code: a variance of float32 data past 3.4e38, or a weight of 1e300, warned
+    from the general path and dask only, for the same result.  (np.errstate costs ~1 us:
+    only for casts that narrow.)"""
+    if a.dtype.itemsize <= np.dtype(dtype).itemsize:
+        return a.astype(dtype, copy=False)
+    with np.errstate(over="ignore"):
+        return a.astype(dtype, copy=False)
+
+
+def narrowing(params, dtype):
+    """A context in which the forward's general path casts weight/bias (ndarrays or None)
+    to dtype as narrowed does: silent only where one narrows."""
+    for p in params:
+        if p is not None and getattr(p, "dtype", dtype).itemsize > dtype.itemsize:
+            return np.errstate(over="ignore")
+    return _NOTHING
+
+
+_NOTHING = contextlib.nullcontext()

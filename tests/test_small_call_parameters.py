@@ -73,3 +73,27 @@ def test_backward_weights_of_other_dtypes_give_the_general_paths_bits(rng, small
         assert same(small, function(dy, x, w, axis=_general(x)))
         assert same(small, function(dy, x, w.astype(np.float32)))
         small_ran.clear()
+
+
+def test_values_past_float32s_range_round_to_inf_silently_on_every_path(small_ran):
+    """A float64 weight/bias of 1e300 on float32 data, and a variance past float32's
+    range: the small calls round them in compiled code, silently; the general path's
+    NumPy casts warned "overflow encountered in cast" for the same values, so one call
+    warned or not by x's layout (C or Fortran order).  Now neither warns."""
+    import warnings
+
+    x = np.array([[3e38, -3e38, -3e38, 3e38], [1.0, 2.0, 3.0, 4.0]], np.float32)
+    w = np.array([1e300, 1.0, -1e300, 2.0])
+    forms = {
+        "layer_norm": lambda axis: numba_ln.layer_norm(x, w, -w, axis=axis),
+        "rms_norm stats": lambda axis: numba_ln.rms_norm(x, w, axis=axis, return_stats=True),
+        "moments": lambda axis: numba_ln.moments(x, axis=axis),
+    }
+    for name, form in forms.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            small_ran.clear()
+            fast = form(-1)
+            assert small_ran, name
+            same(form(_general(x)), fast)
+    assert np.isposinf(numba_ln.moments(x)[1][0])

@@ -87,5 +87,5 @@ def statistic(stats, field, eps, dtype, axes):
         second = np.array(stats["second"], dtype=np.float64)
         value = _rstd.rounded(_rstd.of_second(second, eps, out=second), dtype, eps)
     else:
-        value = np.array(stats[field], dtype=np.float64)
+        value = _rstd.narrowed(np.array(stats[field], dtype=np.float64), dtype)
     return np.expand_dims(value.astype(dtype, copy=False), axes) if axes else value.astype(dtype)
