@@ -197,7 +197,11 @@ def _start_worker():
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ)
     env.setdefault("NUMBA_LN_QUIET", "1")  # (no first-use notice: they say it in the progress)
-    code = (f"import sys; sys.path.insert(0, {package_parent!r}); "
+    # (SIGINT ignored: a terminal's Ctrl-C reaches the whole process group, and a worker
+    # printed the traceback of whatever it was importing; the caller kills its workers
+    # when it is interrupted, and a worker ends when its caller has gone)
+    code = (f"import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+            f"import sys; sys.path.insert(0, {package_parent!r}); "
             f"from numba_ln._precompile import serve; serve({os.getpid()})")
     return subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True, env=env)

@@ -98,3 +98,30 @@ def test_every_module_compiled_into_the_kernels_is_in_their_cache_stamp():
     defining = {path for path in package.glob("*.py") if compiled.search(path.read_text())}
     assert package / "_threading.py" in defining
     assert defining <= set(_jit._DEPENDENCIES)
+
+
+def test_a_cache_folder_check_the_file_system_refuses_leaves_the_call_working(tmp_path):
+    """Numba checks the cache folder (a temporary file made in it) before each save; a disk
+    out of inodes, a quota or a read-only remount fails that check, which raised out of
+    the call as the refused save itself did (here the check is made to fail so)."""
+    code = """
+        import errno
+        import numpy as np
+        from numba_ln.cpu import convert
+
+        def refused():
+            raise OSError(errno.EDQUOT, "Disk quota exceeded")
+
+        convert.widen_serial._cache._impl.locator.ensure_cache_path = refused
+        out = np.zeros(2, np.float32)
+        convert.widen_serial(np.array([1.0, -2.5], np.float16).view(np.int16), out)
+        print(*out.tolist())
+    """
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    env.pop("NUMBA_LN_QUIET", None)
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, timeout=300, env=env, cwd=str(tmp_path))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["1.0", "-2.5"]
+    assert "could not be saved in the cache folder" in done.stderr
+    assert "Disk quota exceeded" in done.stderr

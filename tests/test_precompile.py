@@ -261,3 +261,18 @@ def test_leaving_the_workers_early_kills_their_current_tasks(monkeypatch):
     assert next(running)[0] == ("a", "float32")
     running.close()  # (as an exception raised in the caller's loop leaves it)
     assert killed.is_set()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to another process")
+def test_a_worker_ignores_the_terminals_ctrl_c():
+    """A terminal's Ctrl-C reaches the whole process group: each worker printed the
+    traceback of whatever it was doing.  The caller ends its workers itself (above)."""
+    import signal
+
+    with _precompile._start_worker() as worker:
+        for attempt in range(2):  # (the first answer: the worker is serving)
+            with pytest.raises(RuntimeError, match="no_such_function"):
+                _precompile._ask(worker, ("no_such_function", "float32"))
+            worker.send_signal(signal.SIGINT)
+        worker.stdin.close()
+        assert worker.wait(timeout=60) == 0

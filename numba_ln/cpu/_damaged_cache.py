@@ -85,6 +85,18 @@ def repairing_save(save, cache_file, name):
     return save_anew
 
 
+def refused_saves_skipped(save_overload, cache_file, name):
+    """Numba's Cache.save_overload, whose check of the cache folder (a temporary file made
+    in it) fails before the save itself on a disk out of inodes, under a quota, or on a
+    file system remounted read-only: skipped as a refused save (unsaved)."""
+    def save_or_skip(sig, data):
+        try:
+            return save_overload(sig, data)
+        except OSError as error:
+            return unsaved(error, name, cache_file)
+    return save_or_skip
+
+
 def unsaved(error, name, cache_file):
     """A save the file system refused (a full disk, a quota, a file-size limit, lost
     permissions): the kernel is compiled and runs, only not cached, so the call goes on

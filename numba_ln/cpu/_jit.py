@@ -25,7 +25,8 @@ except ImportError:  # (not POSIX: Numba's unlocked saves)
     fcntl = None
 
 from .. import _config
-from ._damaged_cache import checked_load, repairing_save, tolerant_load
+from ._damaged_cache import (checked_load, refused_saves_skipped, repairing_save,
+                             tolerant_load)
 from ._interrupts import held_off, interruptible
 
 try:  # (Numba's reentrant lock around every compilation; a Numba without it: none here)
@@ -96,6 +97,8 @@ def _prepare_cache(dispatcher):
             cache_file.load = checked_load(cache_file.load, name)
         cache_file.save = _locked(cache_file.save, cache_file._cache_path)
         cache = dispatcher._cache
+        if hasattr(cache, "save_overload"):  # (its folder check, before the save, too)
+            cache.save_overload = refused_saves_skipped(cache.save_overload, cache_file, name)
         if hasattr(cache, "load_overload") and hasattr(dispatcher, "compile"):
             load = tolerant_load(cache.load_overload, name)  # (damaged files: a miss)
             cache.load_overload = _waiting_load(load, cache_file._cache_path, name)
