@@ -170,10 +170,10 @@ def _in_workers(todo, processes):
             finished.put(error)
 
     threads = [threading.Thread(target=serve_tasks, daemon=True) for _ in range(processes)]
-    for thread in threads:
-        thread.start()
     done = False
     try:
+        for thread in threads:  # (inside: a Ctrl-C among the starts left workers running)
+            thread.start()
         for _ in todo:
             result = finished.get()
             if isinstance(result, BaseException):
@@ -187,7 +187,8 @@ def _in_workers(todo, processes):
                 for worker in workers:  # for them in the joins below)
                     worker.kill()
         for thread in threads:
-            thread.join()
+            if thread.ident is not None:  # (started)
+                thread.join()
 
 
 def _start_worker():
@@ -197,10 +198,11 @@ def _start_worker():
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ)
     env.setdefault("NUMBA_LN_QUIET", "1")  # (no first-use notice: they say it in the progress)
-    # (SIGINT ignored: a terminal's Ctrl-C reaches the whole process group, and a worker
-    # printed the traceback of whatever it was importing; the caller kills its workers
-    # when it is interrupted, and a worker ends when its caller has gone)
-    code = (f"import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+    # (SIGINT's default action: a terminal's Ctrl-C reaches the whole process group, and
+    # a worker printed the traceback of whatever it was importing; now it ends quietly,
+    # which also stops a precompile() running outside the main thread, where no
+    # KeyboardInterrupt reaches the caller)
+    code = (f"import signal; signal.signal(signal.SIGINT, signal.SIG_DFL); "
             f"import sys; sys.path.insert(0, {package_parent!r}); "
             f"from numba_ln._precompile import serve; serve({os.getpid()})")
     return subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,

@@ -56,6 +56,7 @@ _LAST_AXIS = -1
 MAX_DIMS = 64  # NumPy's most dimensions (2.x): a keepdims statistics view of such an x has 65
 # (module globals: a global name is found in one dict lookup, np.ndarray in two)
 _NDARRAY, _MEMMAP, _empty = np.ndarray, np.memmap, np.empty
+_F32_MAX = float(np.finfo(np.float32).max)
 
 
 def not_last_axis(x, axis):
@@ -144,7 +145,11 @@ def _number_row(p, x, dtype=None):
     if dtype is None:
         dtype = _F64 if x.dtype is _F64 else _F32
     row = _empty(x.shape[-1], dtype)
-    row.fill(p)  # (np.full's Python steps cost ~0.5 us more)
+    if dtype is _F32 and not -_F32_MAX <= p <= _F32_MAX:  # (inf, silently, as the kernels
+        with np.errstate(over="ignore"):                  # round a float64 one)
+            row.fill(p)
+    else:
+        row.fill(p)  # (np.full's Python steps cost ~0.5 us more)
     return row
 
 

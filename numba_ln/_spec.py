@@ -19,6 +19,7 @@ Adapter protocol (``arrays``):
                                    ``dtype`` is the work dtype (check_param)
 ``overlap(a, b)``                  whether two of the backend's arrays share memory
 """
+import contextlib
 import math
 import numbers
 import operator
@@ -26,7 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _dtypes
+from . import _dtypes, _rstd
 
 
 class Call(NamedTuple):
@@ -79,14 +80,15 @@ def build(variant, arrays, x, residual, weight, bias, axis, eps, out, residual_o
         residual_out = check_output(arrays, residual_out, "residual_out", x.shape, dtype)
         check_outputs_apart(arrays, out, residual_out)
     norm_shape = tuple(x.shape[a] for a in axes)
-    # (a float64 weight past float32's range is inf, silently, as the small calls give it)
-    with np.errstate(over="ignore"):
-        weight = check_param(arrays, weight, "weight", norm_shape, dtype)
-        bias = check_param(arrays, bias, "bias", norm_shape, dtype)
+    weight = check_param(arrays, weight, "weight", norm_shape, dtype, silently=True)
+    bias = check_param(arrays, bias, "bias", norm_shape, dtype, silently=True)
     if 0 in norm_shape:
         raise ValueError(f"the normalized shape {norm_shape} has no elements (axis={axes})")
     return Call(variant, x, residual, weight, bias, out, residual_out, axes, norm_shape, eps,
                 dtype, work, want_stats)
+
+
+_NOTHING = contextlib.nullcontext()
 
 
 # --- the rules ------------------------------------------------------------------------------
@@ -164,8 +166,9 @@ def check_residual(shape, dtype, x_shape):
                          f"{tuple(x_shape)}")
 
 
-def check_param(arrays, p, name, norm_shape, result):
-    """weight/bias: None, or real and broadcastable to the normalized shape."""
+def check_param(arrays, p, name, norm_shape, result, silently=False):
+    """weight/bias: None, or real and broadcastable to the normalized shape; silently: a
+    value past the work dtype's range is inf without NumPy's overflow warning."""
     if p is None:
         return None
     if type(p) is int and not -2**63 <= p < 2**63:
@@ -187,7 +190,11 @@ def check_param(arrays, p, name, norm_shape, result):
     # float64 ones rounded once, as for float32 data (read as float64 until 2026-12-06,
     # their kernel variant summed a batch's rows in other vector lanes than a row alone,
     # so a row's statistics depended on the batch around it).
-    return arrays.param(arr, name, norm_shape, _dtypes.work_dtype(result))
+    # (silently: the forward's, whose small calls round a float64 1e300 to inf in compiled
+    # code; only the cast, not the reading of a lazily computed array, above)
+    work = _dtypes.work_dtype(result)
+    with _rstd.narrowing((arr,), work) if silently else _NOTHING:
+        return arrays.param(arr, name, norm_shape, work)
 
 
 def check_output(arrays, out, name, shape, dtype):

@@ -264,15 +264,64 @@ def test_leaving_the_workers_early_kills_their_current_tasks(monkeypatch):
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to another process")
-def test_a_worker_ignores_the_terminals_ctrl_c():
+def test_a_worker_ends_quietly_on_the_terminals_ctrl_c(tmp_path):
     """A terminal's Ctrl-C reaches the whole process group: each worker printed the
-    traceback of whatever it was doing.  The caller ends its workers itself (above)."""
-    import signal
+    traceback of whatever it was doing.  Now it ends at once, quietly (SIGINT's default
+    action), which also stops a precompile() running outside the main thread."""
+    code = textwrap.dedent("""
+        import signal
+        from numba_ln import _precompile
+        worker = _precompile._start_worker()
+        try:  # (one answer first: the worker is serving)
+            _precompile._ask(worker, ("no_such_function", "float32"))
+        except RuntimeError:
+            pass
+        worker.send_signal(signal.SIGINT)
+        print(worker.wait(timeout=60))
+    """)
+    done = _python(["-c", code], dict(os.environ), tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == [str(-2)]  # (-SIGINT: ended by the signal)
+    assert "Traceback" not in done.stderr and "KeyboardInterrupt" not in done.stderr
 
-    with _precompile._start_worker() as worker:
-        for attempt in range(2):  # (the first answer: the worker is serving)
-            with pytest.raises(RuntimeError, match="no_such_function"):
-                _precompile._ask(worker, ("no_such_function", "float32"))
-            worker.send_signal(signal.SIGINT)
-        worker.stdin.close()
-        assert worker.wait(timeout=60) == 0
+
+def test_a_ctrl_c_among_the_thread_starts_kills_the_started_workers(monkeypatch):
+    """The threads were started before the block that ends the workers: a Ctrl-C between
+    two starts left the first worker compiling every task."""
+    import threading
+
+    killed, serving = threading.Event(), threading.Event()
+
+    class Worker:
+        stdin = None
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def kill(self):
+            killed.set()
+
+    def ask(worker, task):  # (a task that ends only when its worker is killed)
+        serving.set()
+        killed.wait(60)
+        raise RuntimeError("killed")
+
+    starts = []
+    start = threading.Thread.start
+
+    def interrupted_start(thread):
+        if starts:  # (the second start: Ctrl-C, once the first worker serves)
+            serving.wait(60)
+            raise KeyboardInterrupt
+        starts.append(thread)
+        start(thread)
+
+    monkeypatch.setattr(_precompile, "_start_worker", Worker)
+    monkeypatch.setattr(_precompile, "_ask", ask)
+    monkeypatch.setattr(threading.Thread, "start", interrupted_start)
+    with pytest.raises(KeyboardInterrupt):
+        next(_precompile._in_workers([("a", "float32"), ("b", "float32")], 2))
+    assert killed.is_set()

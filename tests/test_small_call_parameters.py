@@ -97,3 +97,26 @@ def test_values_past_float32s_range_round_to_inf_silently_on_every_path(small_ra
             assert small_ran, name
             same(form(_general(x)), fast)
     assert np.isposinf(numba_ln.moments(x)[1][0])
+
+
+def test_numbers_and_dask_parameters_past_float32s_range_are_silent_too():
+    """A Python float weight of 1e300 (the small calls' row of it) and a float64 dask
+    weight (cast lazily) warned where the arrays above did not; a user's own overflow
+    while the weight is read still warns (only the cast is silent)."""
+    import warnings
+
+    x = np.array([[1.0, 2.0, 3.0, 4.0]], np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        small = numba_ln.layer_norm(x, 1e300, -1e300)
+        same(numba_ln.layer_norm(x, 1e300, -1e300, axis=_general(x)), small)
+        assert not np.isfinite(small).any()
+    da = pytest.importorskip("dask.array")
+    w = np.full(4, 1e300)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lazy = numba_ln.layer_norm(da.from_array(x), da.from_array(w, chunks=2))
+        same(lazy.compute(scheduler="sync"), numba_ln.layer_norm(x, w))
+    computed = da.from_array(np.full(4, 1e200), chunks=2) * 1e200  # (overflows when read)
+    with pytest.warns(RuntimeWarning, match="overflow"):
+        numba_ln.layer_norm(x, computed)

@@ -24,7 +24,7 @@ from functools import partial
 
 import numpy as np
 
-from .. import _dtypes, _spec, _validate
+from .. import _dtypes, _rstd, _spec, _validate
 from .._backends import is_dask_array
 from .._variants import STATS_MEAN_RSTD, STATS_MEAN_VAR, STATS_RSTD
 from . import _blocks, _partials
@@ -77,7 +77,9 @@ class _DaskArrays:
             # a length-1 axis in several chunks (compute_chunk_sizes() after a filter):
             # one chunk first, which broadcast_to requires
             ones = {i: 1 for i, n in enumerate(p.shape) if n == 1 and len(p.chunks[i]) > 1}
-            return da.broadcast_to(p.rechunk(ones) if ones else p, norm_shape).astype(dtype)
+            p = da.broadcast_to(p.rechunk(ones) if ones else p, norm_shape)
+            # (rounded as the kernels round them: a 1e300 past float32's is inf, silently)
+            return p.map_blocks(_rstd.narrowed, dtype, dtype=dtype)
         prepared = _validate.prepare_param(p, name, norm_shape, dtype).reshape(norm_shape)
         return prepared.copy() if np.may_share_memory(prepared, p) else prepared
 
