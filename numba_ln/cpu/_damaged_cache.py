@@ -68,27 +68,26 @@ def _signature_of(data):
 
 def repairing_save(save, cache_file, name):
     """Numba's IndexDataCacheFile.save, which reads the index first: when that index
-    cannot be read, it is removed and the save tried once more, with a new index; a
-    save the file system refuses is skipped (unsaved)."""
+    cannot be read, it is removed and the save tried once more, with a new index."""
     def save_anew(key, data):
         try:
             return save(key, data)
         except Exception as error:
             if not _index_damaged(cache_file):
-                return unsaved(error, name, cache_file)
+                raise  # (another failure: a refused save is refused_saves_skipped's)
             _say(name, error)
-            try:
-                os.remove(cache_file._index_path)
-                return save(key, data)
-            except OSError as again:
-                return unsaved(again, name, cache_file)
+            os.remove(cache_file._index_path)
+            return save(key, data)
     return save_anew
 
 
 def refused_saves_skipped(save_overload, cache_file, name):
-    """Numba's Cache.save_overload, whose check of the cache folder (a temporary file made
-    in it) fails before the save itself on a disk out of inodes, under a quota, or on a
-    file system remounted read-only: skipped as a refused save (unsaved)."""
+    """Numba's Cache.save_overload, whose every step -- the check of the cache folder (a
+    temporary file made in it), the index and data files -- may be refused by the file
+    system: a full disk or one out of inodes, a quota, a file-size limit, a read-only
+    remount.  It raised Numba's OSError out of the call, in every process while the disk
+    stayed full; now the kernel, compiled, runs uncached, and the refusal is logged once
+    a process (unsaved)."""
     def save_or_skip(sig, data):
         try:
             return save_overload(sig, data)
@@ -98,12 +97,7 @@ def refused_saves_skipped(save_overload, cache_file, name):
 
 
 def unsaved(error, name, cache_file):
-    """A save the file system refused (a full disk, a quota, a file-size limit, lost
-    permissions): the kernel is compiled and runs, only not cached, so the call goes on
-    (it raised Numba's OSError, in every process, while the disk stayed full); logged once
-    a process.  Anything but an OSError is raised."""
-    if not isinstance(error, OSError):
-        raise error
+    """The refused save's log line, once a process; None."""
     global _unsaved_said
     if not _unsaved_said:
         _unsaved_said = True
