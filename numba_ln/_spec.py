@@ -19,7 +19,6 @@ Adapter protocol (``arrays``):
                                    ``dtype`` is the work dtype (check_param)
 ``overlap(a, b)``                  whether two of the backend's arrays share memory
 """
-import contextlib
 import math
 import numbers
 import operator
@@ -86,9 +85,6 @@ def build(variant, arrays, x, residual, weight, bias, axis, eps, out, residual_o
         raise ValueError(f"the normalized shape {norm_shape} has no elements (axis={axes})")
     return Call(variant, x, residual, weight, bias, out, residual_out, axes, norm_shape, eps,
                 dtype, work, want_stats)
-
-
-_NOTHING = contextlib.nullcontext()
 
 
 # --- the rules ------------------------------------------------------------------------------
@@ -193,7 +189,7 @@ def check_param(arrays, p, name, norm_shape, result, silently=False):
     # (silently: the forward's, whose small calls round a float64 1e300 to inf in compiled
     # code; only the cast, not the reading of a lazily computed array, above)
     work = _dtypes.work_dtype(result)
-    with _rstd.narrowing((arr,), work) if silently else _NOTHING:
+    with _rstd.narrowing((arr,) if silently else (), work):
         return arrays.param(arr, name, norm_shape, work)
 
 
