@@ -143,11 +143,12 @@ def _fresh(shape, dtype):
     try:
         return np.empty(shape, dtype)
     except MemoryError:
+        freed = False
         with _briefly_locked() as locked:
-            before = _POOL.total
             if locked:
+                before = _POOL.total
                 _POOL.release()
-            freed = _POOL.total != before
+                freed = _POOL.total != before
         if not freed:  # (nothing was free, or the pool busy: the error stands)
             raise
         return np.empty(shape, dtype)
