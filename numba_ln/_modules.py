@@ -49,7 +49,9 @@ class _Norm:
     def __init__(self, normalized_shape, eps, dtype):
         self.normalized_shape = _shape(normalized_shape)
         try:  # (None: torch's default, float32; np.dtype(None) is float64)
-            self.dtype = np.dtype(np.float32 if dtype is None else dtype)
+            # (NumPy's own object: an equal copy, the dtype of an unpickled array, would
+            # fail the small-call gates' identity tests on every call, _canonical.py)
+            self.dtype = canonical_dtype(np.dtype(np.float32 if dtype is None else dtype))
         except TypeError:
             raise TypeError(f"dtype must be float32, float64, float16 or bfloat16, got "
                             f"{dtype!r}") from None
