@@ -5,6 +5,7 @@ _precompile.py does the work; the package imports this module only when used).
 The module itself is callable, so that ``numba_ln.precompile(...)`` works whether the name
 was reached as the package's attribute or by ``import numba_ln.precompile``.
 """
+import importlib
 import inspect
 import sys
 import types
@@ -17,6 +18,11 @@ from ._precompile import precompile
 class _CallableModule(types.ModuleType):
     def __call__(self, *args, **kwargs):
         return precompile(*args, **kwargs)
+
+    def __reduce__(self):
+        # (by reference, as functions pickle: modules do not pickle, and a process pool
+        # or dask's client.run(numba_ln.precompile) sends the callable to its workers)
+        return importlib.import_module, (self.__name__,)
 
 
 sys.modules[__name__].__class__ = _CallableModule
