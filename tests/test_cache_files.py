@@ -77,6 +77,7 @@ def test_an_entry_holding_another_signatures_code_is_a_miss(tmp_path):
     assert counts == (0, 1), said
     assert "the cached code of numba_ln.cpu.convert.widen_serial could not be read" in said
     assert "held the code of" in said
+    assert f"from the cache folder {tmp_path / 'cache'}" in said  # (where to look)
     assert _run(tmp_path, "float16,bfloat16")[0] == (1, 1)  # (its partner's turn)
     assert _run(tmp_path, "float16,bfloat16")[0] == (2, 0)
 

@@ -20,25 +20,28 @@ _LOG = logging.getLogger("numba_ln")
 _said = set()  # the kernels whose damaged entries were reported (once each)
 
 
-def _say(name, error):
+def _say(name, error, folder):
+    """The damaged entry's log line, once a kernel; it names the cache folder, which a
+    user may want to delete or inspect."""
     if name not in _said:
         _said.add(name)
-        _LOG.warning("numba_ln: the cached code of %s could not be read (%s: %s); compiling "
-                     "it again", name, type(error).__name__, error)
+        _LOG.warning("numba_ln: the cached code of %s could not be read (%s: %s) from the "
+                     "cache folder %s; compiling it again", name, type(error).__name__,
+                     error, folder)
 
 
-def tolerant_load(load, name):
+def tolerant_load(load, name, folder):
     """Numba's Cache.load_overload, a failure to read the entry being a miss (None)."""
     def load_or_miss(sig, target_context):
         try:
             return load(sig, target_context)
         except Exception as error:  # (any reader's error: pickle, LLVM, a decoder)
-            _say(name, error)
+            _say(name, error, folder)
             return None
     return load_or_miss
 
 
-def checked_load(load, name):
+def checked_load(load, name, folder):
     """Numba's IndexDataCacheFile.load(key), an entry whose data hold another signature's
     code being a miss (None): an index naming another kernel's data file (the race of
     numba/numba#4807 where saves go unlocked, a cache copied over an older one and cut
@@ -52,7 +55,7 @@ def checked_load(load, name):
         asked = tuple(asked.args if isinstance(asked, Signature) else asked)
         if held is not None and tuple(held.args) != asked:
             _say(name, LookupError(f"its entry for {asked} held the code of "
-                                   f"{tuple(held.args)}"))
+                                   f"{tuple(held.args)}"), folder)
             return None
         return data
     return load_checked
@@ -75,7 +78,7 @@ def repairing_save(save, cache_file, name):
         except Exception as error:
             if not _index_damaged(cache_file):
                 raise  # (another failure: a refused save is refused_saves_skipped's)
-            _say(name, error)
+            _say(name, error, cache_file._cache_path)
             os.remove(cache_file._index_path)
             return save(key, data)
     return save_anew

@@ -92,16 +92,17 @@ def _prepare_cache(dispatcher):
         cache_file._source_stamp = _DEPENDENCIES_STAMP
     if fcntl is not None and hasattr(cache_file, "save") and hasattr(cache_file, "_cache_path"):
         name = f"{dispatcher.py_func.__module__}.{dispatcher.py_func.__qualname__}"
+        folder = cache_file._cache_path
         if hasattr(cache_file, "_load_index") and hasattr(cache_file, "_index_path"):
             cache_file.save = repairing_save(cache_file.save, cache_file, name)
-            cache_file.load = checked_load(cache_file.load, name)
-        cache_file.save = _locked(cache_file.save, cache_file._cache_path)
+            cache_file.load = checked_load(cache_file.load, name, folder)
+        cache_file.save = _locked(cache_file.save, folder)
         cache = dispatcher._cache
         if hasattr(cache, "save_overload"):  # (its folder check, before the save, too)
             cache.save_overload = refused_saves_skipped(cache.save_overload, cache_file, name)
         if hasattr(cache, "load_overload") and hasattr(dispatcher, "compile"):
-            load = tolerant_load(cache.load_overload, name)  # (damaged files: a miss)
-            cache.load_overload = _waiting_load(load, cache_file._cache_path, name)
+            load = tolerant_load(cache.load_overload, name, folder)  # (damaged files: a miss)
+            cache.load_overload = _waiting_load(load, folder, name)
             dispatcher.compile = _releasing(dispatcher.compile)
 
 
