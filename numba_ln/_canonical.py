@@ -11,12 +11,14 @@ again with such arrays viewed under the canonical dtype object (``again``; a vie
 """
 import numpy as np
 
-from ._dtypes import F32, F64
+from ._dtypes import F32, F64, is_bfloat16
 
 _NDARRAY = np.ndarray
 # dtype -> NumPy's own object for it (dict lookups compare dtypes by value, so every equal
-# copy finds the entry; filled on first sight)
+# copy finds the entry; filled on first sight, up to _CANONICAL_KEPT entries: a server
+# refusing calls on ever new text or record dtypes grew it ~300 bytes a call)
 _CANONICAL = {F32: F32, F64: F64}
+_CANONICAL_KEPT = 64
 
 
 def canonical_dtype(dtype):
@@ -27,7 +29,9 @@ def canonical_dtype(dtype):
         # (a float viewed with fields compares equal to its float: it stays as it is, and
         # the general path refuses it, as it refuses it as a parameter)
         same = own == dtype and dtype.fields is None
-        canonical = _CANONICAL[dtype] = own if same else dtype
+        canonical = own if same else dtype
+        if len(_CANONICAL) < _CANONICAL_KEPT or own.kind == "f" or is_bfloat16(own):
+            _CANONICAL[dtype] = canonical
     return canonical
 
 

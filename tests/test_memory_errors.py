@@ -1,6 +1,6 @@
 """Running out of memory: a call that cannot allocate raises MemoryError with the caller's
 arrays as they were, and the output-buffer pool (numba_ln/_buffers.py) never turns an
-allocation that fits into a MemoryError."""
+allocation that fits into a MemoryError; and refused calls leave no memory behind."""
 import subprocess
 import sys
 import textwrap
@@ -84,3 +84,21 @@ def test_the_pool_gives_its_free_buffers_back_when_an_allocation_fails():
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(_POOL_UNDER_A_LIMIT)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.split() == ["ok"], done.stderr[-2000:]
+
+
+def test_refused_dtypes_leave_no_memory_behind():
+    """Each call refused for a dtype new to the process (text, bytes, records: a server's
+    np.asarray(request)) kept an entry in the unpickled-dtype table, ~300 bytes a call,
+    forever.  The table is bounded; the float dtypes keep their entries."""
+    import pickle
+
+    from numba_ln import _canonical
+
+    for size in range(1, 2 * _canonical._CANONICAL_KEPT):
+        with pytest.raises(TypeError, match="x has dtype"):
+            numba_ln.layer_norm(np.zeros((2, 3), f"S{size}"))
+        with pytest.raises(TypeError, match="weight"):
+            numba_ln.layer_norm(np.ones((2, 3)), np.zeros(3, [(f"f{size}", np.float32)]))
+    assert len(_canonical._CANONICAL) <= _canonical._CANONICAL_KEPT
+    x = pickle.loads(pickle.dumps(np.ones((2, 3), np.float16)))
+    assert _canonical.recast(x).dtype is np.dtype(np.float16)  # (still recast)
