@@ -100,6 +100,8 @@ def _aligned(ptr, shape, strides, dtype, name):
     stride of odd bytes was refused only after the launch, when another output had been
     written (cupy and the interface allow both)."""
     size = dtype.itemsize
+    if dtype.kind not in "fiub":  # (bytes, text, records: the dtype check's TypeError)
+        return ptr
     if 0 not in shape and (ptr % size or any(
             s % size for n, s in zip(shape, strides) if n > 1)):
         raise ValueError(f"{name} is a GPU array whose data pointer or strides (bytes: "
@@ -119,13 +121,16 @@ def _native(dtype, name):
     return dtype
 
 
-_DTYPES = {}
+_DTYPES = {}  # typestr -> dtype (at most _DTYPES_KEPT: arrays of odd typestrs are refused)
+_DTYPES_KEPT = 64
 
 
 def _dtype(typestr):
     dtype = _DTYPES.get(typestr)
     if dtype is None:
-        dtype = _DTYPES[typestr] = np.dtype(typestr)
+        dtype = np.dtype(typestr)
+        if len(_DTYPES) < _DTYPES_KEPT:
+            _DTYPES[typestr] = dtype
     return dtype
 
 
