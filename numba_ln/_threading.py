@@ -6,12 +6,16 @@ multiprocessing's default start method and preforking servers.  The workqueue la
 when two Python threads launch parallel work at once.  TBB is safe for both, but pip's
 ``tbb`` wheel installs ``libtbb.so.12`` into the environment's ``lib/``, which the dynamic
 loader does not search, so Numba reports TBB unavailable.  We load that library by path
-(RTLD_GLOBAL) before the first parallel launch and select TBB.
+(RTLD_GLOBAL) before the first parallel launch, and Numba's own choice then takes TBB:
+its default order (``NUMBA_THREADING_LAYER_PRIORITY``) puts TBB first.  (numba_ln set
+``numba.config.THREADING_LAYER = "tbb"`` itself until 2026-12-07, which overrode a
+user's priority order.)
 
-If the user chose a layer (``NUMBA_THREADING_LAYER``, or ``numba.config.THREADING_LAYER``
-set before the import), or a parallel region ran before numba_ln was imported, we leave
-the choice alone (but still load the library, so that a choice of tbb, or of safe,
-threadsafe or forksafe, which prefer it, finds it).  Until Numba's threads have started,
+A layer or an order the user chose (``NUMBA_THREADING_LAYER``,
+``NUMBA_THREADING_LAYER_PRIORITY``, or the same ``numba.config`` settings in code) is
+Numba's to apply, and a parallel region that ran before numba_ln was imported keeps its
+layer; the library is loaded in every case, so that a choice of tbb, or of safe,
+threadsafe or forksafe, which prefer it, finds it.  Until Numba's threads have started,
 and afterwards when the layer they run is not TBB, ``PARALLEL_LOCK`` serializes
 numba_ln's own parallel launches across Python threads (workqueue would otherwise
 abort): the layer is read where it is known, at the first launch, not at import, since
@@ -57,16 +61,15 @@ def _parallel_already_started():
 
 
 def configure():
-    """Select TBB unless the user (or an earlier parallel launch) decided already."""
+    """Make TBB loadable for Numba's choice of a layer, unless an earlier parallel launch
+    or the user's choice of a layer that never takes TBB decided already."""
     if _parallel_already_started():
         return
     # (NUMBA_THREADING_LAYER, or numba.config.THREADING_LAYER set in code before this
     # import: Numba's own setting, "default" unless chosen)
     choice = str(numba.config.THREADING_LAYER).strip().lower()
-    if choice != "default" and choice not in _TBB_CHOICES:
-        return
-    if _load_tbb_library() and choice == "default":
-        numba.config.THREADING_LAYER = "tbb"
+    if choice == "default" or choice in _TBB_CHOICES:
+        _load_tbb_library()
 
 
 def needs_lock():

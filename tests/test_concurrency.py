@@ -19,26 +19,6 @@ from numba_ln import reference as ref
 PACKAGE = Path(numba_ln.__file__).parent
 
 
-def test_threading_layer_is_fork_and_thread_safe():
-    import numba
-
-    numba_ln.layer_norm(np.ones((256, 1024), np.float32))  # a parallel launch (> 131072)
-    if _tbb_wheel_installed() and not os.environ.get("NUMBA_THREADING_LAYER"):
-        assert numba.threading_layer() == "tbb"  # what numba_ln._threading sets up
-    if numba.threading_layer() != "tbb":
-        assert numba_ln._threading.needs_lock()
-
-
-def _tbb_wheel_installed():
-    from importlib import metadata
-
-    try:
-        metadata.version("tbb")
-    except metadata.PackageNotFoundError:
-        return False
-    return True
-
-
 def test_eight_python_threads_at_once(rng):
     inputs = [(rng.standard_normal((256, 512)) + i).astype(np.float32) for i in range(8)]
     expected = [ref.layer_norm(x)[0] for x in inputs]
@@ -116,54 +96,6 @@ def test_fork_after_parallel_call():
 def _run_python(code, env=None, **kw):
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
                           text=True, timeout=300, env=env, **kw)
-
-
-_THREADS_AT_ONCE = """
-    import sys, threading
-    import numba, numpy as np
-    if sys.argv[1] == "before":
-        numba.config.THREADING_LAYER = "workqueue"
-    import numba_ln
-    if sys.argv[1] == "after":
-        numba.config.THREADING_LAYER = "workqueue"
-    x = np.arange(256 * 1024, dtype=np.float32).reshape(256, 1024) % 7
-    want = numba_ln.layer_norm(x).tobytes()  # (a parallel launch: > 131072 elements)
-    results = []
-    def work():
-        results.extend(numba_ln.layer_norm(x).tobytes() == want for _ in range(20))
-    threads = [threading.Thread(target=work) for _ in range(4)]
-    [t.start() for t in threads]
-    [t.join() for t in threads]
-    print(numba.threading_layer(), all(results), len(results))
-"""
-
-
-def test_disabled_jit_is_refused_on_import():
-    """NUMBA_DISABLE_JIT=1 ran the kernels' intrinsics as Python: calls returned
-    uninitialized memory without an error."""
-    done = _run_python("import numba_ln", env={**os.environ, "NUMBA_DISABLE_JIT": "1"})
-    assert done.returncode == 1
-    assert "ImportError: numba_ln needs Numba's compiler: it cannot run with " \
-           "NUMBA_DISABLE_JIT=1" in done.stderr
-
-
-@pytest.mark.parametrize("env_layer, when, layer", [
-    ("tbb", "", "tbb"), ("forksafe", "", "tbb"),  # (the tbb wheel's library, found by path)
-    ("", "before", "workqueue"), ("", "after", "workqueue")])
-def test_the_users_threading_layer(env_layer, when, layer):
-    """A layer chosen with NUMBA_THREADING_LAYER (tbb was not found: the wheel's library
-    was loaded only for numba_ln's own choice) or with numba.config.THREADING_LAYER in
-    code, before the import (it was replaced by tbb) or after it (numba_ln's launches were
-    not serialized, and workqueue aborted the process on concurrent calls)."""
-    if layer == "tbb" and not _tbb_wheel_installed():
-        pytest.skip("the tbb wheel is not installed")
-    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
-    if env_layer:
-        env["NUMBA_THREADING_LAYER"] = env_layer
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(_THREADS_AT_ONCE),
-                           when or "-"], capture_output=True, text=True, timeout=300, env=env)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == [layer, "True", "80"]
 
 
 def test_cached_kernels_load_in_a_new_process():
