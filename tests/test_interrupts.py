@@ -3,6 +3,7 @@ kernel is in place, never inside Numba, and the process stays usable."""
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -127,3 +128,40 @@ def test_ctrl_c_while_another_thread_compiles_is_at_once(tmp_path):
                           env=env, capture_output=True, text=True, timeout=300)
     assert done.stdout.split() == ["interrupted", "while-held"], (done.stdout,
                                                                   done.stderr[-3000:])
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="fork() is POSIX")
+def test_a_child_forked_while_ctrl_c_is_held_off_gets_it():
+    """A child forked by another thread while the main thread held SIGINT off (a kernel
+    compiling) inherited the handler that only notes it, and ignored Ctrl-C for life."""
+    import os
+    import signal
+    import threading
+
+    from numba_ln.cpu import _interrupts
+
+    status = []
+
+    def fork_and_interrupt_the_child():
+        pid = os.fork()
+        if pid == 0:  # (plain Python, no numba_ln: KeyboardInterrupt, as without it)
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                for _ in range(500):
+                    time.sleep(0.01)
+                os._exit(3)  # (Ctrl-C swallowed)
+            except KeyboardInterrupt:
+                os._exit(0)
+            os._exit(4)
+        status.append(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("SIGINT is held off in the main thread only")
+    before = signal.getsignal(signal.SIGINT)
+    with _interrupts.held_off():
+        assert signal.getsignal(signal.SIGINT) is not before  # (held off here)
+        forker = threading.Thread(target=fork_and_interrupt_the_child)
+        forker.start()
+        forker.join(30)
+    assert status == [0]
+    assert signal.getsignal(signal.SIGINT) is before

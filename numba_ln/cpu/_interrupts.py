@@ -23,6 +23,7 @@ class _State:
     depth = 0          # nested compilations in progress (the main thread's)
     previous = None    # the SIGINT handler to restore
     caught = None      # (signum, frame) of a SIGINT held off
+    forking_from_main = True  # whether the fork under way comes from the main thread
 
 
 def _note(signum, frame):
@@ -82,3 +83,26 @@ def _deliver(handler, caught):
         handler(*caught)  # (Python's default_int_handler raises KeyboardInterrupt)
     elif handler == signal.SIG_DFL:
         os.kill(os.getpid(), signal.SIGINT)  # (the default action, now restored)
+
+
+# A child forked by another thread while the main thread held SIGINT off inherited the
+# noting handler with no held_off block left to restore it (only the forking thread goes
+# on in the child): it ignored Ctrl-C for its whole life.  Its handler is put back.  (A
+# fork from the main thread itself, inside a held_off block, continues that block in the
+# child, which restores the handler as the parent does.)
+def _note_forking_thread():
+    _State.forking_from_main = threading.current_thread() is threading.main_thread()
+
+
+def _restore_in_child():
+    if _State.depth and not _State.forking_from_main:
+        previous = _State.previous
+        _State.depth, _State.previous, _State.caught = 0, None, None
+        try:
+            signal.signal(signal.SIGINT, previous)
+        except (ValueError, TypeError, OSError):
+            pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_note_forking_thread, after_in_child=_restore_in_child)
