@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _dtypes, _spec
+from . import _dtypes, _rstd, _spec
 from ._backends import is_dask_array, is_gpu_array
 from ._engine import NUMPY, _output_view, _same_kernel_view, kernel_view, same_view
 from ._kinds import backward_kind, plan_for
@@ -73,7 +73,8 @@ def check(arrays, centered, dy, x, weight, mean, rstd, axis, grad_residual, out)
     if 0 in geometry.norm_shape:
         raise ValueError(f"the normalized shape {geometry.norm_shape} has no elements "
                          f"(axis={geometry.axes})")
-    weight = _spec.check_param(arrays, weight, "weight", geometry.norm_shape, dtype)
+    weight = _spec.check_param(arrays, weight, "weight", geometry.norm_shape, dtype,
+                               silently=True)  # (as the forward rounds it)
     if centered and (mean is None) != (rstd is None):
         given, missing = ("mean", "rstd") if rstd is None else ("rstd", "mean")
         raise ValueError(f"{given} was given without {missing}: pass both (as "
@@ -139,7 +140,8 @@ def backward(centered, fname, dy, x, weight, mean, rstd, axis, eps, grad_residua
         checked, plan, direct = kind.checked, kind.plan, kind.direct
         gr = grad_residual
         if weight is not None:
-            weight = prepare_param(weight, "weight", plan.norm_shape, checked.weight)
+            with _rstd.narrowing((weight,), checked.weight):  # (silently, as the forward)
+                weight = prepare_param(weight, "weight", plan.norm_shape, checked.weight)
     dtype = checked.dtype
     if not (type(eps) is float and 0.0 <= eps < math.inf):  # (NaN fails the compares)
         eps = _spec.check_eps(eps, work=None if centered else _dtypes.work_dtype(dtype))

@@ -74,7 +74,7 @@ def run(variant, x, residual, weight, bias, axis, eps, out, residual_out, return
         return variant.results(y, s, None, None, False)
     dtype = _dtypes.stats_dtype(call.dtype)
     if variant.stats == STATS_MEAN_VAR:
-        mean, second = mean.astype(dtype, copy=False), _rstd.narrowed(second, dtype)
+        mean, second = _rstd.quietly(mean, dtype), _rstd.narrowed(second, dtype)
         if not keepdims:  # (every axis reduced: NumPy scalars, as x.mean() and the small
             mean, second = mean.reshape(plan.reduced_shape), second.reshape(plan.reduced_shape)
             if mean.ndim == 0:                                          # calls give them)
@@ -84,7 +84,7 @@ def run(variant, x, residual, weight, bias, axis, eps, out, residual_out, return
     rstd = _rstd.rounded(_rstd.of_second(second, call.eps, out=second), dtype, call.eps)
     if variant.stats == STATS_RSTD:
         return variant.results(y, s, rstd, None, True)
-    return variant.results(y, s, mean.astype(dtype, copy=False), rstd, True)
+    return variant.results(y, s, _rstd.quietly(mean, dtype), rstd, True)
 
 
 def _with_values(typed, x, residual, weight, bias, eps, out, residual_out):

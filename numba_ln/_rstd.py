@@ -29,9 +29,27 @@ def rounded(rstd, dtype, eps):
     row with an eps under 1e-76), silently, as the small calls' float32 rstd is (NumPy's
     cast warned, from the general path and dask only)."""
     if eps >= _OVERFLOW_EPS:
+        return quietly(rstd, dtype)
+    with _silent():
         return rstd.astype(dtype, copy=False)
-    with np.errstate(over="ignore"):
-        return rstd.astype(dtype, copy=False)
+
+
+def quietly(a, dtype):
+    """a in dtype, where the cast cannot overflow: NumPy's settings warn of nothing else
+    by default, and a user's np.seterr(under="raise") is met by one more cast, silent (a
+    subnormal rstd of float32 data spread past 8e37, a mean or variance of data spread
+    under 1e-19, raised FloatingPointError from the general path and dask only)."""
+    try:
+        return a.astype(dtype, copy=False)
+    except FloatingPointError:
+        with _silent():
+            return a.astype(dtype, copy=False)
+
+
+def _silent():
+    """The cast's own warnings (or errors, under the user's np.seterr) off: overflow to
+    inf and underflow to subnormals or 0 are the rounding the kernels do silently."""
+    return np.errstate(over="ignore", under="ignore")
 
 
 def narrowed(a, dtype):
@@ -42,7 +60,7 @@ def narrowed(a, dtype):
     only for casts that narrow.)"""
     if a.dtype.itemsize <= np.dtype(dtype).itemsize:
         return a.astype(dtype, copy=False)
-    with np.errstate(over="ignore"):
+    with _silent():
         return a.astype(dtype, copy=False)
 
 
@@ -51,7 +69,7 @@ def narrowing(params, dtype):
     to dtype as narrowed does: silent only where one narrows."""
     for p in params:
         if p is not None and getattr(p, "dtype", dtype).itemsize > dtype.itemsize:
-            return np.errstate(over="ignore")
+            return _silent()
     return _NOTHING
 
 

@@ -24,8 +24,9 @@ in the calling thread.
 """
 import numpy as np
 
-from . import _config, _dtypes
+from . import _config, _dtypes, _rstd
 from ._spec import check_eps
+from .cpu.convert import narrow_serial
 from .cpu._elements import IN_PLACE
 from .cpu.small import (small_add_layer_norm, small_add_layer_norm_stats, small_add_rms_norm,
                         small_add_rms_norm_stats, small_layer_norm, small_layer_norm_stats,
@@ -111,7 +112,11 @@ def _same_dtype(p, dtype):
     if type(p) is not _NDARRAY or p.ndim != 1 or (
             p.dtype is not _F32 and p.dtype is not _F64 and not _dtypes.is_real(p.dtype)):
         return False
-    return p.astype(dtype)
+    if p.dtype is _F64 and dtype is _F32 and p.flags.c_contiguous:
+        narrow = _empty(p.shape, _F32)  # (silently, as the forward's kernels round them)
+        narrow_serial(p, narrow)
+        return narrow
+    return _rstd.narrowed(p, dtype)
 
 
 def _kernel_param(p, x=None):

@@ -120,3 +120,47 @@ def test_numbers_and_dask_parameters_past_float32s_range_are_silent_too():
     computed = da.from_array(np.full(4, 1e200), chunks=2) * 1e200  # (overflows when read)
     with pytest.warns(RuntimeWarning, match="overflow"):
         numba_ln.layer_norm(x, computed)
+
+
+def test_the_backward_rounds_float64_weights_silently_on_every_path(small_ran):
+    """The backward's cast of a float64 weight to float32 work warned "overflow encountered
+    in cast" for 1e300 (an error under -W error) and raised under np.seterr(all="raise")
+    for 1e-50, on both paths, where the forward rounds the same weights silently."""
+    import warnings
+
+    x = np.array([[1.0, 2.0, 3.0, 4.5], [4.0, -1.0, 0.5, 2.0]], np.float32)
+    dy = x[::-1].copy()
+    for w in (np.array([1.0, 1e-50, 2.0, 0.5]), np.array([1e300, 1.0, -1e300, 2.0])):
+        with np.errstate(all="ignore"):
+            expected = {f: f(dy, x, w.astype(np.float32))
+                        for f in (numba_ln.layer_norm_backward, numba_ln.rms_norm_backward)}
+        for function, want in expected.items():
+            with warnings.catch_warnings(), np.errstate(all="raise" if w[1] < 1 else "warn"):
+                warnings.simplefilter("error")
+                small_ran.clear()
+                same(function(dy, x, w), want)
+                assert small_ran == ["small_backward"]
+                same(function(dy, x, w, axis=_general(x)), want)
+                same(function(dy.T, x.T, w, axis=0), tuple(
+                    a.T if a is not None and a.ndim == 2 else a for a in want))
+
+
+def test_statistics_under_float32s_range_are_silent_under_raise():
+    """Under np.seterr(all="raise"), valid data whose statistics underflow float32 (a
+    subnormal rstd of data spread past 8e37, a variance of data spread under 1e-19) raised
+    FloatingPointError from the general path's and dask's casts, not the small calls'."""
+    row = np.array([[3.4e38, -3.4e38, -3.4e38]], np.float32)
+    tiny = (np.random.default_rng(5).standard_normal((4, 64)) * 1e-25).astype(np.float32)
+    with np.errstate(all="raise"):
+        small = numba_ln.layer_norm(row, return_stats=True)
+        general = numba_ln.layer_norm(np.asfortranarray(np.repeat(row, 3, 0)),
+                                      return_stats=True)
+        assert 0 < small[2][0] < np.finfo(np.float32).tiny  # (subnormal)
+        same(general[2], np.repeat(small[2], 3))
+        same(numba_ln.moments(tiny.T.copy(), axis=0), numba_ln.moments(tiny))
+    da = pytest.importorskip("dask.array")
+    spread = np.random.default_rng(6).standard_normal((8, 64)) * 1e-160
+    with np.errstate(all="raise"):
+        lazy = numba_ln.moments(da.from_array(spread, chunks=(4, 16)))  # (split rows)
+        mean, var = (a.compute(scheduler="sync") for a in lazy)
+    np.testing.assert_allclose(var, spread.var(axis=-1), rtol=1e-6, atol=1e-320)

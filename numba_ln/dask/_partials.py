@@ -58,7 +58,9 @@ def _merge(a, b):
     n = a["n"] + b["n"]
     if "ss" in a:
         return {"n": n, "ss": a["ss"] + b["ss"]}
-    with np.errstate(invalid="ignore", over="ignore"):  # (rows holding inf or NaN)
+    # (rows holding inf or NaN; rows of float64 data spread under 1e-154, whose squared
+    # deltas underflow, as NumPy's own variance of them does, silently by default)
+    with np.errstate(invalid="ignore", over="ignore", under="ignore"):
         delta = b["mean"] - a["mean"]
         mean = a["mean"] + delta * (b["n"] / n)
         m2 = a["m2"] + b["m2"] + delta * delta * (a["n"] * (b["n"] / n))
@@ -100,10 +102,11 @@ def aggregate(parts, axis, keepdims, computing_meta=False):
     if computing_meta:
         return parts
     p = _merge_all(parts)
-    if "ss" in p:
-        mean, second = np.zeros_like(p["ss"]), p["ss"] / p["n"]
-    else:
-        mean, second = p["mean"], p["m2"] / p["n"]
+    with np.errstate(under="ignore"):  # (a subnormal m2: rounded as the kernels round it)
+        if "ss" in p:
+            mean, second = np.zeros_like(p["ss"]), p["ss"] / p["n"]
+        else:
+            mean, second = p["mean"], p["m2"] / p["n"]
     out = np.empty(mean.shape, STATS)
     out["mean"], out["second"] = mean, second
     return out if keepdims else out.squeeze(axis=tuple(axis))
