@@ -88,4 +88,5 @@ def _other_forms(numba_ln, x, w):
         backward(x, x, w, grad_residual=x)
         backward(x, x, w, param_grads=False)
         backward(x, x, frozen)
+        backward(x, x, other)  # (float64 weights on float32 data: cpu/convert.narrow_serial)
     numba_ln.rms_norm_backward(x, x, w, rstd=numba_ln.rms_norm(x, w, return_stats=True)[1])
