@@ -30,7 +30,9 @@ def canonical_dtype(dtype):
         # the general path refuses it, as it refuses it as a parameter)
         same = own == dtype and dtype.fields is None
         canonical = own if same else dtype
-        if len(_CANONICAL) < _CANONICAL_KEPT or own.kind == "f" or is_bfloat16(own):
+        # (NumPy's own float dtypes always: a float with fields is a dtype of its own)
+        if len(_CANONICAL) < _CANONICAL_KEPT or (same and (own.kind == "f"
+                                                          or is_bfloat16(own))):
             _CANONICAL[dtype] = canonical
     return canonical
 

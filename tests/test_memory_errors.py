@@ -99,6 +99,8 @@ def test_refused_dtypes_leave_no_memory_behind():
             numba_ln.layer_norm(np.zeros((2, 3), f"S{size}"))
         with pytest.raises(TypeError, match="weight"):
             numba_ln.layer_norm(np.ones((2, 3)), np.zeros(3, [(f"f{size}", np.float32)]))
+        with pytest.raises(TypeError, match="x has dtype"):  # (a float with fields)
+            numba_ln.layer_norm(np.zeros((2, 3), np.dtype((np.float16, [(f"f{size}", "<i2")]))))
     assert len(_canonical._CANONICAL) <= _canonical._CANONICAL_KEPT
     x = pickle.loads(pickle.dumps(np.ones((2, 3), np.float16)))
     assert _canonical.recast(x).dtype is np.dtype(np.float16)  # (still recast)
