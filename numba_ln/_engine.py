@@ -73,18 +73,21 @@ def run(variant, x, residual, weight, bias, axis, eps, out, residual_out, return
     if not want_stats:
         return variant.results(y, s, None, None, False)
     dtype = _dtypes.stats_dtype(call.dtype)
+    # rounded once from float64 (rstd in place: second is ours), silently (_rstd.silent)
     if variant.stats == STATS_MEAN_VAR:
-        mean, second = _rstd.quietly(mean, dtype), _rstd.narrowed(second, dtype)
+        with _rstd.silent():
+            mean, second = mean.astype(dtype, copy=False), second.astype(dtype, copy=False)
         if not keepdims:  # (every axis reduced: NumPy scalars, as x.mean() and the small
             mean, second = mean.reshape(plan.reduced_shape), second.reshape(plan.reduced_shape)
             if mean.ndim == 0:                                          # calls give them)
                 return mean[()], second[()]
         return mean, second
-    # rstd in float64, rounded once (in place: second is ours)
-    rstd = _rstd.rounded(_rstd.of_second(second, call.eps, out=second), dtype, call.eps)
-    if variant.stats == STATS_RSTD:
-        return variant.results(y, s, rstd, None, True)
-    return variant.results(y, s, _rstd.quietly(mean, dtype), rstd, True)
+    rstd = _rstd.of_second(second, call.eps, out=second)
+    with _rstd.silent():
+        rstd = rstd.astype(dtype, copy=False)
+        if variant.stats == STATS_RSTD:
+            return variant.results(y, s, rstd, None, True)
+        return variant.results(y, s, mean.astype(dtype, copy=False), rstd, True)
 
 
 def _with_values(typed, x, residual, weight, bias, eps, out, residual_out):

@@ -6,10 +6,6 @@ import contextlib
 
 import numpy as np
 
-# Below this eps a constant row's rstd, 1 / sqrt(eps), passes float32's largest value
-# (1 / 3.4e38**2 ~ 8.6e-78): only then can rounding it to float32 overflow
-_OVERFLOW_EPS = 1e-76
-
 
 def of_second(second, eps, out=None):
     """rstd = 1 / sqrt(second + eps) of float64 statistics, into out (second itself when
@@ -24,31 +20,20 @@ def of_second(second, eps, out=None):
     return np.divide(1.0, rstd, out=rstd)
 
 
-def rounded(rstd, dtype, eps):
-    """float64 rstd in the statistics dtype: inf where it passes float32's range (a constant
-    row with an eps under 1e-76), silently, as the small calls' float32 rstd is (NumPy's
-    cast warned, from the general path and dask only)."""
-    if eps >= _OVERFLOW_EPS:
-        return quietly(rstd, dtype)
-    with _silent():
+def rounded(rstd, dtype):
+    """float64 rstd in the statistics dtype, silently whatever NumPy's settings (silent()):
+    inf where it passes float32's range (a constant row with an eps under 1e-76), a
+    subnormal or 0 below it (data spread past 8e37), as the small calls' float32 rstd is.
+    (NumPy's cast warned, or raised under np.seterr, from the general path and dask only.)"""
+    with silent():
         return rstd.astype(dtype, copy=False)
 
 
-def quietly(a, dtype):
-    """a in dtype, where the cast cannot overflow: NumPy's settings warn of nothing else
-    by default, and a user's np.seterr(under="raise") is met by one more cast, silent (a
-    subnormal rstd of float32 data spread past 8e37, a mean or variance of data spread
-    under 1e-19, raised FloatingPointError from the general path and dask only)."""
-    try:
-        return a.astype(dtype, copy=False)
-    except FloatingPointError:
-        with _silent():
-            return a.astype(dtype, copy=False)
-
-
-def _silent():
-    """The cast's own warnings (or errors, under the user's np.seterr) off: overflow to
-    inf and underflow to subnormals or 0 are the rounding the kernels do silently."""
+def silent():
+    """NumPy's floating-point settings off for numba_ln's own casts (~1 us): overflow to
+    inf and underflow to subnormals or 0 are the rounding the kernels do silently, whatever
+    the user set with np.seterr (a "warn", "raise" or "call" there made the same call warn
+    or raise by its path)."""
     return np.errstate(over="ignore", under="ignore")
 
 
@@ -60,7 +45,7 @@ def narrowed(a, dtype):
     only for casts that narrow.)"""
     if a.dtype.itemsize <= np.dtype(dtype).itemsize:
         return a.astype(dtype, copy=False)
-    with _silent():
+    with silent():
         return a.astype(dtype, copy=False)
 
 
@@ -69,7 +54,7 @@ def narrowing(params, dtype):
     to dtype as narrowed does: silent only where one narrows."""
     for p in params:
         if p is not None and getattr(p, "dtype", dtype).itemsize > dtype.itemsize:
-            return _silent()
+            return silent()
     return _NOTHING
 
 

@@ -145,13 +145,19 @@ def test_the_backward_rounds_float64_weights_silently_on_every_path(small_ran):
                     a.T if a is not None and a.ndim == 2 else a for a in want))
 
 
-def test_statistics_under_float32s_range_are_silent_under_raise():
-    """Under np.seterr(all="raise"), valid data whose statistics underflow float32 (a
-    subnormal rstd of data spread past 8e37, a variance of data spread under 1e-19) raised
-    FloatingPointError from the general path's and dask's casts, not the small calls'."""
+@pytest.mark.parametrize("setting", ["raise", "warn"])
+def test_statistics_past_float32s_range_are_silent_whatever_numpys_settings(setting):
+    """Under np.seterr(all="raise") (or "warn" with warnings as errors), valid data whose
+    statistics underflow float32 (a subnormal rstd of data spread past 8e37, a variance of
+    data spread under 1e-19) raised from the general path's and dask's casts, not the
+    small calls'; and dask's partials of float64 rows whose squares pass float64's range
+    warned "overflow" where the NumPy path gives rstd 0 silently."""
+    import warnings
+
     row = np.array([[3.4e38, -3.4e38, -3.4e38]], np.float32)
     tiny = (np.random.default_rng(5).standard_normal((4, 64)) * 1e-25).astype(np.float32)
-    with np.errstate(all="raise"):
+    with warnings.catch_warnings(), np.errstate(all=setting):
+        warnings.simplefilter("error")
         small = numba_ln.layer_norm(row, return_stats=True)
         general = numba_ln.layer_norm(np.asfortranarray(np.repeat(row, 3, 0)),
                                       return_stats=True)
@@ -160,7 +166,13 @@ def test_statistics_under_float32s_range_are_silent_under_raise():
         same(numba_ln.moments(tiny.T.copy(), axis=0), numba_ln.moments(tiny))
     da = pytest.importorskip("dask.array")
     spread = np.random.default_rng(6).standard_normal((8, 64)) * 1e-160
-    with np.errstate(all="raise"):
+    huge = np.array([[1.2e154, 1.2e154, -1.2e154, 1.0]] * 2)
+    with warnings.catch_warnings(), np.errstate(all=setting):
+        warnings.simplefilter("error")
         lazy = numba_ln.moments(da.from_array(spread, chunks=(4, 16)))  # (split rows)
         mean, var = (a.compute(scheduler="sync") for a in lazy)
+        want = numba_ln.rms_norm(huge, return_stats=True)
+        got = numba_ln.rms_norm(da.from_array(huge, chunks=(2, 1)), return_stats=True)
+        for g, w in zip(got, want):
+            same(g.compute(scheduler="sync"), w)
     np.testing.assert_allclose(var, spread.var(axis=-1), rtol=1e-6, atol=1e-320)

@@ -56,11 +56,12 @@ def _merge(a, b):
     if a["n"] == 0:
         return b
     n = a["n"] + b["n"]
-    if "ss" in a:
-        return {"n": n, "ss": a["ss"] + b["ss"]}
-    # (rows holding inf or NaN; rows of float64 data spread under 1e-154, whose squared
-    # deltas underflow, as NumPy's own variance of them does, silently by default)
+    # (rows holding inf or NaN; sums of squares past float64's range, inf as the kernels
+    # give them; rows of float64 data spread under 1e-154, whose squared deltas underflow:
+    # silently, whatever NumPy's settings, as the NumPy path)
     with np.errstate(invalid="ignore", over="ignore", under="ignore"):
+        if "ss" in a:
+            return {"n": n, "ss": a["ss"] + b["ss"]}
         delta = b["mean"] - a["mean"]
         mean = a["mean"] + delta * (b["n"] / n)
         m2 = a["m2"] + b["m2"] + delta * delta * (a["n"] * (b["n"] / n))
