@@ -36,28 +36,37 @@ def held_off():
     if threading.current_thread() is not threading.main_thread():
         yield  # (Python runs handlers in the main thread only: nothing to hold off)
         return
+    # (the state is set before the noting handler goes in, and cleared after the handler
+    # is back: a fork from another thread at any moment finds what to restore)
     if _State.depth == 0:
         try:
             previous = signal.getsignal(signal.SIGINT)
-            if previous is None:  # (a handler not set from Python: left alone)
-                yield
-                return
-            signal.signal(signal.SIGINT, _note)
         except (ValueError, TypeError, OSError):  # (no signals here, e.g. a subinterpreter)
+            previous = None
+        if previous is None:  # (or a handler not set from Python: left alone)
             yield
             return
-        _State.previous, _State.caught = previous, None
-    _State.depth += 1
+        _State.previous, _State.caught, _State.depth = previous, None, 1
+        try:
+            signal.signal(signal.SIGINT, _note)
+        except (ValueError, TypeError, OSError):
+            _State.previous, _State.depth = None, 0
+            yield
+            return
+    else:
+        _State.depth += 1
     try:
         yield
     finally:
-        _State.depth -= 1
-        if _State.depth == 0:
+        if _State.depth == 1:
             previous, caught = _State.previous, _State.caught
-            _State.previous = _State.caught = None
             signal.signal(signal.SIGINT, previous)
+            _State.previous = _State.caught = None
+            _State.depth = 0
             if caught is not None:
                 _deliver(previous, caught)
+        else:
+            _State.depth -= 1
 
 
 @contextlib.contextmanager
