@@ -126,3 +126,40 @@ def test_a_cache_folder_check_the_file_system_refuses_leaves_the_call_working(tm
     assert done.stdout.split() == ["1.0", "-2.5"]
     assert "could not be saved in the cache folder" in done.stderr
     assert "Disk quota exceeded" in done.stderr
+
+
+_TIMED_OUT_WHILE_LOADING = """
+    import signal, sys
+    import numpy as np
+    from numba_ln.cpu import convert
+    class Timeout(Exception):
+        pass
+    def on_alarm(signum, frame):
+        raise Timeout("the user's time limit")
+    signal.signal(signal.SIGALRM, on_alarm)
+    def timer_expires_in_the_load(frame, event, arg):
+        if event == "call" and frame.f_code.co_name == "_load_overload":
+            sys.setprofile(None)
+            signal.raise_signal(signal.SIGALRM)
+    sys.setprofile(timer_expires_in_the_load)
+    try:
+        convert.widen_serial(np.zeros(2, np.int16), np.zeros(2, np.float32))
+        print("returned")
+    except Timeout:
+        print("timed out")
+"""
+
+
+@pytest.mark.skipif(not hasattr(__import__("signal"), "SIGALRM"), reason="SIGALRM is POSIX")
+def test_a_signal_handlers_exception_while_an_entry_loads_is_not_damage(tmp_path):
+    """A SIGALRM timeout (alarm + raise, pytest-timeout's signal method) that fired while a
+    cached kernel loaded was taken for a damaged entry: logged, compiled again, and the
+    call returned, so the user's timeout never fired."""
+    assert _run(tmp_path, "float16")[0] == (0, 1)  # (cached)
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    env.pop("NUMBA_LN_QUIET", None)
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(_TIMED_OUT_WHILE_LOADING)],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["timed", "out"]
+    assert "could not be read" not in done.stderr

@@ -13,6 +13,9 @@ inside the machine code, is not detected: Numba keeps no checksum.)
 """
 import logging
 import os
+import pickle
+import struct
+import zlib
 
 from numba.core.typing.templates import Signature
 
@@ -30,12 +33,26 @@ def _say(name, error, folder):
                      error, folder)
 
 
+# What reading a damaged entry raises: pickle's and the decoders' errors, LLVM's "bitcode
+# parsing error" (RuntimeError), a file cut short (EOFError, OSError), objects of the
+# wrong kind (TypeError, AttributeError, LookupError), a module gone (ImportError).
+_READ_ERRORS = (EOFError, pickle.UnpicklingError, OSError, ValueError, TypeError,
+                AttributeError, ImportError, LookupError, RuntimeError, struct.error,
+                zlib.error)
+# Not a damaged file but the process's state or a signal handler's exception while the
+# entry loads (a SIGALRM timeout: it was taken for damage, logged, and the kernel compiled
+# again while the user's timeout never fired)
+_NOT_DAMAGE = (TimeoutError, RecursionError, MemoryError)
+
+
 def tolerant_load(load, name, folder):
     """Numba's Cache.load_overload, a failure to read the entry being a miss (None)."""
     def load_or_miss(sig, target_context):
         try:
             return load(sig, target_context)
-        except Exception as error:  # (any reader's error: pickle, LLVM, a decoder)
+        except _NOT_DAMAGE:
+            raise
+        except _READ_ERRORS as error:
             _say(name, error, folder)
             return None
     return load_or_miss
