@@ -32,7 +32,11 @@ from numba.extending import register_jitable
 
 from . import _config
 
-PARALLEL_LOCK = threading.Lock()
+# Re-entrant: the thread that holds it may call again before its launch is under way -- a
+# garbage collector's finalizer or a signal handler that runs while the launch's kernel is
+# typed, loaded or compiled (a plain lock deadlocked there) -- never inside a parallel
+# region, where no Python code runs.
+PARALLEL_LOCK = threading.RLock()
 _serialized = None  # whether launches need PARALLEL_LOCK: known once Numba's threads run
 # the layers that take TBB when it loads (Numba's "safe", "threadsafe", "forksafe")
 _TBB_CHOICES = ("tbb", "safe", "threadsafe", "forksafe")
@@ -153,4 +157,13 @@ def launch(kernel, *args):
     return kernel(*args)
 
 
+def _fresh_lock_in_child():
+    """A forked child's own lock: the parent's may have been held by another thread (in a
+    launch), which the child does not have, and its first parallel call hung for ever."""
+    global PARALLEL_LOCK
+    PARALLEL_LOCK = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_fresh_lock_in_child)
 configure()

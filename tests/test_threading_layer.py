@@ -86,3 +86,65 @@ def test_the_users_threading_layer(settings, when, layer):
                            when or "-"], capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == [layer, "True", "80"]
+
+
+_FINALIZER_CALLS = """
+    import numpy as np, numba_ln
+    x = np.linspace(-1.0, 1.0, 2000 * 512, dtype=np.float32).reshape(2000, 512)
+    class Model:
+        def __del__(self):  # (a finalizer that calls numba_ln, run by the collector)
+            numba_ln.rms_norm(x)
+    m = Model(); m.me = m; del m  # (cyclic garbage: collected during a later allocation)
+    y = numba_ln.layer_norm(x)  # (the process's first parallel launch: > 131072 elements)
+    print(float(np.abs(y.mean(axis=-1)).max()) < 1e-5)
+"""
+
+
+def test_a_finalizer_calling_during_the_first_launch_does_not_deadlock():
+    """A collector's finalizer that made a parallel call while the process's first launch
+    was typed or loaded waited for that launch's lock in the same thread, for ever."""
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(_FINALIZER_CALLS)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True"]
+
+
+_FORK_WHILE_ANOTHER_THREAD_LAUNCHES = """
+    import os, threading, time
+    import numpy as np, numba_ln
+    x = np.linspace(-1.0, 1.0, 2000 * 512, dtype=np.float32).reshape(2000, 512)
+    want = numba_ln.layer_norm(x).tobytes()  # (the first launch: the layer is known)
+    stop = False
+    def busy():  # (another thread's parallel calls, each holding the launch lock)
+        while not stop:
+            numba_ln.layer_norm(x)
+    thread = threading.Thread(target=busy); thread.start()
+    codes = []
+    for _ in range(3):
+        time.sleep(0.05)
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0 if numba_ln.layer_norm(x).tobytes() == want else 3)
+        deadline = time.time() + 60
+        while not os.waitpid(pid, os.WNOHANG)[0]:
+            if time.time() > deadline:  # (hung: killed)
+                os.kill(pid, 9); os.waitpid(pid, 0); codes.append("hung"); break
+            time.sleep(0.02)
+        else:
+            codes.append("ok")
+    stop = True; thread.join()
+    print(*codes)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX")
+def test_a_child_forked_while_another_thread_launches_gets_its_own_lock():
+    """Under a layer whose launches numba_ln serializes (here workqueue), a child forked
+    while another thread held the launch lock inherited it held, and its first parallel
+    call hung for ever (20 of 20 forks)."""
+    env = {**os.environ, "NUMBA_THREADING_LAYER": "workqueue"}
+    done = subprocess.run([sys.executable, "-c",
+                           textwrap.dedent(_FORK_WHILE_ANOTHER_THREAD_LAUNCHES)],
+                          capture_output=True, text=True, timeout=400, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["ok"] * 3
