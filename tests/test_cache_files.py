@@ -132,7 +132,7 @@ _TIMED_OUT_WHILE_LOADING = """
     import signal, sys
     import numpy as np
     from numba_ln.cpu import convert
-    class Timeout(Exception):
+    class Timeout(RuntimeError):  # (as interruptingcow's: the class of a reader's error)
         pass
     def on_alarm(signum, frame):
         raise Timeout("the user's time limit")
@@ -163,3 +163,19 @@ def test_a_signal_handlers_exception_while_an_entry_loads_is_not_damage(tmp_path
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split() == ["timed", "out"]
     assert "could not be read" not in done.stderr
+
+
+def test_damage_that_makes_pickle_raise_anything_is_a_miss(tmp_path):
+    """One flipped bit in an index's frame length makes pickle raise OverflowError (a
+    frame past sys.maxsize): a miss, logged, as any damage is, never the user's error
+    (the class of the exception does not tell damage from a signal handler's timeout)."""
+    import glob
+
+    assert _run(tmp_path, "float16")[0] == (0, 1)
+    [index] = glob.glob(str(tmp_path / "cache" / "*" / "convert.widen_serial-*.nbi"))
+    damaged = bytearray(open(index, "rb").read())
+    damaged[10] ^= 1 << 7  # (the high byte of the first pickle frame's length)
+    open(index, "wb").write(damaged)
+    counts, said = _run(tmp_path, "float16")
+    assert counts == (0, 1)
+    assert "could not be read (OverflowError" in said

@@ -13,9 +13,7 @@ inside the machine code, is not detected: Numba keeps no checksum.)
 """
 import logging
 import os
-import pickle
-import struct
-import zlib
+import signal
 
 from numba.core.typing.templates import Signature
 
@@ -33,29 +31,40 @@ def _say(name, error, folder):
                      error, folder)
 
 
-# What reading a damaged entry raises: pickle's and the decoders' errors, LLVM's "bitcode
-# parsing error" (RuntimeError), a file cut short (EOFError, OSError), objects of the
-# wrong kind (TypeError, AttributeError, LookupError), a module gone (ImportError).
-_READ_ERRORS = (EOFError, pickle.UnpicklingError, OSError, ValueError, TypeError,
-                AttributeError, ImportError, LookupError, RuntimeError, struct.error,
-                zlib.error)
-# Not a damaged file but the process's state or a signal handler's exception while the
-# entry loads (a SIGALRM timeout: it was taken for damage, logged, and the kernel compiled
-# again while the user's timeout never fired)
-_NOT_DAMAGE = (TimeoutError, RecursionError, MemoryError)
-
-
 def tolerant_load(load, name, folder):
     """Numba's Cache.load_overload, a failure to read the entry being a miss (None)."""
     def load_or_miss(sig, target_context):
         try:
             return load(sig, target_context)
-        except _NOT_DAMAGE:
-            raise
-        except _READ_ERRORS as error:
+        except Exception as error:  # (any reader's error: pickle, LLVM, a decoder, ...)
+            if _from_signal_handler(error):
+                raise  # (a SIGALRM timeout that fired during the load: not damage)
             _say(name, error, folder)
             return None
     return load_or_miss
+
+
+def _from_signal_handler(error):
+    """Whether error was raised in a Python signal handler (or a function it called):
+    a timeout's exception, of any class, that fired while an entry loaded was taken for
+    a damaged entry, logged, the kernel compiled again, and the user's timeout never
+    fired.  (Damaged bytes raise anything too -- OverflowError, MemoryError,
+    RecursionError from pickle and Numba -- so the class cannot tell them apart.)"""
+    handlers = set()
+    for signum in signal.valid_signals():
+        try:
+            handler = signal.getsignal(signum)
+        except (ValueError, OSError):
+            continue
+        code = getattr(getattr(handler, "__func__", handler), "__code__", None)
+        if code is not None:
+            handlers.add(code)
+    frame = error.__traceback__
+    while frame is not None:
+        if frame.tb_frame.f_code in handlers:
+            return True
+        frame = frame.tb_next
+    return False
 
 
 def checked_load(load, name, folder):
