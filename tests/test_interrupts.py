@@ -165,3 +165,50 @@ def test_a_child_forked_while_ctrl_c_is_held_off_gets_it():
         forker.join(30)
     assert status == [0]
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_a_ctrl_c_at_any_line_of_held_off_leaves_its_state_whole():
+    """A KeyboardInterrupt raised by the user's handler at any line of held_off where that
+    handler is the one installed (where a real SIGINT raises) leaves no depth behind and
+    the user's handler in place: a reordering left depth 1 there, after which a compile's
+    wait installed the noting handler for good (Ctrl-C ignored for the process's life)."""
+    import signal
+    import threading
+
+    from numba_ln.cpu import _interrupts
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("SIGINT is held off in the main thread only")
+
+    def users_handler(signum, frame):
+        raise KeyboardInterrupt
+
+    code = _interrupts.held_off.__wrapped__.__code__
+    before = signal.signal(signal.SIGINT, users_handler)
+    left = []
+    try:
+        for target in sorted({line for _, _, line in code.co_lines() if line}):
+            fired = []
+
+            def at_line(frame, event, arg):
+                if (event == "line" and frame.f_lineno == target and not fired
+                        and signal.getsignal(signal.SIGINT) is users_handler):
+                    fired.append(target)
+                    raise KeyboardInterrupt  # (what the handler raises there)
+                return at_line
+
+            sys.settrace(lambda frame, event, arg: at_line if frame.f_code is code else None)
+            try:
+                with _interrupts.held_off():
+                    pass
+            except KeyboardInterrupt:
+                pass
+            finally:
+                sys.settrace(None)
+            if _interrupts._State.depth or signal.getsignal(signal.SIGINT) is not users_handler:
+                left.append((target, _interrupts._State.depth))
+                _interrupts._State.depth = 0
+                signal.signal(signal.SIGINT, users_handler)
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert left == []

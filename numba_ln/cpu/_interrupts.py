@@ -36,8 +36,10 @@ def held_off():
     if threading.current_thread() is not threading.main_thread():
         yield  # (Python runs handlers in the main thread only: nothing to hold off)
         return
-    # (the state is set before the noting handler goes in, and cleared after the handler
-    # is back: a fork from another thread at any moment finds what to restore)
+    # (previous is set before the noting handler goes in and cleared after the handler is
+    # back, so that a fork from another thread at any moment finds what to restore; depth
+    # moves only where a KeyboardInterrupt cannot leave it wrong: a SIGINT after the
+    # noting handler is in is noted, not raised)
     if _State.depth == 0:
         try:
             previous = signal.getsignal(signal.SIGINT)
@@ -46,27 +48,23 @@ def held_off():
         if previous is None:  # (or a handler not set from Python: left alone)
             yield
             return
-        _State.previous, _State.caught, _State.depth = previous, None, 1
+        _State.previous, _State.caught = previous, None
         try:
             signal.signal(signal.SIGINT, _note)
         except (ValueError, TypeError, OSError):
-            _State.previous, _State.depth = None, 0
             yield
             return
-    else:
-        _State.depth += 1
+    _State.depth += 1
     try:
         yield
     finally:
-        if _State.depth == 1:
+        _State.depth -= 1
+        if _State.depth == 0:
             previous, caught = _State.previous, _State.caught
             signal.signal(signal.SIGINT, previous)
             _State.previous = _State.caught = None
-            _State.depth = 0
             if caught is not None:
                 _deliver(previous, caught)
-        else:
-            _State.depth -= 1
 
 
 @contextlib.contextmanager
@@ -104,13 +102,15 @@ def _note_forking_thread():
 
 
 def _restore_in_child():
-    if _State.depth and not _State.forking_from_main:
-        previous = _State.previous
-        _State.depth, _State.previous, _State.caught = 0, None, None
-        try:
+    if _State.forking_from_main:
+        return
+    previous = _State.previous
+    _State.depth, _State.previous, _State.caught = 0, None, None
+    try:
+        if previous is not None and signal.getsignal(signal.SIGINT) is _note:
             signal.signal(signal.SIGINT, previous)
-        except (ValueError, TypeError, OSError):
-            pass
+    except (ValueError, TypeError, OSError):
+        pass
 
 
 if hasattr(os, "register_at_fork"):
