@@ -132,11 +132,17 @@ _TIMED_OUT_WHILE_LOADING = """
     import signal, sys
     import numpy as np
     from numba_ln.cpu import convert
+    import functools
     class Timeout(RuntimeError):  # (as interruptingcow's: the class of a reader's error)
         pass
-    def on_alarm(signum, frame):
-        raise Timeout("the user's time limit")
-    signal.signal(signal.SIGALRM, on_alarm)
+    def on_alarm(signum, frame, why="the user's time limit"):
+        raise Timeout(why)
+    class Alarm:
+        def __call__(self, signum, frame):
+            on_alarm(signum, frame)
+    handler = {"function": on_alarm, "partial": functools.partial(on_alarm, why="partial"),
+               "instance": Alarm()}[sys.argv[1]]
+    signal.signal(signal.SIGALRM, handler)
     def timer_expires_in_the_load(frame, event, arg):
         if event == "call" and frame.f_code.co_name == "_load_overload":
             sys.setprofile(None)
@@ -151,15 +157,16 @@ _TIMED_OUT_WHILE_LOADING = """
 
 
 @pytest.mark.skipif(not hasattr(__import__("signal"), "SIGALRM"), reason="SIGALRM is POSIX")
-def test_a_signal_handlers_exception_while_an_entry_loads_is_not_damage(tmp_path):
+@pytest.mark.parametrize("handler", ["function", "partial", "instance"])
+def test_a_signal_handlers_exception_while_an_entry_loads_is_not_damage(tmp_path, handler):
     """A SIGALRM timeout (alarm + raise, pytest-timeout's signal method) that fired while a
     cached kernel loaded was taken for a damaged entry: logged, compiled again, and the
-    call returned, so the user's timeout never fired."""
+    call returned, so the user's timeout never fired (a handler of any callable form)."""
     assert _run(tmp_path, "float16")[0] == (0, 1)  # (cached)
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
     env.pop("NUMBA_LN_QUIET", None)
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(_TIMED_OUT_WHILE_LOADING)],
-                          capture_output=True, text=True, timeout=300, env=env)
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(_TIMED_OUT_WHILE_LOADING),
+                           handler], capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split() == ["timed", "out"]
     assert "could not be read" not in done.stderr

@@ -56,6 +56,12 @@ def _from_signal_handler(error):
             handler = signal.getsignal(signum)
         except (ValueError, OSError):
             continue
+        for _ in range(8):  # (functools.partial of a partial ...: to the function)
+            if not hasattr(handler, "func"):
+                break
+            handler = handler.func
+        if not hasattr(handler, "__code__") and not hasattr(handler, "__func__"):
+            handler = getattr(type(handler), "__call__", None)  # (a callable instance)
         code = getattr(getattr(handler, "__func__", handler), "__code__", None)
         if code is not None:
             handlers.add(code)
