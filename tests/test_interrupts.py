@@ -212,3 +212,31 @@ def test_a_ctrl_c_at_any_line_of_held_off_leaves_its_state_whole():
     finally:
         signal.signal(signal.SIGINT, before)
     assert left == []
+
+
+def test_the_noting_handler_left_in_by_another_handlers_exception_is_healed():
+    """Another signal's handler raising (a timeout) inside the swaps of held_off could
+    leave the noting handler in with nothing held off, and the next held_off took it for
+    the user's: Ctrl-C ignored for the process's life.  The next held_off puts the
+    user's handler back."""
+    import signal
+    import threading
+
+    from numba_ln.cpu import _interrupts
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("SIGINT is held off in the main thread only")
+
+    def users_handler(signum, frame):
+        raise KeyboardInterrupt
+
+    before = signal.signal(signal.SIGINT, users_handler)
+    try:
+        with _interrupts.held_off():
+            pass
+        signal.signal(signal.SIGINT, _interrupts._note)  # (as such an exception leaves it)
+        with _interrupts.held_off():
+            assert signal.getsignal(signal.SIGINT) is _interrupts._note
+        assert signal.getsignal(signal.SIGINT) is users_handler
+    finally:
+        signal.signal(signal.SIGINT, before)

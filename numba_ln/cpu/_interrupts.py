@@ -24,6 +24,7 @@ class _State:
     previous = None    # the SIGINT handler to restore
     caught = None      # (signum, frame) of a SIGINT held off
     forking_from_main = True  # whether the fork under way comes from the main thread
+    users = None       # the last handler held_off found in place (never _note)
 
 
 def _note(signum, frame):
@@ -45,26 +46,49 @@ def held_off():
             previous = signal.getsignal(signal.SIGINT)
         except (ValueError, TypeError, OSError):  # (no signals here, e.g. a subinterpreter)
             previous = None
+        if previous is _note:  # (left in by another handler's exception, a timeout, raised
+            previous = _State.users  # as it was swapped: healed here)
         if previous is None:  # (or a handler not set from Python: left alone)
             yield
             return
-        _State.previous, _State.caught = previous, None
+        _State.previous, _State.caught, _State.users = previous, None, previous
         try:
             signal.signal(signal.SIGINT, _note)
         except (ValueError, TypeError, OSError):
             yield
             return
+        except BaseException:  # (another handler's exception, a timeout, as it went in)
+            _put_back(previous)
+            _State.previous = None
+            raise
     _State.depth += 1
     try:
         yield
     finally:
         _State.depth -= 1
         if _State.depth == 0:
-            previous, caught = _State.previous, _State.caught
-            signal.signal(signal.SIGINT, previous)
-            _State.previous = _State.caught = None
+            previous = _State.previous
+            try:
+                _put_back(previous)
+            finally:  # (caught read after the swap: a SIGINT noted just before it counts)
+                caught, _State.previous, _State.caught = _State.caught, None, None
             if caught is not None:
                 _deliver(previous, caught)
+
+
+def _put_back(handler):
+    """signal.signal(SIGINT, handler), done even when another signal's handler raises from
+    it (signal.signal runs pending handlers before it swaps: a timeout there left the
+    noting handler in for good, Ctrl-C ignored); that exception is raised afterwards."""
+    error = None
+    for _ in range(4):
+        try:
+            signal.signal(signal.SIGINT, handler)
+            break
+        except BaseException as exception:  # noqa: BLE001  (raised below)
+            error = error or exception
+    if error is not None:
+        raise error
 
 
 @contextlib.contextmanager
@@ -104,7 +128,7 @@ def _note_forking_thread():
 def _restore_in_child():
     if _State.forking_from_main:
         return
-    previous = _State.previous
+    previous = _State.previous or _State.users
     _State.depth, _State.previous, _State.caught = 0, None, None
     try:
         if previous is not None and signal.getsignal(signal.SIGINT) is _note:
