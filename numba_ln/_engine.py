@@ -73,9 +73,9 @@ def run(variant, x, residual, weight, bias, axis, eps, out, residual_out, return
     if not want_stats:
         return variant.results(y, s, None, None, False)
     dtype = _dtypes.stats_dtype(call.dtype)
-    # rounded once from float64 (rstd in place: second is ours), silently (_rstd.silent)
+    # rounded once from float64 (rstd in place: second is ours), silently (_rstd.narrowing)
     if variant.stats == STATS_MEAN_VAR:
-        with _rstd.silent():
+        with _rstd.narrowing((mean, second), dtype):
             mean, second = mean.astype(dtype, copy=False), second.astype(dtype, copy=False)
         if not keepdims:  # (every axis reduced: NumPy scalars, as x.mean() and the small
             mean, second = mean.reshape(plan.reduced_shape), second.reshape(plan.reduced_shape)
@@ -83,7 +83,7 @@ def run(variant, x, residual, weight, bias, axis, eps, out, residual_out, return
                 return mean[()], second[()]
         return mean, second
     rstd = _rstd.of_second(second, call.eps, out=second)
-    with _rstd.silent():
+    with _rstd.narrowing((rstd, mean), dtype):
         rstd = rstd.astype(dtype, copy=False)
         if variant.stats == STATS_RSTD:
             return variant.results(y, s, rstd, None, True)

@@ -1,7 +1,7 @@
 """rstd from float64 second moments (the variance, or RMSNorm's mean square), as the CPU
 front (_engine) and the dask blocks return it: 1 / sqrt(second + eps) in float64, rounded
-once to the statistics dtype; and other float64 values rounded as the kernels round them
-(narrowed)."""
+once to the statistics dtype; and float64 values rounded as the kernels round them
+(narrowed, narrowing)."""
 import contextlib
 
 import numpy as np
@@ -20,16 +20,7 @@ def of_second(second, eps, out=None):
     return np.divide(1.0, rstd, out=rstd)
 
 
-def rounded(rstd, dtype):
-    """float64 rstd in the statistics dtype, silently whatever NumPy's settings (silent()):
-    inf where it passes float32's range (a constant row with an eps under 1e-76), a
-    subnormal or 0 below it (data spread past 8e37), as the small calls' float32 rstd is.
-    (NumPy's cast warned, or raised under np.seterr, from the general path and dask only.)"""
-    with silent():
-        return rstd.astype(dtype, copy=False)
-
-
-def silent():
+def _silent():
     """NumPy's floating-point settings off for numba_ln's own casts (~1 us): overflow to
     inf and underflow to subnormals or 0 are the rounding the kernels do silently, whatever
     the user set with np.seterr (a "warn", "raise" or "call" there made the same call warn
@@ -39,22 +30,23 @@ def silent():
 
 def narrowed(a, dtype):
     """a (float64 statistics, or a float64 weight/bias for float32 work) in dtype, inf
-    where it passes dtype's range, silently, as the small calls' kernels round them in
-    compiled code: a variance of float32 data past 3.4e38, or a weight of 1e300, warned
-    from the general path and dask only, for the same result.  (np.errstate costs ~1 us:
-    only for casts that narrow.)"""
+    where it passes dtype's range and a subnormal or 0 below it, silently whatever NumPy's
+    settings, as the small calls' kernels round them in compiled code: a variance of
+    float32 data past 3.4e38, an rstd of data spread past 8e37, or a weight of 1e300,
+    warned or raised from the general path and dask only, for the same result.
+    (np.errstate costs ~1 us: only for casts that narrow.)"""
     if a.dtype.itemsize <= np.dtype(dtype).itemsize:
         return a.astype(dtype, copy=False)
-    with silent():
+    with _silent():
         return a.astype(dtype, copy=False)
 
 
-def narrowing(params, dtype):
-    """A context in which the forward's general path casts weight/bias (ndarrays or None)
-    to dtype as narrowed does: silent only where one narrows."""
-    for p in params:
-        if p is not None and getattr(p, "dtype", dtype).itemsize > dtype.itemsize:
-            return silent()
+def narrowing(arrays, dtype):
+    """A context in which casts of these arrays (ndarrays or None: weight/bias, float64
+    statistics) to dtype are silent as narrowed's are: silent only where one narrows."""
+    for a in arrays:
+        if a is not None and getattr(a, "dtype", dtype).itemsize > dtype.itemsize:
+            return _silent()
     return _NOTHING
 
 

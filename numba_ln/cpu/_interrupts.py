@@ -128,7 +128,8 @@ def _note_forking_thread():
 def _restore_in_child():
     if _State.forking_from_main:
         return
-    previous = _State.previous or _State.users
+    # (SIG_DFL is 0: a handler is told from None by identity)
+    previous = _State.previous if _State.previous is not None else _State.users
     _State.depth, _State.previous, _State.caught = 0, None, None
     try:
         if previous is not None and signal.getsignal(signal.SIGINT) is _note:

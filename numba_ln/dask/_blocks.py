@@ -85,7 +85,7 @@ def statistic(stats, field, eps, dtype, axes):
         # into its own copy: with every axis normalized it is 0-d, and NumPy's ufuncs give
         # a scalar for a 0-d array without out=, which of_second's next step refused
         second = np.array(stats["second"], dtype=np.float64)
-        value = _rstd.rounded(_rstd.of_second(second, eps, out=second), dtype)
+        value = _rstd.narrowed(_rstd.of_second(second, eps, out=second), dtype)
     else:
         value = _rstd.narrowed(np.array(stats[field], dtype=np.float64), dtype)
     return np.expand_dims(value.astype(dtype, copy=False), axes) if axes else value.astype(dtype)
