@@ -74,10 +74,19 @@ _DEPENDENCIES = sorted(Path(__file__).parent.glob("*.py")) + [
 ]
 
 
-def _dependencies_stamp():
+def _sources_digest():
     digest = hashlib.sha256()
     for path in _DEPENDENCIES:
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+# The kernels' sources, as one digest (_named_calls names a kernel's code by it)
+SOURCES_DIGEST = _sources_digest()
+
+
+def _dependencies_stamp():
+    digest = hashlib.sha256(SOURCES_DIGEST.encode())
     # (and the one compile-time setting that comes from the environment)
     digest.update(f"vector bits {_config.PREFERRED_VECTOR_BITS}".encode())
     return "numba_ln-sha256:" + digest.hexdigest()

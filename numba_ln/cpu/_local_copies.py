@@ -19,11 +19,12 @@ names, for their own callers from Python, and the IR a library gives its callers
 keeps the copies weak, so that a caller still merges the copies its kernels bring.
 
 Thin callers (_jit.link_after_optimizing: the small kernels and their bodies, which
-call rows_block or backward_block once a call; the channels kernels' tile task and serial
-loop, which call their helpers once a tile) link what they call after their own module
-is optimized: the linked IR is optimized already, and LLVM's full module passes over it
-were most of such a caller's compile (cold small-call forms 18% faster to compile, cold
-channels-first calls 20%, the same bits and speed: README, First use and caching).
+call rows_block or backward_block once a call, now by name (_named_calls), and the few
+helper overloads; the channels kernels' tile task and serial loop, which call their
+helpers once a tile) link what they call after their own module is optimized: the
+linked IR is optimized already, and LLVM's full module passes over it were most of such
+a caller's compile (cold small-call forms 18% faster to compile, cold channels-first
+calls 20%, the same bits and speed: README, First use and caching).
 
 This touches Numba internals (a pass that creates the library, as NativeLowering would,
 and wraps the library's last step); on a Numba whose internals differ the guards leave

@@ -86,6 +86,7 @@ from ._backward_tasks import task_rows
 from ._elements import is_narrow, smaller, work
 from ._indirect import block_key, call_block, run_blocks
 from ._jit import kernel
+from ._named_calls import named_call
 from ._partials import numpy_param_grad, numpy_partial_rows, param_grad, partial_rows
 from ._pointers import address, row_address, stack_or_new
 from ._rowops import fits_float32, normalizer
@@ -190,20 +191,21 @@ def backward_block(arrays, norm, stats, partials, cols, first, last, t, stream):
         stream_fence()
 
 
+# (backward_block's own code, not a copy of it in every caller: _named_calls)
+call_backward_block = named_call(backward_block)
+
+
 @kernel(inline="always")
 def backward_serial(arrays, norm, stats, partials, rows, cols, per_task):
     """The tasks of backward_rows, one after the other (the same results), each a call of
-    backward_block: from Python as ``backward_serial.py_func`` (run_backward below the
-    serial bound), or inlined by Numba into the small-call kernels (small_backward.py)
-    and a user's @njit code (_njit/backward.py).  Never compiled on its own: as a wrapper
-    kernel or a register_jitable function each of its variants re-optimized and re-emitted
-    all of backward_block's machine code (~0.35-0.6 s of compiling per argument form, for
-    the same bits)."""
+    backward_block's own code: inlined by Numba into the small-call kernels
+    (small_backward.py) and a user's @njit code (_njit/backward.py).  (Python runs the same
+    tasks in _run_here.)"""
     for t in range(-(-rows // per_task)):
         first = t * per_task
         last = first + per_task if first + per_task < rows else rows  # (min: see split_rows)
-        backward_block(arrays, norm, stats, partials, cols, np.int64(first), np.int64(last),
-                       np.int64(t), np.bool_(False))
+        call_backward_block((arrays, norm, stats, partials, cols, np.int64(first),
+                             np.int64(last), np.int64(t), np.bool_(False)))
 
 
 @kernel(parallel=True)
@@ -271,13 +273,17 @@ def run_backward(dx, dy, x, w, stats, grad_residual, rows, cols, eps, centered, 
 
 def _run_here(arrays, norm, stats, grads, rows, cols, per_task):
     """backward_rows' tasks one after the other in this thread, from Python: the same
-    partial rows (NumPy's), the same tasks (backward_serial's py_func), the same sums,
+    partial rows (NumPy's), the same tasks (backward_serial's), the same sums,
     so the same bits, with no kernel of its own to compile (backward_rows costs ~0.8 s a
     variant on first use, and small or unusual calls alone need only backward_block)."""
     dweight, dbias = grads
     tasks = -(-rows // per_task)
     partials = _numpy_partials(arrays, grads, tasks, cols)
-    backward_serial.py_func(arrays, norm, stats, partials, rows, cols, per_task)
+    for t in range(tasks):
+        first = t * per_task
+        last = min(first + per_task, rows)
+        backward_block(arrays, norm, stats, partials, cols, np.int64(first), np.int64(last),
+                       np.int64(t), np.bool_(False))
     for view, out in ((partials[0], dweight), (partials[1], dbias)):
         if out is not None:
             numpy_param_grad(view, tasks, cols, out)

@@ -46,6 +46,7 @@ from ._indirect import block_key, call_block
 from ._jit import kernel
 from ._moments import (PIECE, finish_row, piece_sums, row_shift, row_sums, rstd_of, settled,
                        stats_of_totals)
+from ._named_calls import named_call
 from ._pointers import address, advance, prefetch_line, row_address
 from ._rowops import fits_float32, normalize_span, normalizer, source
 from ._stream import (fits_row_buffer, line_lanes, row_buffer, stream_end, stream_fence,
@@ -192,12 +193,15 @@ def rows_block(arrays, norm, stats, cols, first, last, stream):
         stream_fence()
 
 
-# A serial call runs rows_block itself, from Python or a user's @njit code (one block: rows
-# 0..rows-1), not through a serial wrapper kernel: each wrapper variant re-optimized and
-# re-emitted all of rows_block's machine code (0.6 s of compiling per argument form, for
-# the same bits).  Its callers pass `first` as np.int64(0), not 0: a literal 0 is a Numba
-# type of its own, and rows_block would compile once more for it.
+# A serial call runs rows_block itself (one block: rows 0..rows-1): from Python, or from
+# compiled code (the small kernels, a user's @njit code) through call_rows_block, which
+# calls rows_block's own code by name (_named_calls): a wrapper kernel or a direct call
+# re-optimized and re-emitted all of rows_block's machine code in every caller variant
+# (0.6-1 s of compiling per argument form, for the same bits).  Its callers pass `first`
+# as np.int64(0), not 0: a literal 0 is a Numba type of its own, and rows_block would
+# compile once more for it.
 FIRST_ROW = np.int64(0)
+call_rows_block = named_call(rows_block)
 
 
 @kernel(parallel=True)

@@ -23,7 +23,7 @@ from numba.extending import overload
 
 from ._elements import _absent, _in_place
 from ._jit import THIN_CALLER, kernel, link_after_optimizing
-from .rows import rows_block
+from .rows import call_rows_block
 from .small_args import (CENTERED, NO_EPS, NOT_CENTERED, _array_fits, _param_rows_fit,
                          _param_type_fits, apart, as_mutable, length_fits, rows_fit,
                          rows_helpers, rows_layout_fits, scratch_stats, shape_of, view_of,
@@ -120,8 +120,8 @@ def _run_norm(y, x, w, b, eps, centered, stats, cols):
         yv, xv = view_of(y, cols), view_of(as_mutable(x), cols)
         sums = scratch_stats(rows)  # (written always: one rows_block variant)
         wk, bk = params(as_mutable(w), as_mutable(b), x)
-        rows_block((yv, None, xv, None), (wk, bk, eps, centered), sums, cols, np.int64(0),
-                   rows, np.bool_(False))
+        call_rows_block(((yv, None, xv, None), (wk, bk, eps, centered), sums, cols,
+                         np.int64(0), rows, np.bool_(False)))
         finish(sums, stats, eps)
         return 0
     return link_after_optimizing(run)
@@ -168,8 +168,9 @@ def _run_add_norm(y, s, x, r, w, b, eps, centered, stats):
         yv, xv = view_of(y, cols), view_of(as_mutable(x), cols)
         wk, bk = params(as_mutable(w), as_mutable(b), x)
         sums = scratch_stats(rows)
-        rows_block((yv, view_of(s, cols), xv, view_of(r, cols)), (wk, bk, eps, centered),
-                   sums, cols, np.int64(0), rows, np.bool_(False))
+        call_rows_block(((yv, view_of(s, cols), xv, view_of(r, cols)),
+                         (wk, bk, eps, centered), sums, cols, np.int64(0), rows,
+                         np.bool_(False)))
         finish(sums, stats, eps)
         return 0
     return link_after_optimizing(run)
@@ -257,8 +258,9 @@ def _run_moments(x, stats, eps, centered):
         if not (cols > 0 and stats.shape[0] == 2 and stats.shape[1] == rows):
             return 1
         sums = scratch_stats(rows)
-        rows_block((None, None, view_of(as_mutable(x), cols), None),
-                   (None, None, eps, centered), sums, cols, np.int64(0), rows, np.bool_(False))
+        call_rows_block(((None, None, view_of(as_mutable(x), cols), None),
+                         (None, None, eps, centered), sums, cols, np.int64(0), rows,
+                         np.bool_(False)))
         for i in range(rows):  # (rounded once, as the general path's astype)
             stats[0, i] = sums[0][i]
             stats[1, i] = sums[1][i]
