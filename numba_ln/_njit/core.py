@@ -6,7 +6,7 @@ from numba.extending import register_jitable
 from .. import _dtypes
 from .._variants import STATS_MEAN_RSTD, STATS_MEAN_VAR, STATS_NONE, STATS_RSTD
 from ..cpu._elements import IN_PLACE
-from ..cpu.rows import call_rows_block
+from ..cpu.rows import rows_block
 from .checks import (_check_eps, _check_residual, _is_view, _output_kind, _param_kind,
                      _real_dtype, _x_dtype)
 
@@ -289,17 +289,17 @@ def _make_core(variant, x, residual, weight, bias, eps, out, residual_out, *, re
         done = rows == 0
         if may_y_in_place:
             if not done and yf.ctypes.data == xf.ctypes.data:
-                call_rows_block(((IN_PLACE, s_v, x_v, r_v), (w_v, b_v, e, c), st, cols, zero,
-                                 rows, unstreamed))
+                rows_block((IN_PLACE, s_v, x_v, r_v), (w_v, b_v, e, c), st, cols, zero, rows,
+                           unstreamed)
                 done = True
         if may_s_in_place:
             if not done and sf.ctypes.data == rf.ctypes.data:
-                call_rows_block(((y_v, IN_PLACE, x_v, r_v), (w_v, b_v, e, c), st, cols, zero,
-                                 rows, unstreamed))
+                rows_block((y_v, IN_PLACE, x_v, r_v), (w_v, b_v, e, c), st, cols, zero, rows,
+                           unstreamed)
                 done = True
         if not done:
-            call_rows_block(((y_v, s_v, x_v, r_v), (w_v, b_v, e, c), st, cols, zero,
-                             rows, unstreamed))
+            rows_block((y_v, s_v, x_v, r_v), (w_v, b_v, e, c), st, cols, zero, rows,
+                       unstreamed)
 
         if y_temp:
             _copy_into(out, yf)

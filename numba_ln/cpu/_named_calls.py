@@ -2,8 +2,8 @@
 of the block's.
 
 Numba links a copy of a called kernel's code into every caller and emits it again: each
-variant of a small kernel (``small.small_layer_norm`` for a read-only x, a 1-d x, float64
-weights, returned statistics ...) spent ~2.4 s of its compiling on another copy of
+variant of a small kernel (``small.small_layer_norm`` for a read-only x, a 1-D x, float64
+weights, returned statistics ...) spent 0.2-0.4 s of its compiling on another copy of
 ``rows.rows_block``, the same machine code each time.  A call made by ``named_call`` goes
 to the block's own compiled code instead, through an external symbol that names the block
 and its argument types:
@@ -20,16 +20,19 @@ The symbol is a name, not an address, so the cached caller stays valid in every 
 (an address compiled into a cached kernel crashed a later process: numba#8578; the
 parallel kernels pass addresses as arguments instead, _indirect).  The call is an ordinary
 call of the block's code: nothing of the block is inlined into the caller, as with the
-thin callers' late linking before (_local_copies), so the code that runs is the block's
-own, the same bits from Python, from the small kernels and from a user's @njit code.
+thin callers' late linking before (_local_copies).
 
-A caller linked into a user's own cached @njit function passes the reload step on to it
-(Numba's libraries inherit their dependencies' steps).  Numba checks only the user's
-source file, so such a function can outlive an upgrade of numba_ln (README, Compilation
-and caching): the symbol and the reload step carry the digest of the kernels' sources,
-and a step from other sources raises a RuntimeError that says to delete the cache,
-rather than bind the caller to a block whose arguments may mean something else.  (Our
-own kernels' cache entries are stamped with the same digest: _jit.)
+Only numba_ln's own small kernels call by name: each is a top-level kernel that no other
+compiled function links.  A linking caller inherits a library's reload steps only from a
+library compiled in its own process (one loaded from the cache has none: Numba keeps them
+on the loaded compile result), and a ``cfunc`` saves its steps before its library has
+them: a user's cached function that called by name, linked into another cached function
+or compiled as a cfunc, was saved without the step, and the process that loaded it
+crashed on the unbound symbol.  So numba_ln's code inside a user's @njit function calls
+the blocks directly, as Numba links any kernel (_njit/core.py, _njit/backward.py).  The
+symbol and the step carry the digest of the kernels' sources, and a step from other
+sources raises a RuntimeError (never for numba_ln's own cache entries, which the same
+digest stamps: _jit) rather than bind a caller to a block whose arguments may differ.
 """
 import hashlib
 import importlib
@@ -83,9 +86,9 @@ class Rebind:
     def __call__(self):
         if self.sources != SOURCES_DIGEST:
             raise RuntimeError(
-                "numba_ln: a cached function that calls numba_ln was compiled with another "
-                "version of numba_ln; delete its cache files (the *.nbi and *.nbc files in "
-                "its __pycache__ folder, or in NUMBA_CACHE_DIR) and call it again")
+                "numba_ln: a cached kernel was compiled from other numba_ln sources; delete "
+                "the cache files (the *.nbi and *.nbc files in numba_ln's __pycache__ "
+                "folders, or in NUMBA_CACHE_DIR) and call it again")
         block = getattr(importlib.import_module(self.module), self.qualname)
         _bind(block, self.argtypes)
 

@@ -191,21 +191,35 @@ def backward_block(arrays, norm, stats, partials, cols, first, last, t, stream):
         stream_fence()
 
 
-# (backward_block's own code, not a copy of it in every caller: _named_calls)
-call_backward_block = named_call(backward_block)
+def _tasks_in_order(block):
+    """An inline kernel running backward_rows' tasks one after the other (the same
+    results), each a call of block (backward_block's arguments)."""
+    @kernel(inline="always")
+    def serial(arrays, norm, stats, partials, rows, cols, per_task):
+        for t in range(-(-rows // per_task)):
+            first = t * per_task
+            last = first + per_task if first + per_task < rows else rows  # (min: split_rows)
+            block(arrays, norm, stats, partials, cols, np.int64(first), np.int64(last),
+                  np.int64(t), np.bool_(False))
+    return serial
+
+
+_backward_block_by_symbol = named_call(backward_block)
 
 
 @kernel(inline="always")
-def backward_serial(arrays, norm, stats, partials, rows, cols, per_task):
-    """The tasks of backward_rows, one after the other (the same results), each a call of
-    backward_block's own code: inlined by Numba into the small-call kernels
-    (small_backward.py) and a user's @njit code (_njit/backward.py).  (Python runs the same
-    tasks in _run_here.)"""
-    for t in range(-(-rows // per_task)):
-        first = t * per_task
-        last = first + per_task if first + per_task < rows else rows  # (min: see split_rows)
-        call_backward_block((arrays, norm, stats, partials, cols, np.int64(first),
-                             np.int64(last), np.int64(t), np.bool_(False)))
+def _backward_block_by_name(arrays, norm, stats, partials, cols, first, last, t, stream):
+    _backward_block_by_symbol((arrays, norm, stats, partials, cols, first, last, t, stream))
+
+
+# The tasks of a small call or of a user's @njit code (Python runs them in _run_here).
+# Inlined into the small-call kernels (small_backward.py), which call backward_block's own
+# code by name (_named_calls), so no variant carries a copy of it; and into a user's @njit
+# code (_njit/backward.py), which links a copy, as Numba links any kernel it calls: a
+# user's function is cached whole and may be linked into other cached functions, which
+# drop the reload step that binds a name (a crash in the process that loads them).
+backward_serial_by_name = _tasks_in_order(_backward_block_by_name)
+backward_serial = _tasks_in_order(backward_block)
 
 
 @kernel(parallel=True)

@@ -29,7 +29,7 @@ from ._elements import _absent, work
 from ._jit import THIN_CALLER, kernel, link_after_optimizing
 from ._partials import param_grad, partial_rows
 from ._backward_tasks import split_rows
-from .backward import backward_serial
+from .backward import backward_serial_by_name
 from .small_args import (CENTERED, NOT_CENTERED, _param_rows_fit, apart, as_mutable,
                          length_fits, row_type, rows_helpers, shape_of, view_of, written_over)
 from .small_backward_args import _residual_check, _stat_check, _stats_of, _types_fit
@@ -89,7 +89,7 @@ def run_backward_small(dx, dy, x, gr, w, mean, rstd, eps, centered, tasking, dwe
     gr (grad_residual) None or added to dx; dweight and dbias (None or not) which
     parameter gradients are summed, a fact of the types; ``tasking`` is
     (task_elements, serial_max): split_rows' settings, as the front reads them from
-    _config.  The tasks run in order in this thread (backward_serial: the same tasks as
+    _config.  The tasks run in order in this thread (backward_serial_by_name: the same tasks as
     the general path's parallel launch, the same bits).  cols: backward_fits'."""
 
 
@@ -121,8 +121,8 @@ def _run_backward_small(dx, dy, x, gr, w, mean, rstd, eps, centered, tasking, dw
         stats = stats_of(mean, rstd, rows)
         dxv, dyv = view_of(dx, cols), view_of(as_mutable(dy), cols)
         xv, grv = view_of(as_mutable(x), cols), view_of(as_mutable(gr), cols)
-        backward_serial((dxv, dyv, xv, grv), (as_mutable(w), eps, centered), stats,
-                        (pw, pb, sw, sb), rows, cols, per_task)
+        backward_serial_by_name((dxv, dyv, xv, grv), (as_mutable(w), eps, centered),
+                                stats, (pw, pb, sw, sb), rows, cols, per_task)
         param_grad(pw, tasks, cols, dweight)
         param_grad(pb, tasks, cols, dbias)
         return 0
