@@ -186,3 +186,28 @@ def test_damage_that_makes_pickle_raise_anything_is_a_miss(tmp_path):
     counts, said = _run(tmp_path, "float16")
     assert counts == (0, 1)
     assert "could not be read (OverflowError" in said
+
+
+def test_an_index_the_process_cannot_read_now_is_not_removed(tmp_path):
+    """A save that cannot read the kernel's index (too many open files, another user's
+    file, an I/O error) removed it as damaged, losing every cached signature of the
+    kernel for every process sharing the cache: the save is refused instead."""
+    import errno
+
+    from numba_ln.cpu._damaged_cache import repairing_save
+
+    index = tmp_path / "kernel.nbi"
+    index.write_bytes(b"a valid index, as far as this test goes")
+
+    class CacheFile:
+        _index_path, _cache_path = str(index), str(tmp_path)
+
+        def _load_index(self):
+            raise OSError(errno.EMFILE, "Too many open files")
+
+    def save(key, data):
+        CacheFile()._load_index()
+
+    with pytest.raises(OSError, match="Too many open files"):
+        repairing_save(save, CacheFile(), "numba_ln.cpu.rows.rows_block")("key", "data")
+    assert index.read_bytes() == b"a valid index, as far as this test goes"

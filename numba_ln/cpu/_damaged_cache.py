@@ -147,10 +147,13 @@ _unsaved_said = False
 
 
 def _index_damaged(cache_file):
-    """Whether the cache file's index exists and cannot be read."""
+    """Whether the cache file's index exists and its contents cannot be read.  A file the
+    process cannot open or read now (too many open files, another user's file it may not
+    read, an I/O error) is not damaged: removing it lost every cached signature of the
+    kernel, for every process sharing the cache."""
     try:
         cache_file._load_index()
-    except FileNotFoundError:
+    except OSError:  # (FileNotFoundError too: no index)
         return False
     except Exception:
         return os.path.exists(cache_file._index_path)
