@@ -143,11 +143,10 @@ def moments(x, axis=-1, *, keepdims=False):
     >>> numba_ln.moments(np.array([[1.0, 2.0, 3.0, 4.0]]))
     (array([2.5]), array([1.25]))
     """
-    if type(keepdims) is bool:
-        done = small_moments_call(x, axis, keepdims)
-        if done is None:
-            done = _canonical.moments_again(small_moments_call, x, axis, keepdims)
-        if done is not None:
-            return done
+    done = small_moments_call(x, axis, keepdims) if type(keepdims) is bool else None
+    if done is None:
+        done = _canonical.moments_again(small_moments_call, x, axis, keepdims)
+    if done is not None:
+        return done
     return backend_for(x).run(MOMENTS, x, None, None, None, axis, 0.0, None, None, True,
                               flag(keepdims, "keepdims"))

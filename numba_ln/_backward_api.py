@@ -70,13 +70,13 @@ def layer_norm_backward(dy, x, weight=None, *, mean=None, rstd=None, axis=-1, ep
     >>> dweight.round(6), dbias
     (array([-1.224745,  0.      ,  0.      ]), array([1., 0., 1.]))
     """
-    if type(param_grads) is bool:
-        done = (small_backward_call(True, dy, x, weight, mean, rstd, eps, out, grad_residual,
-                                    param_grads, axis)
-                or backward_again(small_backward_call, True, dy, x, weight, mean, rstd, eps,
-                                  out, grad_residual, param_grads, axis))
-        if done is not None:
-            return done
+    done = ((type(param_grads) is bool
+             and small_backward_call(True, dy, x, weight, mean, rstd, eps, out,
+                                     grad_residual, param_grads, axis))
+            or backward_again(small_backward_call, True, dy, x, weight, mean, rstd, eps, out,
+                              grad_residual, param_grads, axis))
+    if done is not None:
+        return done
     return _general_path(True, "layer_norm_backward", dy, x, weight, mean, rstd, axis, eps,
                          grad_residual, out, param_grads)
 
@@ -103,13 +103,13 @@ def rms_norm_backward(dy, x, weight=None, *, rstd=None, axis=-1, eps=1e-6,
     >>> dx.round(4), dweight.round(4)
     (array([ 0.181 , -0.1358]), array([0.8485, 0.    ]))
     """
-    if type(param_grads) is bool:
-        done = (small_backward_call(False, dy, x, weight, None, rstd, eps, out, grad_residual,
-                                    param_grads, axis)
-                or backward_again(small_backward_call, False, dy, x, weight, None, rstd, eps,
-                                  out, grad_residual, param_grads, axis))
-        if done is not None:
-            return done[:2]
+    done = ((type(param_grads) is bool
+             and small_backward_call(False, dy, x, weight, None, rstd, eps, out,
+                                     grad_residual, param_grads, axis))
+            or backward_again(small_backward_call, False, dy, x, weight, None, rstd, eps,
+                              out, grad_residual, param_grads, axis))
+    if done is not None:
+        return done[:2]
     dx, dweight, _ = _general_path(False, "rms_norm_backward", dy, x, weight, None, rstd, axis,
                                    eps, grad_residual, out, param_grads)
     return dx, dweight

@@ -8,12 +8,23 @@ failed every gate: a (1, 768) float32 layer_norm of such arrays took the general
 7.5 us against 1.44.  Once the gates have declined a call, the public functions try them
 again with such arrays viewed under the canonical dtype object (``again``; a view costs
 ~0.1 us), and return the caller's own ``out=``/``residual_out=`` objects.
+
+The same retry takes NumPy scalars where the gates take Python ones (``_plain``):
+``return_stats``/``keepdims``/``param_grads`` as ``np.True_``, an axis as ``np.int64(-1)``
+(an ``arr.ndim - 1`` or a value read from an array), a 0-d float array as eps, and a NumPy
+float or integer weight or bias (the general path gives them the values and result dtype
+of the Python number).  Each took the general path: 10-31 us a (1, 768) call against
+1.5.  A call the gates decline again goes to the general path with its own arguments,
+which raises the same errors as before.
 """
 import numpy as np
 
 from ._dtypes import F32, F64, is_bfloat16
 
 _NDARRAY = np.ndarray
+_NP_BOOL = np.bool_
+_NP_NUMBERS = (np.float16, np.float32, np.float64, np.int8, np.int16, np.int32, np.int64,
+               np.uint8, np.uint16, np.uint32, np.uint64)
 # dtype -> NumPy's own object for it (dict lookups compare dtypes by value, so every equal
 # copy finds the entry; filled on first sight, up to _CANONICAL_KEPT entries: a server
 # refusing calls on ever new text or record dtypes grew it ~300 bytes a call)
@@ -79,13 +90,67 @@ def _callers_outputs(got, outputs):
     return tuple(parts) if type(got) is tuple else parts[0]
 
 
+class _Plain:
+    """NumPy scalars as the Python scalars the gates take; ``changed`` tells whether any
+    was converted."""
+
+    def __init__(self):
+        self.changed = False
+
+    def flag(self, value):
+        """np.True_/np.False_ as True/False; NOT_A_FLAG for anything else but a bool."""
+        if type(value) is bool:
+            return value
+        if type(value) is _NP_BOOL:
+            self.changed = True
+            return bool(value)
+        return NOT_A_FLAG
+
+    def axis(self, axis):
+        """A NumPy integer, or a tuple holding some, as Python ints."""
+        if type(axis) in _NP_NUMBERS and axis.dtype.kind in "iu":
+            self.changed = True
+            return int(axis)
+        if type(axis) is tuple and any(type(a) in _NP_NUMBERS for a in axis):
+            self.changed = True
+            return tuple(int(a) if type(a) in _NP_NUMBERS and a.dtype.kind in "iu" else a
+                         for a in axis)
+        return axis
+
+    def eps(self, eps):
+        """A 0-d float array as its float."""
+        if type(eps) is _NDARRAY and eps.ndim == 0 and eps.dtype.kind == "f" and (
+                type(eps[()]) in _NP_NUMBERS):
+            self.changed = True
+            return float(eps)
+        return eps
+
+    def number(self, p):
+        """A NumPy float or integer scalar weight/bias as the Python number."""
+        if type(p) in _NP_NUMBERS:
+            self.changed = True
+            return p.item()
+        return p
+
+
+NOT_A_FLAG = object()
+
+
 def again(small_call, x, weight, bias, eps, centered, out, return_stats, axis,
           residual=None, residual_out=None):
-    """_small_front.small_call's result for the call with its arrays recast, or None when
-    none needs it or the gates decline it still."""
+    """_small_front.small_call's result for the call with its arrays recast and its NumPy
+    scalars plain, or None when none needs it or the gates decline it still."""
+    plain = _Plain()
+    return_stats = plain.flag(return_stats)
+    if return_stats is NOT_A_FLAG:
+        return None
+    axis, eps = plain.axis(axis), plain.eps(eps)
+    weight, bias = plain.number(weight), plain.number(bias)
     arrays = _recast_all((x, weight, bias, out, residual, residual_out))
     if arrays is None:
-        return None
+        if not plain.changed:
+            return None
+        arrays = (x, weight, bias, out, residual, residual_out)
     x, weight, bias, out_view, residual, out_s_view = arrays
     got = small_call(x, weight, bias, eps, centered, out_view, return_stats, axis, residual,
                      out_s_view)
@@ -95,17 +160,31 @@ def again(small_call, x, weight, bias, eps, centered, out, return_stats, axis,
 
 
 def moments_again(small_moments_call, x, axis, keepdims):
-    """small_moments_call's result for x recast, or None."""
-    recast_x = recast(x)
-    return None if recast_x is x else small_moments_call(recast_x, axis, keepdims)
+    """small_moments_call's result for x recast and the NumPy scalars plain, or None."""
+    plain = _Plain()
+    keepdims = plain.flag(keepdims)
+    if keepdims is NOT_A_FLAG:
+        return None
+    axis, recast_x = plain.axis(axis), recast(x)
+    if recast_x is x and not plain.changed:
+        return None
+    return small_moments_call(recast_x, axis, keepdims)
 
 
 def backward_again(small_backward_call, centered, dy, x, weight, mean, rstd, eps, out,
                    grad_residual, param_grads, axis):
-    """small_backward_call's result for the call with its arrays recast, or None."""
+    """small_backward_call's result for the call with its arrays recast and its NumPy
+    scalars plain, or None."""
+    plain = _Plain()
+    param_grads = plain.flag(param_grads)
+    if param_grads is NOT_A_FLAG:
+        return None
+    axis, eps = plain.axis(axis), plain.eps(eps)
     arrays = _recast_all((dy, x, weight, mean, rstd, out, grad_residual))
     if arrays is None:
-        return None
+        if not plain.changed:
+            return None
+        arrays = (dy, x, weight, mean, rstd, out, grad_residual)
     dy, x, weight, mean, rstd, out_view, grad_residual = arrays
     got = small_backward_call(centered, dy, x, weight, mean, rstd, eps, out_view,
                               grad_residual, param_grads, axis)

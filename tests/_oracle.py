@@ -40,11 +40,15 @@ def small_kernel_callers(families=None):
             if families is None or family.startswith(families)]
 
 
+class _GeneralAxis(int):
+    """An int that only the general path takes as an axis: the small-call gates take Python
+    ints (and NumPy integers, made Python ints by _canonical's retry), not a subclass."""
+
+
 def general_axes(*axes):
-    """The axes as NumPy integers: the same axes in a form that only the general path (the
-    kind table) takes -- the small-call gates take Python ints and tuples of them -- so a
-    test can compare a small call with the general path's bits."""
-    return tuple(np.intp(a) for a in axes)
+    """The axes as _GeneralAxis: the same axes in a form that only the general path (the
+    kind table) takes, so a test can compare a small call with the general path's bits."""
+    return tuple(_GeneralAxis(a) for a in axes)
 
 
 def record_calls(monkeypatch, targets):

@@ -3,7 +3,7 @@ axes in increasing order followed only by size-1 axes, of a C-contiguous x -- a 
 several-axis normalized_shape, axis=(-2, -1), a 1-tuple last axis, a column over axis=0 --
 forward, fused, moments and backward.
 Each takes the small-call kernel on views of x's rows and gives the general path's bits
-and shapes (the general path: the same axes as NumPy integers, _oracle.general_axes);
+and shapes (the general path: the same axes as an int subclass, _oracle.general_axes);
 every other form, and every error, is the general path's."""
 import numpy as np
 import pytest
@@ -46,7 +46,7 @@ def test_runs_of_axes_take_the_small_call_with_the_general_paths_bits(rng, small
         got = form(axis)
         assert small_ran == ["small_norm"], name
         assert same(got, form(general_axes(*axis))), name
-        assert small_ran == ["small_norm"], name  # (the NumPy integers: the general path)
+        assert small_ran == ["small_norm"], name  # (general_axes: the general path)
     for keepdims in (False, True):
         small_ran.clear()
         got = numba_ln.moments(x, axis=axis, keepdims=keepdims)
@@ -109,7 +109,7 @@ def test_rows_read_as_they_are_in_every_form(rng, small_ran, tmp_path):
                 numba_ln.layer_norm(x4, w, axis=general_axes(*axis)))
     assert small_ran[-3:] == ["small_norm"] * 3
     # a weight of the right size in another shape is the general path's error, the same
-    # tuple now holding NumPy integers the general path's call
+    # axes as general_axes the general path's call
     with pytest.raises(ValueError, match="weight"):
         numba_ln.layer_norm(x, w.reshape(12, 8), axis=axis)
     small_ran.clear()

@@ -1,7 +1,7 @@
 """The small-call gates (numba_ln/_small_front.py, _small_backward_front.py) and their
 kernels (cpu/small.py, cpu/small_backward.py): every form they take gives the bits of the
-general path (the same kernel body, reached through the kind table: the axes as NumPy
-integers, _oracle.general_axes, are the same axes in a form the gates do not take), and a
+general path (the same kernel body, reached through the kind table: the axes as an int
+subclass, _oracle.general_axes, are the same axes in a form the gates do not take), and a
 call they decline reaches the general path, its errors included, with nothing written.
 
 Shapes are small and the forms are those other tests use, so most kernel variants here
@@ -228,9 +228,10 @@ def test_float64_parameters_on_float32_data_are_cast_in_the_kernel(rng, small_ra
 
 
 def test_forms_the_gate_passes_on_give_the_small_calls_bits(rng, small_ran):
-    """The public functions hand small_call their arguments as given: a NumPy-integer
-    axis and a return_stats that is not a bool (truthy or falsy) are the general path's
-    to read, with the small call's results (a fused form's statistics are the small
+    """The public functions hand small_call their arguments as given: a return_stats that
+    is an int (truthy or falsy) is the general path's to read, with the small call's
+    results; NumPy scalars are the small call's, through the retry that makes them
+    Python ones (tests/test_numpy_scalars.py; a fused form's statistics are the small
     call's since 2026-12-05: tests/test_small_call_forms.py)."""
     x = (rng.standard_normal((3, 40)) + 10.0).astype(np.float32)
     r = rng.standard_normal(x.shape).astype(np.float32)
@@ -239,11 +240,13 @@ def test_forms_the_gate_passes_on_give_the_small_calls_bits(rng, small_ran):
     fused = numba_ln.add_layer_norm(x, r, w, b)
     assert small_ran == ["small_norm", "small_add_norm"]
     small_ran.clear()
-    assert same(numba_ln.layer_norm(x, w, b, axis=np.int64(-1), return_stats=True), small)
     assert same(numba_ln.layer_norm(x, w, b, return_stats=1), small)
-    assert same(numba_ln.layer_norm(x, w, b, return_stats=np.True_), small)
     assert same(numba_ln.layer_norm(x, w, b, return_stats=0), small[0])
     assert small_ran == []
+    assert same(numba_ln.layer_norm(x, w, b, axis=np.int64(-1), return_stats=True), small)
+    assert same(numba_ln.layer_norm(x, w, b, return_stats=np.True_), small)
+    assert small_ran == ["small_norm"] * 2
+    small_ran.clear()
     y, s, mean, rstd = numba_ln.add_layer_norm(x, r, w, b, return_stats=True)
     assert same((y, s), fused)
     assert small_ran == ["small_add_norm"]
