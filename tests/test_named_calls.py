@@ -97,15 +97,16 @@ import numba_ln
 import user_fns
 x = np.linspace(-1, 1, 3 * 64, dtype=np.float32).reshape(3, 64)
 g = np.full(64, 0.5, np.float32)
-if sys.argv[2] == "cfunc":
-    out = np.empty(64, np.float32)
-    p = ctypes.POINTER(ctypes.c_float)
-    user_fns.as_cfunc.ctypes(x[0].ctypes.data_as(p), out.ctypes.data_as(p), 64)
-    expected = numba_ln.rms_norm_backward(x[:1], x[:1], param_grads=False)[0][0]
-    np.testing.assert_allclose(out, expected, rtol=2e-6, atol=2e-6)
-else:
-    y = getattr(user_fns, sys.argv[2])(x, g, g)
-    np.testing.assert_allclose(y, numba_ln.layer_norm(x, g, g), rtol=2e-6, atol=2e-6)
+for function in sys.argv[2].split(","):
+    if function == "cfunc":
+        out = np.empty(64, np.float32)
+        p = ctypes.POINTER(ctypes.c_float)
+        user_fns.as_cfunc.ctypes(x[0].ctypes.data_as(p), out.ctypes.data_as(p), 64)
+        expected = numba_ln.rms_norm_backward(x[:1], x[:1], param_grads=False)[0][0]
+        np.testing.assert_allclose(out, expected, rtol=2e-6, atol=2e-6)
+    else:
+        y = getattr(user_fns, function)(x, g, g)
+        np.testing.assert_allclose(y, numba_ln.layer_norm(x, g, g), rtol=2e-6, atol=2e-6)
 print("ok")
 """
 
@@ -120,11 +121,13 @@ def test_cached_user_functions_nested_or_cfuncs_reload(tmp_path):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
 
-    def run(function):
-        done = subprocess.run([sys.executable, "-c", _RUN, str(tmp_path), function],
+    def run(functions):
+        done = subprocess.run([sys.executable, "-c", _RUN, str(tmp_path), functions],
                               env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
         assert done.stdout.strip().splitlines()[-1] == "ok"
 
-    for function in ("inner", "outer", "outer", "cfunc", "cfunc"):
-        run(function)
+    # (compile inner and the cfunc; compile outer with inner loaded, load the cfunc;
+    # load outer)
+    for functions in ("inner,cfunc", "outer,cfunc", "outer"):
+        run(functions)
