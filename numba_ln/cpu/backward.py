@@ -212,7 +212,7 @@ def _backward_block_by_name(arrays, norm, stats, partials, cols, first, last, t,
     _backward_block_by_symbol((arrays, norm, stats, partials, cols, first, last, t, stream))
 
 
-# The tasks of a small call or of a user's @njit code (Python runs them in _run_here).
+# The tasks of a small call or of a user's @njit code (and of Python's: _run_here).
 # Inlined into the small-call kernels (small_backward.py), which call backward_block's own
 # code by name (_named_calls), so no variant carries a copy of it; and into a user's @njit
 # code (_njit/backward.py), which links a copy, as Numba links any kernel it calls: a
@@ -287,17 +287,14 @@ def run_backward(dx, dy, x, w, stats, grad_residual, rows, cols, eps, centered, 
 
 def _run_here(arrays, norm, stats, grads, rows, cols, per_task):
     """backward_rows' tasks one after the other in this thread, from Python: the same
-    partial rows (NumPy's), the same tasks (backward_serial's), the same sums,
-    so the same bits, with no kernel of its own to compile (backward_rows costs ~0.8 s a
-    variant on first use, and small or unusual calls alone need only backward_block)."""
+    partial rows (NumPy's), the same tasks (backward_serial's py_func, which calls
+    backward_block from Python), the same sums, so the same bits, with no kernel of its
+    own to compile (backward_rows costs ~0.8 s a variant on first use, and small or
+    unusual calls alone need only backward_block)."""
     dweight, dbias = grads
     tasks = -(-rows // per_task)
     partials = _numpy_partials(arrays, grads, tasks, cols)
-    for t in range(tasks):
-        first = t * per_task
-        last = min(first + per_task, rows)
-        backward_block(arrays, norm, stats, partials, cols, np.int64(first), np.int64(last),
-                       np.int64(t), np.bool_(False))
+    backward_serial.py_func(arrays, norm, stats, partials, rows, cols, per_task)
     for view, out in ((partials[0], dweight), (partials[1], dbias)):
         if out is not None:
             numpy_param_grad(view, tasks, cols, out)

@@ -197,9 +197,9 @@ def rows_block(arrays, norm, stats, cols, first, last, stream):
 # small kernels through call_rows_block, which calls rows_block's own code by name
 # (_named_calls: a direct call re-optimized and re-emitted all of rows_block's machine
 # code in every small-kernel variant, 0.2-0.4 s of its compiling), or from a user's @njit
-# code directly (_njit/core.py: a copy in the user's function, which is cached whole).  Its callers pass `first`
-# as np.int64(0), not 0: a literal 0 is a Numba type of its own, and rows_block would
-# compile once more for it.
+# code directly (_njit/core.py: a copy in the user's function, which is cached whole).
+# Its callers pass `first` as np.int64(0), not 0: a literal 0 is a Numba type of its own,
+# and rows_block would compile once more for it.
 FIRST_ROW = np.int64(0)
 call_rows_block = named_call(rows_block)
 
