@@ -52,7 +52,7 @@ def test_a_small_kernel_declares_the_block_and_holds_no_copy():
         ir = library.get_llvm_str()
     except Exception:  # noqa: BLE001  (loaded from the cache: object code only)
         pytest.skip("the kernel was loaded from the cache")
-    if not ir.strip():
+    if "define" not in ir:  # (loaded from the cache: the module's header only)
         pytest.skip("the kernel was loaded from the cache")
     step = _steps(small.small_layer_norm)[0]
     symbol = _named_calls._symbol(rows_block, step.argtypes)
