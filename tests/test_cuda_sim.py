@@ -23,7 +23,9 @@ def test_gpu_functions_under_the_simulator():
     if importlib.util.find_spec("numba.cuda") is None:
         pytest.skip("numba.cuda is not installed (pip install numba-cuda)")
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
-    cmd = [sys.executable, "-m", "pytest", os.path.join(HERE, "cuda"), "-q", "-rs",
+    # (-n 0: in this one process; pyproject's -n auto started a worker per core beside the
+    # suite's own workers, 28 s of CPU against 13 s)
+    cmd = [sys.executable, "-m", "pytest", os.path.join(HERE, "cuda"), "-q", "-rs", "-n", "0",
            "-p", "no:cacheprovider", "--no-header"]
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     report = done.stdout[-6000:] + done.stderr[-3000:]
