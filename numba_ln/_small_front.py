@@ -195,6 +195,14 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
             eps = _other_eps(eps, centered, x.dtype)
             if eps is None:
                 return None
+    if (x.ndim > 2 and residual is None and not return_stats
+            and (weight is None or (type(weight) is _NDARRAY and weight.ndim == 1))
+            and (bias is None or (type(bias) is _NDARRAY and bias.ndim == 1))):
+        # (a batch of sequences, (B, T, C): the rows kernel reads x and y as they are, a
+        # variant a rank, where views of them as rows cost ~1 us of a ~2.7 us call.  1-D
+        # parameters only: it reads those of any shape as a row, the general path
+        # refuses them)
+        return _small_axes.rows_kernel_call(x, x.shape[-1], weight, bias, eps, centered, out)
     # weight/bias: float32/float64 ndarrays as they are, for data of any dtype (the kernels
     # cast one not of the work dtype, in compiled code: cpu/small_params.work_param);
     # anything else through _kernel_param (a call is ~0.1 us)
@@ -211,7 +219,8 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
     dtype = x.dtype
     if dtype is _F32 or dtype is _F64:
         bits, stats_dtype = None, dtype
-        # the commonest calls, in few Python steps (a vector as it is: _as_kernel_rows)
+        # the commonest calls, in few Python steps (a vector as it is: a decoder that holds
+        # one token as a 1-D array makes every call so, and two reshapes cost ~0.8 us of ~2)
         if not return_stats and (x.ndim == 2 or (x.ndim == 1 and residual is None)):
             if residual is None:
                 if out is None:
@@ -250,10 +259,17 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
     else:
         return None
     # (views of the bits inlined: a call is ~50 ns)
-    if x.ndim == 2 or (x.ndim == 1 and residual is None and not return_stats):
+    ndim = x.ndim
+    if ndim == 2 or (ndim == 1 and residual is None and not return_stats):
         yk, xk = (y, x) if bits is None else (y.view(bits), x.view(bits))
-    elif _fits_rows(y, x):
-        yk, xk = _as_kernel_rows(y, bits), _as_kernel_rows(x, bits)
+    elif ndim and (out is None or _fits_rows(y, x)):
+        # (other ranks as (rows, cols) views, the statistics' and the residual's forms: one
+        # kernel variant for every rank, where each rank compiles a small kernel again,
+        # ~0.6 s; plain calls of a higher rank took the rows kernel above)
+        cols = x.shape[-1]
+        yk, xk = y.reshape(-1, cols), x.reshape(-1, cols)
+        if bits is not None:
+            yk, xk = yk.view(bits), xk.view(bits)
     else:
         return None
     if residual is None:
@@ -279,10 +295,12 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
     s = _output(residual_out, x.shape, dtype)
     if s is None:
         return None
-    if x.ndim == 2:
+    if ndim == 2:
         sk, rk = (s, residual) if bits is None else (s.view(bits), residual.view(bits))
-    elif _fits_rows(s, x) and _fits_rows(residual, x):
-        sk, rk = _as_kernel_rows(s, bits), _as_kernel_rows(residual, bits)
+    elif (residual_out is None or _fits_rows(s, x)) and _fits_rows(residual, x):
+        sk, rk = s.reshape(-1, cols), residual.reshape(-1, cols)
+        if bits is not None:
+            sk, rk = sk.view(bits), rk.view(bits)
     else:
         return None
     if s is residual:
@@ -307,17 +325,6 @@ def _fits_rows(a, x):
     """Whether a (an output, or the residual) can be viewed as x's rows: x has an axis and
     a has x's shape and is C-contiguous (else the general path takes the call)."""
     return x.ndim > 0 and a.shape == x.shape and a.flags.c_contiguous
-
-
-def _as_kernel_rows(a, bits):
-    """A C-contiguous array as the kernels read it: a (rows, cols) view of its bits for
-    16-bit data -- one kernel variant for every rank (each rank compiles a small kernel
-    again, ~0.6 s).  A 2-D array is passed as it is (the commonest call pays nothing),
-    and so is a vector without statistics or a residual: a decoder that holds one token
-    as a 1-D array makes every call so, and two reshapes cost it ~0.8 us of ~2."""
-    if a.ndim != 2:
-        a = a.reshape(-1, a.shape[-1])
-    return a if bits is None else a.view(bits)
 
 
 # (imported last: _small_axes calls back into this module's gates for the views it makes)

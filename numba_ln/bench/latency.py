@@ -47,6 +47,7 @@ def forms(shape, rng):
     x3, dy3 = x.reshape(shape[0], 16, -1), dy.reshape(shape[0], 16, -1)
     g2, b2 = g.reshape(16, -1), b.reshape(16, -1)
     module2 = numba_ln.LayerNorm(g2.shape)
+    xs, dys = x.reshape(1, *shape), dy.reshape(1, *shape)
     out = {
         "layer_norm(x, g, b)": (lambda: numba_ln.layer_norm(x, g, b), FORWARD),
         "eps=np.float32(1e-5)": (lambda: numba_ln.layer_norm(x, g, b, eps=eps32), FORWARD),
@@ -63,6 +64,8 @@ def forms(shape, rng):
         "add_layer_norm return_stats": (
             lambda: numba_ln.add_layer_norm(x, r, g, b, return_stats=True), FUSED),
         "axis=1": (lambda: numba_ln.layer_norm(x, g, b, axis=1), FORWARD),
+        # (a batch of sequences, (B, T, C), as transformers hold activations: one of them)
+        "x as (1, rows, cols)": (lambda: numba_ln.layer_norm(xs, g, b), FORWARD),
         "float16 x": (lambda xh=x.astype(np.float16): numba_ln.layer_norm(xh), FORWARD),
         "layer_norm_backward(dy, x, g)": (lambda: numba_ln.layer_norm_backward(dy, x, g),
                                           BACKWARD),
@@ -73,6 +76,8 @@ def forms(shape, rng):
         # (training forms: the backward of add_layer_norm, and a frozen norm's)
         "grad_residual=r": (
             lambda: numba_ln.layer_norm_backward(dy, x, g, grad_residual=r), BACKWARD),
+        "backward, x as (1, rows, cols)": (lambda: numba_ln.layer_norm_backward(dys, xs, g),
+                                           BACKWARD),
         "param_grads=False": (
             lambda: numba_ln.layer_norm_backward(dy, x, g, param_grads=False), BACKWARD),
     }

@@ -1,0 +1,118 @@
+"""A batch of sequences, x of shape (B, T, C) normalized over C, as transformers hold their
+activations: the plain forward and the commonest backward go to the rows kernels, which
+read x, dy and the outputs as they are (no views), and must give the bits of the same call
+on (B * T, C) rows and of the general path, refuse what the general path refuses with its
+error, and write nothing when they decline."""
+import ml_dtypes
+import numpy as np
+import pytest
+from _oracle import general_axes, record_calls
+from _oracle import same_bits as same
+
+import numba_ln
+from numba_ln import _small_axes, _small_backward_front
+
+SHAPES = [(2, 3, 40), (3, 1, 2, 24)]  # (a batch of sequences; a rank-4 one)
+
+
+@pytest.fixture
+def rows_ran(monkeypatch):
+    """Which rows kernels took a call (status 0), in order."""
+    return record_calls(monkeypatch, [
+        (_small_axes, "small_layer_norm_rows", "rows"),
+        (_small_axes, "small_rms_norm_rows", "rows"),
+        (_small_backward_front, "small_layer_norm_backward_rows", "backward rows"),
+        (_small_backward_front, "small_rms_norm_backward_rows", "backward rows")])
+
+
+def _data(rng, shape, dtype=np.float32):
+    x = (100.0 + 3.0 * rng.standard_normal(shape)).astype(dtype)
+    w, b = (1.0 + rng.standard_normal((2, shape[-1]))).astype(
+        np.float64 if dtype == np.float64 else np.float32)
+    return x, w, b
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_the_forward_reads_the_batch_as_it_is(rng, rows_ran, shape):
+    x, w, b = _data(rng, shape)
+    rows = x.reshape(-1, shape[-1])
+    axis = general_axes(len(shape) - 1)
+    calls = [
+        (lambda x, **k: numba_ln.layer_norm(x, w, b, **k),
+         lambda: numba_ln.layer_norm(rows, w, b).reshape(shape)),
+        (lambda x, **k: numba_ln.layer_norm(x, None, b, **k),
+         lambda: numba_ln.layer_norm(rows, None, b).reshape(shape)),
+        (lambda x, **k: numba_ln.rms_norm(x, w, **k),
+         lambda: numba_ln.rms_norm(rows, w).reshape(shape)),
+    ]
+    for call, on_rows in calls:
+        want = on_rows()
+        rows_ran.clear()
+        assert same(call(x), want)
+        assert same(call(x, axis=axis), want)  # (the general path)
+        out = np.full(shape, np.nan, np.float32)
+        assert call(x, out=out) is out
+        assert same(out, want)
+        in_place = x.copy()
+        assert call(in_place, out=in_place) is in_place
+        assert same(in_place, want)
+        assert rows_ran == ["rows"] * 3
+
+
+def test_16_bit_batches(rng, rows_ran):
+    x, w, b = _data(rng, (2, 3, 40))
+    xb = x.astype(ml_dtypes.bfloat16)
+    want = numba_ln.layer_norm(xb.reshape(6, 40), w, b.astype(ml_dtypes.bfloat16))
+    rows_ran.clear()
+    assert same(numba_ln.layer_norm(xb, w, b.astype(ml_dtypes.bfloat16)), want.reshape(x.shape))
+    assert rows_ran == ["rows"]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_the_backward_reads_the_batch_as_it_is(rng, rows_ran, shape):
+    x, w, _ = _data(rng, shape)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    cols = shape[-1]
+    for backward in numba_ln.layer_norm_backward, numba_ln.rms_norm_backward:
+        dx, *grads = backward(dy.reshape(-1, cols), x.reshape(-1, cols), w)
+        want = (dx.reshape(shape), *grads)
+        rows_ran.clear()
+        assert same(backward(dy, x, w), want)
+        assert same(backward(dy, x, w, axis=general_axes(len(shape) - 1)), want)
+        in_place = dy.copy()
+        got = backward(in_place, x, w, out=in_place)
+        assert got[0] is in_place
+        assert same(got, want)
+        assert rows_ran == ["backward rows"] * 2
+
+
+@pytest.mark.parametrize("shape", [(1, 40), (40, 1), (2, 20), (1, 1, 40)])
+def test_parameters_of_another_shape_are_refused_as_the_general_path_refuses(rng, shape):
+    x, _, _ = _data(rng, (2, 3, 40))
+    dy = x[::-1].copy()
+    p = np.ones(shape, np.float32)
+    for call, name in [(lambda: numba_ln.layer_norm(x, p), "weight"),
+                       (lambda: numba_ln.layer_norm(x, None, p), "bias"),
+                       (lambda: numba_ln.rms_norm(x, p), "weight"),
+                       (lambda: numba_ln.layer_norm_backward(dy, x, p), "weight"),
+                       (lambda: numba_ln.rms_norm_backward(dy, x, p), "weight")]:
+        before = (x.tobytes(), dy.tobytes())
+        with pytest.raises(ValueError, match=rf"^{name} of shape \({shape[0]},"):
+            call()
+        assert (x.tobytes(), dy.tobytes()) == before
+
+
+def test_outputs_the_rows_kernels_decline_take_the_general_path(rng, rows_ran):
+    x, w, b = _data(rng, (2, 3, 40))
+    want = numba_ln.layer_norm(x.reshape(6, 40), w, b).reshape(x.shape)
+    rows_ran.clear()
+    strided = np.zeros((2, 3, 41), np.float32)[..., :40]
+    assert numba_ln.layer_norm(x, w, b, out=strided) is strided
+    assert same(strided, want)
+    fortran = np.zeros(x.shape, np.float32, order="F")
+    assert numba_ln.layer_norm(x, w, b, out=fortran) is fortran
+    assert same(fortran, want)
+    wrong = np.zeros((2, 3, 41), np.float32)
+    with pytest.raises(ValueError, match="out"):
+        numba_ln.layer_norm(x, w, b, out=wrong)
+    assert not wrong.any()
