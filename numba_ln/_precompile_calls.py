@@ -1,6 +1,7 @@
 """The calls a precompile task makes (numba_ln/_precompile.py runs them in its worker
-processes): each public function on small and large arrays of one dtype, and with --all
-the other argument forms, whose kernels are variants of their own."""
+processes): each public function on small and large arrays of one dtype (the norms and
+their backward on a (B, T, C) batch too), and with --all the other argument forms, whose
+kernels are variants of their own."""
 import numpy as np
 
 _SMALL, _LARGE = (2, 768), (512, 1024)  # the small-call/serial kernels; the parallel ones
@@ -44,15 +45,19 @@ def run_task(function, dtype_name):
         f = getattr(numba_ln, function)
         if function == "moments":
             f(x)
-        elif function.endswith("_backward"):
-            f(x, x, w)
-            if function == "layer_norm_backward":
-                _, mean, rstd = numba_ln.layer_norm(x, w, return_stats=True)
-                f(x, x, w, mean=mean, rstd=rstd)
-        elif function.startswith("add_"):
-            f(x, x, w) if "rms" in function else f(x, x, w, w)
-        else:
-            f(x, w) if "rms" in function else f(x, w, w)
+            continue
+        # (a batch of sequences, (B, T, C), too: the small calls of the plain forward and
+        # of the backward read it as it is, kernel variants of their own)
+        for data in (x, x.reshape(1, *shape)) if shape == _SMALL else (x,):
+            if function.endswith("_backward"):
+                f(data, data, w)
+            elif function.startswith("add_"):
+                f(data, data, w) if "rms" in function else f(data, data, w, w)
+            else:
+                f(data, w) if "rms" in function else f(data, w, w)
+        if function == "layer_norm_backward":
+            _, mean, rstd = numba_ln.layer_norm(x, w, return_stats=True)
+            f(x, x, w, mean=mean, rstd=rstd)
 
 
 def _other_forms(numba_ln, x, w):
