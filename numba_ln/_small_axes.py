@@ -113,8 +113,12 @@ def small_axes_call(x, weight, bias, eps, centered, out, return_stats, axis, res
     if (type(axis) is int and out is None and residual is None and type(x) is _NDARRAY
             and x.ndim == 2 and x.shape[1] == 1 and (axis == 0 or axis == -2)
             and x.flags.c_contiguous):
-        # a column (n, 1) over axis 0, the commonest form here (the latency table's): its
-        # transpose is the row (1, n), and so are its statistics ((1, 1), keepdims)
+        # a column (n, 1) over axis 0, the commonest form here (the latency table's): one
+        # row of n in memory, read as it is by the rows kernel; with statistics its
+        # transpose is the row (1, n), and so are they ((1, 1), keepdims)
+        column = x.shape[:1]
+        if return_stats is False and _shaped(weight, column) and _shaped(bias, column):
+            return rows_kernel_call(x, x.shape[0], weight, bias, eps, centered, None)
         got = _small_front.small_call(x.T, weight, bias, eps, centered, None, return_stats)
         if got is None:
             return None

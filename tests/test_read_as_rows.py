@@ -1,8 +1,8 @@
-"""A batch of sequences, x of shape (B, T, C) normalized over C, as transformers hold their
-activations: the plain forward and the commonest backward go to the rows kernels, which
-read x, dy and the outputs as they are (no views), and must give the bits of the same call
-on (B * T, C) rows and of the general path, refuse what the general path refuses with its
-error, and write nothing when they decline."""
+"""Calls the rows kernels read as they are (no views): a batch of sequences, x of shape
+(B, T, C) normalized over C, as transformers hold their activations (the plain forward and
+the commonest backward), and a column (n, 1) over axis 0 (one row of n in memory).  They
+must give the bits of the same call on (rows, cols) rows and of the general path, refuse
+what the general path refuses with its error, and write nothing when they decline."""
 import ml_dtypes
 import numpy as np
 import pytest
@@ -116,3 +116,21 @@ def test_outputs_the_rows_kernels_decline_take_the_general_path(rng, rows_ran):
     with pytest.raises(ValueError, match="out"):
         numba_ln.layer_norm(x, w, b, out=wrong)
     assert not wrong.any()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, ml_dtypes.bfloat16])
+def test_a_column_over_axis_0_is_one_row(rng, rows_ran, dtype):
+    x = _data(rng, (40, 1), dtype)[0]
+    w, b = _data(rng, (2, 40))[0]  # (of the normalized shape, (40,))
+    for call, on_row in [
+            (lambda x, ax: numba_ln.layer_norm(x, w, b, axis=ax),
+             lambda: numba_ln.layer_norm(x.T, w, b).T),
+            (lambda x, ax: numba_ln.rms_norm(x, None, axis=ax),
+             lambda: numba_ln.rms_norm(x.T).T)]:
+        want = on_row()
+        rows_ran.clear()
+        assert same(call(x, 0), want) and same(call(x, -2), want)
+        assert rows_ran == ["rows"] * 2
+        assert same(call(x, general_axes(0)), want)
+    with pytest.raises(ValueError, match=r"^weight of shape \(40, 1\)"):
+        numba_ln.layer_norm(x, w.reshape(40, 1), axis=0)
