@@ -183,3 +183,19 @@ def test_an_array_like_that_refuses_numpy_is_a_type_error_naming_it():
         numba_ln.layer_norm(_Unreadable())
     with pytest.raises(TypeError, match="weight could not be read as a NumPy array"):
         numba_ln.layer_norm(np.ones((2, 4)), _Unreadable())
+
+
+@pytest.mark.parametrize("make", [lambda: numba_ln.LayerNorm((8, 12)),
+                                  lambda: numba_ln.RMSNorm((8, 12))])
+def test_a_parameter_reshaped_in_place_is_refused_in_every_layout(rng, make):
+    """A several-axis module reads its parameters through row views made when they were
+    set: one reshaped in place since (``m.weight.shape = ...``) was read through them for
+    a C-contiguous x and refused for any other; now refused for every x, naming it."""
+    m = make()
+    m.weight[...] = rng.standard_normal((8, 12))
+    x = rng.standard_normal((3, 8, 12)).astype(np.float32)
+    m.weight.shape = (12, 8)
+    for data in x, np.asfortranarray(x):
+        for stats in False, True:
+            with pytest.raises(ValueError, match=r"^weight of shape \(12, 8\)"):
+                m(data, return_stats=stats)
