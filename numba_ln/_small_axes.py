@@ -20,7 +20,7 @@ import math
 import numpy as np
 
 from . import _config, _dtypes, _small_front, _small_moments
-from ._small_front import _EPS_TYPES, _half_bits, _kernel_param, _other_eps, _output
+from ._small_values import _EPS_TYPES, _half_bits, _kernel_param, _other_eps, _output
 from .cpu._elements import IN_PLACE
 from .cpu.small import small_layer_norm_rows, small_rms_norm_rows
 

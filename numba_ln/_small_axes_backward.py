@@ -6,7 +6,7 @@ grad_residual, with the parameter gradients, x, dy, dx and the weight go as they
 kernels that read them as rows (small_backward_call with rows)."""
 from . import _config, _small_backward_front
 from ._small_axes import _as_row, _axes_rows, _fits, _rows_of
-from ._small_front import _NDARRAY
+from ._small_values import _NDARRAY
 
 _SERIAL_MAX = _config.SERIAL_MAX_ELEMENTS // _config.BACKWARD_COST
 

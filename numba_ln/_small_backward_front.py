@@ -1,11 +1,11 @@
-"""The small-call gate of the backward functions (_small_front.py has the forward's and
-the helpers it shares): the commonest backward calls go straight to cpu/small_backward.py's
+"""The small-call gate of the backward functions (_small_front.py has the forward's,
+_small_values.py the helpers they share): the commonest backward calls go straight to cpu/small_backward.py's
 kernels, which check the rest and run what the general path runs, so the same bits."""
 
 from . import _config
-from ._small_front import (_EPS_TYPES, _F32, _F64, _HALF_BITS, _LAST_AXIS, _NDARRAY, _SMALL,
-                           _empty, _half_bits, _number_row, _other_eps, _same_dtype,
-                           not_last_axis)
+from ._small_front import _LAST_AXIS, _SMALL, not_last_axis
+from ._small_values import (_EPS_TYPES, _F32, _F64, _HALF_BITS, _NDARRAY, _empty, _half_bits,
+                            _number_row, _other_eps, _same_dtype)
 from .cpu._elements import IN_PLACE
 from .cpu.backward import run_backward
 from .cpu.small_backward import (small_backward_any, small_backward_fits,

@@ -1,8 +1,8 @@
 """The small-call gate of moments over the last axis (_small_front.py has the normalizing
 functions' gates and says what a gate settles; other axes: _small_axes.py)."""
 from . import _small_axes
-from ._small_front import (_F32, _F64, _HALF_BITS, _LAST_AXIS, _NDARRAY, _SMALL, MAX_DIMS,
-                           _empty, _half_bits, not_last_axis)
+from ._small_front import _LAST_AXIS, _SMALL, MAX_DIMS, not_last_axis
+from ._small_values import _F32, _F64, _HALF_BITS, _NDARRAY, _empty, _half_bits
 from .cpu.small import small_moments
 
 

@@ -29,15 +29,17 @@ def small_kernel_callers(families=None):
     families (all when None), the module being the front that calls it."""
     from numba_ln import _small_axes, _small_backward_front, _small_front, _small_moments
 
-    def caller(name, family):
+    def callers(name, family):
         if family.startswith("small_backward"):
-            return _small_backward_front
+            return (_small_backward_front,)
         if family == "small_moments":
-            return _small_moments
-        return _small_axes if name.endswith("_rows") else _small_front
+            return (_small_moments,)
+        # (the rows kernels: several axes, and a batch of sequences' float32/float64 data)
+        return (_small_axes, _small_front) if name.endswith("_rows") else (_small_front,)
 
-    return [(caller(name, family), name, family) for name, family in SMALL_KERNELS.items()
-            if families is None or family.startswith(families)]
+    return [(module, name, family) for name, family in SMALL_KERNELS.items()
+            if families is None or family.startswith(families)
+            for module in callers(name, family)]
 
 
 class _GeneralAxis(int):

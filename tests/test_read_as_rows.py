@@ -10,7 +10,7 @@ from _oracle import general_axes, record_calls
 from _oracle import same_bits as same
 
 import numba_ln
-from numba_ln import _small_axes, _small_backward_front
+from numba_ln import _small_axes, _small_backward_front, _small_front
 
 SHAPES = [(2, 3, 40), (3, 1, 2, 24)]  # (a batch of sequences; a rank-4 one)
 
@@ -19,8 +19,8 @@ SHAPES = [(2, 3, 40), (3, 1, 2, 24)]  # (a batch of sequences; a rank-4 one)
 def rows_ran(monkeypatch):
     """Which rows kernels took a call (status 0), in order."""
     return record_calls(monkeypatch, [
-        (_small_axes, "small_layer_norm_rows", "rows"),
-        (_small_axes, "small_rms_norm_rows", "rows"),
+        (module, name, "rows") for module in (_small_front, _small_axes)
+        for name in ("small_layer_norm_rows", "small_rms_norm_rows")] + [
         (_small_backward_front, "small_layer_norm_backward_rows", "backward rows"),
         (_small_backward_front, "small_rms_norm_backward_rows", "backward rows")])
 

@@ -7,7 +7,7 @@ import pytest
 from _oracle import assert_close
 
 import numba_ln
-from numba_ln import _buffers, _small_front
+from numba_ln import _buffers, _small_front, _small_values
 from numba_ln import reference as ref
 
 
@@ -280,6 +280,7 @@ def _poison_allocations(monkeypatch):
         return empty
     monkeypatch.setattr(_buffers, "empty", poison(_buffers.empty))
     monkeypatch.setattr(_small_front, "_empty", poison(np.empty))
+    monkeypatch.setattr(_small_values, "_empty", poison(np.empty))
     monkeypatch.setattr(np, "empty", poison(np.empty))
 
 

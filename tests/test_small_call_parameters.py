@@ -1,8 +1,8 @@
 """Parameters of other types take the small calls with the general path's bits: a Python
 number as weight or bias (``layer_norm(x, 2.0)``: broadcastable to the normalized shape),
-as a row of it in the work dtype (numba_ln/_small_front._number_row), and a 16-bit,
+as a row of it in the work dtype (numba_ln/_small_values._number_row), and a 16-bit,
 integer or bool weight of the backward on float32/float64 data, cast as a float64 one is
-(_small_front._same_dtype).  They took the general rules before: 12-31x the array form's
+(_small_values._same_dtype).  They took the general rules before: 12-31x the array form's
 time at (1, 768)."""
 import ml_dtypes
 import numpy as np
