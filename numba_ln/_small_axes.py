@@ -116,8 +116,10 @@ def small_axes_call(x, weight, bias, eps, centered, out, return_stats, axis, res
         # a column (n, 1) over axis 0, the commonest form here (the latency table's): one
         # row of n in memory, read as it is by the rows kernel; with statistics its
         # transpose is the row (1, n), and so are they ((1, 1), keepdims)
-        column = x.shape[:1]
-        if return_stats is False and _shaped(weight, column) and _shaped(bias, column):
+        # (1-D parameters: the kernel checks their length, and reads any shape as a row)
+        if return_stats is False and (weight is None or (
+                type(weight) is _NDARRAY and weight.ndim == 1)) and (bias is None or (
+                type(bias) is _NDARRAY and bias.ndim == 1)):
             return rows_kernel_call(x, x.shape[0], weight, bias, eps, centered, None)
         got = _small_front.small_call(x.T, weight, bias, eps, centered, None, return_stats)
         if got is None:

@@ -81,13 +81,6 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
             eps = _other_eps(eps, centered, x.dtype)
             if eps is None:
                 return None
-    if (x.ndim > 2 and residual is None and not return_stats
-            and x.dtype is not _F32 and x.dtype is not _F64
-            and (weight is None or (type(weight) is _NDARRAY and weight.ndim == 1))
-            and (bias is None or (type(bias) is _NDARRAY and bias.ndim == 1))):
-        # (16-bit data in a batch of sequences: as float32/float64 below, through
-        # rows_kernel_call, which takes the parameters as the caller gives them)
-        return _small_axes.rows_kernel_call(x, x.shape[-1], weight, bias, eps, centered, out)
     # weight/bias: float32/float64 ndarrays as they are, for data of any dtype (the kernels
     # cast one not of the work dtype, in compiled code: cpu/small_params.work_param);
     # anything else through _kernel_param (a call is ~0.1 us)
@@ -161,6 +154,14 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
     ndim = x.ndim
     if ndim == 2 or (ndim == 1 and residual is None and not return_stats):
         yk, xk = (y, x) if bits is None else (y.view(bits), x.view(bits))
+    elif (ndim > 2 and residual is None and not return_stats
+          and (weight is None or weight.ndim == 1) and (bias is None or bias.ndim == 1)):
+        # 16-bit data in a batch of sequences: the rows kernels, as float32/float64's above
+        yk, cols = (IN_PLACE if y is x else y.view(bits)), x.shape[-1]
+        if (small_layer_norm_rows(yk, x.view(bits), weight, bias, eps, cols) if centered
+                else small_rms_norm_rows(yk, x.view(bits), weight, eps, cols)):
+            return None
+        return y
     elif ndim and (out is None or _fits_rows(y, x)):
         # (other ranks as (rows, cols) views, the statistics' and the residual's forms: one
         # kernel variant for every rank, where each rank compiles a small kernel again,
