@@ -124,12 +124,14 @@ class _Norm:
                 return y
         elif (self._cols is None and type(x) is np.ndarray and x.flags.c_contiguous
               and x.shape[self._first:] == self.normalized_shape
-              and (self._weight is None or self._weight.shape == self.normalized_shape)
-              and (self._bias is None or self._bias.shape == self.normalized_shape)):
+              and (self._weight is None or (self._weight.shape == self.normalized_shape
+                                            and self._weight.dtype is self.dtype))
+              and (self._bias is None or (self._bias.shape == self.normalized_shape
+                                          and self._bias.dtype is self.dtype))):
             # several axes: x's trailing ones as rows of _row_cols (_small_axes.py), read
             # as they are without statistics (the rows are views made when the parameters
-            # were set: a parameter reshaped in place since, ``m.weight.shape = ...``, is
-            # refused by the checked path, as for any other x)
+            # were set: a parameter reshaped or retyped in place since, ``m.weight.shape =
+            # ...``, takes the checked path, which reads it as it is now, as for any x)
             if return_stats is False:
                 y = rows_kernel_call(x, self._row_cols, self._weight_row, self._bias_row,
                                      self.eps, self._centered, out)

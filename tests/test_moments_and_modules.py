@@ -199,3 +199,13 @@ def test_a_parameter_reshaped_in_place_is_refused_in_every_layout(rng, make):
         for stats in False, True:
             with pytest.raises(ValueError, match=r"^weight of shape \(12, 8\)"):
                 m(data, return_stats=stats)
+
+
+def test_a_parameter_retyped_in_place_is_read_as_it_is_now():
+    """As above, for ``m.weight.dtype = ...`` in place (a helper's review): the module read
+    the stale float32 row views where the function reads the weight as it now is."""
+    x = np.linspace(-1, 1, 24, dtype=np.float32).reshape(3, 2, 4)
+    m = numba_ln.RMSNorm((2, 4))
+    m.weight.dtype = np.int32  # (the int32 bits of 1.0f)
+    want = numba_ln.rms_norm(x, m.weight, axis=(-2, -1), eps=m.eps)
+    assert np.array_equal(m(x), want) and np.array_equal(m(x, return_stats=True)[0], want)
