@@ -1,6 +1,7 @@
 """The small-call gate of the backward functions (_small_front.py has the forward's,
-_small_values.py the helpers they share): the commonest backward calls go straight to cpu/small_backward.py's
-kernels, which check the rest and run what the general path runs, so the same bits."""
+_small_values.py the helpers they share): the commonest backward calls go straight to
+cpu/small_backward.py's kernels, which check the rest and run what the general path
+runs, so the same bits."""
 
 from . import _config
 from ._small_front import _LAST_AXIS, _SMALL, not_last_axis

@@ -122,20 +122,6 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
                         else small_add_rms_norm(y, s, x, residual, weight, eps)):
                     return None
                 return y, s
-        elif (not return_stats and residual is None and x.ndim > 2
-              and (weight is None or weight.ndim == 1) and (bias is None or bias.ndim == 1)):
-            # a batch of sequences, (B, T, C): the rows kernels read x and y as they are,
-            # a variant a rank, where views of them as rows cost ~1 us of a ~2.7 us call
-            # (1-D parameters only: they read those of any shape as a row, which the
-            # general path refuses)
-            y = _empty(x.shape, dtype) if out is None else _output(out, x.shape, dtype)
-            if y is None:
-                return None
-            yk, cols = (IN_PLACE if y is x else y), x.shape[-1]
-            if (small_layer_norm_rows(yk, x, weight, bias, eps, cols) if centered
-                    else small_rms_norm_rows(yk, x, weight, eps, cols)):
-                return None
-            return y
     else:
         bits, stats_dtype = _HALF_BITS.get(dtype), _F32  # (_half_bits inlined)
         if bits is None:
@@ -156,10 +142,14 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
         yk, xk = (y, x) if bits is None else (y.view(bits), x.view(bits))
     elif (ndim > 2 and residual is None and not return_stats
           and (weight is None or weight.ndim == 1) and (bias is None or bias.ndim == 1)):
-        # 16-bit data in a batch of sequences: the rows kernels, as float32/float64's above
-        yk, cols = (IN_PLACE if y is x else y.view(bits)), x.shape[-1]
-        if (small_layer_norm_rows(yk, x.view(bits), weight, bias, eps, cols) if centered
-                else small_rms_norm_rows(yk, x.view(bits), weight, eps, cols)):
+        # a batch of sequences, (B, T, C): the rows kernels read x and y as they are, a
+        # variant a rank, where views of them as rows cost ~1 us of a ~2.7 us call (1-D
+        # parameters only: they read those of any shape as a row, which the general path
+        # refuses)
+        xk, cols = (x if bits is None else x.view(bits)), x.shape[-1]
+        yk = IN_PLACE if y is x else (y if bits is None else y.view(bits))
+        if (small_layer_norm_rows(yk, xk, weight, bias, eps, cols) if centered
+                else small_rms_norm_rows(yk, xk, weight, eps, cols)):
             return None
         return y
     elif ndim and (out is None or _fits_rows(y, x)):
