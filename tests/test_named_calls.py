@@ -13,28 +13,46 @@ import numpy as np
 import pytest
 
 import numba_ln
-from numba_ln.cpu import _named_calls, small, small_backward
+from numba_ln import _small_backward_front, _small_front
+from numba_ln.cpu import _named_calls
 from numba_ln.cpu._named_calls import Rebind
 from numba_ln.cpu.rows import rows_block
 
 
-def _steps(dispatcher):
-    """The reload steps of the dispatcher's last variant (compiled or loaded)."""
-    compiled = dispatcher.overloads[dispatcher.signatures[-1]]
+def _variant_used(monkeypatch, front, name, call):
+    """The compiled variant of the kernel `front.name` that call() runs (not the kernel's
+    last variant: an earlier test in this process may have compiled that one)."""
+    kernel, used = getattr(front, name), []
+
+    def recording(*args):
+        used.append(tuple(kernel.typeof_pyval(a) for a in args))
+        return kernel(*args)
+
+    monkeypatch.setattr(front, name, recording)
+    call()
+    monkeypatch.undo()
+    assert len(used) == 1, f"the call did not take {name}"
+    return kernel.overloads[used[0]]
+
+
+def _steps(compiled):
+    """The reload steps of a compiled variant (compiled or loaded: the cache keeps them)."""
     return [s for s in compiled.reload_init if isinstance(s, Rebind)]
 
 
 @pytest.mark.parametrize("form", ["forward", "backward"])
-def test_the_small_kernels_carry_the_step_that_binds_the_block(form):
+def test_the_small_kernels_carry_the_step_that_binds_the_block(monkeypatch, form):
     x = np.linspace(-2, 3, 4 * 64, dtype=np.float32).reshape(4, 64)
     g = np.linspace(0.5, 1.5, 64, dtype=np.float32)
     if form == "forward":
-        numba_ln.layer_norm(x, g, g)
-        kernel, block = small.small_layer_norm, "rows_block"
+        compiled = _variant_used(monkeypatch, _small_front, "small_layer_norm",
+                                 lambda: numba_ln.layer_norm(x, g, g))
+        block = "rows_block"
     else:
-        numba_ln.rms_norm_backward(x[::-1].copy(), x, g)
-        kernel, block = small_backward.small_rms_norm_backward, "backward_block"
-    steps = _steps(kernel)  # (as compiled here, or as loaded: the cache keeps them)
+        compiled = _variant_used(monkeypatch, _small_backward_front, "small_rms_norm_backward",
+                                 lambda: numba_ln.rms_norm_backward(x[::-1].copy(), x, g))
+        block = "backward_block"
+    steps = _steps(compiled)
     assert [s.qualname for s in steps] == [block]
     again = pickle.loads(pickle.dumps(steps[0]))
     assert again == steps[0] and hash(again) == hash(steps[0])
@@ -43,18 +61,19 @@ def test_the_small_kernels_carry_the_step_that_binds_the_block(form):
     assert _named_calls._symbol(code, again.argtypes) in _named_calls._BOUND
 
 
-def test_a_small_kernel_declares_the_block_and_holds_no_copy():
+def test_a_small_kernel_declares_the_block_and_holds_no_copy(monkeypatch):
     # (a fresh compile of the body's variant, for its IR: a float64 x of 1 row, rows of 8)
     x = np.linspace(-1, 1, 3 * 8).reshape(3, 8)
-    numba_ln.layer_norm(x, x[0], x[1])
-    library = small.small_layer_norm.overloads[small.small_layer_norm.signatures[-1]].library
+    compiled = _variant_used(monkeypatch, _small_front, "small_layer_norm",
+                             lambda: numba_ln.layer_norm(x, x[0], x[1]))
+    library = compiled.library
     try:
         ir = library.get_llvm_str()
     except Exception:  # noqa: BLE001  (loaded from the cache: object code only)
         pytest.skip("the kernel was loaded from the cache")
     if "define" not in ir:  # (loaded from the cache: the module's header only)
         pytest.skip("the kernel was loaded from the cache")
-    step = _steps(small.small_layer_norm)[0]
+    step = _steps(compiled)[0]
     symbol = _named_calls._symbol(rows_block, step.argtypes)
     assert re.search(rf'declare i32 @"?{re.escape(symbol)}"?\(', ir)
     assert not any(line.startswith("define") and "rows_block" in line
