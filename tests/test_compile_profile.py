@@ -43,3 +43,32 @@ def test_the_report_command_checks_its_folder(tmp_path, capsys):
     test_report_adds_up_processes(tmp_path)
     assert compile_profile.main([str(tmp_path), "--top", "1"]) == 0
     assert capsys.readouterr().out.startswith("3 compilations, 3.5 s")
+
+
+def test_records_name_the_argument_types_and_list_by_kernel(tmp_path, capsys):
+    from numba import njit
+    from numba.core import event
+
+    recorder = compile_profile._Recorder(str(tmp_path))
+    recorder.test = "t.py::x"
+
+    class Listener(event.Listener):
+        def on_start(self, ev):
+            recorder.on_start(ev)
+
+        def on_end(self, ev):
+            recorder.on_end(ev)
+
+    @njit
+    def twice(a):
+        return a * 2
+
+    with event.install_listener("numba:compile", Listener()):
+        twice(1.5)
+        twice(2)
+    recorder.out.close()
+    listed = compile_profile.variants(str(tmp_path), "twice")
+    assert len(listed) == 2 and all("t.py::x" in line for line in listed)
+    assert "(float64,)" in listed[0] and "(int64,)" in listed[1]
+    assert compile_profile.main([str(tmp_path), "--variants", "twice"]) == 0
+    assert "(float64,)" in capsys.readouterr().out

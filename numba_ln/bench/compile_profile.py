@@ -5,11 +5,13 @@ compilation (its ``numba:compile`` events) with the test that caused it, and a r
     python -m numba_ln.bench.compile_profile             # the report
 
 Each test process appends to ``compile-profile/<pid>.jsonl`` (git ignores the folder; delete
-it before a new run).  A compilation's own time leaves out the compilations nested in it
-(a kernel compiling the helpers it calls), so the own times add up to the total.  Into an
-empty cache the figures are compiling; into a warm one, mostly cache loads.  The wall times
-of processes that compile side by side share the cores: compare runs with the same
-number of workers.  (README, First use and caching, quotes a run.)
+it before a new run); a line holds the test, the kernel, the argument types it was
+compiled for, its seconds and its nesting depth.  A compilation's own time leaves out the
+compilations nested in it (a kernel compiling the helpers it calls), so the own times add
+up to the total.  Into an empty cache the figures are compiling; into a warm one, mostly
+cache loads.  The wall times of processes that compile side by side share the cores:
+compare runs with the same number of workers.  (README, First use and caching, quotes a
+run.)
 """
 import collections
 import glob
@@ -40,9 +42,11 @@ class _Recorder:
             if self.out is None:
                 os.makedirs(self.folder, exist_ok=True)
                 self.out = open(os.path.join(self.folder, f"{os.getpid()}.jsonl"), "a")
+            args = (event.data or {}).get("args")
             self.out.write(json.dumps({"test": self.test, "kernel": name,
                                        "seconds": time.perf_counter() - began,
-                                       "depth": len(self.starts)}) + "\n")
+                                       "depth": len(self.starts),
+                                       "types": None if args is None else str(args)}) + "\n")
             self.out.flush()
         except Exception:  # noqa: BLE001
             pass
@@ -79,12 +83,25 @@ def own_times(records):
     return records
 
 
-def report(folder=FOLDER, top=25):
-    """The report's lines: total, by kernel, by test file, by test."""
+def _records(folder):
     records = []
     for path in sorted(glob.glob(os.path.join(folder, "*.jsonl"))):
         with open(path) as f:
             records += own_times([json.loads(line) for line in f])
+    return records
+
+
+def variants(folder=FOLDER, kernel=""):
+    """The lines listing each compilation of the kernels whose names contain `kernel`:
+    own seconds, the test, the argument types (which argument forms cost variants)."""
+    return [f"{r['own']:6.2f}  {r['test'] or '(outside tests)'}\n        {r.get('types')}"
+            for r in sorted(_records(folder), key=lambda r: (r["kernel"], str(r.get("types"))))
+            if kernel in r["kernel"]]
+
+
+def report(folder=FOLDER, top=25):
+    """The report's lines: total, by kernel, by test file, by test."""
+    records = _records(folder)
     lines = [f"{len(records)} compilations, {sum(r['own'] for r in records):.1f} s "
              f"(own times, all processes)"]
 
@@ -113,13 +130,19 @@ def main(argv=None):
     p.add_argument("folder", nargs="?", default=FOLDER,
                    help=f"the folder of the run's records (default: {FOLDER})")
     p.add_argument("--top", type=int, default=25, help="rows per table (default: 25)")
+    p.add_argument("--variants", metavar="KERNEL",
+                   help="list instead each compilation of the kernels whose names contain "
+                        "KERNEL, with its test and argument types")
     args = p.parse_args(argv)
     if not glob.glob(os.path.join(args.folder, "*.jsonl")):
         p.error(f"no records in {args.folder}: run the tests with "
                 "-p numba_ln.bench.compile_profile first")
     if args.top < 1:
         p.error("--top must be at least 1")
-    print("\n".join(report(args.folder, args.top)))
+    if args.variants is not None:
+        print("\n".join(variants(args.folder, args.variants)))
+    else:
+        print("\n".join(report(args.folder, args.top)))
     return 0
 
 
