@@ -28,8 +28,8 @@ from ._small_values import (_EPS_TYPES, _F32, _F64, _HALF_BITS, _NDARRAY, _empty
 from .cpu._elements import IN_PLACE
 from .cpu.small import (small_add_layer_norm, small_add_layer_norm_stats, small_add_rms_norm,
                         small_add_rms_norm_stats, small_layer_norm, small_layer_norm_rows,
-                        small_layer_norm_stats, small_rms_norm, small_rms_norm_rows,
-                        small_rms_norm_stats)
+                        small_layer_norm_rows_stats, small_layer_norm_stats, small_rms_norm,
+                        small_rms_norm_rows, small_rms_norm_rows_stats, small_rms_norm_stats)
 
 # The calls the gates take: at most _threading.runs_serial's bound, inlined (a call costs
 # ~0.1 us of a ~1 us call).  The fused forms do twice a plain call's work an element
@@ -140,7 +140,7 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
     ndim = x.ndim
     if ndim == 2 or (ndim == 1 and residual is None and not return_stats):
         yk, xk = (y, x) if bits is None else (y.view(bits), x.view(bits))
-    elif (ndim > 2 and residual is None and not return_stats
+    elif (ndim > 2 and residual is None
           and (weight is None or weight.ndim == 1) and (bias is None or bias.ndim == 1)):
         # a batch of sequences, (B, T, C): the rows kernels read x and y as they are, a
         # variant a rank, where views of them as rows cost ~1 us of a ~2.7 us call (1-D
@@ -148,14 +148,24 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
         # refuses)
         xk, cols = (x if bits is None else x.view(bits)), x.shape[-1]
         yk = IN_PLACE if y is x else (y if bits is None else y.view(bits))
-        if (small_layer_norm_rows(yk, xk, weight, bias, eps, cols) if centered
-                else small_rms_norm_rows(yk, xk, weight, eps, cols)):
+        if not return_stats:
+            if (small_layer_norm_rows(yk, xk, weight, bias, eps, cols) if centered
+                    else small_rms_norm_rows(yk, xk, weight, eps, cols)):
+                return None
+            return y
+        if ndim == MAX_DIMS:  # (the statistics as below: one allocation, keepdims views)
             return None
-        return y
+        stats = _empty((2 if centered else 1, x.size // cols, 1), stats_dtype)
+        if (small_layer_norm_rows_stats(yk, xk, weight, bias, eps, stats, cols) if centered
+                else small_rms_norm_rows_stats(yk, xk, weight, eps, stats, cols)):
+            return None
+        stats.shape = stats.shape[:1] + x.shape[:-1] + (1,)
+        return (y, stats[0], stats[1]) if centered else (y, stats[0])
     elif ndim and (out is None or _fits_rows(y, x)):
-        # (other ranks as (rows, cols) views, the statistics' and the residual's forms: one
-        # kernel variant for every rank, where each rank compiles a small kernel again,
-        # ~0.6 s; plain calls of a higher rank took the rows kernel above)
+        # (other ranks as (rows, cols) views -- the residual's forms, a vector's statistics,
+        # parameters not 1-D: one kernel variant for every rank, where each rank compiles
+        # a small kernel again, ~0.6 s; a batch's plain calls and statistics took the rows
+        # kernels above)
         cols = x.shape[-1]
         yk, xk = y.reshape(-1, cols), x.reshape(-1, cols)
         if bits is not None:

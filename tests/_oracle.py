@@ -8,6 +8,8 @@ SMALL_KERNELS = {
     "small_rms_norm": "small_norm", "small_rms_norm_stats": "small_norm",
     # (several trailing axes read as rows, called from _small_axes)
     "small_layer_norm_rows": "small_norm", "small_rms_norm_rows": "small_norm",
+    # (return_stats on a batch of sequences, (B, T, C))
+    "small_layer_norm_rows_stats": "small_norm", "small_rms_norm_rows_stats": "small_norm",
     "small_add_layer_norm": "small_add_norm", "small_add_rms_norm": "small_add_norm",
     "small_add_layer_norm_stats": "small_add_norm", "small_add_rms_norm_stats": "small_add_norm",
     "small_moments": "small_moments",

@@ -21,6 +21,8 @@ def rows_ran(monkeypatch):
     return record_calls(monkeypatch, [
         (module, name, "rows") for module in (_small_front, _small_axes)
         for name in ("small_layer_norm_rows", "small_rms_norm_rows")] + [
+        (_small_front, name, "rows stats")
+        for name in ("small_layer_norm_rows_stats", "small_rms_norm_rows_stats")] + [
         (_small_backward_front, "small_layer_norm_backward_rows", "backward rows"),
         (_small_backward_front, "small_rms_norm_backward_rows", "backward rows")])
 
@@ -57,6 +59,32 @@ def test_the_forward_reads_the_batch_as_it_is(rng, rows_ran, shape):
         assert call(in_place, out=in_place) is in_place
         assert same(in_place, want)
         assert rows_ran == ["rows"] * 3
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_the_statistics_of_a_batch_read_it_as_it_is(rng, rows_ran, shape):
+    x, w, b = _data(rng, shape)
+    rows = x.reshape(-1, shape[-1])
+    keep = shape[:-1] + (1,)
+    axis = general_axes(len(shape) - 1)
+    for call in (lambda x, **k: numba_ln.layer_norm(x, w, b, return_stats=True, **k),
+                 lambda x, **k: numba_ln.rms_norm(x, w, return_stats=True, **k)):
+        y, *stats = call(rows)
+        want = (y.reshape(shape), *(s.reshape(keep) for s in stats))
+        rows_ran.clear()
+        got = call(x)
+        assert same(got, want)  # (keepdims statistics of the float32 data)
+        assert rows_ran == ["rows stats"]
+        assert same(call(x, axis=axis), want)  # (the general path)
+        in_place = x.copy()
+        got = call(in_place, out=in_place)
+        assert got[0] is in_place and same(got, want)
+    xb = x.astype(ml_dtypes.bfloat16)
+    y, mean, rstd = numba_ln.layer_norm(xb.reshape(rows.shape), w, b, return_stats=True)
+    rows_ran.clear()
+    assert same(numba_ln.layer_norm(xb, w, b, return_stats=True),
+                (y.reshape(shape), mean.reshape(keep), rstd.reshape(keep)))
+    assert rows_ran == ["rows stats"]
 
 
 def test_16_bit_batches(rng, rows_ran):
