@@ -46,8 +46,8 @@ def run_task(function, dtype_name):
         if function == "moments":
             f(x)
             continue
-        # (a batch of sequences, (B, T, C), too: the small calls of the plain forward and
-        # of the backward read it as it is, kernel variants of their own)
+        # (a batch of sequences, (B, T, C), too: the small calls of the plain forward, of
+        # its statistics and of the backward read it as it is, kernel variants of their own)
         for data in (x, x.reshape(1, *shape)) if shape == _SMALL else (x,):
             if function.endswith("_backward"):
                 f(data, data, w)
@@ -55,9 +55,9 @@ def run_task(function, dtype_name):
                 f(data, data, w) if "rms" in function else f(data, data, w, w)
             else:
                 f(data, w) if "rms" in function else f(data, w, w)
-        if function == "layer_norm_backward":
-            _, mean, rstd = numba_ln.layer_norm(x, w, return_stats=True)
-            f(x, x, w, mean=mean, rstd=rstd)
+            if function == "layer_norm_backward":  # (the forward's statistics given)
+                _, mean, rstd = numba_ln.layer_norm(data, w, return_stats=True)
+                f(data, data, w, mean=mean, rstd=rstd)
 
 
 def _other_forms(numba_ln, x, w):
