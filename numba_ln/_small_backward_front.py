@@ -11,8 +11,11 @@ from .cpu._elements import IN_PLACE
 from .cpu.backward import run_backward
 from .cpu.small_backward import (small_backward_any, small_backward_fits,
                                  small_layer_norm_backward, small_layer_norm_backward_rows,
+                                 small_layer_norm_backward_rows_stats,
                                  small_layer_norm_backward_stats, small_rms_norm_backward,
-                                 small_rms_norm_backward_rows, small_rms_norm_backward_stats)
+                                 small_rms_norm_backward_rows,
+                                 small_rms_norm_backward_rows_stats,
+                                 small_rms_norm_backward_stats)
 
 
 def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out, grad_residual,
@@ -85,11 +88,13 @@ def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out, grad_resi
         return None  # (a strided out would only compile a kernel variant that declines it)
     dx_k = IN_PLACE if dx is dy else dx
     if x.ndim != 2 and rows is None:
-        if (x.ndim > 2 and param_grads and gr is None and rstd is None
-                and (weight is None or weight.ndim == 1)):
-            # (a batch of sequences, (B, T, C), in the commonest form: the rows kernels
-            # read x, dy and dx as they are, a variant a rank, where views of them as rows
-            # cost ~2 us of a ~6 us call)
+        if (x.ndim > 2 and param_grads and gr is None and (weight is None or weight.ndim == 1)
+                and (rstd is None or (rstd.flags.c_contiguous
+                                      and (mean is None or mean.flags.c_contiguous)))):
+            # (a batch of sequences, (B, T, C), in the commonest forms, the statistics
+            # recomputed or given as return_stats gave them: the rows kernels read x, dy,
+            # dx and the statistics as they are, a variant a rank, where views of them as
+            # rows cost ~2 us of a ~6 us call)
             rows = (x.shape[-1], x.shape[-1])
         else:  # (as 2-D views: one kernel variant for every rank)
             arrays = _as_rows(x, dy, dx_k, mean, rstd, gr, out is None)
@@ -125,11 +130,19 @@ def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out, grad_resi
             return None
         return dx, dweight, dbias
     if rows is not None:
-        declined = (small_layer_norm_backward_rows(dx_k, dy, x, weight, dweight, dbias, eps,
-                                                   tasking, cols)
-                    if centered else
-                    small_rms_norm_backward_rows(dx_k, dy, x, weight, dweight, eps, tasking,
-                                                 cols))
+        if rstd is None:
+            declined = (small_layer_norm_backward_rows(dx_k, dy, x, weight, dweight, dbias,
+                                                       eps, tasking, cols)
+                        if centered else
+                        small_rms_norm_backward_rows(dx_k, dy, x, weight, dweight, eps,
+                                                     tasking, cols))
+        else:  # (only a batch's own call gives statistics with rows: the caller's do not)
+            declined = (small_layer_norm_backward_rows_stats(dx_k, dy, x, weight, mean, rstd,
+                                                             dweight, dbias, eps, tasking,
+                                                             cols)
+                        if centered else
+                        small_rms_norm_backward_rows_stats(dx_k, dy, x, weight, rstd,
+                                                           dweight, eps, tasking, cols))
     elif centered:
         declined = (small_layer_norm_backward(dx_k, dy, x, weight, dweight, dbias, eps,
                                               tasking)

@@ -20,6 +20,8 @@ SMALL_KERNELS = {
     "small_backward_any": "small_backward",  # (grad_residual, param_grads=False)
     "small_layer_norm_backward_rows": "small_backward",  # (several trailing axes)
     "small_rms_norm_backward_rows": "small_backward",
+    "small_layer_norm_backward_rows_stats": "small_backward",  # (a batch's statistics)
+    "small_rms_norm_backward_rows_stats": "small_backward",
     # (the check of a backward call above the serial bound, which the front then runs in
     # threads)
     "small_backward_fits": "small_backward in threads",

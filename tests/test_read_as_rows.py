@@ -24,7 +24,10 @@ def rows_ran(monkeypatch):
         (_small_front, name, "rows stats")
         for name in ("small_layer_norm_rows_stats", "small_rms_norm_rows_stats")] + [
         (_small_backward_front, "small_layer_norm_backward_rows", "backward rows"),
-        (_small_backward_front, "small_rms_norm_backward_rows", "backward rows")])
+        (_small_backward_front, "small_rms_norm_backward_rows", "backward rows")] + [
+        (_small_backward_front, name, "backward rows stats")
+        for name in ("small_layer_norm_backward_rows_stats",
+                     "small_rms_norm_backward_rows_stats")])
 
 
 def _data(rng, shape, dtype=np.float32):
@@ -112,6 +115,37 @@ def test_the_backward_reads_the_batch_as_it_is(rng, rows_ran, shape):
         assert got[0] is in_place
         assert same(got, want)
         assert rows_ran == ["backward rows"] * 2
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_the_backward_reads_a_batchs_statistics_as_they_are(rng, rows_ran, shape):
+    x, w, b = _data(rng, shape)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    cols = shape[-1]
+    for forward, backward in ((lambda x: numba_ln.layer_norm(x, w, b, return_stats=True),
+                               numba_ln.layer_norm_backward),
+                              (lambda x: numba_ln.rms_norm(x, w, return_stats=True),
+                               numba_ln.rms_norm_backward)):
+        _, *stats = forward(x)  # (keepdims: the batch's shape, 1 along C)
+        named = dict(zip(("mean", "rstd") if len(stats) == 2 else ("rstd",), stats))
+        on_rows = {k: v.reshape(-1, 1) for k, v in named.items()}
+        dx, *grads = backward(dy.reshape(-1, cols), x.reshape(-1, cols), w, **on_rows)
+        want = (dx.reshape(shape), *grads)
+        rows_ran.clear()
+        assert same(backward(dy, x, w, **named), want)
+        assert rows_ran == ["backward rows stats"]
+        assert same(backward(dy, x, w, axis=general_axes(len(shape) - 1), **named), want)
+        # statistics a step apart: the (rows, cols) views' kernels, the same bits
+        strided = {k: np.repeat(v, 2, axis=-1)[..., ::2] for k, v in named.items()}
+        assert not strided["rstd"].flags.c_contiguous
+        rows_ran.clear()
+        assert same(backward(dy, x, w, **strided), want)
+        assert rows_ran == []
+        in_place = dy.copy()
+        got = backward(in_place, x, w, out=in_place, **named)
+        assert got[0] is in_place and same(got, want)
+        with pytest.raises(ValueError, match="(mean|rstd) has shape"):  # (another batch)
+            backward(dy, x, w, **{k: v[:1] for k, v in named.items()})
 
 
 @pytest.mark.parametrize("shape", [(1, 40), (40, 1), (2, 20), (1, 1, 40)])
