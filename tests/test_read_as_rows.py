@@ -64,7 +64,8 @@ def test_the_forward_reads_the_batch_as_it_is(rng, rows_ran, shape):
         assert rows_ran == ["rows"] * 3
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+# (a batch of sequences only: each rank compiles the kernels again, ~1 s a form)
+@pytest.mark.parametrize("shape", SHAPES[:1])
 def test_the_statistics_of_a_batch_read_it_as_it_is(rng, rows_ran, shape):
     x, w, b = _data(rng, shape)
     rows = x.reshape(-1, shape[-1])
@@ -117,7 +118,7 @@ def test_the_backward_reads_the_batch_as_it_is(rng, rows_ran, shape):
         assert rows_ran == ["backward rows"] * 2
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", SHAPES[:1])
 def test_the_backward_reads_a_batchs_statistics_as_they_are(rng, rows_ran, shape):
     x, w, b = _data(rng, shape)
     dy = rng.standard_normal(shape).astype(np.float32)
@@ -148,7 +149,9 @@ def test_the_backward_reads_a_batchs_statistics_as_they_are(rng, rows_ran, shape
             backward(dy, x, w, **{k: v[:1] for k, v in named.items()})
 
 
-@pytest.mark.parametrize("shape", [(1, 40), (40, 1), (2, 20), (1, 1, 40)])
+# (a (1, 1, 40) weight as well compiled kernel variants of a 3-D weight only to decline
+# them, ~5 s of the suite's CPU, for the refusal (1, 40) checks)
+@pytest.mark.parametrize("shape", [(1, 40), (40, 1), (2, 20)])
 def test_parameters_of_another_shape_are_refused_as_the_general_path_refuses(rng, shape):
     x, _, _ = _data(rng, (2, 3, 40))
     dy = x[::-1].copy()
