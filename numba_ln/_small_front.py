@@ -161,11 +161,17 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
             return None
         stats.shape = stats.shape[:1] + x.shape[:-1] + (1,)
         return (y, stats[0], stats[1]) if centered else (y, stats[0])
+    elif ndim > 2 and residual is not None and (out is None or _fits_rows(y, x)):
+        # (a batch's residual stream, the fused forms: x, y, the residual and s as they
+        # are, below, as the rows kernels read a batch, a variant a rank, where views of
+        # the four as rows cost ~0.7 us of a ~3 us (1, 1, 768) call)
+        cols = x.shape[-1]
+        yk, xk = (y, x) if bits is None else (y.view(bits), x.view(bits))
     elif ndim and (out is None or _fits_rows(y, x)):
-        # (other ranks as (rows, cols) views -- the residual's forms, a vector's statistics,
+        # (other ranks as (rows, cols) views -- a vector's statistics and fused forms,
         # parameters not 1-D: one kernel variant for every rank, where each rank compiles
-        # a small kernel again, ~0.6 s; a batch's plain calls and statistics took the rows
-        # kernels above)
+        # a small kernel again, ~0.6 s; a batch's plain calls, statistics and fused forms
+        # took the branches above)
         cols = x.shape[-1]
         yk, xk = y.reshape(-1, cols), x.reshape(-1, cols)
         if bits is not None:
@@ -198,7 +204,8 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
     if ndim == 2:
         sk, rk = (s, residual) if bits is None else (s.view(bits), residual.view(bits))
     elif (residual_out is None or _fits_rows(s, x)) and _fits_rows(residual, x):
-        sk, rk = s.reshape(-1, cols), residual.reshape(-1, cols)
+        sk, rk = ((s, residual) if ndim > 2
+                  else (s.reshape(-1, cols), residual.reshape(-1, cols)))
         if bits is not None:
             sk, rk = sk.view(bits), rk.view(bits)
     else:
@@ -212,7 +219,8 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
         return y, s
     if x.ndim == MAX_DIMS:
         return None
-    stats = _empty((2 if centered else 1, xk.shape[0], 1), stats_dtype)  # (as above)
+    rows = x.size // x.shape[-1]  # (x.size > 0)
+    stats = _empty((2 if centered else 1, rows, 1), stats_dtype)  # (as above)
     if (small_add_layer_norm_stats(yk, sk, xk, rk, weight, bias, eps, stats) if centered
             else small_add_rms_norm_stats(yk, sk, xk, rk, weight, eps, stats)):
         return None

@@ -91,6 +91,34 @@ def test_the_statistics_of_a_batch_read_it_as_it_is(rng, rows_ran, shape):
     assert rows_ran == ["rows stats"]
 
 
+def test_a_batchs_residual_stream_is_read_as_it_is(rng, monkeypatch):
+    """The fused forms of a batch: x, the residual, y and s reach the kernels as they are
+    (rank 3, no views), with the bits of the call on (rows, cols) rows."""
+    shape = SHAPES[0]
+    x, w, b = _data(rng, shape)
+    r = rng.standard_normal(shape).astype(np.float32)
+    ranks = []
+    for name in ("small_add_layer_norm", "small_add_layer_norm_stats", "small_add_rms_norm"):
+        def spy(*args, kernel=getattr(_small_front, name)):
+            ranks.append(args[2].ndim)  # (x)
+            return kernel(*args)
+        monkeypatch.setattr(_small_front, name, spy)
+    rows = (-1, shape[-1])
+    keep = shape[:-1] + (1,)
+    for call in (lambda x, r, **k: numba_ln.add_layer_norm(x, r, w, b, **k),
+                 lambda x, r, **k: numba_ln.add_layer_norm(x, r, w, b, return_stats=True, **k),
+                 lambda x, r, **k: numba_ln.add_rms_norm(x, r, w, **k)):
+        y, s, *stats = call(x.reshape(rows), r.reshape(rows))
+        want = (y.reshape(shape), s.reshape(shape), *(t.reshape(keep) for t in stats))
+        ranks.clear()
+        assert same(call(x, r), want)
+        stream = r.copy()  # (the residual stream updated in place, y into x's copy)
+        into = x.copy()
+        got = call(x, stream, out=into, residual_out=stream)
+        assert got[0] is into and got[1] is stream and same(got, want)
+        assert ranks == [3, 3]
+
+
 def test_16_bit_batches(rng, rows_ran):
     x, w, b = _data(rng, (2, 3, 40))
     xb = x.astype(ml_dtypes.bfloat16)
