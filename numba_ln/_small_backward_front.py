@@ -88,14 +88,18 @@ def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out, grad_resi
         return None  # (a strided out would only compile a kernel variant that declines it)
     dx_k = IN_PLACE if dx is dy else dx
     if x.ndim != 2 and rows is None:
-        if (x.ndim > 2 and param_grads and gr is None and (weight is None or weight.ndim == 1)
+        if (x.ndim > 2 and (weight is None or weight.ndim == 1)
+                and (gr is None or gr.flags.c_contiguous)
                 and (rstd is None or (rstd.flags.c_contiguous
                                       and (mean is None or mean.flags.c_contiguous)))):
-            # (a batch of sequences, (B, T, C), in the commonest forms, the statistics
-            # recomputed or given as return_stats gave them: the rows kernels read x, dy,
-            # dx and the statistics as they are, a variant a rank, where views of them as
-            # rows cost ~2 us of a ~6 us call)
-            rows = (x.shape[-1], x.shape[-1])
+            # (a batch of sequences, (B, T, C), the statistics recomputed or given as
+            # return_stats gave them: the kernels read x, dy, dx, grad_residual and the
+            # statistics as they are, a variant a rank, where views of them as rows cost
+            # ~2 us of a ~6 us call -- the commonest form the rows kernels, grad_residual
+            # or no parameter gradients small_backward_any, which takes any rank; a strided
+            # dy, which they decline, then takes the general path)
+            if param_grads and gr is None:
+                rows = (x.shape[-1], x.shape[-1])
         else:  # (as 2-D views: one kernel variant for every rank)
             arrays = _as_rows(x, dy, dx_k, mean, rstd, gr, out is None)
             if arrays is None:

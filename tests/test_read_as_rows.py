@@ -146,6 +146,42 @@ def test_the_backward_reads_the_batch_as_it_is(rng, rows_ran, shape):
         assert rows_ran == ["backward rows"] * 2
 
 
+def test_the_backwards_other_forms_read_a_batch_as_it_is(rng, monkeypatch):
+    """grad_residual (add_layer_norm's backward) and param_grads=False on a batch:
+    small_backward_any takes x, dy, dx, grad_residual and the statistics as they are,
+    with the bits of the call on (rows, cols) rows."""
+    shape = SHAPES[0]
+    x, w, b = _data(rng, shape)
+    dy, gr = rng.standard_normal((2, *shape)).astype(np.float32)
+    _, mean, rstd = numba_ln.layer_norm(x, w, b, return_stats=True)
+    ranks = []
+
+    def spy(*args, kernel=_small_backward_front.small_backward_any):
+        ranks.append(args[2].ndim)  # (x)
+        return kernel(*args)
+    monkeypatch.setattr(_small_backward_front, "small_backward_any", spy)
+    rows = (-1, shape[-1])
+    for backward, named in [(numba_ln.layer_norm_backward, dict(grad_residual=gr)),
+                            (numba_ln.layer_norm_backward,
+                             dict(grad_residual=gr, mean=mean, rstd=rstd)),
+                            (numba_ln.layer_norm_backward, dict(param_grads=False)),
+                            (numba_ln.rms_norm_backward, dict(grad_residual=gr))]:
+        on_rows = {k: (v.reshape(-1, 1) if k in ("mean", "rstd") else
+                       v if k == "param_grads" else v.reshape(rows))
+                   for k, v in named.items()}
+        dx, *grads = backward(dy.reshape(rows), x.reshape(rows), w, **on_rows)
+        # (out=dy: a kernel variant of its own, whose last bits may differ with
+        # grad_residual, README, Training)
+        over = dy.reshape(rows).copy()
+        over_dx, *over_grads = backward(over, x.reshape(rows), w, out=over, **on_rows)
+        ranks.clear()
+        assert same(backward(dy, x, w, **named), (dx.reshape(shape), *grads))
+        in_place = dy.copy()
+        got = backward(in_place, x, w, out=in_place, **named)
+        assert got[0] is in_place and same(got, (over_dx.reshape(shape), *over_grads))
+        assert ranks == [3, 3]
+
+
 @pytest.mark.parametrize("shape", SHAPES[:1])
 def test_the_backward_reads_a_batchs_statistics_as_they_are(rng, rows_ran, shape):
     x, w, b = _data(rng, shape)
