@@ -119,6 +119,23 @@ def test_a_batchs_residual_stream_is_read_as_it_is(rng, monkeypatch):
         assert ranks == [3, 3]
 
 
+def test_a_batchs_moments_are_read_as_it_is(rng, monkeypatch):
+    from numba_ln import _small_moments
+    shape = SHAPES[0]
+    x, _, _ = _data(rng, shape)
+    ranks = []
+
+    def spy(x, stats, kernel=_small_moments.small_moments):
+        ranks.append(x.ndim)
+        return kernel(x, stats)
+    monkeypatch.setattr(_small_moments, "small_moments", spy)
+    for keepdims in (False, True):
+        want = [m.reshape(shape[:-1] + ((1,) if keepdims else ()))
+                for m in numba_ln.moments(x.reshape(-1, shape[-1]), keepdims=keepdims)]
+        assert same(numba_ln.moments(x, keepdims=keepdims), tuple(want))
+    assert ranks == [2, 3, 2, 3]
+
+
 def test_16_bit_batches(rng, rows_ran):
     x, w, b = _data(rng, (2, 3, 40))
     xb = x.astype(ml_dtypes.bfloat16)
