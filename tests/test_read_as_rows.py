@@ -37,6 +37,18 @@ def _data(rng, shape, dtype=np.float32):
     return x, w, b
 
 
+def _x_ranks(monkeypatch, module, names, at):
+    """The rank of x (the call's argument at position `at`) in each call of the kernels
+    `names` of module: whether the front passed x as it is or as (rows, cols) rows."""
+    ranks = []
+    for name in names:
+        def spy(*args, kernel=getattr(module, name)):
+            ranks.append(args[at].ndim)
+            return kernel(*args)
+        monkeypatch.setattr(module, name, spy)
+    return ranks
+
+
 @pytest.mark.parametrize("shape", SHAPES)
 def test_the_forward_reads_the_batch_as_it_is(rng, rows_ran, shape):
     x, w, b = _data(rng, shape)
@@ -97,12 +109,8 @@ def test_a_batchs_residual_stream_is_read_as_it_is(rng, monkeypatch):
     shape = SHAPES[0]
     x, w, b = _data(rng, shape)
     r = rng.standard_normal(shape).astype(np.float32)
-    ranks = []
-    for name in ("small_add_layer_norm", "small_add_layer_norm_stats", "small_add_rms_norm"):
-        def spy(*args, kernel=getattr(_small_front, name)):
-            ranks.append(args[2].ndim)  # (x)
-            return kernel(*args)
-        monkeypatch.setattr(_small_front, name, spy)
+    ranks = _x_ranks(monkeypatch, _small_front, ("small_add_layer_norm",
+                     "small_add_layer_norm_stats", "small_add_rms_norm"), at=2)
     rows = (-1, shape[-1])
     keep = shape[:-1] + (1,)
     for call in (lambda x, r, **k: numba_ln.add_layer_norm(x, r, w, b, **k),
@@ -123,12 +131,7 @@ def test_a_batchs_moments_are_read_as_it_is(rng, monkeypatch):
     from numba_ln import _small_moments
     shape = SHAPES[0]
     x, _, _ = _data(rng, shape)
-    ranks = []
-
-    def spy(x, stats, kernel=_small_moments.small_moments):
-        ranks.append(x.ndim)
-        return kernel(x, stats)
-    monkeypatch.setattr(_small_moments, "small_moments", spy)
+    ranks = _x_ranks(monkeypatch, _small_moments, ("small_moments",), at=0)
     for keepdims in (False, True):
         want = [m.reshape(shape[:-1] + ((1,) if keepdims else ()))
                 for m in numba_ln.moments(x.reshape(-1, shape[-1]), keepdims=keepdims)]
@@ -171,12 +174,7 @@ def test_the_backwards_other_forms_read_a_batch_as_it_is(rng, monkeypatch):
     x, w, b = _data(rng, shape)
     dy, gr = rng.standard_normal((2, *shape)).astype(np.float32)
     _, mean, rstd = numba_ln.layer_norm(x, w, b, return_stats=True)
-    ranks = []
-
-    def spy(*args, kernel=_small_backward_front.small_backward_any):
-        ranks.append(args[2].ndim)  # (x)
-        return kernel(*args)
-    monkeypatch.setattr(_small_backward_front, "small_backward_any", spy)
+    ranks = _x_ranks(monkeypatch, _small_backward_front, ("small_backward_any",), at=2)
     rows = (-1, shape[-1])
     for backward, named in [(numba_ln.layer_norm_backward, dict(grad_residual=gr)),
                             (numba_ln.layer_norm_backward,
