@@ -43,13 +43,12 @@ def run_task(function, dtype_name):
             _other_forms(numba_ln, x, w)
             continue
         f = getattr(numba_ln, function)
-        if function == "moments":
-            f(x)
-            continue
-        # (a batch of sequences, (B, T, C), too: the small calls of the plain forward, of
-        # its statistics and of the backward read it as it is, kernel variants of their own)
+        # (a batch of sequences, (B, T, C), too: the small calls read it as it is, kernel
+        # variants of their own)
         for data in (x, x.reshape(1, *shape)) if shape == _SMALL else (x,):
-            if function.endswith("_backward"):
+            if function == "moments":
+                f(data)
+            elif function.endswith("_backward"):
                 f(data, data, w)
             elif function.startswith("add_"):
                 f(data, data, w) if "rms" in function else f(data, data, w, w)
