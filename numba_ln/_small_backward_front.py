@@ -11,11 +11,8 @@ from .cpu._elements import IN_PLACE
 from .cpu.backward import run_backward
 from .cpu.small_backward import (small_backward_any, small_backward_fits,
                                  small_layer_norm_backward, small_layer_norm_backward_rows,
-                                 small_layer_norm_backward_rows_stats,
                                  small_layer_norm_backward_stats, small_rms_norm_backward,
-                                 small_rms_norm_backward_rows,
-                                 small_rms_norm_backward_rows_stats,
-                                 small_rms_norm_backward_stats)
+                                 small_rms_norm_backward_rows, small_rms_norm_backward_stats)
 
 
 def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out, grad_residual,
@@ -95,10 +92,10 @@ def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out, grad_resi
             # (a batch of sequences, (B, T, C), the statistics recomputed or given as
             # return_stats gave them: the kernels read x, dy, dx, grad_residual and the
             # statistics as they are, a variant a rank, where views of them as rows cost
-            # ~2 us of a ~6 us call -- the commonest form the rows kernels, grad_residual
-            # or no parameter gradients small_backward_any, which takes any rank; a strided
+            # ~2 us of a ~6 us call -- the commonest form the rows kernels, the others the
+            # kernels below, which read rows along x's last axis of any rank; a strided
             # dy, which they decline, then takes the general path)
-            if param_grads and gr is None:
+            if param_grads and gr is None and rstd is None:
                 rows = (x.shape[-1], x.shape[-1])
         else:  # (as 2-D views: one kernel variant for every rank)
             arrays = _as_rows(x, dy, dx_k, mean, rstd, gr, out is None)
@@ -134,19 +131,11 @@ def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out, grad_resi
             return None
         return dx, dweight, dbias
     if rows is not None:
-        if rstd is None:
-            declined = (small_layer_norm_backward_rows(dx_k, dy, x, weight, dweight, dbias,
-                                                       eps, tasking, cols)
-                        if centered else
-                        small_rms_norm_backward_rows(dx_k, dy, x, weight, dweight, eps,
-                                                     tasking, cols))
-        else:  # (only a batch's own call gives statistics with rows: the caller's do not)
-            declined = (small_layer_norm_backward_rows_stats(dx_k, dy, x, weight, mean, rstd,
-                                                             dweight, dbias, eps, tasking,
-                                                             cols)
-                        if centered else
-                        small_rms_norm_backward_rows_stats(dx_k, dy, x, weight, rstd,
-                                                           dweight, eps, tasking, cols))
+        declined = (small_layer_norm_backward_rows(dx_k, dy, x, weight, dweight, dbias, eps,
+                                                   tasking, cols)
+                    if centered else
+                    small_rms_norm_backward_rows(dx_k, dy, x, weight, dweight, eps, tasking,
+                                                 cols))
     elif centered:
         declined = (small_layer_norm_backward(dx_k, dy, x, weight, dweight, dbias, eps,
                                               tasking)

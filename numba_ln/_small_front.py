@@ -28,8 +28,8 @@ from ._small_values import (_EPS_TYPES, _F32, _F64, _HALF_BITS, _NDARRAY, _empty
 from .cpu._elements import IN_PLACE
 from .cpu.small import (small_add_layer_norm, small_add_layer_norm_stats, small_add_rms_norm,
                         small_add_rms_norm_stats, small_layer_norm, small_layer_norm_rows,
-                        small_layer_norm_rows_stats, small_layer_norm_stats, small_rms_norm,
-                        small_rms_norm_rows, small_rms_norm_rows_stats, small_rms_norm_stats)
+                        small_layer_norm_stats, small_rms_norm, small_rms_norm_rows,
+                        small_rms_norm_stats)
 
 # The calls the gates take: at most _threading.runs_serial's bound, inlined (a call costs
 # ~0.1 us of a ~1 us call).  The fused forms do twice a plain call's work an element
@@ -153,11 +153,13 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
                     else small_rms_norm_rows(yk, xk, weight, eps, cols)):
                 return None
             return y
-        if ndim == MAX_DIMS:  # (the statistics as below: one allocation, keepdims views)
+        # (the statistics as below, one allocation and keepdims views of it, by the
+        # statistics kernels, which read rows along x's last axis of any rank)
+        if ndim == MAX_DIMS:
             return None
         stats = _empty((2 if centered else 1, x.size // cols, 1), stats_dtype)
-        if (small_layer_norm_rows_stats(yk, xk, weight, bias, eps, stats, cols) if centered
-                else small_rms_norm_rows_stats(yk, xk, weight, eps, stats, cols)):
+        if (small_layer_norm_stats(yk, xk, weight, bias, eps, stats) if centered
+                else small_rms_norm_stats(yk, xk, weight, eps, stats)):
             return None
         stats.shape = stats.shape[:1] + x.shape[:-1] + (1,)
         return (y, stats[0], stats[1]) if centered else (y, stats[0])

@@ -8,8 +8,6 @@ SMALL_KERNELS = {
     "small_rms_norm": "small_norm", "small_rms_norm_stats": "small_norm",
     # (several trailing axes read as rows, called from _small_axes)
     "small_layer_norm_rows": "small_norm", "small_rms_norm_rows": "small_norm",
-    # (return_stats on a batch of sequences, (B, T, C))
-    "small_layer_norm_rows_stats": "small_norm", "small_rms_norm_rows_stats": "small_norm",
     "small_add_layer_norm": "small_add_norm", "small_add_rms_norm": "small_add_norm",
     "small_add_layer_norm_stats": "small_add_norm", "small_add_rms_norm_stats": "small_add_norm",
     "small_moments": "small_moments",
@@ -20,8 +18,6 @@ SMALL_KERNELS = {
     "small_backward_any": "small_backward",  # (grad_residual, param_grads=False)
     "small_layer_norm_backward_rows": "small_backward",  # (several trailing axes)
     "small_rms_norm_backward_rows": "small_backward",
-    "small_layer_norm_backward_rows_stats": "small_backward",  # (a batch's statistics)
-    "small_rms_norm_backward_rows_stats": "small_backward",
     # (the check of a backward call above the serial bound, which the front then runs in
     # threads)
     "small_backward_fits": "small_backward in threads",

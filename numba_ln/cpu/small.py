@@ -218,19 +218,6 @@ def small_rms_norm_rows(y, x, w, eps, cols):
 
 
 @kernel(link_late=True)
-def small_layer_norm_rows_stats(y, x, w, b, eps, stats, cols):
-    """small_layer_norm_rows, and (mean, rstd) along stats' first axis (return_stats on
-    a batch of sequences)."""
-    return run_norm(y, x, w, b, eps, CENTERED, stats, cols)
-
-
-@kernel(link_late=True)
-def small_rms_norm_rows_stats(y, x, w, eps, stats, cols):
-    """small_rms_norm_rows, and rstd along stats' first axis."""
-    return run_norm(y, x, w, None, eps, NOT_CENTERED, stats, cols)
-
-
-@kernel(link_late=True)
 def small_add_layer_norm(y, s, x, r, w, b, eps):
     """s = x + r (s an array or IN_PLACE: over r), and its LayerNorm into y, the rows in
     this thread (the front takes calls within the fused serial bound only)."""

@@ -58,12 +58,11 @@ def _backward_fits(dx, dy, x, gr, w, mean, rstd, eps, centered, dweight, dbias, 
     paired = _absent(mean) == _absent(rstd)
     grads_fit = _absent(dweight) == _absent(dbias)
     rms_fits = _absent(mean) and _absent(dbias)
-    given = not _absent(rstd)  # (statistics in x's keepdims shape: rows along its last axis)
 
     def values_fit(dx, dy, x, gr, w, mean, rstd, eps, centered, dweight, dbias, cols):
         cols = row_length(x, cols)
         if not (cols > 0 and x.size % cols == 0 and 0.0 <= eps < np.inf
-                and (not given or cols == x.shape[-1]) and dy.shape == x.shape
+                and dy.shape == x.shape
                 and shape_of(dx, x) == x.shape and gr_fits(gr, x) and length_fits(w, cols)
                 and mean_fits(mean, x) and rstd_fits(rstd, x)
                 and length_fits(dweight, cols) and length_fits(dbias, cols)):
@@ -97,9 +96,8 @@ def run_backward_small(dx, dy, x, gr, w, mean, rstd, eps, centered, tasking, dwe
 @overload(run_backward_small, jit_options=THIN_CALLER)
 def _run_backward_small(dx, dy, x, gr, w, mean, rstd, eps, centered, tasking, dweight, dbias,
                         cols):
-    # (several axes as rows: their parameters flattened, no residual; statistics only of
-    # rows along x's last axis, a batch of sequences', which backward_fits checks)
-    rows_fit = _absent(cols) or (_absent(gr) and _param_rows_fit(w)
+    # (several axes as rows: their parameters flattened, no statistics, no residual)
+    rows_fit = _absent(cols) or (_absent(gr) and _absent(rstd) and _param_rows_fit(w)
                                  and _param_rows_fit(dweight) and _param_rows_fit(dbias))
     if not (rows_fit and _types_fit(dx, dy, x, gr, row_type(w), mean, rstd,
                                     row_type(dweight), row_type(dbias))):
@@ -188,22 +186,6 @@ def small_layer_norm_backward_rows(dx, dy, x, w, dweight, dbias, eps, tasking, c
 def small_rms_norm_backward_rows(dx, dy, x, w, dweight, eps, tasking, cols):
     """small_layer_norm_backward_rows's RMSNorm."""
     return run_backward_small(dx, dy, x, None, w, None, None, eps, NOT_CENTERED, tasking,
-                              dweight, None, cols)
-
-
-@kernel(link_late=True)
-def small_layer_norm_backward_rows_stats(dx, dy, x, w, mean, rstd, dweight, dbias, eps,
-                                         tasking, cols):
-    """small_layer_norm_backward_rows with the forward's mean and rstd given, in x's
-    keepdims shape (a batch of sequences, (B, T, C), whose statistics return_stats gave)."""
-    return run_backward_small(dx, dy, x, None, w, mean, rstd, eps, CENTERED, tasking,
-                              dweight, dbias, cols)
-
-
-@kernel(link_late=True)
-def small_rms_norm_backward_rows_stats(dx, dy, x, w, rstd, dweight, eps, tasking, cols):
-    """small_rms_norm_backward_rows with the forward's rstd given."""
-    return run_backward_small(dx, dy, x, None, w, None, rstd, eps, NOT_CENTERED, tasking,
                               dweight, None, cols)
 
 
