@@ -84,24 +84,20 @@ def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out, grad_resi
     else:
         return None  # (a strided out would only compile a kernel variant that declines it)
     dx_k = IN_PLACE if dx is dy else dx
-    if x.ndim != 2 and rows is None:
-        if (x.ndim > 2 and (weight is None or weight.ndim == 1)
-                and (gr is None or gr.flags.c_contiguous)
-                and (rstd is None or (rstd.flags.c_contiguous
-                                      and (mean is None or mean.flags.c_contiguous)))):
-            # (a batch of sequences, (B, T, C), the statistics recomputed or given as
-            # return_stats gave them: the kernels read x, dy, dx, grad_residual and the
-            # statistics as they are, a variant a rank, where views of them as rows cost
-            # ~2 us of a ~6 us call -- the commonest form the rows kernels, the others the
-            # kernels below, which read rows along x's last axis of any rank; a strided
-            # dy, which they decline, then takes the general path)
-            if param_grads and gr is None and rstd is None:
-                rows = (x.shape[-1], x.shape[-1])
-        else:  # (as 2-D views: one kernel variant for every rank)
-            arrays = _as_rows(x, dy, dx_k, mean, rstd, gr, out is None)
-            if arrays is None:
-                return None
-            x, dy, dx_k, mean, rstd, gr = arrays
+    # (a batch of sequences, (B, T, C), the statistics recomputed or given as return_stats
+    # gave them: the kernels read x, dy, dx, grad_residual and the statistics as they are,
+    # rows along x's last axis of any rank, a variant a rank, where views of them as rows
+    # cost ~2 us of a ~6 us call; a strided dy, which they decline, then takes the general
+    # path.  Other ranks as 2-D views: one kernel variant for every rank.)
+    if x.ndim != 2 and rows is None and not (
+            x.ndim > 2 and (weight is None or weight.ndim == 1)
+            and (gr is None or gr.flags.c_contiguous)
+            and (rstd is None or (rstd.flags.c_contiguous
+                                  and (mean is None or mean.flags.c_contiguous)))):
+        arrays = _as_rows(x, dy, dx_k, mean, rstd, gr, out is None)
+        if arrays is None:
+            return None
+        x, dy, dx_k, mean, rstd, gr = arrays
     if bits is not None:
         x, dy = x.view(bits), dy.view(bits)
         dx_k = dx_k if dx_k is IN_PLACE else dx_k.view(bits)

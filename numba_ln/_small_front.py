@@ -27,9 +27,8 @@ from ._small_values import (_EPS_TYPES, _F32, _F64, _HALF_BITS, _NDARRAY, _empty
                             _kernel_param, _other_eps, _output)
 from .cpu._elements import IN_PLACE
 from .cpu.small import (small_add_layer_norm, small_add_layer_norm_stats, small_add_rms_norm,
-                        small_add_rms_norm_stats, small_layer_norm, small_layer_norm_rows,
-                        small_layer_norm_stats, small_rms_norm, small_rms_norm_rows,
-                        small_rms_norm_stats)
+                        small_add_rms_norm_stats, small_layer_norm, small_layer_norm_stats,
+                        small_rms_norm, small_rms_norm_stats)
 
 # The calls the gates take: at most _threading.runs_serial's bound, inlined (a call costs
 # ~0.1 us of a ~1 us call).  The fused forms do twice a plain call's work an element
@@ -97,9 +96,14 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
     dtype = x.dtype
     if dtype is _F32 or dtype is _F64:
         bits, stats_dtype = None, dtype
-        # the commonest calls, in few Python steps (a vector as it is: a decoder that holds
-        # one token as a 1-D array makes every call so, and two reshapes cost ~0.8 us of ~2)
-        if not return_stats and (x.ndim == 2 or (x.ndim == 1 and residual is None)):
+        # the commonest calls, in few Python steps: rows, a vector and a batch of sequences
+        # (B, T, C) as they are (a decoder that holds one token as a 1-D array makes every
+        # call so, and two reshapes cost ~0.8 us of ~2; a batch's plain calls with 1-D
+        # parameters, which the kernels read along its last axis, a variant a rank)
+        ndim = x.ndim
+        if not return_stats and (ndim == 2 or (residual is None and (ndim == 1 or (
+                ndim > 2 and (weight is None or weight.ndim == 1)
+                and (bias is None or bias.ndim == 1))))):
             if residual is None:
                 if out is None:
                     y = yk = _empty(x.shape, dtype)
@@ -138,36 +142,14 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
         return None
     # (views of the bits inlined: a call is ~50 ns)
     ndim = x.ndim
-    if ndim == 2 or (ndim == 1 and residual is None and not return_stats):
-        yk, xk = (y, x) if bits is None else (y.view(bits), x.view(bits))
-    elif (ndim > 2 and residual is None
-          and (weight is None or weight.ndim == 1) and (bias is None or bias.ndim == 1)):
-        # a batch of sequences, (B, T, C): the rows kernels read x and y as they are, a
-        # variant a rank, where views of them as rows cost ~1 us of a ~2.7 us call (1-D
-        # parameters only: they read those of any shape as a row, which the general path
-        # refuses)
-        xk, cols = (x if bits is None else x.view(bits)), x.shape[-1]
-        yk = IN_PLACE if y is x else (y if bits is None else y.view(bits))
-        if not return_stats:
-            if (small_layer_norm_rows(yk, xk, weight, bias, eps, cols) if centered
-                    else small_rms_norm_rows(yk, xk, weight, eps, cols)):
-                return None
-            return y
-        # (the statistics as below, one allocation and keepdims views of it, by the
-        # statistics kernels, which read rows along x's last axis of any rank)
-        if ndim == MAX_DIMS:
-            return None
-        stats = _empty((2 if centered else 1, x.size // cols, 1), stats_dtype)
-        if (small_layer_norm_stats(yk, xk, weight, bias, eps, stats) if centered
-                else small_rms_norm_stats(yk, xk, weight, eps, stats)):
-            return None
-        stats.shape = stats.shape[:1] + x.shape[:-1] + (1,)
-        return (y, stats[0], stats[1]) if centered else (y, stats[0])
-    elif ndim > 2 and residual is not None and (out is None or _fits_rows(y, x)):
-        # (a batch's residual stream, the fused forms: x, y, the residual and s as they
-        # are, below, as the rows kernels read a batch, a variant a rank, where views of
-        # the four as rows cost ~0.7 us of a ~3 us (1, 1, 768) call)
-        cols = x.shape[-1]
+    if ndim == 2 or (ndim == 1 and residual is None and not return_stats) or (
+            ndim > 2 and (residual is not None or (
+                (weight is None or weight.ndim == 1) and (bias is None or bias.ndim == 1)))
+            and (out is None or _fits_rows(y, x))):
+        # (a batch of sequences, (B, T, C), as it is: the kernels read rows along x's last
+        # axis of any rank, a variant a rank, where views of x, y (and the residual and s)
+        # as rows cost ~0.7-1 us of a ~3 us (1, 1, 768) call; 1-D parameters only without
+        # a residual: _small_axes reads parameters of the normalized shape)
         yk, xk = (y, x) if bits is None else (y.view(bits), x.view(bits))
     elif ndim and (out is None or _fits_rows(y, x)):
         # (other ranks as (rows, cols) views -- a vector's statistics and fused forms,
@@ -189,13 +171,14 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
                 return None
             return y
         # (mean, rstd) or (rstd,): keepdims, in the statistics dtype, one allocation
-        if x.ndim == MAX_DIMS:  # (the general path's statistics take no such view)
+        if ndim == MAX_DIMS:  # (the general path's statistics take no such view)
             return None
-        stats = _empty((2 if centered else 1, xk.shape[0], 1), stats_dtype)
+        rows = xk.shape[0] if ndim < 3 else x.size // x.shape[-1]  # (a batch as it is)
+        stats = _empty((2 if centered else 1, rows, 1), stats_dtype)
         if (small_layer_norm_stats(yk, xk, weight, bias, eps, stats) if centered
                 else small_rms_norm_stats(yk, xk, weight, eps, stats)):
             return None
-        if x.ndim != 2:
+        if ndim != 2:
             stats.shape = stats.shape[:1] + x.shape[:-1] + (1,)
         return (y, stats[0], stats[1]) if centered else (y, stats[0])
     if type(residual) is not _NDARRAY or residual.dtype is not dtype:
@@ -219,14 +202,14 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
                 else small_add_rms_norm(yk, sk, xk, rk, weight, eps)):
             return None
         return y, s
-    if x.ndim == MAX_DIMS:
+    if ndim == MAX_DIMS:
         return None
     rows = x.size // x.shape[-1]  # (x.size > 0)
     stats = _empty((2 if centered else 1, rows, 1), stats_dtype)  # (as above)
     if (small_add_layer_norm_stats(yk, sk, xk, rk, weight, bias, eps, stats) if centered
             else small_add_rms_norm_stats(yk, sk, xk, rk, weight, eps, stats)):
         return None
-    if x.ndim != 2:
+    if ndim != 2:
         stats.shape = stats.shape[:1] + x.shape[:-1] + (1,)
     return (y, s, stats[0], stats[1]) if centered else (y, s, stats[0])
 

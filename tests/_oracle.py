@@ -34,8 +34,8 @@ def small_kernel_callers(families=None):
             return (_small_backward_front,)
         if family == "small_moments":
             return (_small_moments,)
-        # (the rows kernels: several axes, and a batch of sequences' float32/float64 data)
-        return (_small_axes, _small_front) if name.endswith("_rows") else (_small_front,)
+        # (the rows kernels: several axes)
+        return (_small_axes,) if name.endswith("_rows") else (_small_front,)
 
     return [(module, name, family) for name, family in SMALL_KERNELS.items()
             if families is None or family.startswith(families)
