@@ -72,6 +72,8 @@ def _other_forms(numba_ln, x, w):
     numba_ln.layer_norm(x, w)
     numba_ln.layer_norm(x[0], w, w)
     numba_ln.rms_norm(x[0], w)
+    numba_ln.add_layer_norm(x[0], x[0], w, w)  # (a decoder's residual stream as a vector)
+    numba_ln.add_rms_norm(x[0], x[0], w)
     numba_ln.layer_norm(np.concatenate([x, x], axis=1)[:, :x.shape[1]], w, w)
     numba_ln.add_layer_norm(x, x, w, w, return_stats=True)
     numba_ln.add_rms_norm(x, x, w, return_stats=True)

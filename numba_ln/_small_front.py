@@ -98,12 +98,12 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
         bits, stats_dtype = None, dtype
         # the commonest calls, in few Python steps: rows, a vector and a batch of sequences
         # (B, T, C) as they are (a decoder that holds one token as a 1-D array makes every
-        # call so, and two reshapes cost ~0.8 us of ~2; a batch's plain calls with 1-D
-        # parameters, which the kernels read along its last axis, a variant a rank)
+        # call so, and two reshapes cost ~0.8 us of ~2; a batch with 1-D parameters, which
+        # the kernels read along its last axis)
         ndim = x.ndim
-        if not return_stats and (ndim == 2 or (residual is None and (ndim == 1 or (
+        if not return_stats and (ndim == 2 or ndim == 1 or (
                 ndim > 2 and (weight is None or weight.ndim == 1)
-                and (bias is None or bias.ndim == 1))))):
+                and (bias is None or bias.ndim == 1))):
             if residual is None:
                 if out is None:
                     y = yk = _empty(x.shape, dtype)
@@ -141,25 +141,15 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
     else:
         return None
     # (views of the bits inlined: a call is ~50 ns)
+    # x of any rank as it is (a vector, a batch of sequences (B, T, C)): the kernels read
+    # rows along its last axis, a variant a rank, where views of x, y (and the residual
+    # and s) as rows cost ~0.2 us each, ~1 us of a ~3 us (1, 1, 768) fused call; 1-D
+    # parameters only (the kernels take no others, and the general path names the error)
     ndim = x.ndim
-    if ndim == 2 or (ndim == 1 and residual is None and not return_stats) or (
-            ndim > 2 and (residual is not None or (
-                (weight is None or weight.ndim == 1) and (bias is None or bias.ndim == 1)))
-            and (out is None or _fits_rows(y, x))):
-        # (a batch of sequences, (B, T, C), as it is: the kernels read rows along x's last
-        # axis of any rank, a variant a rank, where views of x, y (and the residual and s)
-        # as rows cost ~0.7-1 us of a ~3 us (1, 1, 768) call; 1-D parameters only without
-        # a residual: _small_axes reads parameters of the normalized shape)
+    if ndim == 2 or (ndim and (weight is None or weight.ndim == 1)
+                     and (bias is None or bias.ndim == 1)
+                     and (out is None or _fits_rows(y, x))):
         yk, xk = (y, x) if bits is None else (y.view(bits), x.view(bits))
-    elif ndim and (out is None or _fits_rows(y, x)):
-        # (other ranks as (rows, cols) views -- a vector's statistics and fused forms,
-        # parameters not 1-D: one kernel variant for every rank, where each rank compiles
-        # a small kernel again, ~0.6 s; a batch's plain calls, statistics and fused forms
-        # took the branches above)
-        cols = x.shape[-1]
-        yk, xk = y.reshape(-1, cols), x.reshape(-1, cols)
-        if bits is not None:
-            yk, xk = yk.view(bits), xk.view(bits)
     else:
         return None
     if residual is None:
@@ -173,7 +163,7 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
         # (mean, rstd) or (rstd,): keepdims, in the statistics dtype, one allocation
         if ndim == MAX_DIMS:  # (the general path's statistics take no such view)
             return None
-        rows = xk.shape[0] if ndim < 3 else x.size // x.shape[-1]  # (a batch as it is)
+        rows = xk.shape[0] if ndim == 2 else x.size // x.shape[-1]
         stats = _empty((2 if centered else 1, rows, 1), stats_dtype)
         if (small_layer_norm_stats(yk, xk, weight, bias, eps, stats) if centered
                 else small_rms_norm_stats(yk, xk, weight, eps, stats)):
@@ -189,10 +179,7 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
     if ndim == 2:
         sk, rk = (s, residual) if bits is None else (s.view(bits), residual.view(bits))
     elif (residual_out is None or _fits_rows(s, x)) and _fits_rows(residual, x):
-        sk, rk = ((s, residual) if ndim > 2
-                  else (s.reshape(-1, cols), residual.reshape(-1, cols)))
-        if bits is not None:
-            sk, rk = sk.view(bits), rk.view(bits)
+        sk, rk = (s, residual) if bits is None else (s.view(bits), residual.view(bits))
     else:
         return None
     if s is residual:

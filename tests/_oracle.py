@@ -95,3 +95,18 @@ def same_bits(a, b):
         return a is b
     a, b = np.asarray(a), np.asarray(b)
     return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+def x_ranks(monkeypatch, module, names, at):
+    """The rank of x (the call's argument at position `at`) in each call of the kernels
+    `names` of module that took the call (returned 0): whether the front passed x as it
+    is or as (rows, cols) rows."""
+    ranks = []
+    for name in names:
+        def spy(*args, kernel=getattr(module, name)):
+            status = kernel(*args)
+            if not status:
+                ranks.append(args[at].ndim)
+            return status
+        monkeypatch.setattr(module, name, spy)
+    return ranks

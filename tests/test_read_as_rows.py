@@ -6,7 +6,7 @@ what the general path refuses with its error, and write nothing when they declin
 import ml_dtypes
 import numpy as np
 import pytest
-from _oracle import general_axes, record_calls
+from _oracle import general_axes, record_calls, x_ranks
 from _oracle import same_bits as same
 
 import numba_ln
@@ -29,25 +29,10 @@ def _data(rng, shape, dtype=np.float32):
     return x, w, b
 
 
-def _x_ranks(monkeypatch, module, names, at):
-    """The rank of x (the call's argument at position `at`) in each call of the kernels
-    `names` of module that took the call (returned 0): whether the front passed x as it
-    is or as (rows, cols) rows."""
-    ranks = []
-    for name in names:
-        def spy(*args, kernel=getattr(module, name)):
-            status = kernel(*args)
-            if not status:
-                ranks.append(args[at].ndim)
-            return status
-        monkeypatch.setattr(module, name, spy)
-    return ranks
-
-
 @pytest.mark.parametrize("shape", SHAPES)
 def test_the_forward_reads_the_batch_as_it_is(rng, monkeypatch, shape):
     x, w, b = _data(rng, shape)
-    ranks = _x_ranks(monkeypatch, _small_front, ("small_layer_norm", "small_rms_norm"), at=1)
+    ranks = x_ranks(monkeypatch, _small_front, ("small_layer_norm", "small_rms_norm"), at=1)
     rows = x.reshape(-1, shape[-1])
     axis = general_axes(len(shape) - 1)
     calls = [
@@ -76,7 +61,7 @@ def test_the_forward_reads_the_batch_as_it_is(rng, monkeypatch, shape):
 @pytest.mark.parametrize("shape", SHAPES[:1])
 def test_the_statistics_of_a_batch_read_it_as_it_is(rng, monkeypatch, shape):
     x, w, b = _data(rng, shape)
-    ranks = _x_ranks(monkeypatch, _small_front, ("small_layer_norm_stats",
+    ranks = x_ranks(monkeypatch, _small_front, ("small_layer_norm_stats",
                                                  "small_rms_norm_stats"), at=1)
     rows = x.reshape(-1, shape[-1])
     keep = shape[:-1] + (1,)
@@ -108,7 +93,7 @@ def test_a_batchs_residual_stream_is_read_as_it_is(rng, monkeypatch):
     shape = SHAPES[0]
     x, w, b = _data(rng, shape)
     r = rng.standard_normal(shape).astype(np.float32)
-    ranks = _x_ranks(monkeypatch, _small_front, ("small_add_layer_norm",
+    ranks = x_ranks(monkeypatch, _small_front, ("small_add_layer_norm",
                      "small_add_layer_norm_stats", "small_add_rms_norm"), at=2)
     rows = (-1, shape[-1])
     keep = shape[:-1] + (1,)
@@ -130,7 +115,7 @@ def test_a_batchs_moments_are_read_as_it_is(rng, monkeypatch):
     from numba_ln import _small_moments
     shape = SHAPES[0]
     x, _, _ = _data(rng, shape)
-    ranks = _x_ranks(monkeypatch, _small_moments, ("small_moments",), at=0)
+    ranks = x_ranks(monkeypatch, _small_moments, ("small_moments",), at=0)
     for keepdims in (False, True):
         want = [m.reshape(shape[:-1] + ((1,) if keepdims else ()))
                 for m in numba_ln.moments(x.reshape(-1, shape[-1]), keepdims=keepdims)]
@@ -142,7 +127,7 @@ def test_16_bit_batches(rng, monkeypatch):
     x, w, b = _data(rng, (2, 3, 40))
     xb = x.astype(ml_dtypes.bfloat16)
     want = numba_ln.layer_norm(xb.reshape(6, 40), w, b.astype(ml_dtypes.bfloat16))
-    ranks = _x_ranks(monkeypatch, _small_front, ("small_layer_norm",), at=1)
+    ranks = x_ranks(monkeypatch, _small_front, ("small_layer_norm",), at=1)
     assert same(numba_ln.layer_norm(xb, w, b.astype(ml_dtypes.bfloat16)),
                 want.reshape(x.shape))
     assert ranks == [3]
@@ -151,7 +136,7 @@ def test_16_bit_batches(rng, monkeypatch):
 @pytest.mark.parametrize("shape", SHAPES)
 def test_the_backward_reads_the_batch_as_it_is(rng, monkeypatch, shape):
     x, w, _ = _data(rng, shape)
-    ranks = _x_ranks(monkeypatch, _small_backward_front, (
+    ranks = x_ranks(monkeypatch, _small_backward_front, (
         "small_layer_norm_backward", "small_rms_norm_backward"), at=2)
     dy = rng.standard_normal(shape).astype(np.float32)
     cols = shape[-1]
@@ -176,7 +161,7 @@ def test_the_backwards_other_forms_read_a_batch_as_it_is(rng, monkeypatch):
     x, w, b = _data(rng, shape)
     dy, gr = rng.standard_normal((2, *shape)).astype(np.float32)
     _, mean, rstd = numba_ln.layer_norm(x, w, b, return_stats=True)
-    ranks = _x_ranks(monkeypatch, _small_backward_front, ("small_backward_any",), at=2)
+    ranks = x_ranks(monkeypatch, _small_backward_front, ("small_backward_any",), at=2)
     rows = (-1, shape[-1])
     # (each form compiles kernel variants of its own, ~2 s: out= in place for one form)
     for backward, named, in_place in [
@@ -205,7 +190,7 @@ def test_the_backwards_other_forms_read_a_batch_as_it_is(rng, monkeypatch):
 @pytest.mark.parametrize("shape", SHAPES[:1])
 def test_the_backward_reads_a_batchs_statistics_as_they_are(rng, monkeypatch, shape):
     x, w, b = _data(rng, shape)
-    ranks = _x_ranks(monkeypatch, _small_backward_front, (
+    ranks = x_ranks(monkeypatch, _small_backward_front, (
         "small_layer_norm_backward_stats", "small_rms_norm_backward_stats"), at=2)
     dy = rng.standard_normal(shape).astype(np.float32)
     cols = shape[-1]
