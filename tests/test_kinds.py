@@ -312,7 +312,8 @@ def test_fused_output_placement_changes_no_bit(rng):
 
 def test_latency_rows_and_table():
     names = {"layer_norm(x, g, b)", "moments(x)", "layer_norm_backward(dy, x, g)",
-             "add_layer_norm(x, r, g, b)", "backward axis=(-2, -1)"}
+             "add_layer_norm(x, r, g, b)", "backward axis=(-2, -1)",
+             "add_layer_norm, x as (cols,)"}
     rows = latency.measure(rounds=1, batch_ms=0.2, shapes=((1, 16),), names=names)
     assert {r["form"] for r in rows} == names
     for r in rows:

@@ -81,6 +81,10 @@ def forms(shape, rng):
         "param_grads=False": (
             lambda: numba_ln.layer_norm_backward(dy, x, g, param_grads=False), BACKWARD),
     }
+    if shape[0] == 1:  # (a decoder's token as a vector: its residual stream's fused step)
+        x1, r1 = x[0], r[0]
+        out["add_layer_norm, x as (cols,)"] = (
+            lambda: numba_ln.add_layer_norm(x1, r1, g, b), FUSED)
     if not missing("ml_dtypes"):
         import ml_dtypes
 
