@@ -140,15 +140,15 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
         y = out
     else:
         return None
-    # (views of the bits inlined: a call is ~50 ns)
     # x of any rank as it is (a vector, a batch of sequences (B, T, C)): the kernels read
-    # rows along its last axis, a variant a rank, where views of x, y (and the residual
-    # and s) as rows cost ~0.2 us each, ~1 us of a ~3 us (1, 1, 768) fused call; 1-D
-    # parameters only (the kernels take no others, and the general path names the error)
+    # rows along its last axis, a variant a rank, and check the outputs' and the
+    # residual's shapes and layouts (views of x, y, the residual and s as rows cost ~0.2
+    # us each, ~1 us of a ~3 us (1, 1, 768) fused call); 1-D parameters only (the
+    # kernels take no others, and the general path names the error; the views of the
+    # bits inlined: a call is ~50 ns)
     ndim = x.ndim
     if ndim == 2 or (ndim and (weight is None or weight.ndim == 1)
-                     and (bias is None or bias.ndim == 1)
-                     and (out is None or _fits_rows(y, x))):
+                     and (bias is None or bias.ndim == 1)):
         yk, xk = (y, x) if bits is None else (y.view(bits), x.view(bits))
     else:
         return None
@@ -176,12 +176,7 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
     s = _output(residual_out, x.shape, dtype)
     if s is None:
         return None
-    if ndim == 2:
-        sk, rk = (s, residual) if bits is None else (s.view(bits), residual.view(bits))
-    elif (residual_out is None or _fits_rows(s, x)) and _fits_rows(residual, x):
-        sk, rk = (s, residual) if bits is None else (s.view(bits), residual.view(bits))
-    else:
-        return None
+    sk, rk = (s, residual) if bits is None else (s.view(bits), residual.view(bits))
     if s is residual:
         sk = IN_PLACE
     if not return_stats:
@@ -199,12 +194,6 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
     if ndim != 2:
         stats.shape = stats.shape[:1] + x.shape[:-1] + (1,)
     return (y, s, stats[0], stats[1]) if centered else (y, s, stats[0])
-
-
-def _fits_rows(a, x):
-    """Whether a (an output, or the residual) can be viewed as x's rows: x has an axis and
-    a has x's shape and is C-contiguous (else the general path takes the call)."""
-    return x.ndim > 0 and a.shape == x.shape and a.flags.c_contiguous
 
 
 # (imported last: _small_axes calls back into this module's gates for the views it makes)

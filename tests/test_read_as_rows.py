@@ -251,6 +251,19 @@ def test_outputs_the_kernels_decline_take_the_general_path(rng):
     with pytest.raises(ValueError, match="out"):
         numba_ln.layer_norm(x, w, b, out=wrong)
     assert not wrong.any()
+    # the fused forms: a residual_out, a residual they cannot read as x's rows
+    r = rng.standard_normal(x.shape).astype(np.float32)
+    want = numba_ln.add_layer_norm(x.reshape(6, 40), r.reshape(6, 40), w, b)
+    stream = np.asfortranarray(r)
+    got = numba_ln.add_layer_norm(x, r, w, b, residual_out=stream)
+    assert got[1] is stream and same(got, tuple(a.reshape(x.shape) for a in want))
+    row = r[0, 0]  # (one row, broadcast over the batch)
+    want = numba_ln.add_layer_norm(x.reshape(6, 40), np.broadcast_to(row, (6, 40)), w, b)
+    assert same(numba_ln.add_layer_norm(x, row, w, b),
+                tuple(a.reshape(x.shape) for a in want))
+    with pytest.raises(ValueError, match="residual_out"):
+        numba_ln.add_layer_norm(x, r, w, b, residual_out=wrong)
+    assert not wrong.any()
 
 
 @pytest.mark.parametrize("dtype", [np.float32, ml_dtypes.bfloat16])
