@@ -140,16 +140,21 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
         y = out
     else:
         return None
-    # x of any rank as it is (a vector, a batch of sequences (B, T, C)): the kernels read
-    # rows along its last axis, a variant a rank, and check the outputs' and the
-    # residual's shapes and layouts (views of x, y, the residual and s as rows cost ~0.2
-    # us each, ~1 us of a ~3 us (1, 1, 768) fused call); 1-D parameters only (the
-    # kernels take no others, and the general path names the error; the views of the
-    # bits inlined: a call is ~50 ns)
+    # x as it is -- a batch of sequences (B, T, C), and a vector (a decoder's token) but
+    # for its statistics: the kernels read rows along its last axis, a variant a rank,
+    # and check the outputs' and the residual's shapes and layouts (views of x, y, the
+    # residual and s as rows cost ~0.2 us each, ~1 us of a ~3 us (1, 1, 768) fused call);
+    # 1-D parameters only (the kernels take no others, and the general path names the
+    # error).  A vector's statistics as a (1, cols) row: the 2-D kernel variant, where
+    # each rank compiles its own (~0.6 s a form on first use, and tens of variants in the
+    # suite).  (The views of the bits inlined: a call is ~50 ns.)
     ndim = x.ndim
+    row = ndim == 1 and return_stats
     if ndim == 2 or (ndim and (weight is None or weight.ndim == 1)
                      and (bias is None or bias.ndim == 1)):
-        yk, xk = (y, x) if bits is None else (y.view(bits), x.view(bits))
+        yk, xk = (y, x) if not row else (y.reshape(1, -1), x.reshape(1, -1))
+        if bits is not None:
+            yk, xk = yk.view(bits), xk.view(bits)
     else:
         return None
     if residual is None:
@@ -176,7 +181,9 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
     s = _output(residual_out, x.shape, dtype)
     if s is None:
         return None
-    sk, rk = (s, residual) if bits is None else (s.view(bits), residual.view(bits))
+    sk, rk = (s, residual) if not row else (s.reshape(1, -1), residual.reshape(1, -1))
+    if bits is not None:
+        sk, rk = sk.view(bits), rk.view(bits)
     if s is residual:
         sk = IN_PLACE
     if not return_stats:
