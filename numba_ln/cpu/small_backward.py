@@ -96,11 +96,14 @@ def run_backward_small(dx, dy, x, gr, w, mean, rstd, eps, centered, tasking, dwe
 @overload(run_backward_small, jit_options=THIN_CALLER)
 def _run_backward_small(dx, dy, x, gr, w, mean, rstd, eps, centered, tasking, dweight, dbias,
                         cols):
-    # (several axes as rows: their parameters flattened, no statistics, no residual)
+    # (several axes as rows: their parameters flattened, no statistics, no residual; rows
+    # along the last axis: the parameters as they are, so that a call with parameters of
+    # another rank, which backward_fits refuses, compiles this stub and not the body)
     rows_fit = _absent(cols) or (_absent(gr) and _absent(rstd) and _param_rows_fit(w)
                                  and _param_rows_fit(dweight) and _param_rows_fit(dbias))
-    if not (rows_fit and _types_fit(dx, dy, x, gr, row_type(w), mean, rstd,
-                                    row_type(dweight), row_type(dbias))):
+    as_rows = (lambda p: p) if _absent(cols) else row_type
+    if not (rows_fit and _types_fit(dx, dy, x, gr, as_rows(w), mean, rstd,
+                                    as_rows(dweight), as_rows(dbias))):
         return (lambda dx, dy, x, gr, w, mean, rstd, eps, centered, tasking, dweight, dbias,
                 cols: 1)
     stats_of = _stats_of(mean, rstd)
