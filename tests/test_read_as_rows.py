@@ -19,7 +19,8 @@ SHAPES = [(2, 3, 40), (3, 1, 2, 24)]  # (a batch of sequences; a rank-4 one)
 def rows_ran(monkeypatch):
     """Which rows kernels took a call (status 0), in order."""
     return record_calls(monkeypatch, [
-        (_small_axes, name, "rows") for name in ("small_layer_norm_rows", "small_rms_norm_rows")])
+        (_small_axes, name, "rows")
+        for name in ("small_layer_norm_rows", "small_rms_norm_rows")])
 
 
 def _data(rng, shape, dtype=np.float32):
