@@ -149,10 +149,10 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
     # each rank compiles its own (~0.6 s a form on first use, and tens of variants in the
     # suite).  (The views of the bits inlined: a call is ~50 ns.)
     ndim = x.ndim
-    row = ndim == 1 and return_stats
+    vector_stats = ndim == 1 and return_stats  # (read as a (1, cols) row)
     if ndim == 2 or (ndim and (weight is None or weight.ndim == 1)
                      and (bias is None or bias.ndim == 1)):
-        yk, xk = (y, x) if not row else (y.reshape(1, -1), x.reshape(1, -1))
+        yk, xk = (y, x) if not vector_stats else (y.reshape(1, -1), x.reshape(1, -1))
         if bits is not None:
             yk, xk = yk.view(bits), xk.view(bits)
     else:
@@ -181,7 +181,8 @@ def small_call(x, weight, bias, eps, centered, out, return_stats=False, axis=-1,
     s = _output(residual_out, x.shape, dtype)
     if s is None:
         return None
-    sk, rk = (s, residual) if not row else (s.reshape(1, -1), residual.reshape(1, -1))
+    sk, rk = ((s, residual) if not vector_stats
+              else (s.reshape(1, -1), residual.reshape(1, -1)))
     if bits is not None:
         sk, rk = sk.view(bits), rk.view(bits)
     if s is residual:
