@@ -157,8 +157,26 @@ NARROW_FUSED_MAX_BYTES = 4 * 2**20
 # allocating 16 MB (48) 0.89 / 0.87, 24 MB (72) 0.96 / 0.91, 32 MB (96) 1.19 / 1.12, 48 MB
 # (144) 1.14 / 1.08; add_layer_norm out= 8 MB (32) 0.85, 16 MB (64) 0.95, 24 MB (96) 1.24,
 # 32 MB (128) 1.69, 64 MB (256) 1.64.  (bfloat16's backward, compute-bound: 0.90-0.95 up
-# to 48 MB moved, 0.94 / 1.07 at 96.)
-STREAM_MIN_BYTES = 80 * 2**20
+# to 48 MB moved, 0.94 / 1.07 at 96.)  The crossover is the machine's: on a 2-vCPU Xeon
+# with 480 MB of L3 (2026-12-07) streaming won from 16 MB arrays (float32 (4096, 1024),
+# streamed over ordinary time, add_layer_norm 0.66-0.83, layer_norm 0.90-0.92, the
+# backward 0.84-1.02; docs/measurements.md), so the environment variable
+# NUMBA_LN_STREAM_MIN_BYTES sets it (bytes, or with a binary suffix: 32M); assigning
+# to STREAM_MIN_BYTES at run time works too.
+_BYTE_SUFFIXES = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}
+
+
+def _stream_min_bytes(setting):
+    number, suffix = setting[:-1], setting[-1:].upper()
+    if suffix.isdigit():
+        number, suffix = setting, ""
+    if not (number.isdigit() and number.isascii() and suffix in _BYTE_SUFFIXES):
+        raise ValueError("NUMBA_LN_STREAM_MIN_BYTES must be a whole number of bytes, "
+                         f"optionally with a suffix K, M or G (32M), not {setting!r}")
+    return int(number) * _BYTE_SUFFIXES[suffix]
+
+
+STREAM_MIN_BYTES = _stream_min_bytes(os.environ.get("NUMBA_LN_STREAM_MIN_BYTES", "80M"))
 
 # Arrays of fewer rows than this, with rows longer than PIECE, are split: the pieces of
 # each row are summed and normalized in parallel (cpu/rows.rows_split).

@@ -24,8 +24,8 @@ FAKE_STARTUP = {"import_numba_s": 0.3, "numba_ln_first_calls_s": 0.7, "overhead_
                 "in_process_import_s": 0.2, "in_process_first_calls_s": 0.1, "repeats": 2}
 
 
-def _run(args, timeout=120):
-    env = dict(os.environ)
+def _run(args, timeout=120, **settings):
+    env = dict(os.environ, **settings)
     env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return subprocess.run([sys.executable, "-m", "numba_ln.bench", *args], env=env,
                           capture_output=True, text=True, timeout=timeout)
@@ -35,7 +35,7 @@ def _run(args, timeout=120):
 def report(tmp_path_factory):
     path = tmp_path_factory.mktemp("bench") / "report.json"
     done = _run(["--cases", "1x768", "--functions", "layer_norm,add_rms_norm", *TINY,
-                 "--no-targets", "--json", str(path)])
+                 "--no-targets", "--json", str(path)], NUMBA_LN_STREAM_MIN_BYTES="48M")
     assert done.returncode == 0, done.stderr[-3000:]
     with open(path) as f:
         return json.load(f), done
@@ -49,6 +49,7 @@ def test_json_structure(report):
                 "threading_layer", "vector_bits"):
         assert key in env
     assert env["vector_bits"] == _config.PREFERRED_VECTOR_BITS
+    assert env["stream_min_bytes"] == 48 * 2**20  # (the run's NUMBA_LN_STREAM_MIN_BYTES)
     assert env["threads"] >= 1
     assert data["meta"]["settings"]["rounds"] == 1
     assert [(r["function"], r["case"]) for r in data["results"]] == [
@@ -85,6 +86,7 @@ def test_printed_report(report):
     out = done.stdout
     assert "layer_norm  1x768" in out and "add_rms_norm  1x768" in out
     assert "threading layer" in out and "versions:" in out
+    assert "calls that move at least 48 MiB (NUMBA_LN_STREAM_MIN_BYTES)" in out
     assert "numba_ln-out speedup" in out and "numba_ln-alloc speedup" in out
     for r in data["results"]:
         for lib in r["libraries"]:

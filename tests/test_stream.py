@@ -6,6 +6,10 @@ calls, made with the size bound lowered to 0, stream rows of every alignment: od
 (rows that start mid-line, short heads and tails), a strided out=, 16-bit data, the widest
 row the scratch holds and one wider (not streamed).
 """
+import os
+import subprocess
+import sys
+
 import ml_dtypes
 import numpy as np
 import pytest
@@ -85,6 +89,27 @@ def test_what_is_never_streamed():
     assert not streams(view, 16384 * 1024, 16384, 2)  # (a row longer than the scratch row)
     assert not streams(None, 16384 * 1024, 1024, 2)  # (statistics only)
     assert not streams(IN_PLACE, 16384 * 1024, 1024, 2)  # (over x: read just before)
+
+
+def test_the_bound_is_read_from_the_environment():
+    assert _config._stream_min_bytes("80M") == 80 * 2**20
+    assert _config._stream_min_bytes("0") == 0
+    assert _config._stream_min_bytes("1048577") == 2**20 + 1
+    assert _config._stream_min_bytes("512k") == _config._stream_min_bytes("512K") == 2**19
+    assert _config._stream_min_bytes("2G") == 2**31
+    for bad in ("", "-1", "32MB", "1.5M", "M", "32 M", "lots"):
+        with pytest.raises(ValueError, match=f"NUMBA_LN_STREAM_MIN_BYTES .*not {bad!r}"):
+            _config._stream_min_bytes(bad)
+    code = "from numba_ln import _config; print(_config.STREAM_MIN_BYTES)"
+    for setting, expected in (("32M", str(32 * 2**20)), (None, str(80 * 2**20)),
+                              ("32MB", "ValueError: NUMBA_LN_STREAM_MIN_BYTES must be")):
+        env = {k: v for k, v in os.environ.items() if k != "NUMBA_LN_STREAM_MIN_BYTES"}
+        if setting is not None:
+            env["NUMBA_LN_STREAM_MIN_BYTES"] = setting
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert expected in done.stdout + done.stderr
+        assert (done.returncode == 0) is (setting != "32MB")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, BF16])

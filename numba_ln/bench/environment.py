@@ -66,6 +66,7 @@ def environment(threads):
         "threading_layer": threading_layer(),
         # (NUMBA_LN_VECTOR_BITS; None: LLVM's choice for the CPU)
         "vector_bits": _config.PREFERRED_VECTOR_BITS,
+        "stream_min_bytes": _config.STREAM_MIN_BYTES,
         "platform": platform.platform(),
         "NUMBA_NUM_THREADS": numba.config.NUMBA_NUM_THREADS,
     }

@@ -63,6 +63,10 @@ def _header(meta):
              f"intra_op_num_threads the same, inter_op 1); threading layer: "
              f"{env['threading_layer']}; kernels' vector width: {width} "
              "(NUMBA_LN_VECTOR_BITS)")
+    least = env.get("stream_min_bytes")  # (absent from reports saved before it was)
+    if least is not None:
+        s.append(f"  outputs streamed past the caches in calls that move at least "
+                 f"{least / 2**20:g} MiB (NUMBA_LN_STREAM_MIN_BYTES)")
     if env.get("load_average"):
         s.append(f"  load average (1, 5, 15 min) at start: "
                  f"{', '.join(map(str, env['load_average']))}; at end: "
