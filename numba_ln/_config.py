@@ -157,12 +157,13 @@ NARROW_FUSED_MAX_BYTES = 4 * 2**20
 # allocating 16 MB (48) 0.89 / 0.87, 24 MB (72) 0.96 / 0.91, 32 MB (96) 1.19 / 1.12, 48 MB
 # (144) 1.14 / 1.08; add_layer_norm out= 8 MB (32) 0.85, 16 MB (64) 0.95, 24 MB (96) 1.24,
 # 32 MB (128) 1.69, 64 MB (256) 1.64.  (bfloat16's backward, compute-bound: 0.90-0.95 up
-# to 48 MB moved, 0.94 / 1.07 at 96.)  The crossover is the machine's: on a 2-vCPU Xeon
-# with 480 MB of L3 (2026-12-07) streaming won from 16 MB arrays (float32 (4096, 1024),
-# streamed over ordinary time, add_layer_norm 0.66-0.83, layer_norm 0.90-0.92, the
-# backward 0.84-1.02; docs/measurements.md), so the environment variable
-# NUMBA_LN_STREAM_MIN_BYTES sets it (bytes, or with a binary suffix: 32M); assigning
-# to STREAM_MIN_BYTES at run time works too.
+# to 48 MB moved, 0.94 / 1.07 at 96.)  A 2-vCPU Xeon with 480 MB of L3 agreed (2026-12-07,
+# streamed over ordinary time, 10-call batches after 5 unmeasured calls, medians of 11
+# rounds): layer_norm out= (2048-4096, 768-1024) 1.13-1.26, the backward 1.10-1.16,
+# add_layer_norm 1.01-1.06; past the bound add_layer_norm (8192, 1024) 0.47, the backward
+# 0.80.  Other machines may cross elsewhere: the environment variable
+# NUMBA_LN_STREAM_MIN_BYTES sets the bound (bytes, or with a binary suffix: 32M), and
+# assigning to STREAM_MIN_BYTES at run time works too.
 _BYTE_SUFFIXES = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}
 
 
