@@ -72,3 +72,54 @@ def test_records_name_the_argument_types_and_list_by_kernel(tmp_path, capsys):
     assert "(float64,)" in listed[0] and "(int64,)" in listed[1]
     assert compile_profile.main([str(tmp_path), "--variants", "twice"]) == 0
     assert "(float64,)" in capsys.readouterr().out
+
+
+def _write_run(folder, rows):
+    folder.mkdir()
+    with open(folder / "1.jsonl", "w") as f:
+        for kernel, types, test, seconds in rows:
+            f.write(json.dumps({"kernel": kernel, "types": types, "test": test, "depth": 0,
+                                "seconds": seconds}) + "\n")
+
+
+def test_sole_lists_what_the_same_test_compiled_first_both_ways(tmp_path, capsys):
+    # k(int) needs only t.py::x; k(float) is compiled first by x one way, by y the other
+    _write_run(tmp_path / "usual", [("a.k", "(int64,)", "t.py::x", 2.0),
+                                    ("a.k", "(float64,)", "t.py::x", 1.0),
+                                    ("a.h", "(int64,)", "t.py::y", 0.5)])
+    _write_run(tmp_path / "reversed", [("a.h", "(int64,)", "t.py::y", 0.7),
+                                       ("a.k", "(float64,)", "t.py::y", 1.0),
+                                       ("a.k", "(int64,)", "t.py::x", 3.0)])
+    lines = compile_profile.sole(str(tmp_path / "usual"), str(tmp_path / "reversed"))
+    assert lines[0] == "2 compilations, 3.1 s made first by the same test in both runs"
+    assert lines[2:] == ["     2.5     1  t.py::x", "     0.6     1  t.py::y"]
+    assert compile_profile.main([str(tmp_path / "usual"), "--sole",
+                                 str(tmp_path / "reversed"), "--top", "1"]) == 0
+    assert capsys.readouterr().out.splitlines()[2:] == ["     2.5     1  t.py::x"]
+    with pytest.raises(SystemExit) as stop:
+        compile_profile.main([str(tmp_path / "usual"), "--sole", str(tmp_path)])
+    assert stop.value.code == 2 and f"no records in {tmp_path}:" in capsys.readouterr().err
+
+
+def test_reverse_order_is_an_option_of_the_plugin():
+    class Parser:
+        def addoption(self, name, **kwargs):
+            self.added = (name, kwargs)
+
+    parser = Parser()
+    compile_profile.pytest_addoption(parser)
+    assert parser.added[0] == "--reverse-order"
+    assert parser.added[1]["action"] == "store_true"
+
+    class Config:
+        def __init__(self, reverse):
+            self.reverse = reverse
+
+        def getoption(self, name):
+            assert name == "--reverse-order"
+            return self.reverse
+
+    for reverse, expected in ((False, [1, 2, 3]), (True, [3, 2, 1])):
+        items = [1, 2, 3]
+        compile_profile.pytest_collection_modifyitems(Config(reverse), items)
+        assert items == expected

@@ -12,6 +12,13 @@ up to the total.  Into an empty cache the figures are compiling; into a warm one
 cache loads.  The wall times of processes that compile side by side share the cores:
 compare runs with the same number of workers.  (README, First use and caching, quotes a
 run.)
+
+A variant is recorded under the test that needed it first, so one run does not say what
+a test costs the suite; a second run with ``--reverse-order`` (the first run's folder
+moved aside, a fresh cache) does: what the same test compiled first both ways is what,
+likely, no other test needs.
+
+    python -m numba_ln.bench.compile_profile FIRST --sole SECOND
 """
 import collections
 import glob
@@ -69,6 +76,18 @@ def pytest_configure(config):
     event.register("numba:compile", Listener())
 
 
+def pytest_addoption(parser):
+    parser.addoption("--reverse-order", action="store_true",
+                     help="run the tests in reverse order (compile_profile: with a run in "
+                          "the usual order, --sole says which compilations only one test "
+                          "needs)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--reverse-order"):
+        items.reverse()
+
+
 def pytest_runtest_setup(item):
     _RECORDER.test = item.nodeid
 
@@ -97,6 +116,27 @@ def variants(folder=FOLDER, kernel=""):
     return [f"{r['own']:6.2f}  {r['test'] or '(outside tests)'}\n        {r.get('types')}"
             for r in sorted(_records(folder), key=lambda r: (r["kernel"], str(r.get("types"))))
             if kernel in r["kernel"]]
+
+
+def sole(folder, other, top=25):
+    """The report's lines of the compilations that the same test made first in both runs
+    (the usual order and --reverse-order): what that test alone, likely, needs, by test,
+    in own seconds (the mean of the two runs)."""
+    first = {}
+    for r in _records(folder):
+        first.setdefault((r["kernel"], r.get("types")), r)
+    totals, counts = collections.defaultdict(float), collections.Counter()
+    for r in _records(other):
+        mine = first.pop((r["kernel"], r.get("types")), None)
+        if mine is not None and r["test"] and mine["test"] == r["test"]:
+            totals[r["test"]] += (mine["own"] + r["own"]) / 2
+            counts[r["test"]] += 1
+    lines = [f"{sum(counts.values())} compilations, {sum(totals.values()):.1f} s made first "
+             f"by the same test in both runs"]
+    lines.append("--- by test: seconds, compilations")
+    for name, seconds in sorted(totals.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"{seconds:8.1f} {counts[name]:5d}  {name}")
+    return lines
 
 
 def report(folder=FOLDER, top=25):
@@ -133,13 +173,20 @@ def main(argv=None):
     p.add_argument("--variants", metavar="KERNEL",
                    help="list instead each compilation of the kernels whose names contain "
                         "KERNEL, with its test and argument types")
+    p.add_argument("--sole", metavar="OTHER",
+                   help="list instead, by test, the compilations made first by the same "
+                        "test here and in the records folder OTHER, a run with "
+                        "--reverse-order")
     args = p.parse_args(argv)
-    if not glob.glob(os.path.join(args.folder, "*.jsonl")):
-        p.error(f"no records in {args.folder}: run the tests with "
-                "-p numba_ln.bench.compile_profile first")
+    for folder in (args.folder, args.sole):
+        if folder is not None and not glob.glob(os.path.join(folder, "*.jsonl")):
+            p.error(f"no records in {folder}: run the tests with "
+                    "-p numba_ln.bench.compile_profile first")
     if args.top < 1:
         p.error("--top must be at least 1")
-    if args.variants is not None:
+    if args.sole is not None:
+        print("\n".join(sole(args.folder, args.sole, args.top)))
+    elif args.variants is not None:
         print("\n".join(variants(args.folder, args.variants)))
     else:
         print("\n".join(report(args.folder, args.top)))
