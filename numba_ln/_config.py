@@ -9,7 +9,8 @@ Two kinds of setting live here, and they behave differently:
   Edit this file to change them (the cache stamp in ``cpu/_jit.py`` covers it; the
   vector width comes from the environment); assigning to them at run time changes
   nothing.
-* **Per-call settings** (the rest): read by the front on every call.
+* **Per-call settings** (the rest): read by the front on every call (``STREAM_MIN_BYTES``
+  starts from the environment variable NUMBA_LN_STREAM_MIN_BYTES).
 
 The numbers were chosen by measurement on the 2-core development machine (AMD EPYC Zen 5,
 48 KiB L1d and 1 MiB L2 per core, 32 MiB shared L3, AVX-512; PREFERRED_VECTOR_BITS on a
@@ -168,6 +169,9 @@ _BYTE_SUFFIXES = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}
 
 
 def _stream_min_bytes(setting):
+    """NUMBA_LN_STREAM_MIN_BYTES's bytes: digits, with K, M or G (either case) for KiB, MiB
+    or GiB; anything else a ValueError that names the variable (at import, as
+    NUMBA_LN_VECTOR_BITS)."""
     number, suffix = setting[:-1], setting[-1:].upper()
     if suffix.isdigit():
         number, suffix = setting, ""
