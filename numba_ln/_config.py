@@ -17,6 +17,7 @@ The numbers were chosen by measurement on the 2-core development machine (AMD EP
 2-core Sapphire Rapids-class Xeon); ``python -m numba_ln.bench`` re-measures.
 """
 import os
+import re
 
 # --- compile-time constants -------------------------------------------------------------
 
@@ -172,13 +173,11 @@ def _stream_min_bytes(setting):
     """NUMBA_LN_STREAM_MIN_BYTES's bytes: digits, with K, M or G (either case) for KiB, MiB
     or GiB; anything else a ValueError that names the variable (at import, as
     NUMBA_LN_VECTOR_BITS)."""
-    number, suffix = setting[:-1], setting[-1:].upper()
-    if suffix.isdigit():
-        number, suffix = setting, ""
-    if not (number.isdigit() and number.isascii() and suffix in _BYTE_SUFFIXES):
+    match = re.fullmatch(r"([0-9]+)([KMG]?)", setting, flags=re.IGNORECASE)
+    if match is None:
         raise ValueError("NUMBA_LN_STREAM_MIN_BYTES must be a whole number of bytes, "
                          f"optionally with a suffix K, M or G (32M), not {setting!r}")
-    return int(number) * _BYTE_SUFFIXES[suffix]
+    return int(match[1]) * _BYTE_SUFFIXES[match[2].upper()]
 
 
 STREAM_MIN_BYTES = _stream_min_bytes(os.environ.get("NUMBA_LN_STREAM_MIN_BYTES", "80M"))
