@@ -1,9 +1,12 @@
-"""The backward's partial rows (numba_ln/cpu/_partials.py): every row on a cache line,
-inside its buffer and apart from the others, dweight's and dbias's half a page apart.
+"""Buffers of numba_ln's own that kernels read a row at a time start on a cache line: the
+backward's partial rows (numba_ln/cpu/_partials.py) and the small calls' stack arrays
+(cpu/_pointers.stack_or_new: cast parameters).
 
-Rows 32 bytes off a line split each 64-byte load and store of the sweep in two; the
-compiled partial_rows and its NumPy twin share rows_layout and to_line, checked here for
-every address an allocator may give (NumPy aligns to 16 bytes, Numba's np.empty to 32).
+A row 32 bytes off a line splits each 64-byte load and store in two.  The compiled
+partial_rows and its NumPy twin share rows_layout and to_line, checked here for every
+address an allocator may give (NumPy aligns to 16 bytes, Numba's np.empty to 32): every
+row on a line, inside its buffer and apart from the others, dweight's and dbias's half a
+page apart.
 """
 import numpy as np
 import pytest
@@ -74,3 +77,20 @@ def test_compiled_partial_rows_start_on_a_line():
     for rows_of in (with_bias, alone):
         for _ in range(4):  # (allocations at other addresses)
             assert all(a % LINE == 0 for a in rows_of(3, 1000))
+
+
+def test_stack_arrays_start_on_a_line():
+    from numba import njit
+
+    from numba_ln.cpu._pointers import stack_or_new
+
+    @njit
+    def addresses(n):
+        on_stack = stack_or_new((n,), np.float32, 4096)
+        on_heap = stack_or_new((n + 2000,), np.float32, 4096)  # (past the stack's bytes)
+        on_stack[:] = 1.0  # (used: not optimized away)
+        return on_stack.ctypes.data, on_heap.ctypes.data, on_stack.sum()
+
+    for n in (1, 768):
+        stack, heap, total = addresses(n)
+        assert stack % LINE == 0 and heap % LINE == 0 and total == n
