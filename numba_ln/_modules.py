@@ -11,6 +11,7 @@ from ._small_axes import rows_call, rows_kernel_call
 from ._small_front import small_call
 from ._spec import check_eps
 from ._validate import as_array, flag
+from .cpu._stream import LINE
 
 _DTYPES = (F32, F64, F16)  # and ml_dtypes.bfloat16 (is_bfloat16)
 
@@ -40,9 +41,6 @@ def _shape(normalized_shape):
     return shape
 
 
-_LINE = 64  # bytes in a cache line
-
-
 def _on_a_line(arr, dtype):
     """A C-contiguous copy of arr in dtype (NumPy's casting, as np.array's) that starts on
     a cache line.  The kernels read the parameters 64 bytes at a time, and NumPy starts a
@@ -53,8 +51,8 @@ def _on_a_line(arr, dtype):
     with these parameters against NumPy's ones, (64, 768) to (120, 1024): LayerNorm
     0.92-0.97 of the time, RMSNorm 0.92-0.98."""
     dtype = np.dtype(dtype)
-    buf = np.empty(arr.size * dtype.itemsize + _LINE, np.uint8)
-    start = -buf.ctypes.data % _LINE
+    buf = np.empty(arr.size * dtype.itemsize + LINE, np.uint8)
+    start = -buf.ctypes.data % LINE
     out = buf[start:start + arr.size * dtype.itemsize].view(dtype).reshape(arr.shape)
     out[...] = arr
     return out
@@ -131,7 +129,7 @@ class _Norm:
                 param = recast(param)
                 # (an unpickled array lies where NumPy put it; a shallow copy's is the
                 # original's, shared as torch's modules share theirs)
-                setattr(self, name, param if param.ctypes.data % _LINE == 0
+                setattr(self, name, param if param.ctypes.data % LINE == 0
                         else _on_a_line(param, self.dtype))
         self._parameters_changed()
 

@@ -21,6 +21,7 @@ from numba.extending import overload, register_jitable
 from numba.np.numpy_support import as_dtype
 
 from ._elements import _absent
+from ._stream import LINE
 
 
 @register_jitable
@@ -30,9 +31,6 @@ def partial_stride(cols, itemsize):
     the same page offset would stall every iteration of the sweep (4K aliasing; measured
     1.6 times as slow at (4096, 1024) with unpadded rows)."""
     return cols + (2048 - cols * itemsize) % 4096 // itemsize
-
-
-LINE = 64  # bytes in a cache line
 
 
 @register_jitable
@@ -55,7 +53,8 @@ def to_line(address, itemsize):
     (measured, 2 threads, the same bits: layer_norm_backward at (4096, 768) 0.93 and
     (4096, 1024) 0.94-0.96 of the time, (256, 1024) 0.95; rms_norm_backward (64, 1024)
     0.92)."""
-    return np.int64((-address) % LINE // itemsize)
+    # (the address as int64: Numba makes a uint64 mixed with an int64 a float64)
+    return -np.int64(address) % LINE // itemsize
 
 
 def partial_rows(tasks, cols, like, dweight, dbias):
