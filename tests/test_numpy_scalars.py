@@ -93,3 +93,24 @@ def test_what_the_retry_cannot_take_keeps_the_general_paths_errors(rng, small_ra
     # a NumPy integer weight past float64's exact integers: the general path's value
     big = np.uint64(2**63 + 1)
     assert _same(numba_ln.layer_norm(x, big), numba_ln.layer_norm(x, big, axis=general_axes(1)))
+
+
+def test_arrays_above_the_gates_bound_go_straight_to_the_general_path(rng, monkeypatch):
+    # (the gates decline them for their size, recast or not: the retry is skipped, and the
+    # NumPy scalars still give the general path's results)
+    from numba_ln import _canonical
+    retried = []
+    recast_all = _canonical._recast_all
+    monkeypatch.setattr(_canonical, "_recast_all",
+                        lambda arrays: retried.append(1) or recast_all(arrays))
+    x = rng.standard_normal((160, 1024)).astype(np.float32)  # (above 131072 elements)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    assert _same(numba_ln.layer_norm(x, return_stats=np.True_),
+                 numba_ln.layer_norm(x, return_stats=True))
+    assert _same(numba_ln.layer_norm_backward(dy, x, param_grads=np.False_),
+                 numba_ln.layer_norm_backward(dy, x, param_grads=False))
+    assert retried == []
+    small = x[:2]  # (a small call is still retried)
+    assert _same(numba_ln.layer_norm(small, return_stats=np.True_),
+                 numba_ln.layer_norm(small, return_stats=True))
+    assert retried
