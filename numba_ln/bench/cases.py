@@ -102,6 +102,8 @@ class Case:
 CASES = (
     Case("1x768", (1, 768), (1, 768), functions=_ALL, note="one token"),
     Case("8x4096", (8, 4096), (8, 4096)),
+    Case("256x1024", (256, 1024), (64, 1024), functions=_ALL,
+         note="a batch of 256 tokens: past the small calls, within the L2 caches"),
     Case("4096x768", (4096, 768), (64, 768), functions=_ALL),
     Case("4096x1024", (4096, 1024), (64, 1024), functions=_ALL),
     Case("4096x4096", (4096, 4096), (16, 4096), functions=_ALL),
