@@ -23,6 +23,7 @@ general path's ~13 us of Python (a (192, 1024) float32 ``layer_norm(out=)``, 202
 """
 import numpy as np
 
+from . import _config
 from ._dtypes import F32, F64, is_bfloat16
 from ._small_front import _SMALL
 
@@ -138,10 +139,15 @@ class _Plain:
         return p
 
 
-def _too_large(x):
+def _too_large(x, fused=False):
     """Whether x is an ndarray the gates decline for its size alone, recast or not (a
-    subclass is retried: the test is ~60 ns of a ~4 us retry)."""
-    return type(x) is _NDARRAY and x.size > _SMALL
+    subclass is retried: the test is ~60 ns of a ~4 us retry); fused: with a residual,
+    whose gate takes half as many elements (the bound read per call, as the gate does)."""
+    if type(x) is not _NDARRAY:
+        return False
+    if fused:
+        return x.size * _config.FUSED_COST > _config.SERIAL_MAX_ELEMENTS
+    return x.size > _SMALL
 
 
 NOT_A_FLAG = object()
@@ -151,7 +157,7 @@ def again(small_call, x, weight, bias, eps, centered, out, return_stats, axis,
           residual=None, residual_out=None):
     """_small_front.small_call's result for the call with its arrays recast and its NumPy
     scalars plain, or None when none needs it or the gates decline it still."""
-    if _too_large(x):
+    if _too_large(x, residual is not None):
         return None
     plain = _Plain()
     return_stats = plain.flag(return_stats)

@@ -109,6 +109,9 @@ def test_arrays_above_the_gates_bound_go_straight_to_the_general_path(rng, monke
                  numba_ln.layer_norm(x, return_stats=True))
     assert _same(numba_ln.layer_norm_backward(dy, x, param_grads=np.False_),
                  numba_ln.layer_norm_backward(dy, x, param_grads=False))
+    fused = x[:96]  # (above the fused gate's bound, half the others')
+    assert _same(numba_ln.add_layer_norm(fused, dy[:96], return_stats=np.True_),
+                 numba_ln.add_layer_norm(fused, dy[:96], return_stats=True))
     assert retried == []
     small = x[:2]  # (a small call is still retried)
     assert _same(numba_ln.layer_norm(small, return_stats=np.True_),
