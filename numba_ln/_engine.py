@@ -3,7 +3,8 @@
 
 ``run`` is the backend's entry point (the registry in _backends.py sends ndarrays and
 anything else NumPy can read here).  A call of a kind planned before (_kinds.py) checks
-only its values (``_with_values``); one whose arrays lie where the kernels read them --
+only its values: the commonest kinds in the lean lane (_lean.py), the others in
+``_with_values``; one whose arrays lie where the kernels read them --
 outputs given laid out as x and apart from the inputs, or fresh ones -- then runs
 *direct* (``_run_direct``: views from the planned steps), any other takes
 ``normalize``'s general steps.  This module owns
@@ -17,7 +18,7 @@ import math
 import numba
 import numpy as np
 
-from . import _config, _dtypes, _kinds, _rstd, _spec, _stand_ins, _threading
+from . import _config, _dtypes, _kinds, _lean, _rstd, _spec, _stand_ins, _threading
 from ._validate import as_array, converted, output_array, prepare_param
 from ._variants import STATS_MEAN_VAR, STATS_RSTD
 from .cpu import channels as _channels
@@ -53,6 +54,10 @@ def run(variant, x, residual, weight, bias, axis, eps, out, residual_out, return
     want_stats = return_stats or not variant.want_y
     kind = _kinds.forward_kind(variant, x, residual, weight, bias, axis, out, residual_out,
                                want_stats)
+    if kind is not None and kind.lean:
+        y = _lean.run(kind, x, weight, bias, eps, out)
+        if y is not None:
+            return y
     if kind is None:
         call = _spec.build(variant, NUMPY, x, residual, weight, bias, axis, eps, out,
                            residual_out, want_stats)

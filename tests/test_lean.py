@@ -1,0 +1,84 @@
+"""The lean lane (_lean.py): a cached kind's commonest calls above the small-call bound
+give the general steps' bits, and every value the lane does not check itself goes to the
+general steps, with their results and errors."""
+import numpy as np
+import pytest
+
+import numba_ln
+from numba_ln import _lean
+
+ROWS, COLS = 160, 1024  # (above the small calls' 131072 elements)
+
+
+def _bits(a):
+    return np.ascontiguousarray(a).view(np.uint8)
+
+
+@pytest.fixture
+def lane(monkeypatch):
+    """Records what the lane returned for each call it saw; lane.off() sends every call to
+    the general steps."""
+    taken = []
+    run = _lean.run
+
+    def spy(*args):
+        got = run(*args)
+        taken.append(got is not None)
+        return got
+
+    monkeypatch.setattr(_lean, "run", spy)
+    spy.taken = taken
+    spy.off = lambda: monkeypatch.setattr(_lean, "run", lambda *args: None)
+    return spy
+
+
+def _cases(rng, dtype):
+    x = (rng.standard_normal((ROWS, COLS)) * 3 + 100).astype(dtype)
+    w, b = (1 + rng.standard_normal((2, COLS))).astype(dtype)
+    return [
+        lambda out: numba_ln.layer_norm(x, w, b, out=out),
+        lambda out: numba_ln.layer_norm(x, out=out),
+        lambda out: numba_ln.rms_norm(x, w, out=out, eps=1e-6),
+        lambda out: numba_ln.layer_norm(x, None, b, out=out),
+    ], x
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_lane_gives_the_general_steps_bits(rng, lane, dtype):
+    calls, x = _cases(rng, dtype)
+    got = []
+    for call in calls:
+        for out in (None, np.full_like(x, np.nan)):
+            y = call(out)
+            assert out is None or y is out
+            got.append(_bits(y))
+    assert lane.taken and all(lane.taken)
+    lane.off()
+    want = [_bits(call(out)) for call in calls for out in (None, np.empty_like(x))]
+    assert all(np.array_equal(g, w) for g, w in zip(got, want))
+
+
+def test_values_the_lane_leaves_to_the_general_steps(rng, lane):
+    x = (rng.standard_normal((ROWS, COLS)) * 3 + 100).astype(np.float32)
+    w, b = (1 + rng.standard_normal((2, COLS))).astype(np.float32)
+    want = numba_ln.layer_norm(x, w, b)  # (the lane's own result: checked above)
+    assert lane.taken == [True]
+    read_only = w.copy()
+    read_only.flags.writeable = False
+    assert np.array_equal(numba_ln.layer_norm(x, read_only, b), want)
+    assert np.array_equal(numba_ln.layer_norm(x, w, b, eps=np.float32(1e-5)), want)
+    over = x.copy()
+    assert numba_ln.layer_norm(over, w, b, out=over) is over  # (in place)
+    assert np.array_equal(over, want)
+    shifted = np.empty(x.size + COLS, np.float32)
+    shifted[COLS:] = x.reshape(-1)
+    xs, outs = shifted[COLS:].reshape(x.shape), shifted[:-COLS].reshape(x.shape)
+    assert np.array_equal(numba_ln.layer_norm(xs, w, b, out=outs), want)  # (read from a copy)
+    assert lane.taken[1:] == [False] * 4
+    frozen = np.zeros_like(x)
+    frozen.flags.writeable = False
+    for kwargs, error in [(dict(eps=-1.0), "eps"), (dict(eps=float("nan")), "eps"),
+                          (dict(out=frozen), "out")]:
+        with pytest.raises(ValueError, match=error):
+            numba_ln.layer_norm(x, w, b, **kwargs)
+    assert not frozen.any() and lane.taken[5:] == [False] * 3
