@@ -55,9 +55,9 @@ def run(variant, x, residual, weight, bias, axis, eps, out, residual_out, return
     kind = _kinds.forward_kind(variant, x, residual, weight, bias, axis, out, residual_out,
                                want_stats)
     if kind is not None and kind.lean:
-        y = _lean.run(kind, x, weight, bias, eps, out)
-        if y is not None:
-            return y
+        got = _lean.run(kind, x, weight, bias, eps, out, residual)
+        if got is not None:
+            return got
     if kind is None:
         call = _spec.build(variant, NUMPY, x, residual, weight, bias, axis, eps, out,
                            residual_out, want_stats)

@@ -58,6 +58,21 @@ def test_the_lane_gives_the_general_steps_bits(rng, lane, dtype):
     assert all(np.array_equal(g, w) for g, w in zip(got, want))
 
 
+@pytest.mark.parametrize("row", [False, True])
+def test_the_fused_forms_fresh_outputs_give_the_general_steps_bits(rng, lane, row):
+    # (a residual laid out as x, or one row broadcast over x's rows: a position embedding)
+    x = (rng.standard_normal((ROWS, COLS)) * 3 + 100).astype(np.float32)
+    r = rng.standard_normal(COLS if row else (ROWS, COLS)).astype(np.float32)
+    w, b = (1 + rng.standard_normal((2, COLS))).astype(np.float32)
+    calls = [lambda: numba_ln.add_layer_norm(x, r, w, b), lambda: numba_ln.add_rms_norm(x, r, w)]
+    got = [tuple(_bits(a) for a in call()) for call in calls]
+    assert lane.taken == [True, True]
+    lane.off()
+    want = [tuple(_bits(a) for a in call()) for call in calls]
+    assert all(np.array_equal(g, w) for gs, ws in zip(got, want) for g, w in zip(gs, ws))
+    assert np.array_equal(numba_ln.add_layer_norm(x, r, w, b)[1], x + r)
+
+
 def test_values_the_lane_leaves_to_the_general_steps(rng, lane):
     x = (rng.standard_normal((ROWS, COLS)) * 3 + 100).astype(np.float32)
     w, b = (1 + rng.standard_normal((2, COLS))).astype(np.float32)
