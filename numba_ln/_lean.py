@@ -8,10 +8,11 @@ after a kernel that filled the caches with x and y.  A kind whose arrays all lie
 the kernels read them, with no statistics, a residual only with fresh outputs,
 parameters used as they are and float32/float64 data (``Kind.lean``), runs here: the
 checks that depend on values (eps, writeability, overlaps), written out, then the row
-kernels (_engine.run_rows) on the planned views.  Anything else -- eps of another type or out of range, a read-only
-parameter or output, an output with a zero stride or overlapping an input (out=x
-included) -- returns None, and the general steps take the call, with their errors and
-copies: the lane decides nothing they would decide otherwise, so the bits are theirs.
+kernels (_engine.run_rows) on the planned views.  Anything else -- eps of another type
+or out of range, a read-only parameter or output, an output with a zero stride or
+overlapping an input (out=x included) -- returns None, and the general steps take the
+call, with their errors and copies: the lane decides nothing they would decide
+otherwise, so the bits are theirs.
 """
 import math
 

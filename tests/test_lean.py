@@ -64,7 +64,8 @@ def test_the_fused_forms_fresh_outputs_give_the_general_steps_bits(rng, lane, ro
     x = (rng.standard_normal((ROWS, COLS)) * 3 + 100).astype(np.float32)
     r = rng.standard_normal(COLS if row else (ROWS, COLS)).astype(np.float32)
     w, b = (1 + rng.standard_normal((2, COLS))).astype(np.float32)
-    calls = [lambda: numba_ln.add_layer_norm(x, r, w, b), lambda: numba_ln.add_rms_norm(x, r, w)]
+    calls = [lambda: numba_ln.add_layer_norm(x, r, w, b),
+             lambda: numba_ln.add_rms_norm(x, r, w)]
     got = [tuple(_bits(a) for a in call()) for call in calls]
     assert lane.taken == [True, True]
     lane.off()
