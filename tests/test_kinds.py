@@ -171,11 +171,23 @@ def _counting(monkeypatch, module, name):
     return calls
 
 
+def _counting_direct(monkeypatch):
+    """The calls that run direct: _engine._run_direct's, and the lean lane's (_lean.py)
+    where it took the call."""
+    ran = _counting(monkeypatch, _engine, "_run_direct")
+    lean = _lean.run
+
+    def counted(*args):
+        got = lean(*args)
+        if got is not None:
+            ran.append("lean")
+        return got
+    monkeypatch.setattr(_lean, "run", counted)
+    return ran
+
+
 def test_direct_kinds_give_the_bits_of_the_general_steps(rng, monkeypatch):
-    ran_direct = _counting(monkeypatch, _engine, "_run_direct")
-    lean = _lean.run  # (the lean lane runs direct kinds too: counted when it takes one)
-    monkeypatch.setattr(_lean, "run", lambda *args: (
-        lambda got: got if got is None else ran_direct.append("lean") or got)(lean(*args)))
+    ran_direct = _counting_direct(monkeypatch)
     for name, call in _direct_cases(rng):
         direct = call(None)
         assert len(ran_direct) == 1, name
@@ -192,7 +204,7 @@ def test_broadcast_residuals_give_the_bits_of_a_full_one(rng, monkeypatch):
     """A residual broadcast over x's rows runs direct (it took the general steps, 34 us
     against 12 at (1, 768)); one broadcast over some batch axes only, or along the
     normalized axis, still takes them (the kernels cannot walk it in place)."""
-    ran_direct = _counting(monkeypatch, _engine, "_run_direct")
+    ran_direct = _counting_direct(monkeypatch)
     x = rng.standard_normal((6, 5, 8)).astype(np.float32)
     for r, direct in ((rng.standard_normal(8), True), (rng.standard_normal((1, 5, 1)), False),
                       (rng.standard_normal((5, 8)), False)):
@@ -217,7 +229,7 @@ def test_broadcast_residuals_give_the_bits_of_a_full_one(rng, monkeypatch):
 def test_outputs_over_inputs_run_direct_only_in_place(rng, monkeypatch):
     """out=x and residual_out=residual run direct (in place); an output that overlaps an
     input it does not replace takes the general steps, which read a copy."""
-    ran_direct = _counting(monkeypatch, _engine, "_run_direct")
+    ran_direct = _counting_direct(monkeypatch)
     x = rng.standard_normal((40, 6000)).astype(np.float32)  # (above the small-call bound)
     r = rng.standard_normal(x.shape).astype(np.float32)
     expected = numba_ln.layer_norm(x, axis=1)

@@ -98,3 +98,36 @@ def test_values_the_lane_leaves_to_the_general_steps(rng, lane):
         with pytest.raises(ValueError, match=error):
             numba_ln.layer_norm(x, w, b, **kwargs)
     assert not frozen.any() and lane.taken[5:] == [False] * 3
+
+
+def test_the_fused_forms_given_outputs_give_the_general_steps_bits(rng, lane):
+    # (the residual stream in place, y over x, both, outputs of their own; and overlaps
+    # the lane leaves to the general steps: an output over the other input, the outputs
+    # over each other)
+    x0 = (rng.standard_normal((ROWS, COLS)) * 3 + 100).astype(np.float32)
+    r0 = rng.standard_normal((ROWS, COLS)).astype(np.float32)
+    w, b = (1 + rng.standard_normal((2, COLS))).astype(np.float32)
+
+    def forms():
+        x, r = x0.copy(), r0.copy()
+        y, s = np.empty_like(x), np.empty_like(x)
+        return [
+            lambda: numba_ln.add_layer_norm(x, r, w, b, residual_out=r),
+            lambda: numba_ln.add_layer_norm(x.copy(), r0, w, b, out=y),
+            lambda: numba_ln.add_rms_norm(x, r0, w, out=x),
+            lambda: numba_ln.add_layer_norm(x0.copy(), r0.copy(), w, b, out=y, residual_out=s),
+            lambda: numba_ln.add_layer_norm(x0.copy(), r0, w, b, residual_out=x0.copy()),
+            lambda: numba_ln.add_layer_norm(x, r, w, b, out=r),  # (y over the residual)
+        ], (x, r, y, s)
+
+    calls, arrays = forms()
+    got = [tuple(_bits(a) for a in call()) for call in calls] + [_bits(a) for a in arrays]
+    assert lane.taken[:5] == [True] * 5 and lane.taken[5] is False
+    lane.off()
+    calls, arrays = forms()
+    want = [tuple(_bits(a) for a in call()) for call in calls] + [_bits(a) for a in arrays]
+    for g, w_ in zip(got, want):
+        assert all(np.array_equal(p, q) for p, q in zip(g, w_))
+    y = np.empty_like(x0)
+    with pytest.raises(ValueError, match="overlap"):
+        numba_ln.add_layer_norm(x0, r0, w, b, out=y, residual_out=y)
