@@ -21,7 +21,6 @@ off.  Buffers start on a 64-byte boundary and 1 KiB past a page boundary: vector
 do not straddle cache lines, and the output's rows do not alias the input's at 4 KiB
 distances (NumPy's large arrays start 16 bytes past a page).
 """
-import contextlib
 import sys
 import threading
 
@@ -114,28 +113,30 @@ def empty(shape, dtype):
                 if locked:
                     _POOL._make_room(0)
         return _fresh(shape, dtype)
-    # (the lock taken and released by hand, not through _briefly_locked: a generator's
-    # context manager cost ~1 us of a (256, 1024) call's ~12 us of Python)
-    if _LOCK.acquire(timeout=_WAIT_S):
-        try:
-            base = _POOL.take(nbytes)
-        except MemoryError:  # (a fresh buffer did not fit: _fresh frees the pool's first)
-            base = None
-        finally:
-            _LOCK.release()
-        if base is not None:  # (ours alone: a buffer with a view is never taken again)
-            return base.view(dtype).reshape(shape)
+    with _briefly_locked() as locked:
+        if locked:
+            try:
+                base = _POOL.take(nbytes)
+            except MemoryError:  # (a fresh buffer did not fit: _fresh frees the pool's first)
+                base = None
+            if base is not None:
+                return base.view(dtype).reshape(shape)
     return _fresh(shape, dtype)
 
 
-@contextlib.contextmanager
-def _briefly_locked():
-    """The pool's lock, waited on for at most _WAIT_S; yields whether it is held."""
-    locked = _LOCK.acquire(timeout=_WAIT_S)
-    try:
-        yield locked
-    finally:
-        if locked:
+class _briefly_locked:
+    """The pool's lock, waited on for at most _WAIT_S; ``with`` gives whether it is held.
+    (A class: as a generator's context manager it cost ~1.05 us a pooled allocation,
+    ~0.5 us now; a (256, 1024) call's Python is ~10 us.)"""
+
+    __slots__ = ("locked",)
+
+    def __enter__(self):
+        self.locked = _LOCK.acquire(timeout=_WAIT_S)
+        return self.locked
+
+    def __exit__(self, *exc):
+        if self.locked:
             _LOCK.release()
 
 
