@@ -96,11 +96,15 @@ def test_values_the_lane_takes_leaves_and_refuses(rng, lane):
     assert lane.taken[1:] == [False, True, True, False]
     frozen = np.zeros_like(x)
     frozen.flags.writeable = False
-    for kwargs, error in [(dict(eps=-1.0), "eps"), (dict(eps=float("nan")), "eps"),
+    given = np.full_like(x, 7.0)
+    inputs = [a.copy() for a in (x, w, b)]
+    for kwargs, error in [(dict(eps=-1.0, out=given), "eps"),
+                          (dict(eps=float("nan"), out=given), "eps"),
                           (dict(out=frozen), "out")]:
         with pytest.raises(ValueError, match=error):
             numba_ln.layer_norm(x, w, b, **kwargs)
-    assert not frozen.any() and len(lane.taken) == 5  # (raised before any kernel ran)
+    assert not frozen.any() and (given == 7.0).all() and len(lane.taken) == 5
+    assert all(np.array_equal(a, c) for a, c in zip((x, w, b), inputs))
 
 
 def test_the_fused_forms_given_outputs_give_the_general_steps_bits(rng, lane):
@@ -131,6 +135,7 @@ def test_the_fused_forms_given_outputs_give_the_general_steps_bits(rng, lane):
     want = [tuple(_bits(a) for a in call()) for call in calls] + [_bits(a) for a in arrays]
     for g, w_ in zip(got, want):
         assert all(np.array_equal(p, q) for p, q in zip(g, w_))
-    y = np.empty_like(x0)
+    y, r = np.full_like(x0, 7.0), r0.copy()
     with pytest.raises(ValueError, match="overlap"):
-        numba_ln.add_layer_norm(x0, r0, w, b, out=y, residual_out=y)
+        numba_ln.add_layer_norm(x0, r, w, b, out=y, residual_out=y)
+    assert (y == 7.0).all() and np.array_equal(r, r0)
