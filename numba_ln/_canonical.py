@@ -17,9 +17,10 @@ of the Python number).  Each took the general path: 10-31 us a (1, 768) call aga
 1.5.  A call the gates decline again goes to the general path with its own arguments,
 which raises the same errors as before.
 
-An ndarray larger than the gates' bound (_small_front._SMALL) is not retried: the gates
-decline every call of that size, recast or not, and the retry took ~0.9 us of the
+An ndarray larger than the forward gates' bound (_small_front._SMALL) is not retried:
+they decline every call of that size, recast or not, and the retry took ~0.9 us of the
 general path's ~13 us of Python (a (192, 1024) float32 ``layer_norm(out=)``, 2026-12-08).
+The backward's gate takes calls of any size, so its retry is made at any size.
 """
 import numpy as np
 
@@ -196,8 +197,6 @@ def backward_again(small_backward_call, centered, dy, x, weight, mean, rstd, eps
                    grad_residual, param_grads, axis):
     """small_backward_call's result for the call with its arrays recast and its NumPy
     scalars plain, or None."""
-    if _too_large(x):
-        return None
     plain = _Plain()
     param_grads = plain.flag(param_grads)
     if param_grads is NOT_A_FLAG:

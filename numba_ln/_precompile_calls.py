@@ -4,10 +4,9 @@ their backward on a (B, T, C) batch too), and with --all the other argument form
 kernels are variants of their own."""
 import numpy as np
 
-_SMALL, _LARGE = (2, 768), (512, 1024)  # the small-call/serial kernels; the parallel ones
-# A backward call between its serial bound and the forward's: the small-call gate's check
-# (small_backward_fits), then the parallel kernel the large shape compiles
-_MID = (96, 1024)
+# the small-call/serial kernels; the parallel ones (and, for the backward, the gate's check
+# of a threaded call, small_backward_fits)
+_SMALL, _LARGE = (2, 768), (512, 1024)
 _WIDE = (2, 200_000)  # split rows (--all)
 
 
@@ -24,8 +23,7 @@ def run_task(function, dtype_name):
     import numba_ln
 
     dtype = _dtype(dtype_name)
-    shapes = (_SMALL, _LARGE) + ((_WIDE,) if function == "all_forms" else ()) + (
-        (_MID,) if function.endswith("_backward") else ())
+    shapes = (_SMALL, _LARGE) + ((_WIDE,) if function == "all_forms" else ())
     for shape in shapes:
         x = np.linspace(-1, 1, shape[0] * shape[1]).reshape(shape).astype(dtype)
         w = np.ones(shape[-1], dtype)

@@ -1,9 +1,16 @@
-"""The small-call gate of the backward functions (_small_front.py has the forward's,
-_small_values.py the helpers they share): the commonest backward calls go straight to
-cpu/small_backward.py's kernels, which check the rest and run what the general path
-runs, so the same bits."""
+"""The gate of the backward functions (_small_front.py has the forward's small-call gate,
+_small_values.py the helpers they share): the commonest backward calls, of any size, go
+straight to cpu/small_backward.py's checks and kernels, which run what the general path
+runs, so the same bits.  Up to the serial bound the small kernels run the call in this
+thread; above it small_backward_fits checks it and ``_in_threads`` launches the general
+path's parallel kernel from Python.
 
-from . import _config
+Calls above the forward gates' bound (131072 elements) took the general path until
+2026-12-08, whose Python -- the kind table, the spec's checks, the overlap rule, the
+plan's views -- cost 5-13 us a call more than this gate at (192..512, 1024) on the Zen 4
+(in one process, interleaved: 0.82-0.96 of the time), for the same kernels and bits."""
+
+from . import _buffers, _config
 from ._small_front import _LAST_AXIS, _SMALL, not_last_axis
 from ._small_values import (_EPS_TYPES, _F32, _F64, _HALF_BITS, _NDARRAY, _empty, _half_bits,
                             _number_row, _other_eps, _same_dtype)
@@ -18,21 +25,22 @@ from .cpu.small_backward import (small_backward_any, small_backward_fits,
 def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out, grad_residual,
                         param_grads, axis, rows=None):
     """(dx, dweight, dbias) -- dbias None for RMSNorm, both None without param_grads (a
-    bool) -- for the commonest backward calls (the last axis, -1 or x.ndim - 1, of a small
-    C-contiguous x, dy and grad_residual (or None) of x's dtype, statistics None or of the
-    work dtype), or None for the general path.  16-bit data go as their bits, with a
-    float32 weight (16-bit ones widened, as the general path widens them), and give
-    float32 dweight/dbias.  rows: None, or (cols, normalized) from _small_axes_backward,
-    whose x holds rows of cols elements along its last axes, normalized together, with a
-    weight of the normalized shape: x, dy, dx and the weight then go as they are to the
-    rows kernels, dweight/dbias made in the normalized shape (only without statistics or
-    grad_residual, with param_grads, within the serial bound: the caller checks)."""
+    bool) -- for the commonest backward calls (the last axis, -1 or x.ndim - 1, of a
+    C-contiguous x of any size, dy and grad_residual (or None) of x's dtype, statistics
+    None or of the work dtype), or None for the general path.  16-bit data go as their
+    bits, with a float32 weight (16-bit ones widened, as the general path widens them),
+    and give float32 dweight/dbias.  rows: None, or (cols, normalized) from
+    _small_axes_backward, whose x holds rows of cols elements along its last axes,
+    normalized together, with a weight of the normalized shape: x, dy, dx and the weight
+    then go as they are to the rows kernels, dweight/dbias made in the normalized shape
+    (only without statistics or grad_residual, with param_grads, within the serial bound:
+    the caller checks)."""
     # (the tests inlined, as small_call's, and float32 weights of 16-bit data tested before
     # _half_bits: a function call is ~60 ns of a ~2.7 us call)
     if axis is not _LAST_AXIS and not_last_axis(x, axis):
         return _small_axes_backward.small_axes_backward_call(
             centered, dy, x, weight, mean, rstd, eps, out, grad_residual, param_grads, axis)
-    if type(x) is not _NDARRAY or not 0 < x.size <= _SMALL or not x.flags.c_contiguous:
+    if type(x) is not _NDARRAY or not x.size or not x.flags.c_contiguous:
         return None
     if type(eps) is not float:
         if type(eps) in _EPS_TYPES:
@@ -77,8 +85,8 @@ def small_backward_call(centered, dy, x, weight, mean, rstd, eps, out, grad_resi
                   if isinstance(weight, _NDARRAY) else _number_row(weight, x, work))
         if weight is False:
             return None
-    if out is None:
-        dx = _empty(x.shape, dtype)
+    if out is None:  # (large ones pooled, as the general path's: _buffers)
+        dx = _empty(x.shape, dtype) if x.size <= _SMALL else _buffers.empty(x.shape, dtype)
     elif type(out) is _NDARRAY and out.dtype is dtype and out.flags.c_contiguous:
         dx = out
     else:

@@ -1,3 +1,4 @@
+import gc
 import os
 
 import numpy as np
@@ -24,3 +25,19 @@ def small_ran(monkeypatch):
     from _oracle import record_calls, small_kernel_callers
 
     return record_calls(monkeypatch, small_kernel_callers())
+
+
+@pytest.fixture
+def fresh_pool():
+    """The output-buffer pool (numba_ln/_buffers.py) empty, with its settings restored
+    after the test."""
+    import numba_ln
+
+    old = numba_ln.set_buffer_pool()
+    # (arrays an earlier test left in reference cycles -- dask's graphs -- hold pooled
+    # buffers until the collector runs, which it may do during a test: collect them first)
+    gc.collect()
+    numba_ln.release_buffers()
+    yield
+    numba_ln.set_buffer_pool(*old)
+    numba_ln.release_buffers()

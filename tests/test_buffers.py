@@ -1,6 +1,5 @@
 """The output-buffer pool (numba_ln/_buffers.py): large outputs reuse buffers that no array
 references any more, and never one that an array still sees."""
-import gc
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -20,15 +19,8 @@ def x(rng):
 
 
 @pytest.fixture(autouse=True)
-def fresh_pool():
-    old = numba_ln.set_buffer_pool()
-    # (arrays an earlier test left in reference cycles -- dask's graphs -- hold pooled
-    # buffers until the collector runs, which it may do during a test: collect them first)
-    gc.collect()
-    numba_ln.release_buffers()
+def each_test_an_empty_pool(fresh_pool):
     yield
-    numba_ln.set_buffer_pool(*old)
-    numba_ln.release_buffers()
 
 
 def test_a_dropped_result_is_reused_and_aligned(x):

@@ -95,9 +95,11 @@ def test_what_the_retry_cannot_take_keeps_the_general_paths_errors(rng, small_ra
     assert _same(numba_ln.layer_norm(x, big), numba_ln.layer_norm(x, big, axis=general_axes(1)))
 
 
-def test_arrays_above_the_gates_bound_go_straight_to_the_general_path(rng, monkeypatch):
-    # (the gates decline them for their size, recast or not: the retry is skipped, and the
-    # NumPy scalars still give the general path's results)
+def test_arrays_above_the_gates_bound_go_straight_to_the_general_path(rng, monkeypatch,
+                                                                     small_ran):
+    # (the forward gates decline them for their size, recast or not: the retry is skipped,
+    # and the NumPy scalars still give the general path's results; the backward's gate
+    # takes any size, so its retry is made, and takes the call)
     from numba_ln import _canonical
     retried = []
     recast_all = _canonical._recast_all
@@ -107,12 +109,15 @@ def test_arrays_above_the_gates_bound_go_straight_to_the_general_path(rng, monke
     dy = rng.standard_normal(x.shape).astype(np.float32)
     assert _same(numba_ln.layer_norm(x, return_stats=np.True_),
                  numba_ln.layer_norm(x, return_stats=True))
-    assert _same(numba_ln.layer_norm_backward(dy, x, param_grads=np.False_),
-                 numba_ln.layer_norm_backward(dy, x, param_grads=False))
     fused = x[:96]  # (above the fused gate's bound, half the others')
     assert _same(numba_ln.add_layer_norm(fused, dy[:96], return_stats=np.True_),
                  numba_ln.add_layer_norm(fused, dy[:96], return_stats=True))
     assert retried == []
+    small_ran.clear()
+    assert _same(numba_ln.layer_norm_backward(dy, x, param_grads=np.False_),
+                 numba_ln.layer_norm_backward(dy, x, param_grads=False))
+    assert retried == [1] and small_ran == ["small_backward in threads"] * 2
+    retried.clear()
     small = x[:2]  # (a small call is still retried)
     assert _same(numba_ln.layer_norm(small, return_stats=np.True_),
                  numba_ln.layer_norm(small, return_stats=True))

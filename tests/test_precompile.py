@@ -90,13 +90,12 @@ def test_tasks_and_the_callable_module():
     assert ("layer_norm", "bfloat16") in _precompile.tasks()
     assert len(_precompile.tasks(everything=True)) == len(_precompile.tasks()) + 4
     assert _precompile.tasks()[0][0] == "layer_norm_backward"  # (the longest first)
-    # the backward tasks' mid-sized shape is one the small-call gate checks and then runs
-    # in threads (small_backward_fits): between the backward's serial bound and the
-    # forward's
+    # the large shape is one the backward's gate checks and then runs in threads
+    # (small_backward_fits), the small one one it runs serially
     from numba_ln import _config
-    mid = _precompile_calls._MID[0] * _precompile_calls._MID[1]
-    assert (_config.SERIAL_MAX_ELEMENTS // _config.BACKWARD_COST < mid
-            <= _config.SERIAL_MAX_ELEMENTS)
+    serial_max = _config.SERIAL_MAX_ELEMENTS // _config.BACKWARD_COST
+    assert (_precompile_calls._SMALL[0] * _precompile_calls._SMALL[1] <= serial_max
+            < _precompile_calls._LARGE[0] * _precompile_calls._LARGE[1])
     import numba_ln.precompile as module  # the module is what numba_ln.precompile calls
 
     assert callable(numba_ln.precompile) and callable(module)

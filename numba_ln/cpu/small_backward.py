@@ -14,13 +14,13 @@ having written nothing, when the call is not theirs (anything unusual, and every
 error): the front then takes its general path, which raises the proper error.
 
 The front (_small_backward_front) passes only what it gated already: x a C-contiguous
-float32/float64 ndarray, or the bits of a bfloat16/float16 one (_dtypes.kernel_dtype), of
-at most SERIAL_MAX_ELEMENTS elements (the forward's bound), normalized over its last
-axis; dy, and grad_residual when given, ndarrays of x's dtype; eps a float; weight None
-or an ndarray of x's work dtype (float32 for 16-bit data); mean/rstd None or ndarrays of
-the work dtype; dx an ndarray of x's dtype (allocated by the front when out is not given)
-or IN_PLACE for ``out is dy``; dweight and dbias outputs of the work dtype, or both None
-(``param_grads=False``).
+float32/float64 ndarray, or the bits of a bfloat16/float16 one (_dtypes.kernel_dtype),
+normalized over its last axis (the kernels get calls within the backward's serial bound,
+small_backward_fits any size); dy, and grad_residual when given, ndarrays of x's dtype; eps
+a float; weight None or an ndarray of x's work dtype (float32 for 16-bit data); mean/rstd
+None or ndarrays of the work dtype; dx an ndarray of x's dtype (allocated by the front when
+out is not given) or IN_PLACE for ``out is dy``; dweight and dbias outputs of the work
+dtype, or both None (``param_grads=False``).
 """
 import numpy as np
 from numba.extending import overload
