@@ -1,6 +1,8 @@
 """The lean lane (_lean.py): a cached kind's commonest calls above the small-call bound
 give the general steps' bits, what the lane does not take goes to the general steps, and
 bad values raise the general path's errors with nothing written."""
+import warnings
+
 import numpy as np
 import pytest
 
@@ -139,3 +141,35 @@ def test_the_fused_forms_given_outputs_give_the_general_steps_bits(rng, lane):
     with pytest.raises(ValueError, match="overlap"):
         numba_ln.add_layer_norm(x0, r, w, b, out=y, residual_out=y)
     assert (y == 7.0).all() and np.array_equal(r, r0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_statistics_give_the_general_steps_bits(rng, lane, dtype):
+    # (return_stats: the plain and fused forms, a batch of sequences (keepdims (B, T, 1)),
+    # and a constant row with eps=0, whose rstd is inf, silently, as the general steps
+    # give it)
+    x = (rng.standard_normal((ROWS, COLS)) * 3 + 100).astype(dtype)
+    x[3] = 5.0
+    r = rng.standard_normal((ROWS, COLS)).astype(dtype)
+    w, b = (1 + rng.standard_normal((2, COLS))).astype(dtype)
+    x3 = x.reshape(2, ROWS // 2, COLS)
+    calls = [lambda: numba_ln.layer_norm(x, w, b, return_stats=True),
+             lambda: numba_ln.layer_norm(x, eps=0.0, return_stats=True),
+             lambda: numba_ln.rms_norm(x, w, return_stats=True),
+             lambda: numba_ln.layer_norm(x3, w, b, out=np.empty_like(x3), return_stats=True),
+             lambda: numba_ln.add_layer_norm(x, r, w, b, return_stats=True),
+             lambda: numba_ln.add_rms_norm(x, r, w, residual_out=r.copy(), return_stats=True)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (no overflow or division warnings)
+        got = [call() for call in calls]
+    assert lane.taken == [True] * len(calls)
+    assert np.isinf(got[1][2][3, 0]) and got[1][2].dtype == dtype
+    assert got[3][1].shape == got[3][2].shape == (2, ROWS // 2, 1)
+    lane.off()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        want = [call() for call in calls]
+    for g, w_ in zip(got, want):
+        assert len(g) == len(w_)
+        assert all(p.dtype == q.dtype and p.shape == q.shape
+                   and np.array_equal(_bits(p), _bits(q)) for p, q in zip(g, w_))
