@@ -20,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from . import _spec
+from . import _dtypes, _spec
 from ._layout import flat, make_plan
 
 MAX_PLANS = 512  # kinds kept; a training or decoding loop uses a handful
@@ -41,10 +41,14 @@ class Kind(NamedTuple):
     # broadcast over x's rows; None without a residual or a direct call.
     residual_steps: tuple = None
     # Whether the call can take the lean lane (_lean.py): direct rows, y wanted (not
-    # moments), float32/float64 data, and weight/bias (if any) used as they are (1-D,
-    # contiguous, of the normalized size and the parameters' dtype: prepare_param's own
-    # test, but for writeability, which the lane checks per call).
+    # moments), and weight/bias (if any) used as they are (1-D, contiguous, of the
+    # normalized size and the parameters' dtype: prepare_param's own test, but for
+    # writeability, which the lane checks per call).
     lean: bool = False
+    # The dtype the kernels read x's elements as (16-bit floats: their bits; None for
+    # the others), and the returned statistics' dtype.
+    bits: np.dtype = None
+    stats_dtype: np.dtype = None
 
 
 class _Types:
@@ -152,10 +156,12 @@ def _forward_kind(key):
                        else _direct_steps(r, plan, x_shape) if r[0] == x_dtype else None)
             direct = None if r_steps is None else direct
     lean = (direct is not None and plan.kind == "rows" and variant.want_y
-            and x_dtype.kind == "f" and x_dtype.itemsize >= 4
             and _as_they_are(w, typed.weight, typed.norm_shape)
             and _as_they_are(b, typed.bias, typed.norm_shape))
-    return Kind(typed, plan, direct, r_steps, lean)
+    if not lean:
+        return Kind(typed, plan, direct, r_steps)
+    bits = _dtypes.kernel_dtype(x_dtype) if _dtypes.is_half(x_dtype) else None
+    return Kind(typed, plan, direct, r_steps, lean, bits, _dtypes.stats_dtype(typed.dtype))
 
 
 def _as_they_are(sig, dtype, norm_shape):

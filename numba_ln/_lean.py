@@ -4,26 +4,26 @@ Calls above the small-call bound take the general path (_engine.run), whose Pyth
 the kind's lookup, the value checks and their ``Call`` record, the overlap rule, the
 direct run's views and kernel choice -- took ~10 us a call at (192..256, 1024) float32
 (2026-12-08), a fifth of the call, and more in whole calls than measured alone: it runs
-after a kernel that filled the caches with x and y.  A kind whose arrays all lie where
-the kernels read them, with parameters used as they are and float32/float64 data
-(``Kind.lean``), runs here: the general path's own checks and rules (``_spec.check_eps``,
-``check_writable``, ``check_outputs_apart``, the overlap rule ``_engine._inputs_to_copy``,
-the outputs' views ``_engine._direct_output``), called directly rather than through
-``_with_values``' ``Call`` record and ``_run_direct``'s layers, then the row kernels
-(``_engine.run_rows``).  Errors are raised as the general path raises them, in its
-order.  Statistics (``return_stats``) are formed from the kernels' float64 rows by one
-compiled call (cpu/small.returned_stats: the small calls' rounding, the general path's
-bits), into one array whose rows are the returned mean and rstd, as the small calls
-return them: such calls took the general path until 2026-12-08 (its checks, then five
-NumPy calls and an np.errstate for the statistics), 0.82-0.88 of its time at (192..512,
-1024) on the Zen 4.  A read-only parameter (which ``prepare_param`` copies) or an output
-that overlaps an input other than in a promised way (which the general steps read from a
-copy) returns None, and the general steps take the call: the lane decides nothing they
-would decide otherwise, so the bits are theirs.
+after a kernel that filled the caches with x and y.  A kind whose arrays all lie where the
+kernels read them, with parameters used as they are (``Kind.lean``; 16-bit data as their
+bits, ``Kind.bits``), runs here: the general path's own checks and rules
+(``_spec.check_eps``, ``check_writable``, ``check_outputs_apart``, the overlap rule
+``_engine._inputs_to_copy``, the outputs' views ``_engine._direct_output``), called
+directly rather than through ``_with_values``' ``Call`` record and ``_run_direct``'s
+layers, then the row kernels (``_engine.run_rows``).  Errors are raised as the general
+path raises them, in its order.  Statistics (``return_stats``) are formed from the
+kernels' float64 rows by one compiled call (cpu/small.returned_stats: the small calls'
+rounding, the general path's bits), into one array whose rows are the returned mean and
+rstd, as the small calls return them: such calls took the general path until 2026-12-08
+(its checks, then five NumPy calls and an np.errstate for the statistics), 0.82-0.88 of
+its time at (192..512, 1024) on the Zen 4.  A read-only parameter (which ``prepare_param``
+copies) or an output that overlaps an input other than in a promised way (which the
+general steps read from a copy) returns None, and the general steps take the call: the
+lane decides nothing they would decide otherwise, so the bits are theirs.
 """
 import numpy as np
 
-from . import _dtypes, _engine, _spec, _stand_ins
+from . import _engine, _spec, _stand_ins
 from .cpu.small import returned_stats
 
 
@@ -45,21 +45,21 @@ def run(kind, x, weight, bias, eps, out, residual=None, residual_out=None):
             {"x": x, "residual": residual, "weight": weight, "bias": bias}, out,
             residual_out):
         return None  # (an output over an input it does not replace: read from a copy)
-    plan, steps, dtype = kind.plan, kind.direct, x.dtype
+    plan, steps, dtype, bits = kind.plan, kind.direct, x.dtype, kind.bits
     rows = plan.rows
     if typed.want_stats:  # (every output allocated before anything is written)
         sums = (np.empty(rows), np.empty(rows))
-        stats = np.empty((2 if centered else 1, rows, 1), _dtypes.stats_dtype(dtype))
+        stats = np.empty((2 if centered else 1, rows, 1), kind.stats_dtype)
     else:
         sums = _stand_ins.stats(rows)
     s = s_view = r_view = None
     if residual is not None:  # (s first, as _engine._run_direct makes them)
-        s, s_view = _engine._direct_output(plan, residual_out, residual, dtype, None, steps)
-        r_view = (residual.reshape(-1), *kind.residual_steps)
+        s, s_view = _engine._direct_output(plan, residual_out, residual, dtype, bits, steps)
+        r_view = (_engine._buffer(residual, bits), *kind.residual_steps)
     y, y_view = _engine._direct_output(plan, out, x if residual is None else None, dtype,
-                                       None, steps)
-    _engine.run_rows(y_view, s_view, (x.reshape(-1), *steps), r_view, weight, bias, sums,
-                     rows, plan.cols, eps, centered)
+                                       bits, steps)
+    _engine.run_rows(y_view, s_view, (_engine._buffer(x, bits), *steps), r_view, weight,
+                     bias, sums, rows, plan.cols, eps, centered)
     if not typed.want_stats:
         return y if residual is None else (y, s)
     returned_stats(*sums, stats, eps)

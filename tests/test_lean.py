@@ -3,6 +3,7 @@ give the general steps' bits, what the lane does not take goes to the general st
 bad values raise the general path's errors with nothing written."""
 import warnings
 
+import ml_dtypes
 import numpy as np
 import pytest
 
@@ -173,3 +174,26 @@ def test_statistics_give_the_general_steps_bits(rng, lane, dtype):
         assert len(g) == len(w_)
         assert all(p.dtype == q.dtype and p.shape == q.shape
                    and np.array_equal(_bits(p), _bits(q)) for p, q in zip(g, w_))
+
+
+@pytest.mark.parametrize("dtype", [ml_dtypes.bfloat16, np.float16])
+def test_16_bit_data_give_the_general_steps_bits(rng, lane, dtype):
+    # (read and written as their bits, with float32 parameters as they are; 16-bit
+    # parameters, widened by the general steps, are not a lean kind: the lane never sees
+    # the call)
+    x = (rng.standard_normal((ROWS, COLS)) * 3 + 100).astype(dtype)
+    r = rng.standard_normal((ROWS, COLS)).astype(dtype)
+    w, b = (1 + rng.standard_normal((2, COLS))).astype(np.float32)
+    calls = [lambda: numba_ln.layer_norm(x, w, b, out=np.empty_like(x)),
+             lambda: numba_ln.rms_norm(x, w, return_stats=True),
+             lambda: numba_ln.add_layer_norm(x, r, w, b, residual_out=r.copy()),
+             lambda: numba_ln.layer_norm(x, w.astype(dtype), b.astype(dtype))]
+    got = [call() for call in calls]
+    assert lane.taken == [True, True, True]
+    lane.off()
+    want = [call() for call in calls]
+    for g, w_ in zip(got, want):
+        g, w_ = (g, w_) if isinstance(g, tuple) else ((g,), (w_,))
+        assert all(p.dtype == q.dtype and np.array_equal(_bits(p), _bits(q))
+                   for p, q in zip(g, w_))
+    assert got[0].dtype == dtype and got[1][1].dtype == np.float32
