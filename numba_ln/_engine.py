@@ -55,7 +55,8 @@ def run(variant, x, residual, weight, bias, axis, eps, out, residual_out, return
     kind = _kinds.forward_kind(variant, x, residual, weight, bias, axis, out, residual_out,
                                want_stats)
     if kind is not None and kind.lean:
-        got = _lean.run(kind, x, weight, bias, eps, out, residual, residual_out)
+        got = (_lean.run(kind, x, weight, bias, eps, out, residual, residual_out)
+               if variant.want_y else _lean.moments(kind, x, keepdims))
         if got is not None:
             return got
     if kind is None:

@@ -40,8 +40,8 @@ class Kind(NamedTuple):
     # call: direct itself for a residual laid out as x, a row step of 0 for one row
     # broadcast over x's rows; None without a residual or a direct call.
     residual_steps: tuple = None
-    # Whether the call can take the lean lane (_lean.py): direct rows, y wanted (not
-    # moments), and weight/bias (if any) used as they are (1-D, contiguous, of the
+    # Whether the call can take the lean lane (_lean.py; moments: _lean.moments): direct
+    # rows, and weight/bias (if any) used as they are (1-D, contiguous, of the
     # normalized size and the parameters' dtype: prepare_param's own test, but for
     # writeability, which the lane checks per call).
     lean: bool = False
@@ -155,7 +155,7 @@ def _forward_kind(key):
             r_steps = (direct if r == x_sig
                        else _direct_steps(r, plan, x_shape) if r[0] == x_dtype else None)
             direct = None if r_steps is None else direct
-    lean = (direct is not None and plan.kind == "rows" and variant.want_y
+    lean = (direct is not None and plan.kind == "rows"
             and _as_they_are(w, typed.weight, typed.norm_shape)
             and _as_they_are(b, typed.bias, typed.norm_shape))
     if not lean:

@@ -24,7 +24,8 @@ lane decides nothing they would decide otherwise, so the bits are theirs.
 import numpy as np
 
 from . import _engine, _spec, _stand_ins
-from .cpu.small import returned_stats
+from ._small_front import MAX_DIMS
+from .cpu.small import returned_moments, returned_stats
 
 
 def run(kind, x, weight, bias, eps, out, residual=None, residual_out=None):
@@ -63,5 +64,28 @@ def run(kind, x, weight, bias, eps, out, residual=None, residual_out=None):
     if not typed.want_stats:
         return y if residual is None else (y, s)
     returned_stats(*sums, stats, eps)
-    stats.shape = stats.shape[:1] + plan.stats_shape()
-    return typed.variant.results(y, s, stats[0], stats[1] if centered else None, True)
+    first, *second = _each_as(stats, plan.stats_shape())
+    return typed.variant.results(y, s, first, second[0] if second else None, True)
+
+
+def moments(kind, x, keepdims):
+    """moments' (mean, var) for a call of a lean kind: the row kernels' float64 rows rounded
+    once to the result's dtype by one compiled call, in one array whose rows are returned
+    (NumPy scalars where every axis is reduced without keepdims, as x.mean() gives them)."""
+    plan = kind.plan
+    rows = plan.rows
+    sums = (np.empty(rows), np.empty(rows))
+    both = np.empty((2, rows), kind.stats_dtype)
+    _engine.run_rows(None, None, (_engine._buffer(x, kind.bits), *kind.direct), None, None,
+                     None, sums, rows, plan.cols, 0.0, True)
+    returned_moments(*sums, both)
+    return _each_as(both, plan.stats_shape() if keepdims else plan.reduced_shape)
+
+
+def _each_as(stats, shape):
+    """The rows of stats (one statistic a row) viewed in shape (NumPy scalars for ()): one
+    array reshaped in place, unless it would pass NumPy's 64 dimensions."""
+    if len(shape) < MAX_DIMS:
+        stats.shape = stats.shape[:1] + shape
+        return tuple(stats)
+    return tuple(row.reshape(shape) for row in stats)

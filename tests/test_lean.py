@@ -1,6 +1,7 @@
 """The lean lane (_lean.py): a cached kind's commonest calls above the small-call bound
 give the general steps' bits, what the lane does not take goes to the general steps, and
 bad values raise the general path's errors with nothing written."""
+import types
 import warnings
 
 import ml_dtypes
@@ -19,19 +20,24 @@ def _bits(a):
 
 @pytest.fixture
 def lane(monkeypatch):
-    """Records what the lane returned for each call it saw; lane.off() sends every call to
-    the general steps."""
+    """Records whether the lane (_lean.run, _lean.moments) took each call it saw;
+    lane.off() sends every call to the general steps."""
     taken = []
-    run = _lean.run
 
-    def spy(*args):
-        got = run(*args)
-        taken.append(got is not None)
-        return got
+    def spy_on(lane_function):
+        def spy(*args):
+            got = lane_function(*args)
+            taken.append(got is not None)
+            return got
+        return spy
 
-    monkeypatch.setattr(_lean, "run", spy)
-    spy.taken = taken
-    spy.off = lambda: monkeypatch.setattr(_lean, "run", lambda *args: None)
+    def off():
+        for name in ("run", "moments"):
+            monkeypatch.setattr(_lean, name, lambda *args: None)
+
+    spy = types.SimpleNamespace(taken=taken, off=off)
+    for name in ("run", "moments"):
+        monkeypatch.setattr(_lean, name, spy_on(getattr(_lean, name)))
     return spy
 
 
@@ -197,3 +203,22 @@ def test_16_bit_data_give_the_general_steps_bits(rng, lane, dtype):
         assert all(p.dtype == q.dtype and np.array_equal(_bits(p), _bits(q))
                    for p, q in zip(g, w_))
     assert got[0].dtype == dtype and got[1][1].dtype == np.float32
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, ml_dtypes.bfloat16])
+def test_moments_give_the_general_steps_results(rng, lane, dtype):
+    # (kernels' rows rounded once: the general steps' casts; the reduced shape, keepdims,
+    # and NumPy scalars for a 1-D x)
+    x = (rng.standard_normal((ROWS, COLS)) * 3 + 100).astype(dtype)
+    x3, x1 = x.reshape(2, ROWS // 2, COLS), x.reshape(-1)
+    calls = [lambda: numba_ln.moments(x), lambda: numba_ln.moments(x3, keepdims=True),
+             lambda: numba_ln.moments(x1), lambda: numba_ln.moments(x1, keepdims=True)]
+    got = [call() for call in calls]
+    assert lane.taken == [True] * len(calls)
+    lane.off()
+    want = [call() for call in calls]
+    for g, w_ in zip(got, want):
+        assert all(type(p) is type(q) and p.dtype == q.dtype and p.shape == q.shape
+                   and np.array_equal(_bits(p), _bits(q)) for p, q in zip(g, w_))
+    assert got[1][0].shape == (2, ROWS // 2, 1) and got[2][0].shape == ()
+    assert type(got[2][0]) is not np.ndarray  # (a NumPy scalar, as x.mean() gives)

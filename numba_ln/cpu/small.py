@@ -74,6 +74,15 @@ def returned_stats(mean, second, stats, eps):
     finish_stats((mean, second), stats, eps)
 
 
+@kernel()
+def returned_moments(mean, second, moments):
+    """The lean lane's moments (mean, var) rows from the kernels' float64 rows, rounded
+    once to moments' dtype, as the general path's casts round them (silently)."""
+    for i in range(mean.shape[0]):
+        moments[0, i] = mean[i]
+        moments[1, i] = second[i]
+
+
 @kernel(inline="always")
 def stats_fit(stats, rows, centered):
     """Whether the statistics outputs hold the form's statistics, one value per row."""
