@@ -1,14 +1,20 @@
-"""Per-call time of mid-sized float32 calls against torch, forward and backward.
+"""Per-call time of mid-sized calls against torch, forward and backward, in the forms users
+write.
 
     python benchmarks/mid_sizes.py [--threads 2] [--rounds 9]
 
 Between the serial bounds and ~1M elements threads start and the Python front is still a
-visible share of a call.  Per shape: layer_norm allocating and with out= against torch's
-F.layer_norm, layer_norm_backward allocating and with out= against torch's
-native_layer_norm_backward, each the median over rounds of the per-round ratio (the
-contenders interleaved in every round; < 1: numba_ln is faster).
+visible share of a call.  Per shape (float32 unless named), against torch in the same
+process: layer_norm allocating, with out=, with return_stats, and on bfloat16 data
+against F.layer_norm (bfloat16 against torch's bfloat16), moments too (as the bench's
+--latency table has it: torch.var_mean took 20-30x F.layer_norm's time here);
+layer_norm_backward allocating, with out= and with the forward's mean and rstd given
+against native_layer_norm_backward.  Each cell is the median over rounds of
+the per-round ratio (the contenders interleaved in every round; < 1: numba_ln is
+faster).
 """
 import argparse
+import time
 import timeit
 
 import numba
@@ -20,20 +26,40 @@ SHAPES = [(64, 1024), (192, 1024), (256, 768), (400, 1024), (1100, 300)]
 
 
 def contenders(torch, x, dy, out):
+    """{name: call}: torch's (named "torch ...") and ours, each ours named by the table's
+    column."""
+    import ml_dtypes
+
     cols = x.shape[1]
     g, b = np.ones(cols, np.float32), np.zeros(cols, np.float32)
     xt, dyt, gt, bt = map(torch.from_numpy, (x, dy, g, b))
     mean = xt.mean(1, keepdim=True)
     rstd = 1 / torch.sqrt(xt.var(1, unbiased=False, keepdim=True) + 1e-5)
+    _, our_mean, our_rstd = numba_ln.layer_norm(x, g, b, return_stats=True)
+    x16 = x.astype(ml_dtypes.bfloat16)
+    x16t, g16t, b16t = xt.to(torch.bfloat16), gt.to(torch.bfloat16), bt.to(torch.bfloat16)
     return {
         "torch forward": lambda: torch.nn.functional.layer_norm(xt, (cols,), gt, bt),
+        "torch bfloat16": lambda: torch.nn.functional.layer_norm(x16t, (cols,), g16t, b16t),
         "torch backward": lambda: torch.ops.aten.native_layer_norm_backward(
             dyt, xt, [cols], mean, rstd, gt, bt, [True, True, True]),
         "forward alloc": lambda: numba_ln.layer_norm(x, g, b),
         "forward out=": lambda: numba_ln.layer_norm(x, g, b, out=out),
+        "forward return_stats": lambda: numba_ln.layer_norm(x, g, b, return_stats=True),
+        "bfloat16 alloc": lambda: numba_ln.layer_norm(x16, g, b),
+        "moments": lambda: numba_ln.moments(x),
         "backward alloc": lambda: numba_ln.layer_norm_backward(dy, x, g),
         "backward out=": lambda: numba_ln.layer_norm_backward(dy, x, g, out=out),
+        "backward stats given": lambda: numba_ln.layer_norm_backward(
+            dy, x, g, mean=our_mean, rstd=our_rstd),
     }
+
+
+# (our contender, torch's): the table's columns
+COLUMNS = [("forward alloc", "torch forward"), ("forward out=", "torch forward"),
+           ("forward return_stats", "torch forward"), ("bfloat16 alloc", "torch bfloat16"),
+           ("moments", "torch forward"), ("backward alloc", "torch backward"),
+           ("backward out=", "torch backward"), ("backward stats given", "torch backward")]
 
 
 def main():
@@ -53,9 +79,9 @@ def main():
     rng = np.random.default_rng(0)
     print(f"float32, {args.threads} threads, x torch (medians of {args.rounds} per-round "
           "ratios)")
-    print("| shape | forward alloc | forward out= | backward alloc | backward out= | torch "
-          "forward / backward us |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| shape | " + " | ".join(ours for ours, _ in COLUMNS)
+          + " | torch forward / backward us |")
+    print("|---|" + "---:|" * (len(COLUMNS) + 1))
     for rows, cols in SHAPES:
         x = rng.standard_normal((rows, cols)).astype(np.float32)
         dy = rng.standard_normal((rows, cols)).astype(np.float32)
@@ -67,13 +93,13 @@ def main():
         for _ in range(args.rounds):
             for name, call in calls.items():
                 times[name].append(min(timeit.repeat(call, number=number, repeat=2)) / number)
+                if name.startswith("torch"):
+                    # (torch's threads spin on after its calls: the contender timed next
+                    # ran up to 1.3x slower; the bench idles as long, numba_ln/bench/timing)
+                    time.sleep(0.015)
         times = {name: np.array(t) for name, t in times.items()}
-
-        def ratio(name):
-            peer = times["torch " + name.split()[0]]
-            return np.median(times[name] / peer)
-        cells = " | ".join(f"{ratio(name):.2f}" for name in
-                           ("forward alloc", "forward out=", "backward alloc", "backward out="))
+        cells = " | ".join(f"{np.median(times[ours] / times[peer]):.2f}"
+                           for ours, peer in COLUMNS)
         print(f"| ({rows}, {cols}) | {cells} | {np.median(times['torch forward']) * 1e6:.1f} / "
               f"{np.median(times['torch backward']) * 1e6:.1f} |")
 
