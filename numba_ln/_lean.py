@@ -15,7 +15,7 @@ path raises them, in its order.  Statistics (``return_stats``) are formed from t
 kernels' float64 rows by one compiled call (cpu/small.returned_stats: the small calls'
 rounding, the general path's bits), into one array whose rows are the returned mean and
 rstd, as the small calls return them: such calls took the general path until 2026-12-08
-(its checks, then five NumPy calls and an np.errstate for the statistics), 0.82-0.88 of
+(its checks, then five NumPy calls and an np.errstate for the statistics), 0.82-0.92 of
 its time at (192..512, 1024) on the Zen 4.  A read-only parameter (which ``prepare_param``
 copies) or an output that overlaps an input other than in a promised way (which the
 general steps read from a copy) returns None, and the general steps take the call: the

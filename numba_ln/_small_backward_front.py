@@ -8,7 +8,7 @@ path's parallel kernel from Python.
 Calls above the forward gates' bound (131072 elements) took the general path until
 2026-12-08, whose Python -- the kind table, the spec's checks, the overlap rule, the
 plan's views -- cost 5-13 us a call more than this gate at (192..512, 1024) on the Zen 4
-(in one process, interleaved: 0.82-0.96 of the time), for the same kernels and bits."""
+(in one process, interleaved: 0.78-0.96 of the time), for the same kernels and bits."""
 
 from . import _buffers, _config
 from ._small_front import _LAST_AXIS, _SMALL, not_last_axis
