@@ -165,11 +165,18 @@ def _forward_kind(key):
 
 
 def _as_they_are(sig, dtype, norm_shape):
-    """Whether parameters of this signature (None: absent) are used as they are
-    (prepare_param returns them when writeable: 1-D, contiguous, of the normalized shape
-    and the parameters' dtype)."""
-    return sig is None or (sig[0] == dtype and sig[1] == norm_shape and len(sig[1]) == 1
-                           and sig[2] == (sig[0].itemsize,))
+    """Whether parameters of this signature (None: absent) are used as they are, or as
+    their one row (prepare_param returns them, or their flat view, when writeable:
+    C-contiguous, of the normalized shape and the parameters' dtype)."""
+    if sig is None:
+        return True
+    if sig[0] != dtype or sig[1] != norm_shape:
+        return False
+    strides, step = [], sig[0].itemsize  # (C order's strides of the normalized shape)
+    for n in reversed(norm_shape):
+        strides.insert(0, step)
+        step *= n
+    return sig[2] == tuple(strides)
 
 
 def _direct_steps(sig, plan, x_shape=None):

@@ -42,6 +42,10 @@ def run(kind, x, weight, bias, eps, out, residual=None, residual_out=None):
     if (weight is not None and not weight.flags.writeable) or (
             bias is not None and not bias.flags.writeable):
         return None  # (prepare_param copies read-only parameters)
+    if weight is not None and weight.ndim != 1:  # (of several axes: read as their row)
+        weight = weight.reshape(-1)
+    if bias is not None and bias.ndim != 1:
+        bias = bias.reshape(-1)
     if (out is not None or residual_out is not None) and _engine._inputs_to_copy(
             {"x": x, "residual": residual, "weight": weight, "bias": bias}, out,
             residual_out):

@@ -18,6 +18,18 @@ def _bits(a):
     return np.ascontiguousarray(a).view(np.uint8)
 
 
+def _same(got, want):
+    """Whether each call's results (an array or a tuple of them) have the same types,
+    dtypes, shapes and bits."""
+    for g, w in zip(got, want, strict=True):
+        g, w = (g, w) if isinstance(g, tuple) else ((g,), (w,))
+        if len(g) != len(w) or not all(
+                type(p) is type(q) and p.dtype == q.dtype and p.shape == q.shape
+                and np.array_equal(_bits(p), _bits(q)) for p, q in zip(g, w)):
+            return False
+    return True
+
+
 @pytest.fixture
 def lane(monkeypatch):
     """Records whether the lane (_lean.run, _lean.moments) took each call it saw;
@@ -176,10 +188,7 @@ def test_statistics_give_the_general_steps_bits(rng, lane, dtype):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         want = [call() for call in calls]
-    for g, w_ in zip(got, want):
-        assert len(g) == len(w_)
-        assert all(p.dtype == q.dtype and p.shape == q.shape
-                   and np.array_equal(_bits(p), _bits(q)) for p, q in zip(g, w_))
+    assert _same(got, want)
 
 
 @pytest.mark.parametrize("dtype", [ml_dtypes.bfloat16, np.float16])
@@ -198,10 +207,7 @@ def test_16_bit_data_give_the_general_steps_bits(rng, lane, dtype):
     assert lane.taken == [True, True, True]
     lane.off()
     want = [call() for call in calls]
-    for g, w_ in zip(got, want):
-        g, w_ = (g, w_) if isinstance(g, tuple) else ((g,), (w_,))
-        assert all(p.dtype == q.dtype and np.array_equal(_bits(p), _bits(q))
-                   for p, q in zip(g, w_))
+    assert _same(got, want)
     assert got[0].dtype == dtype and got[1][1].dtype == np.float32
 
 
@@ -217,8 +223,32 @@ def test_moments_give_the_general_steps_results(rng, lane, dtype):
     assert lane.taken == [True] * len(calls)
     lane.off()
     want = [call() for call in calls]
-    for g, w_ in zip(got, want):
-        assert all(type(p) is type(q) and p.dtype == q.dtype and p.shape == q.shape
-                   and np.array_equal(_bits(p), _bits(q)) for p, q in zip(g, w_))
+    assert _same(got, want)
     assert got[1][0].shape == (2, ROWS // 2, 1) and got[2][0].shape == ()
     assert type(got[2][0]) is not np.ndarray  # (a NumPy scalar, as x.mean() gives)
+
+
+def test_parameters_of_several_axes_are_read_as_their_row(rng, lane):
+    # (a torch-style LayerNorm((16, 64)): x normalized over its last two axes, parameters
+    # of that shape; C-contiguous ones go as their flat view, as prepare_param makes it,
+    # others -- Fortran order here -- take the general steps)
+    x = (rng.standard_normal((ROWS, 16, COLS // 16)) * 3 + 100).astype(np.float32)
+    w, b = (1 + rng.standard_normal((2, 16, COLS // 16))).astype(np.float32)
+    wf = np.asfortranarray(w)
+    module = numba_ln.LayerNorm((16, COLS // 16))
+    module.weight[...], module.bias[...] = w, b
+    axes = (-2, -1)
+    calls = [lambda: numba_ln.layer_norm(x, w, b, axis=axes),
+             lambda: numba_ln.layer_norm(x, w, b, axis=axes, out=np.empty_like(x),
+                                         return_stats=True),
+             lambda: numba_ln.rms_norm(x, w, axis=axes),
+             lambda: numba_ln.add_layer_norm(x, x[::-1].copy(), w, b, axis=axes),
+             lambda: module(x),
+             lambda: numba_ln.layer_norm(x, wf, b, axis=axes)]
+    got = [call() for call in calls]
+    assert lane.taken == [True] * 5  # (the Fortran-ordered weight: not a lean kind)
+    lane.off()
+    want = [call() for call in calls]
+    assert _same(got, want)
+    assert np.array_equal(_bits(got[0]), _bits(got[4])) and np.array_equal(
+        _bits(got[0]), _bits(got[5]))
