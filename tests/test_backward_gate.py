@@ -127,3 +127,16 @@ def test_an_out_over_x_shifted_is_read_from_a_copy(rng, small_ran):
     small_ran.clear()
     got = numba_ln.layer_norm_backward(dy, x, out=buf[1:])
     assert small_ran == [] and got[0].base is buf and same(got, want)
+
+
+def test_several_axes_reach_the_gate_as_rows(rng, small_ran):
+    """Above the serial bound, _small_axes_backward hands a call over axes that are rows
+    in memory (a torch-style LayerNorm((16, 64))'s backward) to the gate as row views:
+    the general path's bits, dweight and dbias in the normalized shape."""
+    x, dy = _data(rng, (SHAPE[0], 16, SHAPE[1] // 16))
+    w = (1.0 + rng.standard_normal((16, SHAPE[1] // 16))).astype(np.float32)
+    gated = numba_ln.layer_norm_backward(dy, x, w, axis=(-2, -1))
+    assert small_ran == ["small_backward in threads"]
+    general = numba_ln.layer_norm_backward(dy, x, w, axis=general_axes(1, 2))
+    assert small_ran == ["small_backward in threads"] and same(gated, general)
+    assert gated[1].shape == gated[2].shape == w.shape
