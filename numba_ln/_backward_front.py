@@ -143,7 +143,8 @@ def backward(centered, fname, dy, x, weight, mean, rstd, axis, eps, grad_residua
             with _rstd.narrowing((weight,), checked.weight):  # (silently, as the forward)
                 weight = prepare_param(weight, "weight", plan.norm_shape, checked.weight)
     dtype = checked.dtype
-    if not (type(eps) is float and 0.0 <= eps < math.inf):  # (NaN fails the compares)
+    if not (type(eps) is float and 0.0 <= eps < math.inf):  # (check_eps' own fast test,
+        # made here so that RMSNorm's work dtype is looked up only for another eps)
         eps = _spec.check_eps(eps, work=None if centered else _dtypes.work_dtype(dtype))
     if out is not None:
         _spec.check_writable(NUMPY, out, "out")

@@ -13,8 +13,6 @@ output overlaps, the IN_PLACE marker for outputs over their own input, kernel se
 (serial / parallel rows / split rows / channels, by _threading.runs_serial) and the
 statistics' keepdims shapes.
 """
-import math
-
 import numba
 import numpy as np
 
@@ -99,8 +97,7 @@ def run(variant, x, residual, weight, bias, axis, eps, out, residual_out, return
 def _with_values(typed, x, residual, weight, bias, eps, out, residual_out):
     """The Call of a cached kind (_kinds) for this call's arrays: the checks of _spec.build
     that depend on more than dtypes and shapes, in its order."""
-    if not (type(eps) is float and 0.0 <= eps < math.inf):  # (NaN fails the compares)
-        eps = _spec.check_eps(eps, work=None if typed.variant.centered else typed.work)
+    eps = _spec.check_eps(eps, work=None if typed.variant.centered else typed.work)
     if out is not None:
         _spec.check_writable(NUMPY, out, "out")
     if residual_out is not None:

@@ -41,9 +41,9 @@ class Kind(NamedTuple):
     # broadcast over x's rows; None without a residual or a direct call.
     residual_steps: tuple = None
     # Whether the call can take the lean lane (_lean.py; moments: _lean.moments): direct
-    # rows, and weight/bias (if any) used as they are (1-D, contiguous, of the
-    # normalized size and the parameters' dtype: prepare_param's own test, but for
-    # writeability, which the lane checks per call).
+    # rows, and weight/bias (if any) used as they are or as their flat view
+    # (C-contiguous, of the normalized shape and the parameters' dtype: prepare_param's
+    # own test, but for writeability, which the lane checks per call).
     lean: bool = False
     # The dtype the kernels read x's elements as (16-bit floats: their bits; None for
     # the others), and the returned statistics' dtype.
@@ -168,15 +168,8 @@ def _as_they_are(sig, dtype, norm_shape):
     """Whether parameters of this signature (None: absent) are used as they are, or as
     their one row (prepare_param returns them, or their flat view, when writeable:
     C-contiguous, of the normalized shape and the parameters' dtype)."""
-    if sig is None:
-        return True
-    if sig[0] != dtype or sig[1] != norm_shape:
-        return False
-    strides, step = [], sig[0].itemsize  # (C order's strides of the normalized shape)
-    for n in reversed(norm_shape):
-        strides.insert(0, step)
-        step *= n
-    return sig[2] == tuple(strides)
+    return sig is None or (sig[0] == dtype and sig[1] == norm_shape
+                           and _shadow(sig).flags.c_contiguous)
 
 
 def _direct_steps(sig, plan, x_shape=None):
